@@ -1,0 +1,240 @@
+"""The one way anything reaches a browser: publish inside a transaction, fan out after commit.
+
+`publish()` writes a `LiveEvent` row (global order: `seq`) and schedules the fan-out with
+`transaction.on_commit`, so a rolled-back change sends nothing. The event is encoded to JSON
+once, at publish time; subscribers only filter and write those bytes. `Subscription` holds the
+per-client rules (replay from a seq, gap repair, resync) for both the WebSocket consumer and
+the SSE stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any, Literal, NotRequired, TypedDict
+
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Max, Min
+
+from missioncontrol.models import LiveEvent
+from missioncontrol.roles import RANK, Role
+
+logger = logging.getLogger(__name__)
+
+# Topics a page can subscribe to. Each is one Channels group; see group_for().
+TOPICS = ("activity", "board", "fleet")
+Topic = Literal["activity", "board", "fleet"]
+
+
+class Op(TypedDict):
+    """One DOM change the client applies; every op is idempotent (a replayed event is harmless)."""
+
+    op: Literal["upsert", "remove", "text", "attr"]
+    id: str
+    html: NotRequired[str]
+    parent: NotRequired[str]
+    before: NotRequired[str | None]
+    first: NotRequired[bool]
+    limit: NotRequired[int]
+    text: NotRequired[str]
+    name: NotRequired[str]
+    value: NotRequired[str]
+
+
+class EventMessage(TypedDict):
+    """What a browser receives for one event."""
+
+    type: Literal["event"]
+    seq: int
+    prev: int | None
+    topic: str
+    event: str
+    payload: dict[str, Any]
+
+
+class LayerMessage(TypedDict):
+    """What travels through the channel layer: the already-encoded text plus routing facts."""
+
+    type: Literal["live.event"]
+    seq: int
+    prev: int | None
+    topic: str
+    min_role: str
+    gateway_id: int | None
+    text: str
+
+
+def group_for(topic: str) -> str:
+    """The Channels group that carries a topic."""
+    return f"live.{topic}"
+
+
+def current_seq() -> int:
+    """The newest seq in the log (0 when empty)."""
+    return LiveEvent.objects.aggregate(m=Max("seq"))["m"] or 0
+
+
+def encode(event: LiveEvent) -> str:
+    message: EventMessage = {
+        "type": "event",
+        "seq": event.seq,
+        "prev": event.prev_seq,
+        "topic": event.topic,
+        "event": event.type,
+        "payload": event.payload,
+    }
+    return json.dumps(message, separators=(",", ":"))
+
+
+def publish(
+    event_type: str,
+    topic: Topic,
+    payload: dict[str, Any],
+    *,
+    min_role: Role = "viewer",
+    gateway_id: int | None = None,
+) -> LiveEvent:
+    """Append an event to the log; after commit, send it to the topic's subscribers."""
+    if topic not in TOPICS:
+        raise ValueError(f"unknown live topic {topic!r}")
+    if not connection.in_atomic_block:
+        raise RuntimeError("live.publish() must run inside the action's transaction")
+    if connection.vendor == "postgresql":
+        # Serialise publishers so seq order is commit order, as SQLite's single writer gives.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(7243001)")
+    prev = (
+        LiveEvent.objects.filter(topic=topic).order_by("-seq").values_list("seq", flat=True).first()
+    )
+    event = LiveEvent.objects.create(
+        type=event_type,
+        topic=topic,
+        prev_seq=prev,
+        payload=payload,
+        min_role=min_role,
+        gateway_id=gateway_id,
+    )
+    message: LayerMessage = {
+        "type": "live.event",
+        "seq": event.seq,
+        "prev": prev,
+        "topic": topic,
+        "min_role": min_role,
+        "gateway_id": gateway_id,
+        "text": encode(event),
+    }
+    transaction.on_commit(lambda: _fan_out(message))
+    return event
+
+
+_sent: list[LayerMessage] | None = None
+
+
+def _fan_out(message: LayerMessage) -> None:
+    if _sent is not None:
+        _sent.append(message)
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group_for(message["topic"]), message)
+    except Exception:
+        # Delivery is best effort: the row is committed and clients repair gaps from the log.
+        logger.exception("live: fan-out of seq %s failed", message["seq"])
+
+
+class Resync(Exception):
+    """The client cannot be caught up event by event; it must reload its panels."""
+
+
+def _visible(role: Role, min_role: str) -> bool:
+    return RANK[role] >= RANK.get(min_role, RANK["admin"])
+
+
+def _events_between(
+    topics: Iterable[str], after: int, upto: int | None, limit: int
+) -> list[LiveEvent]:
+    qs = LiveEvent.objects.filter(topic__in=list(topics), seq__gt=after).order_by("seq")
+    if upto is not None:
+        qs = qs.filter(seq__lte=upto)
+    return list(qs[: limit + 1])
+
+
+class Subscription:
+    """One client's view of the log: what it has seen and what it may see."""
+
+    def __init__(self, topics: list[str], role: Role) -> None:
+        self.topics = [t for t in topics if t in TOPICS]
+        self.role = role
+        self.last_seq = 0
+        self.topic_last: dict[str, int] = {}
+        self.limit = settings.MC_LIVE_REPLAY_LIMIT
+
+    def _catch_up(self, since: int | None) -> tuple[int, list[str]]:
+        head = current_seq()
+        if since is None:
+            return head, []
+        if since > head:
+            raise Resync("client is ahead of the log (database replaced?)")
+        oldest = LiveEvent.objects.aggregate(m=Min("seq"))["m"]
+        if since < head and (oldest is None or since < oldest - 1):
+            raise Resync("the events after the client's seq were pruned")
+        events = _events_between(self.topics, since, head, self.limit)
+        if len(events) > self.limit:
+            raise Resync("too many events missed")
+        return head, [encode(e) for e in events if _visible(self.role, e.min_role)]
+
+    async def start(self, since: int | None) -> list[str]:
+        """Texts to send first (the events missed since `since`); raises Resync."""
+        head, texts = await database_sync_to_async(self._catch_up)(since)
+        self.last_seq = head
+        self.topic_last = dict.fromkeys(self.topics, head)
+        return texts
+
+    def _repair(self, topic: str, after: int, upto: int) -> list[str]:
+        events = _events_between([topic], after, upto, self.limit)
+        if len(events) > self.limit:
+            raise Resync("too many events lost")
+        return [encode(e) for e in events if _visible(self.role, e.min_role)]
+
+    async def accept(self, message: LayerMessage) -> list[str]:
+        """Texts to send for one layer message (with any lost ones first); raises Resync."""
+        seq, topic = message["seq"], message["topic"]
+        if seq <= self.last_seq or topic not in self.topic_last:
+            return []  # already replayed, or not ours
+        texts: list[str] = []
+        prev = message["prev"]
+        if prev is not None and prev > self.topic_last[topic]:
+            # The layer dropped events for us (a full queue): fetch them from the log.
+            texts = await database_sync_to_async(self._repair)(
+                topic, self.topic_last[topic], seq - 1
+            )
+        self.topic_last[topic] = seq
+        self.last_seq = seq
+        if _visible(self.role, message["min_role"]):
+            texts.append(message["text"])
+        return texts
+
+    def resync_text(self) -> str:
+        return json.dumps({"type": "resync", "topics": self.topics, "seq": self.last_seq})
+
+    def ready_text(self) -> str:
+        return json.dumps({"type": "ready", "seq": self.last_seq, "topics": self.topics})
+
+
+class capture_broadcasts:
+    """Test helper: collect every message fanned out inside the `with` block."""
+
+    def __enter__(self) -> list[LayerMessage]:
+        global _sent
+        _sent = []
+        return _sent
+
+    def __exit__(self, *exc: object) -> None:
+        global _sent
+        _sent = None

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class AuditEvent(models.Model):
+    """Who did what to which object, and when: one row for every mutation."""
+
+    class ActorType(models.TextChoices):
+        USER = "user", "User"
+        AGENT = "agent", "Agent"
+        GATEWAY = "gateway", "Gateway"
+        SYSTEM = "system", "System"
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    actor_type = models.CharField(max_length=16, choices=ActorType.choices)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The actor's name at the time (users get renamed, agents and gateways deleted).
+    actor_label = models.CharField(max_length=150)
+    verb = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            # History of one object ("task 12's history"), newest first.
+            models.Index(fields=["object_type", "object_id", "-id"], name="audit_object_idx"),
+            # Retention prunes by age.
+            models.Index(fields=["created_at"], name="audit_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor_label} {self.verb} {self.object_type}:{self.object_id}"
+
+
+class LiveEvent(models.Model):
+    """The event log: every change that reaches a browser, in global order (`seq`)."""
+
+    class MinRole(models.TextChoices):
+        VIEWER = "viewer", "Viewer"
+        OPERATOR = "operator", "Operator"
+        ADMIN = "admin", "Admin"
+
+    # SQLite AUTOINCREMENT never reuses a pruned id, and IMMEDIATE transactions commit in
+    # seq order, so seq is the order clients see. (On PostgreSQL live.publish serialises
+    # publishers with an advisory lock for the same guarantee.)
+    seq = models.BigAutoField(primary_key=True)
+    type = models.CharField(max_length=64)
+    topic = models.CharField(max_length=64)
+    # seq of the previous event on the same topic: a receiver that did not see it lost one.
+    prev_seq = models.BigIntegerField(null=True, blank=True)
+    gateway_id = models.BigIntegerField(null=True, blank=True)
+    min_role = models.CharField(max_length=16, choices=MinRole.choices, default=MinRole.VIEWER)
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["seq"]
+        indexes = [
+            # Replay for a returning client: events of its topics after its last seq;
+            # and prev_seq lookup of the newest event on a topic.
+            models.Index(fields=["topic", "seq"], name="live_topic_seq_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.type} → {self.topic}"

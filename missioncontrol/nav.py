@@ -1,0 +1,31 @@
+"""The shell's navigation: apps add their sections in AppConfig.ready()."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from missioncontrol.roles import Role
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    url_name: str
+    role: Role = "viewer"
+    order: int = 100
+    # Which URL prefix marks the item as the current section.
+    prefix: str = ""
+
+
+_items: dict[str, NavItem] = {}
+
+
+def register(item: NavItem) -> None:
+    _items[item.url_name] = item
+
+
+def items() -> list[NavItem]:
+    return sorted(_items.values(), key=lambda i: (i.order, i.label))
+
+
+register(NavItem("Overview", "home", order=0))

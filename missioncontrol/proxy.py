@@ -1,0 +1,61 @@
+"""Forwarded headers, believed only from MC_TRUSTED_PROXIES, applied at the ASGI layer."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from django.conf import settings
+
+Scope = dict[str, Any]
+
+
+def _trusted(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in settings.MC_TRUSTED_PROXIES)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def apply_forwarded(scope: Scope) -> Scope:
+    """A copy of the scope with client/scheme from X-Forwarded-* if the peer is a trusted proxy."""
+    client = scope.get("client")
+    if not client or not settings.MC_TRUSTED_PROXIES or not _trusted(client[0]):
+        return scope
+    scope = dict(scope)
+    forwarded_for = _header(scope, b"x-forwarded-for")
+    if forwarded_for:
+        # Walk from the right: the first address that is not one of our proxies is the client.
+        hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+        for hop in reversed(hops):
+            if not _trusted(hop):
+                scope["client"] = (hop, 0)
+                break
+    proto = (_header(scope, b"x-forwarded-proto") or "").lower()
+    if proto in {"http", "https"}:
+        secure = proto == "https"
+        if scope["type"] == "websocket":
+            scope["scheme"] = "wss" if secure else "ws"
+        else:
+            scope["scheme"] = proto
+    return scope
+
+
+class TrustedProxyMiddleware:
+    """ASGI middleware around the whole application."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> Any:
+        if scope["type"] in {"http", "websocket"}:
+            scope = apply_forwarded(scope)
+        return await self.app(scope, receive, send)

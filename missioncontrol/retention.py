@@ -1,0 +1,67 @@
+"""Pruning the event log and audit trail by age (never by row count alone)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+from missioncontrol.models import AuditEvent, LiveEvent
+from missioncontrol.supervisor import register_loop
+
+logger = logging.getLogger(__name__)
+
+# Small batches keep each write transaction short, so heartbeats never wait long for the lock.
+BATCH = 2000
+
+
+def cutoffs(now: datetime | None = None) -> dict[type[models.Model], datetime]:
+    now = now or timezone.now()
+    return {
+        LiveEvent: now - timedelta(hours=settings.MC_EVENT_RETENTION_HOURS),
+        AuditEvent: now - timedelta(days=settings.MC_AUDIT_RETENTION_DAYS),
+    }
+
+
+def expired_counts(now: datetime | None = None) -> dict[str, int]:
+    """How many rows of each table are past their retention."""
+    return {
+        model._meta.label: model._default_manager.filter(created_at__lt=cutoff).count()
+        for model, cutoff in cutoffs(now).items()
+    }
+
+
+def prune(now: datetime | None = None) -> dict[str, int]:
+    """Delete rows past retention in short batches; returns rows deleted per table."""
+    deleted: dict[str, int] = {}
+    for model, cutoff in cutoffs(now).items():
+        total = 0
+        while True:
+            with transaction.atomic():
+                ids = list(
+                    model._default_manager.filter(created_at__lt=cutoff)
+                    .order_by()
+                    .values_list("pk", flat=True)[:BATCH]
+                )
+                if not ids:
+                    break
+                total += model._default_manager.filter(pk__in=ids).delete()[0]
+        deleted[model._meta.label] = total
+    return deleted
+
+
+async def retention_loop() -> None:
+    while True:
+        deleted = await database_sync_to_async(prune)()
+        if any(deleted.values()):
+            logger.info("retention: pruned %s", deleted)
+        await asyncio.sleep(settings.MC_RETENTION_INTERVAL_S)
+
+
+def register() -> None:
+    register_loop("retention", retention_loop, restart="always")

@@ -1,0 +1,107 @@
+"""Roles: viewer < operator < admin, carried by Django groups and their permissions.
+
+Views use `@role_required("operator")`; templates use `{% if request.user|has_role:"operator" %}`.
+Superusers are admins. A signed-in user in no role group is an outsider: refused everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, Literal
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+
+Role = Literal["viewer", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
+RANK: dict[str, int] = {role: rank for rank, role in enumerate(ROLES, start=1)}
+
+# Apps whose models the roles see and act on.
+PRODUCT_APPS = ("missioncontrol", "tasks", "agents", "gateways", "billing", "webhooks")
+# What an operator may change on top of viewing (app label, model): actions on the fleet's work.
+OPERATOR_MODELS = {
+    ("tasks", "task"): ("add", "change"),
+    ("tasks", "comment"): ("add", "change"),
+    ("agents", "agent"): ("change",),
+    ("agents", "agentsession"): ("change",),
+    ("gateways", "cronjob"): ("change",),
+}
+
+
+def role_of(user: Any) -> Role | None:
+    """The user's highest role, or None (anonymous, inactive or in no role group)."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return None
+    if hasattr(user, "_mc_role"):
+        cached: Role | None = user._mc_role
+        return cached
+    role: Role | None
+    if user.is_superuser:
+        role = "admin"
+    else:
+        names = set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+        role = next((r for r in reversed(ROLES) if r in names), None)
+    user._mc_role = role
+    return role
+
+
+def has_role(user: Any, role: Role) -> bool:
+    """True if the user holds `role` or a higher one."""
+    actual = role_of(user)
+    return actual is not None and RANK[actual] >= RANK[role]
+
+
+def role_required(role: Role) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """View decorator: sign-in required (redirect), then the role (403)."""
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def wrapped(request: Any, *args: Any, **kwargs: Any) -> Any:
+            if not has_role(request.user, role):
+                raise PermissionDenied(f"This needs the {role} role.")
+            return view(request, *args, **kwargs)
+
+        return login_required(wrapped)
+
+    return decorator
+
+
+def set_role(user: Any, role: Role | None) -> None:
+    """Put the user in exactly one role group (or none)."""
+    from django.contrib.auth.models import Group
+
+    user.groups.remove(*Group.objects.filter(name__in=ROLES))
+    if role is not None:
+        group, _ = Group.objects.get_or_create(name=role)
+        user.groups.add(group)
+    if hasattr(user, "_mc_role"):
+        del user._mc_role
+
+
+def _role_permissions() -> dict[str, list[Any]]:
+    from django.contrib.auth.models import Permission
+
+    perms = list(
+        Permission.objects.select_related("content_type").filter(
+            content_type__app_label__in=PRODUCT_APPS
+        )
+    )
+    viewer = [p for p in perms if p.codename.startswith("view_")]
+    operator = viewer + [
+        p
+        for p in perms
+        if (p.content_type.app_label, p.content_type.model) in OPERATOR_MODELS
+        and p.codename.split("_", 1)[0]
+        in OPERATOR_MODELS[(p.content_type.app_label, p.content_type.model)]
+    ]
+    return {"viewer": viewer, "operator": operator, "admin": list(Permission.objects.all())}
+
+
+def sync_role_permissions(**kwargs: Any) -> None:
+    """Create the role groups if missing and give each exactly its permissions (idempotent)."""
+    from django.contrib.auth.models import Group
+
+    for name, perms in _role_permissions().items():
+        group, _ = Group.objects.get_or_create(name=name)
+        group.permissions.set(perms)

@@ -1,0 +1,244 @@
+"""Mission Control settings: zero-config on SQLite, everything else from the environment.
+
+Every variable is listed in README.md. A bad value stops start-up with a message naming it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
+
+from missioncontrol.config import (
+    env_bool,
+    env_int,
+    env_list,
+    env_networks,
+    env_origins,
+    env_str,
+    persistent_secret,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# An optional .env beside manage.py; real environment variables win.
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DATA_DIR = Path(env_str("MC_DATA_DIR", str(BASE_DIR / "data"))).expanduser().resolve()
+try:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+except OSError as exc:
+    raise ImproperlyConfigured(f"MC_DATA_DIR={DATA_DIR} cannot be created: {exc}") from None
+
+SECRET_KEY = env_str("MC_SECRET_KEY") or persistent_secret(DATA_DIR / "secret_key")
+DEBUG = env_bool("MC_DEBUG", False)
+
+MC_HOST = env_str("MC_HOST", "127.0.0.1")
+MC_PORT = env_int("MC_PORT", 3200, low=1, high=65535)
+ALLOWED_HOSTS = env_list("MC_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_origins("MC_CSRF_TRUSTED_ORIGINS")
+# Forwarded headers (X-Forwarded-For/-Proto) are believed only from these peers; see
+# missioncontrol/proxy.py, which applies them at the ASGI layer for HTTP and WebSocket alike.
+MC_TRUSTED_PROXIES = env_networks("MC_TRUSTED_PROXIES")
+
+INSTALLED_APPS = [
+    "daphne",
+    "missioncontrol.apps.MissionControlAdminConfig",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_htmx",
+    "csp",
+    "guardian",
+    "axes",
+    "missioncontrol",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a lockout signalled by the backend into its response.
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "missioncontrol.urls"
+ASGI_APPLICATION = "missioncontrol.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "csp.context_processors.nonce",
+                "missioncontrol.context_processors.shell",
+            ],
+            "builtins": ["missioncontrol.templatetags.mc"],
+        },
+    }
+]
+
+# --- Database -------------------------------------------------------------------------------
+_default_db = f"sqlite:///{DATA_DIR / 'mission-control.sqlite3'}"
+_db_url = env_str("DATABASE_URL", _default_db) or _default_db
+_scheme = _db_url.split(":", 1)[0].lower()
+if _scheme not in {"sqlite", "postgres", "postgresql", "pgsql", "psql"}:
+    raise ImproperlyConfigured(
+        f"DATABASE_URL must be sqlite:///path or postgres://user:pass@host/db; got scheme {_scheme!r}."
+    )
+try:
+    _db = environ.Env.db_url_config(_db_url)
+except Exception as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL ({exc}).") from None
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    _db["OPTIONS"] = {
+        # IMMEDIATE: a writer takes the lock at BEGIN, so two writers queue instead of one
+        # failing with "database is locked" when it upgrades a read lock mid-transaction.
+        "transaction_mode": "IMMEDIATE",
+        # Seconds a writer waits for the lock before giving up.
+        "timeout": 20,
+        # WAL lets readers run beside the one writer; NORMAL is durable across app crashes.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000",
+    }
+_db.setdefault("CONN_MAX_AGE", 0)
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Channels -------------------------------------------------------------------------------
+_layer_url = env_str("CHANNEL_LAYER_URL", "memory://") or "memory://"
+if _layer_url.startswith("memory://"):
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
+    }
+elif _layer_url.startswith(("redis://", "rediss://", "unix://")):
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [_layer_url], "capacity": 1000},
+        }
+    }
+else:
+    raise ImproperlyConfigured(
+        f"CHANNEL_LAYER_URL must be memory:// or redis://host:port/db; got {_layer_url!r}."
+    )
+
+# --- Auth -----------------------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    # First, as django-axes requires: it refuses locked-out credentials before any check.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+MC_ADMIN_USERNAME = env_str("MC_ADMIN_USERNAME")
+MC_ADMIN_PASSWORD = env_str("MC_ADMIN_PASSWORD")
+
+# django-axes: lock a username+address pair after repeated failures; attempts live in the
+# database, so a lockout survives a restart.
+AXES_FAILURE_LIMIT = env_int("MC_LOGIN_FAILURE_LIMIT", 5, low=1, high=1000)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("MC_LOGIN_LOCKOUT_MINUTES", 15, low=1, high=10080))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_RESET_ON_SUCCESS = True
+# The client address is REMOTE_ADDR, which proxy.py has already corrected for trusted proxies:
+# never read forwarded headers here, where any client could forge them.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+AXES_VERBOSE = False
+
+GUARDIAN_RAISE_403 = True
+ANONYMOUS_USER_NAME = None
+
+# --- Security headers ----------------------------------------------------------------------
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Behind TLS (MC_TLS=1, or a trusted proxy saying https) cookies are secure and HSTS is sent.
+MC_TLS = env_bool("MC_TLS", False)
+SESSION_COOKIE_SECURE = MC_TLS
+CSRF_COOKIE_SECURE = MC_TLS
+SECURE_HSTS_SECONDS = 31536000 if MC_TLS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = False
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = 60 * 60 * 24 * 14
+
+# --- Static files ---------------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("MC_TIME_ZONE", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+# --- Retention (pruned by the supervisor's retention loop) -----------------------------------
+MC_EVENT_RETENTION_HOURS = env_int("MC_EVENT_RETENTION_HOURS", 72, low=1, high=24 * 365)
+MC_AUDIT_RETENTION_DAYS = env_int("MC_AUDIT_RETENTION_DAYS", 365, low=1, high=36500)
+MC_RETENTION_INTERVAL_S = env_int("MC_RETENTION_INTERVAL_S", 3600, low=1, high=86400)
+
+# --- Real time ------------------------------------------------------------------------------
+# A returning client is replayed at most this many events; beyond that it reloads its panels.
+MC_LIVE_REPLAY_LIMIT = env_int("MC_LIVE_REPLAY_LIMIT", 1000, low=10, high=100000)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "INFO"},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        "daphne": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
+        # A bad Host header is answered 400; a scanner's noise needs no traceback in the log.
+        "django.security.DisallowedHost": {"level": "CRITICAL"},
+    },
+}

@@ -1,0 +1,265 @@
+// The page's live connection: WebSocket (SSE fallback), pause when hidden, exact catch-up.
+//
+// Protocol (see missioncontrol/live.py): the server sends {type:"event", seq, prev, topic,
+// event, payload}, {type:"ready", seq}, or {type:"resync", topics, seq}. Every event carries
+// DOM ops that are idempotent, so a replayed duplicate does no harm; we still skip seq we saw.
+
+const meta = document.querySelector('meta[name="mc-live"]');
+const statusEl = document.getElementById("live-status");
+
+const LABELS = { connecting: "Connecting", live: "Live", paused: "Paused", reconnecting: "Reconnecting", offline: "Offline" };
+
+const state = {
+  seq: meta ? Number(meta.content) || 0 : 0,
+  socket: null,
+  source: null,
+  mode: "ws",
+  attempts: 0,
+  wsOpenedOnce: false,
+  wsFailures: 0,
+  paused: false,
+  pauseTimer: null,
+  retryTimer: null,
+  resyncing: null, // events buffered while panels reload
+};
+const graceMs = meta ? Number(meta.dataset.graceMs || 10000) : 10000;
+
+function setStatus(name) {
+  if (!statusEl) return;
+  statusEl.dataset.state = name;
+  const label = statusEl.querySelector(".live-label");
+  if (label) label.textContent = LABELS[name] || name;
+  document.documentElement.dataset.live = name;
+}
+
+function topics() {
+  const names = new Set();
+  document.querySelectorAll("[data-live-topic]").forEach((el) => {
+    el.dataset.liveTopic.split(",").forEach((t) => t && names.add(t.trim()));
+  });
+  return [...names];
+}
+
+function fragment(html) {
+  const template = document.createElement("template");
+  template.innerHTML = html.trim();
+  return template.content.firstElementChild;
+}
+
+function activate(el) {
+  if (window.htmx && el) window.htmx.process(el);
+}
+
+// --- DOM ops -------------------------------------------------------------------------------
+const OPS = {
+  upsert(op) {
+    const existing = document.getElementById(op.id);
+    const el = op.html ? fragment(op.html) : existing;
+    if (!el) return;
+    if (op.parent) {
+      const parent = document.getElementById(op.parent);
+      if (!parent) {
+        if (existing) existing.remove();
+        return;
+      }
+      const before = op.first ? parent.firstElementChild : op.before ? document.getElementById(op.before) : null;
+      if (existing && existing !== el) existing.remove();
+      if (before && before !== el && before.parentElement === parent) parent.insertBefore(el, before);
+      else if (!before || before.parentElement !== parent) parent.appendChild(el);
+      if (op.limit) while (parent.children.length > op.limit) parent.lastElementChild.remove();
+    } else if (existing && existing !== el) {
+      existing.replaceWith(el);
+    } else {
+      return;
+    }
+    if (el !== existing) {
+      el.classList.add("live-new");
+      activate(el);
+    }
+  },
+  remove(op) {
+    const el = document.getElementById(op.id);
+    if (el) el.remove();
+  },
+  text(op) {
+    const el = document.getElementById(op.id);
+    if (el) el.textContent = op.text;
+  },
+  attr(op) {
+    const el = document.getElementById(op.id);
+    if (!el) return;
+    if (op.value === null || op.value === undefined) el.removeAttribute(op.name);
+    else el.setAttribute(op.name, op.value);
+  },
+};
+
+function applyEvent(msg) {
+  if (msg.seq <= state.seq) return;
+  state.seq = msg.seq;
+  const ops = (msg.payload && msg.payload.ops) || [];
+  for (const op of ops) {
+    try {
+      (OPS[op.op] || (() => {}))(op);
+    } catch (err) {
+      console.error("live: op failed", op, err);
+    }
+  }
+  document.dispatchEvent(new CustomEvent("mc:live", { detail: msg }));
+}
+
+// --- Resync: reload the live panels in place (no full page reload) ----------------------------
+async function resync(msg) {
+  if (state.resyncing) return;
+  state.resyncing = [];
+  try {
+    const response = await fetch(window.location.href, { headers: { "X-MC-Resync": "1" }, credentials: "same-origin" });
+    if (!response.ok) throw new Error(`resync fetch ${response.status}`);
+    const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+    document.querySelectorAll("[data-live-topic][id]").forEach((panel) => {
+      const fresh = doc.getElementById(panel.id);
+      if (fresh) {
+        panel.replaceWith(fresh);
+        activate(fresh);
+      }
+    });
+    const freshMeta = doc.querySelector('meta[name="mc-live"]');
+    const freshSeq = freshMeta ? Number(freshMeta.content) || 0 : msg.seq;
+    state.seq = freshSeq;
+    const buffered = state.resyncing;
+    state.resyncing = null;
+    buffered.filter((m) => m.seq > freshSeq).forEach(applyEvent);
+    document.dispatchEvent(new CustomEvent("mc:resync", { detail: { seq: freshSeq } }));
+  } catch (err) {
+    console.error("live: resync failed, reloading the page", err);
+    window.location.reload();
+  }
+}
+
+function handle(msg) {
+  if (msg.type === "event") {
+    if (state.resyncing) state.resyncing.push(msg);
+    else applyEvent(msg);
+  } else if (msg.type === "resync") {
+    resync(msg);
+  } else if (msg.type === "ready") {
+    state.attempts = 0;
+    setStatus("live");
+  }
+}
+
+// --- Transport --------------------------------------------------------------------------------
+function url(path) {
+  const params = new URLSearchParams({ topics: topics().join(","), since: String(state.seq) });
+  return `${path}?${params}`;
+}
+
+function connect() {
+  clearTimeout(state.retryTimer);
+  if (state.paused || !topics().length) {
+    if (!topics().length) setStatus("live");
+    return;
+  }
+  if (!navigator.onLine) {
+    setStatus("offline");
+    return;
+  }
+  if (state.mode === "sse") return connectSse();
+  const proto = window.location.protocol === "https:" ? "wss:" : "ws:";
+  const socket = new WebSocket(`${proto}//${window.location.host}${url("/ws/live/")}`);
+  state.socket = socket;
+  socket.onopen = () => {
+    state.wsOpenedOnce = true;
+    state.wsFailures = 0;
+  };
+  socket.onmessage = (e) => {
+    try {
+      handle(JSON.parse(e.data));
+    } catch (err) {
+      console.error("live: bad message", err);
+    }
+  };
+  socket.onclose = (e) => {
+    if (state.socket !== socket) return;
+    state.socket = null;
+    if (state.paused) return;
+    if (!state.wsOpenedOnce) state.wsFailures += 1;
+    if (state.wsFailures >= 3) state.mode = "sse"; // WebSocket blocked somewhere: use SSE
+    if (e.code === 4401 || e.code === 4403) {
+      window.location.reload(); // signed out or role removed: let the server decide the page
+      return;
+    }
+    retry();
+  };
+}
+
+function connectSse() {
+  const source = new EventSource(url("/events/stream"));
+  state.source = source;
+  source.onmessage = (e) => {
+    try {
+      handle(JSON.parse(e.data));
+    } catch (err) {
+      console.error("live: bad message", err);
+    }
+  };
+  source.onerror = () => {
+    if (state.source !== source) return;
+    source.close();
+    state.source = null;
+    if (!state.paused) retry();
+  };
+}
+
+function retry() {
+  setStatus(navigator.onLine ? "reconnecting" : "offline");
+  state.attempts += 1;
+  // Exponential back-off with jitter, capped: many tabs do not reconnect in step.
+  const base = Math.min(15000, 500 * 2 ** Math.min(state.attempts - 1, 5));
+  const delay = base / 2 + Math.random() * (base / 2);
+  state.retryTimer = setTimeout(connect, delay);
+}
+
+function disconnect() {
+  const { socket, source } = state;
+  state.socket = null;
+  state.source = null;
+  if (socket) socket.close(1000, "paused");
+  if (source) source.close();
+}
+
+// --- Hidden tab: stop after a grace period; catch up exactly on return -------------------------
+function onVisibility() {
+  if (document.hidden) {
+    clearTimeout(state.pauseTimer);
+    state.pauseTimer = setTimeout(() => {
+      state.paused = true;
+      clearTimeout(state.retryTimer);
+      disconnect();
+      setStatus("paused");
+    }, graceMs);
+  } else {
+    clearTimeout(state.pauseTimer);
+    if (state.paused) {
+      state.paused = false;
+      state.attempts = 0;
+      setStatus("reconnecting");
+      connect();
+    }
+  }
+}
+
+document.addEventListener("visibilitychange", onVisibility);
+window.addEventListener("online", () => {
+  if (!state.socket && !state.source && !state.paused) connect();
+});
+window.addEventListener("offline", () => setStatus("offline"));
+
+// Let page modules tell the connection about new topics (e.g. a panel loaded by htmx).
+document.addEventListener("mc:topics-changed", () => {
+  disconnect();
+  connect();
+});
+
+window.mcLive = { state, applyEvent, resync, setStatus };
+connect();
+if (document.hidden) onVisibility();

@@ -1,0 +1,193 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client
+
+from tests.live import PASSWORD, ServerProcess
+from tests.missioncontrol.factories import UserFactory
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+def _persona(role: str | None, username: str) -> Any:
+    return UserFactory(username=username, role=role)
+
+
+@pytest.fixture
+def alice_viewer(db: None) -> Any:
+    return _persona("viewer", "alice")
+
+
+@pytest.fixture
+def bob_operator(db: None) -> Any:
+    return _persona("operator", "bob")
+
+
+@pytest.fixture
+def carol_admin(db: None) -> Any:
+    return _persona("admin", "carol")
+
+
+@pytest.fixture
+def oscar_outsider(db: None) -> Any:
+    return _persona(None, "oscar")
+
+
+def _client_for(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def viewer(alice_viewer: Any) -> Client:
+    return _client_for(alice_viewer)
+
+
+@pytest.fixture
+def operator(bob_operator: Any) -> Client:
+    return _client_for(bob_operator)
+
+
+@pytest.fixture
+def admin(carol_admin: Any) -> Client:
+    return _client_for(carol_admin)
+
+
+@pytest.fixture
+def outsider(oscar_outsider: Any) -> Client:
+    return _client_for(oscar_outsider)
+
+
+@pytest.fixture
+def broadcasts() -> Iterator[list[Any]]:
+    """Every live message fanned out during the test (payloads to assert on)."""
+    from missioncontrol.live import capture_broadcasts
+
+    with capture_broadcasts() as sent:
+        yield sent
+
+
+# --- Real servers and a real browser ---------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def static_built() -> None:
+    """Hashed, compressed static files, as `serve` uses them (pages need the manifest)."""
+    call_command("collectstatic", "--noinput", verbosity=0)
+
+
+@pytest.fixture(scope="session")
+def test_db_path(django_db_setup: None, django_db_blocker: Any) -> str:
+    with django_db_blocker.unblock():
+        return str(connection.settings_dict["NAME"])
+
+
+@pytest.fixture(scope="session")
+def server(test_db_path: str, static_built: None) -> Iterator[ServerProcess]:
+    """One real `serve` (daphne + loops) for the session, on the test database file."""
+    proc = ServerProcess(test_db_path).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def live(server: ServerProcess, transactional_db: None) -> ServerProcess:
+    """The shared real server, with data the test commits visible to it."""
+    return server
+
+
+@pytest.fixture
+def chromium(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Real Chromium (Debian's package) through Playwright, started per test.
+
+    Playwright's sync API keeps an asyncio loop marked running in this thread while it is
+    open; per-test start/stop keeps that from leaking into async and ORM tests that follow.
+    """
+    from playwright.sync_api import sync_playwright
+
+    # The ORM calls a browser test makes between steps are plain synchronous calls.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    executable = os.environ.get("MC_CHROMIUM") or "/usr/bin/chromium"
+    with sync_playwright() as p:
+        kwargs: dict[str, Any] = {"args": CHROMIUM_ARGS, "headless": True}
+        if os.path.exists(executable):
+            kwargs["executable_path"] = executable
+        browser = p.chromium.launch(**kwargs)
+        yield browser
+        browser.close()
+
+
+CSP_RECORDER = """
+window.__csp = [];
+document.addEventListener('securitypolicyviolation', (e) => {
+  window.__csp.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`);
+});
+"""
+
+
+class BrowserSession:
+    """A browser context with CSP-violation and console-error recording."""
+
+    def __init__(self, browser: Any, base_url: str) -> None:
+        self.context = browser.new_context(
+            base_url=base_url, viewport={"width": 1440, "height": 900}
+        )
+        self.context.add_init_script(CSP_RECORDER)
+        self.console: list[str] = []
+        self.page = self.context.new_page()
+        self.page.on("console", self._on_console)
+        self.page.set_default_timeout(8000)
+
+    def _on_console(self, msg: Any) -> None:
+        if msg.type in {"error", "warning"}:
+            self.console.append(msg.text)
+
+    def csp_violations(self) -> list[str]:
+        found = list(self.page.evaluate("window.__csp || []"))
+        found += [m for m in self.console if "Content Security Policy" in m]
+        return found
+
+    def login(self, username: str, password: str = PASSWORD) -> None:
+        self.page.goto("/login/")
+        self.page.fill("input[name=username]", username)
+        self.page.fill("input[name=password]", password)
+        self.page.click("button[type=submit]")
+        self.page.wait_for_url("**/")
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def browser_factory(chromium: Any, live: ServerProcess) -> Iterator[Any]:
+    sessions: list[BrowserSession] = []
+
+    def make() -> BrowserSession:
+        session = BrowserSession(chromium, live.url)
+        sessions.append(session)
+        return session
+
+    yield make
+    for session in sessions:
+        session.close()
+
+
+@pytest.fixture
+def browser(browser_factory: Any) -> BrowserSession:
+    return browser_factory()

@@ -1,0 +1,15 @@
+"""Test overlay on the real settings: a file-backed SQLite test database (WAL works there, and
+live servers in other processes can share it) and a fast password hasher."""
+
+from __future__ import annotations
+
+import os
+
+from missioncontrol.settings import *  # noqa: F403
+from missioncontrol.settings import DATA_DIR, DATABASES
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{worker}.sqlite3")}
