@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest
 from django.urls import reverse
 
@@ -30,6 +31,7 @@ def shell(request: HttpRequest) -> dict[str, Any]:
         "mc_nav": entries,
         "mc_theme": _theme(request),
         "mc_live_seq": seq if seq is not None else live_seq_for(request),
+        "mc_live_grace_ms": settings.MC_LIVE_GRACE_MS,
     }
 
 

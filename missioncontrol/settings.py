@@ -227,6 +227,8 @@ MC_RETENTION_INTERVAL_S = env_int("MC_RETENTION_INTERVAL_S", 3600, low=1, high=8
 # --- Real time ------------------------------------------------------------------------------
 # A returning client is replayed at most this many events; beyond that it reloads its panels.
 MC_LIVE_REPLAY_LIMIT = env_int("MC_LIVE_REPLAY_LIMIT", 1000, low=10, high=100000)
+# How long a hidden tab keeps its connection before it pauses (milliseconds).
+MC_LIVE_GRACE_MS = env_int("MC_LIVE_GRACE_MS", 10000, low=0, high=3600000)
 
 LOGGING = {
     "version": 1,

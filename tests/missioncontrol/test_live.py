@@ -1,0 +1,261 @@
+"""The real-time spine: publish after commit, WebSocket and SSE replay, gap repair, resync."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.db import transaction
+from django.test import Client
+
+from missioncontrol import live
+from missioncontrol.asgi import application
+from missioncontrol.models import LiveEvent
+from tests.missioncontrol.factories import UserFactory
+
+
+def publish(n: int = 1, topic: str = "fleet", min_role: str = "viewer") -> list[int]:
+    seqs = []
+    for i in range(n):
+        with transaction.atomic():
+            ev = live.publish(f"test.{i}", topic, {"i": i}, min_role=min_role)  # type: ignore[arg-type]
+        seqs.append(ev.seq)
+    return seqs
+
+
+class TestPublish:
+    def test_rolled_back_transaction_sends_nothing(self, transactional_db, broadcasts):
+        with pytest.raises(ZeroDivisionError), transaction.atomic():
+            live.publish("x", "activity", {})
+            1 / 0  # noqa: B018
+        assert broadcasts == []
+        assert LiveEvent.objects.count() == 0
+
+    def test_committed_transaction_sends_once_with_its_seq(self, transactional_db, broadcasts):
+        with transaction.atomic():
+            event = live.publish("thing.happened", "board", {"ops": []})
+            assert broadcasts == []  # not before commit
+        assert len(broadcasts) == 1
+        sent = broadcasts[0]
+        assert sent["seq"] == event.seq
+        assert sent["topic"] == "board"
+        assert json.loads(sent["text"]) == {
+            "type": "event",
+            "seq": event.seq,
+            "prev": None,
+            "topic": "board",
+            "event": "thing.happened",
+            "payload": {"ops": []},
+        }
+
+    def test_prev_links_events_of_a_topic(self, transactional_db):
+        a, _other, b = publish(1, "board")[0], publish(1, "activity")[0], publish(1, "board")[0]
+        assert LiveEvent.objects.get(seq=b).prev_seq == a
+
+    def test_outside_a_transaction_is_refused(self, transactional_db):
+        with pytest.raises(RuntimeError):
+            live.publish("x", "activity", {})
+
+    def test_unknown_topic_is_refused(self, transactional_db):
+        with pytest.raises(ValueError), transaction.atomic():
+            live.publish("x", "nope", {})  # type: ignore[arg-type]
+
+
+# --- WebSocket consumer against the real ASGI application --------------------------------------
+
+
+def session_headers(user) -> list[tuple[bytes, bytes]]:
+    client = Client()
+    client.force_login(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    return [
+        (b"host", b"localhost"),
+        (b"origin", b"http://localhost"),
+        (b"cookie", cookie.encode()),
+    ]
+
+
+async def connect(user, query: str = "topics=fleet", headers=None):
+    hdrs = headers if headers is not None else await sync_to_async(session_headers)(user)
+    communicator = WebsocketCommunicator(application, f"/ws/live/?{query}", headers=hdrs)
+    connected, code = await communicator.connect()
+    return communicator, connected, code
+
+
+async def receive_all(communicator, until_type: str = "ready", timeout: float = 2) -> list[dict]:
+    out = []
+    while True:
+        message = json.loads(await communicator.receive_from(timeout=timeout))
+        out.append(message)
+        if message["type"] == until_type:
+            return out
+
+
+@pytest.fixture
+def viewer_user(transactional_db):
+    return UserFactory(username="vic", role="viewer")
+
+
+class TestLiveConsumer:
+    async def test_anonymous_is_refused(self, transactional_db):
+        communicator = WebsocketCommunicator(
+            application, "/ws/live/?topics=activity", headers=[(b"host", b"localhost"), (b"origin", b"http://localhost")]
+        )
+        connected, code = await communicator.connect()
+        assert not connected
+        assert code == 4401
+
+    async def test_user_without_role_is_refused(self, transactional_db):
+        outsider = await sync_to_async(UserFactory)(username="out", role=None)
+        _, connected, code = await connect(outsider)
+        assert not connected
+        assert code == 4401
+
+    async def test_foreign_origin_is_refused(self, viewer_user):
+        headers = await sync_to_async(session_headers)(viewer_user)
+        headers = [(k, b"http://evil.example" if k == b"origin" else v) for k, v in headers]
+        _, connected, _ = await connect(viewer_user, headers=headers)
+        assert not connected
+
+    async def test_receives_events_of_its_topics_only(self, viewer_user):
+        communicator, connected, _ = await connect(viewer_user, "topics=fleet")
+        assert connected
+        assert (await receive_all(communicator))[-1]["type"] == "ready"
+        await sync_to_async(publish)(1, "board")
+        [seq] = await sync_to_async(publish)(1, "fleet")
+        message = json.loads(await communicator.receive_from(timeout=2))
+        assert message["seq"] == seq
+        assert message["topic"] == "fleet"
+        assert await communicator.receive_nothing(timeout=0.1)
+        await communicator.disconnect()
+
+    async def test_events_above_the_role_are_not_sent(self, viewer_user):
+        communicator, _, _ = await connect(viewer_user)
+        await receive_all(communicator)
+        await sync_to_async(publish)(1, "fleet", "admin")
+        [seq] = await sync_to_async(publish)(1, "fleet")
+        message = json.loads(await communicator.receive_from(timeout=2))
+        assert message["seq"] == seq
+        await communicator.disconnect()
+
+    async def test_replays_missed_events_in_order(self, viewer_user):
+        before = await sync_to_async(publish)(1)
+        missed = await sync_to_async(publish)(5)
+        await sync_to_async(publish)(2, "board")
+        communicator, _, _ = await connect(viewer_user, f"topics=fleet&since={before[0]}")
+        messages = await receive_all(communicator)
+        assert [m["seq"] for m in messages if m["type"] == "event"] == missed
+        assert messages[-1] == {"type": "ready", "seq": messages[-1]["seq"], "topics": ["fleet"]}
+        assert messages[-1]["seq"] >= missed[-1]
+        await communicator.disconnect()
+
+    async def test_gap_older_than_the_log_means_resync(self, viewer_user):
+        seqs = await sync_to_async(publish)(5)
+        await LiveEvent.objects.filter(seq__lte=seqs[2]).adelete()  # pruned
+        communicator, _, _ = await connect(viewer_user, f"topics=fleet&since={seqs[0]}")
+        messages = await receive_all(communicator)
+        assert messages[0]["type"] == "resync"
+        assert messages[0]["topics"] == ["fleet"]
+        assert not [m for m in messages if m["type"] == "event"]
+        await communicator.disconnect()
+
+    async def test_too_many_missed_events_means_resync(self, viewer_user, settings):
+        settings.MC_LIVE_REPLAY_LIMIT = 10
+        start = (await sync_to_async(publish)(1))[0]
+        await sync_to_async(publish)(11)
+        communicator, _, _ = await connect(viewer_user, f"topics=fleet&since={start}")
+        assert (await receive_all(communicator))[0]["type"] == "resync"
+        await communicator.disconnect()
+
+    async def test_events_dropped_by_the_layer_are_repaired_from_the_log(self, viewer_user):
+        communicator, _, _ = await connect(viewer_user)
+        await receive_all(communicator)
+        # Write two events whose fan-out never happens (as if the layer dropped them) ...
+        lost = []
+        for i in range(2):
+            event = await LiveEvent.objects.acreate(
+                type="lost", topic="fleet", payload={"i": i}, prev_seq=lost[-1] if lost else None
+            )
+            lost.append(event.seq)
+        # ... then a normal one: its prev points at a lost one, so the consumer fetches them.
+        [seq] = await sync_to_async(publish)(1)
+        seqs = [json.loads(await communicator.receive_from(timeout=2))["seq"] for _ in range(3)]
+        assert seqs == [*lost, seq]
+        await communicator.disconnect()
+
+    async def test_ping_pong(self, viewer_user):
+        communicator, _, _ = await connect(viewer_user)
+        await receive_all(communicator)
+        await communicator.send_to(text_data='{"type":"ping"}')
+        assert json.loads(await communicator.receive_from()) == {"type": "pong"}
+        await communicator.disconnect()
+
+
+class TestSlowClient:
+    async def test_a_stuck_client_does_not_delay_others(self, viewer_user):
+        """A subscriber that never reads does not block delivery to one that does."""
+        layer = get_channel_layer()
+        stuck = await layer.new_channel()
+        await layer.group_add(live.group_for("fleet"), stuck)
+        communicator, _, _ = await connect(viewer_user)
+        await receive_all(communicator)
+        seqs = await sync_to_async(publish)(30)
+        got = [json.loads(await communicator.receive_from(timeout=2))["seq"] for _ in seqs]
+        assert got == seqs
+        await layer.group_discard(live.group_for("fleet"), stuck)
+        await communicator.disconnect()
+
+
+# --- SSE -----------------------------------------------------------------------------------
+
+
+def read_sse(response, count: int) -> list[dict]:
+    """Parse `count` data frames from an async streaming response."""
+
+    async def collect():
+        frames = []
+        buffer = ""
+        iterator = response.streaming_content.__aiter__()
+        while len(frames) < count:
+            chunk = await asyncio.wait_for(iterator.__anext__(), 3)
+            buffer += chunk.decode() if isinstance(chunk, bytes) else chunk
+            while "\n\n" in buffer:
+                block, buffer = buffer.split("\n\n", 1)
+                data = [line[6:] for line in block.splitlines() if line.startswith("data: ")]
+                ids = [line[4:] for line in block.splitlines() if line.startswith("id: ")]
+                if data:
+                    frame = json.loads(data[0])
+                    frame["_id"] = ids[0] if ids else None
+                    frames.append(frame)
+        await iterator.aclose()
+        return frames
+
+    return asyncio.run(collect())
+
+
+class TestEventStream:
+    def test_resumes_from_last_event_id(self, transactional_db):
+        user = UserFactory(username="sse", role="viewer")
+        first = publish(1)
+        missed = publish(3)
+        client = Client()
+        client.force_login(user)
+        response = client.get("/events/stream?topics=fleet", HTTP_LAST_EVENT_ID=str(first[0]))
+        assert response.status_code == 200
+        assert response["Content-Type"] == "text/event-stream"
+        frames = read_sse(response, 4)
+        assert [f["seq"] for f in frames[:3]] == missed
+        assert frames[3]["type"] == "ready"
+        assert frames[3]["_id"] == str(frames[3]["seq"])
+
+    def test_anonymous_gets_401_json(self, transactional_db):
+        response = Client().get("/events/stream?topics=activity")
+        assert response.status_code == 401
+        assert response.json()["error"] == "forbidden"
+
+    def test_outsider_gets_403(self, transactional_db, outsider):
+        assert outsider.get("/events/stream?topics=activity").status_code == 403
