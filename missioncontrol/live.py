@@ -9,6 +9,7 @@ the SSE stream.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Iterable
@@ -133,6 +134,7 @@ def publish(
 
 
 _sent: list[LayerMessage] | None = None
+_pending: set[asyncio.Task[None]] = set()
 
 
 def _fan_out(message: LayerMessage) -> None:
@@ -142,7 +144,17 @@ def _fan_out(message: LayerMessage) -> None:
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group_for(message["topic"]), message)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None:
+            # Committed from code running inside an event loop's thread: schedule, don't block.
+            task = loop.create_task(layer.group_send(group_for(message["topic"]), message))
+            _pending.add(task)
+            task.add_done_callback(_pending.discard)
+        else:
+            async_to_sync(layer.group_send)(group_for(message["topic"]), message)
     except Exception:
         # Delivery is best effort: the row is committed and clients repair gaps from the log.
         logger.exception("live: fan-out of seq %s failed", message["seq"])

@@ -60,6 +60,8 @@ INSTALLED_APPS = [
     "guardian",
     "axes",
     "missioncontrol",
+    "agents",
+    "tasks",
 ]
 
 MIDDLEWARE = [

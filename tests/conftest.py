@@ -75,8 +75,11 @@ def outsider(oscar_outsider: Any) -> Client:
 
 
 @pytest.fixture
-def broadcasts() -> Iterator[list[Any]]:
-    """Every live message fanned out during the test (payloads to assert on)."""
+def broadcasts(transactional_db: None) -> Iterator[list[Any]]:
+    """Every live message fanned out during the test (payloads to assert on).
+
+    Real commits (transactional_db): fan-out happens on commit, as in production.
+    """
     from missioncontrol.live import capture_broadcasts
 
     with capture_broadcasts() as sent:
@@ -98,10 +101,14 @@ def test_db_path(django_db_setup: None, django_db_blocker: Any) -> str:
         return str(connection.settings_dict["NAME"])
 
 
+# Hidden tabs pause quickly in tests (the default is 10 s).
+LIVE_SERVER_ENV = {"MC_LIVE_GRACE_MS": "300"}
+
+
 @pytest.fixture(scope="session")
 def server(test_db_path: str, static_built: None) -> Iterator[ServerProcess]:
     """One real `serve` (daphne + loops) for the session, on the test database file."""
-    proc = ServerProcess(test_db_path).start()
+    proc = ServerProcess(test_db_path, extra_env=LIVE_SERVER_ENV).start()
     yield proc
     proc.stop()
 

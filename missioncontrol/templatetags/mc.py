@@ -2,7 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import nh3
 from django import template
+from django.utils.safestring import mark_safe
+from markdown_it import MarkdownIt
 
 from missioncontrol import roles
 
@@ -41,3 +44,61 @@ def verb_text(verb: str) -> str:
         noun, action = verb.split(".", 1)
         return f"{action.replace('_', ' ')} {noun}"
     return verb.replace("_", " ")
+
+
+_md = (
+    MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True})
+    .enable("table")
+    .enable("strikethrough")
+)
+_ALLOWED_TAGS = {
+    "p",
+    "br",
+    "strong",
+    "em",
+    "code",
+    "pre",
+    "blockquote",
+    "ul",
+    "ol",
+    "li",
+    "a",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "del",
+    "s",
+}
+
+
+@register.filter(is_safe=True)
+def markdown(text: str) -> str:
+    """Markdown rendered and then sanitised (no raw HTML, no scripts, safe links only)."""
+    html = _md.render(text or "")
+    return mark_safe(  # noqa: S308 - nh3 has sanitised it
+        nh3.clean(
+            html,
+            tags=_ALLOWED_TAGS,
+            attributes={"a": {"href", "title"}, "code": {"class"}},
+            url_schemes={"http", "https", "mailto"},
+            link_rel="noopener noreferrer nofollow",
+        )
+    )
+
+
+@register.filter
+def get_item(mapping: Any, key: str) -> Any:
+    """`{{ dict|get_item:key }}`; None when absent."""
+    if isinstance(mapping, dict):
+        return mapping.get(key)
+    return None

@@ -54,18 +54,25 @@ function activate(el) {
 const OPS = {
   upsert(op) {
     const existing = document.getElementById(op.id);
+    const hadFocus = existing && existing.contains(document.activeElement);
     const el = op.html ? fragment(op.html) : existing;
     if (!el) return;
     if (op.parent) {
       const parent = document.getElementById(op.parent);
-      if (!parent) {
-        if (existing) existing.remove();
-        return;
-      }
-      const before = op.first ? parent.firstElementChild : op.before ? document.getElementById(op.before) : null;
       if (existing && existing !== el) existing.remove();
-      if (before && before !== el && before.parentElement === parent) parent.insertBefore(el, before);
-      else if (!before || before.parentElement !== parent) parent.appendChild(el);
+      if (!parent) return;
+      // A list that shows only its first N items (data-complete="false") takes a card only
+      // where its neighbour is loaded; past the loaded part it stays on the server.
+      const complete = parent.dataset.complete !== "false";
+      let before = null;
+      if (op.first) before = parent.firstElementChild;
+      else if (op.before) {
+        before = document.getElementById(op.before);
+        if (before && before.parentElement !== parent) before = null;
+        if (!before && !complete) return;
+      } else if (!complete) return;
+      if (before && before !== el) parent.insertBefore(el, before);
+      else if (!before) parent.appendChild(el);
       if (op.limit) while (parent.children.length > op.limit) parent.lastElementChild.remove();
     } else if (existing && existing !== el) {
       existing.replaceWith(el);
@@ -75,6 +82,7 @@ const OPS = {
     if (el !== existing) {
       el.classList.add("live-new");
       activate(el);
+      if (hadFocus) el.focus();
     }
   },
   remove(op) {
@@ -93,8 +101,17 @@ const OPS = {
   },
 };
 
+let refetchTimer = null;
+
 function applyEvent(msg) {
   if (msg.seq <= state.seq) return;
+  // A filtered panel cannot tell whether a change belongs in it: reload it instead (debounced).
+  if (document.querySelector(`[data-live-refetch~="${msg.topic}"]`)) {
+    clearTimeout(refetchTimer);
+    refetchTimer = setTimeout(() => resync({ seq: msg.seq }), 200);
+    state.seq = msg.seq;
+    return;
+  }
   state.seq = msg.seq;
   const ops = (msg.payload && msg.payload.ops) || [];
   for (const op of ops) {

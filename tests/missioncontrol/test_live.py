@@ -29,9 +29,13 @@ def publish(n: int = 1, topic: str = "fleet", min_role: str = "viewer") -> list[
 
 class TestPublish:
     def test_rolled_back_transaction_sends_nothing(self, transactional_db, broadcasts):
-        with pytest.raises(ZeroDivisionError), transaction.atomic():
-            live.publish("x", "activity", {})
-            1 / 0  # noqa: B018
+        def publish_then_fail() -> None:
+            with transaction.atomic():
+                live.publish("x", "activity", {})
+                raise ZeroDivisionError
+
+        with pytest.raises(ZeroDivisionError):
+            publish_then_fail()
         assert broadcasts == []
         assert LiveEvent.objects.count() == 0
 
@@ -103,7 +107,9 @@ def viewer_user(transactional_db):
 class TestLiveConsumer:
     async def test_anonymous_is_refused(self, transactional_db):
         communicator = WebsocketCommunicator(
-            application, "/ws/live/?topics=activity", headers=[(b"host", b"localhost"), (b"origin", b"http://localhost")]
+            application,
+            "/ws/live/?topics=activity",
+            headers=[(b"host", b"localhost"), (b"origin", b"http://localhost")],
         )
         connected, code = await communicator.connect()
         assert not connected

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class TasksConfig(AppConfig):
+    name = "tasks"
+    verbose_name = "Tasks"
+
+    def ready(self) -> None:
+        from missioncontrol import nav
+
+        nav.register(nav.NavItem("Board", "tasks:board", order=10, prefix="/board/"))
+        nav.register(nav.NavItem("Tasks", "tasks:list", order=11, prefix="/tasks/"))

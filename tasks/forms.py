@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.db.models import Q
+
+from agents.models import Agent
+from missioncontrol.roles import ROLES
+from tasks.actions import TaskError
+from tasks.models import Task
+
+
+def assignee_choices() -> list[tuple[str, Any]]:
+    """People (with a role) and agents, as 'user:<id>' / 'agent:<id>' choices."""
+    people = (
+        get_user_model()
+        .objects.filter(is_active=True)
+        .filter(Q(is_superuser=True) | Q(groups__name__in=ROLES))
+        .distinct()
+        .order_by("username")
+        .values_list("pk", "username")
+    )
+    agents = Agent.objects.by_name().values_list("pk", "name")
+    return [
+        ("", "Unassigned"),
+        ("People", [(f"user:{pk}", name) for pk, name in people]),
+        ("Agents", [(f"agent:{pk}", name) for pk, name in agents]),
+    ]
+
+
+class TaskForm(forms.Form):
+    title = forms.CharField(max_length=200, required=False)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 5}), required=False)
+    status = forms.ChoiceField(choices=Task.Status.choices, initial=Task.Status.INBOX)
+    priority = forms.TypedChoiceField(
+        choices=Task.Priority.choices, coerce=int, initial=Task.Priority.NORMAL
+    )
+    labels = forms.CharField(
+        required=False, max_length=500, help_text="Comma-separated, e.g. bug, backend"
+    )
+    due_date = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    assignee = forms.ChoiceField(required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        assignee = self.fields["assignee"]
+        assert isinstance(assignee, forms.ChoiceField)
+        assignee.choices = assignee_choices()
+
+    def add_task_error(self, error: TaskError) -> None:
+        for field, messages in error.message_dict.items():
+            for message in messages:
+                self.add_error(field if field in self.fields else None, message)
+
+
+class BlockForm(forms.Form):
+    blocked = forms.BooleanField(required=False)
+    reason = forms.CharField(required=False, max_length=500)
+    version = forms.IntegerField(required=False, min_value=1)
+
+
+class MoveForm(forms.Form):
+    status = forms.ChoiceField(choices=Task.Status.choices)
+    before = forms.IntegerField(required=False, min_value=1)
+    version = forms.IntegerField(required=False, min_value=1)
+
+
+class CommentForm(forms.Form):
+    body = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), max_length=20000, required=False
+    )

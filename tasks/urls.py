@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from tasks import views
+
+app_name = "tasks"
+
+urlpatterns = [
+    path("board/", views.board, name="board"),
+    path("board/column/<str:status>/", views.board_column, name="column"),
+    path("tasks/", views.task_list, name="list"),
+    path("tasks/new/", views.task_new, name="new"),
+    path("tasks/<int:pk>/", views.task_detail, name="detail"),
+    path("tasks/<int:pk>/move/", views.task_move, name="move"),
+    path("tasks/<int:pk>/edit/", views.task_edit, name="edit"),
+    path("tasks/<int:pk>/block/", views.task_block, name="block"),
+    path("tasks/<int:pk>/comments/", views.task_comment, name="comment"),
+    path("tasks/<int:pk>/archive/", views.task_archive, name="archive"),
+    path("tasks/<int:pk>/delete/", views.task_delete, name="delete"),
+]

@@ -1,0 +1,350 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+
+from missioncontrol.audit import Actor
+from missioncontrol.context_processors import live_seq_for
+from missioncontrol.http import MCRequest, json_error
+from missioncontrol.models import AuditEvent
+from missioncontrol.roles import has_role, role_required
+from tasks import actions
+from tasks.actions import StaleTask, TaskError
+from tasks.filters import TaskFilters
+from tasks.forms import BlockForm, CommentForm, MoveForm, TaskForm, assignee_choices
+from tasks.models import Task
+
+# Cards per column on first load and per "load more".
+COLUMN_PAGE = 100
+LIST_PAGE = 50
+
+
+def _get_task(pk: int) -> Task:
+    task = Task.objects.for_cards().filter(pk=pk).first()
+    if task is None:
+        raise Http404("No such task.")
+    return task
+
+
+def _column_cards(status: str, filters: TaskFilters, offset: int) -> tuple[list[Task], bool]:
+    qs = filters.apply(Task.objects.on_board().for_cards()).in_column(status)
+    cards = list(qs[offset : offset + COLUMN_PAGE + 1])
+    return cards[:COLUMN_PAGE], len(cards) > COLUMN_PAGE
+
+
+@require_safe
+@role_required("viewer")
+def board(request: HttpRequest) -> HttpResponse:
+    # The page's live position is read before its data: nothing can fall in between.
+    live_seq_for(request)
+    filters = TaskFilters.from_query(request.GET)
+    counts = dict.fromkeys(Task.Status.values, 0)
+    for row in (
+        filters.apply(Task.objects.on_board()).values("status").annotate(n=Count("id")).order_by()
+    ):
+        counts[row["status"]] = row["n"]
+    columns = []
+    for status in Task.Status:
+        cards, more = _column_cards(status.value, filters, 0)
+        columns.append(
+            {
+                "status": status.value,
+                "label": status.label,
+                "count": counts[status.value],
+                "cards": cards,
+                "more": more,
+                "next": COLUMN_PAGE,
+            }
+        )
+    return render(
+        request,
+        "tasks/board.html",
+        {
+            "columns": columns,
+            "filters": filters,
+            "filter_qs": filters.querystring(),
+            "assignees": assignee_choices(),
+            "priorities": [p.label.lower() for p in Task.Priority],
+            "form": TaskForm() if has_role(request.user, "operator") else None,
+        },
+    )
+
+
+@require_safe
+@role_required("viewer")
+def board_column(request: HttpRequest, status: str) -> HttpResponse:
+    """The next cards of one column (htmx "load more")."""
+    if status not in Task.Status.values:
+        raise Http404("No such column.")
+    try:
+        offset = max(0, int(request.GET.get("offset", "0")))
+    except ValueError:
+        offset = 0
+    filters = TaskFilters.from_query(request.GET)
+    cards, more = _column_cards(status, filters, offset)
+    return render(
+        request,
+        "tasks/board.html#column_cards",
+        {
+            "column": {
+                "status": status,
+                "cards": cards,
+                "more": more,
+                "next": offset + COLUMN_PAGE,
+            },
+            "filter_qs": filters.querystring(),
+        },
+    )
+
+
+@require_POST
+@role_required("operator")
+def task_move(request: HttpRequest, pk: int) -> JsonResponse:
+    """Move a card (drag and drop, keyboard, menu): JSON in, JSON out."""
+    form = MoveForm(request.POST)
+    if not form.is_valid():
+        return json_error(400, "validation_error", form.errors.get_json_data())
+    data = form.cleaned_data
+    try:
+        task = actions.move_task(
+            Actor.user(request.user),
+            pk,
+            to_status=data["status"],
+            before_id=data["before"],
+            expected_version=data["version"],
+        )
+    except StaleTask as stale:
+        return JsonResponse(
+            {
+                "error": "conflict",
+                "detail": "Someone else changed this task just now; the board shows the latest state.",
+                "task": {
+                    "id": stale.task.pk,
+                    "status": stale.task.status,
+                    "version": stale.task.version,
+                },
+            },
+            status=409,
+        )
+    except TaskError as error:
+        status = 404 if "task" in error.message_dict else 400
+        return json_error(status, "validation_error", error.message_dict)
+    return JsonResponse(
+        {"ok": True, "task": {"id": task.pk, "status": task.status, "version": task.version}}
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@role_required("operator")
+def task_new(request: MCRequest) -> HttpResponse:
+    form = TaskForm(
+        request.POST or None, initial={"status": request.GET.get("status", Task.Status.INBOX)}
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            task = actions.create_task(Actor.user(request.user), **data)
+        except TaskError as error:
+            form.add_task_error(error)
+        else:
+            if request.htmx:
+                response = render(
+                    request, "tasks/board.html#new_task_form", {"form": TaskForm(), "created": task}
+                )
+                response["HX-Trigger"] = "mc:task-created"
+                return response
+            messages.success(request, f"Created “{task.title}”.")
+            return redirect("tasks:board")
+    status = 422 if request.method == "POST" else 200
+    template = "tasks/board.html#new_task_form" if request.htmx else "tasks/new.html"
+    return render(request, template, {"form": form}, status=status)
+
+
+def _history(task: Task) -> list[AuditEvent]:
+    return list(
+        AuditEvent.objects.filter(object_type="tasks.task", object_id=str(task.pk)).order_by("-id")[
+            :100
+        ]
+    )
+
+
+def _detail_context(
+    task: Task, form: TaskForm | None = None, block_form: BlockForm | None = None
+) -> dict[str, Any]:
+    return {
+        "task": task,
+        "form": form
+        or TaskForm(
+            initial={
+                "title": task.title,
+                "description": task.description,
+                "status": task.status,
+                "priority": task.priority,
+                "labels": ", ".join(task.label_list),
+                "due_date": task.due_date,
+                "assignee": task.assignee_key,
+            }
+        ),
+        "comments": task.comments.select_related(None).all(),
+        "comment_form": CommentForm(),
+        "history": _history(task),
+    }
+
+
+@require_safe
+@role_required("viewer")
+def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    live_seq_for(request)
+    task = _get_task(pk)
+    return render(request, "tasks/detail.html", _detail_context(task))
+
+
+@require_POST
+@role_required("operator")
+def task_edit(request: MCRequest, pk: int) -> HttpResponse:
+    task = _get_task(pk)
+    form = TaskForm(request.POST)
+    status = 200
+    if form.is_valid():
+        try:
+            version = (
+                int(request.POST.get("version", ""))
+                if request.POST.get("version", "").isdigit()
+                else None
+            )
+            task = actions.update_task(
+                Actor.user(request.user), pk, dict(form.cleaned_data), expected_version=version
+            )
+            if not request.htmx:
+                messages.success(request, "Saved.")
+                return redirect("tasks:detail", pk=pk)
+            form = None  # type: ignore[assignment]
+        except StaleTask as stale:
+            task = _get_task(stale.task.pk)
+            form.add_error(
+                None,
+                "Someone else changed this task while you were editing. Review their change and save again.",
+            )
+            status = 409
+        except TaskError as error:
+            form.add_task_error(error)
+            status = 422
+    else:
+        status = 422
+    ctx = _detail_context(task, form)
+    template = "tasks/detail.html#task_fields" if request.htmx else "tasks/detail.html"
+    return render(request, template, ctx, status=status)
+
+
+@require_POST
+@role_required("operator")
+def task_block(request: HttpRequest, pk: int) -> HttpResponse:
+    form = BlockForm(request.POST)
+    if not form.is_valid():
+        return json_error(400, "validation_error", form.errors.get_json_data())
+    try:
+        actions.set_blocked(
+            Actor.user(request.user),
+            pk,
+            blocked=form.cleaned_data["blocked"],
+            reason=form.cleaned_data["reason"],
+            expected_version=form.cleaned_data["version"],
+        )
+    except StaleTask:
+        messages.error(
+            request, "Someone else changed this task just now; here is the latest state."
+        )
+    except TaskError as error:
+        for errs in error.message_dict.values():
+            for message in errs:
+                messages.error(request, message)
+    return redirect(request.POST.get("next") or reverse("tasks:detail", args=[pk]))
+
+
+@require_POST
+@role_required("operator")
+def task_comment(request: MCRequest, pk: int) -> HttpResponse:
+    _get_task(pk)
+    form = CommentForm(request.POST)
+    if form.is_valid():
+        try:
+            actions.add_comment(Actor.user(request.user), pk, form.cleaned_data["body"])
+        except TaskError as error:
+            for message in error.message_dict.get("body", []):
+                form.add_error("body", message)
+        else:
+            if request.htmx:
+                return render(
+                    request,
+                    "tasks/detail.html#comment_form",
+                    {"task": _get_task(pk), "comment_form": CommentForm()},
+                )
+            return redirect("tasks:detail", pk=pk)
+    if request.htmx:
+        return render(
+            request,
+            "tasks/detail.html#comment_form",
+            {"task": _get_task(pk), "comment_form": form},
+            status=422,
+        )
+    ctx = _detail_context(_get_task(pk))
+    ctx["comment_form"] = form
+    return render(request, "tasks/detail.html", ctx, status=422)
+
+
+@require_POST
+@role_required("operator")
+def task_archive(request: HttpRequest, pk: int) -> HttpResponse:
+    task = _get_task(pk)
+    actions.archive_task(Actor.user(request.user), pk)
+    messages.success(request, f"Archived “{task.title}”.")
+    return redirect("tasks:board")
+
+
+@require_POST
+@role_required("admin")
+def task_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    task = _get_task(pk)
+    actions.delete_task(Actor.user(request.user), pk)
+    messages.success(request, f"Deleted “{task.title}”.")
+    return redirect("tasks:board")
+
+
+@require_safe
+@role_required("viewer")
+def task_list(request: HttpRequest) -> HttpResponse:
+    """Every task, filterable and paginated (Done and archived included)."""
+    filters = TaskFilters.from_query(request.GET)
+    status = request.GET.get("status", "")
+    archived = request.GET.get("archived") == "1"
+    qs = Task.objects.for_cards()
+    qs = qs.exclude(archived_at__isnull=True) if archived else qs.on_board()
+    if status in Task.Status.values:
+        qs = qs.filter(status=status)
+    qs = (
+        filters.apply(qs).order_by("-completed_at", "-updated_at", "-id")
+        if status == "done"
+        else filters.apply(qs).order_by("-updated_at", "-id")
+    )
+    page = Paginator(qs, LIST_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "tasks/list.html",
+        {
+            "page": page,
+            "filters": filters,
+            "status": status,
+            "archived": archived,
+            "statuses": Task.Status.choices,
+            "assignees": assignee_choices(),
+            "priorities": [p.label.lower() for p in Task.Priority],
+            "base_qs": filters.querystring(status=status, archived="1" if archived else ""),
+        },
+    )

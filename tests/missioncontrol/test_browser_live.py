@@ -1,0 +1,104 @@
+"""The real-time spine in real Chromium: pause when hidden, exact catch-up, reconnect."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import LIVE_SERVER_ENV, BrowserSession
+from tests.live import ServerProcess, free_port
+from tests.missioncontrol.factories import UserFactory
+from tests.tasks.factories import make_task
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+HIDE = """() => {
+  Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});
+  Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'hidden'});
+  document.dispatchEvent(new Event('visibilitychange'));
+}"""
+SHOW = """() => {
+  Object.defineProperty(document, 'hidden', {configurable: true, get: () => false});
+  Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'visible'});
+  document.dispatchEvent(new Event('visibilitychange'));
+}"""
+
+
+def todo_titles(page) -> list[str]:
+    return page.eval_on_selector_all(
+        "#col-todo-list .card-title", "els => els.map(e => e.textContent.trim())"
+    )
+
+
+def test_hidden_tab_pauses_then_catches_up_exactly_in_order(browser):
+    UserFactory(username="hana", role="viewer")
+    browser.login("hana")
+    page = browser.page
+    page.goto("/board/")
+    page.wait_for_selector("#live-status[data-state=live]")
+    page.evaluate("window.__sameDocument = true")
+
+    page.evaluate(HIDE)
+    page.wait_for_selector("#live-status[data-state=paused]", timeout=3000)
+    titles = [f"Missed {i:02d}" for i in range(20)]
+    for title in titles:
+        make_task(title)  # written while the tab is away
+    page.wait_for_timeout(300)
+    assert todo_titles(page) == []  # nothing processed while hidden
+
+    page.evaluate(SHOW)
+    page.wait_for_function(
+        "() => document.querySelectorAll('#col-todo-list .task-card').length === 20", timeout=3000
+    )
+    assert todo_titles(page) == titles
+    assert page.inner_text("#count-todo") == "20"
+    assert page.evaluate("window.__sameDocument") is True  # no full page reload
+    page.wait_for_selector("#live-status[data-state=live]")
+    assert browser.csp_violations() == []
+
+
+def test_too_much_missed_reloads_the_panels_in_place(browser, settings):
+    UserFactory(username="ivo", role="viewer")
+    browser.login("ivo")
+    page = browser.page
+    page.goto("/board/")
+    page.wait_for_selector("#live-status[data-state=live]")
+    page.evaluate("window.__sameDocument = true")
+    page.evaluate(HIDE)
+    page.wait_for_selector("#live-status[data-state=paused]", timeout=3000)
+    make_task("Before the gap")
+    from missioncontrol.models import LiveEvent
+
+    LiveEvent.objects.all().delete()  # as if retention pruned what the tab missed
+    make_task("After the gap")
+    page.evaluate(SHOW)
+    page.wait_for_function(
+        "() => document.querySelectorAll('#col-todo-list .task-card').length === 2", timeout=3000
+    )
+    assert todo_titles(page) == ["Before the gap", "After the gap"]
+    assert page.evaluate("window.__sameDocument") is True
+
+
+def test_server_restart_shows_reconnecting_then_catches_up(
+    chromium, transactional_db, test_db_path
+):
+    UserFactory(username="kai", role="viewer")
+    port = free_port()
+    server = ServerProcess(test_db_path, port=port, extra_env=LIVE_SERVER_ENV).start()
+    session = BrowserSession(chromium, server.url)
+    try:
+        session.login("kai")
+        page = session.page
+        page.goto("/board/")
+        page.wait_for_selector("#live-status[data-state=live]")
+        page.evaluate("window.__sameDocument = true")
+        server.stop()
+        page.wait_for_selector("#live-status[data-state=reconnecting]", timeout=5000)
+        make_task("While the server was down")
+        server = ServerProcess(test_db_path, port=port, extra_env=LIVE_SERVER_ENV).start()
+        page.wait_for_selector("#col-todo-list .task-card", timeout=20000)
+        assert todo_titles(page) == ["While the server was down"]
+        page.wait_for_selector("#live-status[data-state=live]")
+        assert page.evaluate("window.__sameDocument") is True
+    finally:
+        session.close()
+        server.stop()
