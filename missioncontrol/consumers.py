@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-import time
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -30,9 +31,16 @@ def parse_live_query(query: str) -> tuple[list[str], int | None]:
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
-    """Sends a page the events of its topics; never writes to the database."""
+    """Sends a page the events of its topics; never writes to the database.
+
+    Events arrive from the process's live.Hub (not through a channel of its own), so the
+    per-connection cost of an event is a seq check and one socket write.
+    """
 
     sub: live.Subscription
+    hub: live.Hub | None = None
+    # While not None, events wait here: during the initial replay and while a gap is repaired.
+    pending: list[Any] | None = None
 
     async def connect(self) -> None:
         headers = dict(self.scope.get("headers", []))
@@ -41,34 +49,35 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
             await self.close(code=4400)
             return
-        user = self.scope.get("user")
-        role = await database_sync_to_async(role_of)(user)
+        role = await database_sync_to_async(role_of)(self.scope.get("user"))
         if role is None:
             await self.close(code=4401)
             return
         topics, since = parse_live_query(self.scope.get("query_string", b"").decode("latin-1"))
         self.sub = live.Subscription(topics, role)
-        self.checked_at = time.monotonic()
         await self.accept()
-        # Join the groups before reading the log: an event committed in between comes both
-        # ways and the duplicate is dropped by seq, but none can fall between the two.
-        for topic in self.sub.topics:
-            await self.channel_layer.group_add(live.group_for(topic), self.channel_name)
+        # Listen before reading the log: an event committed in between arrives both ways and
+        # the duplicate is dropped by seq, but none can fall between the two.
+        self.pending = []
+        self.hub = await live.get_hub()
+        self.hub.add(self)
         try:
             texts = await self.sub.start(since)
         except live.Resync:
             await self.sub.start(None)
-            await self.send(text_data=self.sub.resync_text())
-            texts = []
+            texts = [self.sub.resync_text()]
         for text in texts:
             await self.send(text_data=text)
+        await self._drain()
         await self.send(text_data=self.sub.ready_text())
+        self.recheck = asyncio.create_task(self._recheck_access())
 
     async def disconnect(self, code: int) -> None:
-        sub = getattr(self, "sub", None)
-        if sub is not None:
-            for topic in sub.topics:
-                await self.channel_layer.group_discard(live.group_for(topic), self.channel_name)
+        if self.hub is not None:
+            self.hub.remove(self)
+        task = getattr(self, "recheck", None)
+        if task is not None:
+            task.cancel()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -78,26 +87,44 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if isinstance(message, dict) and message.get("type") == "ping":
             await self.send(text_data='{"type":"pong"}')
 
-    async def _still_allowed(self) -> bool:
-        if time.monotonic() - self.checked_at < RECHECK_S:
-            return True
-        self.checked_at = time.monotonic()
-        user = await get_user(self.scope)
-        role = await database_sync_to_async(role_of)(user)
-        if role is None:
-            await self.close(code=4403)
-            return False
-        self.sub.role = role
-        return True
-
-    async def live_event(self, message: dict[str, Any]) -> None:
-        if not await self._still_allowed():
+    async def deliver(self, message: live.LayerMessage) -> None:
+        """Called by the hub for each event of our topics."""
+        if self.pending is not None:
+            self.pending.append(message)
             return
-        try:
-            texts = await self.sub.accept(message)  # type: ignore[arg-type]
-        except live.Resync:
-            await self.sub.start(None)
-            await self.send(text_data=self.sub.resync_text())
+        texts = self.sub.accept_nowait(message)
+        if texts is None:
+            # Events were lost on the way: read them from the log off the hub's path.
+            self.pending = [message]
+            self.repair = asyncio.create_task(self._drain())
             return
         for text in texts:
             await self.send(text_data=text)
+
+    async def _drain(self) -> None:
+        """Send what waited in `pending` (repairing gaps from the log), then go direct."""
+        try:
+            while self.pending:
+                message = self.pending.pop(0)
+                try:
+                    texts = await self.sub.accept(message)
+                except live.Resync:
+                    self.pending = []
+                    await self.sub.start(None)
+                    texts = [self.sub.resync_text()]
+                for text in texts:
+                    await self.send(text_data=text)
+        finally:
+            self.pending = None
+
+    async def _recheck_access(self) -> None:
+        """Close the connection when the user signs out or loses every role."""
+        with contextlib.suppress(asyncio.CancelledError):
+            while True:
+                await asyncio.sleep(RECHECK_S)
+                user = await get_user(self.scope)
+                role = await database_sync_to_async(role_of)(user)
+                if role is None:
+                    await self.close(code=4403)
+                    return
+                self.sub.role = role

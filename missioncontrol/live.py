@@ -2,9 +2,11 @@
 
 `publish()` writes a `LiveEvent` row (global order: `seq`) and schedules the fan-out with
 `transaction.on_commit`, so a rolled-back change sends nothing. The event is encoded to JSON
-once, at publish time; subscribers only filter and write those bytes. `Subscription` holds the
-per-client rules (replay from a seq, gap repair, resync) for both the WebSocket consumer and
-the SSE stream.
+once, at publish time. Each process runs one `Hub` that is the only member of the topic groups:
+the channel layer carries an event once per process (not once per browser), and the hub hands
+the same text to every local connection, whose work is a seq check and a socket write.
+`Subscription` holds the per-client rules (replay from a seq, gap repair, resync) for both the
+WebSocket consumer and the SSE stream.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
+import weakref
 from collections.abc import Iterable
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
@@ -129,19 +133,42 @@ def publish(
         "gateway_id": gateway_id,
         "text": encode(event),
     }
-    transaction.on_commit(lambda: _fan_out(message))
+    _queue_fan_out(message)
     return event
 
 
+# Test capture (capture_broadcasts), fan-out tasks kept alive, and per-thread pending batch.
 _sent: list[LayerMessage] | None = None
 _pending: set[asyncio.Task[None]] = set()
+_outbox = threading.local()
 
 
-def _fan_out(message: LayerMessage) -> None:
+def _queue_fan_out(message: LayerMessage) -> None:
+    """Collect a transaction's messages and send them in one go after commit (one loop hop)."""
+    flush = getattr(_outbox, "flush", None)
+    # Still pending on this connection? (A rollback discards the callback, and with it the batch.)
+    if flush is None or all(entry[1] is not flush for entry in connection.run_on_commit):
+        batch: list[LayerMessage] = []
+
+        def flush() -> None:
+            _fan_out(batch)
+
+        flush.batch = batch  # type: ignore[attr-defined]
+        _outbox.flush = flush
+        transaction.on_commit(flush)
+    _outbox.flush.batch.append(message)
+
+
+async def _send_all(layer: Any, messages: list[LayerMessage]) -> None:
+    for message in messages:
+        await layer.group_send(group_for(message["topic"]), message)
+
+
+def _fan_out(messages: list[LayerMessage]) -> None:
     if _sent is not None:
-        _sent.append(message)
+        _sent.extend(messages)
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not messages:
         return
     try:
         try:
@@ -150,14 +177,14 @@ def _fan_out(message: LayerMessage) -> None:
             loop = None
         if loop is not None:
             # Committed from code running inside an event loop's thread: schedule, don't block.
-            task = loop.create_task(layer.group_send(group_for(message["topic"]), message))
+            task = loop.create_task(_send_all(layer, messages))
             _pending.add(task)
             task.add_done_callback(_pending.discard)
         else:
-            async_to_sync(layer.group_send)(group_for(message["topic"]), message)
+            async_to_sync(_send_all)(layer, messages)
     except Exception:
-        # Delivery is best effort: the row is committed and clients repair gaps from the log.
-        logger.exception("live: fan-out of seq %s failed", message["seq"])
+        # Delivery is best effort: the rows are committed and clients repair gaps from the log.
+        logger.exception("live: fan-out of seq %s failed", [m["seq"] for m in messages])
 
 
 class Resync(Exception):
@@ -214,6 +241,18 @@ class Subscription:
             raise Resync("too many events lost")
         return [encode(e) for e in events if _visible(self.role, e.min_role)]
 
+    def accept_nowait(self, message: LayerMessage) -> list[str] | None:
+        """Texts to send for a message, or None when a gap must first be read from the log."""
+        seq, topic = message["seq"], message["topic"]
+        if seq <= self.last_seq or topic not in self.topic_last:
+            return []
+        prev = message["prev"]
+        if prev is not None and prev > self.topic_last[topic]:
+            return None
+        self.topic_last[topic] = seq
+        self.last_seq = seq
+        return [message["text"]] if _visible(self.role, message["min_role"]) else []
+
     async def accept(self, message: LayerMessage) -> list[str]:
         """Texts to send for one layer message (with any lost ones first); raises Resync."""
         seq, topic = message["seq"], message["topic"]
@@ -237,6 +276,67 @@ class Subscription:
 
     def ready_text(self) -> str:
         return json.dumps({"type": "ready", "seq": self.last_seq, "topics": self.topics})
+
+
+class Listener(Protocol):
+    """A local connection the hub delivers to (the WebSocket consumer, an SSE stream)."""
+
+    sub: Subscription
+
+    async def deliver(self, message: LayerMessage) -> None: ...
+
+
+class Hub:
+    """This process's member of every topic group; hands each event to local listeners."""
+
+    def __init__(self) -> None:
+        self.listeners: dict[str, set[Listener]] = {topic: set() for topic in TOPICS}
+        self.channel: str | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.started = asyncio.Event()
+
+    async def start(self) -> None:
+        layer = get_channel_layer()
+        assert layer is not None
+        self.channel = await layer.new_channel("live-hub.")
+        for topic in TOPICS:
+            await layer.group_add(group_for(topic), self.channel)
+        self.task = asyncio.create_task(self._pump(layer))
+        self.started.set()
+
+    async def _pump(self, layer: Any) -> None:
+        while True:
+            message = await layer.receive(self.channel)
+            if message.get("type") != "live.event":
+                continue
+            # A copy of the set: a listener may leave while we deliver.
+            for listener in list(self.listeners.get(message["topic"], ())):
+                try:
+                    await listener.deliver(message)
+                except Exception:
+                    logger.exception("live: delivery to %r failed", listener)
+
+    def add(self, listener: Listener) -> None:
+        for topic in listener.sub.topics:
+            self.listeners[topic].add(listener)
+
+    def remove(self, listener: Listener) -> None:
+        for members in self.listeners.values():
+            members.discard(listener)
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+
+async def get_hub() -> Hub:
+    """The hub of the running event loop (one per process in production), started on first use."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = Hub()
+        await hub.start()
+    await hub.started.wait()
+    return hub
 
 
 class capture_broadcasts:

@@ -77,6 +77,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     # Last, as django-axes asks: it turns a lockout signalled by the backend into its response.
     "axes.middleware.AxesMiddleware",
+    # Innermost: keeps the whole chain synchronous (one thread hop per request; see its doc).
+    "missioncontrol.middleware.SyncChainMiddleware",
 ]
 
 ROOT_URLCONF = "missioncontrol.urls"
@@ -113,6 +115,8 @@ try:
 except Exception as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a database URL ({exc}).") from None
 if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's SQLite backend plus an in-process write lock (see missioncontrol/db/sqlite/base.py).
+    _db["ENGINE"] = "missioncontrol.db.sqlite"
     _db["OPTIONS"] = {
         # IMMEDIATE: a writer takes the lock at BEGIN, so two writers queue instead of one
         # failing with "database is locked" when it upgrades a read lock mid-transaction.

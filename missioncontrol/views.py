@@ -1,12 +1,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.contrib.auth import views as auth_views
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -25,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 # SSE keep-alive comment interval: under the idle timeouts of common proxies (60 s).
 SSE_KEEPALIVE_S = 15.0
+# Events an SSE client may fall behind by before it is told to resync.
+SSE_QUEUE = 1000
 
 
 @require_safe
@@ -79,12 +79,26 @@ def _sse_frame(text: str, seq: int | None = None) -> str:
     return f"{head}data: {text}\n\n"
 
 
+class _StreamListener:
+    """An SSE stream's place in the hub: a bounded queue; overflowing it means resync."""
+
+    def __init__(self, sub: live.Subscription) -> None:
+        self.sub = sub
+        self.queue: asyncio.Queue[live.LayerMessage] = asyncio.Queue(maxsize=SSE_QUEUE)
+        self.overflowed = False
+
+    async def deliver(self, message: live.LayerMessage) -> None:
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            # A client this slow gets told to reload rather than silently losing events.
+            self.overflowed = True
+
+
 async def _sse(sub: live.Subscription, since: int | None) -> AsyncIterator[str]:
-    layer = get_channel_layer()
-    assert layer is not None
-    channel = await layer.new_channel()
-    for topic in sub.topics:
-        await layer.group_add(live.group_for(topic), channel)
+    listener = _StreamListener(sub)
+    hub = await live.get_hub()
+    hub.add(listener)
     try:
         yield "retry: 2000\n\n"
         try:
@@ -98,9 +112,16 @@ async def _sse(sub: live.Subscription, since: int | None) -> AsyncIterator[str]:
         yield _sse_frame(sub.ready_text(), sub.last_seq)
         while True:
             try:
-                message = await asyncio.wait_for(layer.receive(channel), SSE_KEEPALIVE_S)
+                message = await asyncio.wait_for(listener.queue.get(), SSE_KEEPALIVE_S)
             except TimeoutError:
                 yield ": keep-alive\n\n"
+                continue
+            if listener.overflowed:
+                listener.overflowed = False
+                while not listener.queue.empty():
+                    listener.queue.get_nowait()
+                await sub.start(None)
+                yield _sse_frame(sub.resync_text(), sub.last_seq)
                 continue
             try:
                 texts = await sub.accept(message)
@@ -111,7 +132,4 @@ async def _sse(sub: live.Subscription, since: int | None) -> AsyncIterator[str]:
             for text in texts:
                 yield _sse_frame(text, sub.last_seq)
     finally:
-        for topic in sub.topics:
-            # The connection is gone either way; a failed discard only leaves an idle channel.
-            with contextlib.suppress(Exception):
-                await layer.group_discard(live.group_for(topic), channel)
+        hub.remove(listener)

@@ -20,6 +20,7 @@ from django.utils import timezone
 from agents.models import Agent
 from missioncontrol import audit, live
 from missioncontrol.audit import Actor
+from tasks.cards import render_card
 from tasks.models import POSITION_STEP, Comment, Task
 
 MAX_LABELS = 10
@@ -172,7 +173,7 @@ def _publish_card(event: str, task_id: int, statuses: set[str]) -> None:
     if task is None:
         ops.append({"op": "remove", "id": f"task-{task_id}"})
     else:
-        html = render_to_string("tasks/board.html#task_card", {"task": task})
+        html = str(render_card(task))
         ops.append(
             {
                 "op": "upsert",

@@ -43,11 +43,13 @@ class TaskForm(forms.Form):
     due_date = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     assignee = forms.ChoiceField(required=False)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, assignees: list[tuple[str, Any]] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         assignee = self.fields["assignee"]
         assert isinstance(assignee, forms.ChoiceField)
-        assignee.choices = assignee_choices()
+        assignee.choices = assignees if assignees is not None else assignee_choices()
 
     def add_task_error(self, error: TaskError) -> None:
         for field, messages in error.message_dict.items():

@@ -56,6 +56,23 @@ class TestPublish:
             "payload": {"ops": []},
         }
 
+    def test_events_after_a_rollback_are_still_sent(self, transactional_db, broadcasts):
+        def publish_then_fail() -> None:
+            with transaction.atomic():
+                live.publish("lost", "fleet", {})
+                raise ZeroDivisionError
+
+        with pytest.raises(ZeroDivisionError):
+            publish_then_fail()
+        [seq] = publish(1)
+        assert [m["seq"] for m in broadcasts] == [seq]
+
+    def test_one_transaction_sends_its_events_in_order(self, transactional_db, broadcasts):
+        with transaction.atomic():
+            a = live.publish("a", "fleet", {}).seq
+            b = live.publish("b", "board", {}).seq
+        assert [m["seq"] for m in broadcasts] == [a, b]
+
     def test_prev_links_events_of_a_topic(self, transactional_db):
         a, _other, b = publish(1, "board")[0], publish(1, "activity")[0], publish(1, "board")[0]
         assert LiveEvent.objects.get(seq=b).prev_seq == a

@@ -261,3 +261,30 @@ class TestOtherActions:
         actions.delete_task(bob, b.pk)
         assert not Task.objects.filter(pk=b.pk).exists()
         assert f'"op":"remove","id":"task-{b.pk}"' in broadcasts[-1]["text"]
+
+
+class TestCardCache:
+    def test_a_pk_reused_after_a_rollback_never_shows_the_old_card(self, bob):
+        from django.db import transaction
+
+        from tasks.cards import render_card
+
+        def create_then_fail() -> None:
+            with transaction.atomic():
+                actions.create_task(bob, title="Rolled back")  # renders and caches its card
+                raise RuntimeError
+
+        with pytest.raises(RuntimeError):
+            create_then_fail()
+        task = actions.create_task(bob, title="Kept")
+        html = render_card(Task.objects.for_cards().get(pk=task.pk))
+        assert "Kept" in html
+        assert "Rolled back" not in html
+
+    def test_a_change_renders_a_new_card(self, bob):
+        from tasks.cards import render_card
+
+        task = make_task("Before")
+        assert "Before" in render_card(Task.objects.for_cards().get(pk=task.pk))
+        actions.update_task(bob, task.pk, {"title": "After"})
+        assert "After" in render_card(Task.objects.for_cards().get(pk=task.pk))

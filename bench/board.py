@@ -1,0 +1,171 @@
+"""Board at scale: 10,000 open + 50,000 done tasks.
+
+Measures (1) the board page's server time over loopback, (2) Chromium's time from navigation
+until the first screen is complete (cards rendered, network idle), with requests and bytes,
+(3) task moves per second with 8 concurrent clients through the board's own move endpoint.
+
+Usage: python bench/board.py [--open 10000] [--done 50000] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sqlite3
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from common import ADMIN, Server, login, manage, prepare, summary
+
+
+def board_server_time(client: httpx.Client, n: int = 40) -> list[float]:
+    client.get("/board/")
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        r = client.get("/board/")
+        times.append((time.perf_counter() - t) * 1000)
+        assert r.status_code == 200
+    return times
+
+
+def browser_first_screen(url: str, runs: int = 5) -> list[dict]:
+    from playwright.sync_api import sync_playwright
+
+    results = []
+    exe = os.environ.get("MC_CHROMIUM", "/usr/bin/chromium")
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=args)
+        for i in range(runs + 1):
+            ctx = browser.new_context(viewport={"width": 1440, "height": 900})
+            page = ctx.new_page()
+            page.goto(f"{url}/login/")
+            page.fill("input[name=username]", ADMIN[0])
+            page.fill("input[name=password]", ADMIN[1])
+            page.click("button[type=submit]")
+            page.wait_for_load_state("networkidle")
+            requests: list[int] = []
+
+            def count(req, sink=requests):
+                sizes = req.sizes() or {}
+                sink.append(sizes.get("responseBodySize", 0) + sizes.get("responseHeadersSize", 0))
+
+            page.on("requestfinished", count)
+            t = time.perf_counter()
+            page.goto(f"{url}/board/", wait_until="networkidle")
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.cards')].every(l => l.children.length > 0)"
+            )
+            elapsed = (time.perf_counter() - t) * 1000
+            cards = page.eval_on_selector_all(".task-card", "els => els.length")
+            if (
+                i > 0
+            ):  # the first run warms the server and caches nothing we keep (new context each time)
+                results.append(
+                    {
+                        "ms": elapsed,
+                        "requests": len(requests),
+                        "bytes": sum(requests),
+                        "cards": cards,
+                    }
+                )
+            ctx.close()
+        browser.close()
+    return results
+
+
+async def moves_per_second(
+    url: str,
+    cookies: dict[str, str],
+    task_ids: list[int],
+    seconds: float,
+    concurrency: int = int(os.environ.get("CONC", "8")),
+) -> tuple[int, int, list[float]]:
+    statuses = ["inbox", "backlog", "todo", "in_progress", "review"]
+    done = errors = 0
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def worker(k: int) -> None:
+        nonlocal done, errors
+        rng = random.Random(k)
+        async with httpx.AsyncClient(base_url=url, cookies=cookies, timeout=30) as client:
+            while time.perf_counter() < deadline:
+                tid = rng.choice(task_ids)
+                t = time.perf_counter()
+                r = await client.post(
+                    f"/tasks/{tid}/move/",
+                    data={"status": rng.choice(statuses)},
+                    headers={"X-CSRFToken": cookies["csrftoken"]},
+                )
+                latencies.append((time.perf_counter() - t) * 1000)
+                if r.status_code == 200:
+                    done += 1
+                else:
+                    errors += 1
+
+    await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    return done, errors, latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--open", type=int, default=10000)
+    parser.add_argument("--done", type=int, default=50000)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--data-dir", default="")
+    args = parser.parse_args()
+    data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="mc-bench-board-"))
+    prepare(data_dir)
+    db = data_dir / "mission-control.sqlite3"
+    con = sqlite3.connect(db)
+    have = con.execute("SELECT count(*) FROM tasks_task").fetchone()[0]
+    con.close()
+    if have < args.open + args.done:
+        manage(data_dir, "seed_demo", "--open", str(args.open), "--done", str(args.done), "-v", "0")
+    server = Server(data_dir, 3370)
+    try:
+        client = login(server.url)
+        times = board_server_time(client)
+        print(f"board page over loopback ({args.open} open / {args.done} done): {summary(times)}")
+        shots = browser_first_screen(server.url)
+        ms = [s["ms"] for s in shots]
+        print(
+            f"Chromium navigation → first screen complete: median {statistics.median(ms):.0f} ms, max {max(ms):.0f} ms; "
+            f"{shots[0]['requests']} requests, {shots[0]['bytes'] / 1024:.0f} KiB, {shots[0]['cards']} cards"
+        )
+        con = sqlite3.connect(db)
+        ids = [
+            r[0]
+            for r in con.execute(
+                "SELECT id FROM tasks_task WHERE status != 'done' AND archived_at IS NULL LIMIT 2000"
+            )
+        ]
+        con.close()
+        cookies = {
+            "sessionid": client.cookies["sessionid"],
+            "csrftoken": client.cookies["csrftoken"],
+        }
+        done, errors, lat = asyncio.run(moves_per_second(server.url, cookies, ids, args.seconds))
+        print(
+            f"moves with 8 concurrent clients: {done / args.seconds:.0f} moves/s, {errors} errors, latency {summary(lat)}"
+        )
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

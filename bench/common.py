@@ -1,0 +1,99 @@
+"""Helpers for the benchmarks: a real `manage.py serve` on a data dir of its own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+ADMIN = ("bench-admin", "bench-password-123")
+
+
+def manage(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    full = {**os.environ, "MC_DATA_DIR": str(data_dir), **(env or {})}
+    return subprocess.run(
+        [PY, "manage.py", *args], cwd=ROOT, env=full, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def prepare(data_dir: Path) -> None:
+    """Migrate, create the bench admin, collect static files."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    manage(data_dir, "migrate", "--noinput", "-v", "0")
+    manage(
+        data_dir, "ensure_admin", env={"MC_ADMIN_USERNAME": ADMIN[0], "MC_ADMIN_PASSWORD": ADMIN[1]}
+    )
+    manage(data_dir, "collectstatic", "--noinput", "-v", "0")
+
+
+class Server:
+    def __init__(self, data_dir: Path, port: int, env: dict[str, str] | None = None) -> None:
+        self.data_dir, self.port = data_dir, port
+        self.url = f"http://127.0.0.1:{port}"
+        full = {**os.environ, "MC_DATA_DIR": str(data_dir), "MC_PORT": str(port), **(env or {})}
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [PY, "manage.py", "serve"],
+            cwd=ROOT,
+            env=full,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.ready_after = self._wait()
+
+    def _wait(self, timeout: float = 30) -> float:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return time.perf_counter() - self.started
+            except OSError:
+                time.sleep(0.005)
+        raise RuntimeError("server did not start")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(10)
+
+
+def login(url: str, username: str = ADMIN[0], password: str = ADMIN[1]) -> httpx.Client:
+    client = httpx.Client(base_url=url, timeout=30)
+    client.get("/login/")
+    client.post(
+        "/login/",
+        data={
+            "username": username,
+            "password": password,
+            "csrfmiddlewaretoken": client.cookies["csrftoken"],
+        },
+        headers={"Referer": f"{url}/login/"},
+    )
+    assert "sessionid" in client.cookies, "login failed"
+    return client
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def summary(values: list[float]) -> str:
+    return f"p50 {pct(values, 50):.1f} ms, p99 {pct(values, 99):.1f} ms, mean {statistics.fmean(values):.1f} ms (n={len(values)})"
