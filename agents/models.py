@@ -1,18 +1,35 @@
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models import Q
 
 # 1–64 letters, digits, '.', '_', '-', starting with a letter or digit.
+AGENT_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 agent_name_validator = RegexValidator(
-    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
-    "Use 1–64 letters, digits, '.', '_' or '-', starting with a letter or digit.",
+    AGENT_NAME_RE, "Use 1–64 letters, digits, '.', '_' or '-', starting with a letter or digit."
 )
 
 
 class AgentQuerySet(models.QuerySet["Agent"]):
     def by_name(self) -> AgentQuerySet:
         return self.order_by("name")
+
+    def live(self) -> AgentQuerySet:
+        """Agents whose status comes from fresh heartbeats (busy, idle, error)."""
+        return self.filter(status__in=Agent.LIVE_STATUSES)
+
+    def stale(self, now: datetime) -> AgentQuerySet:
+        """Live agents that missed two heartbeats: due to become stale."""
+        return self.live().filter(stale_at__lte=now)
+
+    def gone(self, now: datetime) -> AgentQuerySet:
+        """Agents not seen for MC_AGENT_OFFLINE_AFTER: due to become offline."""
+        cutoff = now - timedelta(seconds=settings.MC_AGENT_OFFLINE_AFTER_S)
+        return self.exclude(status=Agent.Status.OFFLINE).filter(last_seen_at__lt=cutoff)
 
 
 class Agent(models.Model):
@@ -25,17 +42,115 @@ class Agent(models.Model):
         STALE = "stale", "Stale"
         OFFLINE = "offline", "Offline"
 
+    class Source(models.TextChoices):
+        DIRECT = "direct", "Direct"
+        GATEWAY = "gateway", "Gateway"
+
+    LIVE_STATUSES = (Status.BUSY, Status.IDLE, Status.ERROR)
+
     name = models.CharField(max_length=64, unique=True, validators=[agent_name_validator])
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.DIRECT)
     framework = models.CharField(max_length=64, blank=True)
     role = models.CharField(max_length=64, blank=True)
+    capabilities = models.JSONField(default=list, blank=True)
+    version = models.CharField(max_length=64, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OFFLINE)
+    heartbeat_interval_s = models.PositiveIntegerField(default=30)
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    # last_seen_at + 2 × interval, kept with each heartbeat so the sweep is one indexed range.
+    stale_at = models.DateTimeField(null=True, blank=True)
+    last_message = models.CharField(max_length=500, blank=True)
+    model = models.CharField(max_length=128, blank=True)
+    # The task the agent says it works on (tasks → agents: no FK this way round).
+    current_task_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = AgentQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
+        indexes = [
+            # The staleness sweep: live agents whose stale_at has passed.
+            models.Index(
+                fields=["stale_at"],
+                name="agent_stale_idx",
+                condition=Q(status__in=["busy", "idle", "error"]),
+            ),
+            # The offline sweep: not-offline agents by last heartbeat.
+            models.Index(fields=["last_seen_at"], name="agent_seen_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+
+class AgentStatusChange(models.Model):
+    """One step of an agent's status history (the timeline on its page)."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="status_changes")
+    old = models.CharField(max_length=16)
+    new = models.CharField(max_length=16)
+    reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id}: {self.old} → {self.new}"
+
+
+class AgentMessage(models.Model):
+    """A message an agent sent with a heartbeat ("running tests", "waiting for review")."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="messages")
+    status = models.CharField(max_length=16)
+    message = models.CharField(max_length=500)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return self.message[:60]
+
+
+class AgentKey(models.Model):
+    """An API key: `mc_<prefix>_<secret>`, stored as prefix + SHA-256 of the secret."""
+
+    class Kind(models.TextChoices):
+        AGENT = "agent", "Agent key"
+        ENROLLMENT = "enrollment", "Enrollment key"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    prefix = models.CharField(max_length=16, unique=True)
+    # SHA-256 of a 256-bit random secret: a slow hash buys nothing against that much entropy
+    # and would cost every heartbeat a millisecond.
+    secret_hash = models.CharField(max_length=64)
+    name = models.CharField(max_length=100, blank=True)
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.CASCADE, related_name="keys"
+    )
+    max_uses = models.PositiveIntegerField(null=True, blank=True)
+    uses = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind="enrollment", agent__isnull=True)
+                | Q(kind="agent", agent__isnull=False),
+                name="agentkey_kind_matches_agent",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"mc_{self.prefix}_… ({self.get_kind_display()})"

@@ -15,6 +15,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from agents.ingest import LeanRouter  # noqa: E402
 from missioncontrol.consumers import LiveConsumer  # noqa: E402
 from missioncontrol.proxy import TrustedProxyMiddleware  # noqa: E402
 
@@ -25,7 +26,8 @@ websocket_urlpatterns = [
 application = TrustedProxyMiddleware(
     ProtocolTypeRouter(
         {
-            "http": django_application,
+            # The agent hot path (heartbeats, usage) is answered before Django's middleware.
+            "http": LeanRouter(django_application),
             # Origin must be one of ALLOWED_HOSTS: another site cannot open a socket with our cookie.
             "websocket": AllowedHostsOriginValidator(
                 AuthMiddlewareStack(URLRouter(websocket_urlpatterns))

@@ -60,8 +60,10 @@ INSTALLED_APPS = [
     "guardian",
     "axes",
     "missioncontrol",
+    "rest_framework",
     "agents",
     "tasks",
+    "billing",
 ]
 
 MIDDLEWARE = [
@@ -235,6 +237,22 @@ MC_RETENTION_INTERVAL_S = env_int("MC_RETENTION_INTERVAL_S", 3600, low=1, high=8
 MC_LIVE_REPLAY_LIMIT = env_int("MC_LIVE_REPLAY_LIMIT", 1000, low=10, high=100000)
 # How long a hidden tab keeps its connection before it pauses (milliseconds).
 MC_LIVE_GRACE_MS = env_int("MC_LIVE_GRACE_MS", 10000, low=0, high=3600000)
+
+# --- Agents ---------------------------------------------------------------------------------
+# A live agent turns stale after 2 × its heartbeat interval, offline after this long unseen.
+MC_AGENT_OFFLINE_AFTER_S = env_int("MC_AGENT_OFFLINE_AFTER", 600, low=30, high=7 * 86400)
+MC_AGENT_DEFAULT_INTERVAL_S = env_int("MC_AGENT_HEARTBEAT_INTERVAL", 30, low=1, high=3600)
+# Bodies larger than this are refused with 413 on the agent API.
+MC_API_MAX_BODY = env_int("MC_API_MAX_BODY", 1024 * 1024, low=1024, high=64 * 1024 * 1024)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["agents.api_auth.AgentKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "agents.api_auth.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
 
 LOGGING = {
     "version": 1,

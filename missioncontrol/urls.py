@@ -28,4 +28,6 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
     path("", include("tasks.urls")),
+    path("", include("agents.urls")),
+    path("api/v1/", include("agents.api_urls")),
 ]

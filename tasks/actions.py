@@ -31,6 +31,10 @@ class TaskError(ValidationError):
     """Bad input for a task action: a message per field (shown as form errors / 400)."""
 
 
+class AlreadyClaimed(Exception):
+    """Someone else holds the task (409)."""
+
+
 class StaleTask(Exception):
     """The task changed since the client saw it (409): the client should take the new state."""
 
@@ -436,6 +440,27 @@ def add_comment(actor: Actor, task_id: int, body: str, *, agent: Agent | None = 
         )
         _publish_card("task.commented", task.pk, {task.status})
     return comment
+
+
+def claim_task(actor: Actor, task_id: int, *, agent_id: int) -> Task:
+    """An agent takes an unassigned task (or confirms it holds it); atomic under races."""
+    with transaction.atomic():
+        task = _lock(task_id)
+        if task.assignee_agent_id == agent_id:
+            return task
+        # Conditional update: of two agents claiming at once, exactly one matches.
+        taken = Task.objects.filter(
+            pk=task.pk,
+            assignee_agent__isnull=True,
+            assignee_user__isnull=True,
+            archived_at__isnull=True,
+        ).update(assignee_agent_id=agent_id, version=F("version") + 1, updated_at=timezone.now())
+        if taken != 1:
+            raise AlreadyClaimed(f"Task #{task.pk} is already assigned to {task.assignee}.")
+        task = Task.objects.for_cards().get(pk=task.pk)
+        audit.record(actor, "task.claimed", task, after={"assignee": str(task.assignee)})
+        _publish_card("task.claimed", task.pk, {task.status})
+    return task
 
 
 def archive_task(actor: Actor, task_id: int) -> Task:

@@ -1,0 +1,207 @@
+"""The agent API on DRF: registration and the agent's own tasks (the hot path is ingest.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents import actions
+from agents.keys import KeyInfo
+from agents.models import AgentKey
+from missioncontrol.audit import Actor
+from tasks import actions as task_actions
+from tasks.models import Task
+
+
+class Refused(APIException):
+    def __init__(self, status_code: int, code: str, detail: Any) -> None:
+        self.status_code = status_code
+        super().__init__(detail=detail, code=code)
+
+
+def refuse(error: actions.AgentError | task_actions.TaskError) -> Refused:
+    if isinstance(error, task_actions.TaskError):
+        if "task" in error.message_dict:
+            return Refused(404, "not_found", error.message_dict["task"][0])
+        return Refused(400, "validation_error", error.message_dict)
+    codes = {"validation_error": 400, "forbidden": 403, "conflict": 409}
+    return Refused(codes.get(error.code, 400), error.code, error.detail)
+
+
+class RegisterSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64)
+    framework = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    role = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    capabilities = serializers.ListField(
+        child=serializers.CharField(max_length=64), max_length=50, required=False, default=list
+    )
+    version = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    metadata = serializers.DictField(required=False, default=dict)
+    heartbeat_interval_s = serializers.IntegerField(min_value=5, max_value=3600, required=False)
+
+
+def agent_json(agent: Any) -> dict[str, Any]:
+    return {
+        "name": agent.name,
+        "framework": agent.framework,
+        "role": agent.role,
+        "capabilities": agent.capabilities,
+        "version": agent.version,
+        "status": agent.status,
+        "last_seen": agent.last_seen_at.isoformat() if agent.last_seen_at else None,
+        "heartbeat_interval_s": agent.heartbeat_interval_s,
+    }
+
+
+class RegisterView(APIView):
+    """POST /api/v1/agents/register"""
+
+    def post(self, request: Request) -> Response:
+        key: KeyInfo = request.auth
+        data = RegisterSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        name = fields.pop("name")
+        try:
+            registration = actions.register_agent(key, name=name, fields=fields)
+        except actions.AgentError as error:
+            raise refuse(error) from None
+        body: dict[str, Any] = {"agent": agent_json(registration.agent)}
+        if registration.new_key:
+            body["api_key"] = registration.new_key
+            body["api_key_note"] = "Shown once: store it now. Use it for heartbeats and usage."
+        return Response(
+            body, status=status.HTTP_201_CREATED if registration.created else status.HTTP_200_OK
+        )
+
+
+def _own_agent(request: Request) -> tuple[KeyInfo, Actor]:
+    key: KeyInfo = request.auth
+    if key.kind != AgentKey.Kind.AGENT or key.agent_name is None:
+        raise Refused(403, "forbidden", "Only an agent's own key can act on tasks.")
+    return key, Actor.agent(key.agent_name)
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.pk,
+        "title": task.title,
+        "description": task.description,
+        "status": task.status,
+        "priority": Task.Priority(task.priority).label.lower(),
+        "labels": task.label_list,
+        "blocked": task.blocked,
+        "blocked_reason": task.blocked_reason,
+        "version": task.version,
+        "url": f"/tasks/{task.pk}/",
+    }
+
+
+class TasksView(APIView):
+    """GET /api/v1/tasks?assignee=me&status=…: the agent's tasks."""
+
+    def get(self, request: Request) -> Response:
+        key, _actor = _own_agent(request)
+        qs = (
+            Task.objects.on_board()
+            .filter(assignee_agent_id=key.agent_id)
+            .order_by("priority", "position")
+        )
+        wanted = request.query_params.get("status")
+        if wanted:
+            if wanted not in Task.Status.values:
+                raise Refused(
+                    400,
+                    "validation_error",
+                    {"status": [f"One of {', '.join(Task.Status.values)}."]},
+                )
+            qs = qs.filter(status=wanted)
+        return Response({"tasks": [task_json(t) for t in qs[:200]]})
+
+
+def _task_for(key: KeyInfo, pk: int) -> Task:
+    task = Task.objects.on_board().filter(pk=pk).first()
+    if task is None:
+        raise Http404
+    return task
+
+
+class ClaimView(APIView):
+    """POST /api/v1/tasks/{id}/claim: take an unassigned task (409 if someone holds it)."""
+
+    def post(self, request: Request, pk: int) -> Response:
+        key, actor = _own_agent(request)
+        task = _task_for(key, pk)
+        try:
+            claimed = task_actions.claim_task(actor, task.pk, agent_id=key.agent_id)  # type: ignore[arg-type]
+        except task_actions.TaskError as error:
+            raise refuse(error) from None
+        except task_actions.AlreadyClaimed as taken:
+            raise Refused(409, "conflict", str(taken)) from None
+        return Response({"task": task_json(claimed)})
+
+
+class TaskPatchSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Task.Status.values, required=False)
+    blocked = serializers.BooleanField(required=False)
+    blocked_reason = serializers.CharField(max_length=500, required=False, allow_blank=True)
+
+
+class TaskView(APIView):
+    """PATCH /api/v1/tasks/{id} {status?, blocked?, blocked_reason?} on the agent's own task."""
+
+    def patch(self, request: Request, pk: int) -> Response:
+        key, actor = _own_agent(request)
+        task = _task_for(key, pk)
+        if task.assignee_agent_id != key.agent_id:
+            raise Refused(403, "forbidden", "This task is not assigned to you; claim it first.")
+        data = TaskPatchSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        try:
+            if "status" in values:
+                task = task_actions.move_task(actor, task.pk, to_status=values["status"])
+            if "blocked" in values:
+                task = task_actions.set_blocked(
+                    actor,
+                    task.pk,
+                    blocked=values["blocked"],
+                    reason=values.get("blocked_reason", ""),
+                )
+        except task_actions.TaskError as error:
+            raise refuse(error) from None
+        return Response({"task": task_json(task)})
+
+
+class CommentSerializer(serializers.Serializer):
+    body = serializers.CharField(max_length=20000)
+
+
+class CommentsView(APIView):
+    """POST /api/v1/tasks/{id}/comments {body}: a comment by the agent."""
+
+    def post(self, request: Request, pk: int) -> Response:
+        key, actor = _own_agent(request)
+        task = _task_for(key, pk)
+        data = CommentSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        from agents.models import Agent
+
+        try:
+            comment = task_actions.add_comment(
+                actor,
+                task.pk,
+                data.validated_data["body"],
+                agent=Agent.objects.get(pk=key.agent_id or 0),
+            )
+        except task_actions.TaskError as error:
+            raise refuse(error) from None
+        return Response(
+            {"comment": {"id": comment.pk, "task": task.pk}}, status=status.HTTP_201_CREATED
+        )

@@ -1,0 +1,405 @@
+"""The hot path: heartbeats and usage reports, routed at the ASGI layer.
+
+`POST /api/v1/agents/<name>/heartbeat`, its compatibility twin `POST /api/agents/<name>/heartbeat`
+and `POST /api/v1/usage` skip Django's browser middleware (sessions, CSRF, messages …: about a
+dozen thread hops per request) and do, explicitly, what applies to them: host check, body limit,
+API-key check (cached), rate limit and JSON validation. Writes go to one group-commit writer:
+many requests' records in one short transaction, each request answered only after its data is
+committed. The writer calls agents/actions.py and billing/actions.py like every other path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.http.request import split_domain_port, validate_host
+from django.utils import timezone
+
+from agents import actions, keys, validation
+from agents.models import AgentKey
+from billing import actions as billing
+from tasks.models import Task
+
+logger = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+HEARTBEAT_RE = re.compile(r"^/api/(?:v1/)?agents/(?P<name>[^/]+)/heartbeat/?$")
+USAGE_PATH = "/api/v1/usage"
+# How many requests one transaction may carry.
+MAX_BATCH = 500
+# Per key: sustained requests per second and burst (a runaway loop gets 429, not the database).
+RATE_PER_S = 20.0
+RATE_BURST = 60.0
+WORK_LIMIT = 20
+
+
+class LeanRouter:
+    """Send the hot routes to the lean handlers, everything else to Django."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            match = HEARTBEAT_RE.match(path)
+            if match:
+                return await handle(scope, receive, send, "heartbeat", match.group("name"))
+            if path.rstrip("/") == USAGE_PATH:
+                return await handle(scope, receive, send, "usage", None)
+        return await self.app(scope, receive, send)
+
+
+# --- Responses -------------------------------------------------------------------------------
+
+
+async def respond(
+    send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    payload = json.dumps(body, separators=(",", ":"), default=str).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"x-content-type-options", b"nosniff"),
+                (b"cache-control", b"no-store"),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def error(
+    send: Send,
+    status: int,
+    code: str,
+    detail: Any,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    await respond(send, status, {"error": code, "detail": detail}, headers)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+    """The request body, or None when it exceeds `limit` bytes."""
+    declared = _header(scope, b"content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionResetError
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+# --- Rate limit ---------------------------------------------------------------------------------
+
+
+_buckets: dict[int, tuple[float, float]] = {}
+
+
+def rate_limited(key_id: int) -> float:
+    """0 if the request may go, else seconds until it may (token bucket per key)."""
+    now = time.monotonic()
+    tokens, at = _buckets.get(key_id, (RATE_BURST, now))
+    tokens = min(RATE_BURST, tokens + (now - at) * RATE_PER_S)
+    if tokens < 1:
+        _buckets[key_id] = (tokens, now)
+        return (1 - tokens) / RATE_PER_S
+    _buckets[key_id] = (tokens - 1, now)
+    return 0.0
+
+
+# --- The handler --------------------------------------------------------------------------------
+
+
+async def authenticate(scope: Scope) -> tuple[keys.KeyInfo | None, str]:
+    raw = _header(scope, b"authorization") or ""
+    raw = raw[7:] if raw.lower().startswith("bearer ") else _header(scope, b"x-api-key") or ""
+    if not raw:
+        return None, "Send the agent's API key as 'Authorization: Bearer <key>' or 'X-Api-Key'."
+    parts = keys.split(raw)
+    if parts is None:
+        return None, "That is not a Mission Control API key."
+    prefix, secret = parts
+    hit, info = keys.cached(prefix)
+    if not hit:
+        info = await database_sync_to_async(keys.load)(prefix)
+        keys.remember(prefix, info)
+    checked = keys.check(info, secret)
+    if checked is None:
+        return None, "This API key is unknown, revoked or expired."
+    return checked, ""
+
+
+async def handle(scope: Scope, receive: Receive, send: Send, kind: str, name: str | None) -> None:
+    host = _header(scope, b"host") or ""
+    domain, _port = split_domain_port(host)
+    if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+        return await error(send, 400, "bad_request", "Unknown host.")
+    try:
+        body = await read_body(scope, receive, settings.MC_API_MAX_BODY)
+    except ConnectionResetError:
+        return None
+    if body is None:
+        return await error(
+            send,
+            413,
+            "payload_too_large",
+            f"Bodies are limited to {settings.MC_API_MAX_BODY} bytes.",
+        )
+    key, why = await authenticate(scope)
+    if key is None:
+        return await error(send, 401, "unauthenticated", why, [(b"www-authenticate", b"Bearer")])
+    if key.kind != AgentKey.Kind.AGENT:
+        return await error(send, 403, "forbidden", "Enrollment keys can only register agents.")
+    if kind == "heartbeat" and key.agent_name != name:
+        return await error(send, 403, "forbidden", "This key belongs to another agent.")
+    wait = rate_limited(key.id)
+    if wait:
+        return await error(
+            send,
+            429,
+            "rate_limited",
+            "Too many requests for this key.",
+            [(b"retry-after", str(max(1, round(wait))).encode())],
+        )
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return await error(send, 400, "validation_error", {"body": ["The body is not valid JSON."]})
+    now = timezone.now()
+    assert key.agent_id is not None
+    if kind == "heartbeat":
+        cleaned, errors = validation.heartbeat(data, key.agent_id, now)
+    else:
+        records = data.get("records") if isinstance(data, dict) else None
+        if records is None:
+            items: list[billing.UsageItem] = []
+            errors = {"records": ["A list of usage records is required."]}
+        else:
+            items, errors = validation.usage_list(
+                records, key.agent_id, now, "records", validation.MAX_BULK_USAGE
+            )
+        cleaned = {"usage": items}
+    if errors:
+        return await error(send, 400, "validation_error", errors)
+    job = Job(kind=kind, key=key, cleaned=cleaned, received_at=now)
+    try:
+        result = await get_writer().submit(job)
+    except WriteFailed:
+        return await error(
+            send,
+            503,
+            "unavailable",
+            "Could not store this; nothing was recorded. Try again.",
+            [(b"retry-after", b"1")],
+        )
+    return await respond(send, 200, result)
+
+
+# --- Group-commit writer ------------------------------------------------------------------------
+
+
+class WriteFailed(Exception):
+    pass
+
+
+@dataclass
+class Job:
+    kind: str
+    key: keys.KeyInfo
+    cleaned: dict[str, Any]
+    received_at: datetime
+    future: asyncio.Future[dict[str, Any]] | None = field(default=None, repr=False)
+
+
+class Writer:
+    """One per event loop: batches jobs into single transactions on one database thread."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Job] = asyncio.Queue()
+        # One thread: its connection stays open, and batches never contend with each other.
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mc-writer")
+        self.task = asyncio.get_running_loop().create_task(self._run())
+        self.seen: dict[int, datetime] = {}
+        self.seen_flushed = time.monotonic()
+
+    async def submit(self, job: Job) -> dict[str, Any]:
+        job.future = asyncio.get_running_loop().create_future()
+        await self.queue.put(job)
+        return await job.future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                first = await asyncio.wait_for(self.queue.get(), 1.0)
+            except TimeoutError:
+                await self._flush_seen(loop, force=True)
+                continue
+            batch = [first]
+            while len(batch) < MAX_BATCH and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            try:
+                results = await loop.run_in_executor(self.executor, apply_batch, batch)
+            except Exception:
+                logger.exception("ingest: batch of %d failed; retrying one by one", len(batch))
+                results = []
+                for job in batch:
+                    try:
+                        results.extend(
+                            await loop.run_in_executor(self.executor, apply_batch, [job])
+                        )
+                    except Exception:
+                        logger.exception("ingest: %s for key %s failed", job.kind, job.key.prefix)
+                        results.append(None)
+            for job, result in zip(batch, results, strict=True):
+                assert job.future is not None
+                if job.future.done():
+                    continue
+                if result is None:
+                    job.future.set_exception(WriteFailed())
+                else:
+                    job.future.set_result(result)
+                if job.kind == "heartbeat" and job.key.agent_id is not None:
+                    self.seen[job.key.agent_id] = job.received_at
+            await self._flush_seen(loop)
+
+    async def _flush_seen(self, loop: asyncio.AbstractEventLoop, force: bool = False) -> None:
+        """At most one "last seen" event a second for all agents heard from."""
+        if not self.seen or (not force and time.monotonic() - self.seen_flushed < 1.0):
+            return
+        seen, self.seen = self.seen, {}
+        self.seen_flushed = time.monotonic()
+        try:
+            await loop.run_in_executor(self.executor, actions.publish_seen, seen)
+        except Exception:
+            logger.exception("ingest: publishing last-seen failed")
+
+
+_writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Writer] = weakref.WeakKeyDictionary()
+
+
+def get_writer() -> Writer:
+    loop = asyncio.get_running_loop()
+    writer = _writers.get(loop)
+    if writer is None:
+        writer = _writers[loop] = Writer()
+    return writer
+
+
+def apply_batch(batch: list[Job]) -> list[dict[str, Any] | None]:
+    """Runs on the writer thread: every job's writes in one transaction, then the answers."""
+    close_old_connections()
+    beats: list[actions.Heartbeat] = []
+    usage: list[billing.UsageItem] = []
+    spans: list[tuple[int, int]] = []
+    for job in batch:
+        items = job.cleaned.get("usage", [])
+        spans.append((len(usage), len(usage) + len(items)))
+        usage.extend(items)
+        if job.kind == "heartbeat":
+            assert job.key.agent_id is not None
+            model = items[-1].model if items else None
+            beats.append(
+                actions.Heartbeat(
+                    agent_id=job.key.agent_id,
+                    key_id=job.key.id,
+                    status=job.cleaned.get("status"),
+                    task_id=job.cleaned.get("task_id"),
+                    message=job.cleaned.get("message"),
+                    model=model,
+                    received_at=job.received_at,
+                )
+            )
+    with transaction.atomic():
+        states = actions.apply_heartbeats(beats)
+        stored = billing.record_usage(usage)
+    work = _work({b.agent_id for b in beats})
+    results: list[dict[str, Any] | None] = []
+    for job, (start, end) in zip(batch, spans, strict=True):
+        recorded = sum(stored[start:end])
+        duplicates = (end - start) - recorded
+        if job.kind == "usage":
+            results.append({"recorded": recorded, "duplicates": duplicates})
+            continue
+        agent_id = job.key.agent_id
+        state = states.get(agent_id or 0)
+        if state is None:
+            results.append(None)
+            continue
+        results.append(
+            {
+                "ok": True,
+                "agent": {
+                    "name": state["name"],
+                    "status": state["status"],
+                    "last_seen": state["last_seen"].isoformat(),
+                },
+                "next_heartbeat_s": state["interval"],
+                "usage_recorded": recorded,
+                "usage_duplicates": duplicates,
+                "work": {"tasks": work.get(agent_id or 0, [])},
+            }
+        )
+    return results
+
+
+def _work(agent_ids: set[int]) -> dict[int, list[dict[str, Any]]]:
+    """Tasks assigned to these agents and not done, most urgent first (one query)."""
+    if not agent_ids:
+        return {}
+    out: dict[int, list[dict[str, Any]]] = {}
+    rows = (
+        Task.objects.open()
+        .filter(assignee_agent_id__in=agent_ids)
+        .order_by("priority", "status", "position")
+        .values_list("assignee_agent_id", "id", "title", "status", "priority")
+    )
+    for agent_id, pk, title, status, priority in rows:
+        tasks = out.setdefault(agent_id, [])
+        if len(tasks) < WORK_LIMIT:
+            tasks.append(
+                {
+                    "id": pk,
+                    "title": title,
+                    "status": status,
+                    "priority": Task.Priority(priority).label.lower(),
+                    "url": f"/tasks/{pk}/",
+                }
+            )
+    return out

@@ -1,0 +1,126 @@
+"""Agent API keys: `mc_<prefix>_<secret>`; the prefix finds the row, SHA-256 checks the secret.
+
+Verification is on every heartbeat, so keys are cached in-process for a few seconds. Revoking
+drops the entry here at once; another process notices within KEY_TTL_S.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import string
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.utils import timezone
+
+from agents.models import AgentKey
+
+KEY_RE = re.compile(r"^mc_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{43})$")
+KEY_TTL_S = 5.0
+_ALPHABET = string.ascii_letters + string.digits
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What a request may do with its key."""
+
+    id: int
+    prefix: str
+    kind: str
+    agent_id: int | None
+    agent_name: str | None
+    secret_hash: str
+    expires_at: datetime | None
+    revoked: bool
+    exhausted: bool
+
+    def usable(self, now: datetime) -> bool:
+        # A used-up enrollment key still authenticates; registering with it answers 403.
+        return not self.revoked and (self.expires_at is None or self.expires_at > now)
+
+
+def generate() -> tuple[str, str, str]:
+    """A new key: (full key shown once, prefix, secret hash)."""
+    prefix = "".join(secrets.choice(_ALPHABET) for _ in range(12))
+    secret = secrets.token_urlsafe(32)
+    return f"mc_{prefix}_{secret}", prefix, hash_secret(secret)
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+_cache: dict[str, tuple[float, KeyInfo | None]] = {}
+_lock = threading.Lock()
+
+
+def _load(prefix: str) -> KeyInfo | None:
+    row = AgentKey.objects.select_related("agent").filter(prefix=prefix).first()
+    if row is None:
+        return None
+    return KeyInfo(
+        id=row.pk,
+        prefix=row.prefix,
+        kind=row.kind,
+        agent_id=row.agent_id,
+        agent_name=row.agent.name if row.agent else None,
+        secret_hash=row.secret_hash,
+        expires_at=row.expires_at,
+        revoked=row.revoked_at is not None,
+        exhausted=row.max_uses is not None and row.uses >= row.max_uses,
+    )
+
+
+def cached(prefix: str) -> tuple[bool, KeyInfo | None]:
+    """(hit, info) from the cache without touching the database."""
+    with _lock:
+        entry = _cache.get(prefix)
+    if entry is None or time.monotonic() - entry[0] > KEY_TTL_S:
+        return False, None
+    return True, entry[1]
+
+
+def remember(prefix: str, info: KeyInfo | None) -> None:
+    with _lock:
+        _cache[prefix] = (time.monotonic(), info)
+        if len(_cache) > 50000:
+            _cache.clear()
+
+
+def invalidate(prefix: str) -> None:
+    with _lock:
+        _cache.pop(prefix, None)
+
+
+def split(raw: str) -> tuple[str, str] | None:
+    match = KEY_RE.match(raw.strip())
+    return (match.group(1), match.group(2)) if match else None
+
+
+def check(info: KeyInfo | None, secret: str) -> KeyInfo | None:
+    """The key if the secret matches and it may still be used."""
+    if info is None or not hmac.compare_digest(info.secret_hash, hash_secret(secret)):
+        return None
+    return info if info.usable(timezone.now()) else None
+
+
+def verify(raw: str) -> KeyInfo | None:
+    """Synchronous verification (DRF views, commands): cache first, then the database."""
+    parts = split(raw)
+    if parts is None:
+        return None
+    prefix, secret = parts
+    hit, info = cached(prefix)
+    if not hit:
+        info = _load(prefix)
+        remember(prefix, info)
+    return check(info, secret)
+
+
+def load(prefix: str) -> KeyInfo | None:
+    return _load(prefix)

@@ -1,0 +1,55 @@
+"""`manage.py create_agent_key --agent NAME` / `--enrollment`: print a new key on its own line."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from agents import actions
+from agents.models import Agent, AgentKey
+from missioncontrol.audit import Actor
+
+
+class Command(BaseCommand):
+    help = "Issue an agent API key (bound to an agent) or an enrollment key; prints the key once."
+
+    def add_arguments(self, parser: Any) -> None:
+        group = parser.add_mutually_exclusive_group(required=True)
+        group.add_argument(
+            "--agent", help="Name of the agent the key acts as (created if missing)."
+        )
+        group.add_argument(
+            "--enrollment", action="store_true", help="A key that may register new agents."
+        )
+        parser.add_argument(
+            "--max-uses", type=int, default=None, help="Enrollment keys: how many registrations."
+        )
+        parser.add_argument("--expires-days", type=int, default=None)
+        parser.add_argument("--label", default="")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        expires = (
+            timezone.now() + timedelta(days=opts["expires_days"]) if opts["expires_days"] else None
+        )
+        actor = Actor.system("manage.py create_agent_key")
+        agent = None
+        if opts["agent"]:
+            try:
+                actions._check_name(opts["agent"])
+            except actions.AgentError as error:
+                raise CommandError(str(error.detail)) from None
+            agent, _ = Agent.objects.get_or_create(
+                name=opts["agent"], defaults={"source": Agent.Source.DIRECT}
+            )
+        _key, full = actions.issue_key(
+            actor,
+            kind=AgentKey.Kind.AGENT if agent else AgentKey.Kind.ENROLLMENT,
+            agent=agent,
+            name=opts["label"],
+            max_uses=opts["max_uses"],
+            expires_at=expires,
+        )
+        self.stdout.write(full)

@@ -1,0 +1,27 @@
+// "Last seen 12 s ago" that stays live: every element with data-seen shows its age.
+function ago(iso) {
+  if (!iso) return "never";
+  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  if (seconds < 60) return `${seconds} s ago`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
+  return `${Math.floor(seconds / 86400)} d ago`;
+}
+
+function tick() {
+  document.querySelectorAll("[data-seen]").forEach((el) => {
+    const label = el.querySelector(".seen-ago");
+    if (label) label.textContent = ago(el.dataset.seen);
+  });
+}
+
+tick();
+setInterval(tick, 1000);
+document.addEventListener("mc:live", tick);
+document.querySelectorAll("form[data-autosubmit]").forEach((form) => {
+  form.addEventListener("change", () => form.requestSubmit());
+});
+document.addEventListener("submit", (e) => {
+  const message = e.target.dataset.confirm;
+  if (message && !window.confirm(message)) e.preventDefault();
+});

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from agents import actions, keys
+from agents.models import Agent, AgentKey
+from missioncontrol.asgi import application
+from missioncontrol.audit import Actor
+
+
+@pytest.fixture(autouse=True)
+def fresh_key_cache():
+    keys._cache.clear()
+    from agents import ingest
+
+    ingest._buckets.clear()
+    yield
+    keys._cache.clear()
+
+
+@pytest.fixture
+def api():
+    """An HTTP client speaking to the real ASGI application (lean path and Django alike)."""
+
+    def make(key: str | None = None, **headers: str) -> httpx.AsyncClient:
+        if key:
+            headers.setdefault("Authorization", f"Bearer {key}")
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application),
+            base_url="http://localhost",
+            headers=headers,
+        )
+
+    return make
+
+
+def issue(kind: str, agent: Agent | None = None, **kwargs: Any) -> tuple[AgentKey, str]:
+    return actions.issue_key(Actor.system("tests"), kind=kind, agent=agent, **kwargs)
+
+
+@pytest.fixture
+def ada(transactional_db) -> Agent:
+    return Agent.objects.create(name="ada", framework="claude-code", heartbeat_interval_s=30)
+
+
+@pytest.fixture
+def ada_key(ada) -> str:
+    return issue(AgentKey.Kind.AGENT, ada)[1]
+
+
+@pytest.fixture
+def bob_key(transactional_db) -> str:
+    bob = Agent.objects.create(name="bob")
+    return issue(AgentKey.Kind.AGENT, bob)[1]
+
+
+@pytest.fixture
+def enrollment_key(transactional_db) -> str:
+    return issue(AgentKey.Kind.ENROLLMENT, max_uses=2)[1]
+
+
+@pytest.fixture
+def revoked_key(ada) -> str:
+    key, full = issue(AgentKey.Kind.AGENT, ada)
+    actions.revoke_key(Actor.system("tests"), key.pk)
+    return full

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+
+from agents import keys
+from agents.models import Agent, AgentKey
+from tests.agents.conftest import issue
+
+pytestmark = pytest.mark.django_db
+
+
+class TestAgentsPage:
+    def test_viewer_sees_agents_with_counts(self, viewer):
+        Agent.objects.create(name="busy-one", status="busy", framework="codex")
+        Agent.objects.create(name="gone", status="offline")
+        html = viewer.get(reverse("agents:list")).content.decode()
+        assert "busy-one" in html
+        assert 'id="agent-count-busy">1<' in html
+        assert 'id="agent-count-offline">1<' in html
+        assert 'id="agent-count-online">1<' in html
+
+    def test_filters(self, viewer):
+        Agent.objects.create(name="busy-one", status="busy", framework="codex")
+        Agent.objects.create(name="gone", status="offline", framework="claude-code")
+        html = viewer.get(reverse("agents:list") + "?status=offline").content.decode()
+        assert "gone" in html
+        assert "busy-one" not in html
+        assert (
+            "busy-one"
+            not in viewer.get(reverse("agents:list") + "?framework=claude-code").content.decode()
+        )
+
+    def test_detail(self, viewer):
+        Agent.objects.create(name="ada", framework="claude-code")
+        response = viewer.get(reverse("agents:detail", args=["ada"]))
+        assert response.status_code == 200
+        assert b"Status history" in response.content
+        assert viewer.get(reverse("agents:detail", args=["nobody"])).status_code == 404
+
+    def test_outsider_and_anonymous_are_refused(self, outsider, client):
+        assert outsider.get(reverse("agents:list")).status_code == 403
+        assert client.get(reverse("agents:list")).status_code == 302
+
+    def test_wrong_method(self, admin):
+        assert admin.post(reverse("agents:list")).status_code == 405
+
+
+class TestKeysPage:
+    def test_admin_issues_an_agent_key_shown_once(self, admin):
+        agent = Agent.objects.create(name="ada")
+        response = admin.post(
+            reverse("agents:keys"), {"kind": "agent", "agent": agent.pk, "name": "laptop"}
+        )
+        assert response.status_code == 200
+        full = response.context["new_key"]
+        assert full.startswith("mc_")
+        assert full in response.content.decode()
+        assert keys.verify(full).agent_name == "ada"
+        assert full not in admin.get(reverse("agents:keys")).content.decode()  # never again
+
+    def test_agent_key_needs_an_agent(self, admin):
+        response = admin.post(reverse("agents:keys"), {"kind": "agent"})
+        assert response.status_code == 422
+        assert b"belongs to one agent" in response.content
+        assert AgentKey.objects.count() == 0
+
+    def test_enrollment_key_with_limits(self, admin):
+        admin.post(reverse("agents:keys"), {"kind": "enrollment", "max_uses": 3})
+        key = AgentKey.objects.get()
+        assert (key.kind, key.max_uses, key.agent) == ("enrollment", 3, None)
+
+    def test_revoke(self, admin):
+        key, full = issue(AgentKey.Kind.ENROLLMENT)
+        assert keys.verify(full) is not None
+        assert admin.post(reverse("agents:revoke", args=[key.pk])).status_code == 302
+        assert keys.verify(full) is None
+
+    @pytest.mark.parametrize("persona", ["viewer", "operator"])
+    def test_non_admins_are_refused(self, request, persona):
+        client = request.getfixturevalue(persona)
+        assert client.get(reverse("agents:keys")).status_code == 403
+        assert client.post(reverse("agents:keys"), {"kind": "enrollment"}).status_code == 403
+        key, _ = issue(AgentKey.Kind.ENROLLMENT)
+        assert client.post(reverse("agents:revoke", args=[key.pk])).status_code == 403
+        assert AgentKey.objects.get(pk=key.pk).revoked_at is None
+
+    def test_revoke_needs_post(self, admin):
+        key, _ = issue(AgentKey.Kind.ENROLLMENT)
+        assert admin.get(reverse("agents:revoke", args=[key.pk])).status_code == 405
+
+
+class TestCreateAgentKeyCommand:
+    def test_agent_key_on_its_own_line(self):
+        out = io.StringIO()
+        call_command("create_agent_key", "--agent", "cli-bot", stdout=out)
+        full = out.getvalue().strip()
+        assert keys.verify(full).agent_name == "cli-bot"
+
+    def test_enrollment_key(self):
+        out = io.StringIO()
+        call_command("create_agent_key", "--enrollment", "--max-uses", "5", stdout=out)
+        assert keys.verify(out.getvalue().strip()).kind == "enrollment"
