@@ -1,7 +1,8 @@
 """Agent API keys: `mc_<prefix>_<secret>`; the prefix finds the row, SHA-256 checks the secret.
 
-Verification is on every heartbeat, so keys are cached in-process for a few seconds. Revoking
-drops the entry here at once; another process notices within KEY_TTL_S.
+Verification is on every heartbeat, so keys are cached in-process. Revoking drops the entry
+here at once; every process also asks the database for keys revoked lately at most every
+REVOCATION_CHECK_S, so another process stops honouring a revoked key within that time.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ import string
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 
 from agents.models import AgentKey
 
 KEY_RE = re.compile(r"^mc_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{43})$")
-KEY_TTL_S = 5.0
+KEY_TTL_S = 600.0
+REVOCATION_CHECK_S = 2.0
 _ALPHABET = string.ascii_letters + string.digits
 
 
@@ -92,6 +94,26 @@ def remember(prefix: str, info: KeyInfo | None) -> None:
             _cache.clear()
 
 
+_revocations_seen_at: datetime | None = None
+_revocations_checked = 0.0
+
+
+def revocations_due() -> bool:
+    return time.monotonic() - _revocations_checked >= REVOCATION_CHECK_S
+
+
+def refresh_revocations() -> None:
+    """Forget cached keys revoked (by any process) since the last check: one indexed query."""
+    global _revocations_seen_at, _revocations_checked
+    now = timezone.now()
+    since = _revocations_seen_at or now - timedelta(seconds=KEY_TTL_S)
+    # A margin for clocks and commits in flight; forgetting a key twice costs one reload.
+    for prefix in AgentKey.objects.filter(revoked_at__gte=since - timedelta(seconds=5)).values_list("prefix", flat=True):
+        invalidate(prefix)
+    _revocations_seen_at = now
+    _revocations_checked = time.monotonic()
+
+
 def invalidate(prefix: str) -> None:
     with _lock:
         _cache.pop(prefix, None)
@@ -115,6 +137,8 @@ def verify(raw: str) -> KeyInfo | None:
     if parts is None:
         return None
     prefix, secret = parts
+    if revocations_due():
+        refresh_revocations()
     hit, info = cached(prefix)
     if not hit:
         info = _load(prefix)

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from django.db import connection
+from django.utils import timezone
+
 from billing.models import UsageRecord
 
 
@@ -26,6 +29,17 @@ class UsageItem:
     task_id: int | None = None
 
 
+INSERT_SQL = (
+    "INSERT INTO billing_usagerecord (agent_id, client_id, model, provider, input_tokens, output_tokens, "
+    "cache_read_tokens, cache_write_tokens, reasoning_tokens, reported_cost_usd, cost_usd, price_version, "
+    "session, task_id, occurred_at, created_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, '', %s, %s, %s, %s) "
+    # The unique constraint is the last word (another process may have won a race): a
+    # conflict is skipped, never an error. SQLite >= 3.24 and PostgreSQL both speak this.
+    "ON CONFLICT DO NOTHING"
+)
+
+
 def record_usage(items: list[UsageItem]) -> list[bool]:
     """Store usage records in the caller's transaction; per item, True if stored and False if
     it repeated a client id already stored (or earlier in the same batch)."""
@@ -40,7 +54,8 @@ def record_usage(items: list[UsageItem]) -> list[bool]:
             )
         )
     stored: list[bool] = []
-    rows: list[UsageRecord] = []
+    rows: list[tuple[object, ...]] = []
+    now = timezone.now()
     for item in items:
         key = (item.agent_id, item.client_id)
         if item.client_id and key in existing:
@@ -50,24 +65,33 @@ def record_usage(items: list[UsageItem]) -> list[bool]:
             existing.add(key)
         stored.append(True)
         rows.append(
-            UsageRecord(
-                agent_id=item.agent_id,
-                client_id=item.client_id,
-                model=item.model,
-                provider=item.provider,
-                input_tokens=item.input_tokens,
-                output_tokens=item.output_tokens,
-                cache_read_tokens=item.cache_read_tokens,
-                cache_write_tokens=item.cache_write_tokens,
-                reasoning_tokens=item.reasoning_tokens,
-                reported_cost_usd=item.reported_cost_usd,
-                session=item.session,
-                task_id=item.task_id,
-                occurred_at=item.occurred_at,
+            (
+                item.agent_id,
+                item.client_id,
+                item.model,
+                item.provider,
+                item.input_tokens,
+                item.output_tokens,
+                item.cache_read_tokens,
+                item.cache_write_tokens,
+                item.reasoning_tokens,
+                _decimal(item.reported_cost_usd),
+                item.session,
+                item.task_id,
+                _datetime(item.occurred_at),
+                _datetime(now),
             )
         )
     if rows:
-        # The unique constraint is the last word (another process may have won a race):
-        # conflicts are skipped, never turned into errors.
-        UsageRecord.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+        # One prepared statement for the batch: the ORM's per-row cost dominated at 2,000/s.
+        with connection.cursor() as cursor:
+            cursor.executemany(INSERT_SQL, rows)
     return stored
+
+
+def _decimal(value: Decimal | None) -> object:
+    return connection.ops.adapt_decimalfield_value(value, 14, 6) if value is not None else None
+
+
+def _datetime(value: datetime) -> object:
+    return connection.ops.adapt_datetimefield_value(value)

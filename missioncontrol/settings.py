@@ -243,6 +243,8 @@ MC_LIVE_GRACE_MS = env_int("MC_LIVE_GRACE_MS", 10000, low=0, high=3600000)
 MC_AGENT_OFFLINE_AFTER_S = env_int("MC_AGENT_OFFLINE_AFTER", 600, low=30, high=7 * 86400)
 MC_AGENT_DEFAULT_INTERVAL_S = env_int("MC_AGENT_HEARTBEAT_INTERVAL", 30, low=1, high=3600)
 # Bodies larger than this are refused with 413 on the agent API.
+# Per-key rate limit of the agent API (benchmarks drive one key far beyond it).
+MC_API_RATE_LIMIT_OFF = env_bool("MC_BENCH_NO_RATE_LIMIT", False)
 MC_API_MAX_BODY = env_int("MC_API_MAX_BODY", 1024 * 1024, low=1024, high=64 * 1024 * 1024)
 
 REST_FRAMEWORK = {

@@ -1,0 +1,129 @@
+"""Heartbeats with inline usage: N agents, C closed-loop clients, for a bounded time.
+
+Reports req/s, p50/p99, errors; afterwards checks that stored usage rows equal usage sent.
+`--preload` first fills the database with 1,000,000 usage records and 1,000,000 events.
+
+Usage: python bench/heartbeat.py [--agents 200] [--clients 32] [--seconds 15] [--preload]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+from common import Server, manage, pct, prepare
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_keys(data_dir: Path, n: int) -> list[tuple[str, str]]:
+    code = (
+        "from agents import actions; from agents.models import Agent, AgentKey; from missioncontrol.audit import Actor\n"
+        "import sys\n"
+        f"for i in range({n}):\n"
+        "    a, _ = Agent.objects.get_or_create(name=f'bench-{i:04d}')\n"
+        "    _k, full = actions.issue_key(Actor.system('bench'), kind=AgentKey.Kind.AGENT, agent=a)\n"
+        "    print(a.name, full)\n"
+    )
+    out = manage(data_dir, "shell", "-c", code)
+    return [tuple(line.split()) for line in out.splitlines() if line.startswith("bench-")]  # type: ignore[misc]
+
+
+def preload(db: Path, agent_id: int, n: int = 1_000_000) -> None:
+    """Bulk rows straight into SQLite: history for the indexes to cope with."""
+    con = sqlite3.connect(db)
+    now = time.strftime("%Y-%m-%d %H:%M:%S")
+    con.executemany(
+        "INSERT INTO billing_usagerecord (agent_id, client_id, model, provider, input_tokens, output_tokens, cache_read_tokens, "
+        "cache_write_tokens, reasoning_tokens, price_version, session, occurred_at, created_at) VALUES (?, ?, 'claude-sonnet-4-5', '', 1000, 200, 0, 0, 0, '', '', ?, ?)",
+        ((agent_id, f"pre-{i}", now, now) for i in range(n)),
+    )
+    con.executemany(
+        "INSERT INTO missioncontrol_liveevent (type, topic, prev_seq, gateway_id, min_role, payload, created_at) VALUES ('pre', 'fleet', NULL, NULL, 'viewer', '{}', ?)",
+        ((now,) for _ in range(n)),
+    )
+    con.commit()
+    con.close()
+
+
+async def client(port: int, agents: list[tuple[str, str]], deadline: float, k: int, lat: list[float], errors: list[int], sent: list[int]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    i = 0
+    while time.perf_counter() < deadline:
+        name, key = agents[(k + i * 32) % len(agents)]
+        i += 1
+        body = json.dumps({"status": "busy", "usage": [{"id": f"c{k}-{i}", "model": "claude-sonnet-4-5", "input_tokens": 1234, "output_tokens": 321}]}).encode()
+        request = (
+            f"POST /api/v1/agents/{name}/heartbeat HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        t = time.perf_counter()
+        writer.write(request)
+        status_line = await reader.readline()
+        length = 0
+        while True:
+            line = await reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        payload = await reader.readexactly(length)
+        lat.append((time.perf_counter() - t) * 1000)
+        if b" 200 " not in status_line:
+            errors.append(1)
+        else:
+            sent.append(json.loads(payload)["usage_recorded"])
+    writer.close()
+
+
+async def drive(port: int, agents: list[tuple[str, str]], clients: int, seconds: float) -> tuple[list[float], int, int]:
+    lat: list[float] = []
+    errors: list[int] = []
+    sent: list[int] = []
+    deadline = time.perf_counter() + seconds
+    await asyncio.gather(*(client(port, agents, deadline, k, lat, errors, sent) for k in range(clients)))
+    return lat, len(errors), sum(sent)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--agents", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--preload", action="store_true")
+    args = parser.parse_args()
+    data_dir = Path(tempfile.mkdtemp(prefix="mc-bench-hb-"))
+    prepare(data_dir)
+    agents = make_keys(data_dir, args.agents)
+    db = data_dir / "mission-control.sqlite3"
+    if args.preload:
+        con = sqlite3.connect(db)
+        agent_id = con.execute("SELECT id FROM agents_agent ORDER BY id LIMIT 1").fetchone()[0]
+        con.close()
+        t = time.perf_counter()
+        preload(db, agent_id)
+        print(f"preloaded 1,000,000 usage records and 1,000,000 events in {time.perf_counter() - t:.0f} s")
+    # The bench drives one key per agent far above the per-key rate limit: lift it for the run.
+    server = Server(data_dir, 3360, env={"MC_BENCH_NO_RATE_LIMIT": "1"})
+    try:
+        before = sqlite3.connect(db).execute("SELECT count(*) FROM billing_usagerecord").fetchone()[0]
+        lat, errors, recorded = asyncio.run(drive(3360, agents, args.clients, args.seconds))
+        after = sqlite3.connect(db).execute("SELECT count(*) FROM billing_usagerecord").fetchone()[0]
+        n = len(lat)
+        print(
+            f"{args.clients} clients, {args.agents} agents, {args.seconds:.0f} s: {n / args.seconds:.0f} heartbeats/s, "
+            f"p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, errors {errors}; "
+            f"usage sent {n - errors}, acknowledged {recorded}, stored {after - before} "
+            f"({'OK' if after - before == recorded == n - errors else 'MISMATCH'}); RSS {server.rss_mb():.0f} MB"
+        )
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
