@@ -108,7 +108,9 @@ def refresh_revocations() -> None:
     now = timezone.now()
     since = _revocations_seen_at or now - timedelta(seconds=KEY_TTL_S)
     # A margin for clocks and commits in flight; forgetting a key twice costs one reload.
-    for prefix in AgentKey.objects.filter(revoked_at__gte=since - timedelta(seconds=5)).values_list("prefix", flat=True):
+    for prefix in AgentKey.objects.filter(revoked_at__gte=since - timedelta(seconds=5)).values_list(
+        "prefix", flat=True
+    ):
         invalidate(prefix)
     _revocations_seen_at = now
     _revocations_checked = time.monotonic()

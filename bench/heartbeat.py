@@ -51,13 +51,33 @@ def preload(db: Path, agent_id: int, n: int = 1_000_000) -> None:
     con.close()
 
 
-async def client(port: int, agents: list[tuple[str, str]], deadline: float, k: int, lat: list[float], errors: list[int], sent: list[int]) -> None:
+async def client(
+    port: int,
+    agents: list[tuple[str, str]],
+    deadline: float,
+    k: int,
+    lat: list[float],
+    errors: list[int],
+    sent: list[int],
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     i = 0
     while time.perf_counter() < deadline:
         name, key = agents[(k + i * 32) % len(agents)]
         i += 1
-        body = json.dumps({"status": "busy", "usage": [{"id": f"c{k}-{i}", "model": "claude-sonnet-4-5", "input_tokens": 1234, "output_tokens": 321}]}).encode()
+        body = json.dumps(
+            {
+                "status": "busy",
+                "usage": [
+                    {
+                        "id": f"c{k}-{i}",
+                        "model": "claude-sonnet-4-5",
+                        "input_tokens": 1234,
+                        "output_tokens": 321,
+                    }
+                ],
+            }
+        ).encode()
         request = (
             f"POST /api/v1/agents/{name}/heartbeat HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -81,12 +101,16 @@ async def client(port: int, agents: list[tuple[str, str]], deadline: float, k: i
     writer.close()
 
 
-async def drive(port: int, agents: list[tuple[str, str]], clients: int, seconds: float) -> tuple[list[float], int, int]:
+async def drive(
+    port: int, agents: list[tuple[str, str]], clients: int, seconds: float
+) -> tuple[list[float], int, int]:
     lat: list[float] = []
     errors: list[int] = []
     sent: list[int] = []
     deadline = time.perf_counter() + seconds
-    await asyncio.gather(*(client(port, agents, deadline, k, lat, errors, sent) for k in range(clients)))
+    await asyncio.gather(
+        *(client(port, agents, deadline, k, lat, errors, sent) for k in range(clients))
+    )
     return lat, len(errors), sum(sent)
 
 
@@ -107,13 +131,19 @@ def main() -> None:
         con.close()
         t = time.perf_counter()
         preload(db, agent_id)
-        print(f"preloaded 1,000,000 usage records and 1,000,000 events in {time.perf_counter() - t:.0f} s")
+        print(
+            f"preloaded 1,000,000 usage records and 1,000,000 events in {time.perf_counter() - t:.0f} s"
+        )
     # The bench drives one key per agent far above the per-key rate limit: lift it for the run.
     server = Server(data_dir, 3360, env={"MC_BENCH_NO_RATE_LIMIT": "1"})
     try:
-        before = sqlite3.connect(db).execute("SELECT count(*) FROM billing_usagerecord").fetchone()[0]
+        before = (
+            sqlite3.connect(db).execute("SELECT count(*) FROM billing_usagerecord").fetchone()[0]
+        )
         lat, errors, recorded = asyncio.run(drive(3360, agents, args.clients, args.seconds))
-        after = sqlite3.connect(db).execute("SELECT count(*) FROM billing_usagerecord").fetchone()[0]
+        after = (
+            sqlite3.connect(db).execute("SELECT count(*) FROM billing_usagerecord").fetchone()[0]
+        )
         n = len(lat)
         print(
             f"{args.clients} clients, {args.agents} agents, {args.seconds:.0f} s: {n / args.seconds:.0f} heartbeats/s, "

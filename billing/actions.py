@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db import connection
 from django.utils import timezone
@@ -54,7 +55,7 @@ def record_usage(items: list[UsageItem]) -> list[bool]:
             )
         )
     stored: list[bool] = []
-    rows: list[tuple[object, ...]] = []
+    rows: list[tuple[Any, ...]] = []
     now = timezone.now()
     for item in items:
         key = (item.agent_id, item.client_id)

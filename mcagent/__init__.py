@@ -1,0 +1,1 @@
+"""mc-agent: connect any command-line agent to Mission Control (standard library only)."""

@@ -1,0 +1,364 @@
+"""mc-agent: heartbeats, usage reports and a Claude Code hook for Mission Control.
+
+    mc-agent run --name NAME [--interval 30] -- COMMAND ...
+    mc-agent heartbeat [--name NAME] [--status idle|busy|error] [--message TEXT]
+    mc-agent report [--name NAME] --model M --input N --output N [--cache-read N] [--cache-write N] [--id ID]
+    mc-agent claude-hook [--name NAME]        (reads Claude Code's hook JSON on stdin)
+
+Configuration: MC_URL (e.g. http://127.0.0.1:3200) and MC_API_KEY (the agent's key, or an
+enrollment key: the first run registers the agent and keeps its own key in
+~/.config/mission-control/agents/NAME.key, mode 0600). MC_AGENT_NAME names the agent when
+--name is not given. Only the standard library is used, so it runs in any Python >= 3.9.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+TIMEOUT_S = 10
+USAGE_CHUNK = 1000
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(f"HTTP {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+def say(message: str) -> None:
+    print(f"mc-agent: {message}", file=sys.stderr, flush=True)
+
+
+class Client:
+    def __init__(self, url: str, key: str) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise SystemExit(f"mc-agent: MC_URL must start with http:// or https://, not {url!r}")
+        self.url = url.rstrip("/")
+        self.key = key
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        data = json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 - http(s) only, checked in __init__
+            f"{self.url}{path}",
+            data=data,
+            method="POST",
+            headers={
+                "Authorization": f"Bearer {self.key}",
+                "Content-Type": "application/json",
+                "User-Agent": "mc-agent",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310 - the configured server
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as error:
+            try:
+                payload = json.loads(error.read() or b"{}")
+            except ValueError:
+                payload = {}
+            raise ApiError(error.code, payload) from None
+
+
+def key_file(name: str) -> Path:
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "mission-control" / "agents" / f"{name}.key"
+
+
+def agent_name(args: argparse.Namespace) -> str:
+    return (
+        args.name
+        or os.environ.get("MC_AGENT_NAME")
+        or f"agent-{socket.gethostname().split('.')[0]}"
+    )
+
+
+def connect(name: str) -> Client:
+    """A client holding this agent's own key (registering first with an enrollment key)."""
+    url = os.environ.get("MC_URL", "http://127.0.0.1:3200")
+    stored = key_file(name)
+    if stored.exists():
+        return Client(url, stored.read_text().strip())
+    key = os.environ.get("MC_API_KEY", "")
+    if not key:
+        raise SystemExit("mc-agent: set MC_API_KEY to the agent's key (or an enrollment key).")
+    client = Client(url, key)
+    answer = with_retries(
+        lambda: client.post(
+            "/api/v1/agents/register",
+            {"name": name, "framework": os.environ.get("MC_AGENT_FRAMEWORK", "")},
+        ),
+        attempts=5,
+    )
+    if answer.get("api_key"):
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(stored, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(answer["api_key"] + "\n")
+        say(f"registered {name}; its key is kept in {stored}")
+        return Client(url, answer["api_key"])
+    return client
+
+
+def with_retries(call: Any, attempts: int = 6) -> Any:
+    """Retry network failures and 5xx/429 with capped, jittered back-off; 4xx is final."""
+    delay = 0.5
+    for attempt in range(attempts):
+        try:
+            return call()
+        except ApiError as error:
+            if error.status < 500 and error.status != 429:
+                detail = error.body.get("detail") if isinstance(error.body, dict) else error.body
+                raise SystemExit(f"mc-agent: refused ({error.status}): {detail}") from None
+            problem = f"server answered {error.status}"
+        except (urllib.error.URLError, OSError) as error:
+            problem = f"cannot reach the server ({getattr(error, 'reason', error)})"
+        if attempt == attempts - 1:
+            raise ConnectionError(problem)
+        time.sleep(delay * random.uniform(0.8, 1.2))
+        delay = min(delay * 2, 15)
+    raise ConnectionError("unreachable")
+
+
+def heartbeat(
+    client: Client,
+    name: str,
+    status: str,
+    message: str | None = None,
+    usage: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"status": status}
+    if message:
+        body["message"] = message[:500]
+    if usage:
+        body["usage"] = usage
+    return client.post(f"/api/v1/agents/{name}/heartbeat", body)
+
+
+# --- run ---------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise SystemExit(
+            "mc-agent run: give the command after --, e.g. mc-agent run --name bot -- claude -p 'fix it'"
+        )
+    name = agent_name(args)
+    try:
+        client = connect(name)
+    except ConnectionError as error:
+        say(f"{error}; running the command without reporting")
+        client = None
+    stop = threading.Event()
+    interval = args.interval
+
+    def beat_loop() -> None:
+        # Never blocks the child: failures are reported once and retried on the next beat.
+        failing = False
+        while not stop.is_set():
+            if client is not None:
+                try:
+                    answer = heartbeat(client, name, "busy", f"running: {' '.join(command)[:200]}")
+                    if failing:
+                        say("reporting again")
+                    failing = False
+                    nonlocal_interval[0] = max(1, int(answer.get("next_heartbeat_s") or interval))
+                except (ApiError, OSError, urllib.error.URLError) as error:
+                    if not failing:
+                        say(f"heartbeat failed ({error}); the command keeps running, retrying")
+                    failing = True
+            stop.wait(min(interval, nonlocal_interval[0]) if not failing else min(5, interval))
+
+    nonlocal_interval = [interval]
+    thread = threading.Thread(target=beat_loop, daemon=True)
+    thread.start()
+    try:
+        child = subprocess.Popen(command)
+    except FileNotFoundError:
+        stop.set()
+        say(f"command not found: {command[0]}")
+        code = 127
+        child = None
+    if child is not None:
+        # Forward Ctrl-C / TERM to the child; its exit code is ours.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda s, _f: child.send_signal(s))
+        code = child.wait()
+    stop.set()
+    thread.join(timeout=TIMEOUT_S)
+    if client is not None:
+        status, message = (
+            ("idle", "finished") if code == 0 else ("error", f"exited with code {code}")
+        )
+        try:
+            with_retries(lambda: heartbeat(client, name, status, message), attempts=4)
+        except ConnectionError as error:
+            say(f"could not report the final status: {error}")
+    return code
+
+
+# --- heartbeat / report --------------------------------------------------------------------------
+
+
+def cmd_heartbeat(args: argparse.Namespace) -> int:
+    name = agent_name(args)
+    answer = with_retries(lambda: heartbeat(connect(name), name, args.status, args.message))
+    tasks = answer.get("work", {}).get("tasks", [])
+    print(json.dumps({"status": answer["agent"]["status"], "tasks": tasks}))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    name = agent_name(args)
+    record: dict[str, Any] = {
+        "model": args.model,
+        "input_tokens": args.input,
+        "output_tokens": args.output,
+    }
+    for flag, field in (
+        ("cache_read", "cache_read_tokens"),
+        ("cache_write", "cache_write_tokens"),
+        ("reasoning", "reasoning_tokens"),
+    ):
+        if getattr(args, flag):
+            record[field] = getattr(args, flag)
+    if args.id:
+        record["id"] = args.id
+    client = connect(name)
+    answer = with_retries(lambda: client.post("/api/v1/usage", {"records": [record]}))
+    print(json.dumps(answer))
+    return 0
+
+
+# --- Claude Code hook ----------------------------------------------------------------------------
+
+
+def transcript_usage(path: Path, session: str) -> list[dict[str, Any]]:
+    """One usage record per assistant message, keyed by the message id (repeats collapse)."""
+    records: dict[str, dict[str, Any]] = {}
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            message = entry.get("message") if isinstance(entry, dict) else None
+            if entry.get("type") != "assistant" or not isinstance(message, dict):
+                continue
+            usage = message.get("usage")
+            msg_id = message.get("id") or entry.get("uuid")
+            if not isinstance(usage, dict) or not msg_id or not message.get("model"):
+                continue
+            records[msg_id] = {
+                "id": str(msg_id)[:128],
+                "model": str(message["model"])[:128],
+                "provider": "anthropic",
+                "input_tokens": int(usage.get("input_tokens") or 0),
+                "output_tokens": int(usage.get("output_tokens") or 0),
+                "cache_write_tokens": int(usage.get("cache_creation_input_tokens") or 0),
+                "cache_read_tokens": int(usage.get("cache_read_input_tokens") or 0),
+                "session": session[:128],
+                **(
+                    {"occurred_at": entry["timestamp"]}
+                    if isinstance(entry.get("timestamp"), str)
+                    else {}
+                ),
+            }
+    return list(records.values())
+
+
+def cmd_claude_hook(args: argparse.Namespace) -> int:
+    try:
+        hook = json.load(sys.stdin)
+        path = Path(hook["transcript_path"]).expanduser()
+    except (ValueError, KeyError, TypeError):
+        say("expected Claude Code's hook JSON on stdin (with transcript_path)")
+        return 0  # never break the user's Claude Code session
+    name = (
+        args.name
+        or os.environ.get("MC_AGENT_NAME")
+        or f"claude-code-{socket.gethostname().split('.')[0]}"
+    )
+    if not path.exists():
+        say(f"transcript not found: {path}")
+        return 0
+    records = transcript_usage(path, str(hook.get("session_id", "")))
+    try:
+        client = connect(name)
+        recorded = duplicates = 0
+        for start in range(0, len(records), USAGE_CHUNK):
+            chunk = records[start : start + USAGE_CHUNK]
+            answer = with_retries(
+                lambda chunk=chunk: client.post("/api/v1/usage", {"records": chunk}), attempts=3
+            )
+            recorded += answer.get("recorded", 0)
+            duplicates += answer.get("duplicates", 0)
+        status = "idle" if hook.get("hook_event_name") in ("Stop", "SubagentStop") else "busy"
+        with_retries(
+            lambda: heartbeat(
+                client,
+                name,
+                status,
+                f"{hook.get('hook_event_name', 'hook')}: session {str(hook.get('session_id', ''))[:12]}",
+            ),
+            attempts=3,
+        )
+    except (ConnectionError, SystemExit) as error:
+        say(f"could not report usage: {error}")
+        return 0
+    say(f"reported {recorded} new usage records ({duplicates} already known)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mc-agent", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser(
+        "run", help="run a command, reporting busy while it runs and idle/error after"
+    )
+    run.add_argument("--name")
+    run.add_argument(
+        "--interval", type=int, default=30, help="seconds between heartbeats (default 30)"
+    )
+    run.add_argument("command", nargs=argparse.REMAINDER)
+    hb = sub.add_parser("heartbeat", help="send one heartbeat; prints the agent's tasks")
+    hb.add_argument("--name")
+    hb.add_argument("--status", choices=["idle", "busy", "error"], default="idle")
+    hb.add_argument("--message")
+    rep = sub.add_parser("report", help="report the token usage of one model call")
+    rep.add_argument("--name")
+    rep.add_argument("--model", required=True)
+    rep.add_argument("--input", type=int, required=True)
+    rep.add_argument("--output", type=int, required=True)
+    rep.add_argument("--cache-read", dest="cache_read", type=int, default=0)
+    rep.add_argument("--cache-write", dest="cache_write", type=int, default=0)
+    rep.add_argument("--reasoning", type=int, default=0)
+    rep.add_argument("--id", help="idempotency key: the same id is counted once")
+    hook = sub.add_parser(
+        "claude-hook", help="for Claude Code's Stop/SubagentStop hooks (JSON on stdin)"
+    )
+    hook.add_argument("--name")
+    args = parser.parse_args(argv)
+    handlers = {
+        "run": cmd_run,
+        "heartbeat": cmd_heartbeat,
+        "report": cmd_report,
+        "claude-hook": cmd_claude_hook,
+    }
+    return handlers[args.cmd](args)

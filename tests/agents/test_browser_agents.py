@@ -1,0 +1,52 @@
+"""The Agents page in real Chromium: an agent appearing and changing status shows up live."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from agents.models import Agent, AgentKey
+from tests.agents.conftest import issue
+from tests.missioncontrol.factories import UserFactory
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+def test_agent_status_changes_appear_live(browser, live):
+    UserFactory(username="watcher", role="viewer")
+    agent = Agent.objects.create(name="zeta", framework="codex")
+    _key, full = issue(AgentKey.Kind.AGENT, agent)
+    _key, enrollment = issue(AgentKey.Kind.ENROLLMENT)
+    browser.login("watcher")
+    page = browser.page
+    page.goto("/agents/")
+    page.wait_for_selector("#live-status[data-state=live]")
+    assert page.inner_text(f"#agent-{agent.pk} .status-pill").strip() == "Offline"
+
+    headers = {"Authorization": f"Bearer {full}"}
+    r = httpx.post(
+        f"{live.url}/api/v1/agents/zeta/heartbeat",
+        json={"status": "busy", "message": "compiling"},
+        headers=headers,
+    )
+    assert r.status_code == 200, r.text
+    page.wait_for_function(
+        f"() => document.querySelector('#agent-{agent.pk} .status-pill').textContent.trim() === 'Busy'",
+        timeout=3000,
+    )
+    assert page.inner_text("#agent-count-busy") == "1"
+    assert page.inner_text("#agent-count-offline") == "0"
+
+    # A new agent registering appears in the table, in name order.
+    r = httpx.post(
+        f"{live.url}/api/v1/agents/register",
+        json={"name": "alpha"},
+        headers={"Authorization": f"Bearer {enrollment}"},
+    )
+    assert r.status_code == 201, r.text
+    page.wait_for_selector("#agent-rows tr:first-child .agent-name:has-text('alpha')", timeout=3000)
+    # "last seen" keeps counting without any server traffic.
+    page.wait_for_function(
+        f"() => /s ago/.test(document.querySelector('#agent-{agent.pk} .seen-ago').textContent)"
+    )
+    assert browser.csp_violations() == []

@@ -1,0 +1,164 @@
+"""mc-agent against a real server process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from agents.models import Agent, AgentKey, AgentStatusChange
+from billing.models import UsageRecord
+from mcagent.cli import transcript_usage
+from tests.agents.conftest import issue
+from tests.live import ROOT
+
+DATA = ROOT / "tests" / "agents" / "data"
+pytestmark = pytest.mark.slow
+
+
+def mc_agent(
+    live, key: str, home, *args: str, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "MC_URL": live.url,
+        "MC_API_KEY": key,
+        "XDG_CONFIG_HOME": str(home),
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "mcagent", *args],
+        cwd=ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_run_reports_busy_then_error_and_passes_the_exit_code(live, tmp_path):
+    _key, enrollment = issue(AgentKey.Kind.ENROLLMENT)
+    result = mc_agent(
+        live,
+        enrollment,
+        tmp_path,
+        "run",
+        "--name",
+        "wrapped",
+        "--interval",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        "sleep 2; exit 3",
+    )
+    assert result.returncode == 3, result.stderr
+    agent = Agent.objects.get(name="wrapped")
+    assert agent.status == "error"
+    assert agent.last_message == "exited with code 3"
+    steps = list(
+        AgentStatusChange.objects.filter(agent=agent).order_by("id").values_list("new", flat=True)
+    )
+    assert steps[-2:] == ["busy", "error"]
+    # Its own key was stored for next time (0600), and works without the enrollment key.
+    stored = tmp_path / "mission-control" / "agents" / "wrapped.key"
+    assert oct(stored.stat().st_mode & 0o777) == "0o600"
+    again = mc_agent(live, "", tmp_path, "heartbeat", "--name", "wrapped", "--status", "idle")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["status"] == "idle"
+
+
+def test_run_survives_an_unreachable_server(tmp_path):
+    env = {
+        **os.environ,
+        "MC_URL": "http://127.0.0.1:9",
+        "MC_API_KEY": "mc_" + "a" * 12 + "_" + "b" * 43,
+        "XDG_CONFIG_HOME": str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "mcagent", "run", "--name", "lonely", "--", "sh", "-c", "exit 0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0
+    assert "without reporting" in result.stderr
+
+
+def test_report_and_its_idempotency_key(live, tmp_path):
+    agent = Agent.objects.create(name="reporter")
+    _key, full = issue(AgentKey.Kind.AGENT, agent)
+    for _ in range(2):
+        result = mc_agent(
+            live,
+            full,
+            tmp_path,
+            "report",
+            "--name",
+            "reporter",
+            "--model",
+            "gpt-5",
+            "--input",
+            "100",
+            "--output",
+            "20",
+            "--id",
+            "call-1",
+        )
+        assert result.returncode == 0, result.stderr
+    assert UsageRecord.objects.filter(agent=agent).count() == 1
+
+
+def test_claude_hook_reports_each_message_once_even_when_run_twice(live, tmp_path):
+    agent = Agent.objects.create(name="claude-laptop")
+    _key, full = issue(AgentKey.Kind.AGENT, agent)
+    hook = json.dumps(
+        {
+            "session_id": "sess-1",
+            "transcript_path": str(DATA / "transcript.jsonl"),
+            "hook_event_name": "Stop",
+        }
+    )
+    for _ in range(2):
+        result = mc_agent(
+            live, full, tmp_path, "claude-hook", "--name", "claude-laptop", stdin=hook
+        )
+        assert result.returncode == 0, result.stderr
+    records = {r.client_id: r for r in UsageRecord.objects.filter(agent=agent)}
+    assert set(records) == {"msg_01", "msg_02"}
+    first = records["msg_01"]
+    assert (
+        first.input_tokens,
+        first.output_tokens,
+        first.cache_write_tokens,
+        first.cache_read_tokens,
+    ) == (1200, 150, 500, 8000)
+    assert first.model == "claude-sonnet-4-5"
+    assert first.session == "sess-1"
+    assert Agent.objects.get(pk=agent.pk).status == "idle"
+
+
+def test_claude_hook_never_breaks_the_session_on_bad_input(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "mcagent", "claude-hook"],
+        cwd=ROOT,
+        input="not json",
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "XDG_CONFIG_HOME": str(tmp_path)},
+        timeout=30,
+    )
+    assert result.returncode == 0
+
+
+def test_transcript_parsing_dedupes_by_message_id():
+    records = transcript_usage(DATA / "transcript.jsonl", "s")
+    assert [r["id"] for r in records] == ["msg_01", "msg_02"]
+    assert records[1]["output_tokens"] == 420
