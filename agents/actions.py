@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Q
 from django.template.loader import render_to_string
@@ -158,15 +159,16 @@ def register_agent(key: keys.KeyInfo, *, name: str, fields: dict[str, Any]) -> R
         if claimed != 1:
             raise AgentError("forbidden", "This enrollment key is used up or revoked.")
         now = timezone.now()
+        interval = fields.pop("heartbeat_interval_s", None) or settings.MC_AGENT_DEFAULT_INTERVAL_S
         try:
             with transaction.atomic():
                 agent = Agent.objects.create(
                     name=name,
                     source=Agent.Source.DIRECT,
                     status=Agent.Status.IDLE,
+                    heartbeat_interval_s=interval,
                     last_seen_at=now,
-                    stale_at=now
-                    + timedelta(seconds=2 * Agent._meta.get_field("heartbeat_interval_s").default),
+                    stale_at=now + timedelta(seconds=2 * interval),
                     **fields,
                 )
         except IntegrityError:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
 from rest_framework.request import Request
@@ -62,6 +64,11 @@ def agent_json(agent: Any) -> dict[str, Any]:
 class RegisterView(APIView):
     """POST /api/v1/agents/register"""
 
+    @extend_schema(
+        request=RegisterSerializer,
+        responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT},
+        summary="Register an agent (enrollment key: returns its own key once; agent key: idempotent)",
+    )
     def post(self, request: Request) -> Response:
         key: KeyInfo = request.auth
         data = RegisterSerializer(data=request.data)
@@ -106,6 +113,14 @@ def task_json(task: Task) -> dict[str, Any]:
 class TasksView(APIView):
     """GET /api/v1/tasks?assignee=me&status=…: the agent's tasks."""
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, enum=Task.Status.values),
+            OpenApiParameter("assignee", str, enum=["me"]),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+        summary="The agent's own tasks",
+    )
     def get(self, request: Request) -> Response:
         key, _actor = _own_agent(request)
         qs = (
@@ -135,6 +150,9 @@ def _task_for(key: KeyInfo, pk: int) -> Task:
 class ClaimView(APIView):
     """POST /api/v1/tasks/{id}/claim: take an unassigned task (409 if someone holds it)."""
 
+    @extend_schema(
+        request=None, responses={200: OpenApiTypes.OBJECT}, summary="Claim an unassigned task"
+    )
     def post(self, request: Request, pk: int) -> Response:
         key, actor = _own_agent(request)
         task = _task_for(key, pk)
@@ -156,6 +174,11 @@ class TaskPatchSerializer(serializers.Serializer):
 class TaskView(APIView):
     """PATCH /api/v1/tasks/{id} {status?, blocked?, blocked_reason?} on the agent's own task."""
 
+    @extend_schema(
+        request=TaskPatchSerializer,
+        responses={200: OpenApiTypes.OBJECT},
+        summary="Move or block its own task",
+    )
     def patch(self, request: Request, pk: int) -> Response:
         key, actor = _own_agent(request)
         task = _task_for(key, pk)
@@ -186,6 +209,9 @@ class CommentSerializer(serializers.Serializer):
 class CommentsView(APIView):
     """POST /api/v1/tasks/{id}/comments {body}: a comment by the agent."""
 
+    @extend_schema(
+        request=CommentSerializer, responses={201: OpenApiTypes.OBJECT}, summary="Comment on a task"
+    )
     def post(self, request: Request, pk: int) -> Response:
         key, actor = _own_agent(request)
         task = _task_for(key, pk)

@@ -6,6 +6,7 @@ from typing import Any
 
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -39,6 +40,27 @@ class AgentKeyAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return "Bearer"
+
+
+class SessionNoCsrf(BaseAuthentication):
+    """A signed-in browser user, for read-only pages of the API (schema, docs)."""
+
+    def authenticate(self, request: Request) -> tuple[Any, None] | None:
+        user = getattr(request._request, "user", None)
+        if user is None or not user.is_authenticated:
+            return None
+        return user, None
+
+
+class ViewerOrAgent(BasePermission):
+    """An agent key, or a person with at least the viewer role."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        from missioncontrol.roles import has_role
+
+        if isinstance(request.user, AgentPrincipal):
+            return True
+        return has_role(request.user, "viewer")
 
 
 CODES = {

@@ -23,6 +23,7 @@ class AgentsConfig(AppConfig):
     verbose_name = "Agents"
 
     def ready(self) -> None:
+        from agents import openapi  # noqa: F401 - registers the API key scheme for the schema
         from missioncontrol import nav
         from missioncontrol.supervisor import register_loop
 

@@ -61,6 +61,8 @@ INSTALLED_APPS = [
     "axes",
     "missioncontrol",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "agents",
     "tasks",
     "billing",
@@ -254,6 +256,26 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "agents.api_auth.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Mission Control agent API",
+    "DESCRIPTION": "For agents reporting directly: register, heartbeats with inline token usage, bulk usage, and their tasks. Authenticate with `Authorization: Bearer <key>` (or `X-Api-Key`).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from the installed sidecar package: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_PERMISSIONS": ["agents.api_auth.ViewerOrAgent"],
+    "SERVE_AUTHENTICATION": [
+        "agents.api_auth.AgentKeyAuthentication",
+        "agents.api_auth.SessionNoCsrf",
+    ],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "agents.openapi.add_lean_paths",
+    ],
 }
 
 LOGGING = {

@@ -92,7 +92,7 @@ def broadcasts(transactional_db: None) -> Iterator[list[Any]]:
 @pytest.fixture(scope="session", autouse=True)
 def static_built() -> None:
     """Hashed, compressed static files, as `serve` uses them (pages need the manifest)."""
-    call_command("collectstatic", "--noinput", verbosity=0)
+    call_command("collectstatic", "--noinput", "--ignore", "redoc", verbosity=0)
 
 
 @pytest.fixture(scope="session")

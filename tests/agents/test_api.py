@@ -307,3 +307,15 @@ class TestAgentTasks:
             r = await c.post("/api/v1/tasks/999999/claim")
         assert r.status_code == 404
         assert r.json()["error"] == "not_found"
+
+
+class TestRegisterInterval:
+    async def test_default_and_chosen_heartbeat_interval(self, api, enrollment_key, settings):
+        settings.MC_AGENT_DEFAULT_INTERVAL_S = 45
+        async with api(enrollment_key) as c:
+            default = await post(c, "/api/v1/agents/register", {"name": "dflt"})
+            chosen = await post(
+                c, "/api/v1/agents/register", {"name": "fast", "heartbeat_interval_s": 10}
+            )
+        assert default.json()["agent"]["heartbeat_interval_s"] == 45
+        assert chosen.json()["agent"]["heartbeat_interval_s"] == 10
