@@ -23,3 +23,40 @@ class SyncChainMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         return self.get_response(request)
+
+
+class ApiBodyLimitMiddleware:
+    """The agent API's body limit: 413 with the JSON error shape, never a 500.
+
+    Declared lengths are refused before anything is read; undeclared (chunked) bodies meet
+    Django's DATA_UPLOAD_MAX_MEMORY_SIZE, whose error is turned into the same answer.
+    """
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def _too_large(self) -> HttpResponse:
+        from django.conf import settings
+
+        from missioncontrol.http import json_error
+
+        return json_error(413, "payload_too_large", f"Bodies are limited to {settings.MC_API_MAX_BODY} bytes.")
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from django.conf import settings
+
+        if request.path.startswith("/api/"):
+            length = request.META.get("CONTENT_LENGTH") or ""
+            if length.isdigit() and int(length) > settings.MC_API_MAX_BODY:
+                return self._too_large()
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        from django.core.exceptions import RequestDataTooBig
+
+        if request.path.startswith("/api/") and isinstance(exception, RequestDataTooBig):
+            return self._too_large()
+        return None

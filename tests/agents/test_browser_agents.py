@@ -50,3 +50,13 @@ def test_agent_status_changes_appear_live(browser, live):
         f"() => /s ago/.test(document.querySelector('#agent-{agent.pk} .seen-ago').textContent)"
     )
     assert browser.csp_violations() == []
+
+
+def test_api_docs_render_without_csp_violations(browser):
+    UserFactory(username="dev", role="viewer")
+    browser.login("dev")
+    page = browser.page
+    page.goto("/api/v1/docs/")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=8000)
+    assert "/api/v1/agents/{name}/heartbeat" in page.inner_text(".swagger-ui")
+    assert browser.csp_violations() == []
