@@ -182,7 +182,14 @@ function connect() {
   }
   if (state.mode === "sse") return connectSse();
   const proto = window.location.protocol === "https:" ? "wss:" : "ws:";
-  const socket = new WebSocket(`${proto}//${window.location.host}${url("/ws/live/")}`);
+  let socket;
+  try {
+    socket = new WebSocket(`${proto}//${window.location.host}${url("/ws/live/")}`);
+  } catch (err) {
+    // No WebSocket here (blocked by a proxy or policy): Server-Sent Events instead.
+    state.mode = "sse";
+    return connectSse();
+  }
   state.socket = socket;
   socket.onopen = () => {
     state.wsOpenedOnce = true;
@@ -212,6 +219,9 @@ function connect() {
 function connectSse() {
   const source = new EventSource(url("/events/stream"));
   state.source = source;
+  source.onopen = () => {
+    state.attempts = 0;
+  };
   source.onmessage = (e) => {
     try {
       handle(JSON.parse(e.data));

@@ -102,3 +102,40 @@ def test_server_restart_shows_reconnecting_then_catches_up(
     finally:
         session.close()
         server.stop()
+
+
+def test_falls_back_to_sse_when_websockets_are_blocked(browser):
+    UserFactory(username="sam", role="viewer")
+    # A browser (or proxy) without WebSocket: the page must still be live over SSE.
+    browser.context.add_init_script("window.WebSocket = function () { throw new Error('blocked'); };")
+    browser.login("sam")
+    page = browser.page
+    page.goto("/board/")
+    page.wait_for_selector("#live-status[data-state=live]")
+    assert page.evaluate("window.mcLive.state.mode") == "sse"
+    make_task("Over SSE")
+    # Written by another process: no fan-out reaches the server, so force a reconnect and
+    # let the stream's replay (Last-Event-ID / since) bring it.
+    page.evaluate(HIDE)
+    page.wait_for_selector("#live-status[data-state=paused]", timeout=3000)
+    page.evaluate(SHOW)
+    page.wait_for_selector("#col-todo-list .task-card:has-text('Over SSE')", timeout=5000)
+    assert browser.csp_violations() == []
+
+
+def test_sse_page_sees_another_users_move_live(browser_factory):
+    UserFactory(username="sid", role="viewer")
+    UserFactory(username="opal", role="operator")
+    task = make_task("Pushed over SSE")
+    watcher = browser_factory()
+    watcher.context.add_init_script("window.WebSocket = function () { throw new Error('blocked'); };")
+    watcher.login("sid")
+    watcher.page.goto("/board/")
+    watcher.page.wait_for_selector("#live-status[data-state=live]")
+    mover = browser_factory()
+    mover.login("opal")
+    mover.page.goto("/board/")
+    mover.page.focus(f"#task-{task.pk}")
+    mover.page.keyboard.press("Alt+ArrowRight")
+    watcher.page.wait_for_selector(f"#col-in_progress-list #task-{task.pk}", timeout=2000)
+    assert watcher.page.evaluate("window.mcLive.state.mode") == "sse"
