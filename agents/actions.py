@@ -267,8 +267,18 @@ def apply_heartbeats(beats: list[Heartbeat]) -> dict[int, dict[str, Any]]:
     if not beats:
         return {}
     # Only what a heartbeat touches: skipping the JSON columns saves their decoding per row.
-    fields = ("id", "name", "status", "heartbeat_interval_s", "last_message", "current_task_id", "model")
-    agents = {a.pk: a for a in Agent.objects.filter(pk__in={b.agent_id for b in beats}).only(*fields)}
+    fields = (
+        "id",
+        "name",
+        "status",
+        "heartbeat_interval_s",
+        "last_message",
+        "current_task_id",
+        "model",
+    )
+    agents = {
+        a.pk: a for a in Agent.objects.filter(pk__in={b.agent_id for b in beats}).only(*fields)
+    }
     changes: list[tuple[Agent, str, str]] = []
     messages: list[AgentMessage] = []
     rows: list[tuple[Any, ...]] = []

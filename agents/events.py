@@ -6,7 +6,6 @@ same replay rules as the browsers' stream (missioncontrol.live.Subscription).
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,7 +21,6 @@ from missioncontrol.http import json_error
 from tasks.models import Task
 
 KEEPALIVE_S = 15.0
-QUEUE = 1000
 
 
 def _task_json(task_id: int, agent_id: int) -> dict[str, Any] | None:
@@ -64,56 +62,15 @@ async def _frame(text: str, agent_id: int) -> str | None:
     return f"id: {message['seq']}\nevent: {message['event']}\ndata: {body}\n\n"
 
 
-class _Listener:
-    def __init__(self, sub: live.Subscription) -> None:
-        self.sub = sub
-        self.queue: asyncio.Queue[live.LayerMessage] = asyncio.Queue(maxsize=QUEUE)
-        self.overflowed = False
-
-    async def deliver(self, message: live.LayerMessage) -> None:
-        try:
-            self.queue.put_nowait(message)
-        except asyncio.QueueFull:
-            self.overflowed = True
-
-
 async def _stream(sub: live.Subscription, since: int | None, agent_id: int) -> AsyncIterator[str]:
-    listener = _Listener(sub)
-    hub = await live.get_hub()
-    hub.add(listener)
-    try:
-        yield "retry: 2000\n\n"
-        try:
-            texts = await sub.start(since)
-        except live.Resync:
-            await sub.start(None)
-            texts = [sub.resync_text()]
-        for text in [*texts, sub.ready_text()]:
-            frame = await _frame(text, agent_id)
-            if frame:
-                yield frame
-        while True:
-            try:
-                message = await asyncio.wait_for(listener.queue.get(), KEEPALIVE_S)
-            except TimeoutError:
-                yield ": keep-alive\n\n"
-                continue
-            if listener.overflowed:
-                listener.overflowed = False
-                await sub.start(None)
-                yield f"data: {sub.resync_text()}\n\n"
-                continue
-            try:
-                texts = await sub.accept(message)
-            except live.Resync:
-                await sub.start(None)
-                texts = [sub.resync_text()]
-            for text in texts:
-                frame = await _frame(text, agent_id)
-                if frame:
-                    yield frame
-    finally:
-        hub.remove(listener)
+    yield "retry: 2000\n\n"
+    async for text in live.follow(sub, since, KEEPALIVE_S):
+        if text is None:
+            yield ": keep-alive\n\n"
+            continue
+        frame = await _frame(text, agent_id)
+        if frame:
+            yield frame
 
 
 async def agent_events(request: HttpRequest) -> HttpResponseBase:

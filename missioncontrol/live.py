@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 from asgiref.sync import async_to_sync
@@ -337,6 +338,72 @@ async def get_hub() -> Hub:
         await hub.start()
     await hub.started.wait()
     return hub
+
+
+class QueueListener:
+    """A streaming client's place in the hub: a bounded queue; overflowing it means resync."""
+
+    def __init__(self, sub: Subscription, size: int = 1000) -> None:
+        self.sub = sub
+        self.queue: asyncio.Queue[LayerMessage] = asyncio.Queue(maxsize=size)
+        self.overflowed = False
+
+    async def deliver(self, message: LayerMessage) -> None:
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            # A client this slow is told to reload rather than silently losing events.
+            self.overflowed = True
+
+
+async def follow(
+    sub: Subscription, since: int | None, keepalive_s: float
+) -> AsyncIterator[str | None]:
+    """For streaming clients (SSE): the texts missed since `since` (or a resync), "ready",
+    then live ones; None after every `keepalive_s` of silence."""
+    listener = QueueListener(sub)
+    hub = await get_hub()
+    hub.add(listener)
+    try:
+        try:
+            texts = await sub.start(since)
+        except Resync:
+            await sub.start(None)
+            texts = [sub.resync_text()]
+        for text in texts:
+            yield text
+        yield sub.ready_text()
+        while True:
+            try:
+                message = await asyncio.wait_for(listener.queue.get(), keepalive_s)
+            except TimeoutError:
+                yield None
+                continue
+            if listener.overflowed:
+                listener.overflowed = False
+                while not listener.queue.empty():
+                    listener.queue.get_nowait()
+                await sub.start(None)
+                yield sub.resync_text()
+                continue
+            try:
+                texts = await sub.accept(message)
+            except Resync:
+                await sub.start(None)
+                texts = [sub.resync_text()]
+            for text in texts:
+                yield text
+    finally:
+        hub.remove(listener)
+
+
+_SEQ = re.compile(r'"seq":\s*(\d+)')
+
+
+def seq_of(text: str) -> int | None:
+    """The seq an encoded message carries (events, ready and resync all have one)."""
+    match = _SEQ.search(text)
+    return int(match.group(1)) if match else None
 
 
 class capture_broadcasts:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -23,8 +22,6 @@ logger = logging.getLogger(__name__)
 
 # SSE keep-alive comment interval: under the idle timeouts of common proxies (60 s).
 SSE_KEEPALIVE_S = 15.0
-# Events an SSE client may fall behind by before it is told to resync.
-SSE_QUEUE = 1000
 
 
 @require_safe
@@ -79,57 +76,8 @@ def _sse_frame(text: str, seq: int | None = None) -> str:
     return f"{head}data: {text}\n\n"
 
 
-class _StreamListener:
-    """An SSE stream's place in the hub: a bounded queue; overflowing it means resync."""
-
-    def __init__(self, sub: live.Subscription) -> None:
-        self.sub = sub
-        self.queue: asyncio.Queue[live.LayerMessage] = asyncio.Queue(maxsize=SSE_QUEUE)
-        self.overflowed = False
-
-    async def deliver(self, message: live.LayerMessage) -> None:
-        try:
-            self.queue.put_nowait(message)
-        except asyncio.QueueFull:
-            # A client this slow gets told to reload rather than silently losing events.
-            self.overflowed = True
-
-
 async def _sse(sub: live.Subscription, since: int | None) -> AsyncIterator[str]:
-    listener = _StreamListener(sub)
-    hub = await live.get_hub()
-    hub.add(listener)
-    try:
-        yield "retry: 2000\n\n"
-        try:
-            texts = await sub.start(since)
-        except live.Resync:
-            await sub.start(None)
-            texts = []
-            yield _sse_frame(sub.resync_text(), sub.last_seq)
-        for text in texts:
-            yield _sse_frame(text)
-        yield _sse_frame(sub.ready_text(), sub.last_seq)
-        while True:
-            try:
-                message = await asyncio.wait_for(listener.queue.get(), SSE_KEEPALIVE_S)
-            except TimeoutError:
-                yield ": keep-alive\n\n"
-                continue
-            if listener.overflowed:
-                listener.overflowed = False
-                while not listener.queue.empty():
-                    listener.queue.get_nowait()
-                await sub.start(None)
-                yield _sse_frame(sub.resync_text(), sub.last_seq)
-                continue
-            try:
-                texts = await sub.accept(message)
-            except live.Resync:
-                await sub.start(None)
-                yield _sse_frame(sub.resync_text(), sub.last_seq)
-                continue
-            for text in texts:
-                yield _sse_frame(text, sub.last_seq)
-    finally:
-        hub.remove(listener)
+    yield "retry: 2000\n\n"
+    async for text in live.follow(sub, since, SSE_KEEPALIVE_S):
+        # Every frame carries its seq as the event id: a reconnect resumes exactly there.
+        yield ": keep-alive\n\n" if text is None else _sse_frame(text, live.seq_of(text))

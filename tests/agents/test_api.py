@@ -325,7 +325,9 @@ class TestBodyLimitOnDrfRoutes:
     async def test_oversized_register_is_413_json(self, api, enrollment_key, settings):
         settings.MC_API_MAX_BODY = 4096
         async with api(enrollment_key) as c:
-            r = await post(c, "/api/v1/agents/register", {"name": "big", "metadata": {"a": "x" * 10000}})
+            r = await post(
+                c, "/api/v1/agents/register", {"name": "big", "metadata": {"a": "x" * 10000}}
+            )
         assert r.status_code == 413
         assert r.json()["error"] == "payload_too_large"
         assert not await Agent.objects.filter(name="big").aexists()

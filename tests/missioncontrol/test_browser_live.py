@@ -107,7 +107,9 @@ def test_server_restart_shows_reconnecting_then_catches_up(
 def test_falls_back_to_sse_when_websockets_are_blocked(browser):
     UserFactory(username="sam", role="viewer")
     # A browser (or proxy) without WebSocket: the page must still be live over SSE.
-    browser.context.add_init_script("window.WebSocket = function () { throw new Error('blocked'); };")
+    browser.context.add_init_script(
+        "window.WebSocket = function () { throw new Error('blocked'); };"
+    )
     browser.login("sam")
     page = browser.page
     page.goto("/board/")
@@ -128,7 +130,9 @@ def test_sse_page_sees_another_users_move_live(browser_factory):
     UserFactory(username="opal", role="operator")
     task = make_task("Pushed over SSE")
     watcher = browser_factory()
-    watcher.context.add_init_script("window.WebSocket = function () { throw new Error('blocked'); };")
+    watcher.context.add_init_script(
+        "window.WebSocket = function () { throw new Error('blocked'); };"
+    )
     watcher.login("sid")
     watcher.page.goto("/board/")
     watcher.page.wait_for_selector("#live-status[data-state=live]")

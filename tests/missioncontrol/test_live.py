@@ -282,3 +282,27 @@ class TestEventStream:
 
     def test_outsider_gets_403(self, transactional_db, outsider):
         assert outsider.get("/events/stream?topics=activity").status_code == 403
+
+
+class TestStreamingClients:
+    async def test_a_client_that_falls_behind_is_marked_for_resync(self):
+        listener = live.QueueListener(live.Subscription(["fleet"], "viewer"), size=2)
+        message = {
+            "type": "live.event",
+            "seq": 1,
+            "prev": None,
+            "topic": "fleet",
+            "min_role": "viewer",
+            "gateway_id": None,
+            "text": "{}",
+        }
+        for _ in range(2):
+            await listener.deliver(message)  # type: ignore[arg-type]
+        assert not listener.overflowed
+        await listener.deliver(message)  # type: ignore[arg-type]
+        assert listener.overflowed
+
+    def test_seq_of_every_message_kind(self):
+        assert live.seq_of('{"type":"event","seq":12,"prev":null}') == 12
+        assert live.seq_of('{"type": "ready", "seq": 7, "topics": []}') == 7
+        assert live.seq_of("{}") is None
