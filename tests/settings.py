@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import os
 
+from django.contrib.staticfiles.storage import ManifestStaticFilesStorage
+
 from missioncontrol.settings import *  # noqa: F403
 from missioncontrol.settings import DATA_DIR, DATABASES
+from missioncontrol.storage import StaticStorage
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+class UncompressedStaticStorage(ManifestStaticFilesStorage):
+    patterns = StaticStorage.patterns
+
 
 # Hashed names as in production, without pre-compressing every file (that costs ~25 s per run).
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "tests.settings.UncompressedStaticStorage"},
 }
 
 if DATABASES["default"]["ENGINE"] == "missioncontrol.db.sqlite":
