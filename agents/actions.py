@@ -301,12 +301,14 @@ def apply_heartbeats(beats: list[Heartbeat]) -> dict[int, dict[str, Any]]:
         if new != old:
             reason = "heartbeat" if old in Agent.LIVE_STATUSES else f"back from {old}"
             changes.append((agent, old, reason))
+    # Raw SQL takes values as the backend stores them (SQLite: naive UTC text, as the ORM writes).
+    adapt = connection.ops.adapt_datetimefield_value
     for agent in agents.values():
         rows.append(
             (
                 agent.status,
-                agent.last_seen_at,
-                agent.stale_at,
+                adapt(agent.last_seen_at),
+                adapt(agent.stale_at),
                 agent.last_message,
                 agent.current_task_id,
                 agent.model,
@@ -323,7 +325,7 @@ def apply_heartbeats(beats: list[Heartbeat]) -> dict[int, dict[str, Any]]:
         key_ids = sorted({b.key_id for b in beats})
         cursor.execute(
             f"UPDATE agents_agentkey SET last_used_at = %s WHERE id IN ({', '.join(['%s'] * len(key_ids))})",  # noqa: S608 - placeholders only
-            [timezone.now(), *key_ids],
+            [adapt(timezone.now()), *key_ids],
         )
     if messages:
         AgentMessage.objects.bulk_create(messages)

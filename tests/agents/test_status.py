@@ -91,3 +91,27 @@ def test_error_status_is_kept_while_fresh():
     beat(agent, "error")
     beat(agent, None)
     assert status_of(agent) == "error"
+
+
+def test_heartbeat_times_are_stored_as_the_orm_stores_them():
+    """Raw batch SQL must write datetimes the ORM can compare with (the sweep's range query)."""
+    from django.db import connection
+
+    agent = Agent.objects.create(name="fmt", heartbeat_interval_s=30)
+    beat(agent, "busy")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT last_seen_at || '', stale_at || '' FROM agents_agent WHERE id = %s", [agent.pk]
+        )
+        seen, stale = cursor.fetchone()
+    fresh = Agent.objects.create(name="orm", last_seen_at=timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT last_seen_at || '' FROM agents_agent WHERE id = %s", [fresh.pk])
+        (orm_written,) = cursor.fetchone()
+    # Same text form as the ORM's (no "+00:00" suffix that would break string comparison).
+    assert ("+" in seen) == ("+" in orm_written)
+    assert ("+" in stale) == ("+" in orm_written)
+    assert Agent.objects.stale(timezone.now() + timedelta(seconds=61)).filter(pk=agent.pk).exists()
+    assert (
+        not Agent.objects.stale(timezone.now() + timedelta(seconds=30)).filter(pk=agent.pk).exists()
+    )
