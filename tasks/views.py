@@ -227,10 +227,13 @@ def task_edit(request: MCRequest, pk: int) -> HttpResponse:
             task = actions.update_task(
                 Actor.user(request.user), pk, dict(form.cleaned_data), expected_version=version
             )
-            if not request.htmx:
-                messages.success(request, "Saved.")
-                return redirect("tasks:detail", pk=pk)
-            form = None  # type: ignore[assignment]
+            messages.success(request, "Saved.")
+            if request.htmx:
+                # The whole page shows the task (title, description, badges): load it fresh.
+                response = HttpResponse(status=204)
+                response["HX-Redirect"] = reverse("tasks:detail", args=[pk])
+                return response
+            return redirect("tasks:detail", pk=pk)
         except StaleTask as stale:
             task = _get_task(stale.task.pk)
             form.add_error(

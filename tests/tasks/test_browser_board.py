@@ -142,3 +142,29 @@ def test_new_task_form_shows_errors(ops):
     assert "A task needs a title" in page.inner_text("#new-task-form")
     assert page.locator("#new-task-dialog").is_visible()
     assert Task.objects.count() == 0
+
+
+def test_edit_inline_comment_and_block_on_the_detail_page(ops):
+    task = make_task("Old title")
+    page = ops.page
+    page.goto(f"/tasks/{task.pk}/")
+    page.fill("#task-fields input[name=title]", "New title")
+    page.select_option("#task-fields select[name=priority]", "0")
+    page.click("#task-fields button[type=submit]")
+    page.wait_for_selector("h1.page-title:has-text('New title')")
+    page.fill("#comment-form textarea[name=body]", "Looks **good**")
+    page.click("#comment-form button[type=submit]")
+    page.wait_for_selector(f"#comments-{task.pk} .comment strong:has-text('good')")
+    page.fill("input[name=reason]", "Waiting for CI")
+    page.click("text=Mark blocked")
+    page.wait_for_selector(".blocked-banner:has-text('Waiting for CI')")
+    task.refresh_from_db()
+    assert (task.title, task.priority, task.blocked, task.comment_count) == (
+        "New title",
+        0,
+        True,
+        1,
+    )
+    assert "moved" not in page.inner_text(".history")  # only what happened is listed
+    assert "blocked task" in page.inner_text(".history")
+    assert ops.csp_violations() == []

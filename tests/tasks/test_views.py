@@ -250,7 +250,8 @@ class TestCreateAndEdit:
             },
             HTTP_HX_REQUEST="true",
         )
-        assert response.status_code == 200
+        assert response.status_code == 204
+        assert response["HX-Redirect"] == url("detail", task.pk)
         task.refresh_from_db()
         assert (task.title, task.status, task.priority) == ("Renamed", "review", 0)
 
