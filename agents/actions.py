@@ -198,6 +198,19 @@ def register_agent(key: keys.KeyInfo, *, name: str, fields: dict[str, Any]) -> R
     return Registration(agent, created=True, new_key=full)
 
 
+def ensure_agent(actor: Actor, name: str) -> Agent:
+    """The agent of that name, created (offline, direct) if missing."""
+    _check_name(name)
+    with transaction.atomic():
+        agent, created = Agent.objects.get_or_create(
+            name=name, defaults={"source": Agent.Source.DIRECT}
+        )
+        if created:
+            audit.record(actor, "agent.created", agent)
+            _publish_agents("agents.created", [agent.pk])
+    return agent
+
+
 def issue_key(
     actor: Actor,
     *,

@@ -23,6 +23,17 @@ SHOW = """() => {
 }"""
 
 
+def open_board(browser, username: str):
+    """Sign in as a new viewer, open the board, wait until live; returns the page."""
+    UserFactory(username=username, role="viewer")
+    browser.login(username)
+    page = browser.page
+    page.goto("/board/")
+    page.wait_for_selector("#live-status[data-state=live]")
+    page.evaluate("window.__sameDocument = true")
+    return page
+
+
 def todo_titles(page) -> list[str]:
     return page.eval_on_selector_all(
         "#col-todo-list .card-title", "els => els.map(e => e.textContent.trim())"
@@ -30,13 +41,7 @@ def todo_titles(page) -> list[str]:
 
 
 def test_hidden_tab_pauses_then_catches_up_exactly_in_order(browser):
-    UserFactory(username="hana", role="viewer")
-    browser.login("hana")
-    page = browser.page
-    page.goto("/board/")
-    page.wait_for_selector("#live-status[data-state=live]")
-    page.evaluate("window.__sameDocument = true")
-
+    page = open_board(browser, "hana")
     page.evaluate(HIDE)
     page.wait_for_selector("#live-status[data-state=paused]", timeout=3000)
     titles = [f"Missed {i:02d}" for i in range(20)]
@@ -57,12 +62,7 @@ def test_hidden_tab_pauses_then_catches_up_exactly_in_order(browser):
 
 
 def test_too_much_missed_reloads_the_panels_in_place(browser, settings):
-    UserFactory(username="ivo", role="viewer")
-    browser.login("ivo")
-    page = browser.page
-    page.goto("/board/")
-    page.wait_for_selector("#live-status[data-state=live]")
-    page.evaluate("window.__sameDocument = true")
+    page = open_board(browser, "ivo")
     page.evaluate(HIDE)
     page.wait_for_selector("#live-status[data-state=paused]", timeout=3000)
     make_task("Before the gap")

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from agents import actions
-from agents.models import Agent, AgentKey
+from agents.models import AgentKey
 from missioncontrol.audit import Actor
 
 
@@ -38,12 +38,9 @@ class Command(BaseCommand):
         agent = None
         if opts["agent"]:
             try:
-                actions._check_name(opts["agent"])
+                agent = actions.ensure_agent(actor, opts["agent"])
             except actions.AgentError as error:
                 raise CommandError(str(error.detail)) from None
-            agent, _ = Agent.objects.get_or_create(
-                name=opts["agent"], defaults={"source": Agent.Source.DIRECT}
-            )
         _key, full = actions.issue_key(
             actor,
             kind=AgentKey.Kind.AGENT if agent else AgentKey.Kind.ENROLLMENT,
