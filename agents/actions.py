@@ -6,6 +6,7 @@ commands all call these.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -115,8 +116,6 @@ def _change_statuses(changes: list[tuple[Agent, str, str]], actor: Actor) -> Non
 
 
 def _check_name(name: Any) -> str:
-    import re
-
     if not isinstance(name, str) or not re.match(AGENT_NAME_RE, name):
         raise AgentError(
             "validation_error",

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from agents import actions
 from agents.keys import KeyInfo
-from agents.models import AgentKey
+from agents.models import Agent, AgentKey
 from missioncontrol.audit import Actor
 from tasks import actions as task_actions
 from tasks.models import Task
@@ -88,11 +88,12 @@ class RegisterView(APIView):
         )
 
 
-def _own_agent(request: Request) -> tuple[KeyInfo, Actor]:
+def _own_agent(request: Request) -> tuple[int, Actor]:
+    """The calling agent's id and actor; 403 for enrollment keys."""
     key: KeyInfo = request.auth
-    if key.kind != AgentKey.Kind.AGENT or key.agent_name is None:
+    if key.kind != AgentKey.Kind.AGENT or key.agent_name is None or key.agent_id is None:
         raise Refused(403, "forbidden", "Only an agent's own key can act on tasks.")
-    return key, Actor.agent(key.agent_name)
+    return key.agent_id, Actor.agent(key.agent_name)
 
 
 def task_json(task: Task) -> dict[str, Any]:
@@ -122,10 +123,10 @@ class TasksView(APIView):
         summary="The agent's own tasks",
     )
     def get(self, request: Request) -> Response:
-        key, _actor = _own_agent(request)
+        agent_id, _actor = _own_agent(request)
         qs = (
             Task.objects.on_board()
-            .filter(assignee_agent_id=key.agent_id)
+            .filter(assignee_agent_id=agent_id)
             .order_by("priority", "position")
         )
         wanted = request.query_params.get("status")
@@ -140,7 +141,7 @@ class TasksView(APIView):
         return Response({"tasks": [task_json(t) for t in qs[:200]]})
 
 
-def _task_for(key: KeyInfo, pk: int) -> Task:
+def _task_for(pk: int) -> Task:
     task = Task.objects.on_board().filter(pk=pk).first()
     if task is None:
         raise Http404
@@ -154,10 +155,10 @@ class ClaimView(APIView):
         request=None, responses={200: OpenApiTypes.OBJECT}, summary="Claim an unassigned task"
     )
     def post(self, request: Request, pk: int) -> Response:
-        key, actor = _own_agent(request)
-        task = _task_for(key, pk)
+        agent_id, actor = _own_agent(request)
+        task = _task_for(pk)
         try:
-            claimed = task_actions.claim_task(actor, task.pk, agent_id=key.agent_id)  # type: ignore[arg-type]
+            claimed = task_actions.claim_task(actor, task.pk, agent_id=agent_id)
         except task_actions.TaskError as error:
             raise refuse(error) from None
         except task_actions.AlreadyClaimed as taken:
@@ -180,9 +181,9 @@ class TaskView(APIView):
         summary="Move or block its own task",
     )
     def patch(self, request: Request, pk: int) -> Response:
-        key, actor = _own_agent(request)
-        task = _task_for(key, pk)
-        if task.assignee_agent_id != key.agent_id:
+        agent_id, actor = _own_agent(request)
+        task = _task_for(pk)
+        if task.assignee_agent_id != agent_id:
             raise Refused(403, "forbidden", "This task is not assigned to you; claim it first.")
         data = TaskPatchSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -213,18 +214,16 @@ class CommentsView(APIView):
         request=CommentSerializer, responses={201: OpenApiTypes.OBJECT}, summary="Comment on a task"
     )
     def post(self, request: Request, pk: int) -> Response:
-        key, actor = _own_agent(request)
-        task = _task_for(key, pk)
+        agent_id, actor = _own_agent(request)
+        task = _task_for(pk)
         data = CommentSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        from agents.models import Agent
-
         try:
             comment = task_actions.add_comment(
                 actor,
                 task.pk,
                 data.validated_data["body"],
-                agent=Agent.objects.get(pk=key.agent_id or 0),
+                agent=Agent.objects.get(pk=agent_id),
             )
         except task_actions.TaskError as error:
             raise refuse(error) from None

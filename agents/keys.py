@@ -39,7 +39,6 @@ class KeyInfo:
     secret_hash: str
     expires_at: datetime | None
     revoked: bool
-    exhausted: bool
 
     def usable(self, now: datetime) -> bool:
         # A used-up enrollment key still authenticates; registering with it answers 403.
@@ -74,7 +73,6 @@ def _load(prefix: str) -> KeyInfo | None:
         secret_hash=row.secret_hash,
         expires_at=row.expires_at,
         revoked=row.revoked_at is not None,
-        exhausted=row.max_uses is not None and row.uses >= row.max_uses,
     )
 
 
