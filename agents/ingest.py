@@ -13,17 +13,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import queue
 import re
+import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
 
@@ -156,11 +157,9 @@ async def authenticate(scope: Scope) -> tuple[keys.KeyInfo | None, str]:
     if parts is None:
         return None, "That is not a Mission Control API key."
     prefix, secret = parts
-    writer = get_writer()
     hit, info = keys.cached(prefix)
     if not hit:
-        # On the writer's thread: its connection stays open (no reconnect per lookup).
-        info = await asyncio.get_running_loop().run_in_executor(writer.executor, keys.load, prefix)
+        info = await asyncio.get_running_loop().run_in_executor(None, keys.load, prefix)
         keys.remember(prefix, info)
     checked = keys.check(info, secret)
     if checked is None:
@@ -251,72 +250,91 @@ class Job:
 
 
 class Writer:
-    """One per event loop: batches jobs into single transactions on one database thread."""
+    """One per event loop: a thread of its own that takes whatever jobs are waiting, writes
+    them in one transaction, and hands the answers back to the loop.
+
+    The thread pulls the next batch the moment the previous one commits (no round trip through
+    the event loop between batches) and keeps its database connection open."""
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[Job] = asyncio.Queue()
-        # One thread: its connection stays open, and batches never contend with each other.
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mc-writer")
-        self.task = asyncio.get_running_loop().create_task(self._run())
+        self.loop = asyncio.get_running_loop()
+        self.jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self.seen: dict[int, datetime] = {}
         self.seen_flushed = time.monotonic()
+        self.thread = threading.Thread(target=self._run, name="mc-writer", daemon=True)
+        self.thread.start()
 
     async def submit(self, job: Job) -> dict[str, Any]:
-        job.future = asyncio.get_running_loop().create_future()
-        await self.queue.put(job)
+        job.future = self.loop.create_future()
+        self.jobs.put(job)
         return await job.future
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if keys.revocations_due():
-                try:
-                    await loop.run_in_executor(self.executor, keys.refresh_revocations)
-                except Exception:
-                    logger.exception("ingest: checking revoked keys failed")
-            try:
-                first = await asyncio.wait_for(self.queue.get(), 1.0)
-            except TimeoutError:
-                await self._flush_seen(loop, force=True)
-                continue
-            batch = [first]
-            while len(batch) < MAX_BATCH and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
-            try:
-                results = await loop.run_in_executor(self.executor, apply_batch, batch)
-            except Exception:
-                logger.exception("ingest: batch of %d failed; retrying one by one", len(batch))
-                results = []
-                for job in batch:
+    def _run(self) -> None:
+        try:
+            while not self.loop.is_closed():
+                if keys.revocations_due():
                     try:
-                        results.extend(
-                            await loop.run_in_executor(self.executor, apply_batch, [job])
-                        )
+                        keys.refresh_revocations()
                     except Exception:
-                        logger.exception("ingest: %s for key %s failed", job.kind, job.key.prefix)
-                        results.append(None)
-            for job, result in zip(batch, results, strict=True):
-                assert job.future is not None
-                if job.future.done():
+                        logger.exception("ingest: checking revoked keys failed")
+                try:
+                    batch = [self.jobs.get(timeout=1.0)]
+                except queue.Empty:
+                    self._flush_seen(force=True)
                     continue
-                if result is None:
-                    job.future.set_exception(WriteFailed())
-                else:
-                    job.future.set_result(result)
-                if job.kind == "heartbeat" and job.key.agent_id is not None:
-                    self.seen[job.key.agent_id] = job.received_at
-            await self._flush_seen(loop)
+                while len(batch) < MAX_BATCH:
+                    try:
+                        batch.append(self.jobs.get_nowait())
+                    except queue.Empty:
+                        break
+                results = self._apply(batch)
+                for job in batch:
+                    if job.kind == "heartbeat" and job.key.agent_id is not None:
+                        self.seen[job.key.agent_id] = job.received_at
+                try:
+                    self.loop.call_soon_threadsafe(_deliver, batch, results)
+                except RuntimeError:  # the loop closed meanwhile: nobody is waiting
+                    break
+                self._flush_seen()
+        finally:
+            connection.close()
 
-    async def _flush_seen(self, loop: asyncio.AbstractEventLoop, force: bool = False) -> None:
+    def _apply(self, batch: list[Job]) -> list[dict[str, Any] | None]:
+        try:
+            return apply_batch(batch)
+        except Exception:
+            logger.exception("ingest: batch of %d failed; retrying one by one", len(batch))
+        results: list[dict[str, Any] | None] = []
+        for job in batch:
+            try:
+                results.extend(apply_batch([job]))
+            except Exception:
+                logger.exception("ingest: %s for key %s failed", job.kind, job.key.prefix)
+                results.append(None)
+        return results
+
+    def _flush_seen(self, force: bool = False) -> None:
         """At most one "last seen" event a second for all agents heard from."""
         if not self.seen or (not force and time.monotonic() - self.seen_flushed < 1.0):
             return
         seen, self.seen = self.seen, {}
         self.seen_flushed = time.monotonic()
         try:
-            await loop.run_in_executor(self.executor, actions.publish_seen, seen)
+            actions.publish_seen(seen)
         except Exception:
             logger.exception("ingest: publishing last-seen failed")
+
+
+def _deliver(batch: list[Job], results: list[dict[str, Any] | None]) -> None:
+    """On the event loop: answer each request of a committed batch."""
+    for job, result in zip(batch, results, strict=True):
+        assert job.future is not None
+        if job.future.done():  # the client went away
+            continue
+        if result is None:
+            job.future.set_exception(WriteFailed())
+        else:
+            job.future.set_result(result)
 
 
 _writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Writer] = weakref.WeakKeyDictionary()
@@ -392,12 +410,16 @@ def _work(agent_ids: set[int]) -> dict[int, list[dict[str, Any]]]:
     if not agent_ids:
         return {}
     out: dict[int, list[dict[str, Any]]] = {}
-    rows = (
-        Task.objects.open()
-        .filter(assignee_agent_id__in=agent_ids)
-        .order_by("priority", "status", "position")
-        .values_list("assignee_agent_id", "id", "title", "status", "priority")
-    )
+    # Raw SQL (Task.objects.open() for these agents, by the assignee index): on this path the
+    # ORM's compile step cost more than the query.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT assignee_agent_id, id, title, status, priority FROM {Task._meta.db_table} "  # noqa: S608 - placeholders only
+            f"WHERE assignee_agent_id IN ({', '.join(['%s'] * len(agent_ids))}) "
+            "AND archived_at IS NULL AND status != %s ORDER BY priority, status, position",
+            [*sorted(agent_ids), Task.Status.DONE.value],
+        )
+        rows = cursor.fetchall()
     for agent_id, pk, title, status, priority in rows:
         tasks = out.setdefault(agent_id, [])
         if len(tasks) < WORK_LIMIT:

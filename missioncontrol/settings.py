@@ -129,7 +129,7 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         # Seconds a writer waits for the lock before giving up.
         "timeout": 20,
         # WAL lets readers run beside the one writer; NORMAL is durable across app crashes.
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000; PRAGMA mmap_size=268435456",
     }
 _db.setdefault("CONN_MAX_AGE", 0)
 DATABASES = {"default": _db}

@@ -7,6 +7,7 @@ supervisor on the same asyncio loop that Twisted's asyncio reactor drives.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -14,8 +15,45 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.urls import get_resolver
 
 logger = logging.getLogger("missioncontrol.serve")
+
+
+def skip_twisted_form_parsing() -> None:
+    """Twisted parses every POST body with a form content type into `request.args`, and parses
+    every POST's Content-Type with `email.message` to find out (~15 % of a heartbeat's CPU).
+    daphne never reads `request.args`: it hands the raw body to the ASGI application, where
+    Django parses forms itself. So daphne's requests are built with that parsing off, and
+    Twisted's own (unused) access-log step is skipped."""
+    from daphne import http_protocol
+    from daphne import server as daphne_server
+
+    class WebRequest(http_protocol.WebRequest):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["parsePOSTFormSubmission"] = False
+            super().__init__(*args, **kwargs)
+
+    class HTTPFactory(http_protocol.HTTPFactory):
+        def buildProtocol(self, addr: Any) -> Any:
+            protocol = super().buildProtocol(addr)
+            protocol.requestFactory = WebRequest
+            return protocol
+
+        def log(self, request: Any) -> None:
+            """daphne logs requests itself (its action logger); Twisted's access log is unused."""
+
+    daphne_server.HTTPFactory = HTTPFactory
+
+
+def freeze_startup_heap() -> None:
+    """Everything loaded at start-up (Django, apps, URL patterns and views …) lives as long as
+    the process: keep the cyclic GC from walking it again and again. Full collections of that
+    heap took 80–140 ms every few seconds under load, stalling every request in flight; after
+    this they take ~20 ms. Runs a second after start so the first request is not kept waiting."""
+    get_resolver().url_patterns  # noqa: B018 - imports the URL conf and every view now
+    gc.collect()
+    gc.freeze()
 
 
 class Command(BaseCommand):
@@ -41,6 +79,12 @@ class Command(BaseCommand):
         reactor: Any = twisted_reactor
         from missioncontrol.supervisor import Supervisor
 
+        skip_twisted_form_parsing()
+
+        # The event loop's thread holds the GIL most of the time under load; threads coming back
+        # from SQLite (the heartbeat writer, sync views) wait up to this long to get it back,
+        # several times per transaction. 0.5 ms instead of 5 ms: measured +10 % heartbeats/s.
+        sys.setswitchinterval(0.0005)
         host, port = options["host"], options["port"]
         supervisor = None if options["no_workers"] else Supervisor()
         interface = host.strip("[]")
@@ -76,6 +120,7 @@ class Command(BaseCommand):
                 loop.add_signal_handler(sig, on_signal)
             if supervisor is not None:
                 supervisor.start()
+            loop.call_later(1.0, freeze_startup_heap)
             shown = f"[{interface}]" if ":" in interface else interface
             self.stdout.write(f"Mission Control is serving on http://{shown}:{port}/")
             sys.stdout.flush()
