@@ -12,117 +12,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import queue
-import re
-import threading
 import time
-import weakref
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
 
 from agents import actions, keys, validation
 from agents.models import AgentKey
 from billing import actions as billing
+from missioncontrol import lean
+from missioncontrol.lean import Receive, Scope, Send, error, respond
 from tasks.models import Task
 
-logger = logging.getLogger(__name__)
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-HEARTBEAT_RE = re.compile(r"^/api/(?:v1/)?agents/(?P<name>[^/]+)/heartbeat/?$")
-USAGE_PATH = "/api/v1/usage"
 # How many requests one transaction may carry.
 MAX_BATCH = 500
 # Per key: sustained requests per second and burst (a runaway loop gets 429, not the database).
 RATE_PER_S = 20.0
 RATE_BURST = 60.0
 WORK_LIMIT = 20
-
-
-class LeanRouter:
-    """Send the hot routes to the lean handlers, everything else to Django."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            path = scope["path"]
-            match = HEARTBEAT_RE.match(path)
-            if match:
-                return await handle(scope, receive, send, "heartbeat", match.group("name"))
-            if path.rstrip("/") == USAGE_PATH:
-                return await handle(scope, receive, send, "usage", None)
-        return await self.app(scope, receive, send)
-
-
-# --- Responses -------------------------------------------------------------------------------
-
-
-async def respond(
-    send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    payload = json.dumps(body, separators=(",", ":"), default=str).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                (b"x-content-type-options", b"nosniff"),
-                (b"cache-control", b"no-store"),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
-
-
-async def error(
-    send: Send,
-    status: int,
-    code: str,
-    detail: Any,
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    await respond(send, status, {"error": code, "detail": detail}, headers)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
-    """The request body, or None when it exceeds `limit` bytes."""
-    declared = _header(scope, b"content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ConnectionResetError
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
 
 
 # --- Rate limit ---------------------------------------------------------------------------------
@@ -149,8 +60,8 @@ def rate_limited(key_id: int) -> float:
 
 
 async def authenticate(scope: Scope) -> tuple[keys.KeyInfo | None, str]:
-    raw = _header(scope, b"authorization") or ""
-    raw = raw[7:] if raw.lower().startswith("bearer ") else _header(scope, b"x-api-key") or ""
+    raw = lean.header(scope, b"authorization") or ""
+    raw = raw[7:] if raw.lower().startswith("bearer ") else lean.header(scope, b"x-api-key") or ""
     if not raw:
         return None, "Send the agent's API key as 'Authorization: Bearer <key>' or 'X-Api-Key'."
     parts = keys.split(raw)
@@ -168,12 +79,10 @@ async def authenticate(scope: Scope) -> tuple[keys.KeyInfo | None, str]:
 
 
 async def handle(scope: Scope, receive: Receive, send: Send, kind: str, name: str | None) -> None:
-    host = _header(scope, b"host") or ""
-    domain, _port = split_domain_port(host)
-    if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+    if not lean.host_allowed(scope):
         return await error(send, 400, "bad_request", "Unknown host.")
     try:
-        body = await read_body(scope, receive, settings.MC_API_MAX_BODY)
+        body = await lean.read_body(receive, scope, settings.MC_API_MAX_BODY)
     except ConnectionResetError:
         return None
     if body is None:
@@ -221,8 +130,8 @@ async def handle(scope: Scope, receive: Receive, send: Send, kind: str, name: st
         return await error(send, 400, "validation_error", errors)
     job = Job(kind=kind, key=key, cleaned=cleaned, received_at=now)
     try:
-        result = await get_writer().submit(job)
-    except WriteFailed:
+        result = await lean.writer("ingest", IngestWriter).submit(job)
+    except lean.WriteFailed:
         return await error(
             send,
             503,
@@ -233,11 +142,19 @@ async def handle(scope: Scope, receive: Receive, send: Send, kind: str, name: st
     return await respond(send, 200, result)
 
 
+async def heartbeat(scope: Scope, receive: Receive, send: Send, match: Any) -> None:
+    return await handle(scope, receive, send, "heartbeat", match.group("name"))
+
+
+async def usage(scope: Scope, receive: Receive, send: Send, match: Any) -> None:
+    return await handle(scope, receive, send, "usage", None)
+
+
+lean.register("POST", r"^/api/(?:v1/)?agents/(?P<name>[^/]+)/heartbeat/?$", heartbeat)
+lean.register("POST", r"^/api/v1/usage/?$", usage)
+
+
 # --- Group-commit writer ------------------------------------------------------------------------
-
-
-class WriteFailed(Exception):
-    pass
 
 
 @dataclass
@@ -246,106 +163,32 @@ class Job:
     key: keys.KeyInfo
     cleaned: dict[str, Any]
     received_at: datetime
-    future: asyncio.Future[dict[str, Any]] | None = field(default=None, repr=False)
 
 
-class Writer:
-    """One per event loop: a thread of its own that takes whatever jobs are waiting, writes
-    them in one transaction, and hands the answers back to the loop.
-
-    The thread pulls the next batch the moment the previous one commits (no round trip through
-    the event loop between batches) and keeps its database connection open."""
+class IngestWriter(lean.BatchWriter):
+    """The group-commit writer for heartbeats and usage, with two chores on its tick: revoked
+    keys are forgotten within keys.REVOCATION_CHECK_S, and "last seen" goes out once a second
+    for all agents heard from."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self.seen: dict[int, datetime] = {}
         self.seen_flushed = time.monotonic()
-        self.thread = threading.Thread(target=self._run, name="mc-writer", daemon=True)
-        self.thread.start()
+        super().__init__("ingest", self.apply_jobs, max_batch=MAX_BATCH, tick=self.chores)
 
-    async def submit(self, job: Job) -> dict[str, Any]:
-        job.future = self.loop.create_future()
-        self.jobs.put(job)
-        return await job.future
-
-    def _run(self) -> None:
-        try:
-            while not self.loop.is_closed():
-                if keys.revocations_due():
-                    try:
-                        keys.refresh_revocations()
-                    except Exception:
-                        logger.exception("ingest: checking revoked keys failed")
-                try:
-                    batch = [self.jobs.get(timeout=1.0)]
-                except queue.Empty:
-                    self._flush_seen(force=True)
-                    continue
-                while len(batch) < MAX_BATCH:
-                    try:
-                        batch.append(self.jobs.get_nowait())
-                    except queue.Empty:
-                        break
-                results = self._apply(batch)
-                for job in batch:
-                    if job.kind == "heartbeat" and job.key.agent_id is not None:
-                        self.seen[job.key.agent_id] = job.received_at
-                try:
-                    self.loop.call_soon_threadsafe(_deliver, batch, results)
-                except RuntimeError:  # the loop closed meanwhile: nobody is waiting
-                    break
-                self._flush_seen()
-        finally:
-            connection.close()
-
-    def _apply(self, batch: list[Job]) -> list[dict[str, Any] | None]:
-        try:
-            return apply_batch(batch)
-        except Exception:
-            logger.exception("ingest: batch of %d failed; retrying one by one", len(batch))
-        results: list[dict[str, Any] | None] = []
-        for job in batch:
-            try:
-                results.extend(apply_batch([job]))
-            except Exception:
-                logger.exception("ingest: %s for key %s failed", job.kind, job.key.prefix)
-                results.append(None)
+    def apply_jobs(self, batch: list[Job]) -> list[dict[str, Any] | None]:
+        results = apply_batch(batch)
+        for job, result in zip(batch, results, strict=True):
+            if result is not None and job.kind == "heartbeat" and job.key.agent_id is not None:
+                self.seen[job.key.agent_id] = job.received_at
         return results
 
-    def _flush_seen(self, force: bool = False) -> None:
-        """At most one "last seen" event a second for all agents heard from."""
-        if not self.seen or (not force and time.monotonic() - self.seen_flushed < 1.0):
-            return
-        seen, self.seen = self.seen, {}
-        self.seen_flushed = time.monotonic()
-        try:
+    def chores(self, idle: bool) -> None:
+        if keys.revocations_due():
+            keys.refresh_revocations()
+        if self.seen and (idle or time.monotonic() - self.seen_flushed >= 1.0):
+            seen, self.seen = self.seen, {}
+            self.seen_flushed = time.monotonic()
             actions.publish_seen(seen)
-        except Exception:
-            logger.exception("ingest: publishing last-seen failed")
-
-
-def _deliver(batch: list[Job], results: list[dict[str, Any] | None]) -> None:
-    """On the event loop: answer each request of a committed batch."""
-    for job, result in zip(batch, results, strict=True):
-        assert job.future is not None
-        if job.future.done():  # the client went away
-            continue
-        if result is None:
-            job.future.set_exception(WriteFailed())
-        else:
-            job.future.set_result(result)
-
-
-_writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Writer] = weakref.WeakKeyDictionary()
-
-
-def get_writer() -> Writer:
-    loop = asyncio.get_running_loop()
-    writer = _writers.get(loop)
-    if writer is None:
-        writer = _writers[loop] = Writer()
-    return writer
 
 
 def apply_batch(batch: list[Job]) -> list[dict[str, Any] | None]:

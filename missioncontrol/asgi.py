@@ -15,8 +15,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from agents.ingest import LeanRouter  # noqa: E402
+import agents.ingest  # noqa: E402, F401 - registers the agent hot routes
+import tasks.lean  # noqa: E402, F401 - registers the board's move route
 from missioncontrol.consumers import LiveConsumer  # noqa: E402
+from missioncontrol.lean import LeanRouter  # noqa: E402
 from missioncontrol.proxy import TrustedProxyMiddleware  # noqa: E402
 
 websocket_urlpatterns = [
@@ -26,7 +28,7 @@ websocket_urlpatterns = [
 application = TrustedProxyMiddleware(
     ProtocolTypeRouter(
         {
-            # The agent hot path (heartbeats, usage) is answered before Django's middleware.
+            # The hot routes (heartbeats, usage, board moves) are answered before Django's middleware.
             "http": LeanRouter(django_application),
             # Origin must be one of ALLOWED_HOSTS: another site cannot open a socket with our cookie.
             "websocket": AllowedHostsOriginValidator(

@@ -39,6 +39,42 @@ class Actor:
         return {"type": self.type, "label": self.label}
 
 
+@dataclass
+class Entry:
+    """One audit row to write (see record)."""
+
+    actor: Actor
+    verb: str
+    obj: models.Model | None = None
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    object_type: str = ""
+    object_id: str = ""
+    object_repr: str = ""
+
+    def build(self) -> AuditEvent:
+        object_type, object_id, object_repr = self.object_type, self.object_id, self.object_repr
+        if self.obj is not None:
+            object_type = object_type or self.obj._meta.label_lower
+            object_id = object_id or str(self.obj.pk)
+            object_repr = object_repr or str(self.obj)[:200]
+        changes: dict[str, Any] = {}
+        if self.before is not None:
+            changes["before"] = self.before
+        if self.after is not None:
+            changes["after"] = self.after
+        return AuditEvent(
+            actor_type=self.actor.type,
+            actor_user_id=self.actor.user_id,
+            actor_label=self.actor.label[:150],
+            verb=self.verb,
+            object_type=object_type,
+            object_id=object_id,
+            object_repr=object_repr,
+            changes=changes,
+        )
+
+
 def record(
     actor: Actor,
     verb: str,
@@ -51,34 +87,27 @@ def record(
     object_repr: str = "",
 ) -> AuditEvent:
     """Write one audit row; call inside the action's transaction."""
-    if obj is not None:
-        object_type = object_type or obj._meta.label_lower
-        object_id = object_id or str(obj.pk)
-        object_repr = object_repr or str(obj)[:200]
-    changes: dict[str, Any] = {}
-    if before is not None:
-        changes["before"] = before
-    if after is not None:
-        changes["after"] = after
-    event = AuditEvent.objects.create(
-        actor_type=actor.type,
-        actor_user_id=actor.user_id,
-        actor_label=actor.label[:150],
-        verb=verb,
-        object_type=object_type,
-        object_id=object_id,
-        object_repr=object_repr,
-        changes=changes,
-    )
-    _publish_activity(event)
-    return event
+    entry = Entry(actor, verb, obj, before, after, object_type, object_id, object_repr)
+    return record_many([entry])[0]
 
 
-def _publish_activity(event: AuditEvent) -> None:
+def record_many(entries: list[Entry]) -> list[AuditEvent]:
+    """Write audit rows in one statement (inside the action's transaction) and show them all in
+    the activity feed with one live event."""
+    events = [entry.build() for entry in entries]
+    if len(events) == 1:
+        events[0].save()
+    else:
+        # SQLite >= 3.35 and PostgreSQL return the new primary keys.
+        AuditEvent.objects.bulk_create(events)
+    _publish_activity(events)
+    return events
+
+
+def _publish_activity(events: list[AuditEvent]) -> None:
     """Every audited change appears live in the Overview's activity feed."""
     from missioncontrol import live
 
-    html = render_to_string("missioncontrol/home.html#activity_item", {"event": event})
     live.publish(
         "activity.new",
         "activity",
@@ -90,8 +119,11 @@ def _publish_activity(event: AuditEvent) -> None:
                     "parent": "activity-list",
                     "first": True,
                     "limit": 30,
-                    "html": html,
+                    "html": render_to_string(
+                        "missioncontrol/home.html#activity_item", {"event": event}
+                    ),
                 }
+                for event in events
             ]
         },
     )

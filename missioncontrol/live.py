@@ -26,6 +26,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max, Min
+from django.utils import timezone
 
 from missioncontrol.models import LiveEvent
 from missioncontrol.roles import RANK, Role
@@ -114,28 +115,62 @@ def publish(
         # Serialise publishers so seq order is commit order, as SQLite's single writer gives.
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(7243001)")
-    prev = (
-        LiveEvent.objects.filter(topic=topic).order_by("-seq").values_list("seq", flat=True).first()
-    )
-    event = LiveEvent.objects.create(
+    outbox = _transaction_outbox()
+    # The newest seq on the topic: known already if this transaction published on it (it holds
+    # the write lock, so nobody else did since).
+    prev = outbox.last.get(topic)
+    with connection.cursor() as cursor:
+        if prev is None:
+            cursor.execute(
+                f"SELECT seq FROM {LiveEvent._meta.db_table} WHERE topic = %s "  # noqa: S608 - placeholders only
+                "ORDER BY seq DESC LIMIT 1",
+                [topic],
+            )
+            row = cursor.fetchone()
+            prev = row[0] if row else None
+        now = timezone.now()
+        # Raw SQL, INSERT … RETURNING (SQLite >= 3.35, PostgreSQL): the ORM's compile step cost
+        # more than the statements on the board's move path.
+        cursor.execute(
+            f"INSERT INTO {LiveEvent._meta.db_table} (type, topic, prev_seq, gateway_id, min_role, "  # noqa: S608 - placeholders only
+            "payload, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING seq",
+            [
+                event_type,
+                topic,
+                prev,
+                gateway_id,
+                min_role,
+                _PAYLOAD.get_db_prep_save(payload, connection),
+                connection.ops.adapt_datetimefield_value(now),
+            ],
+        )
+        seq = cursor.fetchone()[0]
+    event = LiveEvent(
+        seq=seq,
         type=event_type,
         topic=topic,
         prev_seq=prev,
         payload=payload,
         min_role=min_role,
         gateway_id=gateway_id,
+        created_at=now,
     )
-    message: LayerMessage = {
-        "type": "live.event",
-        "seq": event.seq,
-        "prev": prev,
-        "topic": topic,
-        "min_role": min_role,
-        "gateway_id": gateway_id,
-        "text": encode(event),
-    }
-    _queue_fan_out(message)
+    outbox.last[topic] = seq
+    outbox.batch.append(
+        {
+            "type": "live.event",
+            "seq": seq,
+            "prev": prev,
+            "topic": topic,
+            "min_role": min_role,
+            "gateway_id": gateway_id,
+            "text": encode(event),
+        }
+    )
     return event
+
+
+_PAYLOAD = LiveEvent._meta.get_field("payload")
 
 
 # Test capture (capture_broadcasts), fan-out tasks kept alive, and per-thread pending batch.
@@ -144,25 +179,58 @@ _pending: set[asyncio.Task[None]] = set()
 _outbox = threading.local()
 
 
-def _queue_fan_out(message: LayerMessage) -> None:
-    """Collect a transaction's messages and send them in one go after commit (one loop hop)."""
-    flush = getattr(_outbox, "flush", None)
+class _Outbox:
+    """A transaction's messages, sent in one go after it commits (one loop hop), and the newest
+    seq it published per topic."""
+
+    def __init__(self) -> None:
+        self.batch: list[LayerMessage] = []
+        self.last: dict[str, int] = {}
+
+    def __call__(self) -> None:
+        _fan_out(self.batch)
+
+
+def _transaction_outbox() -> _Outbox:
+    outbox: _Outbox | None = getattr(_outbox, "current", None)
     # Still pending on this connection? (A rollback discards the callback, and with it the batch.)
-    if flush is None or all(entry[1] is not flush for entry in connection.run_on_commit):
-        batch: list[LayerMessage] = []
-
-        def flush() -> None:
-            _fan_out(batch)
-
-        flush.batch = batch  # type: ignore[attr-defined]
-        _outbox.flush = flush
-        transaction.on_commit(flush)
-    _outbox.flush.batch.append(message)
+    if outbox is None or all(entry[1] is not outbox for entry in connection.run_on_commit):
+        outbox = _outbox.current = _Outbox()
+        transaction.on_commit(outbox)
+    return outbox
 
 
 async def _send_all(layer: Any, messages: list[LayerMessage]) -> None:
     for message in messages:
         await layer.group_send(group_for(message["topic"]), message)
+
+
+def fan_out_on(loop: asyncio.AbstractEventLoop) -> None:
+    """This (non-async) thread's commits are fanned out on `loop` without waiting for delivery
+    (the group-commit writers: async_to_sync would start a thread and a loop per commit)."""
+    _outbox.loop = loop
+
+
+_last_send: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _send_in_order(
+    loop: asyncio.AbstractEventLoop, layer: Any, messages: list[LayerMessage]
+) -> None:
+    """On `loop`: send after the previous batch sent from this loop (seq order on every layer)."""
+    previous = _last_send.get(loop)
+
+    async def send() -> None:
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])
+        await _send_all(layer, messages)
+
+    task = loop.create_task(send())
+    _last_send[loop] = task
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
 
 
 def _fan_out(messages: list[LayerMessage]) -> None:
@@ -173,14 +241,15 @@ def _fan_out(messages: list[LayerMessage]) -> None:
         return
     try:
         try:
-            loop = asyncio.get_running_loop()
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
+        home = getattr(_outbox, "loop", None)
         if loop is not None:
             # Committed from code running inside an event loop's thread: schedule, don't block.
-            task = loop.create_task(_send_all(layer, messages))
-            _pending.add(task)
-            task.add_done_callback(_pending.discard)
+            _send_in_order(loop, layer, messages)
+        elif home is not None and not home.is_closed():
+            home.call_soon_threadsafe(_send_in_order, home, layer, messages)
         else:
             async_to_sync(_send_all)(layer, messages)
     except Exception:

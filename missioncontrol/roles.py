@@ -77,6 +77,10 @@ def set_role(user: Any, role: Role | None) -> None:
         user.groups.add(group)
     if hasattr(user, "_mc_role"):
         del user._mc_role
+    # Imported here: lean imports live, which imports this module.
+    from missioncontrol.lean import forget_session
+
+    forget_session()  # the lean routes cache sessions' roles
 
 
 def _role_permissions() -> dict[str, list[Any]]:

@@ -12,14 +12,15 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.db.models import Count, F, Max, Min
+from django.db import connection, transaction
+from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from agents.models import Agent
 from missioncontrol import audit, live
 from missioncontrol.audit import Actor
+from missioncontrol.db import bulk
 from tasks.cards import render_card
 from tasks.models import POSITION_STEP, Comment, Task
 
@@ -119,77 +120,100 @@ def _renumber(status: str) -> None:
         Task.objects.filter(pk=task_id).update(position=index * POSITION_STEP)
 
 
+# Raw SQL for the position lookups (the board's move path runs them hundreds of times a second;
+# the ORM's compile step cost more than the queries, which the (status, position) index answers).
+TASKS = Task._meta.db_table
+
+
+def _scalar(sql: str, params: list[Any]) -> Any:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
 def _position_before(status: str, before_id: int | None, moving_id: int | None) -> int:
     """A position that puts a task just above `before_id` (or at the end) in `status`."""
-    column = Task.objects.on_board().filter(status=status)
-    if moving_id is not None:
-        column = column.exclude(pk=moving_id)
+    column = f"FROM {TASKS} WHERE status = %s AND archived_at IS NULL AND id != %s"
+    base = [status, moving_id or 0]
     if before_id is None:
-        last = column.aggregate(m=Max("position"))["m"]
+        last = _scalar(f"SELECT MAX(position) {column}", base)
         return (last or 0) + POSITION_STEP
-    before = column.filter(pk=before_id).values_list("position", flat=True).first()
+    before = _scalar(f"SELECT position {column} AND id = %s", [*base, before_id])
     if before is None:
         raise TaskError(
             {"before": ["That card is no longer in this column; the board has been refreshed."]}
         )
-    above = column.filter(position__lt=before).aggregate(m=Max("position"))["m"]
+    above = _scalar(f"SELECT MAX(position) {column} AND position < %s", [*base, before])
     low = above if above is not None else before - 2 * POSITION_STEP
     if before - low >= 2:
-        return (low + before) // 2
+        return int((low + before) // 2)
     # No integer left between the neighbours: renumber the column, then take the midpoint.
     _renumber(status)
     return _position_before(status, before_id, moving_id)
 
 
 def _top_position(status: str) -> int:
-    first = Task.objects.on_board().filter(status=status).aggregate(m=Min("position"))["m"]
-    return (first if first is not None else POSITION_STEP) - POSITION_STEP
+    first = _scalar(
+        f"SELECT MIN(position) FROM {TASKS} WHERE status = %s AND archived_at IS NULL",  # noqa: S608
+        [status],
+    )
+    return int(first if first is not None else POSITION_STEP) - POSITION_STEP
 
 
 # --- Broadcast ------------------------------------------------------------------------------
 
 
 def column_counts(statuses: list[str] | None = None) -> dict[str, int]:
-    qs = Task.objects.on_board()
-    if statuses:
-        qs = qs.filter(status__in=statuses)
-    counts = dict.fromkeys(statuses or Task.Status.values, 0)
-    for row in qs.values("status").annotate(n=Count("id")).order_by():
-        counts[row["status"]] = row["n"]
+    wanted = statuses or list(Task.Status.values)
+    counts = dict.fromkeys(wanted, 0)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT status, COUNT(*) FROM {TASKS} WHERE archived_at IS NULL "  # noqa: S608 - placeholders only
+            f"AND status IN ({', '.join(['%s'] * len(wanted))}) GROUP BY status",
+            wanted,
+        )
+        counts.update(dict(cursor.fetchall()))
     return counts
 
 
 def _next_card_id(task: Task) -> int | None:
-    return (
-        Task.objects.on_board()
-        .filter(status=task.status)
-        .filter(position__gt=task.position)
-        .order_by("position", "id")
-        .values_list("id", flat=True)
-        .first()
+    """The card below this one in its column (where the board inserts it)."""
+    return _scalar(
+        f"SELECT id FROM {TASKS} WHERE status = %s AND archived_at IS NULL "  # noqa: S608 - placeholders only
+        # A row-value comparison (SQLite >= 3.15, PostgreSQL) is a range on the column index.
+        "AND (position, id) > (%s, %s) ORDER BY position, id LIMIT 1",
+        [task.status, task.position, task.pk],
     )
+
+
+def _card_ops(task_id: int, task: Task | None) -> list[live.Op]:
+    """Where the card now is (or that it is gone)."""
+    if task is None:
+        return [{"op": "remove", "id": f"task-{task_id}"}]
+    nxt = _next_card_id(task)
+    return [
+        {
+            "op": "upsert",
+            "id": f"task-{task.pk}",
+            "parent": f"col-{task.status}-list",
+            "before": f"task-{nxt}" if nxt else None,
+            "html": str(render_card(task)),
+        }
+    ]
+
+
+def _count_ops(counts: dict[str, int]) -> list[live.Op]:
+    return [{"op": "text", "id": f"count-{status}", "text": str(n)} for status, n in counts.items()]
 
 
 def _publish_card(event: str, task_id: int, statuses: set[str]) -> None:
     """Tell every board where the card now is (or that it is gone) and the new counts."""
-    ops: list[live.Op] = []
     task = Task.objects.for_cards().filter(pk=task_id, archived_at__isnull=True).first()
-    if task is None:
-        ops.append({"op": "remove", "id": f"task-{task_id}"})
-    else:
-        html = str(render_card(task))
-        ops.append(
-            {
-                "op": "upsert",
-                "id": f"task-{task.pk}",
-                "parent": f"col-{task.status}-list",
-                "before": f"task-{nxt}" if (nxt := _next_card_id(task)) else None,
-                "html": html,
-            }
-        )
+    ops = _card_ops(task_id, task)
+    if task is not None:
         statuses.add(task.status)
-    for status, count in column_counts(sorted(statuses)).items():
-        ops.append({"op": "text", "id": f"count-{status}", "text": str(count)})
+    ops += _count_ops(column_counts(sorted(statuses)))
     live.publish(event, "board", {"task": task_id, "ops": ops})
 
 
@@ -222,6 +246,25 @@ def _lock(task_id: int) -> Task:
         )
     except Task.DoesNotExist:
         raise TaskError({"task": ["That task does not exist (any more)."]}) from None
+
+
+def _lock_for_move(task_id: int) -> Task:
+    """_lock for the board's move path: raw SQL (bulk.load_one), the assignee's name joined in
+    (`assignee_name`, what the card shows) instead of the related rows."""
+    user_table = get_user_model()._meta.db_table
+    loaded = bulk.load_one(
+        Task,
+        f"FROM {TASKS} t LEFT JOIN {user_table} u ON u.id = t.assignee_user_id "
+        f"LEFT JOIN {Agent._meta.db_table} a ON a.id = t.assignee_agent_id WHERE t.id = %s"
+        + (" FOR UPDATE OF t" if connection.features.has_select_for_update_of else ""),
+        [task_id],
+        extra=[f"COALESCE(a.name, u.{get_user_model().USERNAME_FIELD}, '')"],
+    )
+    if loaded is None:
+        raise TaskError({"task": ["That task does not exist (any more)."]})
+    task, extra = loaded
+    task.assignee_name = extra[0]  # type: ignore[attr-defined]
+    return task
 
 
 def _check_version(task: Task, expected: int | None) -> None:
@@ -272,6 +315,18 @@ def create_task(
     return task
 
 
+@dataclass
+class Move:
+    """One card move: `task_id` into `to_status`, just above `before_id` (None: at the end;
+    Done: at the top), refused as stale unless the task is still at `expected_version`."""
+
+    actor: Actor
+    task_id: int
+    to_status: str
+    before_id: int | None = None
+    expected_version: int | None = None
+
+
 def move_task(
     actor: Actor,
     task_id: int,
@@ -281,36 +336,80 @@ def move_task(
     expected_version: int | None = None,
 ) -> Task:
     """Put a task in `to_status` just above `before_id` (or at the end; Done: at the top)."""
-    _check_status(to_status)
+    result = move_tasks([Move(actor, task_id, to_status, before_id, expected_version)])[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def move_tasks(moves: list[Move]) -> list[Task | TaskError | StaleTask]:
+    """Many moves in one transaction (the board's group-commit path), each as if alone and in
+    order: a refused move (TaskError, StaleTask) is returned in its place and writes nothing.
+    Each move gets its audit row and its live event; column counts are counted once."""
+    results: list[Task | TaskError | StaleTask] = []
+    done: list[tuple[Move, Task, str, list[live.Op]]] = []
     with transaction.atomic():
-        task = _lock(task_id)
-        if task.archived_at is not None:
-            raise TaskError({"task": ["That task is archived."]})
-        _check_version(task, expected_version)
-        if before_id == task.pk:
-            raise TaskError({"before": ["A card cannot go above itself."]})
-        old_status = task.status
-        if to_status == Task.Status.DONE and before_id is None and old_status != Task.Status.DONE:
-            position = _top_position(to_status)
-        else:
-            position = _position_before(to_status, before_id, task.pk)
-        completed_at = task.completed_at
-        if to_status == Task.Status.DONE and old_status != Task.Status.DONE:
-            completed_at = timezone.now()
-        elif to_status != Task.Status.DONE:
-            completed_at = None
-        Task.objects.filter(pk=task.pk).update(
-            status=to_status,
-            position=position,
-            completed_at=completed_at,
-            version=F("version") + 1,
-            updated_at=timezone.now(),
+        for move in moves:
+            try:
+                task, old_status = _move_one(move)
+            except (TaskError, StaleTask) as refused:
+                results.append(refused)
+                continue
+            results.append(task)
+            # Where the card goes is worked out now, before later moves of the batch.
+            done.append((move, task, old_status, _card_ops(task.pk, task)))
+        if not done:
+            return results
+        counts = column_counts(sorted({s for _m, t, old, _o in done for s in (old, t.status)}))
+        verbs = ["task.moved" if old != t.status else "task.reordered" for _m, t, old, _o in done]
+        audit.record_many(
+            [
+                audit.Entry(m.actor, verb, t, before={"status": old}, after={"status": t.status})
+                for verb, (m, t, old, _o) in zip(verbs, done, strict=True)
+            ]
         )
-        task.refresh_from_db()
-        verb = "task.moved" if old_status != to_status else "task.reordered"
-        audit.record(actor, verb, task, before={"status": old_status}, after={"status": to_status})
-        _publish_card(verb, task.pk, {old_status, to_status})
-    return task
+        for verb, (_m, task, old_status, ops) in zip(verbs, done, strict=True):
+            shown = {k: counts[k] for k in (old_status, task.status)}
+            live.publish(verb, "board", {"task": task.pk, "ops": ops + _count_ops(shown)})
+    return results
+
+
+def _move_one(move: Move) -> tuple[Task, str]:
+    """One move inside move_tasks' transaction; everything is checked before anything is written."""
+    to_status = _check_status(move.to_status)
+    task = _lock_for_move(move.task_id)
+    if task.archived_at is not None:
+        raise TaskError({"task": ["That task is archived."]})
+    _check_version(task, move.expected_version)
+    if move.before_id == task.pk:
+        raise TaskError({"before": ["A card cannot go above itself."]})
+    old_status = task.status
+    if to_status == Task.Status.DONE and move.before_id is None and old_status != Task.Status.DONE:
+        position = _top_position(to_status)
+    else:
+        position = _position_before(to_status, move.before_id, task.pk)
+    if to_status == Task.Status.DONE and old_status != Task.Status.DONE:
+        task.completed_at = timezone.now()
+    elif to_status != Task.Status.DONE:
+        task.completed_at = None
+    task.status, task.position = to_status, position
+    task.version += 1
+    task.updated_at = timezone.now()
+    ops = connection.ops
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {TASKS} SET status = %s, position = %s, completed_at = %s, version = %s, "  # noqa: S608 - placeholders only
+            "updated_at = %s WHERE id = %s",
+            [
+                task.status,
+                task.position,
+                ops.adapt_datetimefield_value(task.completed_at),
+                task.version,
+                ops.adapt_datetimefield_value(task.updated_at),
+                task.pk,
+            ],
+        )
+    return task, old_status
 
 
 EDITABLE = ("title", "description", "priority", "labels", "due_date", "assignee", "status")

@@ -124,6 +124,15 @@ class Task(models.Model):
         return self.assignee_agent or self.assignee_user
 
     @property
+    def assignee_display(self) -> str:
+        """The assignee's name ("" if none); a task loaded for a move carries it already
+        (`assignee_name`, joined in), so its card renders without loading the related row."""
+        name = getattr(self, "assignee_name", None)
+        if name is not None:
+            return str(name)
+        return str(self.assignee or "")
+
+    @property
     def assignee_key(self) -> str:
         if self.assignee_agent_id:
             return f"agent:{self.assignee_agent_id}"

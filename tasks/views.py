@@ -15,7 +15,7 @@ from missioncontrol.context_processors import live_seq_for
 from missioncontrol.http import MCRequest, json_error
 from missioncontrol.models import AuditEvent
 from missioncontrol.roles import has_role, role_required
-from tasks import actions
+from tasks import actions, lean
 from tasks.actions import StaleTask, TaskError
 from tasks.cards import render_card
 from tasks.filters import TaskFilters
@@ -112,38 +112,18 @@ def board_column(request: HttpRequest, status: str) -> HttpResponse:
 @require_POST
 @role_required("operator")
 def task_move(request: HttpRequest, pk: int) -> JsonResponse:
-    """Move a card (drag and drop, keyboard, menu): JSON in, JSON out."""
+    """Move a card (drag and drop, keyboard, menu): JSON in, JSON out. Served by tasks/lean.py
+    under ASGI; this view answers the same way under WSGI and the test client."""
     form = MoveForm(request.POST)
     if not form.is_valid():
-        return json_error(400, "validation_error", form.errors.get_json_data())
+        status, answer = lean.move_form_error(form)
+        return JsonResponse(answer, status=status)
     data = form.cleaned_data
-    try:
-        task = actions.move_task(
-            Actor.user(request.user),
-            pk,
-            to_status=data["status"],
-            before_id=data["before"],
-            expected_version=data["version"],
-        )
-    except StaleTask as stale:
-        return JsonResponse(
-            {
-                "error": "conflict",
-                "detail": "Someone else changed this task just now; the board shows the latest state.",
-                "task": {
-                    "id": stale.task.pk,
-                    "status": stale.task.status,
-                    "version": stale.task.version,
-                },
-            },
-            status=409,
-        )
-    except TaskError as error:
-        status = 404 if "task" in error.message_dict else 400
-        return json_error(status, "validation_error", error.message_dict)
-    return JsonResponse(
-        {"ok": True, "task": {"id": task.pk, "status": task.status, "version": task.version}}
+    move = actions.Move(
+        Actor.user(request.user), pk, data["status"], data["before"], data["version"]
     )
+    status, answer = lean.move_answer(actions.move_tasks([move])[0])
+    return JsonResponse(answer, status=status)
 
 
 @require_http_methods(["GET", "POST"])

@@ -1,4 +1,7 @@
-"""Multi-row statements for the hot paths: one statement for many rows.
+"""Raw SQL for the hot paths: multi-row statements, and instances loaded without the ORM's
+compile step.
+
+Multi-row statements: one statement for many rows.
 
 `executemany` runs one SQLite step per row, and each step hands the GIL away and has to win it
 back from the event loop's thread: on the heartbeat writer that cost several milliseconds per
@@ -12,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from django.db import connection
+from django.db.models import Model
 
 
 def values_chunks(rows: Sequence[Sequence[Any]], width: int) -> Iterator[tuple[str, list[Any]]]:
@@ -22,3 +26,39 @@ def values_chunks(rows: Sequence[Sequence[Any]], width: int) -> Iterator[tuple[s
     for start in range(0, len(rows), per):
         chunk = rows[start : start + per]
         yield ", ".join([row_sql] * len(chunk)), [value for row in chunk for value in row]
+
+
+# Per (model, vendor): its concrete fields' attnames and each column's converters, worked out once.
+_loaders: dict[tuple[type[Model], str], tuple[list[str], str, list[list[Any]]]] = {}
+
+
+def load_one[M: Model](
+    model: type[M], sql: str, params: Sequence[Any], extra: Sequence[str] = ()
+) -> tuple[M, list[Any]] | None:
+    """One model instance from `SELECT <its columns>[, extra …] <sql>` (the model's table is
+    `t` in `sql`), with Django's own value converters; and the values of the extra columns.
+
+    What QuerySet.get does, for a hot path: its compile step costs ~0.4 ms (0.9 ms with
+    select_for_update and select_related), this ~0.05 ms."""
+    key = (model, connection.vendor)
+    if key not in _loaders:
+        fields = list(model._meta.concrete_fields)
+        converters = []
+        for f in fields:
+            col = f.get_col("t")
+            converters.append(
+                [*connection.ops.get_db_converters(col), *f.get_db_converters(connection)]
+            )
+        columns = ", ".join(f"t.{connection.ops.quote_name(f.column or f.attname)}" for f in fields)
+        _loaders[key] = ([f.attname for f in fields], columns, converters)
+    attnames, columns, converters = _loaders[key]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join([columns, *extra])} {sql}", params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row[: len(attnames)])
+    for i, convs in enumerate(converters):
+        for convert in convs:
+            values[i] = convert(values[i], None, connection)
+    return model.from_db(connection.alias, attnames, values), list(row[len(attnames) :])

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
+import re
 import threading
 
 import pytest
@@ -288,3 +290,67 @@ class TestCardCache:
         assert "Before" in render_card(Task.objects.for_cards().get(pk=task.pk))
         actions.update_task(bob, task.pk, {"title": "After"})
         assert "After" in render_card(Task.objects.for_cards().get(pk=task.pk))
+
+
+class TestMoveBatch:
+    """move_tasks: the board's group commit, many moves in one transaction."""
+
+    def test_each_move_as_if_alone_refusals_write_nothing(self, bob, broadcasts):
+        a, b = make_task("A"), make_task("B")
+        broadcasts.clear()
+        results = actions.move_tasks(
+            [
+                actions.Move(bob, a.pk, "review", expected_version=a.version),
+                actions.Move(bob, a.pk, "done", expected_version=a.version),  # stale now
+                actions.Move(bob, 999999, "todo"),
+                actions.Move(bob, b.pk, "limbo"),
+                actions.Move(bob, b.pk, "review", before_id=a.pk),
+            ]
+        )
+        assert isinstance(results[0], Task)
+        assert isinstance(results[1], actions.StaleTask)
+        assert isinstance(results[2], actions.TaskError)
+        assert isinstance(results[3], actions.TaskError)
+        assert isinstance(results[4], Task)
+        a.refresh_from_db()
+        b.refresh_from_db()
+        assert (a.status, a.version) == ("review", results[0].version)
+        assert b.status == "review"
+        assert b.position < a.position  # above A, as asked
+        assert AuditEvent.objects.filter(verb="task.moved").count() == 2
+        board = [m for m in broadcasts if m["topic"] == "board"]
+        activity = [m for m in broadcasts if m["topic"] == "activity"]
+        assert len(board) == 2
+        assert len(activity) == 1  # one feed event carrying both rows
+        assert activity[0]["text"].count('"op":"upsert"') == 2
+        # Events chain on their topic: each names the one before it.
+        assert board[1]["prev"] == board[0]["seq"]
+        # B's event places it above A; both carry the final counts of the columns they touched.
+        assert f'"before":"task-{a.pk}"' in board[1]["text"]
+        assert '"id":"count-review","text":"2"' in board[1]["text"]
+
+    def test_a_batch_that_changes_nothing_publishes_nothing(self, bob, broadcasts):
+        broadcasts.clear()
+        assert isinstance(actions.move_tasks([actions.Move(bob, 999999, "todo")])[0], Exception)
+        assert broadcasts == []
+
+
+class TestCardHtml:
+    def test_a_move_reuses_the_rendered_card_with_its_new_version_and_column(self, bob):
+        from tasks import cards
+
+        task = make_task("Card", due_date=datetime.date(2020, 1, 1))
+        html = cards.render_card(Task.objects.for_cards().get(pk=task.pk))
+        assert f'data-version="{task.version}"' in html
+        assert "overdue" in html
+        moved = actions.move_task(bob, task.pk, to_status="review")
+        again = cards.render_card(Task.objects.for_cards().get(pk=task.pk))
+        assert f'data-version="{moved.version}"' in again
+        assert 'data-status="review"' in again
+        # The same card otherwise (served from the cache, not rendered again).
+        same = re.compile(r'data-(version|status)="[^"]*"')
+        assert same.sub("", again) == same.sub("", html)
+        # Done cards are never overdue: a different cached card.
+        actions.move_task(bob, task.pk, to_status="done")
+        done = cards.render_card(Task.objects.for_cards().get(pk=task.pk))
+        assert "overdue" not in done
