@@ -342,10 +342,13 @@ def move_task(
     return result
 
 
-def move_tasks(moves: list[Move]) -> list[Task | TaskError | StaleTask]:
+def move_tasks(
+    moves: list[Move], counts_cache: CountsCache | None = None
+) -> list[Task | TaskError | StaleTask]:
     """Many moves in one transaction (the board's group-commit path), each as if alone and in
     order: a refused move (TaskError, StaleTask) is returned in its place and writes nothing.
-    Each move gets its audit row and its live event; column counts are counted once."""
+    Each move gets its audit row and its live event; column counts are counted once (or
+    carried forward by `counts_cache`, for a connection that only ever runs this)."""
     results: list[Task | TaskError | StaleTask] = []
     done: list[tuple[Move, Task, str, list[live.Op]]] = []
     with transaction.atomic():
@@ -360,7 +363,15 @@ def move_tasks(moves: list[Move]) -> list[Task | TaskError | StaleTask]:
             done.append((move, task, old_status, _card_ops(task.pk, task)))
         if not done:
             return results
-        counts = column_counts(sorted({s for _m, t, old, _o in done for s in (old, t.status)}))
+        touched = {s for _m, t, old, _o in done for s in (old, t.status)}
+        if counts_cache is None:
+            counts = column_counts(sorted(touched))
+        else:
+            deltas: dict[str, int] = dict.fromkeys(touched, 0)
+            for _m, task, old_status, _o in done:
+                deltas[old_status] -= 1
+                deltas[task.status] += 1
+            counts = counts_cache.after(touched, deltas)
         verbs = ["task.moved" if old != t.status else "task.reordered" for _m, t, old, _o in done]
         audit.record_many(
             [
@@ -372,6 +383,43 @@ def move_tasks(moves: list[Move]) -> list[Task | TaskError | StaleTask]:
             shown = {k: counts[k] for k in (old_status, task.status)}
             live.publish(verb, "board", {"task": task.pk, "ops": ops + _count_ops(shown)})
     return results
+
+
+class CountsCache:
+    """Column counts carried from one move batch to the next on one SQLite connection (the move
+    writer's), instead of counting thousands of index entries per batch.
+
+    Valid only while no other connection has committed: SQLite's `PRAGMA data_version` changes
+    exactly then (a connection's own commits leave it alone). It is read inside the batch's
+    write transaction, when nobody else can commit, so a later equal value proves nothing
+    changed in between. Otherwise (or on other databases) the touched columns are counted."""
+
+    def __init__(self) -> None:
+        self.version: tuple[int, int] | None = None
+        self.counts: dict[str, int] = {}
+
+    def after(self, touched: set[str], deltas: dict[str, int]) -> dict[str, int]:
+        """Counts of the touched columns with this transaction's moves applied."""
+        version = _data_version()
+        if version is not None and version == self.version and touched <= self.counts.keys():
+            counts = {s: self.counts[s] + deltas[s] for s in touched}
+            known = {**self.counts, **counts}
+        else:
+            counts = column_counts(sorted(touched))  # includes this transaction's moves
+            known = {**(self.counts if version == self.version else {}), **counts}
+
+        def remember() -> None:
+            self.version, self.counts = version, known
+
+        transaction.on_commit(remember)
+        return counts
+
+
+def _data_version() -> tuple[int, int] | None:
+    """(this connection, its data_version): a reconnect never matches an older value."""
+    if connection.vendor != "sqlite":
+        return None
+    return id(connection.connection), int(_scalar("PRAGMA data_version", []))
 
 
 def _move_one(move: Move) -> tuple[Task, str]:

@@ -54,7 +54,11 @@ def move_form_error(form: MoveForm) -> tuple[int, dict[str, Any]]:
 
 
 def _writer() -> lean.BatchWriter:
-    return lean.BatchWriter("moves", actions.move_tasks, max_batch=MAX_BATCH)
+    # The writer's connection only ever runs move_tasks: it may carry column counts forward.
+    counts = actions.CountsCache()
+    return lean.BatchWriter(
+        "moves", lambda moves: actions.move_tasks(moves, counts), max_batch=MAX_BATCH
+    )
 
 
 async def move(scope: Scope, receive: Receive, send: Send, match: Any) -> None:

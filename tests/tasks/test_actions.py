@@ -9,7 +9,7 @@ import pytest
 from django.db import close_old_connections
 
 from missioncontrol.audit import Actor
-from missioncontrol.models import AuditEvent
+from missioncontrol.models import AuditEvent, LiveEvent
 from tasks import actions
 from tasks.actions import StaleTask, TaskError
 from tasks.models import Task
@@ -354,3 +354,34 @@ class TestCardHtml:
         actions.move_task(bob, task.pk, to_status="done")
         done = cards.render_card(Task.objects.for_cards().get(pk=task.pk))
         assert "overdue" not in done
+
+
+@pytest.mark.django_db(transaction=True)
+class TestCountsCache:
+    def test_counts_carried_forward_and_recounted_after_another_connection_wrote(self, bob):
+        a, b = make_task("A"), make_task("B")
+        cache = actions.CountsCache()
+
+        def moved(task: Task, status: str) -> str:
+            actions.move_tasks([actions.Move(bob, task.pk, status)], cache)
+            return LiveEvent.objects.filter(topic="board").order_by("-seq").first().payload["ops"]
+
+        def count_in(ops: list, status: str) -> str:
+            return next(o["text"] for o in ops if o["id"] == f"count-{status}")
+
+        assert count_in(moved(a, "review"), "review") == "1"
+        ops = moved(b, "review")  # carried forward from here on
+        assert (count_in(ops, "review"), count_in(ops, "todo")) == ("2", "0")
+
+        # Another connection (another thread) adds a task to Review: the next batch recounts.
+        def other() -> None:
+            make_task("C", status="review")
+            close_old_connections()
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+        ops = moved(b, "todo")
+        assert (count_in(ops, "review"), count_in(ops, "todo")) == ("2", "1")  # A and C; B
+        ops = moved(a, "todo")
+        assert (count_in(ops, "review"), count_in(ops, "todo")) == ("1", "2")
