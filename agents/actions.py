@@ -1,6 +1,6 @@
 """Every write to agents and their keys: registration, heartbeats, status, keys.
 
-The agent API (DRF views and the lean heartbeat path), the sweep loop, the admin pages and
+The agent API (DRF views and the fast-path heartbeat route), the sweep loop, the admin pages and
 commands all call these.
 """
 
@@ -9,31 +9,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Q
-from django.template.loader import render_to_string
 from django.utils import timezone
 
-from agents import keys
+from agents import events, keys
 from agents.models import AGENT_NAME_RE, Agent, AgentKey, AgentMessage, AgentStatusChange
 from missioncontrol import audit, live
 from missioncontrol.audit import Actor
 from missioncontrol.db import bulk
+from missioncontrol.errors import Conflict, Forbidden, Invalid
 
-
-class AgentError(Exception):
-    """Refused: `code` is the API error (validation_error, forbidden, conflict), `detail` why."""
-
-    def __init__(self, code: str, detail: Any) -> None:
-        super().__init__(str(detail))
-        self.code = code
-        self.detail = detail
-
-
-# --- Live rendering ---------------------------------------------------------------------------
+# --- Events -----------------------------------------------------------------------------------
 
 
 def status_counts() -> dict[str, int]:
@@ -43,55 +33,32 @@ def status_counts() -> dict[str, int]:
     return counts
 
 
-def _publish_agents(event: str, agent_ids: list[int]) -> None:
-    """Tell the fleet pages where these agents now stand, and the new counts."""
-    ops: list[live.Op] = []
-    for agent in Agent.objects.filter(pk__in=agent_ids):
-        html = render_to_string("agents/list.html#agent_row", {"agent": agent})
-        after = (
-            Agent.objects.filter(name__gt=agent.name)
-            .order_by("name")
-            .values_list("pk", flat=True)
-            .first()
-        )
-        ops.append(
-            {
-                "op": "upsert",
-                "id": f"agent-{agent.pk}",
-                "parent": "agent-rows",
-                "before": f"agent-{after}" if after else None,
-                "html": html,
-            }
-        )
-        # The agent's own page shows its status in one badge.
-        ops.append(
-            {"op": "text", "id": f"agent-status-{agent.pk}", "text": agent.get_status_display()}
-        )
-        ops.append(
-            {
-                "op": "attr",
-                "id": f"agent-status-{agent.pk}",
-                "name": "data-status",
-                "value": agent.status,
-            }
-        )
-    for status, count in status_counts().items():
-        ops.append({"op": "text", "id": f"agent-count-{status}", "text": str(count)})
-    live.publish(event, "fleet", {"agents": agent_ids, "ops": ops})
+def _fleet(agent: Agent, counts: dict[str, int]) -> events.FleetData:
+    nxt = Agent.objects.after_in_attention_order(agent).values_list("pk", flat=True).first()
+    return {"next_agent_id": nxt, "status_counts": counts}
+
+
+def _publish_added(
+    event_type: Literal["agent.registered", "agent.created"], actor: Actor, agent: Agent
+) -> None:
+    added: events.AgentAdded = {
+        "type": event_type,
+        "actor": actor.as_dict(),
+        "agent": events.agent_data(agent),
+        "fleet": _fleet(agent, status_counts()),
+    }
+    live.publish("fleet", added)
 
 
 def publish_seen(seen: dict[int, datetime]) -> None:
     """One coalesced event for many heartbeats: each agent's new "last seen"."""
-    ops: list[live.Op] = [
-        {"op": "attr", "id": f"agent-{agent_id}", "name": "data-seen", "value": at.isoformat()}
-        for agent_id, at in seen.items()
-    ]
     with transaction.atomic():
-        live.publish("agents.seen", "fleet", {"ops": ops})
+        live.publish("fleet", events.seen(seen))
 
 
 def _change_statuses(changes: list[tuple[Agent, str, str]], actor: Actor) -> None:
-    """Record status changes (history, audit, live); inside the caller's transaction."""
+    """Record status changes (history, audit, one event per agent); inside the caller's
+    transaction."""
     if not changes:
         return
     AgentStatusChange.objects.bulk_create(
@@ -100,9 +67,11 @@ def _change_statuses(changes: list[tuple[Agent, str, str]], actor: Actor) -> Non
             for agent, old, reason in changes
         ]
     )
+    counts = status_counts()
     for agent, old, reason in changes:
+        by = actor if actor.type != "agent" else Actor.agent(agent.name)
         audit.record(
-            actor if actor.type != "agent" else Actor.agent(agent.name),
+            by,
             "agent.status_changed",
             agent,
             before={"status": old},
@@ -110,7 +79,16 @@ def _change_statuses(changes: list[tuple[Agent, str, str]], actor: Actor) -> Non
             if reason
             else {"status": agent.status},
         )
-    _publish_agents("agents.status", [agent.pk for agent, _old, _reason in changes])
+        changed: events.AgentStatusChanged = {
+            "type": "agent.status_changed",
+            "actor": by.as_dict(),
+            "agent": events.agent_data(agent),
+            "before": old,
+            "after": agent.status,
+            "reason": reason,
+            "fleet": _fleet(agent, counts),
+        }
+        live.publish("fleet", changed)
 
 
 # --- Registration and keys ----------------------------------------------------------------------
@@ -118,8 +96,7 @@ def _change_statuses(changes: list[tuple[Agent, str, str]], actor: Actor) -> Non
 
 def _check_name(name: Any) -> str:
     if not isinstance(name, str) or not re.match(AGENT_NAME_RE, name):
-        raise AgentError(
-            "validation_error",
+        raise Invalid(
             {
                 "name": [
                     "Use 1–64 letters, digits, '.', '_' or '-', starting with a letter or digit."
@@ -142,14 +119,12 @@ def register_agent(key: keys.KeyInfo, *, name: str, fields: dict[str, Any]) -> R
     _check_name(name)
     if key.kind == AgentKey.Kind.AGENT:
         if key.agent_name != name:
-            raise AgentError("forbidden", "This key belongs to another agent.")
+            raise Forbidden("This key belongs to another agent.")
         assert key.agent_id is not None
         return Registration(Agent.objects.get(pk=key.agent_id), created=False)
     with transaction.atomic():
         if Agent.objects.filter(name=name).exists():
-            raise AgentError(
-                "conflict", f"An agent named {name!r} already exists; use its own key."
-            )
+            raise Conflict(f"An agent named {name!r} already exists; use its own key.")
         # Count the use atomically: two registrations racing for the last use cannot both win.
         claimed = (
             AgentKey.objects.filter(pk=key.id, revoked_at__isnull=True)
@@ -157,7 +132,7 @@ def register_agent(key: keys.KeyInfo, *, name: str, fields: dict[str, Any]) -> R
             .update(uses=F("uses") + 1, last_used_at=timezone.now())
         )
         if claimed != 1:
-            raise AgentError("forbidden", "This enrollment key is used up or revoked.")
+            raise Forbidden("This enrollment key is used up or revoked.")
         now = timezone.now()
         interval = fields.pop("heartbeat_interval_s", None) or settings.MC_AGENT_DEFAULT_INTERVAL_S
         try:
@@ -172,9 +147,7 @@ def register_agent(key: keys.KeyInfo, *, name: str, fields: dict[str, Any]) -> R
                     **fields,
                 )
         except IntegrityError:
-            raise AgentError(
-                "conflict", f"An agent named {name!r} already exists; use its own key."
-            ) from None
+            raise Conflict(f"An agent named {name!r} already exists; use its own key.") from None
         full, prefix, digest = keys.generate()
         AgentKey.objects.create(
             kind=AgentKey.Kind.AGENT,
@@ -193,7 +166,7 @@ def register_agent(key: keys.KeyInfo, *, name: str, fields: dict[str, Any]) -> R
         AgentStatusChange.objects.create(
             agent=agent, old=Agent.Status.OFFLINE, new=agent.status, reason="registered"
         )
-        _publish_agents("agents.registered", [agent.pk])
+        _publish_added("agent.registered", actor, agent)
     keys.invalidate(key.prefix)  # its use count changed
     return Registration(agent, created=True, new_key=full)
 
@@ -207,7 +180,7 @@ def ensure_agent(actor: Actor, name: str) -> Agent:
         )
         if created:
             audit.record(actor, "agent.created", agent)
-            _publish_agents("agents.created", [agent.pk])
+            _publish_added("agent.created", actor, agent)
     return agent
 
 
@@ -222,13 +195,9 @@ def issue_key(
 ) -> tuple[AgentKey, str]:
     """A new key; the full key is returned once and never stored."""
     if kind not in AgentKey.Kind.values:
-        raise AgentError(
-            "validation_error", {"kind": ["Choose an agent key or an enrollment key."]}
-        )
+        raise Invalid({"kind": ["Choose an agent key or an enrollment key."]})
     if kind == AgentKey.Kind.AGENT and agent is None:
-        raise AgentError(
-            "validation_error", {"agent": ["An agent key belongs to one agent: choose it."]}
-        )
+        raise Invalid({"agent": ["An agent key belongs to one agent: choose it."]})
     if kind == AgentKey.Kind.ENROLLMENT:
         agent = None
     full, prefix, digest = keys.generate()

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,23 +15,9 @@ from agents import actions
 from agents.keys import KeyInfo
 from agents.models import Agent, AgentKey
 from missioncontrol.audit import Actor
+from missioncontrol.errors import Forbidden, Invalid, NotFound
 from tasks import actions as task_actions
 from tasks.models import Task
-
-
-class Refused(APIException):
-    def __init__(self, status_code: int, code: str, detail: Any) -> None:
-        self.status_code = status_code
-        super().__init__(detail=detail, code=code)
-
-
-def refuse(error: actions.AgentError | task_actions.TaskError) -> Refused:
-    if isinstance(error, task_actions.TaskError):
-        if "task" in error.message_dict:
-            return Refused(404, "not_found", error.message_dict["task"][0])
-        return Refused(400, "validation_error", error.message_dict)
-    codes = {"validation_error": 400, "forbidden": 403, "conflict": 409}
-    return Refused(codes.get(error.code, 400), error.code, error.detail)
 
 
 class RegisterSerializer(serializers.Serializer):
@@ -75,10 +59,7 @@ class RegisterView(APIView):
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         name = fields.pop("name")
-        try:
-            registration = actions.register_agent(key, name=name, fields=fields)
-        except actions.AgentError as error:
-            raise refuse(error) from None
+        registration = actions.register_agent(key, name=name, fields=fields)
         body: dict[str, Any] = {"agent": agent_json(registration.agent)}
         if registration.new_key:
             body["api_key"] = registration.new_key
@@ -92,7 +73,7 @@ def _own_agent(request: Request) -> tuple[int, Actor]:
     """The calling agent's id and actor; 403 for enrollment keys."""
     key: KeyInfo = request.auth
     if key.kind != AgentKey.Kind.AGENT or key.agent_name is None or key.agent_id is None:
-        raise Refused(403, "forbidden", "Only an agent's own key can act on tasks.")
+        raise Forbidden("Only an agent's own key can act on tasks.")
     return key.agent_id, Actor.agent(key.agent_name)
 
 
@@ -132,11 +113,7 @@ class TasksView(APIView):
         wanted = request.query_params.get("status")
         if wanted:
             if wanted not in Task.Status.values:
-                raise Refused(
-                    400,
-                    "validation_error",
-                    {"status": [f"One of {', '.join(Task.Status.values)}."]},
-                )
+                raise Invalid({"status": [f"One of {', '.join(Task.Status.values)}."]})
             qs = qs.filter(status=wanted)
         return Response({"tasks": [task_json(t) for t in qs[:200]]})
 
@@ -144,7 +121,7 @@ class TasksView(APIView):
 def _task_for(pk: int) -> Task:
     task = Task.objects.on_board().filter(pk=pk).first()
     if task is None:
-        raise Http404
+        raise NotFound("That task does not exist (any more).")
     return task
 
 
@@ -157,12 +134,7 @@ class ClaimView(APIView):
     def post(self, request: Request, pk: int) -> Response:
         agent_id, actor = _own_agent(request)
         task = _task_for(pk)
-        try:
-            claimed = task_actions.claim_task(actor, task.pk, agent_id=agent_id)
-        except task_actions.TaskError as error:
-            raise refuse(error) from None
-        except task_actions.AlreadyClaimed as taken:
-            raise Refused(409, "conflict", str(taken)) from None
+        claimed = task_actions.claim_task(actor, task.pk, agent_id=agent_id)
         return Response({"task": task_json(claimed)})
 
 
@@ -184,22 +156,19 @@ class TaskView(APIView):
         agent_id, actor = _own_agent(request)
         task = _task_for(pk)
         if task.assignee_agent_id != agent_id:
-            raise Refused(403, "forbidden", "This task is not assigned to you; claim it first.")
+            raise Forbidden("This task is not assigned to you; claim it first.")
         data = TaskPatchSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        try:
-            if "status" in values:
-                task = task_actions.move_task(actor, task.pk, to_status=values["status"])
-            if "blocked" in values:
-                task = task_actions.set_blocked(
-                    actor,
-                    task.pk,
-                    blocked=values["blocked"],
-                    reason=values.get("blocked_reason", ""),
-                )
-        except task_actions.TaskError as error:
-            raise refuse(error) from None
+        if "status" in values:
+            task = task_actions.move_task(actor, task.pk, to_status=values["status"])
+        if "blocked" in values:
+            task = task_actions.set_blocked(
+                actor,
+                task.pk,
+                blocked=values["blocked"],
+                reason=values.get("blocked_reason", ""),
+            )
         return Response({"task": task_json(task)})
 
 
@@ -218,15 +187,9 @@ class CommentsView(APIView):
         task = _task_for(pk)
         data = CommentSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            comment = task_actions.add_comment(
-                actor,
-                task.pk,
-                data.validated_data["body"],
-                agent=Agent.objects.get(pk=agent_id),
-            )
-        except task_actions.TaskError as error:
-            raise refuse(error) from None
+        comment = task_actions.add_comment(
+            actor, task.pk, data.validated_data["body"], agent=Agent.objects.get(pk=agent_id)
+        )
         return Response(
             {"comment": {"id": comment.pk, "task": task.pk}}, status=status.HTTP_201_CREATED
         )

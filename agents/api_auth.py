@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents import keys
+from missioncontrol.errors import CODES, ActionError, RateLimited, error_body
 
 
 class AgentPrincipal:
@@ -29,13 +30,18 @@ class AgentPrincipal:
 
 class AgentKeyAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[AgentPrincipal, keys.KeyInfo] | None:
-        raw = request.headers.get("Authorization", "")
-        raw = raw[7:] if raw.lower().startswith("bearer ") else request.headers.get("X-Api-Key", "")
+        raw = keys.from_headers(
+            request.headers.get("Authorization"), request.headers.get("X-Api-Key")
+        )
         if not raw:
             return None
         info = keys.verify(raw)
         if info is None:
             raise exceptions.AuthenticationFailed("This API key is unknown, revoked or expired.")
+        # The same per-key budget as the fast routes: every agent-key route is rate limited.
+        wait = keys.rate_limited(info.id)
+        if wait:
+            raise exceptions.Throttled(wait=max(1, round(wait)))
         return AgentPrincipal(info), info
 
     def authenticate_header(self, request: Request) -> str:
@@ -63,24 +69,17 @@ class ViewerOrAgent(BasePermission):
         return has_role(request.user, "viewer")
 
 
-CODES = {
-    400: "validation_error",
-    401: "unauthenticated",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    429: "rate_limited",
-}
-
-
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Every DRF error as {"error": ..., "detail": ...}."""
+    """Every error of the DRF routes as {"error": ..., "detail": ...}: the actions' ActionErrors
+    by their own status, DRF's (validation, auth, throttling, 404, 405 …) by theirs."""
     # Imported here: rest_framework.views imports the settings that name this module.
     from rest_framework.views import exception_handler as drf_exception_handler
 
+    if isinstance(exc, ActionError):
+        response = Response(exc.body(), status=exc.status)
+        if isinstance(exc, RateLimited):
+            response["Retry-After"] = str(exc.retry_after)
+        return response
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -90,5 +89,5 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     detail = response.data
     if isinstance(detail, dict) and set(detail) == {"detail"}:
         detail = detail["detail"]
-    response.data = {"error": code, "detail": detail}
+    response.data = error_body(code, detail)
     return response

@@ -23,10 +23,14 @@ class AgentsConfig(AppConfig):
     verbose_name = "Agents"
 
     def ready(self) -> None:
-        from agents import openapi  # noqa: F401 - registers the API key scheme for the schema
-        from missioncontrol import nav
+        from agents import (
+            openapi,  # noqa: F401 - registers the API key scheme for the schema
+            presenters,  # noqa: F401 - registers the Agents pages' presenters
+        )
+        from missioncontrol import live, nav
         from missioncontrol.supervisor import register_loop
 
+        live.register_topic("fleet")
         nav.register(nav.NavItem("Agents", "agents:list", order=20, prefix="/agents/"))
         nav.register(
             nav.NavItem("API keys", "agents:keys", role="admin", order=90, prefix="/settings/keys/")

@@ -1,97 +1,88 @@
-"""GET /api/v1/events: Server-Sent Events for an agent — changes to its tasks and comments on them.
+"""The agent domain events: what agents/actions.py publishes on the `fleet` topic.
 
-Authenticated with the agent's key. Resumes with Last-Event-ID (the global seq) through the
-same replay rules as the browsers' stream (missioncontrol.live.Subscription).
+Domain data only (ids, fields, before/after, actor); the Agents pages' presenter
+(agents/presenters.py), webhooks and the overview read them. Catalogue: docs/events.md.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
-from typing import Any
+from datetime import datetime
+from typing import Literal, TypedDict
 
-from channels.db import database_sync_to_async
-from django.http import HttpRequest, StreamingHttpResponse
-from django.http.response import HttpResponseBase
-
-from agents import keys
-from agents.models import AgentKey
-from missioncontrol import live
-from missioncontrol.http import json_error
-from tasks.models import Task
-
-KEEPALIVE_S = 15.0
+from agents.models import Agent
+from missioncontrol.audit import ActorData
 
 
-def _task_json(task_id: int, agent_id: int) -> dict[str, Any] | None:
-    """The task as the agent sees it, if it is (or just stopped being) the agent's."""
-    row = (
-        Task.objects.filter(pk=task_id)
-        .values("title", "status", "priority", "blocked", "assignee_agent_id", "version")
-        .first()
-    )
-    if row is None:
-        return {"id": task_id, "deleted": True}
-    if row["assignee_agent_id"] != agent_id:
-        return None
+class AgentData(TypedDict):
+    """An agent as an event carries it (everything its row on the Agents page shows)."""
+
+    id: int
+    name: str
+    source: str
+    framework: str
+    role: str
+    status: str
+    last_seen_at: str | None
+    last_message: str
+    model: str
+    current_task_id: int | None
+    gateway_id: int | None
+    url: str
+
+
+class FleetData(TypedDict):
+    """Where the agent's row now sits on the Agents page (the agent listed below it) and the
+    number of agents in each status."""
+
+    next_agent_id: int | None
+    status_counts: dict[str, int]
+
+
+class AgentAdded(TypedDict):
+    """An agent appeared: registered itself with an enrollment key, or was created by someone."""
+
+    type: Literal["agent.registered", "agent.created"]
+    actor: ActorData
+    agent: AgentData
+    fleet: FleetData
+
+
+class AgentStatusChanged(TypedDict):
+    type: Literal["agent.status_changed"]
+    actor: ActorData
+    agent: AgentData
+    before: str
+    after: str
+    reason: str
+    fleet: FleetData
+
+
+class AgentSeen(TypedDict):
+    """Agents heard from (coalesced: one event a second for every agent that sent a heartbeat)."""
+
+    type: Literal["agent.seen"]
+    agents: list[dict[str, int | str]]
+
+
+def agent_data(agent: Agent) -> AgentData:
     return {
-        "id": task_id,
-        "title": row["title"],
-        "status": row["status"],
-        "priority": Task.Priority(row["priority"]).label.lower(),
-        "blocked": row["blocked"],
-        "version": row["version"],
-        "url": f"/tasks/{task_id}/",
+        "id": agent.pk,
+        "name": agent.name,
+        "source": agent.source,
+        "framework": agent.framework,
+        "role": agent.role,
+        "status": agent.status,
+        "last_seen_at": agent.last_seen_at.isoformat() if agent.last_seen_at else None,
+        "last_message": agent.last_message,
+        "model": agent.model,
+        "current_task_id": agent.current_task_id,
+        "gateway_id": None,
+        "url": f"/agents/{agent.name}/",
     }
 
 
-async def _frame(text: str, agent_id: int) -> str | None:
-    """An agent-facing SSE frame for a board event, or None if it is not about its tasks."""
-    message = json.loads(text)
-    if message.get("type") != "event":
-        return f"data: {text}\n\n"  # ready / resync
-    task_id = (message.get("payload") or {}).get("task")
-    if not isinstance(task_id, int):
-        return None
-    task = await database_sync_to_async(_task_json)(task_id, agent_id)
-    if task is None:
-        return None
-    body = json.dumps(
-        {"type": message["event"], "seq": message["seq"], "task": task}, separators=(",", ":")
-    )
-    return f"id: {message['seq']}\nevent: {message['event']}\ndata: {body}\n\n"
-
-
-async def _stream(sub: live.Subscription, since: int | None, agent_id: int) -> AsyncIterator[str]:
-    yield "retry: 2000\n\n"
-    async for text in live.follow(sub, since, KEEPALIVE_S):
-        if text is None:
-            yield ": keep-alive\n\n"
-            continue
-        frame = await _frame(text, agent_id)
-        if frame:
-            yield frame
-
-
-async def agent_events(request: HttpRequest) -> HttpResponseBase:
-    if request.method != "GET":
-        return json_error(405, "method_not_allowed", "Use GET.")
-    raw = request.headers.get("Authorization", "")
-    raw = raw[7:] if raw.lower().startswith("bearer ") else request.headers.get("X-Api-Key", "")
-    if not raw:
-        return json_error(401, "unauthenticated", "Send the agent's API key.")
-    key = await database_sync_to_async(keys.verify)(raw)
-    if key is None:
-        return json_error(401, "unauthenticated", "This API key is unknown, revoked or expired.")
-    if key.kind != AgentKey.Kind.AGENT or key.agent_id is None:
-        return json_error(403, "forbidden", "Only an agent's own key has events.")
-    last_id = request.headers.get("Last-Event-ID", "") or request.GET.get("since", "")
-    since = int(last_id) if last_id.isdigit() else None
-    # Agents see task events as a viewer would, filtered to their own tasks.
-    sub = live.Subscription(["board"], "viewer")
-    response = StreamingHttpResponse(
-        _stream(sub, since, key.agent_id), content_type="text/event-stream"
-    )
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+def seen(at: dict[int, datetime]) -> AgentSeen:
+    return {
+        "type": "agent.seen",
+        "agents": [{"id": pk, "last_seen_at": when.isoformat()} for pk, when in at.items()],
+    }

@@ -1,4 +1,5 @@
-"""The hot path: heartbeats and usage reports, routed at the ASGI layer.
+"""Fast routes: heartbeats and usage reports, answered at the ASGI layer (see
+missioncontrol/fastpath; listed in missioncontrol/asgi.py's FAST_ROUTES).
 
 `POST /api/v1/agents/<name>/heartbeat`, its compatibility twin `POST /api/agents/<name>/heartbeat`
 and `POST /api/v1/usage` skip Django's browser middleware (sessions, CSRF, messages …: about a
@@ -24,44 +25,29 @@ from django.utils import timezone
 from agents import actions, keys, validation
 from agents.models import AgentKey
 from billing import actions as billing
-from missioncontrol import lean
-from missioncontrol.lean import Receive, Scope, Send, error, respond
+from missioncontrol.fastpath import writer as fastwriter
+from missioncontrol.fastpath.http import (
+    Receive,
+    Scope,
+    Send,
+    error,
+    header,
+    host_allowed,
+    read_body,
+    respond,
+)
 from tasks.models import Task
 
 # How many requests one transaction may carry.
 MAX_BATCH = 500
-# Per key: sustained requests per second and burst (a runaway loop gets 429, not the database).
-RATE_PER_S = 20.0
-RATE_BURST = 60.0
 WORK_LIMIT = 20
-
-
-# --- Rate limit ---------------------------------------------------------------------------------
-
-
-_buckets: dict[int, tuple[float, float]] = {}
-
-
-def rate_limited(key_id: int) -> float:
-    """0 if the request may go, else seconds until it may (token bucket per key)."""
-    if settings.MC_API_RATE_LIMIT_OFF:
-        return 0.0
-    now = time.monotonic()
-    tokens, at = _buckets.get(key_id, (RATE_BURST, now))
-    tokens = min(RATE_BURST, tokens + (now - at) * RATE_PER_S)
-    if tokens < 1:
-        _buckets[key_id] = (tokens, now)
-        return (1 - tokens) / RATE_PER_S
-    _buckets[key_id] = (tokens - 1, now)
-    return 0.0
 
 
 # --- The handler --------------------------------------------------------------------------------
 
 
 async def authenticate(scope: Scope) -> tuple[keys.KeyInfo | None, str]:
-    raw = lean.header(scope, b"authorization") or ""
-    raw = raw[7:] if raw.lower().startswith("bearer ") else lean.header(scope, b"x-api-key") or ""
+    raw = keys.from_headers(header(scope, b"authorization"), header(scope, b"x-api-key"))
     if not raw:
         return None, "Send the agent's API key as 'Authorization: Bearer <key>' or 'X-Api-Key'."
     parts = keys.split(raw)
@@ -79,10 +65,10 @@ async def authenticate(scope: Scope) -> tuple[keys.KeyInfo | None, str]:
 
 
 async def handle(scope: Scope, receive: Receive, send: Send, kind: str, name: str | None) -> None:
-    if not lean.host_allowed(scope):
+    if not host_allowed(scope):
         return await error(send, 400, "bad_request", "Unknown host.")
     try:
-        body = await lean.read_body(receive, scope, settings.MC_API_MAX_BODY)
+        body = await read_body(receive, scope, settings.MC_API_MAX_BODY)
     except ConnectionResetError:
         return None
     if body is None:
@@ -99,7 +85,7 @@ async def handle(scope: Scope, receive: Receive, send: Send, kind: str, name: st
         return await error(send, 403, "forbidden", "Enrollment keys can only register agents.")
     if kind == "heartbeat" and key.agent_name != name:
         return await error(send, 403, "forbidden", "This key belongs to another agent.")
-    wait = rate_limited(key.id)
+    wait = keys.rate_limited(key.id)
     if wait:
         return await error(
             send,
@@ -130,8 +116,8 @@ async def handle(scope: Scope, receive: Receive, send: Send, kind: str, name: st
         return await error(send, 400, "validation_error", errors)
     job = Job(kind=kind, key=key, cleaned=cleaned, received_at=now)
     try:
-        result = await lean.writer("ingest", IngestWriter).submit(job)
-    except lean.WriteFailed:
+        result = await fastwriter.writer("ingest", IngestWriter).submit(job)
+    except fastwriter.WriteFailed:
         return await error(
             send,
             503,
@@ -150,10 +136,6 @@ async def usage(scope: Scope, receive: Receive, send: Send, match: Any) -> None:
     return await handle(scope, receive, send, "usage", None)
 
 
-lean.register("POST", r"^/api/(?:v1/)?agents/(?P<name>[^/]+)/heartbeat/?$", heartbeat)
-lean.register("POST", r"^/api/v1/usage/?$", usage)
-
-
 # --- Group-commit writer ------------------------------------------------------------------------
 
 
@@ -165,7 +147,7 @@ class Job:
     received_at: datetime
 
 
-class IngestWriter(lean.BatchWriter):
+class IngestWriter(fastwriter.BatchWriter):
     """The group-commit writer for heartbeats and usage, with two chores on its tick: revoked
     keys are forgotten within keys.REVOCATION_CHECK_S, and "last seen" goes out once a second
     for all agents heard from."""

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
 from agents.models import AgentKey
@@ -117,6 +118,46 @@ def refresh_revocations() -> None:
 def invalidate(prefix: str) -> None:
     with _lock:
         _cache.pop(prefix, None)
+
+
+def from_headers(authorization: str | None, x_api_key: str | None) -> str:
+    """The key a request sends: `Authorization: Bearer <key>`, else `X-Api-Key` ("" if none).
+    The one reader of agent keys, for every agent-key route (fast path, DRF, SSE)."""
+    raw = authorization or ""
+    if raw[:7].lower() == "bearer ":
+        return raw[7:].strip()
+    return (x_api_key or "").strip()
+
+
+# Per key: sustained requests per second and burst, on every agent-key route (a runaway loop
+# gets 429, not the database).
+RATE_PER_S = 20.0
+RATE_BURST = 60.0
+_buckets: dict[int, tuple[float, float]] = {}
+
+
+def rate_limited(key_id: int) -> float:
+    """0 if the request may go, else seconds until it may (token bucket per key)."""
+    if settings.MC_API_RATE_LIMIT_OFF:
+        return 0.0
+    now = time.monotonic()
+    with _lock:
+        tokens, at = _buckets.get(key_id, (RATE_BURST, now))
+        tokens = min(RATE_BURST, tokens + (now - at) * RATE_PER_S)
+        if tokens < 1:
+            _buckets[key_id] = (tokens, now)
+            return (1 - tokens) / RATE_PER_S
+        _buckets[key_id] = (tokens - 1, now)
+    return 0.0
+
+
+def reset() -> None:
+    """Forget every cached key, rate bucket and revocation check (tests)."""
+    global _revocations_seen_at, _revocations_checked
+    with _lock:
+        _cache.clear()
+        _buckets.clear()
+    _revocations_seen_at, _revocations_checked = None, 0.0
 
 
 def split(raw: str) -> tuple[str, str] | None:

@@ -14,9 +14,44 @@ agent_name_validator = RegexValidator(
 )
 
 
+# The Agents page's order: what needs attention first; agents never seen come last.
+ATTENTION = ("error", "busy", "idle", "stale", "offline")
+
+
+def attention_rank(status: str, last_seen_at: datetime | None) -> int:
+    if last_seen_at is None:
+        return len(ATTENTION)
+    return ATTENTION.index(status) if status in ATTENTION else len(ATTENTION)
+
+
 class AgentQuerySet(models.QuerySet["Agent"]):
     def by_name(self) -> AgentQuerySet:
         return self.order_by("name")
+
+    def with_attention_rank(self) -> AgentQuerySet:
+        """Annotated `attention`: error 0, busy 1, idle 2, stale 3, offline 4, never seen 5."""
+        return self.annotate(
+            attention=models.Case(
+                models.When(last_seen_at__isnull=True, then=models.Value(len(ATTENTION))),
+                *(
+                    models.When(status=status, then=models.Value(rank))
+                    for rank, status in enumerate(ATTENTION)
+                ),
+                default=models.Value(len(ATTENTION)),
+                output_field=models.IntegerField(),
+            )
+        )
+
+    def by_attention(self) -> AgentQuerySet:
+        """What needs the operator first (error, busy, idle, stale, offline, never seen), then
+        by name: the Agents page's order."""
+        return self.with_attention_rank().order_by("attention", "name")  # type: ignore[misc]
+
+    def after_in_attention_order(self, agent: Agent) -> AgentQuerySet:
+        """The agents listed below `agent` on the Agents page."""
+        rank = attention_rank(agent.status, agent.last_seen_at)
+        later = models.Q(attention__gt=rank) | models.Q(attention=rank, name__gt=agent.name)
+        return self.with_attention_rank().filter(later).order_by("attention", "name")  # type: ignore[misc]
 
     def live(self) -> AgentQuerySet:
         """Agents whose status comes from fresh heartbeats (busy, idle, error)."""

@@ -1,4 +1,4 @@
-"""The lean endpoints (agents/ingest.py) are not DRF views; their schema is written here."""
+"""The fast-path endpoints (agents/ingest.py) are not DRF views; their schema is written here."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ ERRORS = {
 def add_lean_paths(
     result: dict[str, Any], generator: Any, request: Any, public: bool
 ) -> dict[str, Any]:
-    """drf-spectacular postprocessing hook: add the two lean endpoints."""
+    """drf-spectacular postprocessing hook: add the fast-path endpoints."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas["UsageItem"] = USAGE_ITEM
     schemas["ApiError"] = ERROR

@@ -1,4 +1,4 @@
-"""Validation of the agent API's JSON bodies, shared by the lean path and the DRF views.
+"""Validation of the agent API's JSON bodies, shared by the fast path and the DRF views.
 
 Each function returns (cleaned, errors); errors map a field to messages, as the API answers
 `400 {"error": "validation_error", "detail": {field: [messages]}}`.

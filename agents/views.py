@@ -15,7 +15,7 @@ from missioncontrol.context_processors import live_seq_for
 from missioncontrol.roles import role_required
 from tasks.models import Task
 
-STATUS_ORDER = ["busy", "idle", "error", "stale", "offline"]
+STATUS_ORDER = ["error", "busy", "idle", "stale", "offline"]
 
 
 @require_safe
@@ -25,7 +25,7 @@ def agent_list(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status", "")
     source = request.GET.get("source", "")
     framework = request.GET.get("framework", "")
-    qs = Agent.objects.by_name()
+    qs = Agent.objects.by_attention()
     if status in Agent.Status.values:
         qs = qs.filter(status=status)
     if source in Agent.Source.values:

@@ -15,11 +15,47 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
-import agents.ingest  # noqa: E402, F401 - registers the agent hot routes
-import tasks.lean  # noqa: E402, F401 - registers the board's move route
+from agents import ingest  # noqa: E402
 from missioncontrol.consumers import LiveConsumer  # noqa: E402
-from missioncontrol.lean import LeanRouter  # noqa: E402
+from missioncontrol.fastpath import FastPathRouter, Route  # noqa: E402
 from missioncontrol.proxy import TrustedProxyMiddleware  # noqa: E402
+from tasks import fastpath as board  # noqa: E402
+
+# The fast path (missioncontrol/fastpath: its admission rule). Every route here has a
+# benchmark, a batch action, and its checks listed and tested.
+AGENT_CHECKS = (
+    "host allowlist",
+    "body <= MC_API_MAX_BODY (413)",
+    "agent key (401), own agent only (403)",
+    "per-key rate limit (429)",
+    "validation (400)",
+)
+FAST_ROUTES = [
+    Route(
+        "POST",
+        r"^/api/(?:v1/)?agents/(?P<name>[^/]+)/heartbeat/?$",
+        ingest.heartbeat,
+        checks=AGENT_CHECKS,
+        bench="bench/heartbeat.py",
+    ),
+    Route(
+        "POST", r"^/api/v1/usage/?$", ingest.usage, checks=AGENT_CHECKS, bench="bench/heartbeat.py"
+    ),
+    Route(
+        "POST",
+        r"^/tasks/(?P<pk>\d+)/move/$",
+        board.move,
+        checks=(
+            "host allowlist",
+            "body <= DATA_UPLOAD_MAX_MEMORY_SIZE (413)",
+            "CSRF token and Origin (403)",
+            "session sign-in (redirect)",
+            "operator role (403)",
+            "MoveForm validation (400)",
+        ),
+        bench="bench/board.py",
+    ),
+]
 
 websocket_urlpatterns = [
     path("ws/live/", LiveConsumer.as_asgi()),
@@ -28,8 +64,8 @@ websocket_urlpatterns = [
 application = TrustedProxyMiddleware(
     ProtocolTypeRouter(
         {
-            # The hot routes (heartbeats, usage, board moves) are answered before Django's middleware.
-            "http": LeanRouter(django_application),
+            # The fast routes are answered before Django's middleware; the rest is Django.
+            "http": FastPathRouter(django_application, FAST_ROUTES),
             # Origin must be one of ALLOWED_HOSTS: another site cannot open a socket with our cookie.
             "websocket": AllowedHostsOriginValidator(
                 AuthMiddlewareStack(URLRouter(websocket_urlpatterns))

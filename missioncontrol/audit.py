@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from django.db import models
-from django.template.loader import render_to_string
 
+from missioncontrol import live
 from missioncontrol.models import AuditEvent
+
+
+class ActorData(TypedDict):
+    """Who acted, as events carry it."""
+
+    type: str
+    label: str
+    user_id: int | None
 
 
 @dataclass(frozen=True)
@@ -35,8 +43,8 @@ class Actor:
     def system(cls, label: str = "system") -> Actor:
         return cls(AuditEvent.ActorType.SYSTEM, label)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "label": self.label}
+    def as_dict(self) -> ActorData:
+        return {"type": self.type, "label": self.label, "user_id": self.user_id}
 
 
 @dataclass
@@ -104,26 +112,41 @@ def record_many(entries: list[Entry]) -> list[AuditEvent]:
     return events
 
 
+class AuditEntryData(TypedDict):
+    id: int
+    actor: ActorData
+    verb: str
+    object: dict[str, str]
+    changes: dict[str, Any]
+    created_at: str
+
+
+class AuditRecorded(TypedDict):
+    """Audit rows were written (the activity feed's source): every audited change."""
+
+    type: Literal["audit.recorded"]
+    entries: list[AuditEntryData]
+
+
+def entry_data(event: AuditEvent) -> AuditEntryData:
+    return {
+        "id": event.pk,
+        "actor": {
+            "type": event.actor_type,
+            "label": event.actor_label,
+            "user_id": event.actor_user_id,
+        },
+        "verb": event.verb,
+        "object": {"type": event.object_type, "id": event.object_id, "repr": event.object_repr},
+        "changes": event.changes,
+        "created_at": event.created_at.isoformat(),
+    }
+
+
 def _publish_activity(events: list[AuditEvent]) -> None:
     """Every audited change appears live in the Overview's activity feed."""
-    from missioncontrol import live
-
-    live.publish(
-        "activity.new",
-        "activity",
-        {
-            "ops": [
-                {
-                    "op": "upsert",
-                    "id": f"activity-{event.pk}",
-                    "parent": "activity-list",
-                    "first": True,
-                    "limit": 30,
-                    "html": render_to_string(
-                        "missioncontrol/home.html#activity_item", {"event": event}
-                    ),
-                }
-                for event in events
-            ]
-        },
-    )
+    recorded: AuditRecorded = {
+        "type": "audit.recorded",
+        "entries": [entry_data(event) for event in events],
+    }
+    live.publish("activity", recorded)

@@ -1,11 +1,9 @@
-"""Typed requests and the JSON error shape every API answer uses."""
+"""Typed requests (the JSON error shape lives in missioncontrol/errors.py)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest
 from django_htmx.middleware import HtmxDetails
 
 
@@ -14,8 +12,3 @@ class MCRequest(HttpRequest):
 
     htmx: HtmxDetails
     user: AbstractBaseUser | AnonymousUser  # type: ignore[assignment]
-
-
-def json_error(status: int, error: str, detail: Any = None) -> JsonResponse:
-    """`{"error": ..., "detail": ...}` with the given 4xx/5xx status."""
-    return JsonResponse({"error": error, "detail": detail}, status=status)

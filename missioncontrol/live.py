@@ -17,7 +17,8 @@ import logging
 import re
 import threading
 import weakref
-from collections.abc import AsyncIterator, Iterable
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 from asgiref.sync import async_to_sync
@@ -33,9 +34,37 @@ from missioncontrol.roles import RANK, Role
 
 logger = logging.getLogger(__name__)
 
-# Topics a page can subscribe to. Each is one Channels group; see group_for().
-TOPICS = ("activity", "board", "fleet")
-Topic = Literal["activity", "board", "fleet"]
+# Topics a page can subscribe to, registered by the apps (`register_topic`) in their ready():
+# each is one Channels group (group_for()). This module knows no app.
+_topics: dict[str, None] = {}
+Topic = str
+
+# Presenters: an app's edge that turns one of its event types into what browsers apply (DOM
+# ops). Called after commit, once per event, from the event's data alone, so a replay to a
+# returning tab renders exactly what the live push did.
+Presenter = Callable[[dict[str, Any]], "BrowserPayload"]
+_presenters: dict[str, Presenter] = {}
+
+
+def register_topic(name: str) -> None:
+    """Make `name` a topic pages may subscribe to (idempotent)."""
+    _topics[name] = None
+
+
+def topics() -> tuple[str, ...]:
+    """Every registered topic."""
+    return tuple(_topics)
+
+
+def presents(*event_types: str) -> Callable[[Presenter], Presenter]:
+    """Decorator: register a presenter for these event types (one presenter per type)."""
+
+    def decorator(fn: Presenter) -> Presenter:
+        for event_type in event_types:
+            _presenters[event_type] = fn
+        return fn
+
+    return decorator
 
 
 class Op(TypedDict):
@@ -53,19 +82,36 @@ class Op(TypedDict):
     value: NotRequired[str]
 
 
+class BrowserPayload(TypedDict, total=False):
+    """What a presenter makes of an event for browsers."""
+
+    ops: list[Op]
+
+
 class EventMessage(TypedDict):
-    """What a browser receives for one event."""
+    """What a browser receives for one event: the presenter's DOM ops."""
 
     type: Literal["event"]
     seq: int
     prev: int | None
     topic: str
     event: str
-    payload: dict[str, Any]
+    payload: BrowserPayload
+
+
+class DataMessage(TypedDict):
+    """What a data consumer (an agent's SSE stream, webhooks) receives: the domain event."""
+
+    type: Literal["event"]
+    seq: int
+    prev: int | None
+    topic: str
+    event: str
+    data: dict[str, Any]
 
 
 class LayerMessage(TypedDict):
-    """What travels through the channel layer: the already-encoded text plus routing facts."""
+    """What travels through the channel layer: both encodings, already made, plus routing facts."""
 
     type: Literal["live.event"]
     seq: int
@@ -74,6 +120,10 @@ class LayerMessage(TypedDict):
     min_role: str
     gateway_id: int | None
     text: str
+    data: str
+
+
+Form = Literal["browser", "data"]
 
 
 def group_for(topic: str) -> str:
@@ -86,31 +136,75 @@ def current_seq() -> int:
     return LiveEvent.objects.aggregate(m=Max("seq"))["m"] or 0
 
 
+def present(event: LiveEvent) -> BrowserPayload:
+    """The browser payload of an event (its presenter's, or nothing to apply)."""
+    presenter = _presenters.get(event.type)
+    if presenter is None:
+        return {}
+    try:
+        return presenter(event.payload)
+    except Exception:
+        # The event is committed; a client that misses its ops catches up on its next resync.
+        logger.exception("live: presenting %s #%s failed", event.type, event.seq)
+        return {}
+
+
+# Browser texts by seq: made once at commit, reused by replays and gap repairs.
+_TEXTS_KEPT = 4096
+_texts: OrderedDict[int, str] = OrderedDict()
+_texts_lock = threading.Lock()
+
+
 def encode(event: LiveEvent) -> str:
+    """The browser message of an event (rendered once per event and kept a while)."""
+    with _texts_lock:
+        text = _texts.get(event.seq)
+    if text is not None:
+        return text
     message: EventMessage = {
         "type": "event",
         "seq": event.seq,
         "prev": event.prev_seq,
         "topic": event.topic,
         "event": event.type,
-        "payload": event.payload,
+        "payload": present(event),
     }
-    return json.dumps(message, separators=(",", ":"))
+    text = json.dumps(message, separators=(",", ":"))
+    with _texts_lock:
+        _texts[event.seq] = text
+        while len(_texts) > _TEXTS_KEPT:
+            _texts.popitem(last=False)
+    return text
+
+
+def encode_data(event: LiveEvent) -> str:
+    """The data message of an event (the domain event as stored)."""
+    message: DataMessage = {
+        "type": "event",
+        "seq": event.seq,
+        "prev": event.prev_seq,
+        "topic": event.topic,
+        "event": event.type,
+        "data": event.payload,
+    }
+    return json.dumps(message, separators=(",", ":"), default=str)
 
 
 def publish(
-    event_type: str,
     topic: Topic,
-    payload: dict[str, Any],
+    event: Mapping[str, Any],
     *,
     min_role: Role = "viewer",
     gateway_id: int | None = None,
 ) -> LiveEvent:
-    """Append an event to the log; after commit, send it to the topic's subscribers."""
-    if topic not in TOPICS:
+    """Append a domain event (a TypedDict with its `type`) to the log; after commit, present it
+    and send it to the topic's subscribers."""
+    if topic not in _topics:
         raise ValueError(f"unknown live topic {topic!r}")
     if not connection.in_atomic_block:
         raise RuntimeError("live.publish() must run inside the action's transaction")
+    event_type = event["type"]
+    payload = dict(event)
     if connection.vendor == "postgresql":
         # Serialise publishers so seq order is commit order, as SQLite's single writer gives.
         with connection.cursor() as cursor:
@@ -145,7 +239,7 @@ def publish(
             ],
         )
         seq = cursor.fetchone()[0]
-    event = LiveEvent(
+    row_event = LiveEvent(
         seq=seq,
         type=event_type,
         topic=topic,
@@ -156,18 +250,8 @@ def publish(
         created_at=now,
     )
     outbox.last[topic] = seq
-    outbox.batch.append(
-        {
-            "type": "live.event",
-            "seq": seq,
-            "prev": prev,
-            "topic": topic,
-            "min_role": min_role,
-            "gateway_id": gateway_id,
-            "text": encode(event),
-        }
-    )
-    return event
+    outbox.events.append(row_event)
+    return row_event
 
 
 _PAYLOAD = LiveEvent._meta.get_field("payload")
@@ -179,16 +263,30 @@ _pending: set[asyncio.Task[None]] = set()
 _outbox = threading.local()
 
 
+def layer_message(event: LiveEvent) -> LayerMessage:
+    """An event as the channel layer carries it (presented here: after commit)."""
+    return {
+        "type": "live.event",
+        "seq": event.seq,
+        "prev": event.prev_seq,
+        "topic": event.topic,
+        "min_role": event.min_role,
+        "gateway_id": event.gateway_id,
+        "text": encode(event),
+        "data": encode_data(event),
+    }
+
+
 class _Outbox:
-    """A transaction's messages, sent in one go after it commits (one loop hop), and the newest
-    seq it published per topic."""
+    """A transaction's events, presented and sent in one go after it commits (one loop hop,
+    outside the write transaction), and the newest seq it published per topic."""
 
     def __init__(self) -> None:
-        self.batch: list[LayerMessage] = []
+        self.events: list[LiveEvent] = []
         self.last: dict[str, int] = {}
 
     def __call__(self) -> None:
-        _fan_out(self.batch)
+        _fan_out([layer_message(event) for event in self.events])
 
 
 def _transaction_outbox() -> _Outbox:
@@ -277,9 +375,13 @@ def _events_between(
 class Subscription:
     """One client's view of the log: what it has seen and what it may see."""
 
-    def __init__(self, topics: list[str], role: Role) -> None:
-        self.topics = [t for t in topics if t in TOPICS]
+    def __init__(self, topics: list[str], role: Role, form: Form = "browser") -> None:
+        self.topics = [t for t in topics if t in _topics]
         self.role = role
+        # Browsers get presented ops; data consumers (agents' streams) get the domain events.
+        self.form: Form = form
+        self._encode = encode if form == "browser" else encode_data
+        self._field: Literal["text", "data"] = "text" if form == "browser" else "data"
         self.last_seq = 0
         self.topic_last: dict[str, int] = {}
         self.limit = settings.MC_LIVE_REPLAY_LIMIT
@@ -296,7 +398,7 @@ class Subscription:
         events = _events_between(self.topics, since, head, self.limit)
         if len(events) > self.limit:
             raise Resync("too many events missed")
-        return head, [encode(e) for e in events if _visible(self.role, e.min_role)]
+        return head, [self._encode(e) for e in events if _visible(self.role, e.min_role)]
 
     async def start(self, since: int | None) -> list[str]:
         """Texts to send first (the events missed since `since`); raises Resync."""
@@ -309,7 +411,7 @@ class Subscription:
         events = _events_between([topic], after, upto, self.limit)
         if len(events) > self.limit:
             raise Resync("too many events lost")
-        return [encode(e) for e in events if _visible(self.role, e.min_role)]
+        return [self._encode(e) for e in events if _visible(self.role, e.min_role)]
 
     def accept_nowait(self, message: LayerMessage) -> list[str] | None:
         """Texts to send for a message, or None when a gap must first be read from the log."""
@@ -321,7 +423,7 @@ class Subscription:
             return None
         self.topic_last[topic] = seq
         self.last_seq = seq
-        return [message["text"]] if _visible(self.role, message["min_role"]) else []
+        return [message[self._field]] if _visible(self.role, message["min_role"]) else []
 
     async def accept(self, message: LayerMessage) -> list[str]:
         """Texts to send for one layer message (with any lost ones first); raises Resync."""
@@ -338,7 +440,7 @@ class Subscription:
         self.topic_last[topic] = seq
         self.last_seq = seq
         if _visible(self.role, message["min_role"]):
-            texts.append(message["text"])
+            texts.append(message[self._field])
         return texts
 
     def resync_text(self) -> str:
@@ -360,7 +462,7 @@ class Hub:
     """This process's member of every topic group; hands each event to local listeners."""
 
     def __init__(self) -> None:
-        self.listeners: dict[str, set[Listener]] = {topic: set() for topic in TOPICS}
+        self.listeners: dict[str, set[Listener]] = {topic: set() for topic in _topics}
         self.channel: str | None = None
         self.task: asyncio.Task[None] | None = None
         self.started = asyncio.Event()
@@ -369,7 +471,7 @@ class Hub:
         layer = get_channel_layer()
         assert layer is not None
         self.channel = await layer.new_channel("live-hub.")
-        for topic in TOPICS:
+        for topic in self.listeners:
             await layer.group_add(group_for(topic), self.channel)
         self.task = asyncio.create_task(self._pump(layer))
         self.started.set()

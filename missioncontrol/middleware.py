@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_vary_headers
 
 
 class SyncChainMiddleware:
@@ -41,7 +42,7 @@ class ApiBodyLimitMiddleware:
     def _too_large(self) -> HttpResponse:
         from django.conf import settings
 
-        from missioncontrol.http import json_error
+        from missioncontrol.errors import json_error
 
         return json_error(
             413, "payload_too_large", f"Bodies are limited to {settings.MC_API_MAX_BODY} bytes."
@@ -62,3 +63,20 @@ class ApiBodyLimitMiddleware:
         if request.path.startswith("/api/") and isinstance(exception, RequestDataTooBig):
             return self._too_large()
         return None
+
+
+class VaryOnHtmxMiddleware:
+    """Pages that answer htmx requests with a partial and others with the whole page say so
+    (`Vary: HX-Request`), so no cache hands one to the other."""
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.get("Content-Type", "").startswith("text/html"):
+            patch_vary_headers(response, ["HX-Request"])
+        return response

@@ -12,6 +12,10 @@ from typing import Any, Literal
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.dispatch import Signal
+
+# Sent with `user` and `role` when a user's role changes (set_role).
+role_changed = Signal()
 
 Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
@@ -77,10 +81,8 @@ def set_role(user: Any, role: Role | None) -> None:
         user.groups.add(group)
     if hasattr(user, "_mc_role"):
         del user._mc_role
-    # Imported here: lean imports live, which imports this module.
-    from missioncontrol.lean import forget_session
-
-    forget_session()  # the lean routes cache sessions' roles
+    # Whoever caches roles (the fast path's session cache) forgets them.
+    role_changed.send(sender=set_role, user=user, role=role)
 
 
 def _role_permissions() -> dict[str, list[Any]]:

@@ -80,6 +80,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "missioncontrol.middleware.VaryOnHtmxMiddleware",
     # Last, as django-axes asks: it turns a lockout signalled by the backend into its response.
     "axes.middleware.AxesMiddleware",
     # Innermost: keeps the whole chain synchronous (one thread hop per request; see its doc).

@@ -1,5 +1,4 @@
-"""Sign-in and sign-out go into the audit trail (failed attempts are django-axes' records);
-sign-out also ends the session on the lean routes at once."""
+"""Sign-in and sign-out go into the audit trail (failed attempts are django-axes' records)."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.db import transaction
 from django.dispatch import receiver
 
-from missioncontrol import audit, lean
+from missioncontrol import audit
 
 
 @receiver(user_logged_in, dispatch_uid="mc-audit-login")
@@ -24,10 +23,3 @@ def audit_logout(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
         return
     with transaction.atomic():
         audit.record(audit.Actor.user(user), "signed_out", user, object_repr=user.get_username())
-
-
-@receiver(user_logged_out, dispatch_uid="mc-lean-forget-session")
-def forget_signed_out_session(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
-    """The lean routes (missioncontrol/lean.py) stop accepting this session at once."""
-    session = getattr(request, "session", None)
-    lean.forget_session(getattr(session, "session_key", None) or "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from missioncontrol import views
 
@@ -30,4 +30,11 @@ urlpatterns = [
     path("", include("tasks.urls")),
     path("", include("agents.urls")),
     path("api/v1/", include("agents.api_urls")),
+    path("favicon.ico", views.favicon),
+    # Last: anything else under /api/ is a JSON 404 (API clients parse the body).
+    re_path(r"^api/(?P<rest>.*)$", views.api_not_found),
 ]
+
+handler403 = views.forbidden
+handler404 = views.not_found
+handler500 = views.server_error

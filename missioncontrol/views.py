@@ -5,16 +5,27 @@ from collections.abc import AsyncIterator
 
 from channels.db import database_sync_to_async
 from django.contrib.auth import views as auth_views
+from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponsePermanentRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
+from django.templatetags.static import static
+from django.urls import Resolver404, resolve
+from django.views import defaults
 from django.views.decorators.http import require_safe
 
 from missioncontrol import live
 from missioncontrol.consumers import parse_live_query
 from missioncontrol.context_processors import live_seq_for
-from missioncontrol.http import json_error
+from missioncontrol.errors import json_error
 from missioncontrol.models import AuditEvent
 from missioncontrol.roles import role_of, role_required
 
@@ -30,6 +41,50 @@ def home(request: HttpRequest) -> HttpResponse:
     live_seq_for(request)
     activity = AuditEvent.objects.select_related(None).order_by("-id")[:30]
     return render(request, "missioncontrol/home.html", {"activity": activity})
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    """Every unknown path under /api/ (any method) answers JSON, never the HTML page; a path
+    that only lacks its trailing slash is redirected as Django would."""
+    if not request.path.endswith("/"):
+        try:
+            match = resolve(request.path + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not api_not_found:
+            return HttpResponsePermanentRedirect(request.get_full_path(force_append_slash=True))
+    return json_error(404, "not_found", f"No API endpoint at {request.path}.")
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler404: JSON under /api/, the styled page elsewhere."""
+    if _is_api(request):
+        return json_error(404, "not_found", "Not found.")
+    return defaults.page_not_found(request, exception or Http404())
+
+
+def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler403: JSON under /api/, the styled page elsewhere."""
+    if _is_api(request):
+        return json_error(403, "forbidden", str(exception or "") or "Not allowed.")
+    return defaults.permission_denied(request, exception or PermissionDenied())
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: JSON under /api/ (the error is logged; nothing about it is shown)."""
+    if _is_api(request):
+        return json_error(500, "server_error", "Something went wrong on our side; it was logged.")
+    return defaults.server_error(request)
+
+
+@require_safe
+def favicon(request: HttpRequest) -> HttpResponse:
+    """/favicon.ico, which browsers ask for on their own: the logo."""
+    return HttpResponsePermanentRedirect(static("img/logo.svg"))
 
 
 @require_safe

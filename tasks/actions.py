@@ -11,37 +11,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import F
-from django.template.loader import render_to_string
 from django.utils import timezone
 
 from agents.models import Agent
 from missioncontrol import audit, live
 from missioncontrol.audit import Actor
 from missioncontrol.db import bulk
-from tasks.cards import render_card
+from missioncontrol.errors import ActionError, Conflict, Invalid, NotFound
+from tasks import events
 from tasks.models import POSITION_STEP, Comment, Task
 
 MAX_LABELS = 10
 LABEL_RE = re.compile(r"^[\w.:-]{1,32}$")
 
 
-class TaskError(ValidationError):
-    """Bad input for a task action: a message per field (shown as form errors / 400)."""
-
-
-class AlreadyClaimed(Exception):
-    """Someone else holds the task (409)."""
-
-
-class StaleTask(Exception):
-    """The task changed since the client saw it (409): the client should take the new state."""
-
-    def __init__(self, task: Task) -> None:
-        super().__init__(f"Task #{task.pk} was changed by someone else.")
-        self.task = task
+def stale(task: Task) -> Conflict:
+    """The task changed since the client saw it (409): the answer carries the current state."""
+    return Conflict(
+        "Someone else changed this task just now; the board shows the latest state.",
+        task={"id": task.pk, "status": task.status, "version": task.version},
+    )
 
 
 @dataclass(frozen=True)
@@ -54,7 +45,7 @@ class Assignee:
 
 
 def parse_labels(raw: str | list[str] | None) -> str:
-    """Labels as the stored ",a,b," form; raises TaskError for bad ones."""
+    """Labels as the stored ",a,b," form; raises Invalid for bad ones."""
     if raw is None:
         return ""
     items = raw if isinstance(raw, list) else re.split(r"[,\s]+", raw)
@@ -64,7 +55,7 @@ def parse_labels(raw: str | list[str] | None) -> str:
         if not label:
             continue
         if not LABEL_RE.match(label):
-            raise TaskError(
+            raise Invalid(
                 {
                     "labels": [
                         f"“{label[:40]}” is not a label: use up to 32 letters, digits, '-', '_', '.', ':'."
@@ -74,39 +65,39 @@ def parse_labels(raw: str | list[str] | None) -> str:
         if label not in labels:
             labels.append(label)
     if len(labels) > MAX_LABELS:
-        raise TaskError({"labels": [f"At most {MAX_LABELS} labels."]})
+        raise Invalid({"labels": [f"At most {MAX_LABELS} labels."]})
     return f",{','.join(labels)}," if labels else ""
 
 
 def parse_assignee(raw: str | None) -> Assignee:
-    """'user:<id>' / 'agent:<id>' / '' to an Assignee; raises TaskError if it does not exist."""
+    """'user:<id>' / 'agent:<id>' / '' to an Assignee; raises Invalid if it does not exist."""
     if not raw:
         return Assignee()
     kind, _, ident = raw.partition(":")
     if not ident.isdigit() or kind not in {"user", "agent"}:
-        raise TaskError({"assignee": ["Choose a person or an agent from the list."]})
+        raise Invalid({"assignee": ["Choose a person or an agent from the list."]})
     pk = int(ident)
     if kind == "user":
         if not get_user_model().objects.filter(pk=pk, is_active=True).exists():
-            raise TaskError({"assignee": ["That person does not exist (any more)."]})
+            raise Invalid({"assignee": ["That person does not exist (any more)."]})
         return Assignee(user_id=pk)
     if not Agent.objects.filter(pk=pk).exists():
-        raise TaskError({"assignee": ["That agent does not exist (any more)."]})
+        raise Invalid({"assignee": ["That agent does not exist (any more)."]})
     return Assignee(agent_id=pk)
 
 
 def _check_status(status: str) -> str:
     if status not in Task.Status.values:
-        raise TaskError({"status": [f"“{status}” is not a column."]})
+        raise Invalid({"status": [f"“{status}” is not a column."]})
     return status
 
 
 def _clean_title(title: str) -> str:
     title = (title or "").strip()
     if not title:
-        raise TaskError({"title": ["A task needs a title."]})
+        raise Invalid({"title": ["A task needs a title."]})
     if len(title) > 200:
-        raise TaskError({"title": ["Keep the title under 200 characters."]})
+        raise Invalid({"title": ["Keep the title under 200 characters."]})
     return title
 
 
@@ -141,7 +132,7 @@ def _position_before(status: str, before_id: int | None, moving_id: int | None) 
         return (last or 0) + POSITION_STEP
     before = _scalar(f"SELECT position {column} AND id = %s", [*base, before_id])
     if before is None:
-        raise TaskError(
+        raise Invalid(
             {"before": ["That card is no longer in this column; the board has been refreshed."]}
         )
     above = _scalar(f"SELECT MAX(position) {column} AND position < %s", [*base, before])
@@ -187,34 +178,26 @@ def _next_card_id(task: Task) -> int | None:
     )
 
 
-def _card_ops(task_id: int, task: Task | None) -> list[live.Op]:
-    """Where the card now is (or that it is gone)."""
-    if task is None:
-        return [{"op": "remove", "id": f"task-{task_id}"}]
-    nxt = _next_card_id(task)
-    return [
-        {
-            "op": "upsert",
-            "id": f"task-{task.pk}",
-            "parent": f"col-{task.status}-list",
-            "before": f"task-{nxt}" if nxt else None,
-            "html": str(render_card(task)),
-        }
-    ]
+def _board(task: Task | None, statuses: set[str]) -> events.BoardData:
+    """Where the card now sits (None: gone from the board) and the touched columns' counts."""
+    on_board = task is not None and task.archived_at is None
+    if on_board:
+        assert task is not None
+        statuses = statuses | {task.status}
+    return {
+        "next_task_id": _next_card_id(task) if on_board and task is not None else None,
+        "column_counts": column_counts(sorted(statuses)),
+    }
 
 
-def _count_ops(counts: dict[str, int]) -> list[live.Op]:
-    return [{"op": "text", "id": f"count-{status}", "text": str(n)} for status, n in counts.items()]
-
-
-def _publish_card(event: str, task_id: int, statuses: set[str]) -> None:
-    """Tell every board where the card now is (or that it is gone) and the new counts."""
-    task = Task.objects.for_cards().filter(pk=task_id, archived_at__isnull=True).first()
-    ops = _card_ops(task_id, task)
-    if task is not None:
-        statuses.add(task.status)
-    ops += _count_ops(column_counts(sorted(statuses)))
-    live.publish(event, "board", {"task": task_id, "ops": ops})
+def _publish_change(
+    event_type: events.TaskChangedType,
+    actor: Actor,
+    task: Task,
+    delta: dict[str, events.Change],
+    statuses: set[str],
+) -> None:
+    live.publish("board", events.changed(event_type, actor, task, delta, _board(task, statuses)))
 
 
 def _snapshot(task: Task) -> dict[str, Any]:
@@ -245,7 +228,7 @@ def _lock(task_id: int) -> Task:
             .get(pk=task_id)
         )
     except Task.DoesNotExist:
-        raise TaskError({"task": ["That task does not exist (any more)."]}) from None
+        raise NotFound("That task does not exist (any more).") from None
 
 
 def _lock_for_move(task_id: int) -> Task:
@@ -261,7 +244,7 @@ def _lock_for_move(task_id: int) -> Task:
         extra=[f"COALESCE(a.name, u.{get_user_model().USERNAME_FIELD}, '')"],
     )
     if loaded is None:
-        raise TaskError({"task": ["That task does not exist (any more)."]})
+        raise NotFound("That task does not exist (any more).")
     task, extra = loaded
     task.assignee_name = extra[0]  # type: ignore[attr-defined]
     return task
@@ -269,7 +252,7 @@ def _lock_for_move(task_id: int) -> Task:
 
 def _check_version(task: Task, expected: int | None) -> None:
     if expected is not None and task.version != expected:
-        raise StaleTask(task)
+        raise stale(task)
 
 
 # --- Actions --------------------------------------------------------------------------------
@@ -290,7 +273,7 @@ def create_task(
     title = _clean_title(title)
     _check_status(status)
     if priority not in Task.Priority.values:
-        raise TaskError({"priority": ["Choose urgent, high, normal or low."]})
+        raise Invalid({"priority": ["Choose urgent, high, normal or low."]})
     stored_labels = parse_labels(labels)
     who = assignee if isinstance(assignee, Assignee) else parse_assignee(assignee)
     with transaction.atomic():
@@ -311,7 +294,8 @@ def create_task(
         )
         shown = {k: v for k, v in _snapshot(task).items() if v not in (None, "", [], False)}
         audit.record(actor, "task.created", task, after=shown)
-        _publish_card("task.created", task.pk, {task.status})
+        created = {k: v for k, v in events.tracked(task).items() if v not in (None, "", [], False)}
+        _publish_change("task.created", actor, task, events.changes({}, created), {task.status})
     return task
 
 
@@ -344,23 +328,23 @@ def move_task(
 
 def move_tasks(
     moves: list[Move], counts_cache: CountsCache | None = None
-) -> list[Task | TaskError | StaleTask]:
+) -> list[Task | ActionError]:
     """Many moves in one transaction (the board's group-commit path), each as if alone and in
-    order: a refused move (TaskError, StaleTask) is returned in its place and writes nothing.
+    order: a refused move ActionError is returned in its place and writes nothing.
     Each move gets its audit row and its live event; column counts are counted once (or
     carried forward by `counts_cache`, for a connection that only ever runs this)."""
-    results: list[Task | TaskError | StaleTask] = []
-    done: list[tuple[Move, Task, str, list[live.Op]]] = []
+    results: list[Task | ActionError] = []
+    done: list[tuple[Move, Task, str, int | None]] = []
     with transaction.atomic():
         for move in moves:
             try:
                 task, old_status = _move_one(move)
-            except (TaskError, StaleTask) as refused:
+            except ActionError as refused:
                 results.append(refused)
                 continue
             results.append(task)
             # Where the card goes is worked out now, before later moves of the batch.
-            done.append((move, task, old_status, _card_ops(task.pk, task)))
+            done.append((move, task, old_status, _next_card_id(task)))
         if not done:
             return results
         touched = {s for _m, t, old, _o in done for s in (old, t.status)}
@@ -379,9 +363,23 @@ def move_tasks(
                 for verb, (m, t, old, _o) in zip(verbs, done, strict=True)
             ]
         )
-        for verb, (_m, task, old_status, ops) in zip(verbs, done, strict=True):
+        for verb, (move, task, old_status, next_id) in zip(verbs, done, strict=True):
             shown = {k: counts[k] for k in (old_status, task.status)}
-            live.publish(verb, "board", {"task": task.pk, "ops": ops + _count_ops(shown)})
+            delta: dict[str, events.Change] = (
+                {"status": {"before": old_status, "after": task.status}}
+                if old_status != task.status
+                else {}
+            )
+            live.publish(
+                "board",
+                events.changed(
+                    "task.moved" if verb == "task.moved" else "task.reordered",
+                    move.actor,
+                    task,
+                    delta,
+                    {"next_task_id": next_id, "column_counts": shown},
+                ),
+            )
     return results
 
 
@@ -427,10 +425,10 @@ def _move_one(move: Move) -> tuple[Task, str]:
     to_status = _check_status(move.to_status)
     task = _lock_for_move(move.task_id)
     if task.archived_at is not None:
-        raise TaskError({"task": ["That task is archived."]})
+        raise Conflict("That task is archived.")
     _check_version(task, move.expected_version)
     if move.before_id == task.pk:
-        raise TaskError({"before": ["A card cannot go above itself."]})
+        raise Invalid({"before": ["A card cannot go above itself."]})
     old_status = task.status
     if to_status == Task.Status.DONE and move.before_id is None and old_status != Task.Status.DONE:
         position = _top_position(to_status)
@@ -469,7 +467,7 @@ def update_task(
     """Change any of EDITABLE; a status change moves the card to the end of that column."""
     unknown = set(changes) - set(EDITABLE)
     if unknown:
-        raise TaskError({k: ["This field cannot be changed here."] for k in sorted(unknown)})
+        raise Invalid({k: ["This field cannot be changed here."] for k in sorted(unknown)})
     fields: dict[str, Any] = {}
     if "title" in changes:
         fields["title"] = _clean_title(changes["title"])
@@ -477,7 +475,7 @@ def update_task(
         fields["description"] = changes["description"] or ""
     if "priority" in changes:
         if changes["priority"] not in Task.Priority.values:
-            raise TaskError({"priority": ["Choose urgent, high, normal or low."]})
+            raise Invalid({"priority": ["Choose urgent, high, normal or low."]})
         fields["priority"] = changes["priority"]
     if "labels" in changes:
         fields["labels"] = parse_labels(changes["labels"])
@@ -496,6 +494,7 @@ def update_task(
         task = _lock(task_id)
         _check_version(task, expected_version)
         before = _snapshot(task)
+        tracked_before = events.tracked(task)
         old_status = task.status
         if new_status is not None and new_status != old_status:
             fields["status"] = new_status
@@ -511,9 +510,12 @@ def update_task(
             )
         task = Task.objects.for_cards().get(pk=task.pk)
         old, new = _diff(before, _snapshot(task))
-        if new:
+        delta = events.changes(tracked_before, events.tracked(task))
+        if delta:
+            if "description" in delta:
+                new["description"] = "edited"
             audit.record(actor, "task.updated", task, before=old, after=new)
-            _publish_card("task.updated", task.pk, {old_status, task.status})
+            _publish_change("task.updated", actor, task, delta, {old_status, task.status})
     return task
 
 
@@ -528,9 +530,9 @@ def set_blocked(
     """Mark a task blocked (a reason is required) or unblock it."""
     reason = (reason or "").strip()
     if blocked and not reason:
-        raise TaskError({"blocked_reason": ["Say what it is blocked on."]})
+        raise Invalid({"blocked_reason": ["Say what it is blocked on."]})
     if len(reason) > 500:
-        raise TaskError({"blocked_reason": ["Keep the reason under 500 characters."]})
+        raise Invalid({"blocked_reason": ["Keep the reason under 500 characters."]})
     with transaction.atomic():
         task = _lock(task_id)
         _check_version(task, expected_version)
@@ -542,10 +544,12 @@ def set_blocked(
             version=F("version") + 1,
             updated_at=timezone.now(),
         )
+        tracked_before = events.tracked(task)
         task.refresh_from_db()
-        verb = "task.blocked" if blocked else "task.unblocked"
+        verb: events.TaskChangedType = "task.blocked" if blocked else "task.unblocked"
         audit.record(actor, verb, task, after={"blocked_reason": reason} if blocked else None)
-        _publish_card(verb, task.pk, {task.status})
+        delta = events.changes(tracked_before, events.tracked(task))
+        _publish_change(verb, actor, task, delta, {task.status})
     return task
 
 
@@ -553,9 +557,9 @@ def add_comment(actor: Actor, task_id: int, body: str, *, agent: Agent | None = 
     """A comment by a person (actor.user_id) or an agent (`agent`)."""
     body = (body or "").strip()
     if not body:
-        raise TaskError({"body": ["Write something first."]})
+        raise Invalid({"body": ["Write something first."]})
     if len(body) > 20000:
-        raise TaskError({"body": ["Keep comments under 20,000 characters."]})
+        raise Invalid({"body": ["Keep comments under 20,000 characters."]})
     with transaction.atomic():
         task = _lock(task_id)
         comment = Comment.objects.create(
@@ -569,23 +573,24 @@ def add_comment(actor: Actor, task_id: int, body: str, *, agent: Agent | None = 
             comment_count=F("comment_count") + 1, updated_at=timezone.now()
         )
         audit.record(actor, "task.commented", task)
-        html = render_to_string("tasks/detail.html#comment", {"comment": comment})
-        live.publish(
-            "comment.created",
-            "board",
-            {
-                "task": task.pk,
-                "ops": [
-                    {
-                        "op": "upsert",
-                        "id": f"comment-{comment.pk}",
-                        "parent": f"comments-{task.pk}",
-                        "html": html,
-                    }
-                ],
+        task.comment_count += 1
+        commented: events.TaskCommented = {
+            "type": "task.commented",
+            "actor": actor.as_dict(),
+            "task": events.task_data(task),
+            "comment": {
+                "id": comment.pk,
+                "author": {
+                    "type": "agent" if agent is not None else "user",
+                    "name": comment.author_label,
+                    "agent_id": agent.pk if agent is not None else None,
+                },
+                "body": comment.body,
+                "created_at": comment.created_at.isoformat(),
             },
-        )
-        _publish_card("task.commented", task.pk, {task.status})
+            "board": _board(task, {task.status}),
+        }
+        live.publish("board", commented)
     return comment
 
 
@@ -603,10 +608,12 @@ def claim_task(actor: Actor, task_id: int, *, agent_id: int) -> Task:
             archived_at__isnull=True,
         ).update(assignee_agent_id=agent_id, version=F("version") + 1, updated_at=timezone.now())
         if taken != 1:
-            raise AlreadyClaimed(f"Task #{task.pk} is already assigned to {task.assignee}.")
+            raise Conflict(f"Task #{task.pk} is already assigned to {task.assignee}.")
+        tracked_before = events.tracked(task)
         task = Task.objects.for_cards().get(pk=task.pk)
         audit.record(actor, "task.claimed", task, after={"assignee": str(task.assignee)})
-        _publish_card("task.claimed", task.pk, {task.status})
+        delta = events.changes(tracked_before, events.tracked(task))
+        _publish_change("task.claimed", actor, task, delta, {task.status})
     return task
 
 
@@ -620,7 +627,8 @@ def archive_task(actor: Actor, task_id: int) -> Task:
             )
             task.refresh_from_db()
             audit.record(actor, "task.archived", task)
-            _publish_card("task.archived", task.pk, {task.status})
+            delta: dict[str, events.Change] = {"archived": {"before": False, "after": True}}
+            _publish_change("task.archived", actor, task, delta, {task.status})
     return task
 
 
@@ -630,5 +638,12 @@ def delete_task(actor: Actor, task_id: int) -> None:
         task = _lock(task_id)
         status = task.status
         audit.record(actor, "task.deleted", task, before=_snapshot(task))
+        gone = events.task_data(task)
         task.delete()
-        _publish_card("task.deleted", task_id, {status})
+        deleted: events.TaskDeleted = {
+            "type": "task.deleted",
+            "actor": actor.as_dict(),
+            "task": gone,
+            "board": _board(None, {status}),
+        }
+        live.publish("board", deleted)

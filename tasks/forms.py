@@ -7,8 +7,8 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q
 
 from agents.models import Agent
+from missioncontrol.errors import ActionError
 from missioncontrol.roles import ROLES
-from tasks.actions import TaskError
 from tasks.models import Task
 
 
@@ -51,7 +51,7 @@ class TaskForm(forms.Form):
         assert isinstance(assignee, forms.ChoiceField)
         assignee.choices = assignees if assignees is not None else assignee_choices()
 
-    def add_task_error(self, error: TaskError) -> None:
+    def add_action_error(self, error: ActionError) -> None:
         for field, messages in error.message_dict.items():
             for message in messages:
                 self.add_error(field if field in self.fields else None, message)

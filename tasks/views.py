@@ -12,11 +12,11 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from missioncontrol.audit import Actor
 from missioncontrol.context_processors import live_seq_for
-from missioncontrol.http import MCRequest, json_error
+from missioncontrol.errors import ActionError, Conflict, json_error
+from missioncontrol.http import MCRequest
 from missioncontrol.models import AuditEvent
 from missioncontrol.roles import has_role, role_required
-from tasks import actions, lean
-from tasks.actions import StaleTask, TaskError
+from tasks import actions, fastpath
 from tasks.cards import render_card
 from tasks.filters import TaskFilters
 from tasks.forms import BlockForm, CommentForm, MoveForm, TaskForm, assignee_choices
@@ -112,17 +112,17 @@ def board_column(request: HttpRequest, status: str) -> HttpResponse:
 @require_POST
 @role_required("operator")
 def task_move(request: HttpRequest, pk: int) -> JsonResponse:
-    """Move a card (drag and drop, keyboard, menu): JSON in, JSON out. Served by tasks/lean.py
+    """Move a card (drag and drop, keyboard, menu): JSON in, JSON out. Served by tasks/fastpath.py
     under ASGI; this view answers the same way under WSGI and the test client."""
     form = MoveForm(request.POST)
     if not form.is_valid():
-        status, answer = lean.move_form_error(form)
+        status, answer = fastpath.move_form_error(form)
         return JsonResponse(answer, status=status)
     data = form.cleaned_data
     move = actions.Move(
         Actor.user(request.user), pk, data["status"], data["before"], data["version"]
     )
-    status, answer = lean.move_answer(actions.move_tasks([move])[0])
+    status, answer = fastpath.move_answer(actions.move_tasks([move])[0])
     return JsonResponse(answer, status=status)
 
 
@@ -136,8 +136,8 @@ def task_new(request: MCRequest) -> HttpResponse:
         data = form.cleaned_data
         try:
             task = actions.create_task(Actor.user(request.user), **data)
-        except TaskError as error:
-            form.add_task_error(error)
+        except ActionError as error:
+            form.add_action_error(error)
         else:
             if request.htmx:
                 response = render(
@@ -214,15 +214,17 @@ def task_edit(request: MCRequest, pk: int) -> HttpResponse:
                 response["HX-Redirect"] = reverse("tasks:detail", args=[pk])
                 return response
             return redirect("tasks:detail", pk=pk)
-        except StaleTask as stale:
-            task = _get_task(stale.task.pk)
+        except Conflict as conflict:
+            task = _get_task(pk)
             form.add_error(
                 None,
-                "Someone else changed this task while you were editing. Review their change and save again.",
+                "Someone else changed this task while you were editing. Review their change and save again."
+                if "task" in conflict.extra
+                else conflict.messages[0],
             )
             status = 409
-        except TaskError as error:
-            form.add_task_error(error)
+        except ActionError as error:
+            form.add_action_error(error)
             status = 422
     else:
         status = 422
@@ -245,14 +247,9 @@ def task_block(request: HttpRequest, pk: int) -> HttpResponse:
             reason=form.cleaned_data["reason"],
             expected_version=form.cleaned_data["version"],
         )
-    except StaleTask:
-        messages.error(
-            request, "Someone else changed this task just now; here is the latest state."
-        )
-    except TaskError as error:
-        for errs in error.message_dict.values():
-            for message in errs:
-                messages.error(request, message)
+    except ActionError as error:
+        for message in error.messages:
+            messages.error(request, message)
     return redirect(request.POST.get("next") or reverse("tasks:detail", args=[pk]))
 
 
@@ -264,9 +261,8 @@ def task_comment(request: MCRequest, pk: int) -> HttpResponse:
     if form.is_valid():
         try:
             actions.add_comment(Actor.user(request.user), pk, form.cleaned_data["body"])
-        except TaskError as error:
-            for message in error.message_dict.get("body", []):
-                form.add_error("body", message)
+        except ActionError as error:
+            form.add_error("body" if "body" in error.message_dict else None, error.messages[0])
         else:
             if request.htmx:
                 return render(

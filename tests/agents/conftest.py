@@ -13,17 +13,14 @@ from missioncontrol.audit import Actor
 
 @pytest.fixture(autouse=True)
 def fresh_key_cache():
-    keys._cache.clear()
-    from agents import ingest
-
-    ingest._buckets.clear()
+    keys.reset()
     yield
-    keys._cache.clear()
+    keys.reset()
 
 
 @pytest.fixture
 def api():
-    """An HTTP client speaking to the real ASGI application (lean path and Django alike)."""
+    """An HTTP client speaking to the real ASGI application (fast path and Django alike)."""
 
     def make(key: str | None = None, **headers: str) -> httpx.AsyncClient:
         if key:

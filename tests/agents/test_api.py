@@ -1,4 +1,4 @@
-"""The agent API end to end through the real ASGI app: lean heartbeat/usage and DRF routes."""
+"""The agent API end to end through the real ASGI app: fast-path heartbeat/usage and DRF routes."""
 
 from __future__ import annotations
 
@@ -163,16 +163,22 @@ class TestHeartbeat:
         assert r.status_code == 400
 
     async def test_too_many_requests_is_429_with_retry_after(self, api, ada_key, monkeypatch):
-        monkeypatch.setattr("agents.ingest.RATE_BURST", 3.0)
-        monkeypatch.setattr("agents.ingest.RATE_PER_S", 0.1)
+        monkeypatch.setattr("agents.keys.RATE_BURST", 3.0)
+        monkeypatch.setattr("agents.keys.RATE_PER_S", 0.1)
         async with api(ada_key) as c:
             codes = [
                 (await post(c, "/api/v1/agents/ada/heartbeat", {})).status_code for _ in range(4)
             ]
             last = await post(c, "/api/v1/agents/ada/heartbeat", {})
+            # The same key's budget covers every agent-key route, not only the fast ones.
+            tasks = await c.get("/api/v1/tasks")
+            events = await c.get("/api/v1/events")
         assert codes[:3] == [200, 200, 200]
         assert last.status_code == 429
         assert int(last.headers["Retry-After"]) >= 1
+        assert (tasks.status_code, tasks.json()["error"]) == (429, "rate_limited")
+        assert int(tasks.headers["Retry-After"]) >= 1
+        assert (events.status_code, events.json()["error"]) == (429, "rate_limited")
 
     async def test_compatibility_route_and_shape(self, api, ada, ada_key):
         async with api(None, **{"x-api-key": ada_key}) as c:

@@ -37,14 +37,15 @@ def test_agent_status_changes_appear_live(browser, live):
     assert page.inner_text("#agent-count-busy") == "1"
     assert page.inner_text("#agent-count-offline") == "0"
 
-    # A new agent registering appears in the table, in name order.
+    # A new agent registering appears in the table in the page's order: what needs attention
+    # first (busy zeta), then idle ones (alpha).
     r = httpx.post(
         f"{live.url}/api/v1/agents/register",
         json={"name": "alpha"},
         headers={"Authorization": f"Bearer {enrollment}"},
     )
     assert r.status_code == 201, r.text
-    page.wait_for_selector("#agent-rows tr:first-child .agent-name:has-text('alpha')", timeout=3000)
+    page.wait_for_selector("#agent-rows tr:nth-child(2) .agent-name:has-text('alpha')", timeout=3000)
     # "last seen" keeps counting without any server traffic.
     page.wait_for_function(
         f"() => /s ago/.test(document.querySelector('#agent-{agent.pk} .seen-ago').textContent)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -63,7 +64,18 @@ def test_fresh_stale_offline_and_back(broadcasts, settings):
         AuditEvent.objects.filter(verb="agent.status_changed", object_id=str(agent.pk)).count() == 4
     )
     fleet = [m for m in broadcasts if m["topic"] == "fleet"]
-    assert any('"agents.status"' in m["text"] and "stale" in m["text"] for m in fleet)
+    changed = [
+        json.loads(m["data"])["data"] for m in fleet if '"agent.status_changed"' in m["data"]
+    ]
+    assert [(c["before"], c["after"], c["reason"]) for c in changed][1] == (
+        "busy",
+        "stale",
+        "missed heartbeats",
+    )
+    assert changed[1]["agent"]["name"] == agent.name
+    assert f'id=\\"agent-{agent.pk}\\"' in next(
+        m["text"] for m in fleet if '"agent.status_changed"' in m["text"]
+    )
 
 
 def test_steady_heartbeats_change_nothing(broadcasts):
@@ -73,7 +85,7 @@ def test_steady_heartbeats_change_nothing(broadcasts):
     for _ in range(5):
         beat(agent, "idle")
     assert AgentStatusChange.objects.filter(agent=agent).count() == 1
-    assert [m for m in broadcasts if '"agents.status"' in m["text"]] == []
+    assert [m for m in broadcasts if '"agent.status_changed"' in m["text"]] == []
 
 
 def test_seen_events_are_coalesced(broadcasts):
@@ -81,7 +93,7 @@ def test_seen_events_are_coalesced(broadcasts):
     b = Agent.objects.create(name="b1")
     now = timezone.now()
     actions.publish_seen({a.pk: now, b.pk: now - timedelta(seconds=1)})
-    [event] = [m for m in broadcasts if '"agents.seen"' in m["text"]]
+    [event] = [m for m in broadcasts if '"agent.seen"' in m["text"]]
     assert f"agent-{a.pk}" in event["text"]
     assert f"agent-{b.pk}" in event["text"]
 

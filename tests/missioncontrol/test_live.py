@@ -22,7 +22,7 @@ def publish(n: int = 1, topic: str = "fleet", min_role: str = "viewer") -> list[
     seqs = []
     for i in range(n):
         with transaction.atomic():
-            ev = live.publish(f"test.{i}", topic, {"i": i}, min_role=min_role)  # type: ignore[arg-type]
+            ev = live.publish(topic, {"type": f"test.{i}", "i": i}, min_role=min_role)  # type: ignore[arg-type]
         seqs.append(ev.seq)
     return seqs
 
@@ -31,7 +31,7 @@ class TestPublish:
     def test_rolled_back_transaction_sends_nothing(self, transactional_db, broadcasts):
         def publish_then_fail() -> None:
             with transaction.atomic():
-                live.publish("x", "activity", {})
+                live.publish("activity", {"type": "x"})
                 raise ZeroDivisionError
 
         with pytest.raises(ZeroDivisionError):
@@ -41,25 +41,48 @@ class TestPublish:
 
     def test_committed_transaction_sends_once_with_its_seq(self, transactional_db, broadcasts):
         with transaction.atomic():
-            event = live.publish("thing.happened", "board", {"ops": []})
+            event = live.publish("board", {"type": "thing.happened", "task": 7})
             assert broadcasts == []  # not before commit
         assert len(broadcasts) == 1
         sent = broadcasts[0]
         assert sent["seq"] == event.seq
         assert sent["topic"] == "board"
+        # No presenter for this type: browsers get nothing to apply; data consumers the event.
         assert json.loads(sent["text"]) == {
             "type": "event",
             "seq": event.seq,
             "prev": None,
             "topic": "board",
             "event": "thing.happened",
-            "payload": {"ops": []},
+            "payload": {},
         }
+        assert json.loads(sent["data"])["data"] == {"type": "thing.happened", "task": 7}
+        assert LiveEvent.objects.get(seq=event.seq).payload == {"type": "thing.happened", "task": 7}
+
+    def test_presenter_renders_once_after_commit_and_replay_reuses_it(
+        self, transactional_db, broadcasts
+    ):
+        calls: list[dict] = []
+
+        @live.presents("test.presented")
+        def present(event: dict) -> live.BrowserPayload:
+            calls.append(event)
+            return {"ops": [{"op": "text", "id": "x", "text": str(event["n"])}]}
+
+        with transaction.atomic():
+            event = live.publish("board", {"type": "test.presented", "n": 3})
+            assert calls == []  # never inside the write transaction
+        assert calls == [{"type": "test.presented", "n": 3}]
+        assert json.loads(broadcasts[0]["text"])["payload"]["ops"][0]["text"] == "3"
+        stored = LiveEvent.objects.get(seq=event.seq)
+        assert live.encode(stored) == broadcasts[0]["text"]
+        assert len(calls) == 1  # the replay used the text made at commit
+        live._presenters.pop("test.presented")
 
     def test_events_after_a_rollback_are_still_sent(self, transactional_db, broadcasts):
         def publish_then_fail() -> None:
             with transaction.atomic():
-                live.publish("lost", "fleet", {})
+                live.publish("fleet", {"type": "lost"})
                 raise ZeroDivisionError
 
         with pytest.raises(ZeroDivisionError):
@@ -69,8 +92,8 @@ class TestPublish:
 
     def test_one_transaction_sends_its_events_in_order(self, transactional_db, broadcasts):
         with transaction.atomic():
-            a = live.publish("a", "fleet", {}).seq
-            b = live.publish("b", "board", {}).seq
+            a = live.publish("fleet", {"type": "a"}).seq
+            b = live.publish("board", {"type": "b"}).seq
         assert [m["seq"] for m in broadcasts] == [a, b]
 
     def test_prev_links_events_of_a_topic(self, transactional_db):
@@ -79,11 +102,11 @@ class TestPublish:
 
     def test_outside_a_transaction_is_refused(self, transactional_db):
         with pytest.raises(RuntimeError):
-            live.publish("x", "activity", {})
+            live.publish("activity", {"type": "x"})
 
     def test_unknown_topic_is_refused(self, transactional_db):
         with pytest.raises(ValueError), transaction.atomic():
-            live.publish("x", "nope", {})  # type: ignore[arg-type]
+            live.publish("nope", {"type": "x"})  # type: ignore[arg-type]
 
 
 # --- WebSocket consumer against the real ASGI application --------------------------------------

@@ -9,9 +9,9 @@ import pytest
 from django.db import close_old_connections
 
 from missioncontrol.audit import Actor
+from missioncontrol.errors import Conflict, Invalid, NotFound
 from missioncontrol.models import AuditEvent, LiveEvent
 from tasks import actions
-from tasks.actions import StaleTask, TaskError
 from tasks.models import Task
 from tests.missioncontrol.factories import UserFactory
 from tests.tasks.factories import AgentFactory, make_task
@@ -36,20 +36,20 @@ class TestCreateTask:
         assert column("inbox") == ["First", "Second"]
 
     def test_empty_title_is_refused_and_nothing_is_written(self, bob):
-        with pytest.raises(TaskError) as error:
+        with pytest.raises(Invalid) as error:
             actions.create_task(bob, title="   ")
         assert "title" in error.value.message_dict
         assert Task.objects.count() == 0
         assert AuditEvent.objects.count() == 0
 
     def test_unknown_column_assignee_and_label(self, bob):
-        with pytest.raises(TaskError) as e1:
+        with pytest.raises(Invalid) as e1:
             actions.create_task(bob, title="x", status="limbo")
         assert "status" in e1.value.message_dict
-        with pytest.raises(TaskError) as e2:
+        with pytest.raises(Invalid) as e2:
             actions.create_task(bob, title="x", assignee="agent:999")
         assert "assignee" in e2.value.message_dict
-        with pytest.raises(TaskError) as e3:
+        with pytest.raises(Invalid) as e3:
             actions.create_task(bob, title="x", labels="ok, <script>")
         assert "labels" in e3.value.message_dict
         assert Task.objects.count() == 0
@@ -121,16 +121,16 @@ class TestMoveTask:
     def test_stale_version_is_refused(self, bob):
         task = make_task("T")
         actions.move_task(bob, task.pk, to_status="review", expected_version=task.version)
-        with pytest.raises(StaleTask):
+        with pytest.raises(Conflict):
             actions.move_task(bob, task.pk, to_status="done", expected_version=task.version)
         assert Task.objects.get(pk=task.pk).status == "review"
 
     def test_unknown_column_and_vanished_neighbour(self, bob):
         task = make_task("T")
-        with pytest.raises(TaskError):
+        with pytest.raises(Invalid):
             actions.move_task(bob, task.pk, to_status="limbo")
         other = make_task("Elsewhere", status="inbox")
-        with pytest.raises(TaskError) as error:
+        with pytest.raises(Invalid) as error:
             actions.move_task(bob, task.pk, to_status="review", before_id=other.pk)
         assert "before" in error.value.message_dict
         assert Task.objects.get(pk=task.pk).status == "todo"
@@ -170,7 +170,7 @@ class TestConcurrentMoves:
                 for i in range(15):
                     t = tasks[(offset * 5 + i) % len(tasks)]
                     target = tasks[(offset + i * 7) % len(tasks)]
-                    with contextlib.suppress(TaskError):
+                    with contextlib.suppress(Invalid):
                         actions.move_task(
                             actor,
                             t.pk,
@@ -202,7 +202,7 @@ class TestConcurrentMoves:
             try:
                 actions.move_task(actor, task.pk, to_status=status, expected_version=task.version)
                 results.append(status)
-            except StaleTask:
+            except Conflict:
                 results.append("stale")
             finally:
                 close_old_connections()
@@ -220,7 +220,7 @@ class TestConcurrentMoves:
 class TestOtherActions:
     def test_block_needs_a_reason_and_unblocks(self, bob):
         task = make_task("T")
-        with pytest.raises(TaskError):
+        with pytest.raises(Invalid):
             actions.set_blocked(bob, task.pk, blocked=True, reason="")
         blocked = actions.set_blocked(bob, task.pk, blocked=True, reason="waiting on CI")
         assert blocked.blocked
@@ -238,7 +238,7 @@ class TestOtherActions:
         assert task.comment_count == 2
         assert [c.author_label for c in task.comments.all()] == ["bob", "reviewer"]
         assert task.comments.last().by_agent
-        with pytest.raises(TaskError):
+        with pytest.raises(Invalid):
             actions.add_comment(bob, task.pk, "  ")
 
     def test_update_changes_fields_and_records_the_diff(self, bob):
@@ -308,9 +308,10 @@ class TestMoveBatch:
             ]
         )
         assert isinstance(results[0], Task)
-        assert isinstance(results[1], actions.StaleTask)
-        assert isinstance(results[2], actions.TaskError)
-        assert isinstance(results[3], actions.TaskError)
+        assert isinstance(results[1], Conflict)
+        assert "task" in results[1].extra  # the current state comes with the refusal
+        assert isinstance(results[2], NotFound)
+        assert isinstance(results[3], Invalid)
         assert isinstance(results[4], Task)
         a.refresh_from_db()
         b.refresh_from_db()
@@ -364,10 +365,11 @@ class TestCountsCache:
 
         def moved(task: Task, status: str) -> str:
             actions.move_tasks([actions.Move(bob, task.pk, status)], cache)
-            return LiveEvent.objects.filter(topic="board").order_by("-seq").first().payload["ops"]
+            event = LiveEvent.objects.filter(topic="board").order_by("-seq").first()
+            return event.payload["board"]["column_counts"]
 
-        def count_in(ops: list, status: str) -> str:
-            return next(o["text"] for o in ops if o["id"] == f"count-{status}")
+        def count_in(counts: dict, status: str) -> str:
+            return str(counts[status])
 
         assert count_in(moved(a, "review"), "review") == "1"
         ops = moved(b, "review")  # carried forward from here on

@@ -201,7 +201,7 @@ class TestMoveEndpoint:
     def test_unknown_task_is_404_json(self, operator):
         response = operator.post(url("move", 999999), {"status": "todo"})
         assert response.status_code == 404
-        assert response.json()["error"] == "validation_error"
+        assert response.json()["error"] == "not_found"
 
 
 class TestCreateAndEdit:

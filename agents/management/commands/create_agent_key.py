@@ -11,6 +11,7 @@ from django.utils import timezone
 from agents import actions
 from agents.models import AgentKey
 from missioncontrol.audit import Actor
+from missioncontrol.errors import ActionError
 
 
 class Command(BaseCommand):
@@ -39,7 +40,7 @@ class Command(BaseCommand):
         if opts["agent"]:
             try:
                 agent = actions.ensure_agent(actor, opts["agent"])
-            except actions.AgentError as error:
+            except ActionError as error:
                 raise CommandError(str(error.detail)) from None
         _key, full = actions.issue_key(
             actor,

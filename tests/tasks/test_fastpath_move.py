@@ -1,4 +1,4 @@
-"""The board's move endpoint as served under ASGI (tasks/lean.py): the same checks as the Django
+"""The board's move endpoint as served under ASGI (tasks/fastpath.py): the same checks as the Django
 view (host, CSRF, sign-in, operator role, MoveForm), the same answers, through the group-commit
 writer (tasks.actions.move_tasks)."""
 

@@ -15,9 +15,19 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 
-from missioncontrol import lean
 from missioncontrol.audit import Actor
-from missioncontrol.lean import Receive, Scope, Send, error, respond
+from missioncontrol.errors import ActionError
+from missioncontrol.fastpath import browser
+from missioncontrol.fastpath import writer as fastwriter
+from missioncontrol.fastpath.http import (
+    Receive,
+    Scope,
+    Send,
+    error,
+    host_allowed,
+    read_body,
+    respond,
+)
 from missioncontrol.models import AuditEvent
 from missioncontrol.roles import RANK
 from tasks import actions
@@ -27,22 +37,10 @@ from tasks.models import Task
 MAX_BATCH = 200
 
 
-def move_answer(result: Task | Exception) -> tuple[int, dict[str, Any]]:
+def move_answer(result: Task | ActionError) -> tuple[int, dict[str, Any]]:
     """(status, JSON body) for a move's result, as the board's script expects them."""
-    if isinstance(result, actions.StaleTask):
-        return 409, {
-            "error": "conflict",
-            "detail": "Someone else changed this task just now; the board shows the latest state.",
-            "task": {
-                "id": result.task.pk,
-                "status": result.task.status,
-                "version": result.task.version,
-            },
-        }
-    if isinstance(result, actions.TaskError):
-        status = 404 if "task" in result.message_dict else 400
-        return status, {"error": "validation_error", "detail": result.message_dict}
-    assert isinstance(result, Task)
+    if isinstance(result, ActionError):
+        return result.status, result.body()
     return 200, {
         "ok": True,
         "task": {"id": result.pk, "status": result.status, "version": result.version},
@@ -53,31 +51,31 @@ def move_form_error(form: MoveForm) -> tuple[int, dict[str, Any]]:
     return 400, {"error": "validation_error", "detail": form.errors.get_json_data()}
 
 
-def _writer() -> lean.BatchWriter:
+def _writer() -> fastwriter.BatchWriter:
     # The writer's connection only ever runs move_tasks: it may carry column counts forward.
     counts = actions.CountsCache()
-    return lean.BatchWriter(
+    return fastwriter.BatchWriter(
         "moves", lambda moves: actions.move_tasks(moves, counts), max_batch=MAX_BATCH
     )
 
 
 async def move(scope: Scope, receive: Receive, send: Send, match: Any) -> None:
-    if not lean.host_allowed(scope):
+    if not host_allowed(scope):
         return await error(send, 400, "bad_request", "Unknown host.")
     try:
-        body = await lean.read_body(receive, scope, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+        body = await read_body(receive, scope, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
     except ConnectionResetError:
         return None
     if body is None:
         return await error(send, 413, "payload_too_large", "The request is too large.")
-    request = lean.django_request(scope, body)
+    request = browser.django_request(scope, body)
     # In Django's order: the CSRF check (middleware), then sign-in (redirect), then the role.
-    refused = lean.csrf_failure(request)
+    refused = browser.csrf_failure(request)
     if refused:
         return await error(send, 403, "forbidden", refused)
-    user = await lean.session_user(request)
+    user = await browser.session_user(request)
     if user is None:
-        return await lean.send_django_response(send, redirect_to_login(request.get_full_path()))
+        return await browser.send_django_response(send, redirect_to_login(request.get_full_path()))
     if user.role is None or RANK[user.role] < RANK["operator"]:
         return await error(send, 403, "forbidden", "This needs the operator role.")
     form = MoveForm(request.POST)
@@ -90,13 +88,10 @@ async def move(scope: Scope, receive: Receive, send: Send, match: Any) -> None:
         actor, int(match.group("pk")), data["status"], data["before"], data["version"]
     )
     try:
-        result = await lean.writer("moves", _writer).submit(job)
-    except lean.WriteFailed:
+        result = await fastwriter.writer("moves", _writer).submit(job)
+    except fastwriter.WriteFailed:
         return await error(
             send, 503, "unavailable", "The move was not saved; try again.", [(b"retry-after", b"1")]
         )
     status, answer = move_answer(result)
     return await respond(send, status, answer)
-
-
-lean.register("POST", r"^/tasks/(?P<pk>\d+)/move/$", move)

@@ -1,0 +1,87 @@
+"""The Agents pages' presenter: agent events (agents/events.py) as DOM ops for browsers.
+
+After commit, once per event, from the event's data alone (a replay renders the same ops).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.template.loader import render_to_string
+from django.utils.dateparse import parse_datetime
+
+from agents import events
+from agents.models import Agent
+from missioncontrol import live
+from tasks.models import Task
+
+
+def row_agent(data: events.AgentData) -> Agent:
+    """An unsaved Agent carrying what its row shows (never saved)."""
+    agent = Agent(
+        pk=data["id"],
+        name=data["name"],
+        source=data["source"],
+        framework=data["framework"],
+        role=data["role"],
+        status=data["status"],
+        last_seen_at=parse_datetime(data["last_seen_at"]) if data["last_seen_at"] else None,
+        last_message=data["last_message"],
+        model=data["model"],
+        current_task_id=data["current_task_id"],
+    )
+    # The row names the task the agent works on: the one lookup this presenter makes (an edge
+    # may read any app; agents' core does not know tasks).
+    agent.current_task = (  # type: ignore[attr-defined]
+        Task.objects.filter(pk=agent.current_task_id).only("pk", "title").first()
+        if agent.current_task_id
+        else None
+    )
+    return agent
+
+
+def row_ops(data: events.AgentData, fleet: events.FleetData) -> list[live.Op]:
+    """The agent's row in its place, its status badge on its own page, the status counts."""
+    agent = row_agent(data)
+    nxt = fleet["next_agent_id"]
+    ops: list[live.Op] = [
+        {
+            "op": "upsert",
+            "id": f"agent-{agent.pk}",
+            "parent": "agent-rows",
+            "before": f"agent-{nxt}" if nxt else None,
+            "html": render_to_string("agents/list.html#agent_row", {"agent": agent}),
+        },
+        {"op": "text", "id": f"agent-status-{agent.pk}", "text": agent.get_status_display()},
+        {
+            "op": "attr",
+            "id": f"agent-status-{agent.pk}",
+            "name": "data-status",
+            "value": agent.status,
+        },
+    ]
+    ops += [
+        {"op": "text", "id": f"agent-count-{status}", "text": f"{n:,}"}
+        for status, n in fleet["status_counts"].items()
+    ]
+    return ops
+
+
+@live.presents("agent.registered", "agent.created", "agent.status_changed")
+def agent_changed(event: dict[str, Any]) -> live.BrowserPayload:
+    return {"ops": row_ops(event["agent"], event["fleet"])}
+
+
+@live.presents("agent.seen")
+def agent_seen(event: dict[str, Any]) -> live.BrowserPayload:
+    return {
+        "ops": [
+            {
+                "op": "attr",
+                "id": f"agent-{seen['id']}",
+                "name": "data-seen",
+                "value": str(seen["last_seen_at"]),
+            }
+            for seen in event["agents"]
+        ]
+    }

@@ -1,0 +1,100 @@
+"""GET /api/v1/events: Server-Sent Events for an agent — changes to its tasks and comments on them.
+
+Authenticated with the agent's key. Resumes with Last-Event-ID (the global seq) through the
+same replay rules as the browsers' stream (missioncontrol.live.Subscription), reading the task
+events' data directly (no query per event).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.http import HttpRequest, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+
+from agents import keys
+from agents.models import AgentKey
+from missioncontrol import live
+from missioncontrol.errors import json_error
+
+KEEPALIVE_S = 15.0
+
+
+def _was_assigned(data: dict[str, Any], agent_id: int) -> bool:
+    """Whether the event's task belongs, or until this event belonged, to the agent."""
+    if _assignee_id(data.get("task", {}).get("assignee")) == agent_id:
+        return True
+    change = data.get("changes", {}).get("assignee")
+    return bool(change) and _assignee_id(change.get("before")) == agent_id
+
+
+def _assignee_id(assignee: Any) -> int | None:
+    if isinstance(assignee, dict) and assignee.get("type") == "agent":
+        return assignee.get("id")
+    return None
+
+
+def frame(text: str, agent_id: int) -> str | None:
+    """An agent-facing SSE frame for a board event, or None if it is not about its tasks."""
+    message = json.loads(text)
+    if message.get("type") != "event":
+        return f"data: {text}\n\n"  # ready / resync
+    data = message.get("data") or {}
+    task = data.get("task")
+    if not isinstance(task, dict) or not _was_assigned(data, agent_id):
+        return None
+    if message["event"] == "task.deleted":
+        shown: dict[str, Any] = {"id": task["id"], "deleted": True}
+    elif _assignee_id(task.get("assignee")) != agent_id:
+        shown = {"id": task["id"], "unassigned": True}
+    else:
+        shown = {
+            k: task[k] for k in ("id", "title", "status", "priority", "blocked", "version", "url")
+        }
+    body = json.dumps(
+        {"type": message["event"], "seq": message["seq"], "task": shown}, separators=(",", ":")
+    )
+    return f"id: {message['seq']}\nevent: {message['event']}\ndata: {body}\n\n"
+
+
+async def _stream(sub: live.Subscription, since: int | None, agent_id: int) -> AsyncIterator[str]:
+    yield "retry: 2000\n\n"
+    async for text in live.follow(sub, since, KEEPALIVE_S):
+        if text is None:
+            yield ": keep-alive\n\n"
+            continue
+        out = frame(text, agent_id)
+        if out:
+            yield out
+
+
+async def agent_events(request: HttpRequest) -> HttpResponseBase:
+    if request.method != "GET":
+        return json_error(405, "method_not_allowed", "Use GET.")
+    raw = keys.from_headers(request.headers.get("Authorization"), request.headers.get("X-Api-Key"))
+    if not raw:
+        return json_error(401, "unauthenticated", "Send the agent's API key.")
+    key = await database_sync_to_async(keys.verify)(raw)
+    if key is None:
+        return json_error(401, "unauthenticated", "This API key is unknown, revoked or expired.")
+    if key.kind != AgentKey.Kind.AGENT or key.agent_id is None:
+        return json_error(403, "forbidden", "Only an agent's own key has events.")
+    wait = keys.rate_limited(key.id)
+    if wait:
+        response = json_error(429, "rate_limited", "Too many requests for this key.")
+        response["Retry-After"] = str(max(1, round(wait)))
+        return response
+    last_id = request.headers.get("Last-Event-ID", "") or request.GET.get("since", "")
+    since = int(last_id) if last_id.isdigit() else None
+    # Agents see task events as a viewer would (their data, not the browsers' ops), filtered to
+    # their own tasks.
+    sub = live.Subscription(["board"], "viewer", form="data")
+    stream = StreamingHttpResponse(
+        _stream(sub, since, key.agent_id), content_type="text/event-stream"
+    )
+    stream["Cache-Control"] = "no-cache"
+    stream["X-Accel-Buffering"] = "no"
+    return stream

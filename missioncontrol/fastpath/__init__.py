@@ -1,0 +1,59 @@
+"""The fast path: the few routes answered at the ASGI layer, before Django's middleware.
+
+A request through Django's full stack costs ~2.5 ms of the event loop's thread plus ~1 ms of
+middleware before the view runs; at 2,000 heartbeats/s or 350 board moves/s on two cores that
+is the whole budget. The routes that must go that fast are listed in one table, in the ASGI
+composition root (`missioncontrol/asgi.py`, FAST_ROUTES), each with the checks it performs.
+
+Admission rule (also in the design notes). A route joins only with
+1. a benchmark in `bench/` showing the ordinary Django/DRF path cannot meet its target,
+2. a batch form of its action in `<app>/actions.py` (the fast path never writes on its own;
+   writes go through a `writer.BatchWriter`), and
+3. its checks listed next to it in the table (host, body limit, authentication, CSRF + Origin
+   for browser routes, role, validation, rate limit), each tested.
+Everything else is a Django view or a DRF view.
+
+Pieces: `http` (scope, body, JSON answers in the product's error shape), `writer` (the
+group-commit writer), `browser` (Django's session and CSRF checks for browser routes).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from missioncontrol.fastpath.http import Receive, Scope, Send
+
+Handler = Callable[[Scope, Receive, Send, re.Match[str]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One fast route: method, path pattern, handler, and what it checks (documentation the
+    tests hold it to) and the benchmark that earned it its place."""
+
+    method: str
+    pattern: str
+    handler: Handler
+    checks: tuple[str, ...]
+    bench: str
+
+
+class FastPathRouter:
+    """Send the fast routes to their handlers, everything else to Django."""
+
+    def __init__(self, app: Any, routes: list[Route]) -> None:
+        self.app = app
+        self.routes = [(r.method, re.compile(r.pattern), r.handler) for r in routes]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
+        if scope["type"] == "http":
+            method, path = scope["method"], scope["path"]
+            for route_method, pattern, handler in self.routes:
+                if method == route_method:
+                    match = pattern.match(path)
+                    if match:
+                        return await handler(scope, receive, send, match)
+        return await self.app(scope, receive, send)

@@ -1,0 +1,112 @@
+"""The board's presenter: task events (tasks/events.py) as DOM ops for browsers.
+
+Runs after commit, once per event, from the event's data alone (no query), so a tab that
+replays missed events gets exactly the ops the live push had. Cards are rendered through the
+card cache (tasks/cards.py): a move never renders a card again.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from missioncontrol import live
+from tasks import events
+from tasks.cards import render_card
+from tasks.models import Comment, Task
+
+_PRIORITY = {label.lower(): value for value, label in Task.Priority.choices}
+
+
+def card_task(data: events.TaskData) -> Task:
+    """An unsaved Task carrying what the card shows (never saved)."""
+    assignee: dict[str, Any] = dict(data["assignee"] or {})
+    task = Task(
+        pk=data["id"],
+        title=data["title"],
+        status=data["status"],
+        priority=_PRIORITY.get(data["priority"], Task.Priority.NORMAL),
+        labels=f",{','.join(data['labels'])}," if data["labels"] else "",
+        due_date=datetime.date.fromisoformat(data["due_date"]) if data["due_date"] else None,
+        assignee_user_id=assignee.get("id") if assignee.get("type") == "user" else None,
+        assignee_agent_id=assignee.get("id") if assignee.get("type") == "agent" else None,
+        blocked=data["blocked"],
+        blocked_reason=data["blocked_reason"],
+        comment_count=data["comment_count"],
+        version=data["version"],
+    )
+    task.assignee_name = assignee.get("name", "")  # type: ignore[attr-defined]
+    return task
+
+
+def card_ops(data: events.TaskData, board: events.BoardData, gone: bool = False) -> list[live.Op]:
+    """Where the card now is (or that it left the board), and the touched columns' counts."""
+    ops: list[live.Op]
+    if gone or data["archived"]:
+        ops = [{"op": "remove", "id": f"task-{data['id']}"}]
+    else:
+        nxt = board["next_task_id"]
+        ops = [
+            {
+                "op": "upsert",
+                "id": f"task-{data['id']}",
+                "parent": f"col-{data['status']}-list",
+                "before": f"task-{nxt}" if nxt else None,
+                "html": str(render_card(card_task(data))),
+            }
+        ]
+    ops += [
+        {"op": "text", "id": f"count-{status}", "text": f"{n:,}"}
+        for status, n in board["column_counts"].items()
+    ]
+    return ops
+
+
+@live.presents(
+    "task.created",
+    "task.updated",
+    "task.moved",
+    "task.reordered",
+    "task.blocked",
+    "task.unblocked",
+    "task.claimed",
+    "task.archived",
+)
+def task_changed(event: dict[str, Any]) -> live.BrowserPayload:
+    return {"ops": card_ops(event["task"], event["board"])}
+
+
+@live.presents("task.deleted")
+def task_deleted(event: dict[str, Any]) -> live.BrowserPayload:
+    return {"ops": card_ops(event["task"], event["board"], gone=True)}
+
+
+@live.presents("task.commented")
+def task_commented(event: dict[str, Any]) -> live.BrowserPayload:
+    data: events.CommentData = event["comment"]
+    comment = Comment(
+        pk=data["id"],
+        task_id=event["task"]["id"],
+        author_label=data["author"]["name"],
+        author_agent_id=data["author"]["agent_id"],
+        body=data["body"],
+        created_at=_when(data["created_at"]),
+    )
+    html = render_to_string("tasks/detail.html#comment", {"comment": comment})
+    ops: list[live.Op] = [
+        {
+            "op": "upsert",
+            "id": f"comment-{data['id']}",
+            "parent": f"comments-{event['task']['id']}",
+            "html": html,
+        }
+    ]
+    return {"ops": ops + card_ops(event["task"], event["board"])}
+
+
+def _when(text: str) -> datetime.datetime:
+    return parse_datetime(text) or timezone.now()
