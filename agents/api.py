@@ -9,9 +9,9 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from agents import actions
+from agents.api_auth import AgentAPIView
 from agents.keys import KeyInfo
 from agents.models import Agent, AgentKey
 from missioncontrol.audit import Actor
@@ -45,7 +45,7 @@ def agent_json(agent: Any) -> dict[str, Any]:
     }
 
 
-class RegisterView(APIView):
+class RegisterView(AgentAPIView):
     """POST /api/v1/agents/register"""
 
     @extend_schema(
@@ -92,7 +92,7 @@ def task_json(task: Task) -> dict[str, Any]:
     }
 
 
-class TasksView(APIView):
+class TasksView(AgentAPIView):
     """GET /api/v1/tasks?assignee=me&status=…: the agent's tasks."""
 
     @extend_schema(
@@ -125,7 +125,7 @@ def _task_for(pk: int) -> Task:
     return task
 
 
-class ClaimView(APIView):
+class ClaimView(AgentAPIView):
     """POST /api/v1/tasks/{id}/claim: take an unassigned task (409 if someone holds it)."""
 
     @extend_schema(
@@ -144,7 +144,7 @@ class TaskPatchSerializer(serializers.Serializer):
     blocked_reason = serializers.CharField(max_length=500, required=False, allow_blank=True)
 
 
-class TaskView(APIView):
+class TaskView(AgentAPIView):
     """PATCH /api/v1/tasks/{id} {status?, blocked?, blocked_reason?} on the agent's own task."""
 
     @extend_schema(
@@ -176,7 +176,7 @@ class CommentSerializer(serializers.Serializer):
     body = serializers.CharField(max_length=20000)
 
 
-class CommentsView(APIView):
+class CommentsView(AgentAPIView):
     """POST /api/v1/tasks/{id}/comments {body}: a comment by the agent."""
 
     @extend_schema(

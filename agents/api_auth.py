@@ -1,4 +1,4 @@
-"""DRF plumbing for the agent API: key authentication and the JSON error shape."""
+"""DRF plumbing for the agent API: key authentication, its permission and base view."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
-from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from agents import keys
-from missioncontrol.errors import CODES, ActionError, RateLimited, error_body
 
 
 class AgentPrincipal:
@@ -69,25 +68,18 @@ class ViewerOrAgent(BasePermission):
         return has_role(request.user, "viewer")
 
 
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Every error of the DRF routes as {"error": ..., "detail": ...}: the actions' ActionErrors
-    by their own status, DRF's (validation, auth, throttling, 404, 405 …) by theirs."""
-    # Imported here: rest_framework.views imports the settings that name this module.
-    from rest_framework.views import exception_handler as drf_exception_handler
+class IsAgent(BasePermission):
+    """An agent key (an agent's own or an enrollment key): never a person."""
 
-    if isinstance(exc, ActionError):
-        response = Response(exc.body(), status=exc.status)
-        if isinstance(exc, RateLimited):
-            response["Retry-After"] = str(exc.retry_after)
-        return response
-    response = drf_exception_handler(exc, context)
-    if response is None:
-        return None
-    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
-        response.status_code = 401
-    code = CODES.get(response.status_code, "error")
-    detail = response.data
-    if isinstance(detail, dict) and set(detail) == {"detail"}:
-        detail = detail["detail"]
-    response.data = error_body(code, detail)
-    return response
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return isinstance(request.user, AgentPrincipal)
+
+
+class AgentAPIView(APIView):
+    """Base of every agent API view: authenticated by agent key only, for agent keys only.
+
+    The project's DRF defaults are neutral (no authentication, nobody permitted), so a future
+    admin API cannot inherit agent authentication by accident: it names its own."""
+
+    authentication_classes = [AgentKeyAuthentication]
+    permission_classes = [IsAgent]

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from agents.models import AgentKey
+from missioncontrol import state
 
 KEY_RE = re.compile(r"^mc_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{43})$")
 KEY_TTL_S = 600.0
@@ -189,3 +190,6 @@ def verify(raw: str) -> KeyInfo | None:
 
 def load(prefix: str) -> KeyInfo | None:
     return _load(prefix)
+
+
+state.register("agent keys and rate buckets", reset)

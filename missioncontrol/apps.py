@@ -11,14 +11,14 @@ class MissionControlConfig(AppConfig):
     verbose_name = "Mission Control"
 
     def ready(self) -> None:
-        from missioncontrol import live, presenters, retention, roles, signals  # noqa: F401 - connects receivers
+        from missioncontrol import live, loops, presenters, roles, signals  # noqa: F401 - connects receivers
 
         live.register_topic("activity")
 
         # Groups get their permissions after every migrate (and after a test flush), so
         # permissions of models added later reach the roles without another data migration.
         post_migrate.connect(roles.sync_role_permissions, dispatch_uid="mc-sync-roles")
-        retention.register()
+        loops.register()
 
 
 class MissionControlAdminConfig(admin_apps.AdminConfig):

@@ -29,6 +29,7 @@ from django.db import connection, transaction
 from django.db.models import Max, Min
 from django.utils import timezone
 
+from missioncontrol import state
 from missioncontrol.models import LiveEvent
 from missioncontrol.roles import RANK, Role
 
@@ -575,6 +576,16 @@ def seq_of(text: str) -> int | None:
     """The seq an encoded message carries (events, ready and resync all have one)."""
     match = _SEQ.search(text)
     return int(match.group(1)) if match else None
+
+
+def _reset() -> None:
+    with _texts_lock:
+        _texts.clear()
+    _hubs.clear()
+    _last_send.clear()
+
+
+state.register("live hubs and texts", _reset)
 
 
 class capture_broadcasts:

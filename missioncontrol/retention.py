@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from datetime import datetime, timedelta
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
 from missioncontrol.models import AuditEvent, LiveEvent
-from missioncontrol.supervisor import register_loop
-
-logger = logging.getLogger(__name__)
 
 # Small batches keep each write transaction short, so heartbeats never wait long for the lock.
 BATCH = 2000
@@ -53,15 +47,3 @@ def prune(now: datetime | None = None) -> dict[str, int]:
                 total += model._default_manager.filter(pk__in=ids).delete()[0]
         deleted[model._meta.label] = total
     return deleted
-
-
-async def retention_loop() -> None:
-    while True:
-        deleted = await database_sync_to_async(prune)()
-        if any(deleted.values()):
-            logger.info("retention: pruned %s", deleted)
-        await asyncio.sleep(settings.MC_RETENTION_INTERVAL_S)
-
-
-def register() -> None:
-    register_loop("retention", retention_loop, restart="always")

@@ -253,11 +253,13 @@ MC_API_MAX_BODY = env_int("MC_API_MAX_BODY", 1024 * 1024, low=1024, high=64 * 10
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(MC_API_MAX_BODY, 2621440)
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["agents.api_auth.AgentKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Neutral defaults: each API names its own authentication and permission (the agent API:
+    # agents.api_auth.AgentAPIView), so nothing inherits agent auth by accident.
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["missioncontrol.api.Nobody"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "EXCEPTION_HANDLER": "agents.api_auth.exception_handler",
+    "EXCEPTION_HANDLER": "missioncontrol.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }

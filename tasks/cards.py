@@ -17,6 +17,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
+from missioncontrol import state
 from tasks.models import Task
 
 MAX_CARDS = 5000
@@ -63,3 +64,11 @@ def render_card(task: Task) -> SafeString:
                 _cache.popitem(last=False)
     html = html.replace(VERSION_MARK, str(task.version)).replace(STATUS_MARK, task.status)
     return mark_safe(html)  # noqa: S308 - our own template's output
+
+
+def forget_cards() -> None:
+    with _lock:
+        _cache.clear()
+
+
+state.register("card cache", forget_cards)

@@ -24,6 +24,16 @@ CHROMIUM_ARGS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def fresh_process_state() -> Iterator[None]:
+    """Every cache and per-process registry empty, before and after each test."""
+    from missioncontrol import state
+
+    state.reset_all()
+    yield
+    state.reset_all()
+
+
 def _persona(role: str | None, username: str) -> Any:
     return UserFactory(username=username, role=role)
 

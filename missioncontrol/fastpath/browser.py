@@ -22,6 +22,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 
+from missioncontrol import state
 from missioncontrol.fastpath.http import Scope, Send
 from missioncontrol.roles import role_changed, role_of
 
@@ -113,3 +114,4 @@ def _forget_on_role_change(sender: Any, **kwargs: Any) -> None:
 
 user_logged_out.connect(_forget_on_sign_out, dispatch_uid="mc-fastpath-forget-session")
 role_changed.connect(_forget_on_role_change, dispatch_uid="mc-fastpath-forget-roles")
+state.register("fast-path sessions", forget_session)

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.db import connection
 
-from missioncontrol import live
+from missioncontrol import live, state
 
 logger = logging.getLogger(__name__)
 
@@ -151,3 +151,7 @@ class Throttle:
             self.last = time.monotonic()
             return True
         return False
+
+
+# Writers belong to their event loop and end with it; forgetting them is enough.
+state.register("fast-path writers", _writers.clear)

@@ -5,17 +5,10 @@ from typing import Any
 import httpx
 import pytest
 
-from agents import actions, keys
+from agents import actions
 from agents.models import Agent, AgentKey
 from missioncontrol.asgi import application
 from missioncontrol.audit import Actor
-
-
-@pytest.fixture(autouse=True)
-def fresh_key_cache():
-    keys.reset()
-    yield
-    keys.reset()
 
 
 @pytest.fixture

@@ -45,7 +45,9 @@ def test_agent_status_changes_appear_live(browser, live):
         headers={"Authorization": f"Bearer {enrollment}"},
     )
     assert r.status_code == 201, r.text
-    page.wait_for_selector("#agent-rows tr:nth-child(2) .agent-name:has-text('alpha')", timeout=3000)
+    page.wait_for_selector(
+        "#agent-rows tr:nth-child(2) .agent-name:has-text('alpha')", timeout=3000
+    )
     # "last seen" keeps counting without any server traffic.
     page.wait_for_function(
         f"() => /s ago/.test(document.querySelector('#agent-{agent.pk} .seen-ago').textContent)"

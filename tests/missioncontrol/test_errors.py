@@ -11,7 +11,7 @@ from missioncontrol.errors import Conflict, Invalid, NotFound, RateLimited, erro
 
 class TestUnknownApiPaths:
     @pytest.mark.parametrize(
-        "method,path",
+        ("method", "path"),
         [
             ("get", "/api/"),
             ("get", "/api/v1/nothing-here"),

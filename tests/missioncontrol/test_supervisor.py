@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from missioncontrol.supervisor import LoopSpec, Supervisor, registered_loops
+from missioncontrol.supervisor import LoopSpec, RowHandle, RowSpec, Supervisor, registered_loops
 
 
 def test_retention_loop_is_registered():
@@ -62,3 +62,144 @@ async def test_stop_is_bounded_even_for_a_stubborn_loop():
     started = loop.time()
     await supervisor.stop(timeout=1)
     assert loop.time() - started < 1.5
+
+
+# --- One task per row ---------------------------------------------------------------------------
+
+
+async def _until(condition, timeout: float = 3.0) -> None:
+    for _ in range(int(timeout / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+class Toy:
+    """A toy row-backed task: rows {key: fingerprint}; each task records what it saw."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, str] = {}
+        self.started: list[tuple[str, str]] = []
+        self.stopped: list[str] = []
+        self.commands: list[tuple[str, object]] = []
+        self.fail_next: set[str] = set()
+
+    async def load(self) -> dict:
+        return dict(self.rows)
+
+    async def run(self, handle: RowHandle) -> None:
+        self.started.append((handle.key, handle.fingerprint))
+        if handle.key in self.fail_next:
+            self.fail_next.discard(handle.key)
+            raise ConnectionError("unreachable")
+        handle.set_state("connected", f"to {handle.fingerprint}")
+        try:
+            while True:
+                self.commands.append((handle.key, await handle.inbox.get()))
+        finally:
+            self.stopped.append(handle.key)
+
+
+async def test_row_tasks_start_stop_and_restart_as_rows_change(monkeypatch):
+    monkeypatch.setattr("missioncontrol.supervisor.random.uniform", lambda a, b: 0.001)
+    toy = Toy()
+    toy.rows = {"gw-a": "ws://a", "gw-b": "ws://b"}
+    seen: list[tuple[str, str]] = []
+    spec = RowSpec(
+        "toys", toy.load, toy.run, reconcile_s=60, on_state=lambda h: seen.append((h.key, h.state))
+    )
+    supervisor = Supervisor(specs=[], rows=[spec])
+    supervisor.start()
+    await _until(lambda: len(toy.started) == 2)
+    await _until(lambda: supervisor.states("toys")["gw-a"].state == "connected")
+    assert supervisor.states("toys")["gw-b"].detail == "to ws://b"
+
+    # A command reaches the task that holds that row, and only it.
+    assert supervisor.send("toys", "gw-a", {"method": "sessions.list"})
+    assert not supervisor.send("toys", "gw-zzz", {"method": "x"})
+    await _until(lambda: toy.commands == [("gw-a", {"method": "sessions.list"})])
+
+    # A row removed: its task stops. A row changed: its task restarts with the new fingerprint.
+    # A row added: a task starts. All on the next reconcile (woken at once here).
+    del toy.rows["gw-b"]
+    toy.rows["gw-a"] = "ws://a2"
+    toy.rows["gw-c"] = "ws://c"
+    supervisor.wake("toys")
+    await _until(lambda: set(supervisor.states("toys")) == {"gw-a", "gw-c"})
+    await _until(lambda: ("gw-a", "ws://a2") in toy.started)
+    assert sorted(toy.stopped) == ["gw-a", "gw-b"]
+    assert ("gw-b", "stopped") in seen
+    await supervisor.stop()
+    assert sorted(toy.stopped) == ["gw-a", "gw-a", "gw-b", "gw-c"]
+
+
+async def test_a_failing_row_task_backs_off_and_comes_back(monkeypatch):
+    monkeypatch.setattr("missioncontrol.supervisor.random.uniform", lambda a, b: 0.01)
+    toy = Toy()
+    toy.rows = {"gw": "ws://x"}
+    toy.fail_next = {"gw"}
+    states: list[str] = []
+    spec = RowSpec(
+        "toys", toy.load, toy.run, reconcile_s=60, on_state=lambda h: states.append(h.state)
+    )
+    supervisor = Supervisor(specs=[], rows=[spec])
+    supervisor.start()
+    await _until(lambda: supervisor.states("toys").get("gw") is not None)
+    await _until(lambda: supervisor.states("toys")["gw"].state == "connected")
+    handle = supervisor.states("toys")["gw"]
+    assert handle.failures == 1
+    assert handle.restarts == 1
+    assert handle.last_error == "ConnectionError: unreachable"
+    assert states[:3] == ["running", "backoff", "running"]
+    await supervisor.stop()
+
+
+async def test_rows_come_from_the_database(transactional_db):
+    """The shape the gateway connector uses: rows of a table, read off the event loop."""
+    from channels.db import database_sync_to_async
+
+    from agents.models import Agent
+
+    await database_sync_to_async(Agent.objects.create)(name="one", framework="codex")
+
+    @database_sync_to_async
+    def load() -> dict:
+        return dict(Agent.objects.values_list("name", "framework"))
+
+    running: set[str] = set()
+
+    async def hold(handle: RowHandle) -> None:
+        running.add(handle.key)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            running.discard(handle.key)
+
+    supervisor = Supervisor(specs=[], rows=[RowSpec("agents", load, hold, reconcile_s=0.05)])
+    supervisor.start()
+    await _until(lambda: running == {"one"})
+    await database_sync_to_async(Agent.objects.create)(name="two")
+    await _until(lambda: running == {"one", "two"})
+    await database_sync_to_async(Agent.objects.filter(name="one").delete)()
+    await _until(lambda: running == {"two"})
+    await supervisor.stop()
+    assert running == set()
+
+
+def test_process_state_is_gathered_and_reset():
+    from agents import keys
+    from missioncontrol import state
+    from tasks import cards
+
+    assert {
+        "agent keys and rate buckets",
+        "card cache",
+        "fast-path sessions",
+        "live hubs and texts",
+    } <= set(state.names())
+    keys.remember("abc", None)
+    cards._cache[("k",)] = "html"
+    state.reset_all()
+    assert keys.cached("abc") == (False, None)
+    assert not cards._cache
