@@ -65,6 +65,7 @@ def agent_detail(request: HttpRequest, name: str) -> HttpResponse:
     live_seq_for(request)
     agent = get_object_or_404(Agent, name=name)
     usage = UsageRecord.objects.filter(agent=agent)
+    recent = list(usage.order_by("-occurred_at")[:20])
     return render(
         request,
         "agents/detail.html",
@@ -76,7 +77,9 @@ def agent_detail(request: HttpRequest, name: str) -> HttpResponse:
             .filter(assignee_agent=agent)
             .exclude(status="done")
             .order_by("priority", "position")[:50],
-            "usage": usage.order_by("-occurred_at")[:20],
+            "usage": recent,
+            # What it reported last: heartbeats carry the model, bulk usage reports do too.
+            "model": agent.model or (recent[0].model if recent else ""),
             "usage_total": usage.count(),
             "keys": agent.keys.all(),
         },

@@ -36,13 +36,19 @@ def prepare(data_dir: Path) -> None:
 
 
 class Server:
-    def __init__(self, data_dir: Path, port: int, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+    ) -> None:
         self.data_dir, self.port = data_dir, port
         self.url = f"http://127.0.0.1:{port}"
         full = {**os.environ, "MC_DATA_DIR": str(data_dir), "MC_PORT": str(port), **(env or {})}
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
-            [PY, "manage.py", "serve"],
+            command or [PY, "manage.py", "serve"],
             cwd=ROOT,
             env=full,
             stdout=subprocess.DEVNULL,

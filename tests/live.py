@@ -25,8 +25,14 @@ class ServerProcess:
     """`manage.py serve` on 127.0.0.1:<port>, sharing the test database file."""
 
     def __init__(
-        self, db_path: str, port: int | None = None, extra_env: dict[str, str] | None = None
+        self,
+        db_path: str | None,
+        port: int | None = None,
+        extra_env: dict[str, str] | None = None,
+        setup: bool = False,
     ) -> None:
+        # setup=False: the test database is the tests' (migrated by pytest, its users theirs).
+        self.setup = setup
         self.port = port or free_port()
         self.db_path = db_path
         self.extra_env = extra_env or {}
@@ -42,16 +48,24 @@ class ServerProcess:
         env.update(
             {
                 "DJANGO_SETTINGS_MODULE": "tests.settings",
-                "DATABASE_URL": f"sqlite:///{self.db_path}",
                 "MC_PORT": str(self.port),
                 "DJANGO_ALLOW_ASYNC_UNSAFE": "",
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.db_path is not None:
+            env["DATABASE_URL"] = f"sqlite:///{self.db_path}"
         env.update(self.extra_env)
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--port", str(self.port)],
+            [
+                sys.executable,
+                "manage.py",
+                "serve",
+                "--port",
+                str(self.port),
+                *([] if self.setup else ["--skip-setup"]),
+            ],
             cwd=ROOT,
             env=env,
             stdout=self.log,

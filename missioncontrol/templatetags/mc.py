@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import nh3
 from django import template
+from django.utils import timezone
 from django.utils.safestring import mark_safe
 from markdown_it import MarkdownIt
+from mdit_py_plugins.tasklists import tasklists_plugin
 
 from missioncontrol import roles
 
@@ -29,6 +32,26 @@ def duration_text(value: Any) -> str:
     return f"{seconds} second{'' if seconds == 1 else 's'}"
 
 
+@register.filter
+def num(value: Any) -> str:
+    """An integer with thousands separators ('12,000'); anything else unchanged."""
+    try:
+        return f"{int(value):,}"
+    except (TypeError, ValueError):
+        return "" if value is None else str(value)
+
+
+@register.filter
+def ago(value: Any, never: str = "never") -> str:
+    """'just now', '5 minutes ago', '2 hours ago' … or `never` for no time at all."""
+    if not value:
+        return never
+    seconds = (timezone.now() - value).total_seconds()
+    if seconds < 60:
+        return "just now"
+    return f"{duration_text(timedelta(seconds=seconds))} ago"
+
+
 VERBS = {
     "signed_in": "signed in",
     "signed_out": "signed out",
@@ -50,8 +73,11 @@ _md = (
     MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True})
     .enable("table")
     .enable("strikethrough")
+    # "- [ ] to do" / "- [x] done" as (read-only) checkboxes.
+    .use(tasklists_plugin)
 )
 _ALLOWED_TAGS = {
+    "input",
     "p",
     "br",
     "strong",
@@ -89,7 +115,14 @@ def markdown(text: str) -> str:
         nh3.clean(
             html,
             tags=_ALLOWED_TAGS,
-            attributes={"a": {"href", "title"}, "code": {"class"}},
+            attributes={
+                "a": {"href", "title"},
+                "code": {"class"},
+                "ul": {"class"},
+                "li": {"class"},
+                # Only the task-list plugin makes inputs (raw HTML is off): read-only checkboxes.
+                "input": {"class", "type", "checked", "disabled"},
+            },
             url_schemes={"http", "https", "mailto"},
             link_rel="noopener noreferrer nofollow",
         )

@@ -177,9 +177,16 @@ function openMenu(card, anchor) {
   menuCard = card;
   menu.hidden = false;
   const box = (anchor || card).getBoundingClientRect();
+  const viewH = document.documentElement.clientHeight;
+  const viewW = document.documentElement.clientWidth;
+  // Below the anchor when it fits, else above it; never off the screen (phones: a short screen).
+  const below = box.bottom + 4;
+  const above = box.top - 4 - menu.offsetHeight;
+  const top = below + menu.offsetHeight <= viewH - 8 || above < 8 ? Math.min(below, Math.max(8, viewH - 8 - menu.offsetHeight)) : above;
+  const left = Math.max(8, Math.min(box.left, viewW - menu.offsetWidth - 8));
   // CSSOM positioning (allowed by the CSP, unlike style attributes).
-  menu.style.top = `${window.scrollY + box.bottom + 4}px`;
-  menu.style.left = `${Math.min(window.scrollX + box.left, window.scrollX + document.documentElement.clientWidth - menu.offsetWidth - 8)}px`;
+  menu.style.top = `${window.scrollY + top}px`;
+  menu.style.left = `${window.scrollX + left}px`;
   menu.querySelectorAll("[data-move-to]").forEach((b) => (b.disabled = b.dataset.moveTo === card.dataset.status));
   const first = menu.querySelector("button:not([disabled])");
   if (first) first.focus();
@@ -268,7 +275,7 @@ document.body.addEventListener("mc:task-created", () => {
 });
 document.addEventListener("keydown", (e) => {
   const typing = e.target.closest("input, textarea, select, [contenteditable]");
-  if (!typing && e.key === "n" && dialog && !dialog.open && !e.ctrlKey && !e.metaKey && !e.altKey) {
+  if (!typing && (e.key === "n" || e.key === "N") && dialog && !dialog.open && !e.ctrlKey && !e.metaKey && !e.altKey) {
     e.preventDefault();
     dialog.showModal();
   }

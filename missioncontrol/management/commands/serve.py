@@ -17,6 +17,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.urls import get_resolver
 
+from missioncontrol import setup
+
 logger = logging.getLogger("missioncontrol.serve")
 
 
@@ -67,8 +69,16 @@ class Command(BaseCommand):
             action="store_true",
             help="Serve only; background loops run in `manage.py run_workers` (scale-out).",
         )
+        parser.add_argument(
+            "--skip-setup",
+            action="store_true",
+            help="Do not check migrations, the first admin and static files before serving.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not options["skip_setup"]:
+            # In this process, with fast no-op paths: a restart costs no extra Django start-up.
+            setup.run(lambda line: self.stdout.write(line))
         # daphne.server installs the asyncio reactor on import; it must come before any
         # other import of twisted.internet.reactor (the daphne app already imported it).
         from daphne.server import Server
