@@ -35,7 +35,7 @@ def fresh_process_state() -> Iterator[None]:
 
 
 def _persona(role: str | None, username: str) -> Any:
-    return UserFactory(username=username, role=role)
+    return UserFactory.create(username=username, role=role)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ def api():
         if key:
             headers.setdefault("Authorization", f"Bearer {key}")
         return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=application),
+            transport=httpx.ASGITransport(app=application),  # type: ignore[arg-type]
             base_url="http://localhost",
             headers=headers,
         )

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 def test_agent_status_changes_appear_live(browser, live):
-    UserFactory(username="watcher", role="viewer")
+    UserFactory.create(username="watcher", role="viewer")
     agent = Agent.objects.create(name="zeta", framework="codex")
     _key, full = issue(AgentKey.Kind.AGENT, agent)
     _key, enrollment = issue(AgentKey.Kind.ENROLLMENT)
@@ -56,7 +56,7 @@ def test_agent_status_changes_appear_live(browser, live):
 
 
 def test_api_docs_render_without_csp_violations(browser):
-    UserFactory(username="dev", role="viewer")
+    UserFactory.create(username="dev", role="viewer")
     browser.login("dev")
     page = browser.page
     page.goto("/api/v1/docs/")

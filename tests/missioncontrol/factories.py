@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from typing import Any
+
 import factory
 from django.contrib.auth import get_user_model
 
+from missioncontrol.roles import Role, set_role
 
-class UserFactory(factory.django.DjangoModelFactory):
+
+class UserFactory(factory.django.DjangoModelFactory[Any]):
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
@@ -15,9 +19,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.PostGenerationMethodCall("set_password", "correct horse battery")
 
     @factory.post_generation
-    def role(self, create: bool, extracted: str | None, **kwargs: object) -> None:
-        from missioncontrol.roles import set_role
-
-        self.save()
+    def role(obj: Any, create: bool, extracted: Role | None, **kwargs: object) -> None:
+        obj.save()
         if extracted:
-            set_role(self, extracted)
+            set_role(obj, extracted)

@@ -25,7 +25,7 @@ SHOW = """() => {
 
 def open_board(browser, username: str):
     """Sign in as a new viewer, open the board, wait until live; returns the page."""
-    UserFactory(username=username, role="viewer")
+    UserFactory.create(username=username, role="viewer")
     browser.login(username)
     page = browser.page
     page.goto("/board/")
@@ -81,7 +81,7 @@ def test_too_much_missed_reloads_the_panels_in_place(browser, settings):
 def test_server_restart_shows_reconnecting_then_catches_up(
     chromium, transactional_db, test_db_path
 ):
-    UserFactory(username="kai", role="viewer")
+    UserFactory.create(username="kai", role="viewer")
     port = free_port()
     server = ServerProcess(test_db_path, port=port, extra_env=LIVE_SERVER_ENV).start()
     session = BrowserSession(chromium, server.url)
@@ -105,7 +105,7 @@ def test_server_restart_shows_reconnecting_then_catches_up(
 
 
 def test_falls_back_to_sse_when_websockets_are_blocked(browser):
-    UserFactory(username="sam", role="viewer")
+    UserFactory.create(username="sam", role="viewer")
     # A browser (or proxy) without WebSocket: the page must still be live over SSE.
     browser.context.add_init_script(
         "window.WebSocket = function () { throw new Error('blocked'); };"
@@ -126,8 +126,8 @@ def test_falls_back_to_sse_when_websockets_are_blocked(browser):
 
 
 def test_sse_page_sees_another_users_move_live(browser_factory):
-    UserFactory(username="sid", role="viewer")
-    UserFactory(username="opal", role="operator")
+    UserFactory.create(username="sid", role="viewer")
+    UserFactory.create(username="opal", role="operator")
     task = make_task("Pushed over SSE")
     watcher = browser_factory()
     watcher.context.add_init_script(

@@ -42,7 +42,7 @@ def _wide_content() -> tuple[Agent, Task]:
 
 
 def test_every_page_in_the_navigation_fits_390px(browser, live):
-    UserFactory(username="phoebe", role="admin")
+    UserFactory.create(username="phoebe", role="admin")
     agent, task = _wide_content()
     browser.context.close()
     browser.context = browser.page.context.browser.new_context(
@@ -75,14 +75,14 @@ def test_every_page_in_the_navigation_fits_390px(browser, live):
 
 
 def test_shortcut_help_and_search_focus(browser, live):
-    UserFactory(username="kim", role="operator")
+    UserFactory.create(username="kim", role="operator")
     browser.login("kim")
     page = browser.page
     page.goto("/board/")
     page.wait_for_selector("#live-status[data-state=live]")
     page.keyboard.press("?")
     assert page.is_visible("#shortcuts-dialog")
-    assert "New task" in page.inner_text("#shortcuts-dialog")
+    assert "Add a task" in page.inner_text("#shortcuts-dialog")
     page.keyboard.press("Escape")
     assert not page.is_visible("#shortcuts-dialog")
     page.keyboard.press("/")
@@ -95,7 +95,7 @@ def test_shortcut_help_and_search_focus(browser, live):
 
 
 def test_markdown_task_lists_render_as_checkboxes(browser, live):
-    UserFactory(username="vic", role="viewer")
+    UserFactory.create(username="vic", role="viewer")
     _agent, task = _wide_content()
     browser.login("vic")
     page = browser.page

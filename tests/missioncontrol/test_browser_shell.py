@@ -10,7 +10,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 def test_sign_in_see_the_shell_switch_theme_and_sign_out(browser):
-    UserFactory(username="dana", role="operator")
+    UserFactory.create(username="dana", role="operator")
     page = browser.page
     page.goto("/login/")
     assert browser.csp_violations() == []
@@ -40,7 +40,7 @@ def test_sign_in_see_the_shell_switch_theme_and_sign_out(browser):
 
 
 def test_wrong_password_shows_an_error_in_the_form(browser):
-    UserFactory(username="erin", role="viewer")
+    UserFactory.create(username="erin", role="viewer")
     page = browser.page
     page.goto("/login/")
     page.fill("input[name=username]", "erin")
@@ -50,7 +50,7 @@ def test_wrong_password_shows_an_error_in_the_form(browser):
 
 
 def test_django_admin_runs_without_csp_violations(browser):
-    UserFactory(username="root", role="admin")
+    UserFactory.create(username="root", role="admin")
     browser.login("root")
     page = browser.page
     for path in (

@@ -106,7 +106,7 @@ class TestPublish:
 
     def test_unknown_topic_is_refused(self, transactional_db):
         with pytest.raises(ValueError), transaction.atomic():
-            live.publish("nope", {"type": "x"})  # type: ignore[arg-type]
+            live.publish("nope", {"type": "x"})
 
 
 # --- WebSocket consumer against the real ASGI application --------------------------------------
@@ -141,7 +141,7 @@ async def receive_all(communicator, until_type: str = "ready", timeout: float = 
 
 @pytest.fixture
 def viewer_user(transactional_db):
-    return UserFactory(username="vic", role="viewer")
+    return UserFactory.create(username="vic", role="viewer")
 
 
 class TestLiveConsumer:
@@ -221,7 +221,7 @@ class TestLiveConsumer:
         communicator, _, _ = await connect(viewer_user)
         await receive_all(communicator)
         # Write two events whose fan-out never happens (as if the layer dropped them) ...
-        lost = []
+        lost: list[int] = []
         for i in range(2):
             event = await LiveEvent.objects.acreate(
                 type="lost", topic="fleet", payload={"i": i}, prev_seq=lost[-1] if lost else None
@@ -263,7 +263,7 @@ def read_sse(response, count: int) -> list[dict]:
     """Parse `count` data frames from an async streaming response."""
 
     async def collect():
-        frames = []
+        frames: list[str] = []
         buffer = ""
         iterator = response.streaming_content.__aiter__()
         while len(frames) < count:
@@ -285,7 +285,7 @@ def read_sse(response, count: int) -> list[dict]:
 
 class TestEventStream:
     def test_resumes_from_last_event_id(self, transactional_db):
-        user = UserFactory(username="sse", role="viewer")
+        user = UserFactory.create(username="sse", role="viewer")
         first = publish(1)
         missed = publish(3)
         client = Client()

@@ -25,21 +25,21 @@ class TestRoleGroups:
         assert Group.objects.get(name="admin").permissions.filter(codename="change_user").exists()
 
     def test_highest_group_wins(self):
-        user = UserFactory(role="viewer")
+        user = UserFactory.create(role="viewer")
         user.groups.add(Group.objects.get(name="operator"))
         user = type(user).objects.get(pk=user.pk)
         assert roles.role_of(user) == "operator"
 
     def test_superuser_is_admin(self):
-        user = UserFactory(is_superuser=True)
+        user = UserFactory.create(is_superuser=True)
         assert roles.role_of(user) == "admin"
 
     def test_inactive_user_has_no_role(self):
-        user = UserFactory(role="admin", is_active=False)
+        user = UserFactory.create(role="admin", is_active=False)
         assert roles.role_of(user) is None
 
     def test_has_role_ranks(self):
-        user = UserFactory(role="operator")
+        user = UserFactory.create(role="operator")
         assert roles.has_role(user, "viewer")
         assert roles.has_role(user, "operator")
         assert not roles.has_role(user, "admin")

@@ -68,7 +68,7 @@ def _login(url: str, username: str, password: str) -> int:
 
 
 def test_lockout_survives_a_restart(transactional_db, test_db_path, static_built, settings):
-    UserFactory(username="mallory", role="viewer")
+    UserFactory.create(username="mallory", role="viewer")
     first = ServerProcess(test_db_path).start()
     try:
         for _ in range(settings.AXES_FAILURE_LIMIT - 1):

@@ -38,7 +38,7 @@ def test_wal_and_pragmas_are_on(db):
         assert cursor.fetchone()[0] == 1  # NORMAL
         cursor.execute("PRAGMA busy_timeout")
         assert cursor.fetchone()[0] >= 20000
-    assert connection.transaction_mode == "IMMEDIATE"
+    assert connection.transaction_mode == "IMMEDIATE"  # type: ignore[attr-defined]
 
 
 @pytest.mark.slow

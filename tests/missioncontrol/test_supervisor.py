@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Hashable
 
 from missioncontrol.supervisor import LoopSpec, RowHandle, RowSpec, Supervisor, registered_loops
 
@@ -80,9 +81,9 @@ class Toy:
 
     def __init__(self) -> None:
         self.rows: dict[str, str] = {}
-        self.started: list[tuple[str, str]] = []
-        self.stopped: list[str] = []
-        self.commands: list[tuple[str, object]] = []
+        self.started: list[tuple[Hashable, Hashable]] = []
+        self.stopped: list[Hashable] = []
+        self.commands: list[tuple[Hashable, object]] = []
         self.fail_next: set[str] = set()
 
     async def load(self) -> dict:
@@ -105,7 +106,7 @@ async def test_row_tasks_start_stop_and_restart_as_rows_change(monkeypatch):
     monkeypatch.setattr("missioncontrol.supervisor.random.uniform", lambda a, b: 0.001)
     toy = Toy()
     toy.rows = {"gw-a": "ws://a", "gw-b": "ws://b"}
-    seen: list[tuple[str, str]] = []
+    seen: list[tuple[Hashable, str]] = []
     spec = RowSpec(
         "toys", toy.load, toy.run, reconcile_s=60, on_state=lambda h: seen.append((h.key, h.state))
     )
@@ -128,10 +129,10 @@ async def test_row_tasks_start_stop_and_restart_as_rows_change(monkeypatch):
     supervisor.wake("toys")
     await _until(lambda: set(supervisor.states("toys")) == {"gw-a", "gw-c"})
     await _until(lambda: ("gw-a", "ws://a2") in toy.started)
-    assert sorted(toy.stopped) == ["gw-a", "gw-b"]
+    assert sorted(map(str, toy.stopped)) == ["gw-a", "gw-b"]
     assert ("gw-b", "stopped") in seen
     await supervisor.stop()
-    assert sorted(toy.stopped) == ["gw-a", "gw-a", "gw-b", "gw-c"]
+    assert sorted(map(str, toy.stopped)) == ["gw-a", "gw-a", "gw-b", "gw-c"]
 
 
 async def test_a_failing_row_task_backs_off_and_comes_back(monkeypatch):
@@ -167,7 +168,7 @@ async def test_rows_come_from_the_database(transactional_db):
     def load() -> dict:
         return dict(Agent.objects.values_list("name", "framework"))
 
-    running: set[str] = set()
+    running: set[Hashable] = set()
 
     async def hold(handle: RowHandle) -> None:
         running.add(handle.key)

@@ -13,8 +13,9 @@ from missioncontrol.errors import Conflict, Invalid, NotFound
 from missioncontrol.models import AuditEvent, LiveEvent
 from tasks import actions
 from tasks.models import Task
+from tests.agents.factories import AgentFactory
 from tests.missioncontrol.factories import UserFactory
-from tests.tasks.factories import AgentFactory, make_task
+from tests.tasks.factories import make_task
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +26,7 @@ def column(status: str) -> list[str]:
 
 @pytest.fixture
 def bob(db):
-    return Actor.user(UserFactory(username="bob", role="operator"))
+    return Actor.user(UserFactory.create(username="bob", role="operator"))
 
 
 class TestCreateTask:
@@ -55,10 +56,10 @@ class TestCreateTask:
         assert Task.objects.count() == 0
 
     def test_assigns_an_agent_or_a_person(self, bob):
-        agent = AgentFactory(name="coder")
+        agent = AgentFactory.create(name="coder")
         task = actions.create_task(bob, title="x", assignee=f"agent:{agent.pk}")
         assert task.assignee == agent
-        user = UserFactory(username="dave", role="operator")
+        user = UserFactory.create(username="dave", role="operator")
         task = actions.create_task(bob, title="y", assignee=f"user:{user.pk}")
         assert task.assignee == user
 
@@ -232,12 +233,14 @@ class TestOtherActions:
     def test_comment_by_person_and_agent(self, bob):
         task = make_task("T")
         actions.add_comment(bob, task.pk, "Looks good")
-        agent = AgentFactory(name="reviewer")
+        agent = AgentFactory.create(name="reviewer")
         actions.add_comment(Actor.agent(agent.name), task.pk, "Tests pass", agent=agent)
         task.refresh_from_db()
         assert task.comment_count == 2
         assert [c.author_label for c in task.comments.all()] == ["bob", "reviewer"]
-        assert task.comments.last().by_agent
+        last = task.comments.last()
+        assert last is not None
+        assert last.by_agent
         with pytest.raises(Invalid):
             actions.add_comment(bob, task.pk, "  ")
 
@@ -363,9 +366,10 @@ class TestCountsCache:
         a, b = make_task("A"), make_task("B")
         cache = actions.CountsCache()
 
-        def moved(task: Task, status: str) -> str:
+        def moved(task: Task, status: str) -> dict[str, int]:
             actions.move_tasks([actions.Move(bob, task.pk, status)], cache)
             event = LiveEvent.objects.filter(topic="board").order_by("-seq").first()
+            assert event is not None
             return event.payload["board"]["column_counts"]
 
         def count_in(counts: dict, status: str) -> str:

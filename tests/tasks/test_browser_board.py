@@ -21,7 +21,7 @@ def column_ids(page, status: str) -> list[str]:
 
 @pytest.fixture
 def ops(browser_factory):
-    UserFactory(username="olga", role="operator")
+    UserFactory.create(username="olga", role="operator")
     session = browser_factory()
     session.login("olga")
     return session
@@ -72,7 +72,7 @@ def test_keyboard_move_and_reorder(ops):
 
 def test_a_second_browser_sees_moves_and_new_tasks_live(ops, browser_factory):
     task = make_task("Shared")
-    UserFactory(username="vera", role="viewer")
+    UserFactory.create(username="vera", role="viewer")
     watcher = browser_factory()
     watcher.login("vera")
     watcher.page.goto("/board/")
@@ -117,7 +117,7 @@ def test_refused_move_rolls_back_with_a_message(ops):
 
 
 def test_viewer_sees_no_controls(browser):
-    UserFactory(username="vic", role="viewer")
+    UserFactory.create(username="vic", role="viewer")
     task = make_task("Look only")
     browser.login("vic")
     page = browser.page

@@ -35,7 +35,7 @@ def board(client: Client | None = None, **headers: str) -> httpx.AsyncClient:
     if client is not None:
         cookies["sessionid"] = client.cookies["sessionid"].value
     return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=application),
+        transport=httpx.ASGITransport(app=application),  # type: ignore[arg-type]
         base_url="http://localhost",
         cookies=cookies,
         headers={"X-CSRFToken": CSRF, **headers},

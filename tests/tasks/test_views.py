@@ -1,15 +1,18 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from missioncontrol.models import AuditEvent
 from tasks.models import Task
-from tests.tasks.factories import AgentFactory, make_task
+from tests.agents.factories import AgentFactory
+from tests.tasks.factories import make_task
 
 pytestmark = pytest.mark.django_db
+
+
+BOARD_QUERIES = 13
+LIST_QUERIES = 8
 
 
 def url(name: str, *args) -> str:
@@ -111,7 +114,7 @@ class TestBoardPage:
         assert b"New task" in operator.get(url("board")).content
 
     def test_filters_live_in_the_url(self, viewer):
-        agent = AgentFactory(name="bot")
+        agent = AgentFactory.create(name="bot")
         make_task("Mine", assignee=f"agent:{agent.pk}", labels="bug", priority=Task.Priority.HIGH)
         make_task("Other")
         html = viewer.get(
@@ -130,8 +133,8 @@ class TestBoardPage:
         assert "Stuck" in html
         assert "Fine" not in html
 
-    def test_query_count_is_pinned(self, viewer):
-        agent = AgentFactory(name="bot")
+    def test_query_count_is_pinned(self, viewer, django_assert_num_queries):
+        agent = AgentFactory.create(name="bot")
         for i in range(30):
             make_task(
                 f"T{i}",
@@ -139,28 +142,24 @@ class TestBoardPage:
                 assignee=f"agent:{agent.pk}" if i % 2 else None,
             )
         viewer.get(url("board"))  # warm the session
-        with CaptureQueriesContext(connection) as ctx:
-            assert viewer.get(url("board")).status_code == 200
         # session + user + role + live seq + counts + 6 columns + assignee choices (2)
-        assert len(ctx.captured_queries) <= 14, [q["sql"] for q in ctx.captured_queries]
-        count_before = len(ctx.captured_queries)
+        with django_assert_num_queries(BOARD_QUERIES):
+            assert viewer.get(url("board")).status_code == 200
         for i in range(30):
             make_task(f"More{i}", assignee=f"agent:{agent.pk}")
-        with CaptureQueriesContext(connection) as ctx:
+        with django_assert_num_queries(BOARD_QUERIES):  # no N+1
             viewer.get(url("board"))
-        assert len(ctx.captured_queries) == count_before  # no N+1
 
-    def test_task_list_query_count_is_pinned(self, viewer):
+    def test_task_list_query_count_is_pinned(self, viewer, django_assert_num_queries):
         for i in range(20):
             make_task(f"T{i}")
-        with CaptureQueriesContext(connection) as ctx:
+        viewer.get(url("list"))  # warm the session
+        with django_assert_num_queries(LIST_QUERIES):
             assert viewer.get(url("list")).status_code == 200
-        n = len(ctx.captured_queries)
         for i in range(20):
             make_task(f"U{i}")
-        with CaptureQueriesContext(connection) as ctx:
+        with django_assert_num_queries(LIST_QUERIES):
             viewer.get(url("list"))
-        assert len(ctx.captured_queries) == n
 
     def test_task_list_paginates_done(self, viewer, monkeypatch):
         monkeypatch.setattr("tasks.views.LIST_PAGE", 2)

@@ -1,0 +1,42 @@
+"""The shared template filters: numbers, ages, Markdown."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import time_machine
+from django.utils import timezone
+
+from missioncontrol.templatetags.mc import ago, markdown, num
+
+
+def test_numbers_have_thousands_separators():
+    assert num(12000) == "12,000"
+    assert num(1234567) == "1,234,567"
+    assert num(7) == "7"
+    assert num(None) == ""
+    assert num("n/a") == "n/a"
+
+
+@time_machine.travel("2026-12-01 12:00:00+00:00", tick=False)
+def test_ages_say_just_now_rather_than_zero_minutes():
+    now = timezone.now()
+    assert ago(now) == "just now"
+    assert ago(now - timedelta(seconds=59)) == "just now"
+    assert ago(now - timedelta(minutes=5)) == "5 minutes ago"
+    assert ago(now - timedelta(hours=2)) == "2 hours ago"
+    assert ago(None) == "never"
+
+
+def test_markdown_task_lists_are_read_only_checkboxes():
+    html = markdown("- [ ] write it\n- [x] test it\n- plain")
+    assert html.count('type="checkbox"') == 2
+    assert html.count('disabled="disabled"') == 2
+    assert html.count('checked="checked"') == 1
+    assert "[ ]" not in html
+
+
+def test_markdown_still_has_no_raw_html():
+    html = markdown('<input type="checkbox" onclick="x()"> <script>alert(1)</script>')
+    assert "<input" not in html
+    assert "<script" not in html
