@@ -20,9 +20,10 @@ class AgentKeyAdmin(admin.ModelAdmin):
 
     list_display = ["prefix", "kind", "agent", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["kind"]
+    # The secret's hash is key material: never shown (only the prefix identifies a key).
+    exclude = ["secret_hash"]
     readonly_fields = [
         "prefix",
-        "secret_hash",
         "kind",
         "agent",
         "uses",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
@@ -10,7 +11,7 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agents import actions
+from agents import actions, validation
 from agents.api_auth import AgentAPIView
 from agents.keys import KeyInfo
 from agents.models import Agent, AgentKey
@@ -20,16 +21,39 @@ from tasks import actions as task_actions
 from tasks.models import Task
 
 
+class Text(serializers.CharField):
+    """A string every database stores as it is: no NUL, no lone surrogates (DRF's CharField
+    lets surrogates through, and SQLite and PostgreSQL refuse them at write time)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        problem = validation.text_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
+
+
+MAX_METADATA_BYTES = 16384
+
+
 class RegisterSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=64)
-    framework = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
-    role = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    name = Text(max_length=64)
+    framework = Text(max_length=64, required=False, allow_blank=True, default="")
+    role = Text(max_length=64, required=False, allow_blank=True, default="")
     capabilities = serializers.ListField(
-        child=serializers.CharField(max_length=64), max_length=50, required=False, default=list
+        child=Text(max_length=64), max_length=50, required=False, default=list
     )
-    version = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    version = Text(max_length=64, required=False, allow_blank=True, default="")
     metadata = serializers.DictField(required=False, default=dict)
     heartbeat_interval_s = serializers.IntegerField(min_value=5, max_value=3600, required=False)
+
+    def validate_metadata(self, value: dict[str, Any]) -> dict[str, Any]:
+        problem = validation.json_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        if len(json.dumps(value)) > MAX_METADATA_BYTES:
+            raise serializers.ValidationError(f"At most {MAX_METADATA_BYTES} bytes of JSON.")
+        return value
 
 
 def agent_json(agent: Any) -> dict[str, Any]:
@@ -141,7 +165,7 @@ class ClaimView(AgentAPIView):
 class TaskPatchSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Task.Status.values, required=False)
     blocked = serializers.BooleanField(required=False)
-    blocked_reason = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    blocked_reason = Text(max_length=500, required=False, allow_blank=True)
 
 
 class TaskView(AgentAPIView):
@@ -173,7 +197,7 @@ class TaskView(AgentAPIView):
 
 
 class CommentSerializer(serializers.Serializer):
-    body = serializers.CharField(max_length=20000)
+    body = Text(max_length=20000)
 
 
 class CommentsView(AgentAPIView):
@@ -185,6 +209,8 @@ class CommentsView(AgentAPIView):
     def post(self, request: Request, pk: int) -> Response:
         agent_id, actor = _own_agent(request)
         task = _task_for(pk)
+        if task.assignee_agent_id != agent_id and (task.assignee_agent_id or task.assignee_user_id):
+            raise Forbidden("You may comment on your own tasks and on unassigned ones.")
         data = CommentSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         comment = task_actions.add_comment(

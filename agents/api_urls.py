@@ -42,9 +42,9 @@ def _docs() -> Callable[..., HttpResponse]:
 urlpatterns = [
     path("agents/register", api.RegisterView.as_view(), name="api-register"),
     path("tasks", api.TasksView.as_view(), name="api-tasks"),
-    path("tasks/<int:pk>", api.TaskView.as_view(), name="api-task"),
-    path("tasks/<int:pk>/claim", api.ClaimView.as_view(), name="api-claim"),
-    path("tasks/<int:pk>/comments", api.CommentsView.as_view(), name="api-comments"),
+    path("tasks/<id:pk>", api.TaskView.as_view(), name="api-task"),
+    path("tasks/<id:pk>/claim", api.ClaimView.as_view(), name="api-claim"),
+    path("tasks/<id:pk>/comments", api.CommentsView.as_view(), name="api-comments"),
     path("events", stream.agent_events, name="api-events"),
     path("schema/", _lazy(_schema), name="api-schema"),
     # The split view serves its start-up script as a file: no inline script for the CSP.

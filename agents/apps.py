@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_save
 
 
 class AgentsConfig(AppConfig):
@@ -8,11 +9,13 @@ class AgentsConfig(AppConfig):
     verbose_name = "Agents"
 
     def ready(self) -> None:
+        # agents.openapi (the OpenAPI machinery, ~80 ms) is imported by the schema view itself.
         from agents import (
+            keys,
             loops,
-            openapi,  # noqa: F401 - registers the API key scheme for the schema
             presenters,  # noqa: F401 - registers the Agents pages' presenters
         )
+        from agents.models import Agent, AgentKey
         from missioncontrol import live, nav
 
         live.register_topic("fleet")
@@ -21,3 +24,8 @@ class AgentsConfig(AppConfig):
             nav.NavItem("API keys", "agents:keys", role="admin", order=90, prefix="/settings/keys/")
         )
         loops.register()
+        # A key changed or deleted in this process, however (the admin, the shell), and an
+        # agent deleted or renamed: the key cache forgets them at once.
+        for signal in (post_save, post_delete):
+            signal.connect(keys.forget_key_row, sender=AgentKey, dispatch_uid=f"mc-key-{signal}")
+            signal.connect(keys.forget_agent_keys, sender=Agent, dispatch_uid=f"mc-agent-{signal}")

@@ -41,6 +41,8 @@ from tasks.models import Task
 # How many requests one transaction may carry.
 MAX_BATCH = 500
 WORK_LIMIT = 20
+# A writer's answer for a heartbeat whose agent no longer exists (401, not "try again").
+AGENT_GONE: dict[str, Any] = {"gone": True}
 
 
 # --- The handler --------------------------------------------------------------------------------
@@ -54,6 +56,9 @@ async def authenticate(scope: Scope) -> tuple[keys.KeyInfo | None, str]:
     if parts is None:
         return None, "That is not a Mission Control API key."
     prefix, secret = parts
+    if keys.changes_due():
+        # Keys changed anywhere (admin, shell, another process) are forgotten first.
+        await asyncio.get_running_loop().run_in_executor(None, keys.refresh_changed)
     hit, info = keys.cached(prefix)
     if not hit:
         info = await asyncio.get_running_loop().run_in_executor(None, keys.load, prefix)
@@ -96,7 +101,11 @@ async def handle(scope: Scope, receive: Receive, send: Send, kind: str, name: st
         )
     try:
         data = json.loads(body or b"{}")
-    except ValueError:
+    except RecursionError:
+        return await error(
+            send, 400, "validation_error", {"body": ["The JSON is nested too deeply."]}
+        )
+    except ValueError:  # includes bodies that are not UTF-8
         return await error(send, 400, "validation_error", {"body": ["The body is not valid JSON."]})
     now = timezone.now()
     assert key.agent_id is not None
@@ -124,6 +133,16 @@ async def handle(scope: Scope, receive: Receive, send: Send, kind: str, name: st
             "unavailable",
             "Could not store this; nothing was recorded. Try again.",
             [(b"retry-after", b"1")],
+        )
+    if result is AGENT_GONE:
+        # The key's agent was deleted since the key was cached: the key is dead with it.
+        keys.invalidate(key.prefix)
+        return await error(
+            send,
+            401,
+            "unauthenticated",
+            "This API key's agent no longer exists.",
+            [(b"www-authenticate", b"Bearer")],
         )
     return await respond(send, 200, result)
 
@@ -165,8 +184,8 @@ class IngestWriter(fastwriter.BatchWriter):
         return results
 
     def chores(self, idle: bool) -> None:
-        if keys.revocations_due():
-            keys.refresh_revocations()
+        if keys.changes_due():
+            keys.refresh_changed()
         if self.seen and (idle or time.monotonic() - self.seen_flushed >= 1.0):
             seen, self.seen = self.seen, {}
             self.seen_flushed = time.monotonic()
@@ -179,13 +198,15 @@ def apply_batch(batch: list[Job]) -> list[dict[str, Any] | None]:
     beats: list[actions.Heartbeat] = []
     usage: list[billing.UsageItem] = []
     spans: list[tuple[int, int]] = []
-    for job in batch:
+    beat_jobs: list[int] = []  # the batch index of each beat
+    for index, job in enumerate(batch):
         items = job.cleaned.get("usage", [])
         spans.append((len(usage), len(usage) + len(items)))
         usage.extend(items)
         if job.kind == "heartbeat":
             assert job.key.agent_id is not None
             model = items[-1].model if items else None
+            beat_jobs.append(index)
             beats.append(
                 actions.Heartbeat(
                     agent_id=job.key.agent_id,
@@ -198,11 +219,12 @@ def apply_batch(batch: list[Job]) -> list[dict[str, Any] | None]:
                 )
             )
     with transaction.atomic():
+        refused = {beat_jobs[i] for i in _not_their_tasks(beats)}
         states = actions.apply_heartbeats(beats)
         stored = billing.record_usage(usage)
     work = _work({b.agent_id for b in beats})
     results: list[dict[str, Any] | None] = []
-    for job, (start, end) in zip(batch, spans, strict=True):
+    for index, (job, (start, end)) in enumerate(zip(batch, spans, strict=True)):
         recorded = sum(stored[start:end])
         duplicates = (end - start) - recorded
         if job.kind == "usage":
@@ -211,23 +233,48 @@ def apply_batch(batch: list[Job]) -> list[dict[str, Any] | None]:
         agent_id = job.key.agent_id
         state = states.get(agent_id or 0)
         if state is None:
-            results.append(None)
+            results.append(AGENT_GONE)
             continue
-        results.append(
-            {
-                "ok": True,
-                "agent": {
-                    "name": state["name"],
-                    "status": state["status"],
-                    "last_seen": state["last_seen"].isoformat(),
-                },
-                "next_heartbeat_s": state["interval"],
-                "usage_recorded": recorded,
-                "usage_duplicates": duplicates,
-                "work": {"tasks": work.get(agent_id or 0, [])},
+        answer: dict[str, Any] = {
+            "ok": True,
+            "agent": {
+                "name": state["name"],
+                "status": state["status"],
+                "last_seen": state["last_seen"].isoformat(),
+            },
+            "next_heartbeat_s": state["interval"],
+            "usage_recorded": recorded,
+            "usage_duplicates": duplicates,
+            "work": {"tasks": work.get(agent_id or 0, [])},
+        }
+        if index in refused:
+            answer["warnings"] = {
+                "task_id": ["Not one of your tasks: claim it first. It was not recorded."]
             }
-        )
+        results.append(answer)
     return results
+
+
+def _not_their_tasks(beats: list[actions.Heartbeat]) -> set[int]:
+    """Heartbeats naming a task that is not assigned to their agent: the task is dropped from
+    the beat (an agent reports work on its own tasks only) and the answer says so. One query
+    per batch."""
+    named = {b.task_id for b in beats if b.task_id is not None}
+    if not named:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, assignee_agent_id FROM {Task._meta.db_table} "  # noqa: S608 - placeholders only
+            f"WHERE id IN ({', '.join(['%s'] * len(named))})",
+            sorted(named),
+        )
+        owner = dict(cursor.fetchall())
+    refused: set[int] = set()
+    for i, beat in enumerate(beats):
+        if beat.task_id is not None and owner.get(beat.task_id) != beat.agent_id:
+            refused.add(i)
+            beat.task_id = None
+    return refused
 
 
 def _work(agent_ids: set[int]) -> dict[int, list[dict[str, Any]]]:

@@ -1,8 +1,9 @@
 """Agent API keys: `mc_<prefix>_<secret>`; the prefix finds the row, SHA-256 checks the secret.
 
-Verification is on every heartbeat, so keys are cached in-process. Revoking drops the entry
-here at once; every process also asks the database for keys revoked lately at most every
-REVOCATION_CHECK_S, so another process stops honouring a revoked key within that time.
+Verification is on every heartbeat, so keys are cached in-process. A change made in this
+process (revoke, the Django admin, the shell) drops the entry at once (signals, connected in
+agents/apps.py); every process also reads its cached keys' rows again every CHANGE_CHECK_S, so
+a change made anywhere is honoured everywhere within that. Expiry is checked on every use.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import string
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -25,7 +27,9 @@ from missioncontrol import state
 
 KEY_RE = re.compile(r"^mc_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{43})$")
 KEY_TTL_S = 600.0
-REVOCATION_CHECK_S = 2.0
+# Any change to a key row (revoked, expiry moved, deleted, its agent deleted or renamed)
+# reaches every process's cache within this.
+CHANGE_CHECK_S = 2.0
 _ALPHABET = string.ascii_letters + string.digits
 
 
@@ -62,10 +66,11 @@ _cache: dict[str, tuple[float, KeyInfo | None]] = {}
 _lock = threading.Lock()
 
 
-def _load(prefix: str) -> KeyInfo | None:
-    row = AgentKey.objects.select_related("agent").filter(prefix=prefix).first()
-    if row is None:
-        return None
+def _rows() -> Any:
+    return AgentKey.objects.select_related("agent")
+
+
+def _info(row: AgentKey) -> KeyInfo:
     return KeyInfo(
         id=row.pk,
         prefix=row.prefix,
@@ -76,6 +81,11 @@ def _load(prefix: str) -> KeyInfo | None:
         expires_at=row.expires_at,
         revoked=row.revoked_at is not None,
     )
+
+
+def _load(prefix: str) -> KeyInfo | None:
+    row = _rows().filter(prefix=prefix).first()
+    return None if row is None else _info(row)
 
 
 def cached(prefix: str) -> tuple[bool, KeyInfo | None]:
@@ -94,26 +104,30 @@ def remember(prefix: str, info: KeyInfo | None) -> None:
             _cache.clear()
 
 
-_revocations_seen_at: datetime | None = None
-_revocations_checked = 0.0
+_checked_at = 0.0
+CHECK_CHUNK = 500
 
 
-def revocations_due() -> bool:
-    return time.monotonic() - _revocations_checked >= REVOCATION_CHECK_S
+def changes_due() -> bool:
+    return time.monotonic() - _checked_at >= CHANGE_CHECK_S
 
 
-def refresh_revocations() -> None:
-    """Forget cached keys revoked (by any process) since the last check: one indexed query."""
-    global _revocations_seen_at, _revocations_checked
-    now = timezone.now()
-    since = _revocations_seen_at or now - timedelta(seconds=KEY_TTL_S)
-    # A margin for clocks and commits in flight; forgetting a key twice costs one reload.
-    for prefix in AgentKey.objects.filter(revoked_at__gte=since - timedelta(seconds=5)).values_list(
-        "prefix", flat=True
-    ):
-        invalidate(prefix)
-    _revocations_seen_at = now
-    _revocations_checked = time.monotonic()
+def refresh_changed() -> None:
+    """Forget every cached key whose row changed or went away, whoever changed it (the app, the
+    Django admin, the shell, another process): the cached keys' rows are read again (one
+    indexed query per CHECK_CHUNK keys) and compared with what is cached. A deleted agent
+    deletes its keys, so its key goes too."""
+    global _checked_at
+    _checked_at = time.monotonic()
+    with _lock:
+        cached = {prefix: info for prefix, (_at, info) in _cache.items() if info is not None}
+    prefixes = list(cached)
+    for start in range(0, len(prefixes), CHECK_CHUNK):
+        chunk = prefixes[start : start + CHECK_CHUNK]
+        fresh = {info.prefix: info for info in map(_info, _rows().filter(prefix__in=chunk))}
+        for prefix in chunk:
+            if fresh.get(prefix) != cached[prefix]:
+                invalidate(prefix)
 
 
 def invalidate(prefix: str) -> None:
@@ -154,11 +168,11 @@ def rate_limited(key_id: int) -> float:
 
 def reset() -> None:
     """Forget every cached key, rate bucket and revocation check (tests)."""
-    global _revocations_seen_at, _revocations_checked
+    global _checked_at
     with _lock:
         _cache.clear()
         _buckets.clear()
-    _revocations_seen_at, _revocations_checked = None, 0.0
+    _checked_at = 0.0
 
 
 def split(raw: str) -> tuple[str, str] | None:
@@ -179,8 +193,8 @@ def verify(raw: str) -> KeyInfo | None:
     if parts is None:
         return None
     prefix, secret = parts
-    if revocations_due():
-        refresh_revocations()
+    if changes_due():
+        refresh_changed()
     hit, info = cached(prefix)
     if not hit:
         info = _load(prefix)
@@ -193,3 +207,16 @@ def load(prefix: str) -> KeyInfo | None:
 
 
 state.register("agent keys and rate buckets", reset)
+
+
+def forget_key_row(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """post_save / post_delete of an AgentKey: this process forgets it at once."""
+    invalidate(instance.prefix)
+
+
+def forget_agent_keys(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """An agent deleted or renamed: its keys are forgotten at once (they are deleted with it)."""
+    with _lock:
+        gone = [p for p, (_at, info) in _cache.items() if info and info.agent_id == instance.pk]
+    for prefix in gone:
+        invalidate(prefix)

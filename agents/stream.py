@@ -14,11 +14,13 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.http import HttpRequest, StreamingHttpResponse
 from django.http.response import HttpResponseBase
+from django.views.decorators.csrf import csrf_exempt
 
 from agents import keys
 from agents.models import AgentKey
 from missioncontrol import live
 from missioncontrol.errors import json_error
+from missioncontrol.http import parse_int
 
 KEEPALIVE_S = 15.0
 
@@ -71,9 +73,12 @@ async def _stream(sub: live.Subscription, since: int | None, agent_id: int) -> A
             yield out
 
 
+@csrf_exempt  # authenticated by the agent's key, never by cookies
 async def agent_events(request: HttpRequest) -> HttpResponseBase:
     if request.method != "GET":
-        return json_error(405, "method_not_allowed", "Use GET.")
+        refused = json_error(405, "method_not_allowed", "Use GET.")
+        refused["Allow"] = "GET"
+        return refused
     raw = keys.from_headers(request.headers.get("Authorization"), request.headers.get("X-Api-Key"))
     if not raw:
         return json_error(401, "unauthenticated", "Send the agent's API key.")
@@ -88,7 +93,7 @@ async def agent_events(request: HttpRequest) -> HttpResponseBase:
         response["Retry-After"] = str(max(1, round(wait)))
         return response
     last_id = request.headers.get("Last-Event-ID", "") or request.GET.get("since", "")
-    since = int(last_id) if last_id.isdigit() else None
+    since = parse_int(last_id)
     # Agents see task events as a viewer would (their data, not the browsers' ops), filtered to
     # their own tasks.
     sub = live.Subscription(["board"], "viewer", form="data")

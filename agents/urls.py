@@ -10,5 +10,5 @@ urlpatterns = [
     path("agents/", views.agent_list, name="list"),
     path("agents/<str:name>/", views.agent_detail, name="detail"),
     path("settings/keys/", views.key_list, name="keys"),
-    path("settings/keys/<int:pk>/revoke/", views.key_revoke, name="revoke"),
+    path("settings/keys/<id:pk>/revoke/", views.key_revoke, name="revoke"),
 ]

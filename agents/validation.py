@@ -6,7 +6,7 @@ Each function returns (cleaned, errors); errors map a field to messages, as the 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -15,6 +15,7 @@ from django.utils.dateparse import parse_datetime
 
 from agents.models import Agent
 from billing.actions import UsageItem
+from billing.models import UsageRecord
 
 Errors = dict[str, list[str]]
 MAX_INLINE_USAGE = 100
@@ -30,10 +31,99 @@ TOKEN_FIELDS = (
 MAX_TOKENS = 10**12
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int):
+# Bounds of what the columns hold: a value the validator accepts can always be stored and read
+# back (a stored row must never break a page).
+MAX_BIGINT = 2**63 - 1
+_COST = UsageRecord._meta.get_field("reported_cost_usd")
+COST_PLACES = _COST.decimal_places
+COST_LIMIT = Decimal(10) ** (_COST.max_digits - COST_PLACES)
+# Usage may be reported late, never from the future (a day of clock skew allowed) nor from
+# before there were agents to report it.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+FUTURE_SKEW = timedelta(days=1)
+
+
+def _int(value: Any, high: int = MAX_BIGINT) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not -high - 1 <= value <= high:
         return None
     return value
+
+
+def text_problem(value: str) -> str | None:
+    """Why a string cannot be stored as text on every database we run on, or None."""
+    if "\x00" in value:
+        return "NUL characters are not allowed."
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "The text is not valid Unicode (a lone surrogate)."
+    return None
+
+
+def json_problem(value: Any, depth: int = 0) -> str | None:
+    """Why a JSON value (metadata) cannot be stored everywhere, or None."""
+    if depth > 20:
+        return "Nested too deeply (at most 20 levels)."
+    if isinstance(value, str):
+        return text_problem(value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = text_problem(key) or json_problem(item, depth + 1)
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        for item in value:
+            problem = json_problem(item, depth + 1)
+            if problem:
+                return problem
+    elif isinstance(value, int) and not isinstance(value, bool) and _int(value) is None:
+        return "A number too large to store."
+    return None
+
+
+def _string(raw: dict[str, Any], name: str, limit: int, errors: Errors, where: str) -> None:
+    value = raw.get(name)
+    if value is None:
+        return
+    if not isinstance(value, str) or len(value) > limit:
+        errors[where] = [f"A string of at most {limit} characters."]
+        return
+    problem = text_problem(value)
+    if problem:
+        errors[where] = [problem]
+
+
+def parse_occurred_at(value: Any, now: datetime) -> tuple[datetime | None, str | None]:
+    """An aware datetime from an ISO 8601 string, within what can be stored and makes sense."""
+    if not isinstance(value, str):
+        return None, "An ISO 8601 date-time, e.g. 2026-11-23T10:00:00Z."
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:  # well formed but impossible: 2026-02-30, month 13, hour 25
+        return None, "Not a real date and time."
+    if parsed is None:
+        return None, "An ISO 8601 date-time, e.g. 2026-11-23T10:00:00Z."
+    try:
+        aware = parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
+        in_utc = aware.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None, "Out of range."
+    if not EARLIEST <= in_utc <= now + FUTURE_SKEW:
+        return None, "Between 2000-01-01 and now (usage is not reported from the future)."
+    return in_utc, None
+
+
+def cost(value: Any) -> tuple[Decimal | None, str | None]:
+    """A reported cost in US dollars, rounded to what the column keeps, within its range."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None, "A non-negative amount in US dollars."
+    try:
+        amount = Decimal(str(value)).quantize(Decimal(1).scaleb(-COST_PLACES))
+    except (InvalidOperation, ValueError):
+        return None, "A non-negative amount in US dollars."
+    if not amount.is_finite() or amount < 0 or amount >= COST_LIMIT:
+        return None, f"A non-negative amount in US dollars, below {COST_LIMIT:,}."
+    return amount, None
 
 
 def usage_item(
@@ -45,6 +135,8 @@ def usage_item(
     model = raw.get("model")
     if not isinstance(model, str) or not model.strip() or len(model) > 128:
         errors[f"{where}.model"] = ["A model name (1–128 characters) is required."]
+    else:
+        _string(raw, "model", 128, errors, f"{where}.model")
     tokens: dict[str, int] = {}
     for name in TOKEN_FIELDS:
         value = raw.get(name, 0 if name not in ("input_tokens", "output_tokens") else None)
@@ -56,30 +148,26 @@ def usage_item(
     client_id = raw.get("id")
     if client_id is not None and (not isinstance(client_id, str) or not 1 <= len(client_id) <= 128):
         errors[f"{where}.id"] = ["The record id is a string of 1–128 characters."]
-    cost: Decimal | None = None
+    else:
+        _string(raw, "id", 128, errors, f"{where}.id")
+    reported: Decimal | None = None
     if raw.get("cost_usd") is not None:
-        try:
-            cost = Decimal(str(raw["cost_usd"]))
-            if not cost.is_finite() or cost < 0 or cost > Decimal("100000000"):
-                raise InvalidOperation
-        except (InvalidOperation, ValueError):
-            errors[f"{where}.cost_usd"] = ["A non-negative amount in US dollars."]
-    occurred = now
+        reported, problem = cost(raw["cost_usd"])
+        if problem:
+            errors[f"{where}.cost_usd"] = [problem]
+    occurred: datetime | None = now
     if raw.get("occurred_at") is not None:
-        parsed = parse_datetime(raw["occurred_at"]) if isinstance(raw["occurred_at"], str) else None
-        if parsed is None:
-            errors[f"{where}.occurred_at"] = ["An ISO 8601 date-time, e.g. 2026-11-23T10:00:00Z."]
-        else:
-            occurred = parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
+        occurred, problem = parse_occurred_at(raw["occurred_at"], now)
+        if problem:
+            errors[f"{where}.occurred_at"] = [problem]
     task_id = raw.get("task_id")
     if task_id is not None and (_int(task_id) is None or task_id < 1):
         errors[f"{where}.task_id"] = ["A task id (a positive whole number)."]
     for name, limit in (("provider", 64), ("session", 128)):
-        value = raw.get(name, "")
-        if value is not None and (not isinstance(value, str) or len(value) > limit):
-            errors[f"{where}.{name}"] = [f"A string of at most {limit} characters."]
+        _string(raw, name, limit, errors, f"{where}.{name}")
     if errors:
         return None, errors
+    assert occurred is not None
     return (
         UsageItem(
             agent_id=agent_id,
@@ -92,7 +180,7 @@ def usage_item(
             occurred_at=occurred,
             client_id=client_id,
             provider=raw.get("provider") or "",
-            reported_cost_usd=cost,
+            reported_cost_usd=reported,
             session=raw.get("session") or "",
             task_id=task_id,
         ),
@@ -133,6 +221,8 @@ def heartbeat(body: Any, agent_id: int, now: datetime) -> tuple[dict[str, Any], 
     message = body.get("message")
     if message is not None and (not isinstance(message, str) or len(message) > 500):
         errors["message"] = ["A message of at most 500 characters."]
+    else:
+        _string(body, "message", 500, errors, "message")
     raw_usage = body.get("usage")
     if raw_usage is None and isinstance(body.get("token_usage"), dict):
         # The shape other agent dashboards use.

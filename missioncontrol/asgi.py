@@ -12,11 +12,10 @@ django_application = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from agents import ingest  # noqa: E402
-from missioncontrol.consumers import LiveConsumer  # noqa: E402
+from missioncontrol.consumers import LiveConsumer, SameOriginOnly  # noqa: E402
 from missioncontrol.fastpath import FastPathRouter, Route  # noqa: E402
 from missioncontrol.proxy import TrustedProxyMiddleware  # noqa: E402
 from tasks import fastpath as board  # noqa: E402
@@ -43,7 +42,7 @@ FAST_ROUTES = [
     ),
     Route(
         "POST",
-        r"^/tasks/(?P<pk>\d+)/move/$",
+        r"^/tasks/(?P<pk>[0-9]{1,18})/move/$",
         board.move,
         checks=(
             "host allowlist",
@@ -66,10 +65,9 @@ application = TrustedProxyMiddleware(
         {
             # The fast routes are answered before Django's middleware; the rest is Django.
             "http": FastPathRouter(django_application, FAST_ROUTES),
-            # Origin must be one of ALLOWED_HOSTS: another site cannot open a socket with our cookie.
-            "websocket": AllowedHostsOriginValidator(
-                AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-            ),
+            # Origin must be this site's own (scheme, host and port): no other page, not even
+            # one on another port of this host, can open a socket with our cookie.
+            "websocket": SameOriginOnly(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         }
     )
 )

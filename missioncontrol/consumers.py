@@ -11,10 +11,12 @@ from urllib.parse import parse_qs
 from channels.auth import get_user
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from missioncontrol import live
+from missioncontrol.http import parse_int
 from missioncontrol.roles import role_of
 
 # How often a connection re-checks that its user still holds a role (and is still signed in).
@@ -26,7 +28,7 @@ def parse_live_query(query: str) -> tuple[list[str], int | None]:
     params = parse_qs(query)
     topics = [t for raw in params.get("topics", []) for t in raw.split(",") if t]
     since_raw = (params.get("since") or [""])[0]
-    since = int(since_raw) if since_raw.isdigit() else None
+    since = parse_int(since_raw)
     return topics, since
 
 
@@ -128,3 +130,35 @@ class LiveConsumer(AsyncWebsocketConsumer):
                     await self.close(code=4403)
                     return
                 self.sub.role = role
+
+
+class SameOriginOnly:
+    """WebSocket handshakes only from this site's own origin: scheme, host **and port** as the
+    browser reached us (the Host header), or one of MC_CSRF_TRUSTED_ORIGINS behind a proxy.
+    A page on another port of the same host gets the session cookie too (SameSite is per
+    site, not per origin), so comparing the host alone is not enough."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope["type"] == "websocket" and not self.allowed(scope):
+            return await WebsocketDenier()(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+    @staticmethod
+    def allowed(scope: dict[str, Any]) -> bool:
+        headers = dict(scope.get("headers", []))
+        origin = headers.get(b"origin", b"").decode("latin-1").rstrip("/").lower()
+        host = headers.get(b"host", b"").decode("latin-1").lower()
+        if not origin or not host:
+            return False
+        domain, _port = split_domain_port(host)
+        if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+            return False
+        scheme = "https" if scope.get("scheme") in ("wss", "https") else "http"
+        own = f"{scheme}://{host}"
+        # Browsers leave the default port out of Origin; Host may carry it.
+        own_defaults = {own, own.removesuffix(":443" if scheme == "https" else ":80")}
+        trusted = {o.rstrip("/").lower() for o in settings.CSRF_TRUSTED_ORIGINS}
+        return origin in own_defaults or origin in trusted

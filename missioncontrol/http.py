@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import HttpRequest
+from django.utils.http import url_has_allowed_host_and_scheme
 from django_htmx.middleware import HtmxDetails
 
 
@@ -12,3 +15,29 @@ class MCRequest(HttpRequest):
 
     htmx: HtmxDetails
     user: AbstractBaseUser | AnonymousUser  # type: ignore[assignment]
+
+
+# One way to read an integer from a request (query string, header, form field): ASCII digits
+# only (str.isdigit() also accepts '²' and other digits int() refuses) and bounded (a 30-digit
+# offset or id is not a number any column holds).
+_DIGITS = re.compile(r"[0-9]{1,18}", re.ASCII)
+MAX_ID = 2**63 - 1
+
+
+def parse_int(raw: str | None, *, low: int = 0, high: int = MAX_ID) -> int | None:
+    """The integer `raw` spells, if it is plain ASCII digits within [low, high]; else None."""
+    if raw is None or not _DIGITS.fullmatch(raw.strip()):
+        return None
+    value = int(raw.strip())
+    return value if low <= value <= high else None
+
+
+def safe_next(request: HttpRequest, fallback: str) -> str:
+    """A `next` URL from the request, if it stays on this site (no `javascript:`, no
+    `//evil.example`, no other host); else `fallback`."""
+    candidate = request.POST.get("next") or request.GET.get("next") or ""
+    if candidate and url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return candidate
+    return fallback

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
-from django.utils.cache import patch_vary_headers
+from django.utils.cache import add_never_cache_headers, patch_vary_headers
 
 
 class SyncChainMiddleware:
@@ -55,6 +55,18 @@ class ApiBodyLimitMiddleware:
             length = request.META.get("CONTENT_LENGTH") or ""
             if length.isdigit() and int(length) > settings.MC_API_MAX_BODY:
                 return self._too_large()
+            if not length and request.method in ("POST", "PUT", "PATCH"):
+                # A chunked body has no Content-Length, and DRF reads none without one: read it
+                # here (within the limit) and say how long it was.
+                from django.core.exceptions import RequestDataTooBig
+
+                try:
+                    body = request.body
+                except RequestDataTooBig:
+                    return self._too_large()
+                if len(body) > settings.MC_API_MAX_BODY:
+                    return self._too_large()
+                request.META["CONTENT_LENGTH"] = str(len(body))
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
@@ -65,9 +77,10 @@ class ApiBodyLimitMiddleware:
         return None
 
 
-class VaryOnHtmxMiddleware:
-    """Pages that answer htmx requests with a partial and others with the whole page say so
-    (`Vary: HX-Request`), so no cache hands one to the other."""
+class PageHeadersMiddleware:
+    """HTML pages: `Vary: HX-Request` (pages that answer htmx with a partial say so, so no cache
+    hands one to the other) and, for a signed-in user, `Cache-Control: no-store` (on a shared
+    machine the back button must not show the board after sign-out)."""
 
     sync_capable = True
     async_capable = False
@@ -79,4 +92,7 @@ class VaryOnHtmxMiddleware:
         response = self.get_response(request)
         if response.get("Content-Type", "").startswith("text/html"):
             patch_vary_headers(response, ["HX-Request"])
+            user = getattr(request, "user", None)
+            if user is not None and user.is_authenticated:
+                add_never_cache_headers(response)
         return response

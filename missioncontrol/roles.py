@@ -37,6 +37,8 @@ def role_of(user: Any) -> Role | None:
     """The user's highest role, or None (anonymous, inactive or in no role group)."""
     if user is None or not user.is_authenticated or not user.is_active:
         return None
+    if not hasattr(user, "groups"):
+        return None  # not a person (an agent key reading the API docs): no role
     if hasattr(user, "_mc_role"):
         cached: Role | None = user._mc_role
         return cached

@@ -30,7 +30,8 @@ if (BASE_DIR / ".env").is_file():
 
 DATA_DIR = Path(env_str("MC_DATA_DIR", str(BASE_DIR / "data"))).expanduser().resolve()
 try:
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    # Owner-only when we create it: it holds the database, the secret key and sessions.
+    DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 except OSError as exc:
     raise ImproperlyConfigured(f"MC_DATA_DIR={DATA_DIR} cannot be created: {exc}") from None
 
@@ -41,6 +42,7 @@ MC_HOST = env_str("MC_HOST", "127.0.0.1")
 MC_PORT = env_int("MC_PORT", 3200, low=1, high=65535)
 ALLOWED_HOSTS = env_list("MC_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_origins("MC_CSRF_TRUSTED_ORIGINS")
+CSRF_FAILURE_VIEW = "missioncontrol.views.csrf_failure"
 # Forwarded headers (X-Forwarded-For/-Proto) are believed only from these peers; see
 # missioncontrol/proxy.py, which applies them at the ASGI layer for HTTP and WebSocket alike.
 MC_TRUSTED_PROXIES = env_networks("MC_TRUSTED_PROXIES")
@@ -80,7 +82,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "missioncontrol.middleware.VaryOnHtmxMiddleware",
+    "missioncontrol.middleware.PageHeadersMiddleware",
     # Last, as django-axes asks: it turns a lockout signalled by the backend into its response.
     "axes.middleware.AxesMiddleware",
     # Innermost: keeps the whole chain synchronous (one thread hop per request; see its doc).
@@ -258,7 +260,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["missioncontrol.api.Nobody"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["missioncontrol.api.JSONParser"],
     "EXCEPTION_HANDLER": "missioncontrol.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
-from missioncontrol import views
+from missioncontrol import converters, views  # noqa: F401 - converters registers <id:…>
 
 urlpatterns = [
     path("", views.home, name="home"),

@@ -19,13 +19,15 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.templatetags.static import static
 from django.urls import Resolver404, resolve
-from django.views import defaults
+from django.views import csrf, defaults
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
 from missioncontrol import live
 from missioncontrol.consumers import parse_live_query
 from missioncontrol.context_processors import live_seq_for
 from missioncontrol.errors import json_error
+from missioncontrol.http import parse_int
 from missioncontrol.models import AuditEvent
 from missioncontrol.roles import role_of, role_required
 
@@ -47,6 +49,7 @@ def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
 
 
+@csrf_exempt  # it changes nothing: a POST to a path that does not exist is a 404, not a 403
 def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
     """Every unknown path under /api/ (any method) answers JSON, never the HTML page; a path
     that only lacks its trailing slash is redirected as Django would."""
@@ -81,6 +84,14 @@ def server_error(request: HttpRequest) -> HttpResponse:
     return defaults.server_error(request)
 
 
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: JSON under /api/ (API clients use keys, not cookies), Django's page
+    elsewhere."""
+    if _is_api(request):
+        return json_error(403, "forbidden", "CSRF check failed (send an agent key, not cookies).")
+    return csrf.csrf_failure(request, reason)
+
+
 @require_safe
 def favicon(request: HttpRequest) -> HttpResponse:
     """/favicon.ico, which browsers ask for on their own: the logo."""
@@ -108,7 +119,9 @@ class LoginView(auth_views.LoginView):
 async def event_stream(request: HttpRequest) -> HttpResponseBase:
     """SSE fallback of /ws/live/: same topics, same replay rules, `Last-Event-ID` resume."""
     if request.method != "GET":
-        return json_error(405, "method_not_allowed", "Use GET.")
+        refused = json_error(405, "method_not_allowed", "Use GET.")
+        refused["Allow"] = "GET"
+        return refused
     user = await request.auser()
     role = await database_sync_to_async(role_of)(user)
     if role is None:
@@ -116,9 +129,9 @@ async def event_stream(request: HttpRequest) -> HttpResponseBase:
             401 if not user.is_authenticated else 403, "forbidden", "Sign in with a role."
         )
     topics, since = parse_live_query(request.META.get("QUERY_STRING", ""))
-    last_id = request.headers.get("Last-Event-ID", "")
-    if last_id.isdigit():
-        since = int(last_id)
+    resumed = parse_int(request.headers.get("Last-Event-ID"))
+    if resumed is not None:
+        since = resumed
     sub = live.Subscription(topics, role)
     response = StreamingHttpResponse(_sse(sub, since), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"

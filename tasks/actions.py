@@ -20,6 +20,7 @@ from missioncontrol import audit, live
 from missioncontrol.audit import Actor
 from missioncontrol.db import bulk
 from missioncontrol.errors import ActionError, Conflict, Invalid, NotFound
+from missioncontrol.http import parse_int
 from tasks import events
 from tasks.models import POSITION_STEP, Comment, Task
 
@@ -74,9 +75,9 @@ def parse_assignee(raw: str | None) -> Assignee:
     if not raw:
         return Assignee()
     kind, _, ident = raw.partition(":")
-    if not ident.isdigit() or kind not in {"user", "agent"}:
+    pk = parse_int(ident, low=1)
+    if pk is None or kind not in {"user", "agent"}:
         raise Invalid({"assignee": ["Choose a person or an agent from the list."]})
-    pk = int(ident)
     if kind == "user":
         if not get_user_model().objects.filter(pk=pk, is_active=True).exists():
             raise Invalid({"assignee": ["That person does not exist (any more)."]})

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from django.http import QueryDict
 
+from missioncontrol.http import parse_int
 from tasks.models import Task, TaskQuerySet
 
 
@@ -36,10 +37,10 @@ class TaskFilters:
     def apply(self, qs: TaskQuerySet) -> TaskQuerySet:
         if self.assignee == "none":
             qs = qs.filter(assignee_user__isnull=True, assignee_agent__isnull=True)
-        elif self.assignee.startswith("user:") and self.assignee[5:].isdigit():
-            qs = qs.filter(assignee_user_id=int(self.assignee[5:]))
-        elif self.assignee.startswith("agent:") and self.assignee[6:].isdigit():
-            qs = qs.filter(assignee_agent_id=int(self.assignee[6:]))
+        elif self.assignee.startswith("user:"):
+            qs = qs.filter(assignee_user_id=parse_int(self.assignee[5:]) or 0)
+        elif self.assignee.startswith("agent:"):
+            qs = qs.filter(assignee_agent_id=parse_int(self.assignee[6:]) or 0)
         if self.label:
             qs = qs.with_label(self.label)
         if self.priority:

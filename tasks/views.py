@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from missioncontrol.audit import Actor
 from missioncontrol.context_processors import live_seq_for
 from missioncontrol.errors import ActionError, Conflict, json_error
-from missioncontrol.http import MCRequest
+from missioncontrol.http import MCRequest, parse_int, safe_next
 from missioncontrol.models import AuditEvent
 from missioncontrol.roles import has_role, role_required
 from tasks import actions, fastpath
@@ -88,10 +88,8 @@ def board_column(request: HttpRequest, status: str) -> HttpResponse:
     """The next cards of one column (htmx "load more")."""
     if status not in Task.Status.values:
         raise Http404("No such column.")
-    try:
-        offset = max(0, int(request.GET.get("offset", "0")))
-    except ValueError:
-        offset = 0
+    # Bounded: an offset past every task is an empty page, not a database error.
+    offset = parse_int(request.GET.get("offset"), high=10**9) or 0
     filters = TaskFilters.from_query(request.GET)
     cards, more = _column_cards(status, filters, offset)
     return render(
@@ -199,11 +197,7 @@ def task_edit(request: MCRequest, pk: int) -> HttpResponse:
     status = 200
     if form.is_valid():
         try:
-            version = (
-                int(request.POST.get("version", ""))
-                if request.POST.get("version", "").isdigit()
-                else None
-            )
+            version = parse_int(request.POST.get("version"), low=1)
             task = actions.update_task(
                 Actor.user(request.user), pk, dict(form.cleaned_data), expected_version=version
             )
@@ -250,7 +244,7 @@ def task_block(request: HttpRequest, pk: int) -> HttpResponse:
     except ActionError as error:
         for message in error.messages:
             messages.error(request, message)
-    return redirect(request.POST.get("next") or reverse("tasks:detail", args=[pk]))
+    return redirect(safe_next(request, reverse("tasks:detail", args=[pk])))
 
 
 @require_POST

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from missioncontrol.fastpath.http import Receive, Scope, Send
+from missioncontrol.fastpath.http import Receive, Scope, Send, error
 
 Handler = Callable[[Scope, Receive, Send, re.Match[str]], Awaitable[None]]
 
@@ -51,9 +51,20 @@ class FastPathRouter:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
         if scope["type"] == "http":
             method, path = scope["method"], scope["path"]
+            allowed: list[str] = []
             for route_method, pattern, handler in self.routes:
+                match = pattern.match(path)
+                if match is None:
+                    continue
                 if method == route_method:
-                    match = pattern.match(path)
-                    if match:
-                        return await handler(scope, receive, send, match)
+                    return await handler(scope, receive, send, match)
+                allowed.append(route_method)
+            if allowed:
+                return await error(
+                    send,
+                    405,
+                    "method_not_allowed",
+                    f"Use {', '.join(allowed)}.",
+                    [(b"allow", ", ".join(allowed).encode())],
+                )
         return await self.app(scope, receive, send)

@@ -161,11 +161,38 @@ class TestLiveConsumer:
         assert not connected
         assert code == 4401
 
-    async def test_foreign_origin_is_refused(self, viewer_user):
+    @pytest.mark.parametrize(
+        "origin",
+        [
+            b"http://evil.example",
+            b"http://localhost:9999",  # another port of the same host: its own origin
+            b"https://localhost",  # another scheme
+            b"null",
+            b"",
+        ],
+    )
+    async def test_foreign_origin_is_refused(self, viewer_user, origin):
         headers = await sync_to_async(session_headers)(viewer_user)
-        headers = [(k, b"http://evil.example" if k == b"origin" else v) for k, v in headers]
+        headers = [(k, origin if k == b"origin" else v) for k, v in headers]
         _, connected, _ = await connect(viewer_user, headers=headers)
         assert not connected
+
+    async def test_own_origin_with_its_port_and_trusted_proxy_origins_are_accepted(
+        self, viewer_user, settings
+    ):
+        headers = await sync_to_async(session_headers)(viewer_user)
+        on_port = [
+            (k, {b"host": b"localhost:3200", b"origin": b"http://localhost:3200"}.get(k, v))
+            for k, v in headers
+        ]
+        communicator, connected, _ = await connect(viewer_user, headers=on_port)
+        assert connected
+        await communicator.disconnect()
+        settings.CSRF_TRUSTED_ORIGINS = ["https://mc.example.com"]
+        proxied = [(k, b"https://mc.example.com" if k == b"origin" else v) for k, v in headers]
+        communicator, connected, _ = await connect(viewer_user, headers=proxied)
+        assert connected
+        await communicator.disconnect()
 
     async def test_receives_events_of_its_topics_only(self, viewer_user):
         communicator, connected, _ = await connect(viewer_user, "topics=fleet")

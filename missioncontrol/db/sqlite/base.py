@@ -12,6 +12,7 @@ commands) still meet the busy timeout, which is rare and bounded.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -23,6 +24,15 @@ _write_lock = threading.Lock()
 
 class DatabaseWrapper(base.DatabaseWrapper):
     _holds_write_lock = False
+
+    def get_new_connection(self, conn_params: Any) -> Any:
+        # The database holds session keys and password hashes: owner-only (0600). SQLite gives
+        # its -wal and -shm files the database file's permissions.
+        name = conn_params.get("database")
+        on_disk = isinstance(name, str) and name and not name.startswith("file:")
+        if on_disk and name != ":memory:" and not os.path.exists(name):
+            os.close(os.open(name, os.O_WRONLY | os.O_CREAT, 0o600))
+        return super().get_new_connection(conn_params)
 
     def _start_transaction_under_autocommit(self) -> None:
         _write_lock.acquire()
