@@ -56,8 +56,9 @@ async def authenticate(scope: Scope) -> tuple[keys.KeyInfo | None, str]:
     if parts is None:
         return None, "That is not a Mission Control API key."
     prefix, secret = parts
-    if keys.changes_due():
-        # Keys changed anywhere (admin, shell, another process) are forgotten first.
+    if keys.claim_check():
+        # Keys changed anywhere (admin, shell, another process) are forgotten first; one
+        # request in CHANGE_CHECK_S does it (and waits for it), the others go on.
         await asyncio.get_running_loop().run_in_executor(None, keys.refresh_changed)
     hit, info = keys.cached(prefix)
     if not hit:
@@ -184,7 +185,7 @@ class IngestWriter(fastwriter.BatchWriter):
         return results
 
     def chores(self, idle: bool) -> None:
-        if keys.changes_due():
+        if keys.claim_check():
             keys.refresh_changed()
         if self.seen and (idle or time.monotonic() - self.seen_flushed >= 1.0):
             seen, self.seen = self.seen, {}

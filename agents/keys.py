@@ -108,17 +108,23 @@ _checked_at = 0.0
 CHECK_CHUNK = 500
 
 
-def changes_due() -> bool:
-    return time.monotonic() - _checked_at >= CHANGE_CHECK_S
+def claim_check() -> bool:
+    """True for exactly one caller once CHANGE_CHECK_S has passed (that caller then runs
+    refresh_changed): requests arriving together must not all run the check."""
+    global _checked_at
+    with _lock:
+        now = time.monotonic()
+        if now - _checked_at < CHANGE_CHECK_S:
+            return False
+        _checked_at = now
+        return True
 
 
 def refresh_changed() -> None:
     """Forget every cached key whose row changed or went away, whoever changed it (the app, the
     Django admin, the shell, another process): the cached keys' rows are read again (one
     indexed query per CHECK_CHUNK keys) and compared with what is cached. A deleted agent
-    deletes its keys, so its key goes too."""
-    global _checked_at
-    _checked_at = time.monotonic()
+    deletes its keys, so its key goes too. Callers claim it first (claim_check)."""
     with _lock:
         cached = {prefix: info for prefix, (_at, info) in _cache.items() if info is not None}
     prefixes = list(cached)
@@ -193,7 +199,7 @@ def verify(raw: str) -> KeyInfo | None:
     if parts is None:
         return None
     prefix, secret = parts
-    if changes_due():
+    if claim_check():
         refresh_changed()
     hit, info = cached(prefix)
     if not hit:
