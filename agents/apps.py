@@ -16,9 +16,10 @@ class AgentsConfig(AppConfig):
             presenters,  # noqa: F401 - registers the Agents pages' presenters
         )
         from agents.models import Agent, AgentKey
-        from missioncontrol import live, nav
+        from missioncontrol import live, nav, roles
 
         live.register_topic("fleet")
+        roles.register_app("agents", {"agent": ("change",), "agentsession": ("change",)})
         nav.register(nav.NavItem("Agents", "agents:list", order=20, prefix="/agents/"))
         nav.register(
             nav.NavItem("API keys", "agents:keys", role="admin", order=90, prefix="/settings/keys/")

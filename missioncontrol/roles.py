@@ -21,16 +21,18 @@ Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
 RANK: dict[str, int] = {role: rank for rank, role in enumerate(ROLES, start=1)}
 
-# Apps whose models the roles see and act on.
-PRODUCT_APPS = ("missioncontrol", "tasks", "agents", "gateways", "billing", "webhooks")
-# What an operator may change on top of viewing (app label, model): actions on the fleet's work.
-OPERATOR_MODELS = {
-    ("tasks", "task"): ("add", "change"),
-    ("tasks", "comment"): ("add", "change"),
-    ("agents", "agent"): ("change",),
-    ("agents", "agentsession"): ("change",),
-    ("gateways", "cronjob"): ("change",),
-}
+# Apps whose models the roles see, and what an operator may change on top of viewing them
+# ((app label, model) → actions: the fleet's work): registered by the apps in their ready(),
+# as navigation is, so this module knows no app.
+PRODUCT_APPS: set[str] = {"missioncontrol"}
+OPERATOR_MODELS: dict[tuple[str, str], tuple[str, ...]] = {}
+
+
+def register_app(app_label: str, operator_may: dict[str, tuple[str, ...]] | None = None) -> None:
+    """Viewers see this app's models; operators may also do `operator_may[model]` to them."""
+    PRODUCT_APPS.add(app_label)
+    for model, actions in (operator_may or {}).items():
+        OPERATOR_MODELS[(app_label, model)] = actions
 
 
 def role_of(user: Any) -> Role | None:
@@ -92,7 +94,7 @@ def _role_permissions() -> dict[str, list[Any]]:
 
     perms = list(
         Permission.objects.select_related("content_type").filter(
-            content_type__app_label__in=PRODUCT_APPS
+            content_type__app_label__in=sorted(PRODUCT_APPS)
         )
     )
     viewer = [p for p in perms if p.codename.startswith("view_")]

@@ -8,10 +8,11 @@ class TasksConfig(AppConfig):
     verbose_name = "Tasks"
 
     def ready(self) -> None:
-        from missioncontrol import live, nav
+        from missioncontrol import live, nav, roles
         from tasks import presenters  # noqa: F401 - registers the board's presenters
 
         live.register_topic("board")
+        roles.register_app("tasks", {"task": ("add", "change"), "comment": ("add", "change")})
 
         nav.register(nav.NavItem("Board", "tasks:board", order=10, prefix="/board/"))
         nav.register(nav.NavItem("Tasks", "tasks:list", order=11, prefix="/tasks/"))
