@@ -306,7 +306,8 @@ def apply_heartbeats(beats: list[Heartbeat]) -> dict[int, dict[str, Any]]:
     # One statement for the whole batch (see missioncontrol/db/bulk.py): the ORM's per-row cost,
     # and then executemany's per-row step, dominated at 2,000 heartbeats/s.
     with connection.cursor() as cursor:
-        for values, params in bulk.values_chunks(rows, 7):
+        types = ["varchar", "timestamptz", "timestamptz", "varchar", "bigint", "varchar", "bigint"]
+        for values, params in bulk.values_chunks(rows, 7, types):
             cursor.execute(
                 "UPDATE agents_agent SET status = v.column1, last_seen_at = v.column2, "  # noqa: S608 - placeholders only
                 "stale_at = v.column3, last_message = v.column4, current_task_id = v.column5, "

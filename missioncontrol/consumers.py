@@ -39,6 +39,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
     per-connection cost of an event is a seq check and one socket write.
     """
 
+    # No channel of its own: events come from the process's hub, the one receiver on the layer
+    # (with channels-redis, every connection blocking on a channel of its own cost a Redis read
+    # per browser, and their read time-outs dropped connections). An alias that names no
+    # layer makes Channels skip it.
+    channel_layer_alias = "mc-no-layer"
     sub: live.Subscription
     hub: live.Hub | None = None
     # While not None, events wait here: during the initial replay and while a gap is repaired.

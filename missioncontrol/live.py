@@ -12,6 +12,7 @@ WebSocket consumer and the SSE stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -23,7 +24,7 @@ from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import channel_layers, get_channel_layer
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max, Min
@@ -459,6 +460,10 @@ class Listener(Protocol):
     async def deliver(self, message: LayerMessage) -> None: ...
 
 
+# How often a hub re-joins its groups (well inside channels-redis's group expiry).
+REJOIN_S = 600.0
+
+
 class Hub:
     """This process's member of every topic group; hands each event to local listeners."""
 
@@ -466,16 +471,34 @@ class Hub:
         self.listeners: dict[str, set[Listener]] = {topic: set() for topic in _topics}
         self.channel: str | None = None
         self.task: asyncio.Task[None] | None = None
+        self.rejoin: asyncio.Task[None] | None = None
         self.started = asyncio.Event()
 
     async def start(self) -> None:
         layer = get_channel_layer()
         assert layer is not None
-        self.channel = await layer.new_channel("live-hub.")
+        # The layer's default prefix: channels-redis reads every process-local channel of a
+        # layer through one shared key per prefix, so a channel of its own prefix beside the
+        # consumers' would never be read while a consumer is receiving.
+        self.channel = await layer.new_channel()
         for topic in self.listeners:
             await layer.group_add(group_for(topic), self.channel)
         self.task = asyncio.create_task(self._pump(layer))
+        self.rejoin = asyncio.create_task(self._keep_membership(layer))
         self.started.set()
+
+    async def _keep_membership(self, layer: Any) -> None:
+        """Join the groups again now and then: channels-redis drops a group's members after its
+        group_expiry (a day by default), which would silently cut a long-running process off
+        from every event."""
+        assert self.channel is not None
+        while True:
+            await asyncio.sleep(REJOIN_S)
+            try:
+                for topic in self.listeners:
+                    await layer.group_add(group_for(topic), self.channel)
+            except Exception:
+                logger.exception("live: re-joining the topic groups failed")
 
     async def _pump(self, layer: Any) -> None:
         while True:
@@ -581,8 +604,16 @@ def seq_of(text: str) -> int | None:
 def _reset() -> None:
     with _texts_lock:
         _texts.clear()
+    for hub in list(_hubs.values()):
+        for task in (hub.task, hub.rejoin):
+            if task is not None:
+                with contextlib.suppress(RuntimeError):  # its loop may be closed already
+                    task.cancel()
     _hubs.clear()
     _last_send.clear()
+    # A fresh channel layer too: channels-redis lets one event loop at a time receive on a layer
+    # object, and a finished test's loop may still hold it.
+    channel_layers.backends.clear()
 
 
 state.register("live hubs and texts", _reset)

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 
-Scope = dict[str, Any]
+from missioncontrol.fastpath.http import Scope, header
 
 
 def _trusted(address: str) -> bool:
@@ -18,20 +18,13 @@ def _trusted(address: str) -> bool:
     return any(ip in net for net in settings.MC_TRUSTED_PROXIES)
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
 def apply_forwarded(scope: Scope) -> Scope:
     """A copy of the scope with client/scheme from X-Forwarded-* if the peer is a trusted proxy."""
     client = scope.get("client")
     if not client or not settings.MC_TRUSTED_PROXIES or not _trusted(client[0]):
         return scope
     scope = dict(scope)
-    forwarded_for = _header(scope, b"x-forwarded-for")
+    forwarded_for = header(scope, b"x-forwarded-for")
     if forwarded_for:
         # Walk from the right: the first address that is not one of our proxies is the client.
         hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
@@ -39,7 +32,7 @@ def apply_forwarded(scope: Scope) -> Scope:
             if not _trusted(hop):
                 scope["client"] = (hop, 0)
                 break
-    proto = (_header(scope, b"x-forwarded-proto") or "").lower()
+    proto = (header(scope, b"x-forwarded-proto") or "").lower()
     if proto in {"http", "https"}:
         secure = proto == "https"
         if scope["type"] == "websocket":

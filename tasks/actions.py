@@ -124,6 +124,18 @@ def _scalar(sql: str, params: list[Any]) -> Any:
     return row[0] if row else None
 
 
+# PostgreSQL: positions are read, then written, by concurrent transactions (row locks guard
+# only the task that moves), so every write that places a card takes this transaction-level
+# lock first. SQLite needs none: IMMEDIATE transactions already hold its single write lock.
+BOARD_LOCK = 7243002
+
+
+def _lock_board() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [BOARD_LOCK])
+
+
 def _position_before(status: str, before_id: int | None, moving_id: int | None) -> int:
     """A position that puts a task just above `before_id` (or at the end) in `status`."""
     column = f"FROM {TASKS} WHERE status = %s AND archived_at IS NULL AND id != %s"
@@ -224,7 +236,7 @@ def _lock(task_id: int) -> Task:
     # holds the database's single write lock.
     try:
         return (
-            Task.objects.select_for_update()
+            Task.objects.select_for_update(of=("self",))
             .select_related("assignee_user", "assignee_agent")
             .get(pk=task_id)
         )
@@ -278,6 +290,7 @@ def create_task(
     stored_labels = parse_labels(labels)
     who = assignee if isinstance(assignee, Assignee) else parse_assignee(assignee)
     with transaction.atomic():
+        _lock_board()
         task = Task.objects.create(
             title=title,
             description=description or "",
@@ -337,6 +350,7 @@ def move_tasks(
     results: list[Task | ActionError] = []
     done: list[tuple[Move, Task, str, int | None]] = []
     with transaction.atomic():
+        _lock_board()
         for move in moves:
             try:
                 task, old_status = _move_one(move)
@@ -492,6 +506,8 @@ def update_task(
         fields["assignee_agent_id"] = who.agent_id
     new_status = _check_status(changes["status"]) if "status" in changes else None
     with transaction.atomic():
+        if new_status is not None:
+            _lock_board()
         task = _lock(task_id)
         _check_version(task, expected_version)
         before = _snapshot(task)

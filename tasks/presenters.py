@@ -8,7 +8,7 @@ card cache (tasks/cards.py): a move never renders a card again.
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, get_args
 
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -66,16 +66,7 @@ def card_ops(data: events.TaskData, board: events.BoardData, gone: bool = False)
     return ops
 
 
-@live.presents(
-    "task.created",
-    "task.updated",
-    "task.moved",
-    "task.reordered",
-    "task.blocked",
-    "task.unblocked",
-    "task.claimed",
-    "task.archived",
-)
+@live.presents(*get_args(events.TaskChangedType))
 def task_changed(event: dict[str, Any]) -> live.BrowserPayload:
     return {"ops": card_ops(event["task"], event["board"])}
 

@@ -111,8 +111,14 @@ def static_built() -> None:
 
 @pytest.fixture(scope="session")
 def test_db_path(django_db_setup: None, django_db_blocker: Any) -> str:
+    """Where server subprocesses find the test database: the SQLite file's path, or the
+    PostgreSQL test database's URL."""
     with django_db_blocker.unblock():
-        return str(connection.settings_dict["NAME"])
+        db = connection.settings_dict
+        if connection.vendor == "postgresql":
+            auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+            return f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+        return str(db["NAME"])
 
 
 # Hidden tabs pause quickly in tests (the default is 10 s).

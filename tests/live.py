@@ -54,7 +54,8 @@ class ServerProcess:
             }
         )
         if self.db_path is not None:
-            env["DATABASE_URL"] = f"sqlite:///{self.db_path}"
+            url = self.db_path if "://" in self.db_path else f"sqlite:///{self.db_path}"
+            env["DATABASE_URL"] = url
         env.update(self.extra_env)
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(

@@ -27,3 +27,12 @@ STORAGES = {
 if DATABASES["default"]["ENGINE"] == "missioncontrol.db.sqlite":
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{worker}.sqlite3")}
+
+
+if CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer":  # noqa: F405
+    # Tests that move the clock (time_machine) publish from this process: with channels-redis's
+    # default expiries (a day for group members, a minute for messages) a clock a day ahead
+    # would drop the live server's membership and messages. Ten years: no test travels so far.
+    CHANNEL_LAYERS["default"]["CONFIG"].update(  # type: ignore[attr-defined]  # noqa: F405
+        {"group_expiry": 10 * 365 * 86400, "expiry": 10 * 365 * 86400}
+    )

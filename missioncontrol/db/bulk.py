@@ -18,11 +18,21 @@ from django.db import connection
 from django.db.models import Model
 
 
-def values_chunks(rows: Sequence[Sequence[Any]], width: int) -> Iterator[tuple[str, list[Any]]]:
-    """`(%s, …), (%s, …), …` and its parameters, in chunks within the backend's parameter limit."""
+def values_chunks(
+    rows: Sequence[Sequence[Any]], width: int, types: Sequence[str] | None = None
+) -> Iterator[tuple[str, list[Any]]]:
+    """`(%s, …), (%s, …), …` and its parameters, in chunks within the backend's parameter limit.
+
+    `types` (SQL types, one per column) are written into the placeholders on PostgreSQL, where a
+    VALUES list that is not an INSERT's gets its column types from the literals (quoted text,
+    untyped NULL) and `UPDATE … FROM (VALUES …)` would compare bigint with text. SQLite keeps
+    plain placeholders (its columns take what they are given)."""
     limit = connection.features.max_query_params or 999
     per = max(1, limit // width)
-    row_sql = "(" + ", ".join(["%s"] * width) + ")"
+    if types is not None and connection.vendor == "postgresql":
+        row_sql = "(" + ", ".join(f"%s::{t}" for t in types) + ")"
+    else:
+        row_sql = "(" + ", ".join(["%s"] * width) + ")"
     for start in range(0, len(rows), per):
         chunk = rows[start : start + per]
         yield ", ".join([row_sql] * len(chunk)), [value for row in chunk for value in row]

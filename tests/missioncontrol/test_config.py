@@ -68,7 +68,11 @@ def test_defaults(settings):
     assert real.ALLOWED_HOSTS == ["localhost", "127.0.0.1", "[::1]"] or os.environ.get(
         "MC_ALLOWED_HOSTS"
     )
-    assert real.CHANNEL_LAYERS["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
+    assert real.CHANNEL_LAYERS["default"]["BACKEND"] == (
+        "channels_redis.core.RedisChannelLayer"
+        if os.environ.get("CHANNEL_LAYER_URL", "").startswith("redis")
+        else "channels.layers.InMemoryChannelLayer"
+    )
 
 
 def test_redis_url_selects_channels_redis(tmp_path):

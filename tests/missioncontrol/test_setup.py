@@ -28,7 +28,14 @@ def test_static_stamp_changes_with_the_sources(tmp_path, settings):
 
 @pytest.mark.slow
 def test_a_fresh_data_dir_is_set_up_by_serve_and_a_restart_does_nothing_again(tmp_path: Path):
-    env = {"MC_DATA_DIR": str(tmp_path), "MC_ADMIN_USERNAME": "", "MC_ADMIN_PASSWORD": ""}
+    # The default database (SQLite in the data dir), whichever profile the suite runs on.
+    env = {
+        "MC_DATA_DIR": str(tmp_path),
+        "MC_ADMIN_USERNAME": "",
+        "MC_ADMIN_PASSWORD": "",
+        "DATABASE_URL": "",
+        "CHANNEL_LAYER_URL": "",
+    }
     first = ServerProcess(None, extra_env=env, setup=True).start(timeout=90)
     try:
         # Pages work at once: the manifest was collected before the server listened.
@@ -62,7 +69,12 @@ def test_a_fresh_data_dir_is_set_up_by_serve_and_a_restart_does_nothing_again(tm
 
 @pytest.mark.slow
 def test_missing_static_files_are_collected_not_500(tmp_path: Path):
-    env = {"MC_DATA_DIR": str(tmp_path), "MC_ADMIN_PASSWORD": "pw-123456789"}
+    env = {
+        "MC_DATA_DIR": str(tmp_path),
+        "MC_ADMIN_PASSWORD": "pw-123456789",
+        "DATABASE_URL": "",
+        "CHANNEL_LAYER_URL": "",
+    }
     server = ServerProcess(None, extra_env=env, setup=True).start(timeout=90)
     server.stop()
     # Someone deletes the collected files (a new data dir copied without them, say).
