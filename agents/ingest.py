@@ -91,7 +91,7 @@ async def handle(scope: Scope, receive: Receive, send: Send, kind: str, name: st
         return await error(send, 403, "forbidden", "Enrollment keys can only register agents.")
     if kind == "heartbeat" and key.agent_name != name:
         return await error(send, 403, "forbidden", "This key belongs to another agent.")
-    wait = keys.rate_limited(key.id)
+    wait = await keys.arate_limited(key.id)
     if wait:
         return await error(
             send,

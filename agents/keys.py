@@ -23,7 +23,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from agents.models import AgentKey
-from missioncontrol import state
+from missioncontrol import ratelimit, state
 
 KEY_RE = re.compile(r"^mc_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{43})$")
 KEY_TTL_S = 600.0
@@ -151,33 +151,31 @@ def from_headers(authorization: str | None, x_api_key: str | None) -> str:
 
 
 # Per key: sustained requests per second and burst, on every agent-key route (a runaway loop
-# gets 429, not the database).
+# gets 429, not the database). Shared by every process when Redis is configured.
 RATE_PER_S = 20.0
 RATE_BURST = 60.0
-_buckets: dict[int, tuple[float, float]] = {}
+_bucket = ratelimit.TokenBucket("agent-key", RATE_PER_S, RATE_BURST)
 
 
 def rate_limited(key_id: int) -> float:
-    """0 if the request may go, else seconds until it may (token bucket per key)."""
+    """0 if the request may go, else seconds until it may (synchronous callers)."""
     if settings.MC_API_RATE_LIMIT_OFF:
         return 0.0
-    now = time.monotonic()
-    with _lock:
-        tokens, at = _buckets.get(key_id, (RATE_BURST, now))
-        tokens = min(RATE_BURST, tokens + (now - at) * RATE_PER_S)
-        if tokens < 1:
-            _buckets[key_id] = (tokens, now)
-            return (1 - tokens) / RATE_PER_S
-        _buckets[key_id] = (tokens - 1, now)
-    return 0.0
+    return _bucket.take(key_id)
+
+
+async def arate_limited(key_id: int) -> float:
+    """As rate_limited(), for the event loop's own routes."""
+    if settings.MC_API_RATE_LIMIT_OFF:
+        return 0.0
+    return await _bucket.atake(key_id)
 
 
 def reset() -> None:
-    """Forget every cached key, rate bucket and revocation check (tests)."""
+    """Forget every cached key and revocation check (tests)."""
     global _checked_at
     with _lock:
         _cache.clear()
-        _buckets.clear()
     _checked_at = 0.0
 
 
@@ -212,7 +210,7 @@ def load(prefix: str) -> KeyInfo | None:
     return _load(prefix)
 
 
-state.register("agent keys and rate buckets", reset)
+state.register("agent keys", reset)
 
 
 def forget_key_row(sender: Any, instance: Any, **kwargs: Any) -> None:

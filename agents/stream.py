@@ -87,7 +87,7 @@ async def agent_events(request: HttpRequest) -> HttpResponseBase:
         return json_error(401, "unauthenticated", "This API key is unknown, revoked or expired.")
     if key.kind != AgentKey.Kind.AGENT or key.agent_id is None:
         return json_error(403, "forbidden", "Only an agent's own key has events.")
-    wait = keys.rate_limited(key.id)
+    wait = await keys.arate_limited(key.id)
     if wait:
         response = json_error(429, "rate_limited", "Too many requests for this key.")
         response["Retry-After"] = str(max(1, round(wait)))

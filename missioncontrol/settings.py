@@ -156,6 +156,13 @@ else:
         f"CHANNEL_LAYER_URL must be memory:// or redis://host:port/db; got {_layer_url!r}."
     )
 
+# State that every process must share (per-key rate limits): Redis, the channel layer's by
+# default when it is Redis; empty = this process's memory (one process, the SQLite default).
+MC_SHARED_STATE_URL = env_str(
+    "MC_SHARED_STATE_URL", _layer_url if _layer_url.startswith(("redis://", "rediss://")) else ""
+)
+MC_SHARED_STATE_PREFIX = env_str("MC_SHARED_STATE_PREFIX", "mc")
+
 # --- Auth -----------------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
     # First, as django-axes requires: it refuses locked-out credentials before any check.
@@ -248,6 +255,8 @@ MC_LIVE_GRACE_MS = env_int("MC_LIVE_GRACE_MS", 10000, low=0, high=3600000)
 # A live agent turns stale after 2 × its heartbeat interval, offline after this long unseen.
 MC_AGENT_OFFLINE_AFTER_S = env_int("MC_AGENT_OFFLINE_AFTER", 600, low=30, high=7 * 86400)
 MC_AGENT_DEFAULT_INTERVAL_S = env_int("MC_AGENT_HEARTBEAT_INTERVAL", 30, low=1, high=3600)
+# How often the worker moves silent agents to stale/offline.
+MC_AGENT_SWEEP_INTERVAL_S = env_int("MC_AGENT_SWEEP_INTERVAL", 5, low=1, high=3600)
 # Bodies larger than this are refused with 413 on the agent API.
 # Per-key rate limit of the agent API (benchmarks drive one key far beyond it).
 MC_API_RATE_LIMIT_OFF = env_bool("MC_BENCH_NO_RATE_LIMIT", False)

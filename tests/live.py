@@ -21,68 +21,40 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class ServerProcess:
-    """`manage.py serve` on 127.0.0.1:<port>, sharing the test database file."""
+class ManagedProcess:
+    """A `manage.py` command as a subprocess on the test database, logging to a file."""
 
-    def __init__(
-        self,
-        db_path: str | None,
-        port: int | None = None,
-        extra_env: dict[str, str] | None = None,
-        setup: bool = False,
-    ) -> None:
-        # setup=False: the test database is the tests' (migrated by pytest, its users theirs).
-        self.setup = setup
-        self.port = port or free_port()
+    name = "process"
+
+    def __init__(self, db_path: str | None, extra_env: dict[str, str] | None = None) -> None:
         self.db_path = db_path
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = Path(os.environ.get("MC_DATA_DIR", "/tmp")) / f"serve-{self.port}.log"
+        self.log_path = Path(os.environ.get("MC_DATA_DIR", "/tmp")) / f"{self.name}.log"
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 15.0) -> ServerProcess:
-        env = dict(os.environ)
-        env.update(
+    def spawn(self, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        full = dict(os.environ)
+        full.update(
             {
                 "DJANGO_SETTINGS_MODULE": "tests.settings",
-                "MC_PORT": str(self.port),
                 "DJANGO_ALLOW_ASYNC_UNSAFE": "",
                 "PYTHONUNBUFFERED": "1",
+                **(env or {}),
             }
         )
         if self.db_path is not None:
             url = self.db_path if "://" in self.db_path else f"sqlite:///{self.db_path}"
-            env["DATABASE_URL"] = url
-        env.update(self.extra_env)
+            full["DATABASE_URL"] = url
+        full.update(self.extra_env)
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "manage.py",
-                "serve",
-                "--port",
-                str(self.port),
-                *([] if self.setup else ["--skip-setup"]),
-            ],
+            [sys.executable, "manage.py", *args],
             cwd=ROOT,
-            env=env,
+            env=full,
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.output()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"server did not answer in {timeout}s: {self.output()}")
+        return self.proc
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
         if self.proc is None:
@@ -104,3 +76,63 @@ class ServerProcess:
             return self.log_path.read_text(errors="replace")[-4000:]
         except OSError:
             return ""
+
+
+class ServerProcess(ManagedProcess):
+    """`manage.py serve` on 127.0.0.1:<port>, sharing the test database file."""
+
+    def __init__(
+        self,
+        db_path: str | None,
+        port: int | None = None,
+        extra_env: dict[str, str] | None = None,
+        setup: bool = False,
+        workers: bool = True,
+    ) -> None:
+        # setup=False: the test database is the tests' (migrated by pytest, its users theirs).
+        self.setup = setup
+        # workers=False: `serve --no-workers`, the loops running in a WorkersProcess (scale-out).
+        self.workers = workers
+        self.port = port or free_port()
+        self.name = f"serve-{self.port}"
+        super().__init__(db_path, extra_env)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> ServerProcess:
+        args = ["serve", "--port", str(self.port)]
+        args += [] if self.setup else ["--skip-setup"]
+        args += [] if self.workers else ["--no-workers"]
+        proc = self.spawn(args, {"MC_PORT": str(self.port)})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}: {self.output()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"server did not answer in {timeout}s: {self.output()}")
+
+
+class WorkersProcess(ManagedProcess):
+    """`manage.py run_workers`: the background loops alone (the scale-out profile)."""
+
+    def __init__(self, db_path: str, extra_env: dict[str, str] | None = None) -> None:
+        self.name = f"workers-{os.getpid()}-{free_port()}"
+        super().__init__(db_path, extra_env)
+
+    def start(self, timeout: float = 15.0) -> WorkersProcess:
+        proc = self.spawn(["run_workers"])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"workers exited with {proc.returncode}: {self.output()}")
+            if "workers running" in self.output():
+                return self
+            time.sleep(0.05)
+        raise RuntimeError(f"workers did not start in {timeout}s: {self.output()}")

@@ -163,8 +163,8 @@ class TestHeartbeat:
         assert r.status_code == 400
 
     async def test_too_many_requests_is_429_with_retry_after(self, api, ada_key, monkeypatch):
-        monkeypatch.setattr("agents.keys.RATE_BURST", 3.0)
-        monkeypatch.setattr("agents.keys.RATE_PER_S", 0.1)
+        monkeypatch.setattr("agents.keys._bucket.burst", 3.0)
+        monkeypatch.setattr("agents.keys._bucket.rate", 0.1)
         async with api(ada_key) as c:
             codes = [
                 (await post(c, "/api/v1/agents/ada/heartbeat", {})).status_code for _ in range(4)

@@ -191,16 +191,20 @@ async def test_rows_come_from_the_database(transactional_db):
 def test_process_state_is_gathered_and_reset():
     from agents import keys
     from missioncontrol import state
+    from missioncontrol.fastpath import browser  # noqa: F401 - registers its session cache
     from tasks import cards
 
     assert {
-        "agent keys and rate buckets",
+        "agent keys",
+        "rate-limit buckets",
         "card cache",
         "fast-path sessions",
         "live hubs and texts",
     } <= set(state.names())
     keys.remember("abc", None)
     cards._cache[("k",)] = "html"
+    keys._bucket.take_local(1)
     state.reset_all()
     assert keys.cached("abc") == (False, None)
     assert not cards._cache
+    assert not keys._bucket._local

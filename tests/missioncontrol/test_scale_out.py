@@ -1,0 +1,230 @@
+"""The scale-out profile end to end: two `serve --no-workers` and one `run_workers` on one
+PostgreSQL database and one Redis (run by `./mc test`'s second profile; skipped on SQLite)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from agents import actions as agent_actions
+from agents.models import Agent, AgentKey
+from billing.models import UsageRecord
+from missioncontrol.audit import Actor
+from missioncontrol.models import LiveEvent
+from tests.agents.conftest import issue
+from tests.conftest import LIVE_SERVER_ENV
+from tests.live import PASSWORD, ServerProcess, WorkersProcess
+from tests.missioncontrol.factories import UserFactory
+from tests.tasks.factories import make_task
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        connection.vendor != "postgresql"
+        or not str(settings.CHANNEL_LAYERS["default"]["BACKEND"]).startswith("channels_redis"),
+        reason="the scale-out profile (PostgreSQL + Redis) only",
+    ),
+]
+
+SWEEP_S = 1
+
+
+@pytest.fixture(scope="module")
+def cluster(test_db_path: str, static_built: None) -> Iterator[dict[str, Any]]:
+    env = {**LIVE_SERVER_ENV, "MC_AGENT_SWEEP_INTERVAL": str(SWEEP_S)}
+    a = ServerProcess(test_db_path, extra_env=env, workers=False).start()
+    b = ServerProcess(test_db_path, extra_env=env, workers=False).start()
+    workers = WorkersProcess(test_db_path, extra_env=env).start()
+    yield {"a": a, "b": b, "workers": workers}
+    for proc in (a, b, workers):
+        proc.stop()
+
+
+def login(url: str, username: str) -> httpx.Client:
+    client = httpx.Client(base_url=url, timeout=10)
+    client.get("/login/")
+    r = client.post(
+        "/login/",
+        data={
+            "username": username,
+            "password": PASSWORD,
+            "csrfmiddlewaretoken": client.cookies["csrftoken"],
+        },
+    )
+    assert r.status_code == 302, r.text
+    return client
+
+
+def test_loops_run_in_the_worker_only(cluster):
+    assert "supervisor: started loop agent-status-sweep" in cluster["workers"].output()
+    for name in ("a", "b"):
+        assert "supervisor: started loop" not in cluster[name].output()
+
+
+def test_a_move_through_one_process_reaches_a_socket_on_the_other_in_order(
+    cluster, transactional_db
+):
+    UserFactory.create(username="olga", role="operator")
+    tasks = [make_task(f"Task {i}") for i in range(4)]
+    a, b = cluster["a"], cluster["b"]
+    mover = login(a.url, "olga")
+    watcher = login(b.url, "olga")
+    statuses = ["in_progress", "review", "done", "todo"] * 3
+    moves = [(tasks[k % 4].pk, statuses[k]) for k in range(12)]
+
+    async def watch() -> list[dict[str, Any]]:
+        got: list[dict[str, Any]] = []
+        async with websockets.connect(
+            b.url.replace("http://", "ws://") + "/ws/live/?topics=board",
+            additional_headers={
+                "Cookie": f"sessionid={watcher.cookies['sessionid']}",
+                "Origin": b.url,
+            },
+        ) as ws:
+            while json.loads(await ws.recv())["type"] != "ready":
+                pass
+            await asyncio.to_thread(move_all)
+            while len(got) < len(moves):
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if msg["type"] == "event":
+                    got.append(msg)
+        return got
+
+    def move_all() -> None:
+        for pk, status in moves:
+            r = mover.post(
+                f"/tasks/{pk}/move/",
+                data={"status": status},
+                headers={"X-CSRFToken": mover.cookies["csrftoken"]},
+            )
+            assert r.status_code == 200, r.text
+
+    got = asyncio.run(watch())
+    seqs = [m["seq"] for m in got]
+    assert seqs == sorted(seqs)
+    assert {m["event"] for m in got} <= {"task.moved", "task.reordered"}
+    # Each event's ops put the card where that move sent it, in the moves' order.
+    placed = [
+        next((op["id"], op["parent"]) for op in m["payload"]["ops"] if op["op"] == "upsert")
+        for m in got
+    ]
+    assert placed == [(f"task-{pk}", f"col-{status}-list") for pk, status in moves]
+    # And the log holds them in commit order, with each topic's chain unbroken.
+    rows = list(LiveEvent.objects.filter(seq__in=seqs).order_by("seq"))
+    assert [r.prev_seq for r in rows[1:]] == seqs[:-1]
+
+
+def test_an_agent_alternating_between_processes(cluster, transactional_db):
+    agent = Agent.objects.create(name="ada", heartbeat_interval_s=30)
+    _key, raw = issue(AgentKey.Kind.AGENT, agent)
+    clients = [
+        httpx.Client(base_url=cluster[n].url, headers={"Authorization": f"Bearer {raw}"})
+        for n in ("a", "b")
+    ]
+    acknowledged = 0
+    statuses = ["busy", "idle"]
+    for i in range(24):  # 48 requests: within the key's burst (60)
+        body = {
+            "status": statuses[(i // 2) % 2],
+            "usage": [{"id": f"u{i}", "model": "m", "input_tokens": 10, "output_tokens": 1}],
+        }
+        r = clients[i % 2].post("/api/v1/agents/ada/heartbeat", json=body)
+        assert r.status_code == 200, r.text
+        acknowledged += r.json()["usage_recorded"]
+        # The same records again through the other process: stored once.
+        again = clients[(i + 1) % 2].post("/api/v1/agents/ada/heartbeat", json=body)
+        assert again.status_code == 200, again.text
+        assert again.json()["usage_recorded"] == 0
+    assert acknowledged == 24
+    assert UsageRecord.objects.filter(agent=agent).count() == 24
+    agent.refresh_from_db()
+    assert agent.status == "idle"
+    # One history: every status event's "before" is the previous event's "after".
+    changes = [
+        e.payload
+        for e in LiveEvent.objects.filter(type="agent.status_changed").order_by("seq")
+        if e.payload["agent"]["id"] == agent.pk
+    ]
+    assert changes, "status changes were published"
+    for earlier, later in itertools.pairwise(changes):
+        assert later["before"] == earlier["after"]
+    assert changes[-1]["after"] == "idle"
+
+
+def test_a_revoked_key_is_refused_by_both_within_2_s(cluster, transactional_db):
+    agent = Agent.objects.create(name="ada")
+    key, raw = issue(AgentKey.Kind.AGENT, agent)
+    headers = {"Authorization": f"Bearer {raw}"}
+    urls = [cluster["a"].url, cluster["b"].url]
+    for url in urls:
+        r = httpx.post(f"{url}/api/v1/agents/ada/heartbeat", json={}, headers=headers)
+        assert r.status_code == 200
+    agent_actions.revoke_key(Actor.system("tests"), key.pk)
+    revoked = time.monotonic()
+    refused: dict[str, float] = {}
+    while len(refused) < 2 and time.monotonic() - revoked < 5:
+        for url in urls:
+            if url not in refused:
+                r = httpx.post(f"{url}/api/v1/agents/ada/heartbeat", json={}, headers=headers)
+                if r.status_code == 401:
+                    refused[url] = time.monotonic() - revoked
+        time.sleep(0.05)
+    assert set(refused) == set(urls)
+    assert max(refused.values()) <= 2.2
+
+
+def test_rate_limits_are_shared_by_every_process(cluster, transactional_db):
+    agent = Agent.objects.create(name="ada")
+    _key, raw = issue(AgentKey.Kind.AGENT, agent)
+    headers = {"Authorization": f"Bearer {raw}"}
+    clients = [httpx.Client(base_url=cluster[n].url, headers=headers) for n in ("a", "b")]
+    # The burst is 60 per key: alternating between the processes does not double it.
+    started = time.monotonic()
+    codes = [clients[i % 2].post("/api/v1/agents/ada/heartbeat", json={}) for i in range(100)]
+    elapsed = time.monotonic() - started
+    accepted = sum(r.status_code == 200 for r in codes)
+    assert {r.status_code for r in codes} == {200, 429}
+    # 60 at once, plus the refill (20/s) while the requests were being made.
+    assert accepted <= 60 + 20 * elapsed + 1, (accepted, elapsed)
+    refused = next(r for r in codes if r.status_code == 429)
+    assert refused.json()["error"] == "rate_limited"
+
+
+def test_the_status_sweep_runs_once_in_the_worker(cluster, transactional_db):
+    long_ago = timezone.now() - timedelta(seconds=120)
+    agents = [
+        Agent.objects.create(
+            name=f"quiet-{i}",
+            status="idle",
+            heartbeat_interval_s=30,
+            last_seen_at=long_ago,
+            stale_at=long_ago + timedelta(seconds=60),
+        )
+        for i in range(5)
+    ]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if Agent.objects.filter(pk__in=[a.pk for a in agents], status="stale").count() == 5:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the worker did not sweep")
+    time.sleep(3 * SWEEP_S)  # more sweeps, by anyone, would add events
+    stale_events = [
+        e.payload["agent"]["id"]
+        for e in LiveEvent.objects.filter(type="agent.status_changed")
+        if e.payload["after"] == "stale"
+    ]
+    assert sorted(stale_events) == sorted(a.pk for a in agents)
