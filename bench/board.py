@@ -179,9 +179,11 @@ def main() -> None:
             "sessionid": client.cookies["sessionid"],
             "csrftoken": client.cookies["csrftoken"],
         }
+        cpu = server.cpu_s()
         done, errors, lat = asyncio.run(moves_per_second(server.port, cookies, ids, args.seconds))
+        cpu_ms = (server.cpu_s() - cpu) * 1000 / max(1, done + errors)
         print(
-            f"moves with 8 concurrent clients: {done / args.seconds:.0f} moves/s, {errors} errors, latency {summary(lat)}"
+            f"moves with 8 concurrent clients: {done / args.seconds:.0f} moves/s, {errors} errors, latency {summary(lat)}, server CPU {cpu_ms:.2f} ms/move"
         )
     finally:
         server.stop()

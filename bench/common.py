@@ -73,6 +73,12 @@ class Server:
                 time.sleep(0.005)
         raise RuntimeError("server did not start")
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the server has used so far: a cost per operation that
+        the load generator's share of the two cores does not distort."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):

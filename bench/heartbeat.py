@@ -147,9 +147,10 @@ def main() -> None:
         cold, cold_errors, cold_recorded = asyncio.run(
             drive(3360, agents, args.clients, args.warmup, "warm")
         )
-        cpu = time.process_time()
+        cpu, server_cpu = time.process_time(), server.cpu_s()
         lat, errors, recorded = asyncio.run(drive(3360, agents, args.clients, args.seconds, "run"))
         cpu = time.process_time() - cpu
+        server_ms = (server.cpu_s() - server_cpu) * 1000 / max(1, len(lat))
         after = (
             sqlite3.connect(db).execute("SELECT count(*) FROM billing_usagerecord").fetchone()[0]
         )
@@ -164,7 +165,8 @@ def main() -> None:
             f"{args.clients} clients, {args.agents} agents, {args.seconds:.0f} s: {n / args.seconds:.0f} heartbeats/s, "
             f"p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, errors {errors}; "
             f"usage sent {sent}, acknowledged {acknowledged}, stored {after - before} "
-            f"({'OK' if after - before == acknowledged == sent else 'MISMATCH'}); RSS {server.rss_mb():.0f} MB; client CPU {cpu / args.seconds:.0%} of a core"
+            f"({'OK' if after - before == acknowledged == sent else 'MISMATCH'}); RSS {server.rss_mb():.0f} MB; client CPU {cpu / args.seconds:.0%} of a core; "
+            f"server CPU {server_ms:.3f} ms/heartbeat"
         )
     finally:
         server.stop()

@@ -153,8 +153,8 @@ def _unreachable(exc: Exception) -> None:
 
 def reset() -> None:
     """Empty every bucket, here and in Redis (tests)."""
-    global _sync, _down_until
-    _down_until = 0.0
+    global _sync, _down_until, _warned_at
+    _down_until = _warned_at = 0.0
     for bucket in _buckets.values():
         bucket.reset()
     _async.clear()

@@ -4,31 +4,60 @@ The board's main cost is rendering cards (≈0.2 ms each). A card's HTML is a fu
 it shows: its pk, title, priority, blocked state and reason, labels, assignee (name and kind),
 due date (and, for the overdue mark, today's date and whether it is done) and comment count; so it is cached under
 exactly those. Its version and column, which change on every move, are not part of the cached
-HTML: they are written into it at the end, so moving a card never renders it again. Entries
-are small (~1 KB), bounded in number and evicted oldest first.
+HTML: they are filled in at their marks (missioncontrol/fragments.py), so moving a card never
+renders it again. Entries are small (~1 KB), bounded in number and evicted oldest first.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
+import datetime
+from collections.abc import Callable
 
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
-from missioncontrol import state
+from missioncontrol.fragments import FragmentCache, mark
 from tasks.models import Task
 
 MAX_CARDS = 5000
-_cache: OrderedDict[tuple[object, ...], str] = OrderedDict()
-_lock = threading.Lock()
-# Stand-ins for the version and the column in cached HTML (no rendered text contains NUL).
-VERSION_MARK, STATUS_MARK = "\x00v\x00", "\x00s\x00"
+_cards = FragmentCache("card cache", MAX_CARDS)
+
+
+def card_key(
+    pk: int,
+    title: str,
+    priority: int,
+    blocked: bool,
+    blocked_reason: str,
+    labels: str,
+    agent_id: int | None,
+    user_id: int | None,
+    assignee: str,
+    due_date: datetime.date | None,
+    done: bool,
+    comment_count: int,
+) -> tuple[object, ...]:
+    """What a card shows, as its cache key (today's date too: the overdue mark)."""
+    return (
+        pk,
+        title,
+        priority,
+        blocked,
+        blocked_reason,
+        labels,
+        agent_id,
+        user_id,
+        assignee,
+        due_date,
+        done,  # done cards are never overdue
+        comment_count,
+        timezone.localdate(),
+    )
 
 
 def _key(task: Task) -> tuple[object, ...]:
-    return (
+    return card_key(
         task.pk,
         task.title,
         task.priority,
@@ -39,36 +68,29 @@ def _key(task: Task) -> tuple[object, ...]:
         task.assignee_user_id,
         task.assignee_display,
         task.due_date,
-        task.status == Task.Status.DONE,  # done cards are never overdue
+        task.status == Task.Status.DONE,
         task.comment_count,
-        timezone.localdate(),
     )
 
 
 def render_card(task: Task) -> SafeString:
     """The card's HTML (`tasks/board.html#task_card`)."""
-    key = _key(task)
-    with _lock:
-        html = _cache.get(key)
-        if html is not None:
-            _cache.move_to_end(key)
-    if html is None:
-        html = (
+    return render_keyed(_key(task), task.version, task.status, lambda: task)
+
+
+def render_keyed(
+    key: tuple[object, ...], version: int, status: str, build: Callable[[], Task]
+) -> SafeString:
+    """The card under `key` (card_key()) at this version and column; `build()` makes the Task
+    to render only when the cache has no such card."""
+
+    def render() -> str:
+        task = build()
+        return (
             render_to_string("tasks/board.html#task_card", {"task": task})
-            .replace(f'data-version="{task.version}"', f'data-version="{VERSION_MARK}"', 1)
-            .replace(f'data-status="{task.status}"', f'data-status="{STATUS_MARK}"', 1)
+            .replace(f'data-version="{task.version}"', f'data-version="{mark("v")}"', 1)
+            .replace(f'data-status="{task.status}"', f'data-status="{mark("s")}"', 1)
         )
-        with _lock:
-            _cache[key] = html
-            while len(_cache) > MAX_CARDS:
-                _cache.popitem(last=False)
-    html = html.replace(VERSION_MARK, str(task.version)).replace(STATUS_MARK, task.status)
+
+    html = _cards.render(key, render, {"v": str(version), "s": status})
     return mark_safe(html)  # noqa: S308 - our own template's output
-
-
-def forget_cards() -> None:
-    with _lock:
-        _cache.clear()
-
-
-state.register("card cache", forget_cards)

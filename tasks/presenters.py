@@ -16,7 +16,7 @@ from django.utils.dateparse import parse_datetime
 
 from missioncontrol import live
 from tasks import events
-from tasks.cards import render_card
+from tasks.cards import card_key, render_keyed
 from tasks.models import Comment, Task
 
 _PRIORITY = {label.lower(): value for value, label in Task.Priority.choices}
@@ -43,6 +43,27 @@ def card_task(data: events.TaskData) -> Task:
     return task
 
 
+def card_html(data: events.TaskData) -> str:
+    """The card from the event's data (a Task is built only when the card cache misses)."""
+    assignee: dict[str, Any] = dict(data["assignee"] or {})
+    kind = assignee.get("type")
+    key = card_key(
+        data["id"],
+        data["title"],
+        _PRIORITY.get(data["priority"], Task.Priority.NORMAL),
+        data["blocked"],
+        data["blocked_reason"],
+        f",{','.join(data['labels'])}," if data["labels"] else "",
+        assignee.get("id") if kind == "agent" else None,
+        assignee.get("id") if kind == "user" else None,
+        assignee.get("name", ""),
+        datetime.date.fromisoformat(data["due_date"]) if data["due_date"] else None,
+        data["status"] == Task.Status.DONE,
+        data["comment_count"],
+    )
+    return render_keyed(key, data["version"], data["status"], lambda: card_task(data))
+
+
 def card_ops(data: events.TaskData, board: events.BoardData, gone: bool = False) -> list[live.Op]:
     """Where the card now is (or that it left the board), and the touched columns' counts."""
     ops: list[live.Op]
@@ -56,7 +77,7 @@ def card_ops(data: events.TaskData, board: events.BoardData, gone: bool = False)
                 "id": f"task-{data['id']}",
                 "parent": f"col-{data['status']}-list",
                 "before": f"task-{nxt}" if nxt else None,
-                "html": str(render_card(card_task(data))),
+                "html": str(card_html(data)),
             }
         ]
     ops += [

@@ -202,9 +202,9 @@ def test_process_state_is_gathered_and_reset():
         "live hubs and texts",
     } <= set(state.names())
     keys.remember("abc", None)
-    cards._cache[("k",)] = "html"
+    cards._cards.render(("k",), lambda: "html", {})
     keys._bucket.take_local(1)
     state.reset_all()
     assert keys.cached("abc") == (False, None)
-    assert not cards._cache
+    assert not len(cards._cards)
     assert not keys._bucket._local

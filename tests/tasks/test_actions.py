@@ -294,6 +294,22 @@ class TestCardCache:
         actions.update_task(bob, task.pk, {"title": "After"})
         assert "After" in render_card(Task.objects.for_cards().get(pk=task.pk))
 
+    def test_a_pushed_card_is_the_page_card_and_shares_its_cache_entry(self, bob):
+        from agents.models import Agent
+        from tasks import cards, events, presenters
+
+        agent = Agent.objects.create(name="ada")
+        task = make_task(
+            "Ship it", priority=Task.Priority.HIGH, labels="ops,web", assignee=f"agent:{agent.pk}"
+        )
+        actions.update_task(bob, task.pk, {"due_date": "2026-12-24"})
+        page = cards.render_card(Task.objects.for_cards().get(pk=task.pk))
+        pushed = presenters.card_html(events.task_data(Task.objects.for_cards().get(pk=task.pk)))
+        assert pushed == page
+        assert "ada" in pushed
+        assert "ops" in pushed
+        assert len(cards._cards) == 1  # one key for both: the push found the page's card
+
 
 class TestMoveBatch:
     """move_tasks: the board's group commit, many moves in one transaction."""
