@@ -13,14 +13,13 @@ import argparse
 import asyncio
 import os
 import random
-import sqlite3
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-from common import ADMIN, Server, login, manage, prepare, summary
+from common import ADMIN, Server, login, manage, prepare, query, summary
 
 
 def board_server_time(client: httpx.Client, n: int = 40) -> list[float]:
@@ -147,10 +146,7 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="mc-bench-board-"))
     prepare(data_dir)
-    db = data_dir / "mission-control.sqlite3"
-    con = sqlite3.connect(db)
-    have = con.execute("SELECT count(*) FROM tasks_task").fetchone()[0]
-    con.close()
+    have = query(data_dir, "SELECT count(*) FROM tasks_task")[0][0]
     if have < args.open + args.done:
         manage(data_dir, "seed_demo", "--open", str(args.open), "--done", str(args.done), "-v", "0")
     server = Server(data_dir, 3370)
@@ -167,14 +163,13 @@ def main() -> None:
                 f"Chromium navigation → first screen complete: median {statistics.median(ms):.0f} ms, max {max(ms):.0f} ms; "
                 f"{shots[0]['requests']} requests, {shots[0]['bytes'] / 1024:.0f} KiB, {shots[0]['cards']} cards"
             )
-        con = sqlite3.connect(db)
         ids = [
             r[0]
-            for r in con.execute(
-                "SELECT id FROM tasks_task WHERE status != 'done' AND archived_at IS NULL LIMIT 2000"
+            for r in query(
+                data_dir,
+                "SELECT id FROM tasks_task WHERE status != 'done' AND archived_at IS NULL LIMIT 2000",
             )
         ]
-        con.close()
         cookies = {
             "sessionid": client.cookies["sessionid"],
             "csrftoken": client.cookies["csrftoken"],

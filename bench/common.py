@@ -1,4 +1,9 @@
-"""Helpers for the benchmarks: a real `manage.py serve` on a data dir of its own."""
+"""Helpers for the benchmarks: a real `manage.py serve` on a data dir of its own.
+
+Profiles: SQLite (the default: the database lives in the data dir) or PostgreSQL + Redis when
+`MC_BENCH_PG` (a server URL, e.g. postgres://mc@127.0.0.1:5432) and `MC_BENCH_REDIS` are set
+(`./mc bench --profile postgres` starts both): each data dir then gets a database of its own.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +23,56 @@ PY = sys.executable
 ADMIN = ("bench-admin", "bench-password-123")
 
 
+PG = os.environ.get("MC_BENCH_PG", "").rstrip("/")
+REDIS = os.environ.get("MC_BENCH_REDIS", "")
+PROFILE = "postgres" if PG else "sqlite"
+
+
+def _db_name(data_dir: Path) -> str:
+    return "bench_" + "".join(c if c.isalnum() else "_" for c in data_dir.name.lower())
+
+
+def db_env(data_dir: Path) -> dict[str, str]:
+    """The environment that points a process at this data dir's database (and Redis)."""
+    if not PG:
+        return {"MC_DATA_DIR": str(data_dir)}
+    return {
+        "MC_DATA_DIR": str(data_dir),
+        "DATABASE_URL": f"{PG}/{_db_name(data_dir)}",
+        "CHANNEL_LAYER_URL": REDIS,
+    }
+
+
+def query(data_dir: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of one statement on the data dir's database (`%s` placeholders on both)."""
+    if not PG:
+        import sqlite3
+
+        con = sqlite3.connect(data_dir / "mission-control.sqlite3")
+        try:
+            rows = con.execute(sql.replace("%s", "?"), params).fetchall()
+            con.commit()
+            return rows
+        finally:
+            con.close()
+    import psycopg
+
+    with psycopg.connect(f"{PG}/{_db_name(data_dir)}", autocommit=True) as con:
+        cur = con.execute(sql, params)
+        return cur.fetchall() if cur.description else []
+
+
+def _fresh_database(data_dir: Path) -> None:
+    import psycopg
+
+    name = _db_name(data_dir)
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as con:
+        con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        con.execute(f'CREATE DATABASE "{name}"')
+
+
 def manage(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    full = {**os.environ, "MC_DATA_DIR": str(data_dir), **(env or {})}
+    full = {**os.environ, **db_env(data_dir), **(env or {})}
     return subprocess.run(
         [PY, "manage.py", *args], cwd=ROOT, env=full, check=True, capture_output=True, text=True
     ).stdout
@@ -28,6 +81,9 @@ def manage(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> str
 def prepare(data_dir: Path) -> None:
     """Migrate, create the bench admin, collect static files."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    if PG and not (data_dir / ".bench-db").exists():
+        _fresh_database(data_dir)
+        (data_dir / ".bench-db").touch()
     manage(data_dir, "migrate", "--noinput", "-v", "0")
     manage(
         data_dir, "ensure_admin", env={"MC_ADMIN_USERNAME": ADMIN[0], "MC_ADMIN_PASSWORD": ADMIN[1]}
@@ -41,6 +97,17 @@ def prepare(data_dir: Path) -> None:
     )
 
 
+def start_workers(data_dir: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`manage.py run_workers` beside `serve --no-workers` processes."""
+    return subprocess.Popen(
+        [PY, "manage.py", "run_workers"],
+        cwd=ROOT,
+        env={**os.environ, **db_env(data_dir), **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 class Server:
     def __init__(
         self,
@@ -51,7 +118,7 @@ class Server:
     ) -> None:
         self.data_dir, self.port = data_dir, port
         self.url = f"http://127.0.0.1:{port}"
-        full = {**os.environ, "MC_DATA_DIR": str(data_dir), "MC_PORT": str(port), **(env or {})}
+        full = {**os.environ, **db_env(data_dir), "MC_PORT": str(port), **(env or {})}
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
             command or [PY, "manage.py", "serve"],

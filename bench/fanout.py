@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sqlite3
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 
 import websockets
-from common import Server, login, manage, pct, prepare
+from common import Server, login, manage, pct, prepare, query
 
 
 async def run_round(
@@ -73,14 +72,12 @@ async def run_round(
     return {"received": received, "rss_connected": rss}
 
 
-def created_at(db: Path) -> dict[int, float]:
-    con = sqlite3.connect(db)
-    rows = con.execute("SELECT seq, created_at FROM missioncontrol_liveevent").fetchall()
-    con.close()
+def created_at(data_dir: Path) -> dict[int, float]:
     out = {}
-    for seq, ts in rows:
-        dt = datetime.fromisoformat(ts if "+" in ts else ts + "+00:00")
-        out[seq] = dt.timestamp()
+    for seq, ts in query(data_dir, "SELECT seq, created_at FROM missioncontrol_liveevent"):
+        if isinstance(ts, str):  # SQLite: naive UTC text
+            ts = datetime.fromisoformat(ts if "+" in ts else ts + "+00:00")
+        out[seq] = ts.timestamp()
     return out
 
 
@@ -96,15 +93,13 @@ def main() -> None:
     try:
         client = login(server.url)
         cookie = f"sessionid={client.cookies['sessionid']}"
-        con = sqlite3.connect(data_dir / "mission-control.sqlite3")
-        task_ids = [r[0] for r in con.execute("SELECT id FROM tasks_task ORDER BY id LIMIT 10")]
-        con.close()
+        task_ids = [r[0] for r in query(data_dir, "SELECT id FROM tasks_task ORDER BY id LIMIT 10")]
         print(f"idle RSS: {server.rss_mb():.1f} MB")
         for n in args.clients:
             result = asyncio.run(
                 run_round(server.url, cookie, n, args.events, client, task_ids, server)
             )
-            stamps = created_at(data_dir / "mission-control.sqlite3")
+            stamps = created_at(data_dir)
             lat = [(t - stamps[seq]) * 1000 for per in result["received"] for seq, t in per]
             print(
                 f"{n:4d} clients x {args.events} events: p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, "

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import Server, manage, pct, prepare
+from common import PROFILE, PY, Server, manage, pct, prepare, query, start_workers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,9 +34,26 @@ def make_keys(data_dir: Path, n: int) -> list[tuple[str, str]]:
     return [tuple(line.split()) for line in out.splitlines() if line.startswith("bench-")]  # type: ignore[misc]
 
 
-def preload(db: Path, agent_id: int, n: int = 1_000_000) -> None:
-    """Bulk rows straight into SQLite: history for the indexes to cope with."""
-    con = sqlite3.connect(db)
+def preload(data_dir: Path, agent_id: int, n: int = 1_000_000) -> None:
+    """Bulk rows straight into the database: history for the indexes to cope with."""
+    if PROFILE == "postgres":
+        query(
+            data_dir,
+            "INSERT INTO billing_usagerecord (agent_id, client_id, model, provider, input_tokens, "
+            "output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, price_version, "
+            "session, occurred_at, created_at) SELECT %s, 'pre-' || i, 'claude-sonnet-4-5', '', 1000, "
+            "200, 0, 0, 0, '', '', now(), now() FROM generate_series(1, %s) AS i",
+            (agent_id, n),
+        )
+        query(
+            data_dir,
+            "INSERT INTO missioncontrol_liveevent (type, topic, prev_seq, gateway_id, min_role, "
+            "payload, created_at) SELECT 'pre', 'fleet', NULL, NULL, 'viewer', '{}', now() "
+            "FROM generate_series(1, %s)",
+            (n,),
+        )
+        return
+    con = sqlite3.connect(data_dir / "mission-control.sqlite3")
     now = time.strftime("%Y-%m-%d %H:%M:%S")
     con.executemany(
         "INSERT INTO billing_usagerecord (agent_id, client_id, model, provider, input_tokens, output_tokens, cache_read_tokens, "
@@ -52,7 +69,7 @@ def preload(db: Path, agent_id: int, n: int = 1_000_000) -> None:
 
 
 async def client(
-    port: int,
+    port: int | list[int],
     agents: list[tuple[str, str]],
     deadline: float,
     k: int,
@@ -61,6 +78,8 @@ async def client(
     errors: list[int],
     sent: list[int],
 ) -> None:
+    # Several servers (the PostgreSQL profile's web processes): clients spread over them.
+    port = port[k % len(port)] if isinstance(port, list) else port
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     i = 0
     while time.perf_counter() < deadline:
@@ -103,7 +122,7 @@ async def client(
 
 
 async def drive(
-    port: int, agents: list[tuple[str, str]], clients: int, seconds: float, run: str
+    port: int | list[int], agents: list[tuple[str, str]], clients: int, seconds: float, run: str
 ) -> tuple[list[float], int, int]:
     lat: list[float] = []
     errors: list[int] = []
@@ -122,38 +141,50 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--warmup", type=float, default=2, help="seconds, not measured")
     parser.add_argument("--preload", action="store_true")
+    parser.add_argument(
+        "--servers",
+        type=int,
+        default=1,
+        help="web processes (serve --no-workers, plus one run_workers); PostgreSQL profile only",
+    )
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="mc-bench-hb-"))
     prepare(data_dir)
     agents = make_keys(data_dir, args.agents)
-    db = data_dir / "mission-control.sqlite3"
     if args.preload:
-        con = sqlite3.connect(db)
-        agent_id = con.execute("SELECT id FROM agents_agent ORDER BY id LIMIT 1").fetchone()[0]
-        con.close()
+        agent_id = query(data_dir, "SELECT id FROM agents_agent ORDER BY id LIMIT 1")[0][0]
         t = time.perf_counter()
-        preload(db, agent_id)
+        preload(data_dir, agent_id)
         print(
             f"preloaded 1,000,000 usage records and 1,000,000 events in {time.perf_counter() - t:.0f} s"
         )
     # The bench drives one key per agent far above the per-key rate limit: lift it for the run.
-    server = Server(data_dir, 3360, env={"MC_BENCH_NO_RATE_LIMIT": "1"})
+    env = {"MC_BENCH_NO_RATE_LIMIT": "1"}
+    if args.servers > 1:
+        servers = [
+            Server(data_dir, 3360 + i, env=env, command=[PY, "manage.py", "serve", "--no-workers"])
+            for i in range(args.servers)
+        ]
+        workers = start_workers(data_dir, env)
+    else:
+        servers, workers = [Server(data_dir, 3360, env=env)], None
+    ports = [s.port for s in servers]
+
+    def stored() -> int:
+        return query(data_dir, "SELECT count(*) FROM billing_usagerecord")[0][0]
+
     try:
-        before = (
-            sqlite3.connect(db).execute("SELECT count(*) FROM billing_usagerecord").fetchone()[0]
-        )
+        before = stored()
         # Warm-up (not measured): the first second loads 200 keys into the cache and imports
         # what the first requests need; its latencies are reported on their own.
         cold, cold_errors, cold_recorded = asyncio.run(
-            drive(3360, agents, args.clients, args.warmup, "warm")
+            drive(ports, agents, args.clients, args.warmup, "warm")
         )
-        cpu, server_cpu = time.process_time(), server.cpu_s()
-        lat, errors, recorded = asyncio.run(drive(3360, agents, args.clients, args.seconds, "run"))
+        cpu, server_cpu = time.process_time(), sum(s.cpu_s() for s in servers)
+        lat, errors, recorded = asyncio.run(drive(ports, agents, args.clients, args.seconds, "run"))
         cpu = time.process_time() - cpu
-        server_ms = (server.cpu_s() - server_cpu) * 1000 / max(1, len(lat))
-        after = (
-            sqlite3.connect(db).execute("SELECT count(*) FROM billing_usagerecord").fetchone()[0]
-        )
+        server_ms = (sum(s.cpu_s() for s in servers) - server_cpu) * 1000 / max(1, len(lat))
+        after = stored()
         n, sent = len(lat), len(cold) - cold_errors + len(lat) - errors
         acknowledged = cold_recorded + recorded
         if args.warmup:
@@ -162,14 +193,18 @@ def main() -> None:
                 f"p50 {pct(cold, 50):.1f} ms, p99 {pct(cold, 99):.1f} ms, errors {cold_errors}"
             )
         print(
-            f"{args.clients} clients, {args.agents} agents, {args.seconds:.0f} s: {n / args.seconds:.0f} heartbeats/s, "
+            f"{args.clients} clients, {args.agents} agents, {len(servers)} server(s), {args.seconds:.0f} s: {n / args.seconds:.0f} heartbeats/s, "
             f"p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, errors {errors}; "
             f"usage sent {sent}, acknowledged {acknowledged}, stored {after - before} "
-            f"({'OK' if after - before == acknowledged == sent else 'MISMATCH'}); RSS {server.rss_mb():.0f} MB; client CPU {cpu / args.seconds:.0%} of a core; "
+            f"({'OK' if after - before == acknowledged == sent else 'MISMATCH'}); RSS {max(s.rss_mb() for s in servers):.0f} MB; client CPU {cpu / args.seconds:.0%} of a core; "
             f"server CPU {server_ms:.3f} ms/heartbeat"
         )
     finally:
-        server.stop()
+        for one in servers:
+            one.stop()
+        if workers is not None:
+            workers.terminate()
+            workers.wait(10)
 
 
 if __name__ == "__main__":
