@@ -71,7 +71,7 @@ def run(label: str, script: str, *args: str) -> tuple[str, list[str]]:
     return label, lines
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="a short smoke run (not recorded)")
     parser.add_argument("--no-write", action="store_true", help="print only")
@@ -124,9 +124,13 @@ def main() -> None:
         )
     )
     results.append(run("restart to first 200, idle RSS", "startup.py"))
-    if args.quick or args.no_write:
-        return
-    write(started, probe, results)
+    failed = [label for label, lines in results if any(line.startswith("FAILED") for line in lines)]
+    if failed:
+        print(f"not written: {', '.join(failed)} failed")
+        return 1
+    if not (args.quick or args.no_write):
+        write(started, probe, results)
+    return 0
 
 
 def write(started: datetime, probe: float, results: list[tuple[str, list[str]]]) -> None:

@@ -6,6 +6,7 @@ import ipaddress
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -89,3 +90,31 @@ def persistent_secret(path: Path) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(value + "\n")
     return value
+
+
+def database_config(url: str) -> dict[str, Any]:
+    """Django's DATABASES entry for a `sqlite:///path` or `postgres://…` URL."""
+    import environ
+
+    scheme = url.split(":", 1)[0].lower()
+    if scheme not in {"sqlite", "postgres", "postgresql", "pgsql", "psql"}:
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must be sqlite:///path or postgres://user:pass@host/db; got scheme {scheme!r}."
+        )
+    try:
+        db: dict[str, Any] = dict(environ.Env.db_url_config(url))
+    except Exception as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL is not a database URL ({exc}).") from None
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        # Django's SQLite backend plus an in-process write lock (missioncontrol/db/sqlite/base.py).
+        db["ENGINE"] = "missioncontrol.db.sqlite"
+        db["OPTIONS"] = {
+            # IMMEDIATE: a writer takes the lock at BEGIN, so two writers queue instead of one
+            # failing with "database is locked" when it upgrades a read lock mid-transaction.
+            "transaction_mode": "IMMEDIATE",
+            # Seconds a writer waits for the lock before giving up.
+            "timeout": 20,
+            # WAL lets readers run beside the one writer; NORMAL is durable across app crashes.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000; PRAGMA mmap_size=268435456",
+        }
+    return db

@@ -13,6 +13,7 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from missioncontrol.config import (
+    database_config,
     env_bool,
     env_int,
     env_list,
@@ -113,27 +114,7 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------------
 _default_db = f"sqlite:///{DATA_DIR / 'mission-control.sqlite3'}"
 _db_url = env_str("DATABASE_URL", _default_db) or _default_db
-_scheme = _db_url.split(":", 1)[0].lower()
-if _scheme not in {"sqlite", "postgres", "postgresql", "pgsql", "psql"}:
-    raise ImproperlyConfigured(
-        f"DATABASE_URL must be sqlite:///path or postgres://user:pass@host/db; got scheme {_scheme!r}."
-    )
-try:
-    _db = environ.Env.db_url_config(_db_url)
-except Exception as exc:
-    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL ({exc}).") from None
-if _db["ENGINE"] == "django.db.backends.sqlite3":
-    # Django's SQLite backend plus an in-process write lock (see missioncontrol/db/sqlite/base.py).
-    _db["ENGINE"] = "missioncontrol.db.sqlite"
-    _db["OPTIONS"] = {
-        # IMMEDIATE: a writer takes the lock at BEGIN, so two writers queue instead of one
-        # failing with "database is locked" when it upgrades a read lock mid-transaction.
-        "transaction_mode": "IMMEDIATE",
-        # Seconds a writer waits for the lock before giving up.
-        "timeout": 20,
-        # WAL lets readers run beside the one writer; NORMAL is durable across app crashes.
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000; PRAGMA mmap_size=268435456",
-    }
+_db = database_config(_db_url)
 _db.setdefault("CONN_MAX_AGE", 0)
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
