@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -97,6 +98,12 @@ def prepare(data_dir: Path) -> None:
     )
 
 
+def _log() -> Any:
+    """Where servers write: MC_BENCH_LOG (a file, appended to) or nowhere."""
+    path = os.environ.get("MC_BENCH_LOG")
+    return open(path, "ab") if path else subprocess.DEVNULL
+
+
 def start_workers(data_dir: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     """`manage.py run_workers` beside `serve --no-workers` processes."""
     return subprocess.Popen(
@@ -124,8 +131,8 @@ class Server:
             command or [PY, "manage.py", "serve"],
             cwd=ROOT,
             env=full,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=_log(),
+            stderr=subprocess.STDOUT,
         )
         self.ready_after = self._wait()
 

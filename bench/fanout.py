@@ -68,7 +68,15 @@ async def run_round(
             headers={"X-CSRFToken": client.cookies["csrftoken"]},
         )
         await asyncio.sleep(0.1)
-    await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    try:
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    except TimeoutError:
+        got = sorted(len(r) for r in received)
+        raise TimeoutError(
+            f"{n_clients} clients: {sum(g < n_events for g in got)} short of {n_events} events "
+            f"(fewest {got[0]}); seqs seen by a short one: "
+            f"{next(([s for s, _t in r] for r in received if len(r) < n_events), [])}"
+        ) from None
     return {"received": received, "rss_connected": rss}
 
 

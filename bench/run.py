@@ -139,8 +139,12 @@ def write(started: datetime, probe: float, results: list[tuple[str, list[str]]])
         f"| {label} | {'<br>'.join(line.replace('|', '/') for line in lines)} |"
         for label, lines in results
     )
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     section = (
-        f"## `./mc bench --profile {PROFILE}` ({title}) — {started:%Y-%m-%d %H:%M} UTC\n\n"
+        f"## `./mc bench --profile {PROFILE}` ({title}) — {started:%Y-%m-%d %H:%M} UTC, "
+        f"commit `{commit}`\n\n"
         f"Machine: {machine()}. Speed probe (a 20 M-step loop in the venv's Python, taken "
         f"first): {probe:.2f} s; compare it with other sections' before comparing figures.\n\n"
         "| what | figures (as each script printed them) |\n|---|---|\n"

@@ -501,8 +501,18 @@ class Hub:
                 logger.exception("live: re-joining the topic groups failed")
 
     async def _pump(self, layer: Any) -> None:
+        assert self.channel is not None
         while True:
-            message = await layer.receive(self.channel)
+            try:
+                message = await layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A pump that dies silently cuts this process off from every event: say why
+                # and keep receiving (clients repair any gap from the log).
+                logger.exception("live: receiving from the channel layer failed")
+                await asyncio.sleep(0.2)
+                continue
             if message.get("type") != "live.event":
                 continue
             # A copy of the set: a listener may leave while we deliver.

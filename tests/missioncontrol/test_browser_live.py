@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tests.conftest import LIVE_SERVER_ENV, BrowserSession
@@ -127,12 +125,6 @@ def test_falls_back_to_sse_when_websockets_are_blocked(browser):
     assert browser.csp_violations() == []
 
 
-@pytest.mark.xfail(
-    "redis" in os.environ.get("CHANNEL_LAYER_URL", ""),
-    reason="Known open defect on the Redis profile (scale-out issue): after other tests have "
-    "used the shared server, an SSE-only page misses live moves; passes when run alone.",
-    strict=False,
-)
 def test_sse_page_sees_another_users_move_live(browser_factory):
     UserFactory.create(username="sid", role="viewer")
     UserFactory.create(username="opal", role="operator")

@@ -356,3 +356,43 @@ class TestStreamingClients:
         assert live.seq_of('{"type":"event","seq":12,"prev":null}') == 12
         assert live.seq_of('{"type": "ready", "seq": 7, "topics": []}') == 7
         assert live.seq_of("{}") is None
+
+
+async def test_the_hub_keeps_receiving_after_the_layer_fails_once():
+    """channels-redis raises TimeoutError when a blocking read outlives the socket's timeout
+    on a loaded machine: the hub must log it and receive on, not die silently (it did: every
+    page of that process stopped getting live events until a restart)."""
+    message = {"type": "live.event", "topic": "board", "seq": 1}
+    calls = 0
+
+    class FlakyLayer:
+        async def receive(self, channel):
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise TimeoutError
+            if calls == 2:
+                return message
+            await asyncio.sleep(3600)
+            return None
+
+    got = []
+
+    class Listener:
+        sub = live.Subscription(["board"], "viewer")
+
+        async def deliver(self, msg):
+            got.append(msg)
+
+    hub = live.Hub()
+    hub.channel = "specific.test!1"
+    hub.add(Listener())
+    pump = asyncio.create_task(hub._pump(FlakyLayer()))
+    try:
+        for _ in range(50):
+            if got:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        pump.cancel()
+    assert got == [message]
