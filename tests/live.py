@@ -11,6 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import httpx
+
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
 
@@ -136,3 +138,19 @@ class WorkersProcess(ManagedProcess):
                 return self
             time.sleep(0.05)
         raise RuntimeError(f"workers did not start in {timeout}s: {self.output()}")
+
+
+def login(url: str, username: str, password: str = PASSWORD) -> httpx.Client:
+    """An HTTP client signed in to a real server through its login form."""
+    client = httpx.Client(base_url=url, timeout=10)
+    client.get("/login/")
+    r = client.post(
+        "/login/",
+        data={
+            "username": username,
+            "password": password,
+            "csrfmiddlewaretoken": client.cookies["csrftoken"],
+        },
+    )
+    assert r.status_code == 302, r.text
+    return client

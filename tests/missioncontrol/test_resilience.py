@@ -28,7 +28,7 @@ from missioncontrol.models import LiveEvent
 from tasks.models import Task
 from tests.agents.conftest import issue
 from tests.conftest import LIVE_SERVER_ENV
-from tests.live import PASSWORD, ServerProcess
+from tests.live import ServerProcess, login
 from tests.missioncontrol.factories import UserFactory
 from tests.tasks.factories import make_task
 
@@ -74,19 +74,12 @@ async def heartbeats(
                 errors.append(f"{name}: {r.status_code} {r.text[:200]}")
 
 
-def login(url: str, username: str) -> dict[str, str]:
-    with httpx.Client(base_url=url, timeout=10) as client:
-        client.get("/login/")
-        r = client.post(
-            "/login/",
-            data={
-                "username": username,
-                "password": PASSWORD,
-                "csrfmiddlewaretoken": client.cookies["csrftoken"],
-            },
-        )
-        assert r.status_code == 302, r.text
+def login_cookies(url: str, username: str) -> dict[str, str]:
+    client = login(url, username)
+    try:
         return {"sessionid": client.cookies["sessionid"], "csrftoken": client.cookies["csrftoken"]}
+    finally:
+        client.close()
 
 
 async def operator(
@@ -157,7 +150,7 @@ def test_mixed_load_has_no_errors_and_loses_nothing(test_db_path, static_built):
         ids = [make_task(f"Card {i}", status=COLUMNS[i % 5]).pk for i in range(60)]
         for i in range(8):
             UserFactory.create(username=f"op{i}", role="operator")
-        sessions = [login(server.url, f"op{i}") for i in range(8)]
+        sessions = [login_cookies(server.url, f"op{i}") for i in range(8)]
         acked: list[str] = []
         errors: list[str] = []
         log: Counter[str] = Counter()
@@ -192,7 +185,7 @@ def test_kill_9_under_load_loses_nothing_acknowledged(test_db_path, static_built
     server = ServerProcess(test_db_path, extra_env=env).start()
     agents = agents_with_keys(8)
     UserFactory.create(username="watcher", role="admin")  # sees every event of its topics
-    cookies = login(server.url, "watcher")
+    cookies = login_cookies(server.url, "watcher")
     acked: list[str] = []
     errors: list[str] = []
     topics = "fleet,activity"

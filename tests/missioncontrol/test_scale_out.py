@@ -25,7 +25,7 @@ from missioncontrol.audit import Actor
 from missioncontrol.models import LiveEvent
 from tests.agents.conftest import issue
 from tests.conftest import LIVE_SERVER_ENV
-from tests.live import PASSWORD, ServerProcess, WorkersProcess
+from tests.live import ServerProcess, WorkersProcess, login
 from tests.missioncontrol.factories import UserFactory
 from tests.tasks.factories import make_task
 
@@ -50,21 +50,6 @@ def cluster(test_db_path: str, static_built: None) -> Iterator[dict[str, Any]]:
     yield {"a": a, "b": b, "workers": workers}
     for proc in (a, b, workers):
         proc.stop()
-
-
-def login(url: str, username: str) -> httpx.Client:
-    client = httpx.Client(base_url=url, timeout=10)
-    client.get("/login/")
-    r = client.post(
-        "/login/",
-        data={
-            "username": username,
-            "password": PASSWORD,
-            "csrfmiddlewaretoken": client.cookies["csrftoken"],
-        },
-    )
-    assert r.status_code == 302, r.text
-    return client
 
 
 def test_loops_run_in_the_worker_only(cluster):
