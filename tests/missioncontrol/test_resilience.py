@@ -15,6 +15,7 @@ import re
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -141,10 +142,24 @@ def assert_event_chains_unbroken() -> None:
         last[topic] = seq
 
 
-def test_mixed_load_has_no_errors_and_loses_nothing(test_db_path, static_built):
-    server = ServerProcess(
-        test_db_path, extra_env={**LIVE_SERVER_ENV, "MC_BENCH_NO_RATE_LIMIT": "1"}
-    ).start()
+@pytest.fixture
+def spawn(test_db_path: str, static_built: None) -> Iterator[Callable[[], ServerProcess]]:
+    """Start real servers on the test database; every one is stopped however the test ends."""
+    started: list[ServerProcess] = []
+    env = {**LIVE_SERVER_ENV, "MC_BENCH_NO_RATE_LIMIT": "1"}
+
+    def start() -> ServerProcess:
+        server = ServerProcess(test_db_path, extra_env=env)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def test_mixed_load_has_no_errors_and_loses_nothing(spawn):
+    server = spawn()
     try:
         agents = agents_with_keys(32)
         ids = [make_task(f"Card {i}", status=COLUMNS[i % 5]).pk for i in range(60)]
@@ -180,9 +195,8 @@ def test_mixed_load_has_no_errors_and_loses_nothing(test_db_path, static_built):
         server.stop()
 
 
-def test_kill_9_under_load_loses_nothing_acknowledged(test_db_path, static_built):
-    env = {**LIVE_SERVER_ENV, "MC_BENCH_NO_RATE_LIMIT": "1"}
-    server = ServerProcess(test_db_path, extra_env=env).start()
+def test_kill_9_under_load_loses_nothing_acknowledged(spawn):
+    server = spawn()
     agents = agents_with_keys(8)
     UserFactory.create(username="watcher", role="admin")  # sees every event of its topics
     cookies = login_cookies(server.url, "watcher")
@@ -229,7 +243,7 @@ def test_kill_9_under_load_loses_nothing_acknowledged(test_db_path, static_built
     logger.info("kill -9: %s acknowledged before the kill, last seq seen %s", len(acked), seen)
     assert seen > 0
     assert len(acked) > 50
-    restarted = ServerProcess(test_db_path, extra_env=env).start()
+    restarted = spawn()
     try:
         stored = set(UsageRecord.objects.values_list("client_id", flat=True))
         assert set(acked) <= stored, f"{len(set(acked) - stored)} acknowledged records lost"
