@@ -10,8 +10,10 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import httpx
+import websockets
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
@@ -154,3 +156,11 @@ def login(url: str, username: str, password: str = PASSWORD) -> httpx.Client:
     )
     assert r.status_code == 302, r.text
     return client
+
+
+def live_socket(url: str, sessionid: str, query: str) -> Any:
+    """A browser-like WebSocket to `/ws/live/?<query>` of a real server, signed in by cookie."""
+    return websockets.connect(
+        url.replace("http://", "ws://") + f"/ws/live/?{query}",
+        additional_headers={"Cookie": f"sessionid={sessionid}", "Origin": url},
+    )

@@ -140,3 +140,10 @@ def test_refuses_a_database_in_use(old_install, test_db_path):
 def test_refuses_a_missing_file(tmp_path):
     with pytest.raises(CommandError, match="No database file"):
         call_command("copy_data", "--from", f"sqlite:///{tmp_path}/nothing.sqlite3")
+
+
+def test_refuses_to_copy_a_database_into_itself(test_db_path):
+    source = test_db_path if "://" in test_db_path else f"sqlite:///{test_db_path}"
+    done = copy_data(test_db_path, "--from", source)
+    assert done.returncode != 0
+    assert "The source is this database" in done.stderr

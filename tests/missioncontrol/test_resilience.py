@@ -29,7 +29,7 @@ from missioncontrol.models import LiveEvent
 from tasks.models import Task
 from tests.agents.conftest import issue
 from tests.conftest import LIVE_SERVER_ENV
-from tests.live import ServerProcess, login
+from tests.live import ServerProcess, live_socket, login
 from tests.missioncontrol.factories import UserFactory
 from tests.tasks.factories import make_task
 
@@ -207,13 +207,7 @@ def test_kill_9_under_load_loses_nothing_acknowledged(spawn):
     async def load_then_kill() -> int:
         # A tab watching until the crash: the last seq it saw is where it will resume.
         seen = 0
-        async with websockets.connect(
-            server.url.replace("http://", "ws://") + f"/ws/live/?topics={topics}",
-            additional_headers={
-                "Cookie": f"sessionid={cookies['sessionid']}",
-                "Origin": server.url,
-            },
-        ) as ws:
+        async with live_socket(server.url, cookies["sessionid"], f"topics={topics}") as ws:
             while json.loads(await ws.recv())["type"] != "ready":
                 pass
             until = time.monotonic() + 30
@@ -255,14 +249,8 @@ def test_kill_9_under_load_loses_nothing_acknowledged(spawn):
 
         async def resume() -> list[int]:
             got: list[int] = []
-            async with websockets.connect(
-                restarted.url.replace("http://", "ws://")
-                + f"/ws/live/?topics={topics}&since={seen}",
-                additional_headers={
-                    "Cookie": f"sessionid={cookies['sessionid']}",
-                    "Origin": restarted.url,
-                },
-            ) as ws:
+            query = f"topics={topics}&since={seen}"
+            async with live_socket(restarted.url, cookies["sessionid"], query) as ws:
                 while True:
                     msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
                     if msg["type"] == "ready":

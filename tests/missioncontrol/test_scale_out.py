@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-import websockets
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -25,7 +24,7 @@ from missioncontrol.audit import Actor
 from missioncontrol.models import LiveEvent
 from tests.agents.conftest import issue
 from tests.conftest import LIVE_SERVER_ENV
-from tests.live import ServerProcess, WorkersProcess, login
+from tests.live import ServerProcess, WorkersProcess, live_socket, login
 from tests.missioncontrol.factories import UserFactory
 from tests.tasks.factories import make_task
 
@@ -71,13 +70,7 @@ def test_a_move_through_one_process_reaches_a_socket_on_the_other_in_order(
 
     async def watch() -> list[dict[str, Any]]:
         got: list[dict[str, Any]] = []
-        async with websockets.connect(
-            b.url.replace("http://", "ws://") + "/ws/live/?topics=board",
-            additional_headers={
-                "Cookie": f"sessionid={watcher.cookies['sessionid']}",
-                "Origin": b.url,
-            },
-        ) as ws:
+        async with live_socket(b.url, watcher.cookies["sessionid"], "topics=board") as ws:
             while json.loads(await ws.recv())["type"] != "ready":
                 pass
             await asyncio.to_thread(move_all)

@@ -63,7 +63,8 @@ class Command(BaseCommand):
         if source["ENGINE"] == "missioncontrol.db.sqlite" and not Path(source["NAME"]).is_file():
             raise CommandError(f"No database file at {source['NAME']}.")
         target = connections["default"]
-        if source["NAME"] == target.settings_dict["NAME"] and source["ENGINE"] == target.vendor:
+        same = ("ENGINE", "NAME", "HOST", "PORT")
+        if all(source.get(k) == target.settings_dict.get(k) for k in same):
             raise CommandError("The source is this database.")
         settings.DATABASES[SOURCE] = {**target.settings_dict, **source}
         connections.settings = connections.configure_settings(settings.DATABASES)
