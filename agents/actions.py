@@ -6,6 +6,7 @@ commands all call these.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,9 +16,11 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
+from django.utils.text import slugify
 
 from agents import events, keys
 from agents.models import AGENT_NAME_RE, Agent, AgentKey, AgentMessage, AgentStatusChange
+from gateways.models import Gateway
 from missioncontrol import audit, live
 from missioncontrol.audit import Actor
 from missioncontrol.db import bulk
@@ -182,6 +185,127 @@ def ensure_agent(actor: Actor, name: str) -> Agent:
             audit.record(actor, "agent.created", agent)
             _publish_added("agent.created", actor, agent)
     return agent
+
+
+# --- Agents of a gateway (ingested by the gateway connector) ----------------------------------
+
+
+def gateway_agent_name(gateway: Gateway, external_id: str) -> str:
+    """A gateway agent's unique handle: `<its id>@<gateway>`, shortened with a hash if long."""
+    name = f"{external_id}@{slugify(gateway.name) or gateway.pk}"
+    if len(name) <= 64:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[:55]}~{digest}"
+
+
+def _gateway_agent_fields(item: dict[str, Any]) -> tuple[str, str, str]:
+    external = str(item.get("id") or "")[:128]
+    model = item.get("model")
+    primary = str(model.get("primary") or "")[:128] if isinstance(model, dict) else ""
+    runtime = item.get("agentRuntime")
+    framework = (
+        f"openclaw/{runtime['id']}"
+        if isinstance(runtime, dict) and runtime.get("id")
+        else "openclaw"
+    )[:64]
+    return external, primary, framework
+
+
+def sync_gateway_agents(gateway_id: int, listed: list[dict[str, Any]]) -> list[Agent]:
+    """A gateway's agents as its `agents.list` gave them: new ones added, known ones updated
+    (and live again), ones it no longer lists offline. One transaction; idempotent."""
+    now = timezone.now()
+    with transaction.atomic():
+        gateway = Gateway.objects.filter(pk=gateway_id).first()
+        if gateway is None:
+            return []
+        actor = Actor.gateway(gateway.name)
+        known = {a.external_id: a for a in Agent.objects.of_gateway(gateway_id)}
+        synced: list[Agent] = []
+        changes: list[tuple[Agent, str, str]] = []
+        for item in listed:
+            if not isinstance(item, dict):
+                continue
+            external, primary, framework = _gateway_agent_fields(item)
+            if not external:
+                continue
+            name = gateway_agent_name(gateway, external)
+            agent = known.get(external) or (
+                # A gateway deleted and added again adopts its old agents (and their history).
+                Agent.objects.filter(
+                    name=name, source=Agent.Source.GATEWAY, gateway__isnull=True
+                ).first()
+            )
+            if agent is None:
+                if Agent.objects.filter(name=name).exists():
+                    continue  # a direct agent holds that exact name: never take it over
+                agent = Agent.objects.create(
+                    name=name,
+                    source=Agent.Source.GATEWAY,
+                    gateway=gateway,
+                    external_id=external,
+                    framework=framework,
+                    model=primary,
+                    status=Agent.Status.IDLE,
+                    last_seen_at=now,
+                )
+                audit.record(actor, "agent.created", agent, after={"gateway": gateway.name})
+                AgentStatusChange.objects.create(
+                    agent=agent,
+                    old=Agent.Status.OFFLINE,
+                    new=agent.status,
+                    reason="listed by its gateway",
+                )
+                _publish_added("agent.created", actor, agent)
+                synced.append(agent)
+                continue
+            old = agent.status
+            agent.gateway, agent.external_id = gateway, external
+            agent.name, agent.framework, agent.model = name, framework, primary
+            agent.last_seen_at = now
+            if old not in Agent.LIVE_STATUSES:
+                agent.status = Agent.Status.IDLE
+                changes.append((agent, old, "its gateway connected"))
+            agent.save(
+                update_fields=[
+                    "name",
+                    "gateway",
+                    "external_id",
+                    "framework",
+                    "model",
+                    "last_seen_at",
+                    "status",
+                ]
+            )
+            synced.append(agent)
+        listed_ids = {a.external_id for a in synced}
+        for external, agent in known.items():
+            if external not in listed_ids and agent.status != Agent.Status.OFFLINE:
+                old, agent.status = agent.status, Agent.Status.OFFLINE
+                agent.save(update_fields=["status"])
+                changes.append((agent, old, "no longer listed by its gateway"))
+        _change_statuses(changes, actor)
+    return synced
+
+
+def gateway_agents_offline(gateway_id: int, reason: str) -> int:
+    """A gateway's live agents go offline (it disconnected, was disabled or deleted)."""
+    with transaction.atomic():
+        gateway = Gateway.objects.filter(pk=gateway_id).first()
+        actor = Actor.gateway(gateway.name if gateway else f"gateway {gateway_id}")
+        changes: list[tuple[Agent, str, str]] = []
+        for agent in (
+            Agent.objects.of_gateway(gateway_id)
+            .filter(status__in=Agent.LIVE_STATUSES)
+            .select_for_update()
+            .order_by("pk")
+        ):
+            old, agent.status = agent.status, Agent.Status.OFFLINE
+            agent.save(update_fields=["status"])
+            changes.append((agent, old, reason))
+        _change_statuses(changes, actor)
+    return len(changes)
 
 
 def issue_key(

@@ -27,7 +27,16 @@ class AgentData(TypedDict):
     model: str
     current_task_id: int | None
     gateway_id: int | None
+    # The gateway's badge (name and colour) and the agent's id on it; None / "" for direct agents.
+    gateway: GatewayBadge | None
+    external_id: str
     url: str
+
+
+class GatewayBadge(TypedDict):
+    id: int
+    name: str
+    colour: str
 
 
 class FleetData(TypedDict):
@@ -76,7 +85,15 @@ def agent_data(agent: Agent) -> AgentData:
         "last_message": agent.last_message,
         "model": agent.model,
         "current_task_id": agent.current_task_id,
-        "gateway_id": None,
+        "gateway_id": agent.gateway_id,
+        "gateway": {
+            "id": agent.gateway.pk,
+            "name": agent.gateway.name,
+            "colour": agent.gateway.colour,
+        }
+        if agent.gateway_id and agent.gateway is not None
+        else None,
+        "external_id": agent.external_id,
         "url": f"/agents/{agent.name}/",
     }
 

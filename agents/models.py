@@ -64,7 +64,15 @@ class AgentQuerySet(models.QuerySet["Agent"]):
     def gone(self, now: datetime) -> AgentQuerySet:
         """Agents not seen for MC_AGENT_OFFLINE_AFTER: due to become offline."""
         cutoff = now - timedelta(seconds=settings.MC_AGENT_OFFLINE_AFTER_S)
-        return self.exclude(status=Agent.Status.OFFLINE).filter(last_seen_at__lt=cutoff)
+        # A gateway's agents follow their gateway's connection instead (gateways.actions).
+        return (
+            self.exclude(status=Agent.Status.OFFLINE)
+            .filter(last_seen_at__lt=cutoff)
+            .exclude(source=Agent.Source.GATEWAY)
+        )
+
+    def of_gateway(self, gateway_id: int) -> AgentQuerySet:
+        return self.filter(gateway_id=gateway_id)
 
 
 class Agent(models.Model):
@@ -83,8 +91,17 @@ class Agent(models.Model):
 
     LIVE_STATUSES = (Status.BUSY, Status.IDLE, Status.ERROR)
 
+    # Unique: the agent's handle (URLs, API keys). A gateway's agent is "<its id>@<gateway>"
+    # (see gateways.actions.agent_name), so agents of two gateways never clash.
     name = models.CharField(max_length=64, unique=True, validators=[agent_name_validator])
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.DIRECT)
+    # The gateway it came from (None: registered directly, or its gateway was deleted: the agent
+    # and its history stay, and the gateway's return adopts them again by name).
+    gateway = models.ForeignKey(
+        "gateways.Gateway", null=True, blank=True, on_delete=models.SET_NULL, related_name="agents"
+    )
+    # The agent's id on its gateway (agents.list[].id), shown as its name beside the badge.
+    external_id = models.CharField(max_length=128, blank=True)
     framework = models.CharField(max_length=64, blank=True)
     role = models.CharField(max_length=64, blank=True)
     capabilities = models.JSONField(default=list, blank=True)
@@ -115,9 +132,22 @@ class Agent(models.Model):
             # The offline sweep: not-offline agents by last heartbeat.
             models.Index(fields=["last_seen_at"], name="agent_seen_idx"),
         ]
+        constraints = [
+            # One row per agent of a gateway: a re-sync updates it, never adds a second.
+            models.UniqueConstraint(
+                fields=["gateway", "external_id"],
+                condition=Q(gateway__isnull=False),
+                name="agent_gateway_external_uniq",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def display_name(self) -> str:
+        """What the pages show: a gateway's agent by its own id (beside the gateway's badge)."""
+        return self.external_id or self.name
 
 
 class AgentStatusChange(models.Model):

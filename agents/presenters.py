@@ -12,6 +12,7 @@ from django.utils.dateparse import parse_datetime
 
 from agents import events
 from agents.models import Agent
+from gateways.models import Gateway
 from missioncontrol import live
 from tasks.models import Task
 
@@ -29,7 +30,12 @@ def row_agent(data: events.AgentData) -> Agent:
         last_message=data["last_message"],
         model=data["model"],
         current_task_id=data["current_task_id"],
+        external_id=data.get("external_id", ""),
     )
+    badge = data.get("gateway")
+    if badge:
+        # Unsaved, from the event: the row shows the badge with no query.
+        agent.gateway = Gateway(pk=badge["id"], name=badge["name"], colour=badge["colour"])
     # The row names the task the agent works on: the one lookup this presenter makes (an edge
     # may read any app; agents' core does not know tasks).
     agent.current_task = (  # type: ignore[attr-defined]

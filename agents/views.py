@@ -25,7 +25,7 @@ def agent_list(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status", "")
     source = request.GET.get("source", "")
     framework = request.GET.get("framework", "")
-    qs = Agent.objects.by_attention()
+    qs = Agent.objects.by_attention().select_related("gateway")
     if status in Agent.Status.values:
         qs = qs.filter(status=status)
     if source in Agent.Source.values:
@@ -63,7 +63,7 @@ def agent_list(request: HttpRequest) -> HttpResponse:
 @role_required("viewer")
 def agent_detail(request: HttpRequest, name: str) -> HttpResponse:
     live_seq_for(request)
-    agent = get_object_or_404(Agent, name=name)
+    agent = get_object_or_404(Agent.objects.select_related("gateway"), name=name)
     usage = UsageRecord.objects.filter(agent=agent)
     recent = list(usage.order_by("-occurred_at")[:20])
     return render(

@@ -19,7 +19,7 @@ import re
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 from asgiref.sync import async_to_sync
@@ -31,6 +31,7 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from missioncontrol import state
+from missioncontrol.db import bulk
 from missioncontrol.models import LiveEvent
 from missioncontrol.roles import RANK, Role
 
@@ -201,59 +202,106 @@ def publish(
 ) -> LiveEvent:
     """Append a domain event (a TypedDict with its `type`) to the log; after commit, present it
     and send it to the topic's subscribers."""
+    return publish_many(topic, [event], min_role=min_role, gateway_id=gateway_id)[0]
+
+
+# PostgreSQL: publishers are serialised so that seq order is commit order, as SQLite's single
+# writer gives; the lock is taken once per transaction (the outbox remembers) and held to commit.
+PUBLISH_LOCK = 7243001
+
+
+def publish_many(
+    topic: Topic,
+    events: Sequence[Mapping[str, Any]],
+    *,
+    min_role: Role = "viewer",
+    gateway_id: int | None = None,
+) -> list[LiveEvent]:
+    """publish() for several events of one topic, in order, in as few statements as the
+    database allows (PostgreSQL: lock once, seqs from one nextval query, one INSERT)."""
     if topic not in _topics:
         raise ValueError(f"unknown live topic {topic!r}")
     if not connection.in_atomic_block:
         raise RuntimeError("live.publish() must run inside the action's transaction")
-    event_type = event["type"]
-    payload = dict(event)
-    if connection.vendor == "postgresql":
-        # Serialise publishers so seq order is commit order, as SQLite's single writer gives.
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(7243001)")
+    if not events:
+        return []
     outbox = _transaction_outbox()
-    # The newest seq on the topic: known already if this transaction published on it (it holds
-    # the write lock, so nobody else did since).
-    prev = outbox.last.get(topic)
+    postgres = connection.vendor == "postgresql"
+    now = timezone.now()
+    created = connection.ops.adapt_datetimefield_value(now)
+    table = LiveEvent._meta.db_table
+    rows = [
+        LiveEvent(
+            type=event["type"],
+            topic=topic,
+            payload=dict(event),
+            min_role=min_role,
+            gateway_id=gateway_id,
+            created_at=now,
+        )
+        for event in events
+    ]
     with connection.cursor() as cursor:
+        if postgres and not outbox.locked:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [PUBLISH_LOCK])
+            outbox.locked = True
+        # The newest seq on the topic: known already if this transaction published on it (it
+        # holds the write lock, so nobody else did since).
+        prev = outbox.last.get(topic)
         if prev is None:
             cursor.execute(
-                f"SELECT seq FROM {LiveEvent._meta.db_table} WHERE topic = %s "  # noqa: S608 - placeholders only
-                "ORDER BY seq DESC LIMIT 1",
+                f"SELECT seq FROM {table} WHERE topic = %s ORDER BY seq DESC LIMIT 1",  # noqa: S608 - placeholders only
                 [topic],
             )
-            row = cursor.fetchone()
-            prev = row[0] if row else None
-        now = timezone.now()
-        # Raw SQL, INSERT … RETURNING (SQLite >= 3.35, PostgreSQL): the ORM's compile step cost
-        # more than the statements on the board's move path.
-        cursor.execute(
-            f"INSERT INTO {LiveEvent._meta.db_table} (type, topic, prev_seq, gateway_id, min_role, "  # noqa: S608 - placeholders only
-            "payload, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING seq",
-            [
-                event_type,
-                topic,
-                prev,
-                gateway_id,
-                min_role,
-                _PAYLOAD.get_db_prep_save(payload, connection),
-                connection.ops.adapt_datetimefield_value(now),
-            ],
-        )
-        seq = cursor.fetchone()[0]
-    row_event = LiveEvent(
-        seq=seq,
-        type=event_type,
-        topic=topic,
-        prev_seq=prev,
-        payload=payload,
-        min_role=min_role,
-        gateway_id=gateway_id,
-        created_at=now,
+            found = cursor.fetchone()
+            prev = found[0] if found else None
+        if postgres:
+            # Every row's seq before the INSERT, so each row can name its predecessor.
+            cursor.execute(
+                f"SELECT nextval(pg_get_serial_sequence('{table}', 'seq')) "  # noqa: S608 - fixed name
+                "FROM generate_series(1, %s)",
+                [len(rows)],
+            )
+            seqs = sorted(found[0] for found in cursor.fetchall())
+            values = []
+            for row, seq in zip(rows, seqs, strict=True):
+                row.seq, row.prev_seq, prev = seq, prev, seq
+                values.append(_row_params(row, created, with_seq=True))
+            for sql_values, params in bulk.values_chunks(values, 8):
+                cursor.execute(
+                    f"INSERT INTO {table} (seq, type, topic, prev_seq, gateway_id, min_role, "  # noqa: S608 - placeholders only
+                    f"payload, created_at) VALUES {sql_values}",
+                    params,
+                )
+        else:
+            # SQLite: in-process statements, no round trips to save; RETURNING (SQLite >= 3.35)
+            # gives each row's seq for the next row's prev.
+            for row in rows:
+                row.prev_seq = prev
+                cursor.execute(
+                    f"INSERT INTO {table} (type, topic, prev_seq, gateway_id, min_role, "  # noqa: S608 - placeholders only
+                    "payload, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING seq",
+                    _row_params(row, created, with_seq=False),
+                )
+                row.seq = prev = cursor.fetchone()[0]
+    for row in rows:
+        row._state.adding = False
+    outbox.last[topic] = rows[-1].seq
+    outbox.events.extend(rows)
+    return rows
+
+
+def _row_params(row: LiveEvent, created: Any, *, with_seq: bool) -> tuple[Any, ...]:
+    params = (
+        row.type,
+        row.topic,
+        row.prev_seq,
+        row.gateway_id,
+        row.min_role,
+        _PAYLOAD.get_db_prep_save(row.payload, connection),
+        created,
     )
-    outbox.last[topic] = seq
-    outbox.events.append(row_event)
-    return row_event
+    return (row.seq, *params) if with_seq else params
 
 
 _PAYLOAD = LiveEvent._meta.get_field("payload")
@@ -286,6 +334,7 @@ class _Outbox:
     def __init__(self) -> None:
         self.events: list[LiveEvent] = []
         self.last: dict[str, int] = {}
+        self.locked = False  # PostgreSQL: this transaction holds PUBLISH_LOCK
 
     def __call__(self) -> None:
         _fan_out([layer_message(event) for event in self.events])

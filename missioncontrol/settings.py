@@ -37,6 +37,9 @@ except OSError as exc:
     raise ImproperlyConfigured(f"MC_DATA_DIR={DATA_DIR} cannot be created: {exc}") from None
 
 SECRET_KEY = env_str("MC_SECRET_KEY") or persistent_secret(DATA_DIR / "secret_key")
+# Secrets at rest (gateway tokens, device keys): see missioncontrol/secretbox.py. Empty = the key
+# in DATA_DIR/encryption_key. Several processes of one installation must share it.
+MC_ENCRYPTION_KEYS = env_list("MC_ENCRYPTION_KEYS", [])
 DEBUG = env_bool("MC_DEBUG", False)
 
 MC_HOST = env_str("MC_HOST", "127.0.0.1")
@@ -66,6 +69,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "gateways",
     "agents",
     "tasks",
     "billing",

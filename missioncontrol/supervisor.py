@@ -93,6 +93,22 @@ class RowSpec:
 
 _registry: dict[str, LoopSpec] = {}
 _row_registry: dict[str, RowSpec] = {}
+# The supervisors running in this process (serve's or run_workers'), and their loops: so that an
+# action that changed a row (any thread) can wake the reconcile of its kind at once.
+_running: dict[Supervisor, asyncio.AbstractEventLoop] = {}
+
+
+def wake_everywhere(name: str) -> None:
+    """Wake the reconcile of `name` in every supervisor of this process (thread-safe). Other
+    processes pick the change up on their next reconcile (`RowSpec.reconcile_s`)."""
+    for running, loop in list(_running.items()):
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(running.wake, name)
+
+
+def running() -> Supervisor | None:
+    """This process's supervisor, if it runs one."""
+    return next(iter(_running), None)
 
 
 def register_loop(
@@ -206,6 +222,7 @@ class Supervisor:
         self.groups: dict[str, RowGroup] = {}
 
     def start(self) -> None:
+        _running[self] = asyncio.get_event_loop()
         for spec in self.specs:
             self.tasks[spec.name] = asyncio.ensure_future(self._keep(spec))
             logger.info("supervisor: started loop %s", spec.name)
@@ -255,6 +272,7 @@ class Supervisor:
 
     async def stop(self, timeout: float = 3.0) -> None:
         """Cancel every loop and row task and wait (bounded) for them to finish."""
+        _running.pop(self, None)
         tasks = list(self.tasks.values())
         for task in tasks:
             task.cancel()

@@ -139,16 +139,24 @@ def _lock_board() -> None:
 def _position_before(status: str, before_id: int | None, moving_id: int | None) -> int:
     """A position that puts a task just above `before_id` (or at the end) in `status`."""
     column = f"FROM {TASKS} WHERE status = %s AND archived_at IS NULL AND id != %s"
-    base = [status, moving_id or 0]
+    base: list[Any] = [status, moving_id or 0]
     if before_id is None:
         last = _scalar(f"SELECT MAX(position) {column}", base)
         return (last or 0) + POSITION_STEP
-    before = _scalar(f"SELECT position {column} AND id = %s", [*base, before_id])
-    if before is None:
+    # The card's position and its upper neighbour's, in one round trip.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT b.position, (SELECT MAX(position) {column} AND position < b.position) "  # noqa: S608 - placeholders only
+            f"FROM {TASKS} b WHERE b.status = %s AND b.archived_at IS NULL AND b.id != %s "
+            "AND b.id = %s",
+            [*base, *base, before_id],
+        )
+        found = cursor.fetchone()
+    if found is None:
         raise Invalid(
             {"before": ["That card is no longer in this column; the board has been refreshed."]}
         )
-    above = _scalar(f"SELECT MAX(position) {column} AND position < %s", [*base, before])
+    before, above = found
     low = above if above is not None else before - 2 * POSITION_STEP
     if before - low >= 2:
         return int((low + before) // 2)
@@ -157,12 +165,22 @@ def _position_before(status: str, before_id: int | None, moving_id: int | None) 
     return _position_before(status, before_id, moving_id)
 
 
+def _top(status: str) -> tuple[int, int | None]:
+    """A position above every card of `status`, and the card then below it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT position, id FROM {TASKS} WHERE status = %s AND archived_at IS NULL "  # noqa: S608 - placeholders only
+            "ORDER BY position, id LIMIT 1",
+            [status],
+        )
+        first = cursor.fetchone()
+    if first is None:
+        return 0, None
+    return int(first[0]) - POSITION_STEP, first[1]
+
+
 def _top_position(status: str) -> int:
-    first = _scalar(
-        f"SELECT MIN(position) FROM {TASKS} WHERE status = %s AND archived_at IS NULL",  # noqa: S608
-        [status],
-    )
-    return int(first if first is not None else POSITION_STEP) - POSITION_STEP
+    return _top(status)[0]
 
 
 # --- Broadcast ------------------------------------------------------------------------------
@@ -353,13 +371,12 @@ def move_tasks(
         _lock_board()
         for move in moves:
             try:
-                task, old_status = _move_one(move)
+                task, old_status, next_id = _move_one(move)
             except ActionError as refused:
                 results.append(refused)
                 continue
             results.append(task)
-            # Where the card goes is worked out now, before later moves of the batch.
-            done.append((move, task, old_status, _next_card_id(task)))
+            done.append((move, task, old_status, next_id))
         if not done:
             return results
         touched = {s for _m, t, old, _o in done for s in (old, t.status)}
@@ -378,6 +395,7 @@ def move_tasks(
                 for verb, (m, t, old, _o) in zip(verbs, done, strict=True)
             ]
         )
+        published: list[events.TaskChanged] = []
         for verb, (move, task, old_status, next_id) in zip(verbs, done, strict=True):
             shown = {k: counts[k] for k in (old_status, task.status)}
             delta: dict[str, events.Change] = (
@@ -385,16 +403,16 @@ def move_tasks(
                 if old_status != task.status
                 else {}
             )
-            live.publish(
-                "board",
+            published.append(
                 events.changed(
                     "task.moved" if verb == "task.moved" else "task.reordered",
                     move.actor,
                     task,
                     delta,
                     {"next_task_id": next_id, "column_counts": shown},
-                ),
+                )
             )
+        live.publish_many("board", published)
     return results
 
 
@@ -435,8 +453,11 @@ def _data_version() -> tuple[int, int] | None:
     return id(connection.connection), int(_scalar("PRAGMA data_version", []))
 
 
-def _move_one(move: Move) -> tuple[Task, str]:
-    """One move inside move_tasks' transaction; everything is checked before anything is written."""
+def _move_one(move: Move) -> tuple[Task, str, int | None]:
+    """One move inside move_tasks' transaction; everything is checked before anything is written.
+    Returns the task, its old column and the card now below it: the one it was put above (no
+    query: positions in a column are distinct, and it went just above that card), none at the
+    end, the former first card at Done's top. Worked out now, before later moves of the batch."""
     to_status = _check_status(move.to_status)
     task = _lock_for_move(move.task_id)
     if task.archived_at is not None:
@@ -446,9 +467,9 @@ def _move_one(move: Move) -> tuple[Task, str]:
         raise Invalid({"before": ["A card cannot go above itself."]})
     old_status = task.status
     if to_status == Task.Status.DONE and move.before_id is None and old_status != Task.Status.DONE:
-        position = _top_position(to_status)
+        position, next_id = _top(to_status)
     else:
-        position = _position_before(to_status, move.before_id, task.pk)
+        position, next_id = _position_before(to_status, move.before_id, task.pk), move.before_id
     if to_status == Task.Status.DONE and old_status != Task.Status.DONE:
         task.completed_at = timezone.now()
     elif to_status != Task.Status.DONE:
@@ -470,7 +491,7 @@ def _move_one(move: Move) -> tuple[Task, str]:
                 task.pk,
             ],
         )
-    return task, old_status
+    return task, old_status, next_id
 
 
 EDITABLE = ("title", "description", "priority", "labels", "due_date", "assignee", "status")

@@ -100,6 +100,24 @@ class TestPublish:
         a, _other, b = publish(1, "board")[0], publish(1, "activity")[0], publish(1, "board")[0]
         assert LiveEvent.objects.get(seq=b).prev_seq == a
 
+    def test_publish_many_chains_prev_and_keeps_order(self, transactional_db, broadcasts):
+        [first] = publish(1, "board")
+        with transaction.atomic():
+            lone = live.publish("board", {"type": "one"})
+            many = live.publish_many("board", [{"type": f"m{i}"} for i in range(5)])
+            other = live.publish("fleet", {"type": "f"})
+            after = live.publish("board", {"type": "last"})
+        rows = list(LiveEvent.objects.filter(topic="board").order_by("seq"))
+        assert [r.type for r in rows] == ["test.0", "one", "m0", "m1", "m2", "m3", "m4", "last"]
+        # Every stored row names the one before it on its topic, and matches what was returned.
+        assert [r.prev_seq for r in rows[1:]] == [r.seq for r in rows[:-1]]
+        assert rows[0].seq == first
+        assert [e.seq for e in [lone, *many, after]] == [r.seq for r in rows[1:]]
+        assert LiveEvent.objects.get(seq=other.seq).prev_seq is None
+        sent = [m["seq"] for m in broadcasts]
+        assert sent == sorted(sent)
+        assert set(sent) >= {e.seq for e in many}
+
     def test_outside_a_transaction_is_refused(self, transactional_db):
         with pytest.raises(RuntimeError):
             live.publish("activity", {"type": "x"})

@@ -1,0 +1,380 @@
+"""Every write about gateways: the registry (admins), the connector's state and health.
+
+(What the connector ingests belongs to the apps that own it: a gateway's agents are written by
+agents.actions, its usage by billing's actions; `gateways` core imports neither.)
+
+Views, the admin, the connector and commands call these; none of them writes on its own. The
+connector never holds a transaction across a gateway call: it calls the gateway, then one of
+these with what came back.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, TypedDict
+from urllib.parse import urlsplit
+
+from django.db import transaction
+from django.utils import timezone
+
+from gateways.models import COLOURS, DeviceIdentity, Gateway, GatewayStateChange
+from gateways.protocol import Hello, Identity
+from missioncontrol import audit, live
+from missioncontrol.audit import Actor
+from missioncontrol.errors import Conflict, Invalid, NotFound
+
+State = Gateway.State
+
+# --- Events -------------------------------------------------------------------------------------
+
+
+class GatewayData(TypedDict):
+    """A gateway as events carry it: never its token, never host paths."""
+
+    id: int
+    name: str
+    colour: str
+    url: str
+    enabled: bool
+    state: str
+    last_error: str
+    remedy: str
+    pairing_request_id: str
+    server_version: str
+    health: dict[str, Any]
+
+
+class GatewayChanged(TypedDict):
+    type: Literal["gateway.added", "gateway.updated", "gateway.deleted", "gateway.state_changed"]
+    actor: audit.ActorData
+    gateway: GatewayData
+    before: str
+
+
+def gateway_data(gateway: Gateway) -> GatewayData:
+    return {
+        "id": gateway.pk,
+        "name": gateway.name,
+        "colour": gateway.colour,
+        "url": gateway.url,
+        "enabled": gateway.enabled,
+        "state": gateway.state,
+        "last_error": gateway.last_error,
+        "remedy": gateway.remedy,
+        "pairing_request_id": gateway.pairing_request_id,
+        "server_version": gateway.server_version,
+        "health": gateway.health,
+    }
+
+
+def _publish(kind: str, actor: Actor, gateway: Gateway, before: str = "") -> None:
+    event: GatewayChanged = {
+        "type": kind,  # type: ignore[typeddict-item]
+        "actor": actor.as_dict(),
+        "gateway": gateway_data(gateway),
+        "before": before,
+    }
+    live.publish("gateways", event, gateway_id=gateway.pk if kind != "gateway.deleted" else None)
+
+
+# --- The registry (admins) ----------------------------------------------------------------------
+
+_COLOURS = {value for value, _label in COLOURS}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,39}$")
+
+
+def check_url(url: str) -> str:
+    """A gateway URL: ws:// or wss://, a host, no credentials or fragment."""
+    url = (url or "").strip()
+    parts = urlsplit(url)
+    if parts.scheme not in {"ws", "wss"} or not parts.hostname:
+        raise Invalid(
+            {"url": ["Use the gateway's WebSocket URL: ws://host:18789/ or wss://host/."]}
+        )
+    if parts.username or parts.password:
+        raise Invalid({"url": ["Put the token in the token field, not in the URL."]})
+    if parts.fragment:
+        raise Invalid({"url": ["A gateway URL has no #fragment."]})
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise Invalid({"url": ["The port must be a number from 1 to 65535."]}) from None
+    return url
+
+
+def _clean(fields: dict[str, Any]) -> dict[str, Any]:
+    errors: dict[str, list[str]] = {}
+    clean: dict[str, Any] = {}
+    if "name" in fields:
+        name = str(fields["name"] or "").strip()
+        if not _NAME_RE.match(name):
+            errors["name"] = [
+                "Use 1–40 letters, digits, spaces, '.', '_' or '-', starting with a letter or digit."
+            ]
+        clean["name"] = name
+    if "url" in fields:
+        try:
+            clean["url"] = check_url(fields["url"])
+        except Invalid as bad:
+            errors.update(bad.message_dict)
+    if "colour" in fields:
+        if fields["colour"] not in _COLOURS:
+            errors["colour"] = ["Choose one of the listed colours."]
+        clean["colour"] = fields["colour"]
+    if "token" in fields:
+        token = str(fields["token"] or "").strip()
+        if len(token) > 500:
+            errors["token"] = ["That token is too long (500 characters at most)."]
+        clean["token"] = token
+    if "enabled" in fields:
+        clean["enabled"] = bool(fields["enabled"])
+    if errors:
+        raise Invalid(errors)
+    return clean
+
+
+def _shown(gateway: Gateway) -> dict[str, Any]:
+    # The audit log shows what changed, never the token itself.
+    return {
+        "name": gateway.name,
+        "url": gateway.url,
+        "colour": gateway.colour,
+        "enabled": gateway.enabled,
+        "token": "set" if gateway.token else "none",
+    }
+
+
+def create_gateway(
+    actor: Actor,
+    *,
+    name: str,
+    url: str,
+    token: str = "",
+    colour: str = "blue",
+    enabled: bool = True,
+) -> Gateway:
+    """Add a gateway; its connector starts within the supervisor's reconcile interval."""
+    clean = _clean({"name": name, "url": url, "token": token, "colour": colour, "enabled": enabled})
+    with transaction.atomic():
+        if Gateway.objects.filter(name__iexact=clean["name"]).exists():
+            raise Conflict("A gateway with that name exists already.")
+        now = timezone.now()
+        gateway = Gateway.objects.create(
+            **clean,
+            state=State.CONNECTING if clean["enabled"] else State.DISABLED,
+            state_since=now,
+        )
+        GatewayStateChange.objects.create(gateway=gateway, state=gateway.state, at=now)
+        audit.record(actor, "gateway.added", gateway, after=_shown(gateway))
+        _publish("gateway.added", actor, gateway)
+    _wake()
+    return gateway
+
+
+def update_gateway(actor: Actor, gateway_id: int, changes: dict[str, Any]) -> Gateway:
+    """Change a gateway's name, URL, colour, token or enabled flag (an empty token in
+    `changes` means "keep the stored one"; `clear_token` removes it)."""
+    wanted = dict(changes)
+    clear_token = bool(wanted.pop("clear_token", False))
+    if "token" in wanted and not wanted["token"] and not clear_token:
+        del wanted["token"]
+    if clear_token:
+        wanted["token"] = ""
+    clean = _clean(wanted)
+    with transaction.atomic():
+        gateway = _lock(gateway_id)
+        if (
+            "name" in clean
+            and Gateway.objects.filter(name__iexact=clean["name"]).exclude(pk=gateway.pk).exists()
+        ):
+            raise Conflict("A gateway with that name exists already.")
+        before = _shown(gateway)
+        for field, value in clean.items():
+            setattr(gateway, field, value)
+        after = _shown(gateway)
+        token_changed = "token" in clean and clean["token"] != ""
+        if before == after and not token_changed:
+            return gateway
+        fields = [*clean.keys(), "updated_at"]
+        old_state = gateway.state
+        if "enabled" in clean and clean["enabled"] != (old_state != State.DISABLED):
+            gateway.state = State.CONNECTING if clean["enabled"] else State.DISABLED
+            gateway.state_since = timezone.now()
+            gateway.last_error = gateway.remedy = gateway.pairing_request_id = ""
+            fields += ["state", "state_since", "last_error", "remedy", "pairing_request_id"]
+            GatewayStateChange.objects.create(
+                gateway=gateway, state=gateway.state, at=gateway.state_since
+            )
+        gateway.save(update_fields=fields)
+        changed = {k: v for k, v in after.items() if before.get(k) != v}
+        if token_changed:
+            changed["token"] = "replaced"
+        audit.record(
+            actor,
+            "gateway.updated",
+            gateway,
+            before={k: before[k] for k in changed if k in before},
+            after=changed,
+        )
+        _publish("gateway.updated", actor, gateway, before=old_state)
+    _wake()
+    return gateway
+
+
+def delete_gateway(actor: Actor, gateway_id: int) -> None:
+    """Remove a gateway; its agents and their history stay (unattached), as does its usage."""
+    with transaction.atomic():
+        gateway = _lock(gateway_id)
+        audit.record(actor, "gateway.deleted", gateway, before=_shown(gateway))
+        _publish("gateway.deleted", actor, gateway)
+        gateway.delete()
+    _wake()
+
+
+def _lock(gateway_id: int) -> Gateway:
+    try:
+        return Gateway.objects.select_for_update().get(pk=gateway_id)
+    except Gateway.DoesNotExist:
+        raise NotFound("That gateway does not exist (any more).") from None
+
+
+def _wake() -> None:
+    """Tell this process's supervisor to reconcile gateways now (others poll every few s)."""
+    from missioncontrol import supervisor
+
+    transaction.on_commit(lambda: supervisor.wake_everywhere("gateways"))
+
+
+# --- The connector's view -------------------------------------------------------------------
+
+
+def record_state(
+    gateway_id: int,
+    state: str,
+    *,
+    detail: str = "",
+    remedy: str = "",
+    pairing_request_id: str = "",
+) -> Gateway | None:
+    """The connector's state of a gateway; a change is logged, audited (as the gateway) and
+    published. None if the gateway is gone."""
+    now = timezone.now()
+    with transaction.atomic():
+        try:
+            gateway = Gateway.objects.select_for_update().get(pk=gateway_id)
+        except Gateway.DoesNotExist:
+            return None
+        if not gateway.enabled and state != State.DISABLED:
+            return gateway  # a connector still winding down after a disable
+        if (gateway.state, gateway.last_error, gateway.remedy, gateway.pairing_request_id) == (
+            state,
+            detail[:500],
+            remedy[:500],
+            pairing_request_id,
+        ):
+            return gateway
+        old = gateway.state
+        gateway.state, gateway.last_error, gateway.remedy = state, detail[:500], remedy[:500]
+        gateway.pairing_request_id = pairing_request_id
+        fields = ["state", "last_error", "remedy", "pairing_request_id"]
+        if old != state:
+            gateway.state_since = now
+            fields.append("state_since")
+            GatewayStateChange.objects.create(
+                gateway=gateway, state=state, detail=detail[:500], at=now
+            )
+            audit.record(
+                Actor.gateway(gateway.name),
+                "gateway.state_changed",
+                gateway,
+                before={"state": old},
+                after={"state": state, "detail": detail[:200]} if detail else {"state": state},
+            )
+        gateway.save(update_fields=fields)
+        _publish("gateway.state_changed", Actor.gateway(gateway.name), gateway, before=old)
+    return gateway
+
+
+def record_hello(gateway_id: int, hello: Hello) -> Gateway | None:
+    """Connected: what hello-ok said (version, scopes, missing features, a new device token)."""
+    with transaction.atomic():
+        try:
+            gateway = Gateway.objects.select_for_update().get(pk=gateway_id)
+        except Gateway.DoesNotExist:
+            return None
+        gateway.server_version = hello.version[:64]
+        gateway.protocol = hello.protocol
+        gateway.scopes = list(hello.scopes)
+        gateway.missing_features = hello.missing_features()
+        gateway.connected_at = timezone.now()
+        fields = ["server_version", "protocol", "scopes", "missing_features", "connected_at"]
+        if hello.device_token and hello.device_token != gateway.device_token:
+            gateway.device_token = hello.device_token
+            fields.append("device_token")
+        gateway.save(update_fields=fields)
+    return record_state(gateway_id, State.CONNECTED)
+
+
+def _ms(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and value >= 0 else None
+
+
+def health_summary(health: Any = None, status: Any = None, uptime_ms: Any = None) -> dict[str, Any]:
+    """What the gateway page shows of `health` / `status` (never paths or prompts)."""
+    summary: dict[str, Any] = {}
+    if isinstance(health, dict):
+        loop = health.get("eventLoop") or {}
+        sessions = health.get("sessions") or {}
+        summary.update(
+            ok=bool(health.get("ok")),
+            agents=len(health.get("agents") or []),
+            sessions=sessions.get("count") if isinstance(sessions.get("count"), int) else None,
+            loop_delay_p99_ms=loop.get("delayP99Ms")
+            if isinstance(loop.get("delayP99Ms"), int | float)
+            else None,
+            degraded=bool(loop.get("degraded")),
+        )
+    if isinstance(status, dict):
+        memory = status.get("processMemory") or {}
+        rss = memory.get("rssBytes")
+        summary["rss_mb"] = round(rss / 1e6) if isinstance(rss, int | float) else None
+        summary["runtime_version"] = str(status.get("runtimeVersion") or "")[:64]
+    if _ms(uptime_ms) is not None:
+        summary["uptime_s"] = int(uptime_ms) // 1000
+    return summary
+
+
+def record_health(gateway_id: int, summary: dict[str, Any]) -> None:
+    """Fresh health figures (merged into what is known: a `health` event lacks `status`'s)."""
+    with transaction.atomic():
+        try:
+            gateway = Gateway.objects.select_for_update().get(pk=gateway_id)
+        except Gateway.DoesNotExist:
+            return
+        merged = {**gateway.health, **{k: v for k, v in summary.items() if v is not None}}
+        gateway.health, gateway.health_at = merged, timezone.now()
+        gateway.save(update_fields=["health", "health_at"])
+        _publish("gateway.state_changed", Actor.gateway(gateway.name), gateway, gateway.state)
+
+
+# --- The device identity ------------------------------------------------------------------------
+
+
+def device_identity() -> Identity:
+    """This installation's Ed25519 identity, made (and stored sealed) on first use."""
+    row = DeviceIdentity.objects.order_by("pk").first()
+    if row is not None and row.private_key:
+        return Identity.from_private(row.private_key)
+    identity = Identity.generate()
+    with transaction.atomic():
+        row = DeviceIdentity.objects.select_for_update().order_by("pk").first()
+        if row is not None and row.private_key:
+            return Identity.from_private(row.private_key)
+        if row is not None:
+            row.delete()  # sealed with a lost key: a new identity (gateways pair it again)
+        DeviceIdentity.objects.create(
+            device_id=identity.device_id,
+            public_key=identity.public_key,
+            private_key=identity.private_b64u(),
+        )
+    return identity

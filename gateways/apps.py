@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class GatewaysConfig(AppConfig):
+    name = "gateways"
+    verbose_name = "Gateways"
+
+    def ready(self) -> None:
+        from gateways import connector, presenters  # noqa: F401 - registers the presenters
+        from missioncontrol import live, nav, roles
+
+        live.register_topic("gateways")
+        roles.register_app("gateways")
+        nav.register(nav.NavItem("Gateways", "gateways:list", order=30, prefix="/gateways/"))
+        connector.register()

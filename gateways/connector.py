@@ -1,0 +1,249 @@
+"""The gateway connector (an edge): one task per enabled gateway, run by the supervisor.
+
+It holds the WebSocket to its gateway (gateways/protocol.py), keeps the gateway's state on the
+Gateway row (through gateways.actions), and turns what the gateway says into actions of the
+apps that own it (agents.actions for its agents). It never holds a transaction across a gateway
+call: call the gateway, then one action with the answer.
+
+Reconnects back off with jitter: quickly (≤ 5 s between tries) for two minutes after a working
+connection was lost — a restarted gateway is back within seconds of ready — then up to 30 s.
+After every (re)connect it re-syncs with list calls: events are best-effort.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from agents import actions as agent_actions
+from gateways import actions, protocol
+from gateways.models import Gateway
+from missioncontrol.supervisor import RowHandle, RowSpec, register_rows
+
+logger = logging.getLogger(__name__)
+
+FAST_RETRY_WINDOW_S = 120.0
+FAST_RETRY_CAP_S = 5.0
+RETRY_CAP_S = 30.0
+
+db = database_sync_to_async
+
+
+def backoff(attempt: int, since_connected: float | None) -> float:
+    """Seconds before try `attempt` (1, 2 …): exponential, jittered, capped."""
+    recent = since_connected is not None and since_connected < FAST_RETRY_WINDOW_S
+    cap = FAST_RETRY_CAP_S if recent else RETRY_CAP_S
+    return min(cap, 2 ** max(attempt - 1, 0)) * random.uniform(0.7, 1.0)
+
+
+def _load(gateway_id: int) -> Gateway | None:
+    return Gateway.objects.filter(pk=gateway_id, enabled=True).first()
+
+
+class Link:
+    """One live connection's work: the re-sync, events, and commands from the inbox."""
+
+    def __init__(self, gateway: Gateway, connection: protocol.Connection, handle: RowHandle):
+        self.gateway_id = gateway.pk
+        self.connection = connection
+        self.handle = handle
+        self.last_status = 0.0
+
+    async def sync(self) -> None:
+        """Everything the dashboard shows of this gateway, fresh (after every connect)."""
+        hello = self.connection.hello
+        if "agents.list" in hello.methods:
+            listed = await self.connection.request("agents.list")
+            agents = listed.get("agents") if isinstance(listed, dict) else None
+            await db(agent_actions.sync_gateway_agents)(self.gateway_id, list(agents or []))
+        await self.refresh_health()
+
+    async def refresh_health(self, health: Any = None) -> None:
+        hello = self.connection.hello
+        if health is None and "health" in hello.methods:
+            health = await self.connection.request("health")
+        status = None
+        if "status" in hello.methods:
+            with contextlib.suppress(protocol.GatewayError, TimeoutError):
+                status = await self.connection.request("status")
+        self.last_status = time.monotonic()
+        uptime = hello.snapshot.get("uptimeMs")
+        if isinstance(uptime, int | float):
+            uptime += (time.monotonic() - self.connected_mono) * 1000
+        summary = actions.health_summary(health, status, uptime)
+        await db(actions.record_health)(self.gateway_id, summary)
+
+    connected_mono = 0.0
+
+    async def on_event(self, name: str, payload: Any) -> None:
+        if name == "health":
+            # Every 60 s from the gateway; `status` (memory) along with it.
+            await self.refresh_health(payload)
+
+    async def serve(self) -> None:
+        """Re-sync, then read frames and run inbox commands until the connection dies."""
+        self.connected_mono = time.monotonic()
+        reader = asyncio.ensure_future(self.connection.run())
+        try:
+            await self.sync()
+            while True:
+                command = asyncio.ensure_future(self.handle.inbox.get())
+                done, _ = await asyncio.wait({reader, command}, return_when=asyncio.FIRST_COMPLETED)
+                if reader in done:
+                    command.cancel()
+                    reader.result()  # raises Dead
+                    return
+                await self.run_command(command.result())
+        finally:
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
+
+    async def run_command(self, command: Any) -> None:
+        """A command for this gateway: {"method", "params", "reply": Future}."""
+        reply: asyncio.Future[Any] | None = command.get("reply")
+        try:
+            result = await self.connection.request(command["method"], command.get("params"))
+        except Exception as failure:
+            if reply is not None and not reply.done():
+                reply.set_exception(failure)
+            return
+        if reply is not None and not reply.done():
+            reply.set_result(result)
+
+
+class _Relay:
+    """Events that arrive during the handshake wait for the Link the connection becomes."""
+
+    link: Link | None = None
+
+    async def __call__(self, name: str, payload: Any) -> None:
+        if self.link is not None:
+            await self.link.on_event(name, payload)
+
+
+async def run_gateway(handle: RowHandle) -> None:
+    """The connector of one gateway: connect, sync, follow; reconnect on loss; until cancelled
+    (the gateway was disabled, changed or deleted, or the process stops)."""
+    gateway_id = int(handle.key)  # type: ignore[call-overload]
+    attempt = 0
+    lost_at: float | None = None
+    identity = await db(actions.device_identity)()
+    was_connected = False
+    try:
+        while True:
+            gateway = await db(_load)(gateway_id)
+            if gateway is None:
+                return
+            if attempt == 0 and gateway.state != Gateway.State.CONNECTING:
+                await db(actions.record_state)(gateway_id, Gateway.State.CONNECTING)
+            handle.set_state(protocol.CONNECTING)
+            relay = _Relay()
+            try:
+                connection = await protocol.open_connection(
+                    gateway.url,
+                    token=gateway.token,
+                    device_token=gateway.device_token,
+                    identity=identity,
+                    on_event=relay,
+                )
+            except protocol.Refused as refused:
+                attempt += 1
+                handle.set_state(refused.state, refused.detail)
+                await db(actions.record_state)(
+                    gateway_id,
+                    refused.state,
+                    detail=refused.detail,
+                    remedy=refused.remedy,
+                    pairing_request_id=refused.pairing_request_id,
+                )
+                since = None if lost_at is None else time.monotonic() - lost_at
+                delay = backoff(attempt, since)
+                if refused.retry_s is not None:
+                    delay = min(delay, refused.retry_s)
+                await asyncio.sleep(delay)
+                continue
+            attempt, lost_at = 0, None
+            link = relay.link = Link(gateway, connection, handle)
+            try:
+                await db(actions.record_hello)(gateway_id, connection.hello)
+                was_connected = True
+                handle.set_state(protocol.CONNECTED)
+                await link.serve()
+            except (protocol.Dead, protocol.GatewayError, TimeoutError) as lost:
+                logger.warning("gateway %s: connection lost: %s", gateway.name, lost)
+                await _lost(gateway_id, gateway.url, lost)
+                was_connected = False
+            finally:
+                await connection.close()
+            lost_at = time.monotonic()
+            attempt = 1
+            await asyncio.sleep(backoff(attempt, 0.0))
+    finally:
+        if was_connected:
+            # Cancelled while connected (disabled, changed, stopping): its agents are not live
+            # any more as far as this process knows.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(
+                    db(agent_actions.gateway_agents_offline)(gateway_id, "connector stopped")
+                )
+
+
+async def _lost(gateway_id: int, url: str, lost: BaseException) -> None:
+    await db(actions.record_state)(
+        gateway_id,
+        Gateway.State.UNREACHABLE,
+        detail=f"connection lost: {lost}"[:500],
+        remedy=f"The connection to {url} dropped; Mission Control reconnects by itself. If it "
+        "stays unreachable, check that the gateway runs and this server can reach it.",
+    )
+    await db(agent_actions.gateway_agents_offline)(gateway_id, "its gateway is unreachable")
+
+
+def _enabled() -> dict[Any, Any]:
+    return {g.pk: g.fingerprint for g in Gateway.objects.enabled()}
+
+
+async def load_rows() -> dict[Any, Any]:
+    return await db(_enabled)()
+
+
+def register() -> None:
+    register_rows(RowSpec("gateways", load_rows, run_gateway, reconcile_s=5.0, max_backoff_s=30.0))
+
+
+async def test_connection(url: str, token: str, identity: protocol.Identity) -> dict[str, Any]:
+    """One connect with these settings, reported (the gateway page's "Test connection"):
+    {"state", "detail", "remedy", …}; nothing is stored."""
+    try:
+        connection = await protocol.open_connection(
+            url, token=token, device_token="", identity=identity, on_event=_ignore
+        )
+    except protocol.Refused as refused:
+        return {
+            "state": refused.state,
+            "detail": refused.detail,
+            "remedy": refused.remedy,
+            "pairing_request_id": refused.pairing_request_id,
+        }
+    try:
+        hello = connection.hello
+        return {
+            "state": protocol.CONNECTED,
+            "detail": f"Connected: OpenClaw {hello.version}, protocol {hello.protocol}, "
+            f"scopes {', '.join(hello.scopes)}.",
+            "remedy": "",
+            "missing": hello.missing_features(),
+        }
+    finally:
+        await connection.close()
+
+
+async def _ignore(name: str, payload: Any) -> None:
+    return None

@@ -1,0 +1,161 @@
+"""The connector against real OpenClaw gateways (npm `openclaw`, see tests/gateways/real.py):
+two at once, token refusal, remote pairing and approval, kill -9 and return."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+
+from agents.models import Agent
+from gateways import connector
+from gateways.models import Gateway
+from missioncontrol.supervisor import RowHandle
+from tests.gateways.factories import make_gateway
+from tests.gateways.real import ForwardingProxy, RealGateway
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+db = database_sync_to_async
+
+
+@pytest.fixture(scope="session")
+def real_gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, RealGateway]]:
+    """Two real gateways for the session, started side by side (≈20 s, ≈1 GB each). Alpha
+    trusts 127.0.0.1 as a proxy, so connections through ForwardingProxy count as remote."""
+    root: Path = tmp_path_factory.mktemp("openclaw")
+    gateways = {
+        "alpha": RealGateway(root / "alpha", "alpha-token-0123456789", trusted_proxies=["127.0.0.1"]),
+        "beta": RealGateway(root / "beta", "beta-token-0123456789"),
+    }
+    try:
+        for gateway in gateways.values():
+            gateway.start()
+        with concurrent.futures.ThreadPoolExecutor() as pool:
+            list(pool.map(lambda g: g.wait_ready(), gateways.values()))
+        yield gateways
+    finally:
+        for gateway in gateways.values():
+            gateway.stop()
+
+
+@pytest.fixture
+def alpha(real_gateways: dict[str, RealGateway]) -> RealGateway:
+    real_gateways["alpha"].wait_ready()
+    return real_gateways["alpha"]
+
+
+@pytest.fixture
+def beta(real_gateways: dict[str, RealGateway]) -> RealGateway:
+    gateway = real_gateways["beta"]
+    if gateway.proc is None or gateway.proc.poll() is not None:
+        gateway.start()  # a test killed it
+    gateway.wait_ready()
+    return gateway
+
+
+async def until(check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await db(check)()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {check}")
+        await asyncio.sleep(0.1)
+
+
+def row(gateway_id: int) -> Gateway:
+    return Gateway.objects.get(pk=gateway_id)
+
+
+@pytest.fixture
+async def connectors() -> AsyncIterator[Callable[[Gateway], None]]:
+    tasks: list[asyncio.Task[None]] = []
+
+    def run(gateway: Gateway) -> None:
+        handle = RowHandle(gateway.pk, gateway.fingerprint)
+        tasks.append(asyncio.ensure_future(connector.run_gateway(handle)))
+
+    yield run
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_two_gateways_at_once_each_row_attributed(alpha, beta, connectors):
+    a = await db(make_gateway)(name="alpha", url=alpha.url, token=alpha.token, colour="teal")
+    b = await db(make_gateway)(name="beta", url=beta.url, token=beta.token, colour="pink")
+    connectors(a)
+    connectors(b)
+    for gateway in (a, b):
+        connected = await until(lambda g=gateway: (r := row(g.pk)).state == "connected" and r)
+        assert connected.server_version == "2026.9.6" and connected.protocol == 4
+        assert {"operator.read", "operator.write", "operator.admin"} <= set(connected.scopes)
+        assert connected.missing_features == {}
+    agents = await until(
+        lambda: Agent.objects.filter(source="gateway").count() == 2
+        and list(Agent.objects.filter(source="gateway").order_by("name"))
+    )
+    assert [(x.name, x.gateway_id, x.external_id) for x in agents] == [
+        ("main@alpha", a.pk, "main"),
+        ("main@beta", b.pk, "main"),
+    ]
+    health = (await until(lambda: row(a.pk).health.get("rss_mb") and row(a.pk))).health
+    assert health["agents"] == 1 and health["rss_mb"] > 100
+    # Host paths the gateway reports (workspace, configPath, stateDir) are stored nowhere.
+    assert str(alpha.dir) not in str(health) and str(alpha.dir) not in str(
+        [x.metadata for x in agents]
+    )
+
+
+async def test_a_wrong_token_is_auth_failed_with_the_remedy(beta, connectors):
+    gateway = await db(make_gateway)(name="beta", url=beta.url, token="not-the-token")
+    connectors(gateway)
+    failed = await until(lambda: (r := row(gateway.pk)).state == "auth_failed" and r)
+    assert "token" in failed.last_error.lower()
+    assert "update it here" in failed.remedy
+
+
+async def test_remote_pairing_shows_the_request_then_approval_connects(alpha, connectors):
+    proxy = await ForwardingProxy(alpha.port).start()
+    try:
+        gateway = await db(make_gateway)(name="remote", url=proxy.url, token=alpha.token)
+        connectors(gateway)
+        waiting = await until(lambda: (r := row(gateway.pk)).state == "pairing_required" and r)
+        request_id = waiting.pairing_request_id
+        assert request_id and f"openclaw devices approve {request_id}" in waiting.remedy
+        approved = await asyncio.to_thread(alpha.cli, "devices", "approve", request_id)
+        assert approved.returncode == 0, approved.stdout + approved.stderr
+        connected = await until(lambda: (r := row(gateway.pk)).state == "connected" and r, 30)
+        assert connected.device_token, "the gateway issues a device token on approval"
+        assert connected.pairing_request_id == ""
+    finally:
+        await proxy.stop()
+
+
+async def test_kill_9_is_unreachable_within_5_s_and_return_resyncs_within_10_s(beta, connectors):
+    gateway = await db(make_gateway)(name="beta", url=beta.url, token=beta.token)
+    connectors(gateway)
+    await until(lambda: row(gateway.pk).state == "connected")
+    await until(lambda: Agent.objects.of_gateway(gateway.pk).filter(status="idle").count() == 1)
+    killed = time.monotonic()
+    beta.kill9()
+    await until(lambda: row(gateway.pk).state == "unreachable", timeout=5)
+    assert time.monotonic() - killed <= 5
+    await until(lambda: not Agent.objects.of_gateway(gateway.pk).filter(status="idle").exists(), 5)
+    beta.start()
+    await asyncio.to_thread(beta.wait_ready)
+    ready = time.monotonic()
+    await until(lambda: row(gateway.pk).state == "connected", timeout=10)
+    await until(
+        lambda: Agent.objects.of_gateway(gateway.pk).filter(status="idle").count() == 1, timeout=10
+    )
+    assert time.monotonic() - ready <= 10
+    assert await db(lambda: Agent.objects.of_gateway(gateway.pk).count())() == 1
