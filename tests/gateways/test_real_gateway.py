@@ -31,7 +31,9 @@ def real_gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     trusts 127.0.0.1 as a proxy, so connections through ForwardingProxy count as remote."""
     root: Path = tmp_path_factory.mktemp("openclaw")
     gateways = {
-        "alpha": RealGateway(root / "alpha", "alpha-token-0123456789", trusted_proxies=["127.0.0.1"]),
+        "alpha": RealGateway(
+            root / "alpha", "alpha-token-0123456789", trusted_proxies=["127.0.0.1"]
+        ),
         "beta": RealGateway(root / "beta", "beta-token-0123456789"),
     }
     try:
@@ -100,8 +102,10 @@ async def test_two_gateways_at_once_each_row_attributed(alpha, beta, connectors)
         assert {"operator.read", "operator.write", "operator.admin"} <= set(connected.scopes)
         assert connected.missing_features == {}
     agents = await until(
-        lambda: Agent.objects.filter(source="gateway").count() == 2
-        and list(Agent.objects.filter(source="gateway").order_by("name"))
+        lambda: (
+            Agent.objects.filter(source="gateway").count() == 2
+            and list(Agent.objects.filter(source="gateway").order_by("name"))
+        )
     )
     assert [(x.name, x.gateway_id, x.external_id) for x in agents] == [
         ("main@alpha", a.pk, "main"),

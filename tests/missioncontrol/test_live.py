@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -414,3 +415,45 @@ async def test_the_hub_keeps_receiving_after_the_layer_fails_once():
     finally:
         pump.cancel()
     assert got == [message]
+
+
+async def test_a_commits_events_travel_as_one_batch_and_arrive_in_order():
+    """Several events of one commit are one layer message (one group_send); the hub hands
+    each to its listeners in seq order."""
+    hub = live.Hub()
+    await hub.start()
+    got: list[int] = []
+
+    class Listener:
+        sub = live.Subscription(["board", "activity"], "viewer")
+
+        async def deliver(self, message):
+            got.append(message["seq"])
+
+    hub.add(Listener())  # type: ignore[arg-type]
+    layer = get_channel_layer()
+    sent: list[tuple[str, Any]] = []
+    real_send = layer.group_send
+
+    async def counting_send(group, message):
+        sent.append((group, message["type"]))
+        await real_send(group, message)
+
+    layer.group_send = counting_send
+    try:
+        messages = [
+            {"type": "live.event", "topic": t, "seq": n, "prev": None, "min_role": "viewer"}
+            for n, t in [(1, "board"), (2, "activity"), (3, "board")]
+        ]
+        await live._send_all(layer, messages)  # type: ignore[arg-type]
+        for _ in range(100):
+            if len(got) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert got == [1, 2, 3]
+        assert sent == [(live.ALL_GROUP, "live.batch")]
+    finally:
+        layer.group_send = real_send
+        for task in (hub.task, hub.rejoin):
+            assert task is not None
+            task.cancel()

@@ -43,12 +43,19 @@ SWEEP_S = 1
 @pytest.fixture(scope="module")
 def cluster(test_db_path: str, static_built: None) -> Iterator[dict[str, Any]]:
     env = {**LIVE_SERVER_ENV, "MC_AGENT_SWEEP_INTERVAL": str(SWEEP_S)}
-    a = ServerProcess(test_db_path, extra_env=env, workers=False).start()
-    b = ServerProcess(test_db_path, extra_env=env, workers=False).start()
-    workers = WorkersProcess(test_db_path, extra_env=env).start()
-    yield {"a": a, "b": b, "workers": workers}
-    for proc in (a, b, workers):
-        proc.stop()
+    procs = [
+        ServerProcess(test_db_path, extra_env=env, workers=False),
+        ServerProcess(test_db_path, extra_env=env, workers=False),
+        WorkersProcess(test_db_path, extra_env=env),
+    ]
+    try:
+        for proc in procs:
+            proc.start()
+        yield dict(zip(("a", "b", "workers"), procs, strict=True))
+    finally:
+        # However it ends (one failing to start too): none outlives the module.
+        for proc in procs:
+            proc.stop()
 
 
 def test_loops_run_in_the_worker_only(cluster):
