@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from django.conf import settings
@@ -19,7 +20,14 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from agents import events, keys
-from agents.models import AGENT_NAME_RE, Agent, AgentKey, AgentMessage, AgentStatusChange
+from agents.models import (
+    AGENT_NAME_RE,
+    Agent,
+    AgentKey,
+    AgentMessage,
+    AgentSession,
+    AgentStatusChange,
+)
 from gateways.models import Gateway
 from missioncontrol import audit, live
 from missioncontrol.audit import Actor
@@ -306,6 +314,239 @@ def gateway_agents_offline(gateway_id: int, reason: str) -> int:
             changes.append((agent, old, reason))
         _change_statuses(changes, actor)
     return len(changes)
+
+
+# --- Sessions of a gateway (ingested by the gateway connector) -------------------------------
+
+_SESSION_SHOWN = (
+    "agent_id",
+    "session_id",
+    "label",
+    "kind",
+    "status",
+    "model",
+    "model_provider",
+    "has_active_run",
+    "active_run_ids",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cost_usd",
+    "last_message_preview",
+    "last_activity_at",
+    "gone",
+)
+
+
+def _ms_time(value: Any) -> datetime | None:
+    if isinstance(value, int | float) and value > 0:
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    return None
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and value >= 0 else 0
+
+
+def _cost(value: Any) -> Decimal | None:
+    if not isinstance(value, int | float | str) or isinstance(value, bool):
+        return None
+    try:
+        cost = Decimal(str(value)).quantize(Decimal("0.000001"))
+    except InvalidOperation:
+        return None
+    return cost if Decimal(0) <= cost < Decimal(10) ** 8 else None
+
+
+def preview_text(value: Any, limit: int = 500) -> str:
+    """A message's text: OpenClaw content is a string or a list of parts ({type, text})."""
+    if isinstance(value, dict):
+        value = value.get("text") or value.get("content") or ""
+    if isinstance(value, list):
+        value = " ".join(
+            str(part.get("text") or "") for part in value if isinstance(part, dict)
+        ).strip()
+    return str(value or "")[:limit]
+
+
+def _session_fields(row: dict[str, Any], agents_by_external: dict[str, Agent]) -> dict[str, Any]:
+    agent = agents_by_external.get(str(row.get("agentId") or ""))
+    last = row.get("lastMessagePreview")
+    return {
+        "agent_id": agent.pk if agent else None,
+        "session_id": str(row.get("sessionId") or "")[:80],
+        "label": str(row.get("label") or row.get("displayName") or "")[:200],
+        "kind": str(row.get("kind") or "")[:32],
+        "status": str(row.get("status") or "")[:32],
+        "model": str(row.get("model") or "")[:128],
+        "model_provider": str(row.get("modelProvider") or "")[:64],
+        "has_active_run": bool(row.get("hasActiveRun")),
+        "active_run_ids": [str(r)[:80] for r in row.get("activeRunIds") or []][:20],
+        "input_tokens": _int(row.get("inputTokens")),
+        "output_tokens": _int(row.get("outputTokens")),
+        "total_tokens": _int(row.get("totalTokens")),
+        "cost_usd": _cost(row.get("estimatedCostUsd")),
+        "last_message_preview": preview_text(last),
+        "last_activity_at": _ms_time(row.get("lastInteractionAt"))
+        or _ms_time(row.get("updatedAt")),
+        "gone": False,
+    }
+
+
+def sync_gateway_sessions(
+    gateway_id: int, rows: list[dict[str, Any]], *, complete: bool = False
+) -> list[AgentSession]:
+    """Sessions as the gateway listed them (a re-sync: `complete`, so unlisted ones are gone)
+    or as its `sessions.changed` events carried them (a coalesced batch): one transaction,
+    upserted by (gateway, key), one event per session whose shown fields changed, and each
+    agent busy while one of its sessions has an active run, idle otherwise."""
+    now = timezone.now()
+    changed: list[AgentSession] = []
+    with transaction.atomic():
+        gateway = Gateway.objects.filter(pk=gateway_id).first()
+        if gateway is None:
+            return []
+        agents = {a.external_id: a for a in Agent.objects.of_gateway(gateway_id)}
+        for agent in agents.values():
+            agent.gateway = gateway
+        by_key: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            if isinstance(row, dict) and isinstance(row.get("key"), str) and row["key"]:
+                by_key[row["key"][:300]] = row  # the latest of a batch wins
+        listed = AgentSession.objects.of_gateway(gateway_id)
+        if not complete:
+            listed = listed.filter(key__in=list(by_key))
+        known = {s.key: s for s in listed}
+        for key, row in by_key.items():
+            fields = _session_fields(row, agents)
+            session = known.get(key)
+            if session is None:
+                session = AgentSession.objects.create(
+                    gateway=gateway, key=key, synced_at=now, **fields
+                )
+                changed.append(session)
+                continue
+            if any(getattr(session, f) != v for f, v in fields.items()):
+                for f, v in fields.items():
+                    setattr(session, f, v)
+                session.synced_at = now
+                session.save(update_fields=[*fields, "synced_at"])
+                changed.append(session)
+        if complete:
+            for key, session in known.items():
+                if key not in by_key and not session.gone:
+                    session.gone, session.has_active_run, session.synced_at = True, False, now
+                    session.save(update_fields=["gone", "has_active_run", "synced_at"])
+                    changed.append(session)
+        for session in changed:
+            session.gateway = gateway
+            session.agent = next((a for a in agents.values() if a.pk == session.agent_id), None)
+        if changed:
+            live.publish_many(
+                "sessions",
+                [{"type": "session.changed", "session": events.session_data(s)} for s in changed],
+                gateway_id=gateway_id,
+            )
+        _agents_follow_sessions(gateway, agents)
+    return changed
+
+
+def _agents_follow_sessions(gateway: Gateway, agents: dict[str, Agent]) -> None:
+    """Busy while a session of the agent runs, idle when none does (live agents only)."""
+    running = set(
+        AgentSession.objects.of_gateway(gateway.pk)
+        .running()
+        .filter(gone=False)
+        .values_list("agent_id", flat=True)
+    )
+    changes: list[tuple[Agent, str, str]] = []
+    for agent in agents.values():
+        if agent.status not in (Agent.Status.BUSY, Agent.Status.IDLE):
+            continue
+        wanted = Agent.Status.BUSY if agent.pk in running else Agent.Status.IDLE
+        if agent.status != wanted:
+            old, agent.status = agent.status, wanted
+            agent.save(update_fields=["status"])
+            changes.append((agent, old, "a run started" if wanted == "busy" else "its runs ended"))
+    _change_statuses(changes, Actor.gateway(gateway.name))
+
+
+def publish_session_message(
+    gateway_id: int,
+    key: str,
+    message: dict[str, Any],
+    *,
+    message_id: str = "",
+    streaming: bool = False,
+) -> bool:
+    """A transcript line for the browsers watching that session (the log keeps it for a
+    returning tab; the transcript itself stays on the gateway). False if the session is
+    unknown here."""
+    session = AgentSession.objects.of_gateway(gateway_id).filter(key=key[:300]).only("pk").first()
+    if session is None:
+        return False
+    event: events.SessionMessage = {
+        "type": "session.message",
+        "session_id": session.pk,
+        "gateway_id": gateway_id,
+        "message_id": str(message_id or message.get("id") or "")[:80],
+        "role": str(message.get("role") or "")[:32],
+        "text": preview_text(message.get("content"), limit=8000),
+        "at": (t.isoformat() if (t := _ms_time(message.get("timestamp"))) else None),
+        "streaming": streaming,
+    }
+    with transaction.atomic():
+        live.publish("sessions", event, gateway_id=gateway_id)
+    return True
+
+
+def ensure_gateway_session(gateway_id: int, key: str, agent: Agent) -> AgentSession:
+    """The session row of `key` (made, bare, if the gateway has not listed it yet: its events
+    fill it in), so a page can show it from the first message on."""
+    with transaction.atomic():
+        session, created = AgentSession.objects.get_or_create(
+            gateway_id=gateway_id,
+            key=key[:300],
+            defaults={
+                "agent": agent,
+                "synced_at": timezone.now(),
+                "last_activity_at": timezone.now(),
+            },
+        )
+        if created:
+            session = AgentSession.objects.select_related("gateway", "agent").get(pk=session.pk)
+            changed: events.SessionChanged = {
+                "type": "session.changed",
+                "session": events.session_data(session),
+            }
+            live.publish("sessions", changed, gateway_id=gateway_id)
+    return session
+
+
+def end_session_run(gateway_id: int, key: str, run_id: str, ended: dict[str, Any] | None) -> bool:
+    """A run of a session ended: its streaming line goes; an error or abort is shown instead."""
+    session = AgentSession.objects.of_gateway(gateway_id).filter(key=key[:300]).only("pk").first()
+    if session is None:
+        return False
+    event: events.SessionRunEnded = {
+        "type": "session.run_ended",
+        "session_id": session.pk,
+        "gateway_id": gateway_id,
+        "run_id": run_id[:80],
+        "role": str(ended.get("role") or "") if ended else "",
+        "text": preview_text(ended.get("content"), limit=2000) if ended else "",
+    }
+    with transaction.atomic():
+        live.publish("sessions", event, gateway_id=gateway_id)
+    return True
+
+
+def record_session_action(
+    actor: Actor, session: AgentSession, verb: str, detail: dict[str, Any]
+) -> None:
+    """The audit row of an operator's action on a gateway session (sent, aborted, reset)."""
+    with transaction.atomic():
+        audit.record(actor, verb, session, after=detail)
 
 
 def issue_key(

@@ -19,8 +19,10 @@ class AgentsConfig(AppConfig):
         from missioncontrol import live, nav, roles
 
         live.register_topic("fleet")
+        live.register_topic("sessions")
         roles.register_app("agents", {"agent": ("change",), "agentsession": ("change",)})
         nav.register(nav.NavItem("Agents", "agents:list", order=20, prefix="/agents/"))
+        nav.register(nav.NavItem("Sessions", "agents:sessions", order=25, prefix="/sessions/"))
         nav.register(
             nav.NavItem("API keys", "agents:keys", role="admin", order=90, prefix="/settings/keys/")
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal, TypedDict
 
-from agents.models import Agent
+from agents.models import Agent, AgentSession
 from missioncontrol.audit import ActorData
 
 
@@ -102,4 +102,81 @@ def seen(at: dict[int, datetime]) -> AgentSeen:
     return {
         "type": "agent.seen",
         "agents": [{"id": pk, "last_seen_at": when.isoformat()} for pk, when in at.items()],
+    }
+
+
+class SessionData(TypedDict):
+    """A gateway session as events carry it (what its row on the Sessions page shows)."""
+
+    id: int
+    gateway: GatewayBadge
+    agent_id: int | None
+    agent_name: str
+    agent_display: str
+    key: str
+    label: str
+    status: str
+    model: str
+    has_active_run: bool
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    cost_usd: str | None
+    last_message_preview: str
+    last_activity_at: str | None
+    gone: bool
+
+
+class SessionChanged(TypedDict):
+    type: Literal["session.changed"]
+    session: SessionData
+
+
+class SessionMessage(TypedDict):
+    """A transcript line the gateway appended (`session.message`), or a streaming reply so far."""
+
+    type: Literal["session.message"]
+    session_id: int
+    gateway_id: int
+    message_id: str
+    role: str
+    text: str
+    at: str | None
+    streaming: bool
+
+
+class SessionRunEnded(TypedDict):
+    """A run ended: its streaming line goes; `text` is its error (or "Run aborted.") if any."""
+
+    type: Literal["session.run_ended"]
+    session_id: int
+    gateway_id: int
+    run_id: str
+    role: str
+    text: str
+
+
+def session_data(session: AgentSession) -> SessionData:
+    gateway = session.gateway
+    agent = session.agent
+    return {
+        "id": session.pk,
+        "gateway": {"id": gateway.pk, "name": gateway.name, "colour": gateway.colour},
+        "agent_id": session.agent_id,
+        "agent_name": agent.name if agent else "",
+        "agent_display": agent.display_name if agent else "",
+        "key": session.key,
+        "label": session.label,
+        "status": session.status,
+        "model": session.model,
+        "has_active_run": session.has_active_run,
+        "input_tokens": session.input_tokens,
+        "output_tokens": session.output_tokens,
+        "total_tokens": session.total_tokens,
+        "cost_usd": str(session.cost_usd) if session.cost_usd is not None else None,
+        "last_message_preview": session.last_message_preview,
+        "last_activity_at": session.last_activity_at.isoformat()
+        if session.last_activity_at
+        else None,
+        "gone": session.gone,
     }

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 # 1–64 letters, digits, '.', '_', '-', starting with a letter or digit.
 AGENT_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -148,6 +148,71 @@ class Agent(models.Model):
     def display_name(self) -> str:
         """What the pages show: a gateway's agent by its own id (beside the gateway's badge)."""
         return self.external_id or self.name
+
+
+class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
+    def by_activity(self) -> AgentSessionQuerySet:
+        return self.order_by(F("last_activity_at").desc(nulls_last=True), "-id")
+
+    def of_gateway(self, gateway_id: int) -> AgentSessionQuerySet:
+        return self.filter(gateway_id=gateway_id)
+
+    def running(self) -> AgentSessionQuerySet:
+        return self.filter(has_active_run=True)
+
+
+class AgentSession(models.Model):
+    """A session of a gateway's agent (OpenClaw `sessions.list`), as the gateway last told us.
+
+    Written only by agents.actions.sync_gateway_sessions (the connector's re-sync and its
+    `sessions.changed` events); the transcript itself stays on the gateway (`chat.history`)."""
+
+    gateway = models.ForeignKey(
+        "gateways.Gateway", on_delete=models.CASCADE, related_name="sessions"
+    )
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="sessions"
+    )
+    key = models.CharField(max_length=300)  # the gateway's session key, e.g. agent:main:main
+    session_id = models.CharField(max_length=80, blank=True)
+    label = models.CharField(max_length=200, blank=True)
+    kind = models.CharField(max_length=32, blank=True)
+    status = models.CharField(max_length=32, blank=True)
+    model = models.CharField(max_length=128, blank=True)
+    model_provider = models.CharField(max_length=64, blank=True)
+    has_active_run = models.BooleanField(default=False)
+    active_run_ids = models.JSONField(default=list, blank=True)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    total_tokens = models.BigIntegerField(default=0)
+    # estimatedCostUsd as the gateway reports it (exact usage accounting is billing's).
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    last_message_preview = models.CharField(max_length=500, blank=True)
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+    # The gateway no longer lists it (deleted there): kept for its history, shown as gone.
+    gone = models.BooleanField(default=False)
+    synced_at = models.DateTimeField()
+
+    objects = AgentSessionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-last_activity_at", "-id"]
+        constraints = [
+            # One row per session of a gateway: re-syncs and events update it in place.
+            models.UniqueConstraint(fields=["gateway", "key"], name="session_gateway_key_uniq"),
+        ]
+        indexes = [
+            # The Sessions page: newest activity first (all gateways, or one).
+            models.Index(fields=["-last_activity_at"], name="session_activity_idx"),
+            models.Index(fields=["gateway", "-last_activity_at"], name="session_gw_activity_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.label or self.key
+
+    @property
+    def title(self) -> str:
+        return self.label or self.key
 
 
 class AgentStatusChange(models.Model):

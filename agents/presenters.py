@@ -5,13 +5,14 @@ After commit, once per event, from the event's data alone (a replay renders the 
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.template.loader import render_to_string
 from django.utils.dateparse import parse_datetime
 
 from agents import events
-from agents.models import Agent
+from agents.models import Agent, AgentSession
 from gateways.models import Gateway
 from missioncontrol import live
 from tasks.models import Task
@@ -91,3 +92,92 @@ def agent_seen(event: dict[str, Any]) -> live.BrowserPayload:
             for seen in event["agents"]
         ]
     }
+
+
+# --- Sessions -----------------------------------------------------------------------------------
+
+
+def _session(data: events.SessionData) -> AgentSession:
+    """An unsaved AgentSession carrying what its row shows (never saved; no query)."""
+    badge = data["gateway"]
+    session = AgentSession(
+        pk=data["id"],
+        gateway_id=badge["id"],
+        agent_id=data["agent_id"],
+        key=data["key"],
+        label=data["label"],
+        status=data["status"],
+        model=data["model"],
+        has_active_run=data["has_active_run"],
+        input_tokens=data["input_tokens"],
+        output_tokens=data["output_tokens"],
+        total_tokens=data["total_tokens"],
+        cost_usd=Decimal(data["cost_usd"]) if data["cost_usd"] is not None else None,
+        last_message_preview=data["last_message_preview"],
+        last_activity_at=parse_datetime(data["last_activity_at"])
+        if data["last_activity_at"]
+        else None,
+        gone=data["gone"],
+    )
+    session.gateway = Gateway(pk=badge["id"], name=badge["name"], colour=badge["colour"])
+    if data["agent_id"]:
+        session.agent = Agent(
+            pk=data["agent_id"],
+            name=data["agent_name"],
+            external_id=data["agent_display"]
+            if data["agent_display"] != data["agent_name"]
+            else "",
+        )
+    return session
+
+
+@live.presents("session.changed")
+def session_changed(event: dict[str, Any]) -> live.BrowserPayload:
+    session = _session(event["session"])
+    context = {"session": session}
+    return {
+        "ops": [
+            {
+                "op": "upsert",
+                "id": f"session-{session.pk}",
+                "parent": "session-rows",
+                "first": True,  # newest activity first, as the page orders them
+                "html": render_to_string("agents/sessions.html#session_row", context),
+            },
+            {
+                "op": "upsert",
+                "id": f"session-head-{session.pk}",
+                "html": render_to_string("agents/session.html#session_head", context),
+            },
+        ]
+    }
+
+
+def _line(session_id: int, line: dict[str, Any]) -> live.Op:
+    return {
+        "op": "upsert",
+        "id": f"msg-{line['id']}",
+        "parent": f"transcript-{session_id}",
+        "html": render_to_string("agents/session.html#transcript_line", {"line": line}),
+    }
+
+
+@live.presents("session.message")
+def session_message(event: dict[str, Any]) -> live.BrowserPayload:
+    line = {
+        "id": event["message_id"],
+        "role": event["role"],
+        "text": event["text"],
+        "at": parse_datetime(event["at"]) if event["at"] else None,
+        "streaming": event["streaming"],
+    }
+    return {"ops": [_line(event["session_id"], line)]}
+
+
+@live.presents("session.run_ended")
+def session_run_ended(event: dict[str, Any]) -> live.BrowserPayload:
+    ops: list[live.Op] = [{"op": "remove", "id": f"msg-run-{event['run_id']}"}]
+    if event["text"]:
+        line = {"id": f"end-{event['run_id']}", "role": event["role"], "text": event["text"]}
+        ops.append(_line(event["session_id"], line))
+    return {"ops": ops}

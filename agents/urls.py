@@ -9,6 +9,12 @@ app_name = "agents"
 urlpatterns = [
     path("agents/", views.agent_list, name="list"),
     path("agents/<str:name>/", views.agent_detail, name="detail"),
+    path("agents/<str:name>/message/", views.agent_message, name="message"),
+    path("sessions/", views.session_list, name="sessions"),
+    path("sessions/<id:pk>/", views.session_detail, name="session"),
+    path("sessions/<id:pk>/send/", views.session_send, name="session-send"),
+    path("sessions/<id:pk>/abort/", views.session_abort, name="session-abort"),
+    path("sessions/<id:pk>/reset/", views.session_reset, name="session-reset"),
     path("settings/keys/", views.key_list, name="keys"),
     path("settings/keys/<id:pk>/revoke/", views.key_revoke, name="revoke"),
 ]

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -8,8 +12,11 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from agents import actions
 from agents.forms import KeyForm
-from agents.models import Agent, AgentKey
+from agents.models import Agent, AgentKey, AgentSession
 from billing.models import UsageRecord
+from gateways import commands
+from gateways.models import Gateway
+from gateways.protocol import GatewayError
 from missioncontrol.audit import Actor
 from missioncontrol.context_processors import live_seq_for
 from missioncontrol.roles import role_required
@@ -82,6 +89,8 @@ def agent_detail(request: HttpRequest, name: str) -> HttpResponse:
             "model": agent.model or (recent[0].model if recent else ""),
             "usage_total": usage.count(),
             "keys": agent.keys.all(),
+            "sessions": agent.sessions.filter(gone=False).by_activity()[:20],
+            "nonce": uuid.uuid4().hex,
         },
     )
 
@@ -127,3 +136,197 @@ def key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     actions.revoke_key(Actor.user(request.user), key.pk)
     messages.success(request, f"Revoked {key}. It stops working now.")
     return redirect("agents:keys")
+
+
+# --- Sessions (from the gateways) ---------------------------------------------------------------
+
+SESSION_LIST_LIMIT = 500
+
+
+def transcript_lines(messages: Any) -> list[dict[str, Any]]:
+    """`chat.history` messages as the transcript shows them (role, text, time, id)."""
+    lines: list[dict[str, Any]] = []
+    for message in messages if isinstance(messages, list) else []:
+        if not isinstance(message, dict):
+            continue
+        if message.get("role") == "custom" and not message.get("display"):
+            continue
+        raw_meta = message.get("__openclaw")
+        meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+        stamp = message.get("timestamp")
+        lines.append(
+            {
+                "id": str(meta.get("id") or "")[:80],
+                "role": str(message.get("role") or "")[:32],
+                "text": actions.preview_text(message.get("content"), limit=8000),
+                "at": datetime.fromtimestamp(stamp / 1000, tz=UTC)
+                if isinstance(stamp, int | float)
+                else None,
+            }
+        )
+    return lines
+
+
+@require_safe
+@role_required("viewer")
+def session_list(request: HttpRequest) -> HttpResponse:
+    live_seq_for(request)
+    qs = AgentSession.objects.by_activity().select_related("gateway", "agent")
+    gateway = request.GET.get("gateway", "")
+    status = request.GET.get("status", "")
+    agent = request.GET.get("agent", "")
+    if gateway.isdigit():
+        qs = qs.filter(gateway_id=int(gateway))
+    if status == "running":
+        qs = qs.filter(has_active_run=True, gone=False)
+    elif status == "gone":
+        qs = qs.filter(gone=True)
+    elif status:
+        qs = qs.filter(status=status, gone=False)
+    else:
+        qs = qs.filter(gone=False)
+    if agent:
+        qs = qs.filter(agent__name=agent)
+    return render(
+        request,
+        "agents/sessions.html",
+        {
+            "sessions": list(qs[:SESSION_LIST_LIMIT]),
+            "gateways": Gateway.objects.all(),
+            "filters": {"gateway": gateway, "status": status, "agent": agent},
+            "filtered": bool(gateway or status or agent),
+            "statuses": sorted(
+                set(AgentSession.objects.exclude(status="").values_list("status", flat=True))
+            ),
+        },
+    )
+
+
+@require_safe
+@role_required("viewer")
+def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    live_seq_for(request)
+    session = get_object_or_404(AgentSession.objects.select_related("gateway", "agent"), pk=pk)
+    lines: list[dict[str, Any]] = []
+    problem = ""
+    try:
+        history = commands.call(
+            session.gateway_id,
+            "chat.history",
+            {"sessionKey": session.key, "limit": 200},
+            timeout=HISTORY_TIMEOUT_S,
+        )
+        lines = transcript_lines(history.get("messages") if isinstance(history, dict) else None)
+    except commands.Unavailable as unavailable:
+        problem = f"The transcript lives on the gateway, which cannot be asked now: {unavailable}"
+    except GatewayError as refused:
+        problem = f"The gateway refused the transcript: {refused.message}"
+    return render(
+        request,
+        "agents/session.html",
+        {"session": session, "lines": lines, "problem": problem, "nonce": uuid.uuid4().hex},
+    )
+
+
+HISTORY_TIMEOUT_S = 5.0
+
+
+def _session_command(
+    request: HttpRequest, pk: int, method: str, params: dict[str, Any], verb: str, done: str
+) -> HttpResponse:
+    session = get_object_or_404(AgentSession.objects.select_related("gateway"), pk=pk)
+    try:
+        answer = commands.call(session.gateway_id, method, {"sessionKey": session.key, **params})
+    except commands.Unavailable as unavailable:
+        messages.error(request, f"Not sent: {unavailable}")
+    except GatewayError as refused:
+        messages.error(request, f"The gateway refused it: {refused.message} ({refused.code})")
+    else:
+        shown = {
+            k: (v[:500] if isinstance(v, str) else v)
+            for k, v in params.items()
+            if k != "idempotencyKey"
+        }
+        if isinstance(answer, dict) and answer.get("runId"):
+            shown["run_id"] = str(answer["runId"])[:80]
+        actions.record_session_action(Actor.user(request.user), session, verb, shown)
+        messages.success(request, done)
+    return redirect("agents:session", pk=session.pk)
+
+
+@require_POST
+@role_required("operator")
+def session_send(request: HttpRequest, pk: int) -> HttpResponse:
+    text = (request.POST.get("message") or "").strip()
+    if not text:
+        messages.error(request, "Type a message to send.")
+        return redirect("agents:session", pk=pk)
+    if len(text) > MAX_MESSAGE:
+        messages.error(request, f"Keep the message under {MAX_MESSAGE:,} characters.")
+        return redirect("agents:session", pk=pk)
+    return _session_command(
+        request,
+        pk,
+        "chat.send",
+        # A retried POST (double click) sends once: the key is the form's own nonce.
+        {"message": text, "idempotencyKey": request.POST.get("nonce") or uuid.uuid4().hex},
+        "session.message_sent",
+        "Sent. The reply appears below as the agent writes it.",
+    )
+
+
+MAX_MESSAGE = 20000
+
+
+@require_POST
+@role_required("operator")
+def agent_message(request: HttpRequest, name: str) -> HttpResponse:
+    """Message a gateway agent in its main session (`agent:<id>:main`), then watch it there."""
+    agent = get_object_or_404(Agent.objects.select_related("gateway"), name=name)
+    if agent.gateway_id is None or not agent.external_id:
+        messages.error(request, "Only an agent of a connected gateway can be messaged here.")
+        return redirect("agents:detail", name=agent.name)
+    text = (request.POST.get("message") or "").strip()
+    if not text or len(text) > MAX_MESSAGE:
+        messages.error(request, f"Type a message (up to {MAX_MESSAGE:,} characters).")
+        return redirect("agents:detail", name=agent.name)
+    key = f"agent:{agent.external_id}:main"
+    try:
+        answer = commands.call(
+            agent.gateway_id,
+            "chat.send",
+            {
+                "sessionKey": key,
+                "message": text,
+                "idempotencyKey": request.POST.get("nonce") or uuid.uuid4().hex,
+            },
+        )
+    except commands.Unavailable as unavailable:
+        messages.error(request, f"Not sent: {unavailable}")
+        return redirect("agents:detail", name=agent.name)
+    except GatewayError as refused:
+        messages.error(request, f"The gateway refused it: {refused.message} ({refused.code})")
+        return redirect("agents:detail", name=agent.name)
+    session = actions.ensure_gateway_session(agent.gateway_id, key, agent)
+    detail: dict[str, Any] = {"message": text[:500]}
+    if isinstance(answer, dict) and answer.get("runId"):
+        detail["run_id"] = str(answer["runId"])[:80]
+    actions.record_session_action(Actor.user(request.user), session, "session.message_sent", detail)
+    messages.success(request, "Sent. The reply appears below as the agent writes it.")
+    return redirect("agents:session", pk=session.pk)
+
+
+@require_POST
+@role_required("operator")
+def session_abort(request: HttpRequest, pk: int) -> HttpResponse:
+    return _session_command(request, pk, "chat.abort", {}, "session.aborted", "Abort sent.")
+
+
+@require_POST
+@role_required("admin")
+def session_reset(request: HttpRequest, pk: int) -> HttpResponse:
+    session = get_object_or_404(AgentSession, pk=pk)
+    params = {"expectedSessionId": session.session_id} if session.session_id else {}
+    return _session_command(
+        request, pk, "sessions.reset", params, "session.reset", "Session reset."
+    )

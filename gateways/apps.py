@@ -8,10 +8,14 @@ class GatewaysConfig(AppConfig):
     verbose_name = "Gateways"
 
     def ready(self) -> None:
-        from gateways import connector, presenters  # noqa: F401 - registers the presenters
+        from gateways import commands, connector, presenters  # noqa: F401 - registers presenters
         from missioncontrol import live, nav, roles
 
         live.register_topic("gateways")
         roles.register_app("gateways")
         nav.register(nav.NavItem("Gateways", "gateways:list", order=30, prefix="/gateways/"))
-        connector.register()
+        from django.conf import settings
+
+        if settings.MC_GATEWAY_CONNECTORS:
+            connector.register()
+            commands.register()

@@ -29,6 +29,10 @@ from missioncontrol.supervisor import RowHandle, RowSpec, register_rows
 logger = logging.getLogger(__name__)
 
 FAST_RETRY_WINDOW_S = 120.0
+SESSION_PAGE = 200
+MAX_SESSIONS = 5000
+# Session changes from events are written at most this often (≤ 4 updates/s per session).
+FLUSH_S = 0.25
 FAST_RETRY_CAP_S = 5.0
 RETRY_CAP_S = 30.0
 
@@ -54,15 +58,43 @@ class Link:
         self.connection = connection
         self.handle = handle
         self.last_status = 0.0
+        self.changed: dict[str, dict[str, Any]] = {}
+        self.streaming: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.flusher: asyncio.Future[None] | None = None
 
     async def sync(self) -> None:
-        """Everything the dashboard shows of this gateway, fresh (after every connect)."""
+        """Everything the dashboard shows of this gateway, fresh (after every connect):
+        events are best-effort, so the lists are the truth."""
         hello = self.connection.hello
         if "agents.list" in hello.methods:
             listed = await self.connection.request("agents.list")
             agents = listed.get("agents") if isinstance(listed, dict) else None
             await db(agent_actions.sync_gateway_agents)(self.gateway_id, list(agents or []))
+        if "sessions.subscribe" in hello.methods:
+            # Subscribe first: a change between the list and the subscription is not lost.
+            await self.connection.request("sessions.subscribe", {"limit": 1})
+        if "sessions.list" in hello.methods:
+            sessions = await self.list_sessions()
+            await db(agent_actions.sync_gateway_sessions)(self.gateway_id, sessions, complete=True)
         await self.refresh_health()
+
+    async def list_sessions(self) -> list[dict[str, Any]]:
+        """Every session, page by page (SESSION_PAGE a request)."""
+        sessions: list[dict[str, Any]] = []
+        offset = 0
+        while len(sessions) < MAX_SESSIONS:
+            page = await self.connection.request(
+                "sessions.list",
+                {"limit": SESSION_PAGE, "offset": offset, "includeLastMessage": True},
+            )
+            if not isinstance(page, dict):
+                break
+            rows = [r for r in page.get("sessions") or [] if isinstance(r, dict)]
+            sessions += rows
+            if not page.get("hasMore") or not rows:
+                break
+            offset = int(page.get("nextOffset") or offset + len(rows))
+        return sessions
 
     async def refresh_health(self, health: Any = None) -> None:
         hello = self.connection.hello
@@ -85,6 +117,69 @@ class Link:
         if name == "health":
             # Every 60 s from the gateway; `status` (memory) along with it.
             await self.refresh_health(payload)
+        elif name == "sessions.changed" and isinstance(payload, dict):
+            row = payload.get("session")
+            if isinstance(row, dict) and row.get("key"):
+                self.changed[row["key"]] = row
+                self.flush_soon()
+        elif name == "session.message" and isinstance(payload, dict):
+            message = payload.get("message")
+            if isinstance(message, dict) and isinstance(payload.get("sessionKey"), str):
+                row = payload.get("session")
+                if isinstance(row, dict) and row.get("key"):
+                    self.changed[row["key"]] = row  # a new session appears with its first line
+                    await self.flush()
+                await db(agent_actions.publish_session_message)(
+                    self.gateway_id,
+                    payload["sessionKey"],
+                    message,
+                    message_id=str(payload.get("messageId") or ""),
+                )
+
+        elif name == "chat" and isinstance(payload, dict):
+            await self.on_chat(payload)
+
+    async def on_chat(self, payload: dict[str, Any]) -> None:
+        """A run's streaming reply, coalesced to ≤ 4 updates/s for browsers; the final text
+        arrives as its own `session.message`, so the end only removes the streaming line (or
+        shows the run's error)."""
+        run_id, key, state = payload.get("runId"), payload.get("sessionKey"), payload.get("state")
+        if not isinstance(run_id, str) or not isinstance(key, str):
+            return
+        if state == "delta" and isinstance(payload.get("message"), dict):
+            self.streaming[run_id] = (key, payload["message"])
+            self.flush_soon()
+        elif state in {"final", "error", "aborted"}:
+            self.streaming.pop(run_id, None)
+            ended = {"role": "error", "content": payload.get("errorMessage") or ""}
+            if state == "aborted":
+                ended = {"role": "status", "content": "Run aborted."}
+            await db(agent_actions.end_session_run)(
+                self.gateway_id, key, run_id, ended if state != "final" else None
+            )
+
+    def flush_soon(self) -> None:
+        """Session changes are coalesced: at most one write (one transaction for every session
+        changed meanwhile) each FLUSH_S, so a busy gateway's stream never costs a transaction
+        per frame; the latest state of each session always lands."""
+        if self.flusher is None or self.flusher.done():
+            # One timer for everything pending: the first change starts it, later ones ride.
+            self.flusher = asyncio.ensure_future(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(FLUSH_S)
+        await self.flush()
+
+    async def flush(self) -> None:
+        if self.changed:
+            rows, self.changed = list(self.changed.values()), {}
+            await db(agent_actions.sync_gateway_sessions)(self.gateway_id, rows)
+        if self.streaming:
+            streaming, self.streaming = self.streaming, {}
+            for run_id, (key, message) in streaming.items():
+                await db(agent_actions.publish_session_message)(
+                    self.gateway_id, key, message, message_id=f"run-{run_id}", streaming=True
+                )
 
     async def serve(self) -> None:
         """Re-sync, then read frames and run inbox commands until the connection dies."""
@@ -104,10 +199,15 @@ class Link:
             reader.cancel()
             with contextlib.suppress(BaseException):
                 await reader
+            if self.flusher is not None:
+                self.flusher.cancel()
 
     async def run_command(self, command: Any) -> None:
-        """A command for this gateway: {"method", "params", "reply": Future}."""
+        """A command for this gateway: {"method", "params", "reply": Future, "deadline"}."""
         reply: asyncio.Future[Any] | None = command.get("reply")
+        deadline = command.get("deadline")
+        if (reply is not None and reply.done()) or (deadline and deadline < time.time()):
+            return  # its caller gave up: never send a message late
         try:
             result = await self.connection.request(command["method"], command.get("params"))
         except Exception as failure:

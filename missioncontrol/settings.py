@@ -241,6 +241,9 @@ MC_LIVE_GRACE_MS = env_int("MC_LIVE_GRACE_MS", 10000, low=0, high=3600000)
 MC_AGENT_OFFLINE_AFTER_S = env_int("MC_AGENT_OFFLINE_AFTER", 600, low=30, high=7 * 86400)
 MC_AGENT_DEFAULT_INTERVAL_S = env_int("MC_AGENT_HEARTBEAT_INTERVAL", 30, low=1, high=3600)
 # How often the worker moves silent agents to stale/offline.
+# This process's supervisor holds the gateway connections (and takes commands for them). Off:
+# it holds none (e.g. a second `serve` beside the one that does, on one database).
+MC_GATEWAY_CONNECTORS = env_bool("MC_GATEWAY_CONNECTORS", True)
 MC_AGENT_SWEEP_INTERVAL_S = env_int("MC_AGENT_SWEEP_INTERVAL", 5, low=1, high=3600)
 # Bodies larger than this are refused with 413 on the agent API.
 # Per-key rate limit of the agent API (benchmarks drive one key far beyond it).

@@ -121,8 +121,10 @@ def test_db_path(django_db_setup: None, django_db_blocker: Any) -> str:
         return str(db["NAME"])
 
 
-# Hidden tabs pause quickly in tests (the default is 10 s).
-LIVE_SERVER_ENV = {"MC_LIVE_GRACE_MS": "300"}
+# Hidden tabs pause quickly in tests (the default is 10 s). The shared server holds no gateway
+# connections: tests of the connector run their own (in-test, or a server of their own), and
+# must not meet a second connector on their gateways.
+LIVE_SERVER_ENV = {"MC_LIVE_GRACE_MS": "300", "MC_GATEWAY_CONNECTORS": "0"}
 
 
 @pytest.fixture(scope="session")

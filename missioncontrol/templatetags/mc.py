@@ -135,3 +135,14 @@ def get_item(mapping: Any, key: str) -> Any:
     if isinstance(mapping, dict):
         return mapping.get(key)
     return None
+
+
+@register.filter
+def codeticks(value: Any) -> str:
+    """Plain text with `backticked` spans as <code> (remedies name commands): everything else
+    escaped."""
+    from django.utils.html import escape
+
+    parts = escape(str(value or "")).split("`")
+    html = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    return mark_safe(html)  # noqa: S308 - every part was escaped above

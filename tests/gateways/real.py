@@ -57,7 +57,15 @@ def free_port() -> int:
 class RealGateway:
     """One `openclaw gateway run` on loopback with token auth and its own state."""
 
-    def __init__(self, workdir: Path, token: str, *, trusted_proxies: list[str] | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        token: str,
+        *,
+        trusted_proxies: list[str] | None = None,
+        extra_config: dict[str, object] | None = None,
+    ):
+        self.extra_config = extra_config or {}
         self.dir = workdir
         self.token = token
         self.port = free_port()
@@ -99,6 +107,7 @@ class RealGateway:
             "models": {"catalogRefresh": {"enabled": False}},
             "discovery": {"mdns": {"mode": "off"}},
             "telemetry": {"enabled": False},
+            **self.extra_config,
         }
         (self.dir / "openclaw.json").write_text(json.dumps(config, indent=2))
 

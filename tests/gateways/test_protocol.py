@@ -200,6 +200,7 @@ async def test_an_event_handler_may_make_requests_of_its_own(fake, identity):
         if answers:
             break
         await asyncio.sleep(0.02)
-    assert answers and answers[0]["runtimeVersion"] == "2026.9.6"
+    assert answers
+    assert answers[0]["runtimeVersion"] == "2026.9.6"
     reader.cancel()
     await connection.close()

@@ -430,7 +430,7 @@ async def test_a_commits_events_travel_as_one_batch_and_arrive_in_order():
         async def deliver(self, message):
             got.append(message["seq"])
 
-    hub.add(Listener())  # type: ignore[arg-type]
+    hub.add(Listener())
     layer = get_channel_layer()
     sent: list[tuple[str, Any]] = []
     real_send = layer.group_send

@@ -43,7 +43,7 @@ SWEEP_S = 1
 @pytest.fixture(scope="module")
 def cluster(test_db_path: str, static_built: None) -> Iterator[dict[str, Any]]:
     env = {**LIVE_SERVER_ENV, "MC_AGENT_SWEEP_INTERVAL": str(SWEEP_S)}
-    procs = [
+    procs: list[ServerProcess | WorkersProcess] = [
         ServerProcess(test_db_path, extra_env=env, workers=False),
         ServerProcess(test_db_path, extra_env=env, workers=False),
         WorkersProcess(test_db_path, extra_env=env),

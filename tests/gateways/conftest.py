@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.gateways.fakellm import FakeModel, provider_config
+from tests.gateways.real import RealGateway
+
+
+@pytest.fixture(scope="session")
+def fake_model() -> Iterator[FakeModel]:
+    model = FakeModel().start()
+    yield model
+    model.stop()
+
+
+@pytest.fixture(scope="session")
+def real_gateways(
+    tmp_path_factory: pytest.TempPathFactory, fake_model: FakeModel
+) -> Iterator[dict[str, RealGateway]]:
+    """Two real gateways for the session, started side by side (≈20 s, ≈1 GB each). Alpha
+    runs its agent on the fake model and trusts 127.0.0.1 as a proxy (connections through
+    ForwardingProxy count as remote); beta is provider-less."""
+    root: Path = tmp_path_factory.mktemp("openclaw")
+    gateways = {
+        "alpha": RealGateway(
+            root / "alpha",
+            "alpha-token-0123456789",
+            trusted_proxies=["127.0.0.1"],
+            extra_config=provider_config(fake_model.url),
+        ),
+        "beta": RealGateway(root / "beta", "beta-token-0123456789"),
+    }
+    try:
+        for gateway in gateways.values():
+            gateway.start()
+        with concurrent.futures.ThreadPoolExecutor() as pool:
+            list(pool.map(lambda g: g.wait_ready(), gateways.values()))
+        yield gateways
+    finally:
+        for gateway in gateways.values():
+            gateway.stop()
+
+
+@pytest.fixture
+def alpha(real_gateways: dict[str, RealGateway]) -> RealGateway:
+    real_gateways["alpha"].wait_ready()
+    return real_gateways["alpha"]
+
+
+@pytest.fixture
+def beta(real_gateways: dict[str, RealGateway]) -> RealGateway:
+    gateway = real_gateways["beta"]
+    if gateway.proc is None or gateway.proc.poll() is not None:
+        gateway.start()  # a test killed it
+    gateway.wait_ready()
+    return gateway

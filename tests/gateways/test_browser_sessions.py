@@ -1,0 +1,74 @@
+"""End to end: a real `serve`, a real OpenClaw gateway on the fake model, real Chromium. An
+operator messages a gateway's agent from its page and watches the reply stream into the
+transcript, live, with no reload."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from agents.models import Agent, AgentSession
+from gateways.models import Gateway
+from tests.conftest import BrowserSession
+from tests.gateways.factories import make_gateway
+from tests.live import ServerProcess
+from tests.missioncontrol.factories import UserFactory
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+def wait_for(check, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s")
+
+
+@pytest.fixture
+def connected_server(test_db_path, static_built, transactional_db):
+    """A `serve` of its own that holds gateway connections (the shared one holds none)."""
+    server = ServerProcess(test_db_path, extra_env={"MC_LIVE_GRACE_MS": "300"}).start()
+    yield server
+    server.stop()
+
+
+def test_an_operator_messages_an_agent_and_the_reply_streams_in(
+    chromium, connected_server, alpha, fake_model
+):
+    UserFactory.create(username="olga", role="operator")
+    gateway = make_gateway(name="alpha", url=alpha.url, token=alpha.token, colour="teal")
+    # The server's supervisor finds the new gateway on its next reconcile (every 5 s).
+    wait_for(lambda: Gateway.objects.get(pk=gateway.pk).state == "connected")
+    agent = wait_for(lambda: Agent.objects.filter(gateway=gateway, external_id="main").first())
+
+    browser = BrowserSession(chromium, connected_server.url)
+    browser.login("olga")
+    page = browser.page
+    page.goto(f"/agents/{agent.name}/")
+    assert page.inner_text(".gw-badge").strip() == "alpha"
+    page.fill("textarea[name=message]", "Say hello")
+    page.click("form[action$='/message/'] button[type=submit]")
+    page.wait_for_url("**/sessions/*/")
+    page.wait_for_selector("#live-status[data-state=live]")
+    session = AgentSession.objects.get(gateway=gateway, key="agent:main:main")
+    transcript = f"#transcript-{session.pk}"
+    page.wait_for_selector(f"{transcript} .line-user:has-text('Say hello')", timeout=15000)
+    page.wait_for_selector(
+        f"{transcript} .line-assistant:not(.streaming):has-text('Hello from the fake model.')",
+        timeout=20000,
+    )
+    # The one user line, once (the page's history and the live event are the same message).
+    assert page.locator(f"{transcript} .line-user").count() == 1
+    assert page.locator(f"{transcript} .streaming").count() == 0
+    # The session's tokens and cost reach its header live too.
+    page.wait_for_function(
+        f"() => !document.querySelector('#session-head-{session.pk}').textContent.includes(' 0 tokens')",
+        timeout=15000,
+    )
+    assert fake_model.server.requests, "the gateway asked the fake model"
+    assert browser.csp_violations() == []
+    browser.close()
