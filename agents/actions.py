@@ -58,7 +58,7 @@ def _publish_added(
         "agent": events.agent_data(agent),
         "fleet": _fleet(agent, status_counts()),
     }
-    live.publish("fleet", added)
+    live.publish("fleet", added, gateway_id=agent.gateway_id)
 
 
 def publish_seen(seen: dict[int, datetime]) -> None:
@@ -99,7 +99,7 @@ def _change_statuses(changes: list[tuple[Agent, str, str]], actor: Actor) -> Non
             "reason": reason,
             "fleet": _fleet(agent, counts),
         }
-        live.publish("fleet", changed)
+        live.publish("fleet", changed, gateway_id=agent.gateway_id)
 
 
 # --- Registration and keys ----------------------------------------------------------------------

@@ -5,6 +5,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -14,7 +16,8 @@ from agents import actions
 from agents.forms import KeyForm
 from agents.models import Agent, AgentKey, AgentSession
 from billing.models import UsageRecord
-from gateways import commands
+from gateways import access, commands
+from gateways.context_processors import chosen_gateway_id
 from gateways.models import Gateway
 from gateways.protocol import GatewayError
 from missioncontrol.audit import Actor
@@ -25,6 +28,32 @@ from tasks.models import Task
 STATUS_ORDER = ["error", "busy", "idle", "stale", "offline"]
 
 
+def _visible_agents(request: HttpRequest, qs: QuerySet[Agent]) -> QuerySet[Agent]:
+    """Direct agents, and those of the gateways this user may see (grants narrow it)."""
+    ids = access.visible_ids(request.user)
+    if ids is None:
+        return qs
+    return qs.filter(Q(gateway__isnull=True) | Q(gateway_id__in=ids))
+
+
+def _visible_sessions(request: HttpRequest, qs: QuerySet[AgentSession]) -> QuerySet[AgentSession]:
+    ids = access.visible_ids(request.user)
+    return qs if ids is None else qs.filter(gateway_id__in=ids)
+
+
+def _visible_gateways(request: HttpRequest) -> QuerySet[Gateway]:
+    ids = access.visible_ids(request.user)
+    return Gateway.objects.all() if ids is None else Gateway.objects.filter(pk__in=ids)
+
+
+def _operate(request: HttpRequest, gateway_id: int | None) -> None:
+    """Acting on a gateway's agents and sessions: the operator role, or an operate grant."""
+    if not access.can_operate(request.user, gateway_id):
+        raise PermissionDenied(
+            "This needs the operator role (or an operate grant on this gateway)."
+        )
+
+
 @require_safe
 @role_required("viewer")
 def agent_list(request: HttpRequest) -> HttpResponse:
@@ -32,7 +61,11 @@ def agent_list(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status", "")
     source = request.GET.get("source", "")
     framework = request.GET.get("framework", "")
-    qs = Agent.objects.by_attention().select_related("gateway")
+    qs = _visible_agents(request, Agent.objects.by_attention().select_related("gateway"))
+    chosen = chosen_gateway_id(request)
+    if chosen is not None:
+        # One gateway chosen in the shell: its agents, and the direct ones (labelled so).
+        qs = qs.filter(Q(gateway__isnull=True) | Q(gateway_id=chosen))
     if status in Agent.Status.values:
         qs = qs.filter(status=status)
     if source in Agent.Source.values:
@@ -61,7 +94,7 @@ def agent_list(request: HttpRequest) -> HttpResponse:
             "online": counts["busy"] + counts["idle"] + counts["error"],
             "filters": {"status": status, "source": source, "framework": framework},
             "frameworks": frameworks,
-            "filtered": bool(status or source or framework),
+            "filtered": bool(status or source or framework or chosen),
         },
     )
 
@@ -70,7 +103,9 @@ def agent_list(request: HttpRequest) -> HttpResponse:
 @role_required("viewer")
 def agent_detail(request: HttpRequest, name: str) -> HttpResponse:
     live_seq_for(request)
-    agent = get_object_or_404(Agent.objects.select_related("gateway"), name=name)
+    agent = get_object_or_404(
+        _visible_agents(request, Agent.objects.select_related("gateway")), name=name
+    )
     usage = UsageRecord.objects.filter(agent=agent)
     recent = list(usage.order_by("-occurred_at")[:20])
     return render(
@@ -91,6 +126,7 @@ def agent_detail(request: HttpRequest, name: str) -> HttpResponse:
             "keys": agent.keys.all(),
             "sessions": agent.sessions.filter(gone=False).by_activity()[:20],
             "nonce": uuid.uuid4().hex,
+            "may_operate": access.can_operate(request.user, agent.gateway_id),
         },
     )
 
@@ -171,8 +207,12 @@ def transcript_lines(messages: Any) -> list[dict[str, Any]]:
 @role_required("viewer")
 def session_list(request: HttpRequest) -> HttpResponse:
     live_seq_for(request)
-    qs = AgentSession.objects.by_activity().select_related("gateway", "agent")
-    gateway = request.GET.get("gateway", "")
+    qs = _visible_sessions(
+        request, AgentSession.objects.by_activity().select_related("gateway", "agent")
+    )
+    # The shell's gateway switch, unless the page's own filter says otherwise.
+    chosen = chosen_gateway_id(request)
+    gateway = request.GET.get("gateway", str(chosen) if chosen else "")
     status = request.GET.get("status", "")
     agent = request.GET.get("agent", "")
     if gateway.isdigit():
@@ -192,7 +232,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
         "agents/sessions.html",
         {
             "sessions": list(qs[:SESSION_LIST_LIMIT]),
-            "gateways": Gateway.objects.all(),
+            "gateways": _visible_gateways(request),
             "filters": {"gateway": gateway, "status": status, "agent": agent},
             "filtered": bool(gateway or status or agent),
             "statuses": sorted(
@@ -206,7 +246,9 @@ def session_list(request: HttpRequest) -> HttpResponse:
 @role_required("viewer")
 def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
     live_seq_for(request)
-    session = get_object_or_404(AgentSession.objects.select_related("gateway", "agent"), pk=pk)
+    session = get_object_or_404(
+        _visible_sessions(request, AgentSession.objects.select_related("gateway", "agent")), pk=pk
+    )
     lines: list[dict[str, Any]] = []
     problem = ""
     try:
@@ -224,7 +266,13 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "agents/session.html",
-        {"session": session, "lines": lines, "problem": problem, "nonce": uuid.uuid4().hex},
+        {
+            "session": session,
+            "lines": lines,
+            "problem": problem,
+            "nonce": uuid.uuid4().hex,
+            "may_operate": access.can_operate(request.user, session.gateway_id),
+        },
     )
 
 
@@ -234,7 +282,11 @@ HISTORY_TIMEOUT_S = 5.0
 def _session_command(
     request: HttpRequest, pk: int, method: str, params: dict[str, Any], verb: str, done: str
 ) -> HttpResponse:
-    session = get_object_or_404(AgentSession.objects.select_related("gateway"), pk=pk)
+    session = get_object_or_404(
+        _visible_sessions(request, AgentSession.objects.select_related("gateway")), pk=pk
+    )
+    if verb != "session.reset":
+        _operate(request, session.gateway_id)
     try:
         answer = commands.call(session.gateway_id, method, {"sessionKey": session.key, **params})
     except commands.Unavailable as unavailable:
@@ -255,7 +307,7 @@ def _session_command(
 
 
 @require_POST
-@role_required("operator")
+@role_required("viewer")
 def session_send(request: HttpRequest, pk: int) -> HttpResponse:
     text = (request.POST.get("message") or "").strip()
     if not text:
@@ -279,10 +331,13 @@ MAX_MESSAGE = 20000
 
 
 @require_POST
-@role_required("operator")
+@role_required("viewer")
 def agent_message(request: HttpRequest, name: str) -> HttpResponse:
     """Message a gateway agent in its main session (`agent:<id>:main`), then watch it there."""
-    agent = get_object_or_404(Agent.objects.select_related("gateway"), name=name)
+    agent = get_object_or_404(
+        _visible_agents(request, Agent.objects.select_related("gateway")), name=name
+    )
+    _operate(request, agent.gateway_id)
     if agent.gateway_id is None or not agent.external_id:
         messages.error(request, "Only an agent of a connected gateway can be messaged here.")
         return redirect("agents:detail", name=agent.name)
@@ -317,7 +372,7 @@ def agent_message(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_POST
-@role_required("operator")
+@role_required("viewer")
 def session_abort(request: HttpRequest, pk: int) -> HttpResponse:
     return _session_command(request, pk, "chat.abort", {}, "session.aborted", "Abort sent.")
 

@@ -378,3 +378,11 @@ def device_identity() -> Identity:
             private_key=identity.private_b64u(),
         )
     return identity
+
+
+def record_grant(actor: Actor, gateway: Gateway, username: str, level: str) -> None:
+    """The audit row of a per-gateway grant change (gateways.access made it)."""
+    with transaction.atomic():
+        audit.record(
+            actor, "gateway.grant_changed", gateway, after={"user": username, "level": level}
+        )

@@ -8,10 +8,11 @@ class GatewaysConfig(AppConfig):
     verbose_name = "Gateways"
 
     def ready(self) -> None:
-        from gateways import commands, connector, presenters  # noqa: F401 - registers presenters
+        from gateways import access, commands, connector, presenters  # noqa: F401 - registers presenters
         from missioncontrol import live, nav, roles
 
         live.register_topic("gateways")
+        live.register_gateway_scope(access.visible_ids)
         roles.register_app("gateways")
         nav.register(nav.NavItem("Gateways", "gateways:list", order=30, prefix="/gateways/"))
         from django.conf import settings

@@ -31,7 +31,9 @@ logger = logging.getLogger(__name__)
 FAST_RETRY_WINDOW_S = 120.0
 SESSION_PAGE = 200
 MAX_SESSIONS = 5000
-# Session changes from events are written at most this often (≤ 4 updates/s per session).
+# Session changes from events: written in batches every BATCH_S, each session (and each
+# streaming run) at most once every FLUSH_S (≤ 4 updates/s to browsers).
+BATCH_S = 0.02
 FLUSH_S = 0.25
 FAST_RETRY_CAP_S = 5.0
 RETRY_CAP_S = 30.0
@@ -60,6 +62,7 @@ class Link:
         self.last_status = 0.0
         self.changed: dict[str, dict[str, Any]] = {}
         self.streaming: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.written: dict[str, float] = {}  # session key or run id → last write (monotonic)
         self.flusher: asyncio.Future[None] | None = None
 
     async def sync(self) -> None:
@@ -127,8 +130,7 @@ class Link:
             if isinstance(message, dict) and isinstance(payload.get("sessionKey"), str):
                 row = payload.get("session")
                 if isinstance(row, dict) and row.get("key"):
-                    self.changed[row["key"]] = row  # a new session appears with its first line
-                    await self.flush()
+                    await self.write_now(row)  # a new session appears with its first line
                 await db(agent_actions.publish_session_message)(
                     self.gateway_id,
                     payload["sessionKey"],
@@ -159,27 +161,43 @@ class Link:
             )
 
     def flush_soon(self) -> None:
-        """Session changes are coalesced: at most one write (one transaction for every session
-        changed meanwhile) each FLUSH_S, so a busy gateway's stream never costs a transaction
-        per frame; the latest state of each session always lands."""
+        """Session changes and streaming replies are written in batches (one transaction for
+        every session due, every BATCH_S) and at most once each FLUSH_S per session or run, so a
+        busy gateway's stream never costs a transaction per frame, a quiet session's change
+        shows at once, and the latest state of each always lands."""
         if self.flusher is None or self.flusher.done():
-            # One timer for everything pending: the first change starts it, later ones ride.
-            self.flusher = asyncio.ensure_future(self._flush_later())
+            self.flusher = asyncio.ensure_future(self._flush_loop())
 
-    async def _flush_later(self) -> None:
-        await asyncio.sleep(FLUSH_S)
-        await self.flush()
+    async def _flush_loop(self) -> None:
+        while self.changed or self.streaming:
+            await asyncio.sleep(BATCH_S)
+            await self.flush()
+
+    def _due(self, pending: dict[str, Any]) -> dict[str, Any]:
+        now = time.monotonic()
+        due = {k: v for k, v in pending.items() if now - self.written.get(k, -FLUSH_S) >= FLUSH_S}
+        for key in due:
+            del pending[key]
+            self.written[key] = now
+        if len(self.written) > 10_000:  # forget sessions long quiet
+            self.written = {k: t for k, t in self.written.items() if now - t < FLUSH_S}
+        return due
 
     async def flush(self) -> None:
-        if self.changed:
-            rows, self.changed = list(self.changed.values()), {}
-            await db(agent_actions.sync_gateway_sessions)(self.gateway_id, rows)
-        if self.streaming:
-            streaming, self.streaming = self.streaming, {}
-            for run_id, (key, message) in streaming.items():
-                await db(agent_actions.publish_session_message)(
-                    self.gateway_id, key, message, message_id=f"run-{run_id}", streaming=True
-                )
+        rows = self._due(self.changed)
+        if rows:
+            await db(agent_actions.sync_gateway_sessions)(self.gateway_id, list(rows.values()))
+        runs = self._due(self.streaming)
+        for run_id, (key, message) in runs.items():
+            await db(agent_actions.publish_session_message)(
+                self.gateway_id, key, message, message_id=f"run-{run_id}", streaming=True
+            )
+
+    async def write_now(self, row: dict[str, Any]) -> None:
+        """One session written at once (its first transcript line needs its row)."""
+        self.changed.pop(row["key"], None)
+        self.written[row["key"]] = time.monotonic()
+        await db(agent_actions.sync_gateway_sessions)(self.gateway_id, [row])
 
     async def serve(self) -> None:
         """Re-sync, then read frames and run inbox commands until the connection dies."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 
@@ -76,6 +77,10 @@ class Gateway(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [
+            # Per-gateway grant (django-guardian): act on this gateway's agents and sessions.
+            ("operate_gateway", "Can message and act on this gateway's agents and sessions"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -115,3 +120,15 @@ class DeviceIdentity(models.Model):
 
     def __str__(self) -> str:
         return self.device_id[:12]
+
+
+class GatewayView(models.Model):
+    """A user's choice in the shell's gateway switch: one gateway, or all (None)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="gateway_view"
+    )
+    gateway = models.ForeignKey(Gateway, null=True, blank=True, on_delete=models.SET_NULL)
+
+    def __str__(self) -> str:
+        return f"{self.user_id} → {self.gateway_id or 'all'}"

@@ -5,19 +5,28 @@ from __future__ import annotations
 
 from asgiref.sync import async_to_sync
 from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from agents import actions as agent_actions
 from agents.models import Agent
-from gateways import actions, connector
+from gateways import access, actions, connector
 from gateways.forms import GatewayForm
-from gateways.models import Gateway
+from gateways.models import Gateway, GatewayView
 from missioncontrol.audit import Actor
 from missioncontrol.context_processors import live_seq_for
 from missioncontrol.errors import ActionError
-from missioncontrol.roles import role_required
+from missioncontrol.roles import has_role, role_required
+
+
+def _visible(request: HttpRequest) -> QuerySet[Gateway]:
+    """The gateways this user may see (per-gateway grants narrow it)."""
+    ids = access.visible_ids(request.user)
+    return Gateway.objects.all() if ids is None else Gateway.objects.filter(pk__in=ids)
 
 
 def _form_errors(form: GatewayForm, error: ActionError) -> None:
@@ -30,7 +39,7 @@ def _form_errors(form: GatewayForm, error: ActionError) -> None:
 @role_required("viewer")
 def gateway_list(request: HttpRequest) -> HttpResponse:
     live_seq_for(request)
-    gateways = list(Gateway.objects.all())
+    gateways = list(_visible(request))
     counts: dict[int, int] = {}
     for gateway_id in Agent.objects.filter(gateway__isnull=False).values_list(
         "gateway_id", flat=True
@@ -45,12 +54,13 @@ def gateway_list(request: HttpRequest) -> HttpResponse:
 @role_required("viewer")
 def gateway_detail(request: HttpRequest, pk: int) -> HttpResponse:
     live_seq_for(request)
-    gateway = get_object_or_404(Gateway, pk=pk)
+    gateway = get_object_or_404(_visible(request), pk=pk)
     return render(
         request,
         "gateways/detail.html",
         {
             "gateway": gateway,
+            "grants": access.granted_users(gateway) if has_role(request.user, "admin") else [],
             "history": gateway.state_changes.all()[:50],
             "agents": Agent.objects.of_gateway(gateway.pk).order_by("name")[:200],
             "test": request.session.pop(f"gateway-test-{gateway.pk}", None),
@@ -124,3 +134,50 @@ def gateway_test(request: HttpRequest, pk: int) -> HttpResponse:
     result = async_to_sync(connector.test_connection)(gateway.url, gateway.token, identity)
     request.session[f"gateway-test-{gateway.pk}"] = result
     return redirect("gateways:detail", pk=gateway.pk)
+
+
+@require_POST
+@role_required("admin")
+def gateway_access(request: HttpRequest, pk: int) -> HttpResponse:
+    """Grant a user view or operate on this gateway (narrowing them to granted gateways), or
+    remove their grant."""
+    gateway = get_object_or_404(Gateway, pk=pk)
+    username = (request.POST.get("username") or "").strip()
+    level = request.POST.get("level") or ""
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        messages.error(request, f"No user named {username!r}.")
+    elif level not in {"view", "operate", "none"}:
+        messages.error(request, "Choose view, operate or none.")
+    elif has_role(user, "admin"):
+        messages.error(
+            request, "Admins see and act on every gateway; a grant would not narrow them."
+        )
+    else:
+        access.set_grant(user, gateway, level)
+        actions.record_grant(Actor.user(request.user), gateway, user.get_username(), level)
+        messages.success(
+            request,
+            f"{user.get_username()}: {level} on {gateway.name}."
+            if level != "none"
+            else f"{user.get_username()} no longer has a grant on {gateway.name}.",
+        )
+    return redirect("gateways:detail", pk=gateway.pk)
+
+
+@require_POST
+@role_required("viewer")
+def gateway_view(request: HttpRequest) -> HttpResponse:
+    """The shell's switch: show one gateway's data everywhere, or all gateways'."""
+    raw = request.POST.get("gateway") or ""
+    gateway = None
+    if raw:
+        gateway = _visible(request).filter(pk=int(raw)).first() if raw.isdigit() else None
+        if gateway is None:
+            messages.error(request, "That gateway is not one you can see.")
+    assert request.user.pk is not None  # role_required: signed in
+    GatewayView.objects.update_or_create(user_id=request.user.pk, defaults={"gateway": gateway})
+    target = request.POST.get("next") or "/"
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = "/"
+    return redirect(target)

@@ -56,12 +56,14 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
             await self.close(code=4400)
             return
-        role = await database_sync_to_async(role_of)(self.scope.get("user"))
+        user = self.scope.get("user")
+        role = await database_sync_to_async(role_of)(user)
         if role is None:
             await self.close(code=4401)
             return
         topics, since = parse_live_query(self.scope.get("query_string", b"").decode("latin-1"))
-        self.sub = live.Subscription(topics, role)
+        scope = await database_sync_to_async(live.gateway_scope)(user)
+        self.sub = live.Subscription(topics, role, gateways=scope)
         await self.accept()
         # Listen before reading the log: an event committed in between arrives both ways and
         # the duplicate is dropped by seq, but none can fall between the two.

@@ -431,12 +431,35 @@ def _events_between(
     return list(qs[: limit + 1])
 
 
+# Which gateways a user's events may come from (None: all): set by the gateways app, which owns
+# per-gateway grants; this module knows no app.
+GatewayScope = Callable[[Any], "frozenset[int] | None"]
+_gateway_scope: list[GatewayScope] = []
+
+
+def register_gateway_scope(scope: GatewayScope) -> None:
+    _gateway_scope[:] = [scope]
+
+
+def gateway_scope(user: Any) -> frozenset[int] | None:
+    """The gateway ids whose events `user` may receive (None: every gateway's). Sync (ORM)."""
+    return _gateway_scope[0](user) if _gateway_scope else None
+
+
 class Subscription:
     """One client's view of the log: what it has seen and what it may see."""
 
-    def __init__(self, topics: list[str], role: Role, form: Form = "browser") -> None:
+    def __init__(
+        self,
+        topics: list[str],
+        role: Role,
+        form: Form = "browser",
+        gateways: frozenset[int] | None = None,
+    ) -> None:
         self.topics = [t for t in topics if t in _topics]
         self.role = role
+        # Narrowed by per-gateway grants: events of other gateways are skipped (seqs still move).
+        self.gateways = gateways
         # Browsers get presented ops; data consumers (agents' streams) get the domain events.
         self.form: Form = form
         self._encode = encode if form == "browser" else encode_data
@@ -457,7 +480,12 @@ class Subscription:
         events = _events_between(self.topics, since, head, self.limit)
         if len(events) > self.limit:
             raise Resync("too many events missed")
-        return head, [self._encode(e) for e in events if _visible(self.role, e.min_role)]
+        return head, [self._encode(e) for e in events if self._shows(e.min_role, e.gateway_id)]
+
+    def _shows(self, min_role: str, gateway_id: int | None) -> bool:
+        if not _visible(self.role, min_role):
+            return False
+        return self.gateways is None or gateway_id is None or gateway_id in self.gateways
 
     async def start(self, since: int | None) -> list[str]:
         """Texts to send first (the events missed since `since`); raises Resync."""
@@ -470,7 +498,7 @@ class Subscription:
         events = _events_between([topic], after, upto, self.limit)
         if len(events) > self.limit:
             raise Resync("too many events lost")
-        return [self._encode(e) for e in events if _visible(self.role, e.min_role)]
+        return [self._encode(e) for e in events if self._shows(e.min_role, e.gateway_id)]
 
     def accept_nowait(self, message: LayerMessage) -> list[str] | None:
         """Texts to send for a message, or None when a gap must first be read from the log."""
@@ -482,7 +510,8 @@ class Subscription:
             return None
         self.topic_last[topic] = seq
         self.last_seq = seq
-        return [message[self._field]] if _visible(self.role, message["min_role"]) else []
+        shown = self._shows(message["min_role"], message.get("gateway_id"))
+        return [message[self._field]] if shown else []
 
     async def accept(self, message: LayerMessage) -> list[str]:
         """Texts to send for one layer message (with any lost ones first); raises Resync."""
@@ -498,7 +527,7 @@ class Subscription:
             )
         self.topic_last[topic] = seq
         self.last_seq = seq
-        if _visible(self.role, message["min_role"]):
+        if self._shows(message["min_role"], message.get("gateway_id")):
             texts.append(message[self._field])
         return texts
 

@@ -109,6 +109,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "csp.context_processors.nonce",
                 "missioncontrol.context_processors.shell",
+                "gateways.context_processors.gateway_switch",
             ],
             "builtins": ["missioncontrol.templatetags.mc"],
         },

@@ -132,7 +132,8 @@ async def event_stream(request: HttpRequest) -> HttpResponseBase:
     resumed = parse_int(request.headers.get("Last-Event-ID"))
     if resumed is not None:
         since = resumed
-    sub = live.Subscription(topics, role)
+    scope = await database_sync_to_async(live.gateway_scope)(user)
+    sub = live.Subscription(topics, role, gateways=scope)
     response = StreamingHttpResponse(_sse(sub, since), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"

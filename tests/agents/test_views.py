@@ -14,7 +14,9 @@ from tests.agents.factories import AgentFactory, UsageRecordFactory
 
 pytestmark = pytest.mark.django_db
 
-LIST_QUERIES = 8
+# session, user, role, live seq, gateway grants, the gateway switch (choice, choices), counts,
+# frameworks, current tasks, agents.
+LIST_QUERIES = 11
 
 
 class TestAgentsPage:

@@ -1,0 +1,88 @@
+"""Per-gateway grants (django-guardian): an admin may narrow a user to some gateways.
+
+A user with **no** grant on any gateway sees every gateway's data and acts as their role
+allows. A user with grants sees only the gateways granted (`view_gateway`) and acts only on
+those granted `operate_gateway` — whatever their role (a viewer granted `operate_gateway` on
+one gateway may message its sessions; an operator granted only `view_gateway` may not).
+Admins always see and act on everything. Pages, actions and live events all ask here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.contenttypes.models import ContentType
+from guardian.models import UserObjectPermission
+from guardian.shortcuts import assign_perm, remove_perm
+
+from gateways.models import Gateway
+from missioncontrol.roles import has_role
+
+VIEW, OPERATE = "view_gateway", "operate_gateway"
+
+
+def grants(user: Any) -> dict[int, set[str]] | None:
+    """{gateway id: {codenames}} granted to the user, or None when not narrowed (cached on the
+    user object for the request)."""
+    if not getattr(user, "is_authenticated", False) or has_role(user, "admin"):
+        return None
+    if hasattr(user, "_mc_gateway_grants"):
+        cached: dict[int, set[str]] | None = user._mc_gateway_grants
+        return cached
+    rows = UserObjectPermission.objects.filter(
+        user_id=user.pk, content_type=ContentType.objects.get_for_model(Gateway)
+    ).values_list("object_pk", "permission__codename")
+    found: dict[int, set[str]] = {}
+    for object_pk, codename in rows:
+        if str(object_pk).isdigit():
+            found.setdefault(int(object_pk), set()).add(codename)
+    result = found or None
+    user._mc_gateway_grants = result
+    return result
+
+
+def visible_ids(user: Any) -> frozenset[int] | None:
+    """The gateways whose data the user sees (None: all)."""
+    granted = grants(user)
+    return None if granted is None else frozenset(granted)
+
+
+def can_view(user: Any, gateway_id: int | None) -> bool:
+    if gateway_id is None:
+        return True
+    granted = grants(user)
+    return granted is None or gateway_id in granted
+
+
+def can_operate(user: Any, gateway_id: int | None) -> bool:
+    """May message, abort and run things on this gateway's agents and sessions."""
+    if has_role(user, "admin"):
+        return True
+    granted = grants(user)
+    if granted is None:
+        return has_role(user, "operator")
+    return gateway_id is not None and OPERATE in granted.get(gateway_id, set())
+
+
+def set_grant(user: Any, gateway: Gateway, level: str) -> None:
+    """Grant `level` ("view", "operate") on the gateway, or remove every grant ("none")."""
+    for codename in (VIEW, OPERATE):
+        remove_perm(f"gateways.{codename}", user, gateway)
+    if level in {"view", "operate"}:
+        assign_perm(f"gateways.{VIEW}", user, gateway)
+    if level == "operate":
+        assign_perm(f"gateways.{OPERATE}", user, gateway)
+    if hasattr(user, "_mc_gateway_grants"):
+        del user._mc_gateway_grants
+
+
+def granted_users(gateway: Gateway) -> list[tuple[Any, str]]:
+    """(user, "view" | "operate") for every user with a grant on the gateway."""
+    rows = UserObjectPermission.objects.filter(
+        content_type=ContentType.objects.get_for_model(Gateway), object_pk=str(gateway.pk)
+    ).select_related("user", "permission")
+    levels: dict[int, tuple[Any, str]] = {}
+    for row in rows:
+        user, current = levels.get(row.user_id, (row.user, "view"))
+        levels[row.user_id] = (user, "operate" if row.permission.codename == OPERATE else current)
+    return sorted(levels.values(), key=lambda pair: pair[0].get_username())
