@@ -24,8 +24,8 @@ VIEW, OPERATE = "view_gateway", "operate_gateway"
 def grants(user: Any) -> dict[int, set[str]] | None:
     """{gateway id: {codenames}} granted to the user, or None when not narrowed (cached on the
     user object for the request)."""
-    if not getattr(user, "is_authenticated", False) or has_role(user, "admin"):
-        return None
+    if getattr(user, "pk", None) is None or has_role(user, "admin"):
+        return None  # anonymous, not a person (an agent key), or an admin
     if hasattr(user, "_mc_gateway_grants"):
         cached: dict[int, set[str]] | None = user._mc_gateway_grants
         return cached

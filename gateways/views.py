@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from agents import actions as agent_actions
 from agents.models import Agent
-from gateways import access, actions, connector
+from gateways import access, actions, connector, context_processors
 from gateways.forms import GatewayForm
 from gateways.models import Gateway, GatewayView
 from missioncontrol.audit import Actor
@@ -177,6 +177,7 @@ def gateway_view(request: HttpRequest) -> HttpResponse:
             messages.error(request, "That gateway is not one you can see.")
     assert request.user.pk is not None  # role_required: signed in
     GatewayView.objects.update_or_create(user_id=request.user.pk, defaults={"gateway": gateway})
+    context_processors.remember(request, gateway.pk if gateway else None)
     target = request.POST.get("next") or "/"
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         target = "/"

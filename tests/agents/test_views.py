@@ -14,9 +14,9 @@ from tests.agents.factories import AgentFactory, UsageRecordFactory
 
 pytestmark = pytest.mark.django_db
 
-# session, user, role, live seq, gateway grants, the gateway switch (choice, choices), counts,
-# frameworks, current tasks, agents.
-LIST_QUERIES = 11
+# session, user, role, live seq, gateway grants, the gateway switch (the choice once a session,
+# the choices), counts, frameworks, current tasks, agents.
+LIST_QUERIES = 10
 
 
 class TestAgentsPage:
