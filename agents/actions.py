@@ -400,54 +400,71 @@ def sync_gateway_sessions(
     or as its `sessions.changed` events carried them (a coalesced batch): one transaction,
     upserted by (gateway, key), one event per session whose shown fields changed, and each
     agent busy while one of its sessions has an active run, idle otherwise."""
+    with transaction.atomic():
+        return _sync_sessions(gateway_id, rows, complete=complete)
+
+
+def sync_sessions_batch(batch: dict[int, list[dict[str, Any]]]) -> int:
+    """sync_gateway_sessions for several gateways in one transaction (the connectors' shared
+    writer: one commit per flush however many gateways stream at once). Sessions changed."""
+    with transaction.atomic():
+        return sum(len(_sync_sessions(gid, rows, complete=False)) for gid, rows in batch.items())
+
+
+def _sync_sessions(
+    gateway_id: int, rows: list[dict[str, Any]], *, complete: bool
+) -> list[AgentSession]:
     now = timezone.now()
     changed: list[AgentSession] = []
-    with transaction.atomic():
-        gateway = Gateway.objects.filter(pk=gateway_id).first()
-        if gateway is None:
-            return []
-        agents = {a.external_id: a for a in Agent.objects.of_gateway(gateway_id)}
-        for agent in agents.values():
-            agent.gateway = gateway
-        by_key: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            if isinstance(row, dict) and isinstance(row.get("key"), str) and row["key"]:
-                by_key[row["key"][:300]] = row  # the latest of a batch wins
-        listed = AgentSession.objects.of_gateway(gateway_id)
-        if not complete:
-            listed = listed.filter(key__in=list(by_key))
-        known = {s.key: s for s in listed}
-        for key, row in by_key.items():
-            fields = _session_fields(row, agents)
-            session = known.get(key)
-            if session is None:
-                session = AgentSession.objects.create(
-                    gateway=gateway, key=key, synced_at=now, **fields
-                )
-                changed.append(session)
-                continue
-            if any(getattr(session, f) != v for f, v in fields.items()):
-                for f, v in fields.items():
-                    setattr(session, f, v)
-                session.synced_at = now
-                session.save(update_fields=[*fields, "synced_at"])
-                changed.append(session)
-        if complete:
-            for key, session in known.items():
-                if key not in by_key and not session.gone:
-                    session.gone, session.has_active_run, session.synced_at = True, False, now
-                    session.save(update_fields=["gone", "has_active_run", "synced_at"])
-                    changed.append(session)
-        for session in changed:
-            session.gateway = gateway
-            session.agent = next((a for a in agents.values() if a.pk == session.agent_id), None)
-        if changed:
-            live.publish_many(
-                "sessions",
-                [{"type": "session.changed", "session": events.session_data(s)} for s in changed],
-                gateway_id=gateway_id,
-            )
-        _agents_follow_sessions(gateway, agents)
+    gateway = Gateway.objects.filter(pk=gateway_id).first()
+    if gateway is None:
+        return []
+    agents = {a.external_id: a for a in Agent.objects.of_gateway(gateway_id)}
+    for agent in agents.values():
+        agent.gateway = gateway
+    by_key: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if isinstance(row, dict) and isinstance(row.get("key"), str) and row["key"]:
+            by_key[row["key"][:300]] = row  # the latest of a batch wins
+    listed = AgentSession.objects.of_gateway(gateway_id)
+    if not complete:
+        listed = listed.filter(key__in=list(by_key))
+    known = {s.key: s for s in listed}
+    created: list[AgentSession] = []
+    updated: list[AgentSession] = []
+    for key, row in by_key.items():
+        fields = _session_fields(row, agents)
+        session = known.get(key)
+        if session is None:
+            created.append(AgentSession(gateway=gateway, key=key, synced_at=now, **fields))
+            continue
+        if any(getattr(session, f) != v for f, v in fields.items()):
+            for f, v in fields.items():
+                setattr(session, f, v)
+            session.synced_at = now
+            updated.append(session)
+    if complete:
+        for key, session in known.items():
+            if key not in by_key and not session.gone:
+                session.gone, session.has_active_run, session.synced_at = True, False, now
+                updated.append(session)
+    if created:
+        # Ids back on SQLite (RETURNING) and PostgreSQL alike.
+        AgentSession.objects.bulk_create(created)
+    if updated:
+        bulk.update_many(updated, [*_SESSION_SHOWN, "synced_at"])
+    changed = created + updated
+    by_id = {a.pk: a for a in agents.values()}
+    for session in changed:
+        session.gateway = gateway
+        session.agent = by_id.get(session.agent_id) if session.agent_id else None
+    if changed:
+        live.publish_many(
+            "sessions",
+            [{"type": "session.changed", "session": events.session_data(s)} for s in changed],
+            gateway_id=gateway_id,
+        )
+    _agents_follow_sessions(gateway, agents)
     return changed
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from django.template.loader import render_to_string
 from django.utils.dateparse import parse_datetime
 
-from agents import events
+from agents import events, rows
 from agents.models import Agent, AgentSession
 from gateways.models import Gateway
 from missioncontrol import live
@@ -134,7 +134,6 @@ def _session(data: events.SessionData) -> AgentSession:
 @live.presents("session.changed")
 def session_changed(event: dict[str, Any]) -> live.BrowserPayload:
     session = _session(event["session"])
-    context = {"session": session}
     return {
         "ops": [
             {
@@ -142,12 +141,12 @@ def session_changed(event: dict[str, Any]) -> live.BrowserPayload:
                 "id": f"session-{session.pk}",
                 "parent": "session-rows",
                 "first": True,  # newest activity first, as the page orders them
-                "html": render_to_string("agents/sessions.html#session_row", context),
+                "html": rows.row(session),
             },
             {
                 "op": "upsert",
                 "id": f"session-head-{session.pk}",
-                "html": render_to_string("agents/session.html#session_head", context),
+                "html": rows.head(session),
             },
         ]
     }

@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from agents import actions
+from agents import actions, rows
 from agents.forms import KeyForm
 from agents.models import Agent, AgentKey, AgentSession
 from billing.models import UsageRecord
@@ -231,7 +231,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
         request,
         "agents/sessions.html",
         {
-            "sessions": list(qs[:SESSION_LIST_LIMIT]),
+            "rows": [rows.row(s) for s in qs[:SESSION_LIST_LIMIT]],
             "gateways": _visible_gateways(request),
             "filters": {"gateway": gateway, "status": status, "agent": agent},
             "filtered": bool(gateway or status or agent),
@@ -268,6 +268,7 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "agents/session.html",
         {
             "session": session,
+            "head": rows.head(session),
             "lines": lines,
             "problem": problem,
             "nonce": uuid.uuid4().hex,

@@ -102,7 +102,9 @@ async def wait_until(check: Any, timeout: float, step: float = 0.05) -> float:
     raise TimeoutError(f"not reached within {timeout} s")
 
 
-async def watch(url: str, cookie: str, stamps: list[float], ready: asyncio.Event, n: int) -> None:
+async def watch(
+    url: str, cookie: str, stamps: list[tuple[float, float]], ready: asyncio.Event, n: int
+) -> None:
     ws_url = url.replace("http://", "ws://") + "/ws/live/?topics=sessions"
     async with websockets.connect(
         ws_url, additional_headers={"Cookie": cookie, "Origin": url}, max_queue=None
@@ -114,7 +116,7 @@ async def watch(url: str, cookie: str, stamps: list[float], ready: asyncio.Event
             raw = await ws.recv()
             now = time.time()
             for found in set(STAMP.findall(raw if isinstance(raw, str) else raw.decode())):
-                stamps.append((now - float(found)) * 1000)
+                stamps.append((float(found), (now - float(found)) * 1000))
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -162,13 +164,14 @@ async def main_async(args: argparse.Namespace) -> None:
         # 3. Stream sessions.changed at the total rate with browsers watching.
         client = await asyncio.to_thread(login, server.url)
         cookie = f"sessionid={client.cookies['sessionid']}"
-        stamps: list[float] = []
+        stamps: list[tuple[float, float]] = []
         watchers = []
         for _ in range(args.watchers):
             ready = asyncio.Event()
             watchers.append(asyncio.ensure_future(watch(server.url, cookie, stamps, ready, 0)))
             await asyncio.wait_for(ready.wait(), 30)
         cpu0 = server.cpu_s()
+        wall0 = time.time()
         sent = 0
         last: dict[str, int] = {}
         started = time.perf_counter()
@@ -201,12 +204,18 @@ async def main_async(args: argparse.Namespace) -> None:
         for task in watchers:
             task.cancel()
         per_watcher = len(stamps) / max(1, args.watchers)
+        every = [ms for _sent, ms in stamps]
+        # After every session's first change (its row rendered once, then cached).
+        first_pass = len(keys) / args.rate
+        steady = [ms for sent_at, ms in stamps if sent_at - wall0 > first_pass + 1]
         print(
             f"ingest: {sent} sessions.changed in {elapsed:.1f} s ({sent / elapsed:.0f}/s sent) "
             f"across {args.gateways} gateways; every session's last state stored "
             f"{drain:.2f} s after the last send ({sent / (elapsed + drain):.0f}/s end to end); "
             f"{args.watchers} browsers, {per_watcher:.0f} updates each (coalesced ≤ 4/s per "
-            f"session), event → browser p50 {pct(stamps, 50):.1f} ms, p99 {pct(stamps, 99):.1f} ms; "
+            f"session), event → browser p50 {pct(every, 50):.1f} ms, p99 {pct(every, 99):.1f} ms "
+            f"(after each session's first change: p50 {pct(steady, 50):.1f} ms, "
+            f"p99 {pct(steady, 99):.1f} ms); "
             f"server CPU {cpu * 1000 / sent:.2f} ms/event"
         )
     finally:
@@ -220,7 +229,9 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--watchers", type=int, default=20)
+    # Browsers watching the Sessions topic, in this process (each receives every update: more
+    # of them measure this script's own parsing rather than the server).
+    parser.add_argument("--watchers", type=int, default=4)
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import random
 import time
+import weakref
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -60,10 +61,7 @@ class Link:
         self.connection = connection
         self.handle = handle
         self.last_status = 0.0
-        self.changed: dict[str, dict[str, Any]] = {}
-        self.streaming: dict[str, tuple[str, dict[str, Any]]] = {}
-        self.written: dict[str, float] = {}  # session key or run id → last write (monotonic)
-        self.flusher: asyncio.Future[None] | None = None
+        self.writer = session_writer()
 
     async def sync(self) -> None:
         """Everything the dashboard shows of this gateway, fresh (after every connect):
@@ -123,14 +121,14 @@ class Link:
         elif name == "sessions.changed" and isinstance(payload, dict):
             row = payload.get("session")
             if isinstance(row, dict) and row.get("key"):
-                self.changed[row["key"]] = row
-                self.flush_soon()
+                self.writer.change(self.gateway_id, row)
         elif name == "session.message" and isinstance(payload, dict):
             message = payload.get("message")
             if isinstance(message, dict) and isinstance(payload.get("sessionKey"), str):
                 row = payload.get("session")
                 if isinstance(row, dict) and row.get("key"):
-                    await self.write_now(row)  # a new session appears with its first line
+                    # A new session appears with its first line.
+                    await self.writer.write_now(self.gateway_id, row)
                 await db(agent_actions.publish_session_message)(
                     self.gateway_id,
                     payload["sessionKey"],
@@ -149,55 +147,15 @@ class Link:
         if not isinstance(run_id, str) or not isinstance(key, str):
             return
         if state == "delta" and isinstance(payload.get("message"), dict):
-            self.streaming[run_id] = (key, payload["message"])
-            self.flush_soon()
+            self.writer.stream(self.gateway_id, run_id, key, payload["message"])
         elif state in {"final", "error", "aborted"}:
-            self.streaming.pop(run_id, None)
+            self.writer.drop_stream(self.gateway_id, run_id)
             ended = {"role": "error", "content": payload.get("errorMessage") or ""}
             if state == "aborted":
                 ended = {"role": "status", "content": "Run aborted."}
             await db(agent_actions.end_session_run)(
                 self.gateway_id, key, run_id, ended if state != "final" else None
             )
-
-    def flush_soon(self) -> None:
-        """Session changes and streaming replies are written in batches (one transaction for
-        every session due, every BATCH_S) and at most once each FLUSH_S per session or run, so a
-        busy gateway's stream never costs a transaction per frame, a quiet session's change
-        shows at once, and the latest state of each always lands."""
-        if self.flusher is None or self.flusher.done():
-            self.flusher = asyncio.ensure_future(self._flush_loop())
-
-    async def _flush_loop(self) -> None:
-        while self.changed or self.streaming:
-            await asyncio.sleep(BATCH_S)
-            await self.flush()
-
-    def _due(self, pending: dict[str, Any]) -> dict[str, Any]:
-        now = time.monotonic()
-        due = {k: v for k, v in pending.items() if now - self.written.get(k, -FLUSH_S) >= FLUSH_S}
-        for key in due:
-            del pending[key]
-            self.written[key] = now
-        if len(self.written) > 10_000:  # forget sessions long quiet
-            self.written = {k: t for k, t in self.written.items() if now - t < FLUSH_S}
-        return due
-
-    async def flush(self) -> None:
-        rows = self._due(self.changed)
-        if rows:
-            await db(agent_actions.sync_gateway_sessions)(self.gateway_id, list(rows.values()))
-        runs = self._due(self.streaming)
-        for run_id, (key, message) in runs.items():
-            await db(agent_actions.publish_session_message)(
-                self.gateway_id, key, message, message_id=f"run-{run_id}", streaming=True
-            )
-
-    async def write_now(self, row: dict[str, Any]) -> None:
-        """One session written at once (its first transcript line needs its row)."""
-        self.changed.pop(row["key"], None)
-        self.written[row["key"]] = time.monotonic()
-        await db(agent_actions.sync_gateway_sessions)(self.gateway_id, [row])
 
     async def serve(self) -> None:
         """Re-sync, then read frames and run inbox commands until the connection dies."""
@@ -217,8 +175,6 @@ class Link:
             reader.cancel()
             with contextlib.suppress(BaseException):
                 await reader
-            if self.flusher is not None:
-                self.flusher.cancel()
 
     async def run_command(self, command: Any) -> None:
         """A command for this gateway: {"method", "params", "reply": Future, "deadline"}."""
@@ -234,6 +190,85 @@ class Link:
             return
         if reply is not None and not reply.done():
             reply.set_result(result)
+
+
+class SessionWriter:
+    """Session changes and streaming replies of every gateway this loop holds, written in
+    batches: one transaction every BATCH_S for all sessions due, whatever the number of
+    gateways streaming, and each session (or streaming run) at most once every FLUSH_S. A
+    quiet session's change shows at once; a busy one's at most 4 times a second; the latest
+    state of each always lands."""
+
+    def __init__(self) -> None:
+        self.changed: dict[tuple[int, str], dict[str, Any]] = {}
+        self.streaming: dict[tuple[int, str], tuple[str, dict[str, Any]]] = {}
+        self.written: dict[tuple[int, str], float] = {}  # → last write (monotonic)
+        self.flusher: asyncio.Future[None] | None = None
+
+    def change(self, gateway_id: int, row: dict[str, Any]) -> None:
+        self.changed[(gateway_id, row["key"])] = row
+        self._soon()
+
+    def stream(self, gateway_id: int, run_id: str, key: str, message: dict[str, Any]) -> None:
+        self.streaming[(gateway_id, f"run:{run_id}")] = (key, message)
+        self._soon()
+
+    def drop_stream(self, gateway_id: int, run_id: str) -> None:
+        self.streaming.pop((gateway_id, f"run:{run_id}"), None)
+
+    async def write_now(self, gateway_id: int, row: dict[str, Any]) -> None:
+        """One session written at once (its first transcript line needs its row)."""
+        self.changed.pop((gateway_id, row["key"]), None)
+        self.written[(gateway_id, row["key"])] = time.monotonic()
+        await db(agent_actions.sync_gateway_sessions)(gateway_id, [row])
+
+    def _soon(self) -> None:
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.ensure_future(self._loop())
+
+    async def _loop(self) -> None:
+        while self.changed or self.streaming:
+            await asyncio.sleep(BATCH_S)
+            try:
+                await self.flush()
+            except Exception:
+                logger.exception("gateways: writing session changes failed; retrying")
+
+    def _due(self, pending: dict[tuple[int, str], Any]) -> dict[tuple[int, str], Any]:
+        now = time.monotonic()
+        due = {k: v for k, v in pending.items() if now - self.written.get(k, -FLUSH_S) >= FLUSH_S}
+        for key in due:
+            del pending[key]
+            self.written[key] = now
+        if len(self.written) > 50_000:  # forget sessions long quiet
+            self.written = {k: t for k, t in self.written.items() if now - t < FLUSH_S}
+        return due
+
+    async def flush(self) -> None:
+        rows = self._due(self.changed)
+        if rows:
+            batch: dict[int, list[dict[str, Any]]] = {}
+            for (gateway_id, _key), row in rows.items():
+                batch.setdefault(gateway_id, []).append(row)
+            await db(agent_actions.sync_sessions_batch)(batch)
+        for (gateway_id, run), (key, message) in self._due(self.streaming).items():
+            await db(agent_actions.publish_session_message)(
+                gateway_id, key, message, message_id=f"run-{run[4:]}", streaming=True
+            )
+
+
+_writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SessionWriter] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def session_writer() -> SessionWriter:
+    """The running loop's writer (one per process in production)."""
+    loop = asyncio.get_running_loop()
+    writer = _writers.get(loop)
+    if writer is None:
+        writer = _writers[loop] = SessionWriter()
+    return writer
 
 
 class _Relay:

@@ -10,7 +10,6 @@ from gateways import access
 from gateways.models import Gateway, GatewayView
 from missioncontrol.roles import role_of
 
-
 SESSION_KEY = "mc_gateway_view"
 
 

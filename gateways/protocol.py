@@ -431,6 +431,8 @@ async def open_connection(
             # The gateway's tick is the liveness check (PROTOCOL.md); pings add a second one.
             ping_interval=20,
             ping_timeout=20,
+            # Closing waits this long at most for the gateway's close frame (stop, restart).
+            close_timeout=2,
             compression=None,
         )
     except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:

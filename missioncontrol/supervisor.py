@@ -203,9 +203,17 @@ class RowGroup:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.woken.wait(), self.spec.reconcile_s)
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 3.0) -> None:
+        """Stop every row task at once (not one after another: ten gateways closing their
+        sockets one by one kept `serve` from exiting for half a minute)."""
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
         for key in list(self.tasks):
-            await self._stop(key)
+            self.tasks.pop(key)
+            self.handles.pop(key).set_state(STOPPED)
 
 
 class Supervisor:
@@ -280,6 +288,5 @@ class Supervisor:
             _done, pending = await asyncio.wait(tasks, timeout=timeout)
             for task in pending:
                 logger.warning("supervisor: loop %s did not stop in %.1fs", task, timeout)
-        for group in self.groups.values():
-            await group.stop()
+        await asyncio.gather(*(group.stop(timeout) for group in self.groups.values()))
         self.tasks.clear()

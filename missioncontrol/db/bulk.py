@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from django.db import connection
-from django.db.models import Model
+from django.db.models import Field, Model
 
 
 def values_chunks(
@@ -72,3 +72,36 @@ def load_one[M: Model](
         for convert in convs:
             values[i] = convert(values[i], None, connection)
     return model.from_db(connection.alias, attnames, values), list(row[len(attnames) :])
+
+
+def update_many(objs: Sequence[Model], fields: Sequence[str]) -> None:
+    """Save `fields` of many rows of one model in one `UPDATE … FROM (VALUES …)` per chunk
+    (SQLite >= 3.33, PostgreSQL): Django's bulk_update builds a CASE per field and row, whose
+    compile step was three quarters of a gateway re-sync's time (2,000 sessions)."""
+    if not objs:
+        return
+    model = type(objs[0])
+    meta = model._meta
+    concrete: list[Field[Any, Any]] = []
+    for name in fields:
+        field = meta.get_field(name)
+        assert isinstance(field, Field), f"{name} is not a concrete field"
+        concrete.append(field)
+    pk = meta.pk
+    assert pk is not None
+    width = len(concrete) + 1
+    types = [f.db_type(connection) or "text" for f in (*concrete, pk)]
+    rows = [
+        [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in concrete]
+        + [pk.get_db_prep_save(obj.pk, connection)]
+        for obj in objs
+    ]
+    sets = ", ".join(f"{f.column} = v.column{i}" for i, f in enumerate(concrete, start=1))
+    table = meta.db_table
+    with connection.cursor() as cursor:
+        for values, params in values_chunks(rows, width, types):
+            cursor.execute(
+                f"UPDATE {table} SET {sets} FROM (VALUES {values}) AS v "  # noqa: S608 - model names, placeholders only
+                f"WHERE {table}.{pk.column} = v.column{width}",
+                params,
+            )

@@ -208,3 +208,26 @@ def test_process_state_is_gathered_and_reset():
     assert keys.cached("abc") == (False, None)
     assert not len(cards._cards)
     assert not keys._bucket._local
+
+
+async def test_row_tasks_stop_together_not_one_after_another():
+    """Ten row tasks that each take a second to wind down stop in about a second."""
+
+    async def slow_to_stop(handle: RowHandle) -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await asyncio.shield(asyncio.sleep(1.0))
+
+    async def ten() -> dict[Hashable, Hashable]:
+        return {n: n for n in range(10)}
+
+    supervisor = Supervisor([], rows=[RowSpec("slow", ten, slow_to_stop)])
+    supervisor.start()
+    for _ in range(100):
+        if len(supervisor.states("slow")) == 10:
+            break
+        await asyncio.sleep(0.01)
+    started = asyncio.get_running_loop().time()
+    await supervisor.stop(timeout=3)
+    assert asyncio.get_running_loop().time() - started < 2.5
