@@ -123,6 +123,13 @@ def main() -> int:
             *(["--clients", "50", "200"] if args.quick else []),
         )
     )
+    results.append(
+        run(
+            "gateways: 10 synthetic gateways × 200 sessions (memory, re-sync, 1,000 events/s)",
+            "gateways.py",
+            *(["--seconds", "3"] if args.quick else []),
+        )
+    )
     results.append(run("restart to first 200, idle RSS", "startup.py"))
     failed = [label for label, lines in results if any(line.startswith("FAILED") for line in lines)]
     if failed:
