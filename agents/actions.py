@@ -511,6 +511,10 @@ def publish_session_message(
         "text": preview_text(message.get("content"), limit=8000),
         "at": (t.isoformat() if (t := _ms_time(message.get("timestamp"))) else None),
         "streaming": streaming,
+        # A finished reply names its run: its streaming line goes when it lands.
+        "run_id": str(meta.get("runId") or "")[:80]
+        if not streaming and isinstance(meta := message.get("__openclaw"), dict)
+        else "",
     }
     with transaction.atomic():
         live.publish("sessions", event, gateway_id=gateway_id)

@@ -143,6 +143,7 @@ class SessionMessage(TypedDict):
     text: str
     at: str | None
     streaming: bool
+    run_id: str  # the run a finished reply ended ("" otherwise)
 
 
 class SessionRunEnded(TypedDict):

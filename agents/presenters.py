@@ -170,7 +170,10 @@ def session_message(event: dict[str, Any]) -> live.BrowserPayload:
         "at": parse_datetime(event["at"]) if event["at"] else None,
         "streaming": event["streaming"],
     }
-    return {"ops": [_line(event["session_id"], line)]}
+    ops: list[live.Op] = [_line(event["session_id"], line)]
+    if event.get("run_id"):
+        ops.insert(0, {"op": "remove", "id": f"msg-run-{event['run_id']}"})
+    return {"ops": ops}
 
 
 @live.presents("session.run_ended")

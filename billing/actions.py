@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from billing.models import UsageRecord
@@ -105,3 +105,75 @@ def _decimal(value: Decimal | None) -> object:
 
 def _datetime(value: datetime) -> object:
     return connection.ops.adapt_datetimefield_value(value)
+
+
+# --- Usage from gateways ------------------------------------------------------------------------
+
+
+def _count(value: Any) -> int:
+    return (
+        int(value)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        else 0
+    )
+
+
+def gateway_usage_items(
+    gateway_id: int, agent_id: int, session_key: str, messages: list[Any]
+) -> list[UsageItem]:
+    """Usage of a gateway session's assistant messages (OpenClaw puts `usage` and the message
+    id `__openclaw.id` on each): one item per message, keyed `gw<gateway>:<message id>` so a
+    re-sync, a backfill or the same message as an event and again in `chat.history` counts once."""
+    items: list[UsageItem] = []
+    for message in messages:
+        if not isinstance(message, dict) or message.get("role") != "assistant":
+            continue
+        usage = message.get("usage")
+        meta = message.get("__openclaw")
+        if not isinstance(usage, dict) or not isinstance(meta, dict) or not meta.get("id"):
+            continue
+        cost = usage.get("cost")
+        total = cost.get("total") if isinstance(cost, dict) else None
+        stamp = message.get("timestamp")
+        items.append(
+            UsageItem(
+                agent_id=agent_id,
+                model=str(message.get("model") or "")[:128] or "unknown",
+                provider=str(message.get("provider") or "")[:64],
+                input_tokens=_count(usage.get("input")),
+                output_tokens=_count(usage.get("output")),
+                cache_read_tokens=_count(usage.get("cacheRead")),
+                cache_write_tokens=_count(usage.get("cacheWrite")),
+                reported_cost_usd=_reported(total),
+                occurred_at=datetime.fromtimestamp(stamp / 1000, tz=UTC)
+                if isinstance(stamp, int | float) and stamp > 0
+                else timezone.now(),
+                client_id=f"gw{gateway_id}:{str(meta['id'])[:100]}",
+                session=session_key[:128],
+            )
+        )
+    return items
+
+
+def _reported(value: Any) -> Decimal | None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        return None
+    cost = Decimal(str(value)).quantize(Decimal("0.000001"))
+    return cost if cost < Decimal(10) ** 8 else None
+
+
+def record_gateway_usage(gateway_id: int, session_key: str, messages: list[Any]) -> int:
+    """Store the usage of these messages of a gateway session (its agent's), once each, in
+    one transaction; the number newly stored. Nothing when the session or its agent is unknown."""
+    from agents.models import AgentSession
+
+    with transaction.atomic():
+        session = (
+            AgentSession.objects.filter(gateway_id=gateway_id, key=session_key[:300])
+            .only("agent_id")
+            .first()
+        )
+        if session is None or session.agent_id is None:
+            return 0
+        items = gateway_usage_items(gateway_id, session.agent_id, session_key, messages)
+        return sum(record_usage(items)) if items else 0

@@ -23,6 +23,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from agents import actions as agent_actions
+from billing import actions as billing_actions
 from gateways import actions, protocol
 from gateways.models import Gateway
 from missioncontrol.supervisor import RowHandle, RowSpec, register_rows
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 FAST_RETRY_WINDOW_S = 120.0
 SESSION_PAGE = 200
+HISTORY_LIMIT = 1000  # messages read per session when backfilling usage
 MAX_SESSIONS = 5000
 # Session changes from events: written in batches every BATCH_S, each session (and each
 # streaming run) at most once every FLUSH_S (≤ 4 updates/s to browsers).
@@ -62,6 +64,7 @@ class Link:
         self.handle = handle
         self.last_status = 0.0
         self.writer = session_writer()
+        self.backfill: asyncio.Future[None] | None = None
 
     async def sync(self) -> None:
         """Everything the dashboard shows of this gateway, fresh (after every connect):
@@ -76,8 +79,33 @@ class Link:
             await self.connection.request("sessions.subscribe", {"limit": 1})
         if "sessions.list" in hello.methods:
             sessions = await self.list_sessions()
-            await db(agent_actions.sync_gateway_sessions)(self.gateway_id, sessions, complete=True)
+            changed = await db(agent_actions.sync_gateway_sessions)(
+                self.gateway_id, sessions, complete=True
+            )
+            if "chat.history" in hello.methods:
+                # Usage spent while we were away (or before we knew the gateway): read from the
+                # transcripts of the sessions that changed, stored once by message id.
+                keys = [s.key for s in changed if s.total_tokens and not s.gone]
+                self.backfill = asyncio.ensure_future(self.backfill_usage(keys))
         await self.refresh_health()
+
+    async def backfill_usage(self, keys: list[str]) -> None:
+        stored = 0
+        for key in keys:
+            try:
+                history = await self.connection.request(
+                    "chat.history", {"sessionKey": key, "limit": HISTORY_LIMIT}
+                )
+            except protocol.GatewayError as refused:
+                logger.warning("gateway %s: no history for %s: %s", self.gateway_id, key, refused)
+                continue
+            messages = history.get("messages") if isinstance(history, dict) else None
+            if isinstance(messages, list):
+                stored += await db(billing_actions.record_gateway_usage)(
+                    self.gateway_id, key, messages
+                )
+        if stored:
+            logger.info("gateway %s: backfilled %d usage records", self.gateway_id, stored)
 
     async def list_sessions(self) -> list[dict[str, Any]]:
         """Every session, page by page (SESSION_PAGE a request)."""
@@ -135,6 +163,11 @@ class Link:
                     message,
                     message_id=str(payload.get("messageId") or ""),
                 )
+                if message.get("role") == "assistant" and message.get("usage"):
+                    # Its tokens, once (keyed by the message id: a backfill finds it again).
+                    await db(billing_actions.record_gateway_usage)(
+                        self.gateway_id, payload["sessionKey"], [message]
+                    )
 
         elif name == "chat" and isinstance(payload, dict):
             await self.on_chat(payload)
@@ -173,6 +206,8 @@ class Link:
                 await self.run_command(command.result())
         finally:
             reader.cancel()
+            if self.backfill is not None:
+                self.backfill.cancel()
             with contextlib.suppress(BaseException):
                 await reader
 
@@ -203,6 +238,7 @@ class SessionWriter:
         self.changed: dict[tuple[int, str], dict[str, Any]] = {}
         self.streaming: dict[tuple[int, str], tuple[str, dict[str, Any]]] = {}
         self.written: dict[tuple[int, str], float] = {}  # → last write (monotonic)
+        self.ended: dict[tuple[int, str], None] = {}  # runs that ended (insertion-ordered)
         self.flusher: asyncio.Future[None] | None = None
 
     def change(self, gateway_id: int, row: dict[str, Any]) -> None:
@@ -210,11 +246,16 @@ class SessionWriter:
         self._soon()
 
     def stream(self, gateway_id: int, run_id: str, key: str, message: dict[str, Any]) -> None:
+        if (gateway_id, run_id) in self.ended:
+            return  # a late delta of a run that ended: its line must not come back
         self.streaming[(gateway_id, f"run:{run_id}")] = (key, message)
         self._soon()
 
     def drop_stream(self, gateway_id: int, run_id: str) -> None:
         self.streaming.pop((gateway_id, f"run:{run_id}"), None)
+        self.ended[(gateway_id, run_id)] = None
+        while len(self.ended) > 10_000:
+            self.ended.pop(next(iter(self.ended)))
 
     async def write_now(self, gateway_id: int, row: dict[str, Any]) -> None:
         """One session written at once (its first transcript line needs its row)."""
@@ -252,6 +293,8 @@ class SessionWriter:
                 batch.setdefault(gateway_id, []).append(row)
             await db(agent_actions.sync_sessions_batch)(batch)
         for (gateway_id, run), (key, message) in self._due(self.streaming).items():
+            if (gateway_id, run[4:]) in self.ended:
+                continue  # it ended while earlier lines of this flush were written
             await db(agent_actions.publish_session_message)(
                 gateway_id, key, message, message_id=f"run-{run[4:]}", streaming=True
             )

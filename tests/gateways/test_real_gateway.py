@@ -131,3 +131,90 @@ async def test_kill_9_is_unreachable_within_5_s_and_return_resyncs_within_10_s(b
     )
     assert time.monotonic() - ready <= 10
     assert await db(lambda: Agent.objects.of_gateway(gateway.pk).count())() == 1
+
+
+async def test_usage_is_recorded_once_and_equals_the_gateways_totals_across_a_kill_9(
+    alpha, connectors
+):
+    """A real run on the fake model: its tokens are stored once, equal to the gateway's own
+    per-message usage for the session; kill -9 and restart the gateway, and the re-sync's
+    backfill finds the same messages without counting them twice."""
+    from billing.models import UsageRecord
+    from gateways import protocol
+
+    gateway = await db(make_gateway)(name="alpha", url=alpha.url, token=alpha.token)
+    connectors(gateway)
+    await until(lambda: row(gateway.pk).state == "connected")
+    key = "agent:main:main"
+
+    async def ignore(name: str, payload: Any) -> None:
+        return None
+
+    async def ask(method: str, params: dict[str, Any]) -> Any:
+        """A second client of the gateway (as its own operator would be)."""
+        client = await protocol.open_connection(
+            alpha.url,
+            token=alpha.token,
+            device_token="",
+            identity=protocol.Identity.generate(),
+            on_event=ignore,
+        )
+        reader = asyncio.ensure_future(client.run())
+        try:
+            return await client.request(method, params, timeout=30)
+        finally:
+            reader.cancel()
+            await client.close()
+
+    def stored() -> tuple[int, int, int]:
+        records = UsageRecord.objects.filter(client_id__startswith=f"gw{gateway.pk}:", session=key)
+        return (
+            records.count(),
+            sum(r.input_tokens for r in records),
+            sum(r.output_tokens for r in records),
+        )
+
+    async def gateway_totals(at_least: int) -> tuple[int, int]:
+        """The gateway's own per-message usage for the session, from its transcript
+        (`chat.history`). Not `sessions.usage`: measured on 2026.9.6, it answers "fresh" yet
+        keeps the first run's figures after a second run (1,200 input tokens for two runs of
+        1,200 each, unchanged 12 s later), so it cannot be reconciled against."""
+        history = await ask("chat.history", {"sessionKey": key, "limit": 1000})
+        assistant = [
+            m["usage"]
+            for m in history.get("messages") or []
+            if m.get("role") == "assistant" and isinstance(m.get("usage"), dict)
+        ]
+        return sum(u.get("input", 0) for u in assistant), sum(u.get("output", 0) for u in assistant)
+
+    async def reconciled(timeout: float = 30) -> tuple[int, int, int]:
+        """Wait until what is stored equals the gateway's own totals for the session (the
+        connect's backfill of earlier runs, and the gateway's usage cache, both take a moment)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            mine = await db(stored)()
+            theirs = await gateway_totals(0)
+            if (mine[1], mine[2]) == theirs:
+                return mine
+            if time.monotonic() > deadline:
+                raise AssertionError(f"stored {mine} never equalled the gateway's {theirs}")
+            await asyncio.sleep(1)
+
+    before = await reconciled()
+    await ask(
+        "chat.send",
+        {"sessionKey": key, "message": "Say hello", "idempotencyKey": f"u-{time.time()}"},
+    )
+    await until(lambda: stored()[0] == before[0] + 1, timeout=30)
+    count, inputs, outputs = await reconciled()
+    assert count == before[0] + 1
+    assert inputs > before[1]
+
+    alpha.kill9()
+    await until(lambda: row(gateway.pk).state == "unreachable", timeout=5)
+    alpha.start()
+    await asyncio.to_thread(alpha.wait_ready)
+    await until(lambda: row(gateway.pk).state == "connected", timeout=10)
+    await asyncio.sleep(2)  # the re-sync's backfill reads the transcript again
+    assert await db(stored)() == (count, inputs, outputs)
+    assert await reconciled() == (count, inputs, outputs)
