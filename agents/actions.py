@@ -85,6 +85,7 @@ def _change_statuses(changes: list[tuple[Agent, str, str]], actor: Actor) -> Non
             by,
             "agent.status_changed",
             agent,
+            gateway_id=agent.gateway_id,
             before={"status": old},
             after={"status": agent.status, "reason": reason}
             if reason
@@ -258,7 +259,13 @@ def sync_gateway_agents(gateway_id: int, listed: list[dict[str, Any]]) -> list[A
                     status=Agent.Status.IDLE,
                     last_seen_at=now,
                 )
-                audit.record(actor, "agent.created", agent, after={"gateway": gateway.name})
+                audit.record(
+                    actor,
+                    "agent.created",
+                    agent,
+                    after={"gateway": gateway.name},
+                    gateway_id=gateway.pk,
+                )
                 AgentStatusChange.objects.create(
                     agent=agent,
                     old=Agent.Status.OFFLINE,
@@ -567,7 +574,7 @@ def record_session_action(
 ) -> None:
     """The audit row of an operator's action on a gateway session (sent, aborted, reset)."""
     with transaction.atomic():
-        audit.record(actor, verb, session, after=detail)
+        audit.record(actor, verb, session, after=detail, gateway_id=session.gateway_id)
 
 
 def issue_key(

@@ -165,7 +165,7 @@ def create_gateway(
             state_since=now,
         )
         GatewayStateChange.objects.create(gateway=gateway, state=gateway.state, at=now)
-        audit.record(actor, "gateway.added", gateway, after=_shown(gateway))
+        audit.record(actor, "gateway.added", gateway, after=_shown(gateway), gateway_id=gateway.pk)
         _publish("gateway.added", actor, gateway)
     _wake()
     return gateway
@@ -213,6 +213,7 @@ def update_gateway(actor: Actor, gateway_id: int, changes: dict[str, Any]) -> Ga
             actor,
             "gateway.updated",
             gateway,
+            gateway_id=gateway.pk,
             before={k: before[k] for k in changed if k in before},
             after=changed,
         )
@@ -287,6 +288,7 @@ def record_state(
                 Actor.gateway(gateway.name),
                 "gateway.state_changed",
                 gateway,
+                gateway_id=gateway.pk,
                 before={"state": old},
                 after={"state": state, "detail": detail[:200]} if detail else {"state": state},
             )

@@ -95,18 +95,22 @@ def record(
     object_type: str = "",
     object_id: str = "",
     object_repr: str = "",
+    gateway_id: int | None = None,
 ) -> AuditEvent:
-    """Write one audit row; call inside the action's transaction."""
+    """Write one audit row; call inside the action's transaction. `gateway_id`: the change
+    concerns that gateway's data (its feed entry reaches only those who may see the gateway)."""
     entry = Entry(actor, verb, obj, before, after, object_type, object_id, object_repr)
-    return record_many([entry])[0]
+    return record_many([entry], gateway_id=gateway_id)[0]
 
 
-def record_many(entries: list[Entry]) -> list[AuditEvent]:
+def record_many(entries: list[Entry], *, gateway_id: int | None = None) -> list[AuditEvent]:
     """Write audit rows in one statement (inside the action's transaction) and show them all in
     the activity feed with one live event."""
     events = [entry.build() for entry in entries]
+    for event in events:
+        event.gateway_id = gateway_id
     _insert(events)
-    _publish_activity(events)
+    _publish_activity(events, gateway_id)
     return events
 
 
@@ -120,6 +124,7 @@ _COLUMNS = (
     "object_id",
     "object_repr",
     "changes",
+    "gateway_id",
 )
 _CHANGES = AuditEvent._meta.get_field("changes")
 
@@ -143,6 +148,7 @@ def _insert(events: list[AuditEvent]) -> None:
                 event.object_id,
                 event.object_repr,
                 _CHANGES.get_db_prep_save(event.changes, connection),
+                event.gateway_id,
             )
         )
     table = AuditEvent._meta.db_table
@@ -193,10 +199,10 @@ def entry_data(event: AuditEvent) -> AuditEntryData:
     }
 
 
-def _publish_activity(events: list[AuditEvent]) -> None:
+def _publish_activity(events: list[AuditEvent], gateway_id: int | None = None) -> None:
     """Every audited change appears live in the Overview's activity feed."""
     recorded: AuditRecorded = {
         "type": "audit.recorded",
         "entries": [entry_data(event) for event in events],
     }
-    live.publish("activity", recorded)
+    live.publish("activity", recorded, gateway_id=gateway_id)

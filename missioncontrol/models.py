@@ -25,6 +25,9 @@ class AuditEvent(models.Model):
     object_id = models.CharField(max_length=64, blank=True)
     object_repr = models.CharField(max_length=200, blank=True)
     changes = models.JSONField(default=dict, blank=True)
+    # The gateway whose data the change concerns (no FK: this app knows no other app), so a
+    # user narrowed by per-gateway grants never sees another gateway's activity.
+    gateway_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]

@@ -7,6 +7,7 @@ from channels.db import database_sync_to_async
 from django.contrib.auth import views as auth_views
 from django.core.exceptions import PermissionDenied
 from django.db import connection
+from django.db.models import Q
 from django.http import (
     Http404,
     HttpRequest,
@@ -41,7 +42,11 @@ SSE_KEEPALIVE_S = 15.0
 @role_required("viewer")
 def home(request: HttpRequest) -> HttpResponse:
     live_seq_for(request)
-    activity = AuditEvent.objects.select_related(None).order_by("-id")[:30]
+    feed = AuditEvent.objects.select_related(None).order_by("-id")
+    scope = live.gateway_scope(request.user)
+    if scope is not None:
+        feed = feed.filter(Q(gateway_id__isnull=True) | Q(gateway_id__in=scope))
+    activity = feed[:30]
     return render(request, "missioncontrol/home.html", {"activity": activity})
 
 

@@ -190,3 +190,26 @@ class TestGatewaySwitch:
         assert client.post(reverse("gateways:view"), {"gateway": ""}).status_code == 302
         assert outsider.post(reverse("gateways:view"), {"gateway": ""}).status_code == 403
         assert client.get(reverse("gateways:view")).status_code == 405
+
+
+def test_the_activity_feed_never_shows_a_narrowed_user_another_gateways_changes(two):
+    """Audit rows of a gateway's data carry its id: the home page's feed and its live events
+    leave out the gateways a narrowed user may not see."""
+    otto, client = client_for("otto", "operator")
+    access.set_grant(otto, two["prod"], "view")
+    agent_actions.gateway_agents_offline(two["lab"].pk, "its gateway is unreachable")
+    agent_actions.gateway_agents_offline(two["prod"].pk, "its gateway is unreachable")
+    lab_rows = AuditEvent.objects.filter(gateway_id=two["lab"].pk, verb="agent.status_changed")
+    assert lab_rows.exists()
+    home = client.get(reverse("home")).content.decode()
+    assert "main@prod" in home and "main@lab" not in home
+    _viewer, everyone = client_for("vera", "viewer")
+    assert "main@lab" in everyone.get(reverse("home")).content.decode()
+    sub = live.Subscription(["activity"], "operator", gateways=live.gateway_scope(otto))
+    sub.last_seq, sub.topic_last = 0, {"activity": 0}
+    shown = {
+        event.gateway_id
+        for event in LiveEvent.objects.filter(topic="activity").order_by("seq")
+        if sub.accept_nowait(live.layer_message(event))
+    }
+    assert two["lab"].pk not in shown and two["prod"].pk in shown
