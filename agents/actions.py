@@ -495,6 +495,16 @@ def _agents_follow_sessions(gateway: Gateway, agents: dict[str, Agent]) -> None:
     _change_statuses(changes, Actor.gateway(gateway.name))
 
 
+def _session_pk(gateway_id: int, key: str) -> int | None:
+    """The id of the gateway's session `key`, if known here."""
+    return (
+        AgentSession.objects.of_gateway(gateway_id)
+        .filter(key=key[:300])
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
 def publish_session_message(
     gateway_id: int,
     key: str,
@@ -506,12 +516,12 @@ def publish_session_message(
     """A transcript line for the browsers watching that session (the log keeps it for a
     returning tab; the transcript itself stays on the gateway). False if the session is
     unknown here."""
-    session = AgentSession.objects.of_gateway(gateway_id).filter(key=key[:300]).only("pk").first()
-    if session is None:
+    session_id = _session_pk(gateway_id, key)
+    if session_id is None:
         return False
     event: events.SessionMessage = {
         "type": "session.message",
-        "session_id": session.pk,
+        "session_id": session_id,
         "gateway_id": gateway_id,
         "message_id": str(message_id or message.get("id") or "")[:80],
         "role": str(message.get("role") or "")[:32],
@@ -553,12 +563,12 @@ def ensure_gateway_session(gateway_id: int, key: str, agent: Agent) -> AgentSess
 
 def end_session_run(gateway_id: int, key: str, run_id: str, ended: dict[str, Any] | None) -> bool:
     """A run of a session ended: its streaming line goes; an error or abort is shown instead."""
-    session = AgentSession.objects.of_gateway(gateway_id).filter(key=key[:300]).only("pk").first()
-    if session is None:
+    session_id = _session_pk(gateway_id, key)
+    if session_id is None:
         return False
     event: events.SessionRunEnded = {
         "type": "session.run_ended",
-        "session_id": session.pk,
+        "session_id": session_id,
         "gateway_id": gateway_id,
         "run_id": run_id[:80],
         "role": str(ended.get("role") or "") if ended else "",

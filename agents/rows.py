@@ -61,26 +61,21 @@ def _key(session: AgentSession) -> tuple[Any, ...]:
     )
 
 
-def _render(template: str, session: AgentSession) -> str:
-    shown = {name: mark(name) for name in VALUES}
-    return render_to_string(template, {"session": session, "shown": shown})
+def _cached(cache: FragmentCache, template: str, session: AgentSession) -> SafeString:
+    def render() -> str:
+        return render_to_string(
+            template, {"session": session, "shown": {name: mark(name) for name in VALUES}}
+        )
+
+    html = cache.render(_key(session), render, values(session))
+    return mark_safe(html)  # noqa: S308 - our template's output, values escaped above
 
 
 def row(session: AgentSession) -> SafeString:
     """The session's row on the Sessions page (`agents/sessions.html#session_row`)."""
-    html = _rows.render(
-        _key(session),
-        lambda: _render("agents/sessions.html#session_row", session),
-        values(session),
-    )
-    return mark_safe(html)  # noqa: S308 - our template's output, values escaped above
+    return _cached(_rows, "agents/sessions.html#session_row", session)
 
 
 def head(session: AgentSession) -> SafeString:
     """The head of the session's page (`agents/session.html#session_head`)."""
-    html = _heads.render(
-        _key(session),
-        lambda: _render("agents/session.html#session_head", session),
-        values(session),
-    )
-    return mark_safe(html)  # noqa: S308 - our template's output, values escaped above
+    return _cached(_heads, "agents/session.html#session_head", session)

@@ -4,7 +4,8 @@ A user with **no** grant on any gateway sees every gateway's data and acts as th
 allows. A user with grants sees only the gateways granted (`view_gateway`) and acts only on
 those granted `operate_gateway` — whatever their role (a viewer granted `operate_gateway` on
 one gateway may message its sessions; an operator granted only `view_gateway` may not).
-Admins always see and act on everything. Pages, actions and live events all ask here.
+Admins always see and act on everything. Pages, actions and live events all ask here; grants
+are written by gateways.actions.set_grant.
 """
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from guardian.models import UserObjectPermission
-from guardian.shortcuts import assign_perm, remove_perm
 
 from gateways.models import Gateway
 from missioncontrol.roles import has_role
 
 VIEW, OPERATE = "view_gateway", "operate_gateway"
+
+
+def forget(user: Any) -> None:
+    """Drop the grants cached on this user object (they just changed)."""
+    if hasattr(user, "_mc_gateway_grants"):
+        del user._mc_gateway_grants
 
 
 def grants(user: Any) -> dict[int, set[str]] | None:
@@ -62,18 +68,6 @@ def can_operate(user: Any, gateway_id: int | None) -> bool:
     if granted is None:
         return has_role(user, "operator")
     return gateway_id is not None and OPERATE in granted.get(gateway_id, set())
-
-
-def set_grant(user: Any, gateway: Gateway, level: str) -> None:
-    """Grant `level` ("view", "operate") on the gateway, or remove every grant ("none")."""
-    for codename in (VIEW, OPERATE):
-        remove_perm(f"gateways.{codename}", user, gateway)
-    if level in {"view", "operate"}:
-        assign_perm(f"gateways.{VIEW}", user, gateway)
-    if level == "operate":
-        assign_perm(f"gateways.{OPERATE}", user, gateway)
-    if hasattr(user, "_mc_gateway_grants"):
-        del user._mc_gateway_grants
 
 
 def granted_users(gateway: Gateway) -> list[tuple[Any, str]]:

@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 from django.db import transaction
 from django.utils import timezone
 
-from gateways.models import COLOURS, DeviceIdentity, Gateway, GatewayStateChange
+from gateways import access
+from gateways.models import COLOURS, DeviceIdentity, Gateway, GatewayStateChange, GatewayView
 from gateways.protocol import Hello, Identity
 from missioncontrol import audit, live
 from missioncontrol.audit import Actor
@@ -382,9 +383,30 @@ def device_identity() -> Identity:
     return identity
 
 
-def record_grant(actor: Actor, gateway: Gateway, username: str, level: str) -> None:
-    """The audit row of a per-gateway grant change (gateways.access made it)."""
+def set_grant(actor: Actor, gateway: Gateway, user: Any, level: str) -> None:
+    """Grant a user `view` or `operate` on the gateway (narrowing them to the gateways granted,
+    see gateways.access), or remove their grant (`none`); audited."""
+    if level not in {"view", "operate", "none"}:
+        raise Invalid({"level": ["Choose view, operate or none."]})
+    from guardian.shortcuts import assign_perm, remove_perm
+
     with transaction.atomic():
+        for codename in (access.VIEW, access.OPERATE):
+            remove_perm(f"gateways.{codename}", user, gateway)
+        if level in {"view", "operate"}:
+            assign_perm(f"gateways.{access.VIEW}", user, gateway)
+        if level == "operate":
+            assign_perm(f"gateways.{access.OPERATE}", user, gateway)
         audit.record(
-            actor, "gateway.grant_changed", gateway, after={"user": username, "level": level}
+            actor,
+            "gateway.grant_changed",
+            gateway,
+            after={"user": user.get_username(), "level": level},
+            gateway_id=gateway.pk,
         )
+    access.forget(user)
+
+
+def choose_view(user: Any, gateway: Gateway | None) -> None:
+    """The user's gateway switch: one gateway's data everywhere, or all (None)."""
+    GatewayView.objects.update_or_create(user_id=user.pk, defaults={"gateway": gateway})

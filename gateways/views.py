@@ -16,7 +16,7 @@ from agents import actions as agent_actions
 from agents.models import Agent
 from gateways import access, actions, connector, context_processors
 from gateways.forms import GatewayForm
-from gateways.models import Gateway, GatewayView
+from gateways.models import Gateway
 from missioncontrol.audit import Actor
 from missioncontrol.context_processors import live_seq_for
 from missioncontrol.errors import ActionError
@@ -147,15 +147,16 @@ def gateway_access(request: HttpRequest, pk: int) -> HttpResponse:
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
         messages.error(request, f"No user named {username!r}.")
-    elif level not in {"view", "operate", "none"}:
-        messages.error(request, "Choose view, operate or none.")
     elif has_role(user, "admin"):
         messages.error(
             request, "Admins see and act on every gateway; a grant would not narrow them."
         )
     else:
-        access.set_grant(user, gateway, level)
-        actions.record_grant(Actor.user(request.user), gateway, user.get_username(), level)
+        try:
+            actions.set_grant(Actor.user(request.user), gateway, user, level)
+        except ActionError as error:
+            messages.error(request, error.messages[0])
+            return redirect("gateways:detail", pk=gateway.pk)
         messages.success(
             request,
             f"{user.get_username()}: {level} on {gateway.name}."
@@ -175,8 +176,7 @@ def gateway_view(request: HttpRequest) -> HttpResponse:
         gateway = _visible(request).filter(pk=int(raw)).first() if raw.isdigit() else None
         if gateway is None:
             messages.error(request, "That gateway is not one you can see.")
-    assert request.user.pk is not None  # role_required: signed in
-    GatewayView.objects.update_or_create(user_id=request.user.pk, defaults={"gateway": gateway})
+    actions.choose_view(request.user, gateway)
     context_processors.remember(request, gateway.pk if gateway else None)
     target = request.POST.get("next") or "/"
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):

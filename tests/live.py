@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import websockets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,3 +165,17 @@ def live_socket(url: str, sessionid: str, query: str) -> Any:
         url.replace("http://", "ws://") + f"/ws/live/?{query}",
         additional_headers={"Cookie": f"sessionid={sessionid}", "Origin": url},
     )
+
+
+def _scale_out_profile() -> bool:
+    from django.conf import settings
+    from django.db import connection
+
+    backend = str(settings.CHANNEL_LAYERS["default"]["BACKEND"])
+    return connection.vendor == "postgresql" and backend.startswith("channels_redis")
+
+
+# Tests of several processes sharing PostgreSQL and Redis (skipped on the SQLite run).
+SCALE_OUT_ONLY = pytest.mark.skipif(
+    not _scale_out_profile(), reason="the scale-out profile (PostgreSQL + Redis) only"
+)

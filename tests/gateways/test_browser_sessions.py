@@ -4,28 +4,17 @@ transcript, live, with no reload."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from agents.models import Agent, AgentSession
 from gateways.models import Gateway
 from tests.conftest import BrowserSession
 from tests.gateways.factories import make_gateway
+from tests.gateways.waiting import wait_for
 from tests.live import ServerProcess
 from tests.missioncontrol.factories import UserFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-
-def wait_for(check, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s")
 
 
 @pytest.fixture

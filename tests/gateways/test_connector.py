@@ -4,8 +4,7 @@ reconnects (the real OpenClaw gateway: test_real_gateway.py)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
 from channels.db import database_sync_to_async
@@ -17,6 +16,7 @@ from missioncontrol.secretbox import PREFIX
 from missioncontrol.supervisor import RowHandle
 from tests.gateways.factories import make_gateway
 from tests.gateways.fake import TOKEN, FakeGateway
+from tests.gateways.waiting import until
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -33,18 +33,6 @@ async def fake() -> AsyncIterator[FakeGateway]:
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(connector, "backoff", lambda attempt, since: 0.05)
-
-
-async def until(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Poll `check` (sync, run with DB access) until truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await db(check)()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {check}")
-        await asyncio.sleep(0.05)
 
 
 def state(gateway_id: int) -> str:

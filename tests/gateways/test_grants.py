@@ -12,7 +12,9 @@ from django.urls import reverse
 from agents import actions as agent_actions
 from agents.models import Agent, AgentSession
 from gateways import access, commands
+from gateways import actions as gateway_actions
 from missioncontrol import live
+from missioncontrol.audit import Actor
 from missioncontrol.models import AuditEvent, LiveEvent
 from tests.gateways.factories import make_gateway
 from tests.gateways.test_sessions import session_row
@@ -60,7 +62,7 @@ def test_without_grants_the_role_decides(two):
 
 def test_a_granted_operator_sees_and_acts_only_on_the_gateway_granted(two, sent):
     otto, client = client_for("otto", "operator")
-    access.set_grant(otto, two["prod"], "operate")
+    gateway_actions.set_grant(Actor.system("test"), two["prod"], otto, "operate")
     prod_session = AgentSession.objects.get(gateway=two["prod"])
     lab_session = AgentSession.objects.get(gateway=two["lab"])
     lab_agent = Agent.objects.get(gateway=two["lab"])
@@ -84,7 +86,7 @@ def test_a_granted_operator_sees_and_acts_only_on_the_gateway_granted(two, sent)
 
 def test_a_view_grant_lets_an_operator_see_but_not_act(two, sent):
     otto, client = client_for("otto", "operator")
-    access.set_grant(otto, two["prod"], "view")
+    gateway_actions.set_grant(Actor.system("test"), two["prod"], otto, "view")
     session = AgentSession.objects.get(gateway=two["prod"])
     page = client.get(reverse("agents:session", args=[session.pk])).content.decode()
     assert "Send a message" not in page
@@ -95,7 +97,7 @@ def test_a_view_grant_lets_an_operator_see_but_not_act(two, sent):
 
 def test_an_operate_grant_lets_a_viewer_act_on_that_gateway(two, sent):
     vera, client = client_for("vera", "viewer")
-    access.set_grant(vera, two["lab"], "operate")
+    gateway_actions.set_grant(Actor.system("test"), two["lab"], vera, "operate")
     agent = Agent.objects.get(gateway=two["lab"])
     response = client.post(reverse("agents:message", args=[agent.name]), {"message": "hello"})
     assert response.status_code == 302
@@ -104,7 +106,7 @@ def test_an_operate_grant_lets_a_viewer_act_on_that_gateway(two, sent):
 
 def test_live_events_of_other_gateways_never_reach_a_narrowed_user(two):
     otto, _client = client_for("otto", "operator")
-    access.set_grant(otto, two["prod"], "view")
+    gateway_actions.set_grant(Actor.system("test"), two["prod"], otto, "view")
     scope = live.gateway_scope(otto)
     assert scope == frozenset({two["prod"].pk})
     sub = live.Subscription(["sessions"], "operator", gateways=scope)
@@ -171,7 +173,7 @@ class TestGatewaySwitch:
 
     def test_a_gateway_the_user_cannot_see_cannot_be_chosen(self, two):
         otto, client = client_for("otto", "operator")
-        access.set_grant(otto, two["prod"], "view")
+        gateway_actions.set_grant(Actor.system("test"), two["prod"], otto, "view")
         client.post(reverse("gateways:view"), {"gateway": two["lab"].pk})
         page = client.get(reverse("agents:sessions")).content.decode()
         assert "lab-session" not in page
@@ -196,7 +198,7 @@ def test_the_activity_feed_never_shows_a_narrowed_user_another_gateways_changes(
     """Audit rows of a gateway's data carry its id: the home page's feed and its live events
     leave out the gateways a narrowed user may not see."""
     otto, client = client_for("otto", "operator")
-    access.set_grant(otto, two["prod"], "view")
+    gateway_actions.set_grant(Actor.system("test"), two["prod"], otto, "view")
     agent_actions.gateway_agents_offline(two["lab"].pk, "its gateway is unreachable")
     agent_actions.gateway_agents_offline(two["prod"].pk, "its gateway is unreachable")
     lab_rows = AuditEvent.objects.filter(gateway_id=two["lab"].pk, verb="agent.status_changed")
@@ -215,3 +217,20 @@ def test_the_activity_feed_never_shows_a_narrowed_user_another_gateways_changes(
     }
     assert two["lab"].pk not in shown
     assert two["prod"].pk in shown
+
+
+def test_a_viewer_without_a_grant_may_not_message_an_agent(two, sent):
+    _vera, client = client_for("vera", "viewer")
+    agent = Agent.objects.get(gateway=two["prod"])
+    response = client.post(reverse("agents:message", args=[agent.name]), {"message": "hi"})
+    assert response.status_code == 403
+    assert sent == []
+    assert client.get(reverse("agents:message", args=[agent.name])).status_code == 405
+
+
+def test_a_bad_grant_level_is_a_message_and_changes_nothing(admin, two):
+    UserFactory.create(username="otto", role="operator")
+    url = reverse("gateways:access", args=[two["prod"].pk])
+    response = admin.post(url, {"username": "otto", "level": "owner"}, follow=True)
+    assert "Choose view, operate or none." in response.content.decode()
+    assert not AuditEvent.objects.filter(verb="gateway.grant_changed").exists()

@@ -6,27 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from agents.models import Agent
 from gateways.models import Gateway
 from tests.gateways.factories import make_gateway
 from tests.gateways.fake import TOKEN, FakeGateway
-from tests.live import ServerProcess, WorkersProcess, login
+from tests.gateways.waiting import wait_for
+from tests.live import SCALE_OUT_ONLY, ServerProcess, WorkersProcess, login
 from tests.missioncontrol.factories import UserFactory
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        connection.vendor != "postgresql"
-        or not str(settings.CHANNEL_LAYERS["default"]["BACKEND"]).startswith("channels_redis"),
-        reason="the scale-out profile (PostgreSQL + Redis) only",
-    ),
+    SCALE_OUT_ONLY,
 ]
 
 
@@ -41,16 +35,6 @@ def threaded_fake() -> Iterator[FakeGateway]:
     asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(10)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
-
-
-def wait_for(check, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s")
 
 
 def test_a_message_through_a_web_process_reaches_the_gateway_held_by_the_worker(

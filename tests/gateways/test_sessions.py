@@ -19,6 +19,7 @@ from missioncontrol.models import AuditEvent, LiveEvent
 from missioncontrol.supervisor import Supervisor, registered_loops, registered_rows
 from tests.gateways.factories import make_gateway
 from tests.gateways.fake import TOKEN, FakeGateway
+from tests.gateways.waiting import until
 
 db = database_sync_to_async
 
@@ -124,17 +125,6 @@ async def fake() -> AsyncIterator[FakeGateway]:
     }
     yield gateway
     await gateway.stop()
-
-
-async def until(check: Any, timeout: float = 5.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await db(check)()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {check}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

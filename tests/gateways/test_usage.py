@@ -79,7 +79,7 @@ class TestRecording:
 @pytest.mark.django_db(transaction=True)
 async def test_an_event_then_a_backfill_after_reconnect_count_each_message_once(monkeypatch):
     from gateways import connector
-    from tests.gateways.test_sessions import until
+    from tests.gateways.waiting import until
 
     monkeypatch.setattr(connector, "backoff", lambda attempt, since: 0.05)
     fake = await FakeGateway().start()

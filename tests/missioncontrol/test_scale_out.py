@@ -13,8 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from agents import actions as agent_actions
@@ -24,17 +22,13 @@ from missioncontrol.audit import Actor
 from missioncontrol.models import LiveEvent
 from tests.agents.conftest import issue
 from tests.conftest import LIVE_SERVER_ENV
-from tests.live import ServerProcess, WorkersProcess, live_socket, login
+from tests.live import SCALE_OUT_ONLY, ServerProcess, WorkersProcess, live_socket, login
 from tests.missioncontrol.factories import UserFactory
 from tests.tasks.factories import make_task
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        connection.vendor != "postgresql"
-        or not str(settings.CHANNEL_LAYERS["default"]["BACKEND"]).startswith("channels_redis"),
-        reason="the scale-out profile (PostgreSQL + Redis) only",
-    ),
+    SCALE_OUT_ONLY,
 ]
 
 SWEEP_S = 1
