@@ -10,7 +10,8 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from billing.models import UsageRecord
+from billing import prices, rollups
+from billing.models import UsageRecord, UsageRollup
 from missioncontrol.db import bulk
 
 
@@ -36,14 +37,24 @@ INSERT_SQL = (
     "cache_read_tokens, cache_write_tokens, reasoning_tokens, reported_cost_usd, session, task_id, "
     "occurred_at, created_at, cost_usd, price_version) VALUES {values} "
     # The unique constraint is the last word (another process may have won a race): a
-    # conflict is skipped, never an error. SQLite >= 3.24 and PostgreSQL both speak this.
-    "ON CONFLICT DO NOTHING"
+    # conflict is skipped, never an error, and RETURNING says which rows went in (SQLite >= 3.35
+    # and PostgreSQL both speak this), so the rollups count exactly those.
+    "ON CONFLICT DO NOTHING RETURNING agent_id, client_id"
+)
+
+ROLLUP_COLUMNS = rollups.COLUMNS
+_T = UsageRollup._meta.db_table
+ROLLUP_SQL = (
+    f"INSERT INTO {_T} (hour, agent_id, gateway_id, model, task_id, {', '.join(ROLLUP_COLUMNS)}) "  # noqa: S608 - names only
+    "VALUES {values} ON CONFLICT (hour, agent_id, gateway_id, model, task_id) DO UPDATE SET "
+    + ", ".join(f"{c} = {_T}.{c} + excluded.{c}" for c in ROLLUP_COLUMNS)
 )
 
 
 def record_usage(items: list[UsageItem]) -> list[bool]:
-    """Store usage records in the caller's transaction; per item, True if stored and False if
-    it repeated a client id already stored (or earlier in the same batch)."""
+    """Store usage records in the caller's transaction, each priced (billing/prices.py), and
+    add them to the hourly rollups; per item, True if stored and False if it repeated a client
+    id already stored (or earlier in the same batch)."""
     wanted = {(i.agent_id, i.client_id) for i in items if i.client_id}
     existing: set[tuple[int, str | None]] = set()
     if wanted:
@@ -59,17 +70,17 @@ def record_usage(items: list[UsageItem]) -> list[bool]:
                 [*agent_ids, *ids],
             )
             existing = {(a, c) for a, c in cursor.fetchall()}
-    stored: list[bool] = []
+    fresh: list[tuple[int, UsageItem, prices.Priced]] = []
     rows: list[tuple[Any, ...]] = []
     now = timezone.now()
-    for item in items:
+    for index, item in enumerate(items):
         key = (item.agent_id, item.client_id)
         if item.client_id and key in existing:
-            stored.append(False)
             continue
         if item.client_id:
             existing.add(key)
-        stored.append(True)
+        priced = price_item(item)
+        fresh.append((index, item, priced))
         rows.append(
             (
                 item.agent_id,
@@ -86,21 +97,108 @@ def record_usage(items: list[UsageItem]) -> list[bool]:
                 item.task_id,
                 _datetime(item.occurred_at),
                 _datetime(now),
-                None,  # cost_usd: priced by billing
-                "",  # price_version
+                _decimal(priced.cost, 20, 9),
+                priced.source,
             )
         )
-    if rows:
-        # One statement for the batch (missioncontrol/db/bulk.py): the ORM's per-row cost, and
-        # then executemany's per-row step, dominated at 2,000 heartbeats/s.
-        with connection.cursor() as cursor:
-            for values, params in bulk.values_chunks(rows, len(rows[0])):
-                cursor.execute(INSERT_SQL.format(values=values), params)
+    stored = [False] * len(items)
+    if not rows:
+        return stored
+    inserted: set[tuple[int, str | None]] = set()
+    # One statement for the batch (missioncontrol/db/bulk.py): the ORM's per-row cost, and
+    # then executemany's per-row step, dominated at 2,000 heartbeats/s.
+    with connection.cursor() as cursor:
+        for values, params in bulk.values_chunks(rows, len(rows[0])):
+            cursor.execute(INSERT_SQL.format(values=values), params)
+            inserted.update((a, c) for a, c in cursor.fetchall())
+    went_in = []
+    for index, item, priced in fresh:
+        # Rows without a client id cannot conflict; the others went in if RETURNING named them.
+        if item.client_id is None or (item.agent_id, item.client_id) in inserted:
+            stored[index] = True
+            went_in.append((item, priced))
+    _roll_up(went_in)
     return stored
 
 
-def _decimal(value: Decimal | None) -> object:
-    return connection.ops.adapt_decimalfield_value(value, 14, 6) if value is not None else None
+def price_item(item: UsageItem) -> prices.Priced:
+    return prices.price(
+        item.model,
+        item.provider,
+        prices.Tokens(
+            input=item.input_tokens,
+            output=item.output_tokens,
+            cache_read=item.cache_read_tokens,
+            cache_write=item.cache_write_tokens,
+            reasoning=item.reasoning_tokens,
+        ),
+        item.occurred_at,
+    )
+
+
+def _gateways_of(agent_ids: set[int]) -> dict[int, int]:
+    """Which gateway each agent's usage counts for (0: none); one indexed query a batch (not
+    cached: on SQLite a rolled-back agent's id is given again)."""
+    ids = sorted(agent_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, gateway_id FROM agents_agent "  # noqa: S608 - placeholders only
+            f"WHERE id IN ({', '.join(['%s'] * len(ids))})",
+            ids,
+        )
+        found = {agent_id: gateway_id or 0 for agent_id, gateway_id in cursor.fetchall()}
+    return {a: found.get(a, 0) for a in agent_ids}
+
+
+def _roll_up(stored: list[tuple[UsageItem, prices.Priced]]) -> None:
+    """Add newly stored records to their hour's rollup rows: one upsert for the batch, keys in
+    one order (two writers on PostgreSQL then never wait on each other in a cycle)."""
+    if not stored:
+        return
+    gateways = _gateways_of({item.agent_id for item, _p in stored})
+    sums: dict[tuple[datetime, int, int, str, int], list[int]] = {}
+    for item, priced in stored:
+        hour = item.occurred_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        key = (hour, item.agent_id, gateways[item.agent_id], item.model, item.task_id or 0)
+        row = sums.setdefault(key, [0] * len(ROLLUP_COLUMNS))
+        tokens = (
+            item.input_tokens
+            + item.output_tokens
+            + item.cache_read_tokens
+            + item.cache_write_tokens
+        )
+        reported = item.reported_cost_usd is not None
+        for i, value in enumerate(
+            (
+                1,
+                item.input_tokens,
+                item.output_tokens,
+                item.cache_read_tokens,
+                item.cache_write_tokens,
+                item.reasoning_tokens,
+                prices.nanos(priced.cost),
+                prices.nanos(item.reported_cost_usd),
+                int(reported),
+                int(not priced.priced),
+                0 if priced.priced else tokens,
+            )
+        ):
+            row[i] += value
+    rows = [
+        (_datetime(hour), agent, gateway, model, task, *values)
+        for (hour, agent, gateway, model, task), values in sorted(sums.items())
+    ]
+    with connection.cursor() as cursor:
+        for values, params in bulk.values_chunks(rows, len(rows[0])):
+            cursor.execute(ROLLUP_SQL.format(values=values), params)
+
+
+def _decimal(value: Decimal | None, digits: int = 14, places: int = 6) -> object:
+    return (
+        connection.ops.adapt_decimalfield_value(value, digits, places)
+        if value is not None
+        else None
+    )
 
 
 def _datetime(value: datetime) -> object:

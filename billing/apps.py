@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
 
 
 class BillingConfig(AppConfig):
@@ -8,6 +12,17 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self) -> None:
+        from billing import prices
+        from billing.models import PriceOverride
         from missioncontrol import roles
 
         roles.register_app("billing")
+
+        # This process prices with a changed override at once, and again once it commits (an
+        # override read inside the saving transaction is not kept); others within their TTL.
+        def forget(**_kwargs: Any) -> None:
+            prices.forget_overrides()
+            transaction.on_commit(prices.forget_overrides)
+
+        post_save.connect(forget, sender=PriceOverride, weak=False)
+        post_delete.connect(forget, sender=PriceOverride, weak=False)

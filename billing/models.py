@@ -23,9 +23,11 @@ class UsageRecord(models.Model):
     cache_read_tokens = models.BigIntegerField(default=0)
     cache_write_tokens = models.BigIntegerField(default=0)
     reasoning_tokens = models.BigIntegerField(default=0)
-    # As reported by the agent; the computed cost and its price version arrive with billing.
+    # As reported by the agent or gateway, next to what the price table says (billing/prices.py).
     reported_cost_usd = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
-    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    # NULL: unpriced (a model neither the table nor an override knows; never guessed).
+    cost_usd = models.DecimalField(max_digits=20, decimal_places=9, null=True, blank=True)
+    # What it was costed with: "genai-prices 0.2.3" or "override <id>"; "" when unpriced.
     price_version = models.CharField(max_length=32, blank=True)
     session = models.CharField(max_length=128, blank=True)
     task_id = models.BigIntegerField(null=True, blank=True)
@@ -50,3 +52,74 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model}: {self.input_tokens}+{self.output_tokens}"
+
+
+class PriceOverride(models.Model):
+    """An admin's price for private or local models (USD per million tokens), from a date on;
+    it wins over the price table for the models its pattern matches."""
+
+    provider = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Empty: any provider. Otherwise e.g. anthropic, ollama.",
+    )
+    model_pattern = models.CharField(
+        max_length=128, help_text="A model name, or a pattern with * and ? (e.g. llama-3*)."
+    )
+    input_per_mtok = models.DecimalField("input, USD / M tokens", max_digits=12, decimal_places=6)
+    output_per_mtok = models.DecimalField("output, USD / M tokens", max_digits=12, decimal_places=6)
+    cache_read_per_mtok = models.DecimalField(
+        "cache read, USD / M tokens", max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    cache_write_per_mtok = models.DecimalField(
+        "cache write, USD / M tokens", max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    effective_from = models.DateField(
+        help_text="Records from this day (UTC) on are priced with it."
+    )
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model_pattern", "-effective_from"]
+
+    def __str__(self) -> str:
+        who = f"{self.provider}/" if self.provider else ""
+        return f"{who}{self.model_pattern} from {self.effective_from}"
+
+
+class UsageRollup(models.Model):
+    """Usage summed per hour × agent × gateway × model × task, kept by the action that writes
+    usage (billing.actions.record_usage) so no page scans raw records. Costs in nano-dollars:
+    integer sums are exact on both databases (SQLite sums decimals as floats)."""
+
+    hour = models.DateTimeField()  # UTC, truncated to the hour
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+", db_index=False)
+    gateway_id = models.BigIntegerField(default=0)  # 0: a directly registered agent
+    model = models.CharField(max_length=128)
+    task_id = models.BigIntegerField(default=0)  # 0: no task
+    records = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cache_read_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost_nanos = models.BigIntegerField(default=0)
+    reported_nanos = models.BigIntegerField(default=0)
+    reported_records = models.BigIntegerField(default=0)
+    unpriced_records = models.BigIntegerField(default=0)
+    unpriced_tokens = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "agent", "gateway_id", "model", "task_id"], name="rollup_key_uniq"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["agent", "hour"], name="rollup_agent_hour_idx"),
+            models.Index(fields=["task_id"], name="rollup_task_idx", condition=Q(task_id__gt=0)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.model}: {self.records}"

@@ -1,0 +1,114 @@
+"""The hourly rollups every cost page reads: kept by record_usage on each write, equal to a
+brute-force sum of the raw records, and rebuilt to the same sums from the records."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import transaction
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from billing import prices, rollups
+from billing.actions import UsageItem, record_usage
+from billing.models import UsageRecord, UsageRollup
+from tests.agents.factories import AgentFactory
+from tests.gateways.factories import make_gateway
+
+START = datetime(2026, 11, 1, tzinfo=UTC)
+MODELS = ["gpt-4o", "claude-sonnet-4", "my-local-llama", "anthropic/claude-3-5-haiku"]
+
+record = st.fixed_dictionaries(
+    {
+        "agent": st.integers(0, 2),
+        "model": st.sampled_from(MODELS),
+        "minutes": st.integers(0, 60 * 50),
+        "input": st.integers(0, 100_000),
+        "output": st.integers(0, 20_000),
+        "cache_read": st.integers(0, 50_000),
+        "cache_write": st.integers(0, 5_000),
+        "task": st.sampled_from([None, 1, 2]),
+        "reported": st.none() | st.decimals(0, 5, places=6),
+        # A few repeat an id: counted once, in the records and the rollups alike.
+        "id": st.none() | st.integers(0, 30).map(str),
+    }
+)
+
+
+def brute_force() -> dict[tuple, list]:
+    """The rollup's sums from the raw records, in Python."""
+    sums: dict[tuple, list] = defaultdict(lambda: [0, 0, 0, 0, 0, Decimal(0), 0])
+    for r in UsageRecord.objects.select_related("agent"):
+        hour = r.occurred_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        key = (hour, r.agent_id, r.agent.gateway_id or 0, r.model, r.task_id or 0)
+        row = sums[key]
+        row[0] += 1
+        row[1] += r.input_tokens
+        row[2] += r.output_tokens
+        row[3] += r.cache_read_tokens
+        row[4] += r.cache_write_tokens
+        row[5] += r.cost_usd or 0
+        row[6] += 0 if r.cost_usd is not None else 1
+    return dict(sums)
+
+
+def stored() -> dict[tuple, list]:
+    return {
+        (r.hour, r.agent_id, r.gateway_id, r.model, r.task_id): [
+            r.records,
+            r.input_tokens,
+            r.output_tokens,
+            r.cache_read_tokens,
+            r.cache_write_tokens,
+            prices.from_nanos(r.cost_nanos),
+            r.unpriced_records,
+        ]
+        for r in UsageRollup.objects.all()
+    }
+
+
+@pytest.mark.django_db
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batches=st.lists(st.lists(record, min_size=1, max_size=12), min_size=1, max_size=6))
+def test_rollups_equal_a_brute_force_sum(batches):
+    with transaction.atomic():
+        gateway = make_gateway(name="rollup-gw", url="ws://127.0.0.1:9/")
+        agents = [
+            AgentFactory.create(name="r-direct"),
+            AgentFactory.create(name="r-gw", gateway=gateway, external_id="r"),
+            AgentFactory.create(name="r-other"),
+        ]
+        for batch in batches:
+            record_usage(
+                [
+                    UsageItem(
+                        agent_id=agents[r["agent"]].pk,
+                        model=r["model"],
+                        input_tokens=r["input"],
+                        output_tokens=r["output"],
+                        cache_read_tokens=r["cache_read"],
+                        cache_write_tokens=r["cache_write"],
+                        occurred_at=START + timedelta(minutes=r["minutes"]),
+                        client_id=r["id"],
+                        task_id=r["task"],
+                        reported_cost_usd=r["reported"],
+                    )
+                    for r in batch
+                ]
+            )
+        want = brute_force()
+        assert stored() == want
+        # Rebuilt from the records: the same rows.
+        rollups.rebuild(UsageRecord, UsageRollup)
+        assert stored() == want
+        # Rebuilding a window leaves the other hours alone.
+        rollups.rebuild(
+            UsageRecord, UsageRollup, START + timedelta(hours=10), START + timedelta(hours=20)
+        )
+        assert stored() == want
+        transaction.set_rollback(True)
