@@ -61,9 +61,11 @@ async def test_a_thousand_records_in_one_request_are_stored_exactly_once(api, ad
     assert (row.cache_read_tokens, row.cache_write_tokens, row.reasoning_tokens) == (3, 4, 5)
     assert row.reported_cost_usd == Decimal("0.012345")
     # Priced by the table (claude-sonnet-4-5 at Anthropic: $3 / $15 / $0.30 / $3.75 per M).
-    assert row.cost_usd == (
-        7 * Decimal(3) + 14 * Decimal(15) + 3 * Decimal("0.3") + 4 * Decimal("3.75")
-    ) / 1_000_000
+    assert (
+        row.cost_usd
+        == (7 * Decimal(3) + 14 * Decimal(15) + 3 * Decimal("0.3") + 4 * Decimal("3.75"))
+        / 1_000_000
+    )
     assert row.price_version.startswith("genai-prices ")
     assert (row.provider, row.session, row.task_id) == ("anthropic", "s-1", task.pk)
     assert row.occurred_at == datetime(2026, 11, 20, 9, 15, 30, tzinfo=UTC)
