@@ -191,6 +191,7 @@ class IngestWriter(fastwriter.BatchWriter):
             seen, self.seen = self.seen, {}
             self.seen_flushed = time.monotonic()
             actions.publish_seen(seen)
+        billing.announce_usage()
 
 
 def apply_batch(batch: list[Job]) -> list[dict[str, Any] | None]:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
+import fnmatch
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from django.db import connection, transaction
 from django.utils import timezone
 
 from billing import prices, rollups
-from billing.models import UsageRecord, UsageRollup
+from billing.models import PriceOverride, UsageRecord, UsageRollup
+from missioncontrol import audit, live, state
+from missioncontrol.audit import Actor
 from missioncontrol.db import bulk
 
 
@@ -179,6 +184,7 @@ def _roll_up(stored: list[tuple[UsageItem, prices.Priced]]) -> None:
                 prices.nanos(priced.cost),
                 prices.nanos(item.reported_cost_usd),
                 int(reported),
+                prices.nanos(priced.cost) if reported else 0,
                 int(not priced.priced),
                 0 if priced.priced else tokens,
             )
@@ -191,6 +197,7 @@ def _roll_up(stored: list[tuple[UsageItem, prices.Priced]]) -> None:
     with connection.cursor() as cursor:
         for values, params in bulk.values_chunks(rows, len(rows[0])):
             cursor.execute(ROLLUP_SQL.format(values=values), params)
+    note_usage(len(stored), sum(prices.nanos(p.cost) for _i, p in stored))
 
 
 def _decimal(value: Decimal | None, digits: int = 14, places: int = 6) -> object:
@@ -275,3 +282,223 @@ def record_gateway_usage(gateway_id: int, session_key: str, messages: list[Any])
             return 0
         items = gateway_usage_items(gateway_id, session.agent_id, session_key, messages)
         return sum(record_usage(items)) if items else 0
+
+
+# --- Price overrides and repricing --------------------------------------------------------------
+
+
+def override_data(override: PriceOverride) -> dict[str, Any]:
+    return {
+        "id": override.pk,
+        "provider": override.provider,
+        "model_pattern": override.model_pattern,
+        "input_per_mtok": str(override.input_per_mtok),
+        "output_per_mtok": str(override.output_per_mtok),
+        "cache_read_per_mtok": _text(override.cache_read_per_mtok),
+        "cache_write_per_mtok": _text(override.cache_write_per_mtok),
+        "effective_from": override.effective_from.isoformat(),
+    }
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def save_override(actor: Actor, override: PriceOverride) -> PriceOverride:
+    """Add or change an admin's price (audited); it prices new records at once."""
+    with transaction.atomic():
+        before = None
+        if override.pk:
+            old = PriceOverride.objects.filter(pk=override.pk).first()
+            before = override_data(old) if old else None
+        override.save()
+        audit.record(
+            actor,
+            "price.changed" if before else "price.added",
+            override,
+            before=before,
+            after=override_data(override),
+        )
+    return override
+
+
+def delete_override(actor: Actor, override: PriceOverride) -> None:
+    with transaction.atomic():
+        audit.record(actor, "price.deleted", override, before=override_data(override))
+        override.delete()
+
+
+@dataclass
+class RepriceReport:
+    records: int = 0
+    changed: int = 0
+    before_nanos: int = 0
+    after_nanos: int = 0
+    now_unpriced: int = 0
+    by_model: dict[str, list[int]] = field(default_factory=dict)  # model → [before, after]
+
+    @property
+    def difference(self) -> Decimal:
+        return prices.from_nanos(self.after_nanos - self.before_nanos)
+
+
+REPRICE_CHUNK = 5000
+
+
+def reprice(
+    actor: Actor,
+    *,
+    since: datetime | None = None,
+    model: str = "",
+    pattern: str = "",
+    for_real: bool = False,
+    progress: Any = None,
+) -> RepriceReport:
+    """Cost records again with the current table and overrides (those of `model`, or of the
+    models matching `pattern`, from `since` on); totals before and after. A dry run unless
+    `for_real`; then the changed records and their hours' rollups are rewritten, chunk by chunk
+    (each its own transaction: a reprice of a million records does not hold the write lock)."""
+    report = RepriceReport()
+    records = UsageRecord.objects.order_by("pk")
+    if since is not None:
+        records = records.filter(occurred_at__gte=since)
+    if model:
+        records = records.filter(model=model)
+    elif pattern:
+        models = {
+            m
+            for m in records.values_list("model", flat=True).distinct().order_by()
+            if fnmatch.fnmatchcase(m.lower(), pattern.lower())
+            or fnmatch.fnmatchcase(prices.split(m, "")[0].lower(), pattern.lower())
+        }
+        records = records.filter(model__in=models)
+    fields = (
+        "pk",
+        "model",
+        "provider",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+        "occurred_at",
+        "cost_usd",
+        "price_version",
+    )
+    last = 0
+    first_hour: datetime | None = None
+    last_hour: datetime | None = None
+    while True:
+        chunk = list(records.filter(pk__gt=last).values_list(*fields)[:REPRICE_CHUNK])
+        if not chunk:
+            break
+        last = chunk[-1][0]
+        changed: list[UsageRecord] = []
+        for pk, m, provider, i, o, r, w, z, at, cost, version in chunk:
+            priced = prices.price(
+                m,
+                provider,
+                prices.Tokens(input=i, output=o, cache_read=r, cache_write=w, reasoning=z),
+                at,
+            )
+            report.records += 1
+            before, after = prices.nanos(cost), prices.nanos(priced.cost)
+            report.before_nanos += before
+            report.after_nanos += after
+            report.now_unpriced += int(not priced.priced)
+            totals = report.by_model.setdefault(m, [0, 0])
+            totals[0] += before
+            totals[1] += after
+            if priced.cost != cost or priced.source != version:
+                report.changed += 1
+                changed.append(
+                    UsageRecord(pk=pk, cost_usd=priced.cost, price_version=priced.source)
+                )
+                hour = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+                first_hour = hour if first_hour is None else min(first_hour, hour)
+                last_hour = hour if last_hour is None else max(last_hour, hour)
+        if for_real and changed:
+            with transaction.atomic():
+                bulk.update_many(changed, ["cost_usd", "price_version"])
+        if progress is not None:
+            progress(len(chunk))
+    if for_real and first_hour is not None and last_hour is not None:
+        with transaction.atomic():
+            rollups.rebuild(UsageRecord, UsageRollup, first_hour, last_hour + timedelta(hours=1))
+            audit.record(
+                actor,
+                "usage.repriced",
+                object_type="usage",
+                object_repr=model or pattern or "all models",
+                after={
+                    "records": report.records,
+                    "changed": report.changed,
+                    "before_usd": str(prices.from_nanos(report.before_nanos)),
+                    "after_usd": str(prices.from_nanos(report.after_nanos)),
+                    "since": since.isoformat() if since else None,
+                },
+            )
+            note_usage(report.changed, report.after_nanos - report.before_nanos)
+    return report
+
+
+# --- The costs topic: usage moves the numbers on screen, coalesced -----------------------------
+
+
+class UsageRecorded(TypedDict):
+    """Usage stored since the last such event (at most one a second per process): what the
+    cost pages reload on; `cost_usd` is what it added."""
+
+    type: Literal["usage.recorded"]
+    records: int
+    cost_usd: str
+
+
+_pending_lock = threading.Lock()
+_pending = [0, 0]  # records, nano-dollars: committed, not yet announced
+_announced = [0.0]  # monotonic time of the last announcement
+ANNOUNCE_EVERY_S = 1.0
+
+
+def note_usage(records: int, nanos: int) -> None:
+    """Count committed usage for the next costs event (after commit: a rolled-back batch
+    never moved a number)."""
+
+    def add() -> None:
+        with _pending_lock:
+            _pending[0] += records
+            _pending[1] += nanos
+
+    if connection.in_atomic_block:
+        transaction.on_commit(add)
+    else:
+        add()
+
+
+def announce_usage() -> bool:
+    """Publish one `usage.recorded` event for the usage committed since the last one, at most
+    once a second. Called by the ingest writer's chores (web processes, where heartbeats land)
+    and by a loop (where the gateway connectors run): whichever comes first."""
+    with _pending_lock:
+        records, nanos = _pending
+        if not (records or nanos) or time.monotonic() - _announced[0] < ANNOUNCE_EVERY_S:
+            return False
+        _pending[0] = _pending[1] = 0
+        _announced[0] = time.monotonic()
+    with transaction.atomic():
+        event: UsageRecorded = {
+            "type": "usage.recorded",
+            "records": records,
+            "cost_usd": str(prices.from_nanos(nanos)),
+        }
+        live.publish("costs", event)
+    return True
+
+
+def _reset_pending() -> None:
+    with _pending_lock:
+        _pending[0] = _pending[1] = 0
+        _announced[0] = 0.0
+
+
+state.register("usage announcements", _reset_pending)

@@ -12,11 +12,14 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self) -> None:
-        from billing import prices
+        from billing import loops, prices
         from billing.models import PriceOverride
-        from missioncontrol import roles
+        from missioncontrol import live, nav, roles
 
+        live.register_topic("costs")
         roles.register_app("billing")
+        nav.register(nav.NavItem("Costs", "billing:costs", order=28, prefix="/costs/"))
+        loops.register()
 
         # This process prices with a changed override at once, and again once it commits (an
         # override read inside the saving transaction is not kept); others within their TTL.

@@ -107,6 +107,8 @@ class UsageRollup(models.Model):
     cost_nanos = models.BigIntegerField(default=0)
     reported_nanos = models.BigIntegerField(default=0)
     reported_records = models.BigIntegerField(default=0)
+    # Our cost of the records that came with a reported one (to compare like with like).
+    reported_priced_nanos = models.BigIntegerField(default=0)
     unpriced_records = models.BigIntegerField(default=0)
     unpriced_tokens = models.BigIntegerField(default=0)
 
@@ -117,7 +119,11 @@ class UsageRollup(models.Model):
             )
         ]
         indexes = [
+            # Every cost page: the hours of a window (then grouped by one dimension).
+            models.Index(fields=["hour"], name="rollup_hour_idx"),
+            # One agent's costs (its page, the Agents list's "today").
             models.Index(fields=["agent", "hour"], name="rollup_agent_hour_idx"),
+            # One task's cost (its card and page).
             models.Index(fields=["task_id"], name="rollup_task_idx", condition=Q(task_id__gt=0)),
         ]
 

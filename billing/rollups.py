@@ -22,16 +22,17 @@ COLUMNS = (
     "cost_nanos",
     "reported_nanos",
     "reported_records",
+    "reported_priced_nanos",
     "unpriced_records",
     "unpriced_tokens",
 )
 
 
-def _nanos(field: str) -> Any:
+def _nanos(field: str, only: Q | None = None) -> Any:
     # Exact on both databases: PostgreSQL's numeric is exact; SQLite keeps a decimal of ≤ 15
     # significant digits as a float that rounds back to the same nano-dollars.
     return Coalesce(
-        Sum(Cast(Round(F(field) * Value(1_000_000_000)), BigIntegerField())),
+        Sum(Cast(Round(F(field) * Value(1_000_000_000)), BigIntegerField()), filter=only),
         Value(0),
         output_field=BigIntegerField(),
     )
@@ -72,6 +73,7 @@ def rebuild(
             c=_nanos("cost_usd"),
             rc=_nanos("reported_cost_usd"),
             rn=Count("id", filter=Q(reported_cost_usd__isnull=False)),
+            rp=_nanos("cost_usd", Q(reported_cost_usd__isnull=False)),
             un=Count("id", filter=Q(cost_usd__isnull=True)),
             ut=Coalesce(Sum(tokens, filter=Q(cost_usd__isnull=True)), Value(0)),
         )
@@ -80,7 +82,9 @@ def rebuild(
     merged: dict[tuple[Any, ...], list[int]] = {}
     for g in grouped.iterator(chunk_size=BATCH):
         key = (g["h"], g["agent_id"], g["agent__gateway_id"] or 0, g["model"], g["task_id"] or 0)
-        sums = [g[k] or 0 for k in ("n", "i", "o", "r", "w", "z", "c", "rc", "rn", "un", "ut")]
+        sums = [
+            g[k] or 0 for k in ("n", "i", "o", "r", "w", "z", "c", "rc", "rn", "rp", "un", "ut")
+        ]
         if key in merged:
             merged[key] = [a + b for a, b in zip(merged[key], sums, strict=True)]
         else:

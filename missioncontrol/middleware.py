@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 from django.utils.cache import add_never_cache_headers, patch_vary_headers
 
 
@@ -96,3 +99,27 @@ class PageHeadersMiddleware:
             if user is not None and user.is_authenticated:
                 add_never_cache_headers(response)
         return response
+
+
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+class TimeZoneMiddleware:
+    """Pages in the user's time zone: the browser's (static/js/theme.js keeps it in the
+    `mc_tz` cookie); a name the server does not know falls back to MC_TIME_ZONE."""
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        name = request.COOKIES.get("mc_tz", "")
+        if name and len(name) <= 64 and name in _zones():
+            timezone.activate(zoneinfo.ZoneInfo(name))
+        else:
+            timezone.deactivate()
+        return self.get_response(request)

@@ -90,6 +90,7 @@ MIDDLEWARE = [
     "missioncontrol.middleware.PageHeadersMiddleware",
     # Last, as django-axes asks: it turns a lockout signalled by the backend into its response.
     "axes.middleware.AxesMiddleware",
+    "missioncontrol.middleware.TimeZoneMiddleware",
     # Innermost: keeps the whole chain synchronous (one thread hop per request; see its doc).
     "missioncontrol.middleware.SyncChainMiddleware",
 ]
@@ -110,6 +111,7 @@ TEMPLATES = [
                 "csp.context_processors.nonce",
                 "missioncontrol.context_processors.shell",
                 "gateways.context_processors.gateway_switch",
+                "billing.context_processors.spend",
             ],
             "builtins": ["missioncontrol.templatetags.mc"],
         },

@@ -30,6 +30,7 @@ urlpatterns = [
     path("", include("tasks.urls")),
     path("", include("agents.urls")),
     path("", include("gateways.urls")),
+    path("", include("billing.urls")),
     path("api/v1/", include("agents.api_urls")),
     path("favicon.ico", views.favicon),
     # Last: anything else under /api/ is a JSON 404 (API clients parse the body).

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import nh3
@@ -146,3 +147,32 @@ def codeticks(value: Any) -> str:
     parts = escape(str(value or "")).split("`")
     html = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
     return mark_safe(html)  # noqa: S308 - every part was escaped above
+
+
+@register.filter
+def money(value: Any) -> str:
+    """US dollars as an operator reads them: cents from a dollar on, more digits below one
+    (an agent's day can cost $0.0042), none past ten thousand."""
+    if value is None or value == "":
+        return "—"
+    amount = Decimal(str(value))
+    sign = "-" if amount < 0 else ""
+    amount = abs(amount)
+    if amount == 0:
+        return "$0.00"
+    if amount >= 10_000:
+        return f"{sign}${amount:,.0f}"
+    if amount >= 1:
+        return f"{sign}${amount:,.2f}"
+    if amount >= Decimal("0.01"):
+        return f"{sign}${amount:.3f}"
+    return f"{sign}${amount:.4f}" if amount >= Decimal("0.0001") else f"{sign}<$0.0001"
+
+
+@register.filter
+def pct(value: Any) -> str:
+    """A share 0–1 as a whole percentage ("<1%" for a sliver)."""
+    share = float(value or 0)
+    if share <= 0:
+        return "0%"
+    return "<1%" if share < 0.01 else f"{share * 100:.0f}%"

@@ -16,3 +16,14 @@ document.addEventListener("click", (event) => {
   const button = event.target.closest("#theme-toggle");
   if (button) apply(current() === "dark" ? "light" : "dark");
 });
+
+// The user's time zone, for the server to render times in (missioncontrol/middleware.py).
+try {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const had = document.cookie.split("; ").find((c) => c.startsWith("mc_tz="));
+  if (zone && had !== `mc_tz=${zone}`) {
+    document.cookie = `mc_tz=${zone}; path=/; max-age=31536000; samesite=lax`;
+  }
+} catch (err) {
+  // No Intl time zone here: the server's MC_TIME_ZONE applies.
+}

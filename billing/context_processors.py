@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from django.utils import timezone
+
+from billing import reports
+from gateways import access
+from missioncontrol.roles import has_role
+
+
+def spend(request: HttpRequest) -> dict[str, Any]:
+    """Today's spend in the shell, for operators and admins, over the gateways they see."""
+    user = getattr(request, "user", None)  # absent on an error page before authentication
+    if not has_role(user, "operator") or request.headers.get("HX-Request"):
+        return {"spend_today": None}
+    ids = access.visible_ids(user)
+
+    def today() -> Any:
+        return reports.spend_today(
+            timezone.now(),
+            timezone.get_current_timezone(),
+            reports.Filters(visible_gateways=None if ids is None else set(ids)),
+        )
+
+    # Lazy: evaluated only where the shell renders it.
+    return {"spend_today": today}

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from billing import views
+
+app_name = "billing"
+
+urlpatterns = [
+    path("costs/", views.costs, name="costs"),
+    path("costs/records.csv", views.export, name="export"),
+    path("costs/prices/", views.price_list, name="prices"),
+    path("costs/prices/<id:pk>/delete/", views.price_delete, name="price-delete"),
+]

@@ -1,0 +1,423 @@
+"""Costs: the page (headline, chart, breakdowns, filters in the URL), CSV exports, and the
+admins' prices."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from datetime import UTC, datetime, time
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.db.models import Q, Sum
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+
+from agents.models import Agent
+from billing import actions, prices, reports
+from billing.forms import PriceOverrideForm
+from billing.models import PriceOverride, UsageRecord
+from gateways import access
+from gateways.context_processors import chosen_gateway_id
+from gateways.models import Gateway
+from missioncontrol.audit import Actor
+from missioncontrol.context_processors import live_seq_for
+from missioncontrol.roles import role_required
+from tasks.models import Task
+
+CHART_W, CHART_H, CHART_TOP = 720, 180, 8
+NO_DATES: dict[str, Any] = {"from": None, "to": None}
+
+
+def _int(value: str) -> int | None:
+    return int(value) if value.isdigit() and len(value) < 19 else None
+
+
+class CostQuery:
+    """What a costs URL asks for: window, dimension and filters, parsed once (bad values are
+    dropped with a note, never a 500)."""
+
+    def __init__(self, request: HttpRequest) -> None:
+        get = request.GET
+        self.params = get
+        self.tz = timezone.get_current_timezone()
+        self.now = timezone.now()
+        self.window, self.error = reports.window(
+            get.get("range", "7d"), self.now, self.tz, get.get("from", ""), get.get("to", "")
+        )
+        by = get.get("by", "model")
+        self.by: reports.Dimension = by if by in reports.DIMENSIONS else "model"  # type: ignore[assignment]
+        self.filters = reports.Filters(visible_gateways=_visible(request))
+        self.chips: list[tuple[str, str, str]] = []  # (what, shown, url without it)
+        gateway = get.get("gateway", "")
+        self.switched = False
+        if gateway == "direct":
+            self.filters.gateway_id = 0
+            self.chips.append(("Gateway", "direct agents", self.url(gateway=None)))
+        elif gateway:
+            found = _int(gateway)
+            if found is not None:
+                self.filters.gateway_id = found
+                name = Gateway.objects.filter(pk=found).values_list("name", flat=True).first()
+                self.chips.append(("Gateway", name or f"#{found}", self.url(gateway=None)))
+        else:
+            chosen = chosen_gateway_id(request)
+            if chosen is not None:
+                self.filters.gateway_id = chosen
+                self.switched = True
+        agent = get.get("agent", "")
+        if agent:
+            found_agent = Agent.objects.filter(name=agent).only("pk", "name").first()
+            self.filters.agent_id = found_agent.pk if found_agent else -1
+            self.chips.append(("Agent", agent, self.url(agent=None)))
+        if get.get("model"):
+            self.filters.model = get["model"][:128]
+            self.chips.append(("Model", self.filters.model, self.url(model=None)))
+        task = _int(get.get("task", ""))
+        if task is not None:
+            self.filters.task_id = task
+            title = Task.objects.filter(pk=task).values_list("title", flat=True).first()
+            self.chips.append(("Task", f"#{task} {title or ''}".strip(), self.url(task=None)))
+
+    def url(self, *, base: str = "", **changes: Any) -> str:
+        pairs: dict[str, list[str]] = {k: list(vs) for k, vs in self.params.lists()}
+        for key, change in changes.items():
+            if change is None:
+                pairs.pop(key, None)
+            else:
+                pairs[key] = [change]
+        encoded = urlencode(sorted((k, v) for k, vs in pairs.items() for v in vs))
+        return f"{base or reverse('billing:costs')}" + (f"?{encoded}" if encoded else "")
+
+    def rows(self) -> Any:
+        return reports.rows(self.window.start, self.window.end, self.filters)
+
+
+def _visible(request: HttpRequest) -> set[int] | None:
+    ids = access.visible_ids(request.user)
+    return None if ids is None else set(ids)
+
+
+def _labels(q: CostQuery, found: list[reports.Totals]) -> list[dict[str, Any]]:
+    """Each breakdown row with its label, its link to the view filtered by it, and share."""
+    keys = [t.extra["key"] for t in found]
+    names: dict[Any, Any] = {}
+    if q.by == "agent":
+        names = {a.pk: a for a in Agent.objects.filter(pk__in=keys).select_related("gateway")}
+    elif q.by == "gateway":
+        names = {g.pk: g for g in Gateway.objects.filter(pk__in=keys)}
+    elif q.by == "task":
+        names = {t.pk: t for t in Task.objects.filter(pk__in=keys).only("pk", "title", "status")}
+    total = sum(t.cost_nanos for t in found) or 1
+    out = []
+    for t in found:
+        key = t.extra["key"]
+        row: dict[str, Any] = {"t": t, "share": t.cost_nanos / total, "key": key}
+        if q.by == "model":
+            row["label"] = key
+            row["href"] = q.url(model=key, by="agent" if not q.filters.agent_id else "day")
+            row["table"] = prices.table_model(key, "")
+        elif q.by == "agent":
+            agent = names.get(key)
+            row["agent"] = agent
+            row["label"] = agent.display_name if agent else f"deleted agent #{key}"
+            row["href"] = q.url(agent=agent.name, by="model") if agent else ""
+        elif q.by == "gateway":
+            gateway = names.get(key)
+            row["gateway"] = gateway
+            row["label"] = gateway.name if gateway else ("direct agents" if key == 0 else f"#{key}")
+            row["href"] = q.url(gateway=str(key) if key else "direct", by="agent")
+        elif q.by == "task":
+            task = names.get(key)
+            row["task"] = task
+            row["label"] = f"#{key} {task.title}" if task else f"#{key} (deleted)"
+            row["href"] = q.url(task=str(key), by="agent")
+        else:
+            row["label"] = key
+            day = key.isoformat()
+            row["href"] = q.url(range="custom", **{"from": day, "to": day}, by="model")
+        out.append(row)
+    return out
+
+
+def _chart(series: reports.Series) -> dict[str, Any]:
+    """A stacked bar chart as SVG geometry (drawn by the template; colours by CSS class, so it
+    reads in both themes and needs no inline style)."""
+    n = max(1, len(series.buckets))
+    peak = series.peak or 1
+    slot = CHART_W / n
+    width = max(1.0, slot * 0.72)
+    bars = []
+    for index, bucket in enumerate(series.buckets):
+        y = float(CHART_TOP + CHART_H)
+        x = index * slot + (slot - width) / 2
+        for m_index, model in enumerate(series.models):
+            value = series.values.get((bucket, model), 0)
+            if not value:
+                continue
+            h = value / peak * CHART_H
+            y -= h
+            bars.append(
+                {
+                    "x": round(x, 2),
+                    "y": round(y, 2),
+                    "w": round(width, 2),
+                    "h": round(max(h, 0.5), 2),
+                    "series": m_index + 1,
+                    "title": f"{bucket:%b %-d %H:%M} · {model}: ${prices.from_nanos(value):,.4f}",
+                }
+            )
+    # One label slot per bar (HTML under the chart: SVG text would stretch with it), every
+    # step-th one written.
+    step = max(1, -(-n // 8))
+    hourly = _hourly(series)
+    ticks = [
+        (f"{b:%H:%M}" if hourly else f"{b:%b %-d}") if i % step == 0 else ""
+        for i, b in enumerate(series.buckets)
+    ]
+    return {
+        "bars": bars,
+        "ticks": ticks,
+        "peak": prices.from_nanos(series.peak),
+        "legend": [{"model": m, "series": i + 1} for i, m in enumerate(series.models)],
+        "w": CHART_W,
+        "h": CHART_H + CHART_TOP,
+        "base": CHART_TOP + CHART_H,
+        "empty": series.peak == 0,
+    }
+
+
+def _hourly(series: reports.Series) -> bool:
+    b = series.buckets
+    return len(b) > 1 and (b[1] - b[0]).total_seconds() <= 3600
+
+
+@require_safe
+@role_required("viewer")
+def costs(request: HttpRequest) -> HttpResponse:
+    live_seq_for(request)
+    q = CostQuery(request)
+    if request.GET.get("format") == "csv":
+        return _table_csv(q)
+    qs = q.rows()
+    total = reports.totals(qs)
+    found = reports.breakdown(qs, q.by, q.tz)
+    unpriced = list(
+        qs.filter(unpriced_records__gt=0)
+        .values("model")
+        .annotate(records=Sum("unpriced_records"), tokens=Sum("unpriced_tokens"))
+        .order_by("-tokens")[:20]
+    )
+    return render(
+        request,
+        "billing/costs.html",
+        {
+            "q": q,
+            "total": total,
+            "headlines": reports.headlines(q.now, q.tz, q.filters),
+            "rows": _labels(q, found[:200]),
+            "more_rows": max(0, len(found) - 200),
+            "chart": _chart(reports.series(qs, q.window)),
+            "unpriced": unpriced,
+            "dimensions": [(k, v, q.url(by=k)) for k, v in reports.DIMENSIONS.items()],
+            "ranges": [
+                (k, v, q.url(range=k, **NO_DATES))
+                for k, v in reports.RANGES.items()
+                if k != "custom"
+            ],
+            "gateways": Gateway.objects.filter(pk__in=q.filters.visible_gateways).order_by("name")
+            if q.filters.visible_gateways is not None
+            else Gateway.objects.order_by("name"),
+            "csv_table": q.url(format="csv"),
+            "csv_records": q.url(base=reverse("billing:export")),
+            "tz": q.tz,
+        },
+    )
+
+
+def _table_csv(q: CostQuery) -> HttpResponse:
+    found = _labels(q, reports.breakdown(q.rows(), q.by, q.tz))
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="costs-by-{q.by}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(
+        [
+            q.by,
+            "cost_usd",
+            "records",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+            "unpriced_records",
+            "unpriced_tokens",
+            "reported_cost_usd",
+        ]
+    )
+    for row in found:
+        t = row["t"]
+        writer.writerow(
+            [
+                _safe(str(row["label"])),
+                t.cost,
+                t.records,
+                t.input_tokens,
+                t.output_tokens,
+                t.cache_read_tokens,
+                t.cache_write_tokens,
+                t.reasoning_tokens,
+                t.unpriced_records,
+                t.unpriced_tokens,
+                t.reported if t.reported_records else "",
+            ]
+        )
+    return response
+
+
+def _safe(value: str) -> str:
+    """A cell a spreadsheet would run as a formula is written as text."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+EXPORT_COLUMNS = [
+    "occurred_at",
+    "agent",
+    "gateway",
+    "model",
+    "provider",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "price_version",
+    "reported_cost_usd",
+    "session",
+    "task_id",
+    "id",
+]
+
+
+@require_safe
+@role_required("viewer")
+def export(request: HttpRequest) -> StreamingHttpResponse:
+    """The raw records of the view, streamed: a million rows never sit in memory (the query
+    reads in chunks through a server-side cursor on PostgreSQL)."""
+    q = CostQuery(request)
+    f = q.filters
+    records = UsageRecord.objects.filter(
+        occurred_at__gte=q.window.start, occurred_at__lt=q.window.end
+    )
+    if f.visible_gateways is not None:
+        records = records.filter(
+            Q(agent__gateway__isnull=True) | Q(agent__gateway_id__in=f.visible_gateways)
+        )
+    if f.gateway_id == 0:
+        records = records.filter(agent__gateway__isnull=True)
+    elif f.gateway_id is not None:
+        records = records.filter(agent__gateway_id=f.gateway_id)
+    if f.agent_id is not None:
+        records = records.filter(agent_id=f.agent_id)
+    if f.model:
+        records = records.filter(model=f.model)
+    if f.task_id is not None:
+        records = records.filter(task_id=f.task_id)
+    values = records.order_by("occurred_at", "pk").values_list(
+        "occurred_at",
+        "agent__name",
+        "agent__gateway__name",
+        "model",
+        "provider",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+        "cost_usd",
+        "price_version",
+        "reported_cost_usd",
+        "session",
+        "task_id",
+        "client_id",
+    )
+    tz = q.tz
+
+    def lines() -> Iterator[str]:
+        writer = csv.writer(_Echo())
+        yield writer.writerow(EXPORT_COLUMNS)
+        for row in values.iterator(chunk_size=2000):
+            at, *rest = row
+            yield writer.writerow(
+                [
+                    at.astimezone(tz).isoformat(),
+                    *(_safe(v) if isinstance(v, str) else ("" if v is None else v) for v in rest),
+                ]
+            )
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    stamp = q.window.start.astimezone(UTC).strftime("%Y%m%d")
+    response["Content-Disposition"] = f'attachment; filename="usage-{stamp}.csv"'
+    return response
+
+
+# --- Prices (admins) --------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@role_required("admin")
+def price_list(request: HttpRequest) -> HttpResponse:
+    initial: dict[str, Any] = {"effective_from": timezone.localdate()}
+    if request.GET.get("model"):
+        name, provider = prices.split(request.GET["model"][:128], request.GET.get("provider", ""))
+        initial.update(model_pattern=name, provider=provider)
+    form = PriceOverrideForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        override = actions.save_override(Actor.user(request.user), form.save(commit=False))
+        text = f"Price for {override} saved."
+        if form.cleaned_data.get("reprice"):
+            report = actions.reprice(
+                Actor.user(request.user),
+                since=datetime.combine(override.effective_from, time.min, tzinfo=UTC),
+                pattern=override.model_pattern,
+                for_real=True,
+            )
+            text += (
+                f" {report.changed:,} of {report.records:,} records repriced: "
+                f"${prices.from_nanos(report.before_nanos):,.4f} → "
+                f"${prices.from_nanos(report.after_nanos):,.4f}."
+            )
+        messages.success(request, text)
+        return redirect("billing:prices")
+    return render(
+        request,
+        "billing/prices.html",
+        {
+            "form": form,
+            "overrides": PriceOverride.objects.order_by("model_pattern", "-effective_from"),
+            "table_version": prices.TABLE_VERSION,
+        },
+    )
+
+
+@require_POST
+@role_required("admin")
+def price_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    override = get_object_or_404(PriceOverride, pk=pk)
+    actions.delete_override(Actor.user(request.user), override)
+    messages.success(
+        request,
+        f"Price for {override} deleted. Records it priced keep their cost until a reprice "
+        "(`manage.py reprice --for-real`).",
+    )
+    return redirect("billing:prices")
