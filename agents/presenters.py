@@ -5,14 +5,17 @@ After commit, once per event, from the event's data alone (a replay renders the 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.template.loader import render_to_string
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from agents import events, rows
 from agents.models import Agent, AgentSession
+from billing import reports
 from gateways.models import Gateway
 from missioncontrol import live
 from tasks.models import Task
@@ -43,6 +46,11 @@ def row_agent(data: events.AgentData) -> Agent:
         Task.objects.filter(pk=agent.current_task_id).only("pk", "title").first()
         if agent.current_task_id
         else None
+    )
+    # And its last 24 hours' cost (a window without a time zone: every viewer reads the same).
+    now = timezone.now()
+    agent.cost_24h = reports.cost_by_agent([agent.pk], now - timedelta(hours=24), now).get(  # type: ignore[attr-defined]
+        agent.pk
     )
     return agent
 

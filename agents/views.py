@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from agents import actions, rows
 from agents.forms import KeyForm
 from agents.models import Agent, AgentKey, AgentSession
+from billing import reports
 from billing.models import UsageRecord
 from gateways import access, commands
 from gateways.context_processors import chosen_gateway_id
@@ -83,8 +84,11 @@ def agent_list(request: HttpRequest) -> HttpResponse:
         )
     }
     agents = list(qs[:1000])
+    now = timezone.now()
+    costs = reports.cost_by_agent([a.pk for a in agents], now - timedelta(hours=24), now)
     for agent in agents:
         agent.current_task = current.get(agent.current_task_id or 0)  # type: ignore[attr-defined]
+        agent.cost_24h = costs.get(agent.pk)  # type: ignore[attr-defined]
     return render(
         request,
         "agents/list.html",
@@ -108,6 +112,7 @@ def agent_detail(request: HttpRequest, name: str) -> HttpResponse:
     )
     usage = UsageRecord.objects.filter(agent=agent)
     recent = list(usage.order_by("-occurred_at")[:20])
+    spend = reports.agent_summary(agent.pk, timezone.now(), timezone.get_current_timezone())
     return render(
         request,
         "agents/detail.html",
@@ -123,6 +128,7 @@ def agent_detail(request: HttpRequest, name: str) -> HttpResponse:
             # What it reported last: heartbeats carry the model, bulk usage reports do too.
             "model": agent.model or (recent[0].model if recent else ""),
             "usage_total": usage.count(),
+            "spend": spend,
             "keys": agent.keys.all(),
             "sessions": agent.sessions.filter(gone=False).by_activity()[:20],
             "nonce": uuid.uuid4().hex,

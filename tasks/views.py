@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from billing import reports
 from missioncontrol.audit import Actor
 from missioncontrol.context_processors import live_seq_for
 from missioncontrol.errors import ActionError, Conflict, json_error
@@ -178,6 +179,7 @@ def _detail_context(
         "comments": task.comments.select_related(None).all(),
         "comment_form": CommentForm(),
         "history": _history(task),
+        "cost": reports.task_cost(task.pk),
     }
 
 

@@ -15,8 +15,8 @@ from tests.agents.factories import AgentFactory, UsageRecordFactory
 pytestmark = pytest.mark.django_db
 
 # session, user, role, live seq, gateway grants, the gateway switch (the choice once a session,
-# the choices), counts, frameworks, current tasks, agents.
-LIST_QUERIES = 10
+# the choices), counts, frameworks, current tasks, agents, their last 24 hours' costs.
+LIST_QUERIES = 11
 
 
 class TestAgentsPage:

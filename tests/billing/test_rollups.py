@@ -112,3 +112,60 @@ def test_rollups_equal_a_brute_force_sum(batches):
         )
         assert stored() == want
         transaction.set_rollback(True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_count_each_record_once():
+    """Four threads write the same records (same client ids, same rollup key) at once: every
+    record stored once, and the rollup equal to the stored records (on PostgreSQL a conflict
+    lost to another writer is left out by RETURNING, not counted)."""
+    import threading
+
+    from django.db import connection as default_connection
+
+    agent = AgentFactory.create(name="racer")
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            barrier.wait()
+            for batch in range(10):
+                items = [
+                    UsageItem(
+                        agent.pk,
+                        "gpt-4o",
+                        1000,
+                        500,
+                        START,
+                        provider="openai",
+                        # Half the ids shared by every thread, half their own.
+                        client_id=f"shared-{batch}-{i}" if i % 2 else f"t{n}-{batch}-{i}",
+                    )
+                    for i in range(20)
+                ]
+                for attempt in range(20):
+                    try:
+                        with transaction.atomic():
+                            record_usage(items)
+                        break
+                    except Exception as error:  # SQLite: "database is locked" → retry
+                        if "locked" not in str(error) or attempt == 19:
+                            raise
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            default_connection.close()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    # 10 batches × (10 shared + 4 × 10 own) records.
+    assert UsageRecord.objects.count() == 10 * (10 + 40)
+    assert stored() == brute_force()
+    (rollup,) = UsageRollup.objects.all()
+    assert rollup.records == 500
+    assert rollup.cost_nanos == 500 * 7_500_000

@@ -318,3 +318,26 @@ def test_outsiders_and_anonymous_are_refused(client, outsider, path):
 @pytest.mark.parametrize("path", ["/costs/", "/costs/records.csv"])
 def test_wrong_method(viewer, path):
     assert viewer.post(path).status_code == 405
+
+
+def test_cost_where_the_operator_already_looks(operator, usage):
+    ada, task = usage["ada"], usage["task"]
+    # The Agents list: each agent's last 24 hours.
+    listing = operator.get("/agents/")
+    costs = {a.name: a.cost_24h for a in listing.context["agents"]}
+    assert costs["ada"] == Decimal("0.0075")
+    assert costs["main@prod"] == Decimal("0.0105")
+    assert "?range=24h&amp;agent=ada" in listing.content.decode()
+    # An agent's page: today, this month, its top model.
+    detail = operator.get("/agents/ada/")
+    spend = detail.context["spend"]
+    assert (spend["today"], spend["month"].cost, spend["top_model"]) == (
+        Decimal("0.0075"),
+        Decimal("0.0285"),
+        "claude-sonnet-4",
+    )
+    assert "$0.0075" in detail.content.decode()
+    # A task's page: what the work on it cost.
+    page = operator.get(f"/tasks/{task.pk}/")
+    assert page.context["cost"].cost == Decimal("0.0075")
+    assert 'id="task-cost">$0.0075<' in page.content.decode()

@@ -1,0 +1,52 @@
+"""The Costs page in real Chromium against the real server: a heartbeat carrying usage moves
+the numbers on screen, live, without a reload."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from agents.models import Agent, AgentKey
+from tests.agents.conftest import issue
+from tests.missioncontrol.factories import UserFactory
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+def test_a_heartbeat_with_usage_moves_the_cost_page_live(browser, live):
+    UserFactory.create(username="watcher", role="viewer")
+    agent = Agent.objects.create(name="spender", framework="claude-code")
+    _key, full = issue(AgentKey.Kind.AGENT, agent)
+    browser.login("watcher")
+    page = browser.page
+    page.goto("/costs/")
+    page.wait_for_selector("#live-status[data-state=live]")
+    assert page.inner_text("#cost-range-total") == "$0.00"
+    page.evaluate("window.__marker = 1")  # gone if the page reloaded
+
+    # 1,000 input + 500 output tokens of gpt-4o at OpenAI: $0.0075.
+    r = httpx.post(
+        f"{live.url}/api/v1/agents/spender/heartbeat",
+        json={
+            "status": "busy",
+            "usage": [
+                {
+                    "id": "u1",
+                    "model": "gpt-4o",
+                    "provider": "openai",
+                    "input_tokens": 1000,
+                    "output_tokens": 500,
+                }
+            ],
+        },
+        headers={"Authorization": f"Bearer {full}"},
+    )
+    assert r.status_code == 200, r.text
+    page.wait_for_function(
+        "() => document.querySelector('#cost-range-total').textContent.trim() === '$0.0075'",
+        timeout=5000,
+    )
+    assert page.inner_text("#cost-range-records") == "1"
+    assert page.evaluate("window.__marker") == 1
+    assert page.locator(".cost-table tbody th", has_text="gpt-4o").count() == 1
+    assert browser.csp_violations() == []
