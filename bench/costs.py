@@ -42,15 +42,30 @@ models = [("claude-sonnet-4-5", "anthropic"), ("claude-3-5-haiku", "anthropic"),
 rng = random.Random(1)
 now = timezone.now()
 N = {n}
+UNIFORM = {uniform}
+# A fleet as it runs: each agent mostly on its own model (80 %, else a second one), on one task
+# for two hours at a time (70 % of calls name it); calls spread over 60 days. UNIFORM: every call's agent, model, task
+# and time drawn at random (the rollups' worst case: hardly two calls share an hour's row).
+primary = [(rng.randrange(len(models)), rng.randrange(len(models))) for _ in agents]
 started = time.perf_counter()
 for start in range(0, N, 5000):
     items = []
     for i in range(start, min(N, start + 5000)):
-        m, p = models[rng.randrange(len(models))]
-        items.append(UsageItem(agents[rng.randrange(50)].pk, m, rng.randint(100, 20000),
-                     rng.randint(10, 3000), now - timedelta(seconds=rng.randint(0, 60 * 86400)),
+        a = rng.randrange(50)
+        if UNIFORM:
+            m, p = models[rng.randrange(len(models))]
+            t = rng.choice((None, None, None, rng.randint(1, 400)))
+        else:
+            m, p = models[primary[a][0] if rng.random() < 0.8 else primary[a][1]]
+            t = None
+        at = now - timedelta(seconds=rng.randint(0, 60 * 86400))
+        if not UNIFORM:
+            # An agent's calls come in working sessions: it is on a task for a while.
+            t = (a * 7 + int(at.timestamp()) // 7200) % 400 + 1 if rng.random() < 0.7 else None
+        items.append(UsageItem(agents[a].pk, m, rng.randint(100, 20000),
+                     rng.randint(10, 3000), at,
                      provider=p, cache_read_tokens=rng.choice((0, 0, rng.randint(0, 50000))),
-                     client_id=f"b{i}", task_id=rng.choice((None, None, None, rng.randint(1, 400)))))
+                     client_id=f"b{i}", task_id=t))
     with transaction.atomic():
         record_usage(items)
 print(f"SEEDED {N / (time.perf_counter() - started):.0f}")
@@ -67,18 +82,30 @@ VIEWS = [
 ]
 
 
+def anon_mb(server: Server) -> float:
+    for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument(
+        "--uniform", action="store_true", help="every call's agent/model/task at random"
+    )
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="mc-bench-costs-"))
     prepare(data_dir)
     started = time.perf_counter()
-    out = manage(data_dir, "shell", "-c", SEED.replace("{n}", str(args.records)))
+    seed = SEED.replace("{n}", str(args.records)).replace("{uniform}", str(args.uniform))
+    out = manage(data_dir, "shell", "-c", seed)
     rate = next(line.split()[1] for line in out.splitlines() if line.startswith("SEEDED"))
     rollups = query(data_dir, "SELECT COUNT(*) FROM billing_usagerollup")[0][0]
     print(
+        f"{'uniform random' if args.uniform else 'fleet-like'} data: "
         f"{args.records:,} usage records written through record_usage (priced, rolled up) in "
         f"{time.perf_counter() - started:.0f} s ({rate}/s); {rollups:,} rollup rows"
     )
@@ -96,20 +123,21 @@ def main() -> None:
             print(f"page {label}: p50 {pct(times, 50):.0f} ms, p99 {pct(times, 99):.0f} ms")
 
         # 2. The whole million as CSV, streamed.
-        rss0 = server.rss_mb()
-        peak = [rss0]
+        rss0, anon0 = server.rss_mb(), anon_mb(server)
+        peak = [rss0, anon0]
         done = threading.Event()
 
         def sample() -> None:
             while not done.is_set():
                 peak[0] = max(peak[0], server.rss_mb())
+                peak[1] = max(peak[1], anon_mb(server))
                 time.sleep(0.05)
 
         sampler = threading.Thread(target=sample)
         sampler.start()
         t = time.perf_counter()
         rows = size = 0
-        with client.stream("GET", "/costs/records.csv?range=custom&from=2000-01-01") as response:
+        with client.stream("GET", "/costs/records.csv?range=all") as response:
             first_byte = (time.perf_counter() - t) * 1000
             for chunk in response.iter_bytes():
                 size += len(chunk)
@@ -119,8 +147,9 @@ def main() -> None:
         sampler.join()
         print(
             f"records CSV: {rows - 1:,} rows, {size / 1e6:.0f} MB in {took:.1f} s "
-            f"({(rows - 1) / took:,.0f} rows/s), first byte {first_byte:.0f} ms, server RSS "
-            f"{rss0:.0f} → peak {peak[0]:.0f} MB (+{peak[0] - rss0:.0f} MB)"
+            f"({(rows - 1) / took:,.0f} rows/s), first byte {first_byte:.0f} ms; server memory "
+            f"(anonymous: the heap, not the database file SQLite maps) {anon0:.0f} → peak "
+            f"{peak[1]:.0f} MB (+{peak[1] - anon0:.0f} MB), RSS {rss0:.0f} → {peak[0]:.0f} MB"
         )
     finally:
         server.stop()

@@ -6,15 +6,16 @@ import fnmatch
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, TypedDict
 
+from django.apps import apps
 from django.db import connection, transaction
 from django.utils import timezone
 
 from billing import prices, rollups
-from billing.models import PriceOverride, UsageRecord, UsageRollup
+from billing.models import PriceOverride, UsageRecord
 from missioncontrol import audit, live, state
 from missioncontrol.audit import Actor
 from missioncontrol.db import bulk
@@ -48,12 +49,19 @@ INSERT_SQL = (
 )
 
 ROLLUP_COLUMNS = rollups.COLUMNS
-_T = UsageRollup._meta.db_table
-ROLLUP_SQL = (
-    f"INSERT INTO {_T} (hour, agent_id, gateway_id, model, task_id, {', '.join(ROLLUP_COLUMNS)}) "  # noqa: S608 - names only
-    "VALUES {values} ON CONFLICT (hour, agent_id, gateway_id, model, task_id) DO UPDATE SET "
-    + ", ".join(f"{c} = {_T}.{c} + excluded.{c}" for c in ROLLUP_COLUMNS)
-)
+
+
+def _upsert_sql(tier: rollups.Tier) -> str:
+    table = apps.get_model("billing", tier.model)._meta.db_table
+    keys = ", ".join((tier.time_column, *tier.keys))
+    return (
+        f"INSERT INTO {table} ({keys}, {', '.join(ROLLUP_COLUMNS)}) "  # noqa: S608 - names only
+        f"VALUES {{values}} ON CONFLICT ({keys}) DO UPDATE SET "
+        + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in ROLLUP_COLUMNS)
+    )
+
+
+UPSERTS = {tier.model: _upsert_sql(tier) for tier in rollups.TIERS}
 
 
 def record_usage(items: list[UsageItem]) -> list[bool]:
@@ -156,16 +164,21 @@ def _gateways_of(agent_ids: set[int]) -> dict[int, int]:
 
 
 def _roll_up(stored: list[tuple[UsageItem, prices.Priced]]) -> None:
-    """Add newly stored records to their hour's rollup rows: one upsert for the batch, keys in
-    one order (two writers on PostgreSQL then never wait on each other in a cycle)."""
+    """Add newly stored records to the rollups (billing/rollups.py's tiers): one upsert a tier
+    for the batch, keys in one order (two writers on PostgreSQL then never wait on each other in
+    a cycle)."""
     if not stored:
         return
     gateways = _gateways_of({item.agent_id for item, _p in stored})
-    sums: dict[tuple[datetime, int, int, str, int], list[int]] = {}
+    sums: dict[str, dict[tuple[Any, ...], list[int]]] = {t.model: {} for t in rollups.TIERS}
     for item, priced in stored:
         hour = item.occurred_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        key = (hour, item.agent_id, gateways[item.agent_id], item.model, item.task_id or 0)
-        row = sums.setdefault(key, [0] * len(ROLLUP_COLUMNS))
+        fields = {
+            "agent_id": item.agent_id,
+            "gateway_id": gateways[item.agent_id],
+            "model": item.model,
+            "task_id": item.task_id or 0,
+        }
         tokens = (
             item.input_tokens
             + item.output_tokens
@@ -173,30 +186,34 @@ def _roll_up(stored: list[tuple[UsageItem, prices.Priced]]) -> None:
             + item.cache_write_tokens
         )
         reported = item.reported_cost_usd is not None
-        for i, value in enumerate(
-            (
-                1,
-                item.input_tokens,
-                item.output_tokens,
-                item.cache_read_tokens,
-                item.cache_write_tokens,
-                item.reasoning_tokens,
-                prices.nanos(priced.cost),
-                prices.nanos(item.reported_cost_usd),
-                int(reported),
-                prices.nanos(priced.cost) if reported else 0,
-                int(not priced.priced),
-                0 if priced.priced else tokens,
-            )
-        ):
-            row[i] += value
-    rows = [
-        (_datetime(hour), agent, gateway, model, task, *values)
-        for (hour, agent, gateway, model, task), values in sorted(sums.items())
-    ]
+        values = (
+            1,
+            item.input_tokens,
+            item.output_tokens,
+            item.cache_read_tokens,
+            item.cache_write_tokens,
+            item.reasoning_tokens,
+            prices.nanos(priced.cost),
+            prices.nanos(item.reported_cost_usd),
+            int(reported),
+            prices.nanos(priced.cost) if reported else 0,
+            int(not priced.priced),
+            0 if priced.priced else tokens,
+        )
+        for tier in rollups.TIERS:
+            when = hour if tier.grain == "hour" else hour.date()
+            key = (when, *(fields[k] for k in tier.keys))
+            row = sums[tier.model].setdefault(key, [0] * len(ROLLUP_COLUMNS))
+            for i, value in enumerate(values):
+                row[i] += value
     with connection.cursor() as cursor:
-        for values, params in bulk.values_chunks(rows, len(rows[0])):
-            cursor.execute(ROLLUP_SQL.format(values=values), params)
+        for tier in rollups.TIERS:
+            rows = [
+                (_when(when), *rest, *values)
+                for (when, *rest), values in sorted(sums[tier.model].items())
+            ]
+            for chunk, params in bulk.values_chunks(rows, len(rows[0])):
+                cursor.execute(UPSERTS[tier.model].format(values=chunk), params)
     note_usage(len(stored), sum(prices.nanos(p.cost) for _i, p in stored))
 
 
@@ -210,6 +227,12 @@ def _decimal(value: Decimal | None, digits: int = 14, places: int = 6) -> object
 
 def _datetime(value: datetime) -> object:
     return connection.ops.adapt_datetimefield_value(value)
+
+
+def _when(value: datetime | date) -> object:
+    if isinstance(value, datetime):
+        return connection.ops.adapt_datetimefield_value(value)
+    return connection.ops.adapt_datefield_value(value)
 
 
 # --- Usage from gateways ------------------------------------------------------------------------
@@ -424,7 +447,11 @@ def reprice(
             progress(len(chunk))
     if for_real and first_hour is not None and last_hour is not None:
         with transaction.atomic():
-            rollups.rebuild(UsageRecord, UsageRollup, first_hour, last_hour + timedelta(hours=1))
+            rollups.rebuild(
+                lambda name: apps.get_model("billing", name),
+                first_hour,
+                last_hour + timedelta(hours=1),
+            )
             audit.record(
                 actor,
                 "usage.repriced",

@@ -88,16 +88,10 @@ class PriceOverride(models.Model):
         return f"{who}{self.model_pattern} from {self.effective_from}"
 
 
-class UsageRollup(models.Model):
-    """Usage summed per hour × agent × gateway × model × task, kept by the action that writes
-    usage (billing.actions.record_usage) so no page scans raw records. Costs in nano-dollars:
-    integer sums are exact on both databases (SQLite sums decimals as floats)."""
+class Sums(models.Model):
+    """The sums every rollup keeps (billing.rollups.COLUMNS). Costs in nano-dollars: integer
+    sums are exact on both databases (SQLite sums decimals as floats)."""
 
-    hour = models.DateTimeField()  # UTC, truncated to the hour
-    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+", db_index=False)
-    gateway_id = models.BigIntegerField(default=0)  # 0: a directly registered agent
-    model = models.CharField(max_length=128)
-    task_id = models.BigIntegerField(default=0)  # 0: no task
     records = models.BigIntegerField(default=0)
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
@@ -113,19 +107,80 @@ class UsageRollup(models.Model):
     unpriced_tokens = models.BigIntegerField(default=0)
 
     class Meta:
+        abstract = True
+
+
+class UsageRollup(Sums):
+    """Usage per hour × agent × gateway × model × task: the finest rollup (one agent's or one
+    task's costs, and the hours at a window's edges). All three rollups are kept by the action
+    that writes usage (billing.actions.record_usage), so no page scans raw records."""
+
+    hour = models.DateTimeField()  # UTC, truncated to the hour
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+", db_index=False)
+    gateway_id = models.BigIntegerField(default=0)  # 0: a directly registered agent
+    model = models.CharField(max_length=128)
+    task_id = models.BigIntegerField(default=0)  # 0: no task
+
+    class Meta:
         constraints = [
             models.UniqueConstraint(
                 fields=["hour", "agent", "gateway_id", "model", "task_id"], name="rollup_key_uniq"
             )
         ]
         indexes = [
-            # Every cost page: the hours of a window (then grouped by one dimension).
+            # The hours at a window's edges (then grouped by one dimension).
             models.Index(fields=["hour"], name="rollup_hour_idx"),
-            # One agent's costs (its page, the Agents list's "today").
+            # One agent's costs (its page, the Agents list's "24 h", the Costs page for it).
             models.Index(fields=["agent", "hour"], name="rollup_agent_hour_idx"),
-            # One task's cost (its card and page).
-            models.Index(fields=["task_id"], name="rollup_task_idx", condition=Q(task_id__gt=0)),
+            # One task's cost (its page), the Costs page by or for a task.
+            models.Index(
+                fields=["task_id", "hour"], name="rollup_task_idx", condition=Q(task_id__gt=0)
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H}h {self.model}: {self.records}"
+
+
+class UsageHourlyTotal(Sums):
+    """Usage per hour × gateway × model: the Costs page's chart, totals, headline and model,
+    gateway and day breakdowns (a few dozen rows an hour however many agents there are)."""
+
+    hour = models.DateTimeField()  # UTC
+    gateway_id = models.BigIntegerField(default=0)
+    model = models.CharField(max_length=128)
+
+    class Meta:
+        constraints = [
+            # Also the index of every window's query (hour first).
+            models.UniqueConstraint(fields=["hour", "gateway_id", "model"], name="hourly_key_uniq")
+        ]
+        indexes = [
+            # The chart: cost per hour × model of a window, read from the index alone (half the
+            # time of the table's rows, measured on 30 days of a million records).
+            models.Index(fields=["hour", "model", "cost_nanos"], name="hourly_chart_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.model}"
+
+
+class UsageDailyRollup(Sums):
+    """Usage per UTC day × agent × gateway × model: the by-agent breakdown of long windows
+    (whole days from here, the hours at the edges from UsageRollup)."""
+
+    day = models.DateField()  # UTC
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+", db_index=False)
+    gateway_id = models.BigIntegerField(default=0)
+    model = models.CharField(max_length=128)
+
+    class Meta:
+        constraints = [
+            # Also the index of every window's query (day first).
+            models.UniqueConstraint(
+                fields=["day", "agent", "gateway_id", "model"], name="daily_key_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.model}"

@@ -10,9 +10,10 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from django.db.models import Q, QuerySet, Sum
+from django.utils import timezone
 
 from billing import prices
-from billing.models import UsageRollup
+from billing.models import UsageDailyRollup, UsageHourlyTotal, UsageRollup
 
 Dimension = Literal["model", "agent", "gateway", "task", "day"]
 DIMENSIONS: dict[str, str] = {
@@ -27,6 +28,7 @@ RANGES: dict[str, str] = {
     "7d": "7 days",
     "30d": "30 days",
     "month": "This month",
+    "all": "All time",
     "custom": "Custom",
 }
 SUMMED = (
@@ -44,6 +46,7 @@ SUMMED = (
     "unpriced_tokens",
 )
 MAX_CUSTOM_DAYS = 400
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # usage is never older (agents/validation.py)
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,8 @@ def window(
         return Window(key, local_midnight(today - timedelta(days=29), tz), now, tz), ""
     if key == "month":
         return Window(key, local_midnight(today.replace(day=1), tz), now, tz), ""
+    if key == "all":
+        return Window(key, EPOCH, now, tz), ""
     if key == "custom":
         try:
             first = date.fromisoformat(start)
@@ -112,7 +117,12 @@ class Filters:
     task_id: int | None = None
     visible_gateways: set[int] | None = None  # None: all (no grants narrow this user)
 
-    def apply(self, qs: QuerySet[UsageRollup]) -> QuerySet[UsageRollup]:
+    @property
+    def fine(self) -> bool:
+        """Narrowed to one agent or task: only the finest rollup has those."""
+        return self.agent_id is not None or self.task_id is not None
+
+    def apply(self, qs: QuerySet[Any]) -> QuerySet[Any]:
         if self.visible_gateways is not None:
             qs = qs.filter(Q(gateway_id=0) | Q(gateway_id__in=self.visible_gateways))
         if self.gateway_id is not None:
@@ -126,10 +136,46 @@ class Filters:
         return qs
 
 
-def rows(start: datetime, end: datetime, filters: Filters) -> QuerySet[UsageRollup]:
-    """Rollup rows of the hours that start in [start, end)."""
+def rows(start: datetime, end: datetime, filters: Filters, fine: bool = False) -> QuerySet[Any]:
+    """Hourly rollup rows of the hours that start in [start, end): of the hour × gateway ×
+    model totals (a few dozen an hour), or of the finest rollup when the filters name an agent
+    or a task (or `fine`: the caller groups by one of them)."""
     hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    return filters.apply(UsageRollup.objects.filter(hour__gte=hour, hour__lt=end))
+    table = UsageRollup if fine or filters.fine else UsageHourlyTotal
+    return filters.apply(table.objects.filter(hour__gte=hour, hour__lt=end))
+
+
+def sums(
+    start: datetime, end: datetime, filters: Filters, column: str | None = None
+) -> dict[Any, Totals]:
+    """Totals over [start, end) (to the hour), per value of `column` (or one, under None): the
+    whole UTC days inside from the daily rollup, the hours at the edges from an hourly one —
+    exact either way, and a 30-day window reads ~30 rows an agent × model instead of ~720."""
+    found: dict[Any, Totals] = defaultdict(Totals)
+
+    def add(qs: QuerySet[Any]) -> None:
+        if column is None:
+            found[None].add(qs.aggregate(**_sums()))
+            return
+        for row in qs.values(column).annotate(**_sums()).order_by():
+            found[row[column]].add(row)
+
+    fine = column in ("agent_id", "task_id")
+    first = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    day0 = first.replace(hour=0)
+    if day0 < first:
+        day0 += timedelta(days=1)
+    day1 = end.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    # The daily rollup has no task: a task's sums come from the hourly one only.
+    if filters.task_id is not None or column == "task_id" or day0 >= day1:
+        add(rows(first, end, filters, fine=fine))
+        return found
+    add(filters.apply(UsageDailyRollup.objects.filter(day__gte=day0.date(), day__lt=day1.date())))
+    if first < day0:
+        add(rows(first, day0, filters, fine=fine))
+    if day1 < end:
+        add(rows(day1, end, filters, fine=fine))
+    return found
 
 
 @dataclass
@@ -180,42 +226,102 @@ class Totals:
         for name in SUMMED:
             setattr(self, name, getattr(self, name) + (other.get(name) or 0))
 
+    def merge(self, other: Totals) -> None:
+        for name in SUMMED:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
 
 def _sums() -> dict[str, Any]:
     return {name: Sum(name) for name in SUMMED}
 
 
-def totals(qs: QuerySet[UsageRollup]) -> Totals:
+def totals(qs: QuerySet[Any]) -> Totals:
     found = qs.aggregate(**_sums())
     total = Totals()
     total.add(found)
     return total
 
 
-def breakdown(qs: QuerySet[UsageRollup], by: Dimension, tz: tzinfo) -> list[Totals]:
-    """One Totals per value of the dimension, most expensive first (`extra["key"]` is the
-    value: a model name, an agent/gateway/task id, or a local date)."""
-    if by == "day":
+def _ranked(found: dict[Any, Totals]) -> list[Totals]:
+    out = []
+    for key, t in found.items():
+        t.extra["key"] = key
+        out.append(t)
+    out.sort(key=lambda t: (-t.cost_nanos, -t.tokens, str(t.extra["key"])))
+    return out
+
+
+@dataclass
+class Page:
+    """Everything the Costs page shows of one window, from three small grouped queries."""
+
+    total: Totals
+    rows: list[Totals]  # the breakdown by the asked dimension, most expensive first
+    series: Series
+    unpriced: list[dict[str, Any]]  # per model: {"model", "records", "tokens"}
+
+
+def page(win: Window, by: Dimension, filters: Filters) -> Page:
+    """Totals, the breakdown, the chart and the unpriced models of a window: the sums per
+    model (totals, the model breakdown, unpriced), the cost per hour × model (the chart: one
+    column), and the breakdown asked for. Hours become local days in Python (time zones with
+    DST cannot be shifted in SQL)."""
+    total = Totals()
+    models: dict[str, Totals] = defaultdict(Totals)
+    per: dict[tuple[datetime, str], int] = defaultdict(int)
+    first: datetime | None = None
+    qs = rows(win.start, win.end, filters)
+    for model, t in sums(win.start, win.end, filters, "model").items():
+        total.merge(t)
+        models[model] = t
+    tz, hourly = win.tz, win.hourly
+    midnights: dict[date, datetime] = {}
+    for hour, model, nanos in (
+        qs.values("hour", "model")
+        .annotate(c=Sum("cost_nanos"))
+        .order_by()
+        .values_list("hour", "model", "c")
+    ):
+        local = hour.astimezone(tz)
+        if hourly:
+            bucket = local
+        else:
+            day = local.date()
+            bucket = midnights.get(day) or midnights.setdefault(day, local_midnight(day, tz))
+        per[(bucket, model)] += nanos or 0
+        if first is None or bucket < first:
+            first = bucket
+    if by == "model":
+        shown = _ranked(models)
+    elif by == "day":
         days: dict[date, Totals] = defaultdict(Totals)
         for row in qs.values("hour").annotate(**_sums()).order_by():
-            day = row["hour"].astimezone(tz).date()
-            days[day].add(dict(row))
-        out = []
+            days[row["hour"].astimezone(tz).date()].add(row)
+        shown = []
         for day in sorted(days, reverse=True):
             days[day].extra["key"] = day
-            out.append(days[day])
-        return out
-    column = {"model": "model", "agent": "agent_id", "gateway": "gateway_id", "task": "task_id"}[by]
-    if by == "task":
-        qs = qs.filter(task_id__gt=0)
-    found = []
-    for row in qs.values(column).annotate(**_sums()).order_by():
-        t = Totals()
-        t.add(row)
-        t.extra["key"] = row[column]
-        found.append(t)
-    found.sort(key=lambda t: (-t.cost_nanos, -t.tokens, str(t.extra["key"])))
-    return found
+            shown.append(days[day])
+    elif by == "gateway":
+        shown = _ranked(sums(win.start, win.end, filters, "gateway_id"))
+    elif by == "agent":
+        shown = _ranked(sums(win.start, win.end, filters, "agent_id"))
+    else:
+        by_task = sums(win.start, win.end, filters, "task_id")
+        by_task.pop(0, None)  # usage that named no task
+        shown = _ranked(by_task)
+    unpriced: list[dict[str, Any]] = [
+        {"model": m, "records": t.unpriced_records, "tokens": t.unpriced_tokens}
+        for m, t in sorted(models.items(), key=lambda mt: -mt[1].unpriced_tokens)
+        if t.unpriced_records
+    ]
+    start = win.start if win.key != "all" or first is None else first
+    return Page(total, shown, _series(per, win, start), unpriced)
+
+
+def breakdown(win: Window, by: Dimension, filters: Filters) -> list[Totals]:
+    """One Totals per value of the dimension, most expensive first (`extra["key"]` is the
+    value: a model name, an agent/gateway/task id, or a local date)."""
+    return page(win, by, filters).rows
 
 
 @dataclass
@@ -235,36 +341,33 @@ class Series:
 
 
 OTHER = "other models"
+TOP_MODELS = 6
+MAX_BUCKETS = 800
 
 
-def series(qs: QuerySet[UsageRollup], win: Window, top: int = 6) -> Series:
-    per: dict[tuple[datetime, str], int] = defaultdict(int)
+def _series(per: dict[tuple[datetime, str], int], win: Window, start: datetime) -> Series:
     by_model: dict[str, int] = defaultdict(int)
-    for row in qs.values("hour", "model").annotate(c=Sum("cost_nanos")).order_by():
-        local = row["hour"].astimezone(win.tz)
-        bucket = local if win.hourly else local_midnight(local.date(), win.tz)
-        per[(bucket, row["model"])] += row["c"] or 0
-        by_model[row["model"]] += row["c"] or 0
+    for (_bucket, model), nanos in per.items():
+        by_model[model] += nanos
     ranked = [m for m, c in sorted(by_model.items(), key=lambda kv: -kv[1]) if c > 0]
-    models = ranked[:top]
+    models = ranked[:TOP_MODELS]
     values: dict[tuple[datetime, str], int] = defaultdict(int)
     for (bucket, model), nanos in per.items():
         values[(bucket, model if model in models else OTHER)] += nanos
-    if len(ranked) > top:
+    if len(ranked) > TOP_MODELS:
         models.append(OTHER)
-    buckets = []
-    cursor = win.start.astimezone(win.tz)
+    buckets: list[datetime] = []
+    cursor = start.astimezone(win.tz)
     if win.hourly:
         cursor = cursor.replace(minute=0, second=0, microsecond=0)
-        step = timedelta(hours=1)
     else:
         cursor = local_midnight(cursor.date(), win.tz)
-        step = timedelta(days=1)
-    while cursor < win.end:
+    end = min(win.end, timezone.now())
+    while cursor < end and len(buckets) < MAX_BUCKETS:
         buckets.append(cursor)
         # Local days differ in length around DST changes: step in local dates, not seconds.
         cursor = (
-            cursor + step
+            cursor + timedelta(hours=1)
             if win.hourly
             else local_midnight(cursor.date() + timedelta(days=1), win.tz)
         )
@@ -292,20 +395,21 @@ def headlines(now: datetime, tz: tzinfo, filters: Filters) -> list[Headline]:
     month = today.replace(day=1)
     last_month = (month - timedelta(days=1)).replace(day=1)
     spans = [
-        ("Today", today, today + timedelta(days=1), today - timedelta(days=1), "yesterday"),
-        ("This week", week, week + timedelta(days=7), week - timedelta(days=7), "last week"),
-        ("This month", month, None, last_month, "last month"),
+        ("Today", today, today - timedelta(days=1), "yesterday"),
+        ("This week", week, week - timedelta(days=7), "last week"),
+        ("This month", month, last_month, "last month"),
     ]
     out = []
-    for label, first, _after, previous, before_label in spans:
-        current = totals(rows(local_midnight(first, tz), now, filters)).cost
-        before = totals(rows(local_midnight(previous, tz), local_midnight(first, tz), filters)).cost
-        out.append(Headline(label, current, before, before_label))
+    for label, first, previous, before_label in spans:
+        start, before = local_midnight(first, tz), local_midnight(previous, tz)
+        current = sums(start, now, filters)[None].cost
+        earlier = sums(before, start, filters)[None].cost
+        out.append(Headline(label, current, earlier, before_label))
     return out
 
 
 def spend_today(now: datetime, tz: tzinfo, filters: Filters) -> Decimal:
-    return totals(rows(local_midnight(now.astimezone(tz).date(), tz), now, filters)).cost
+    return sums(local_midnight(now.astimezone(tz).date(), tz), now, filters)[None].cost
 
 
 def cost_by_agent(agent_ids: list[int], start: datetime, end: datetime) -> dict[int, Decimal]:
@@ -313,7 +417,7 @@ def cost_by_agent(agent_ids: list[int], start: datetime, end: datetime) -> dict[
     if not agent_ids:
         return {}
     found = (
-        rows(start, end, Filters())
+        rows(start, end, Filters(), fine=True)
         .filter(agent_id__in=agent_ids)
         .values("agent_id")
         .annotate(c=Sum("cost_nanos"))

@@ -3,14 +3,13 @@ arrived): the same sums `billing.actions._roll_up` keeps on every write, compute
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
 
-from django.db import models
-from django.db.models import BigIntegerField, Count, F, Q, Sum, Value
-from django.db.models.functions import Cast, Coalesce, Round, TruncHour
+from django.db import connections, models
 
-BATCH = 2000
 # The summed columns of billing.models.UsageRollup, in the order both writers use.
 COLUMNS = (
     "records",
@@ -28,77 +27,129 @@ COLUMNS = (
 )
 
 
-def _nanos(field: str, only: Q | None = None) -> Any:
-    # Exact on both databases: PostgreSQL's numeric is exact; SQLite keeps a decimal of ≤ 15
-    # significant digits as a float that rounds back to the same nano-dollars.
-    return Coalesce(
-        Sum(Cast(Round(F(field) * Value(1_000_000_000)), BigIntegerField()), filter=only),
-        Value(0),
-        output_field=BigIntegerField(),
-    )
+@dataclass(frozen=True)
+class Tier:
+    """One rollup table: its model's name, its key columns, and its time grain."""
+
+    model: str
+    keys: tuple[str, ...]  # after the time column
+    grain: Literal["hour", "day"]
+
+    @property
+    def time_column(self) -> str:
+        return self.grain
+
+
+TIERS = (
+    Tier("UsageRollup", ("agent_id", "gateway_id", "model", "task_id"), "hour"),
+    Tier("UsageHourlyTotal", ("gateway_id", "model"), "hour"),
+    Tier("UsageDailyRollup", ("agent_id", "gateway_id", "model"), "day"),
+)
+
+# How each key column is computed from a record `r` joined to its agent `a`.
+KEY_SQL = {
+    "agent_id": "r.agent_id",
+    "gateway_id": "COALESCE(a.gateway_id, 0)",
+    "model": "r.model",
+    "task_id": "COALESCE(r.task_id, 0)",
+}
+
+
+def _time_sql(grain: str, vendor: str) -> str:
+    # Django keeps SQLite datetimes as UTC text "YYYY-MM-DD HH:MM:SS[.ffffff]", dates as
+    # "YYYY-MM-DD"; PostgreSQL's sessions run in UTC (USE_TZ).
+    if vendor == "postgresql":
+        if grain == "day":
+            return "(r.occurred_at AT TIME ZONE 'UTC')::date"
+        return "date_trunc('hour', r.occurred_at)"
+    if grain == "day":
+        return "date(r.occurred_at)"
+    return "strftime('%%Y-%%m-%%d %%H:00:00', r.occurred_at)"
+
+
+def _nanos_sql(expr: str) -> str:
+    # Exact on both: PostgreSQL's numeric is exact; SQLite keeps a decimal of <= 15 significant
+    # digits as a float that rounds back to the same nano-dollars.
+    return f"CAST(ROUND({expr} * 1000000000) AS BIGINT)"
+
+
+def _sums_sql() -> dict[str, str]:
+    tokens = "r.input_tokens + r.output_tokens + r.cache_read_tokens + r.cache_write_tokens"
+    reported = "r.reported_cost_usd IS NOT NULL"
+    unpriced = "r.cost_usd IS NULL"
+    sums = {
+        "records": "COUNT(*)",
+        "input_tokens": "SUM(r.input_tokens)",
+        "output_tokens": "SUM(r.output_tokens)",
+        "cache_read_tokens": "SUM(r.cache_read_tokens)",
+        "cache_write_tokens": "SUM(r.cache_write_tokens)",
+        "reasoning_tokens": "SUM(r.reasoning_tokens)",
+        "cost_nanos": f"COALESCE(SUM({_nanos_sql('r.cost_usd')}), 0)",
+        "reported_nanos": f"COALESCE(SUM({_nanos_sql('r.reported_cost_usd')}), 0)",
+        "reported_records": f"SUM(CASE WHEN {reported} THEN 1 ELSE 0 END)",
+        "reported_priced_nanos": (
+            f"COALESCE(SUM(CASE WHEN {reported} THEN {_nanos_sql('r.cost_usd')} END), 0)"
+        ),
+        "unpriced_records": f"SUM(CASE WHEN {unpriced} THEN 1 ELSE 0 END)",
+        "unpriced_tokens": f"COALESCE(SUM(CASE WHEN {unpriced} THEN {tokens} END), 0)",
+    }
+    assert tuple(sums) == COLUMNS
+    return sums
+
+
+def whole_days(
+    since: datetime | None, until: datetime | None
+) -> tuple[datetime | None, datetime | None]:
+    """[since, until) widened to whole UTC days (the daily rollup's rows are whole days)."""
+    if since is not None:
+        since = since.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if until is not None:
+        floor = until.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        until = floor if floor == until else floor + timedelta(days=1)
+    return since, until
 
 
 def rebuild(
-    record_model: type[models.Model],
-    rollup_model: type[models.Model],
+    get_model: Callable[[str], type[models.Model]],
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> int:
-    """Replace the rollup rows of the hours in [since, until) by sums of their records; the
-    number of rollup rows written. The caller holds the transaction."""
-    records = record_model.objects.all()  # type: ignore[attr-defined]
-    rollups = rollup_model.objects.all()  # type: ignore[attr-defined]
+    """Replace every rollup's rows of the UTC days touching [since, until) by sums of their
+    records, one INSERT … SELECT … GROUP BY a table (rows never pass through Python: a million
+    records rebuild in seconds); the number of rows written. The caller holds the transaction.
+    `get_model("UsageRollup")` → the model (the app registry's, or a migration's)."""
+    record_model = get_model("UsageRecord")
+    connection = connections[record_model.objects.db]  # type: ignore[attr-defined]
+    since, until = whole_days(since, until)
+    where, params = [], []
     if since is not None:
-        since = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        records = records.filter(occurred_at__gte=since)
-        rollups = rollups.filter(hour__gte=since)
+        where.append("r.occurred_at >= %s")
+        params.append(connection.ops.adapt_datetimefield_value(since))
     if until is not None:
-        records = records.filter(occurred_at__lt=until)
-        rollups = rollups.filter(hour__lt=until)
-    rollups.delete()
-    tokens = (
-        F("input_tokens") + F("output_tokens") + F("cache_read_tokens") + F("cache_write_tokens")
-    )
-    grouped = (
-        records.order_by()
-        .annotate(h=TruncHour("occurred_at", tzinfo=UTC))
-        .values("h", "agent_id", "agent__gateway_id", "model", "task_id")
-        .annotate(
-            n=Count("id"),
-            i=Sum("input_tokens"),
-            o=Sum("output_tokens"),
-            r=Sum("cache_read_tokens"),
-            w=Sum("cache_write_tokens"),
-            z=Sum("reasoning_tokens"),
-            c=_nanos("cost_usd"),
-            rc=_nanos("reported_cost_usd"),
-            rn=Count("id", filter=Q(reported_cost_usd__isnull=False)),
-            rp=_nanos("cost_usd", Q(reported_cost_usd__isnull=False)),
-            un=Count("id", filter=Q(cost_usd__isnull=True)),
-            ut=Coalesce(Sum(tokens, filter=Q(cost_usd__isnull=True)), Value(0)),
+        where.append("r.occurred_at < %s")
+        params.append(connection.ops.adapt_datetimefield_value(until))
+    sums = _sums_sql()
+    written = 0
+    for tier in TIERS:
+        target = get_model(tier.model)
+        old = target.objects.all()  # type: ignore[attr-defined]
+        if since is not None:
+            old = old.filter(
+                **{f"{tier.time_column}__gte": since if tier.grain == "hour" else since.date()}
+            )
+        if until is not None:
+            old = old.filter(
+                **{f"{tier.time_column}__lt": until if tier.grain == "hour" else until.date()}
+            )
+        old.delete()
+        group = [_time_sql(tier.grain, connection.vendor), *(KEY_SQL[k] for k in tier.keys)]
+        sql = (
+            f"INSERT INTO {target._meta.db_table} ({tier.time_column}, {', '.join(tier.keys)}, "  # noqa: S608 - names only
+            f"{', '.join(sums)}) SELECT {', '.join(group)}, {', '.join(sums.values())} "
+            f"FROM {record_model._meta.db_table} r JOIN agents_agent a ON a.id = r.agent_id "
+            f"{'WHERE ' + ' AND '.join(where) if where else ''} GROUP BY {', '.join(group)}"
         )
-    )
-    # Records of one hour × agent × model with and without a task id of 0/NULL fold together.
-    merged: dict[tuple[Any, ...], list[int]] = {}
-    for g in grouped.iterator(chunk_size=BATCH):
-        key = (g["h"], g["agent_id"], g["agent__gateway_id"] or 0, g["model"], g["task_id"] or 0)
-        sums = [
-            g[k] or 0 for k in ("n", "i", "o", "r", "w", "z", "c", "rc", "rn", "rp", "un", "ut")
-        ]
-        if key in merged:
-            merged[key] = [a + b for a, b in zip(merged[key], sums, strict=True)]
-        else:
-            merged[key] = sums
-    objs = [
-        rollup_model(
-            hour=h,
-            agent_id=agent,
-            gateway_id=gateway,
-            model=model,
-            task_id=task,
-            **dict(zip(COLUMNS, sums, strict=True)),
-        )
-        for (h, agent, gateway, model, task), sums in merged.items()
-    ]
-    rollup_model.objects.bulk_create(objs, batch_size=BATCH)  # type: ignore[attr-defined]
-    return len(objs)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            written += int(cursor.rowcount)
+    return written

@@ -4,13 +4,14 @@ admins' prices."""
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time
 from typing import Any
 from urllib.parse import urlencode
 
+from channels.db import database_sync_to_async
 from django.contrib import messages
-from django.db.models import Q, Sum
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -92,9 +93,6 @@ class CostQuery:
                 pairs[key] = [change]
         encoded = urlencode(sorted((k, v) for k, vs in pairs.items() for v in vs))
         return f"{base or reverse('billing:costs')}" + (f"?{encoded}" if encoded else "")
-
-    def rows(self) -> Any:
-        return reports.rows(self.window.start, self.window.end, self.filters)
 
 
 def _visible(request: HttpRequest) -> set[int] | None:
@@ -203,15 +201,8 @@ def costs(request: HttpRequest) -> HttpResponse:
     q = CostQuery(request)
     if request.GET.get("format") == "csv":
         return _table_csv(q)
-    qs = q.rows()
-    total = reports.totals(qs)
-    found = reports.breakdown(qs, q.by, q.tz)
-    unpriced = list(
-        qs.filter(unpriced_records__gt=0)
-        .values("model")
-        .annotate(records=Sum("unpriced_records"), tokens=Sum("unpriced_tokens"))
-        .order_by("-tokens")[:20]
-    )
+    shown = reports.page(q.window, q.by, q.filters)
+    total, found, unpriced = shown.total, shown.rows, shown.unpriced[:20]
     return render(
         request,
         "billing/costs.html",
@@ -221,7 +212,7 @@ def costs(request: HttpRequest) -> HttpResponse:
             "headlines": reports.headlines(q.now, q.tz, q.filters),
             "rows": _labels(q, found[:200]),
             "more_rows": max(0, len(found) - 200),
-            "chart": _chart(reports.series(qs, q.window)),
+            "chart": _chart(shown.series),
             "unpriced": unpriced,
             "dimensions": [(k, v, q.url(by=k)) for k, v in reports.DIMENSIONS.items()],
             "ranges": [
@@ -240,7 +231,7 @@ def costs(request: HttpRequest) -> HttpResponse:
 
 
 def _table_csv(q: CostQuery) -> HttpResponse:
-    found = _labels(q, reports.breakdown(q.rows(), q.by, q.tz))
+    found = _labels(q, reports.breakdown(q.window, q.by, q.filters))
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="costs-by-{q.by}.csv"'
     writer = csv.writer(response)
@@ -289,6 +280,25 @@ class _Echo:
         return value
 
 
+EXPORT_CHUNK = 2000
+EXPORT_FIELDS = (
+    "occurred_at",
+    "agent__name",
+    "agent__gateway__name",
+    "model",
+    "provider",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "price_version",
+    "reported_cost_usd",
+    "session",
+    "task_id",
+    "client_id",
+)
 EXPORT_COLUMNS = [
     "occurred_at",
     "agent",
@@ -333,37 +343,42 @@ def export(request: HttpRequest) -> StreamingHttpResponse:
         records = records.filter(model=f.model)
     if f.task_id is not None:
         records = records.filter(task_id=f.task_id)
-    values = records.order_by("occurred_at", "pk").values_list(
-        "occurred_at",
-        "agent__name",
-        "agent__gateway__name",
-        "model",
-        "provider",
-        "input_tokens",
-        "output_tokens",
-        "cache_read_tokens",
-        "cache_write_tokens",
-        "reasoning_tokens",
-        "cost_usd",
-        "price_version",
-        "reported_cost_usd",
-        "session",
-        "task_id",
-        "client_id",
-    )
     tz = q.tz
+    writer = csv.writer(_Echo())
 
-    def lines() -> Iterator[str]:
-        writer = csv.writer(_Echo())
-        yield writer.writerow(EXPORT_COLUMNS)
-        for row in values.iterator(chunk_size=2000):
-            at, *rest = row
-            yield writer.writerow(
+    def chunk(after: tuple[Any, int] | None) -> tuple[str, tuple[Any, int] | None]:
+        """The next EXPORT_CHUNK records after `after` (occurred_at, pk) as CSV text: keyset
+        pages, each its own short query (no cursor held open between them)."""
+        page = records
+        if after is not None:
+            page = page.filter(
+                Q(occurred_at__gt=after[0]) | Q(occurred_at=after[0], pk__gt=after[1])
+            )
+        rows = list(
+            page.order_by("occurred_at", "pk").values_list("pk", *EXPORT_FIELDS)[:EXPORT_CHUNK]
+        )
+        text = "".join(
+            writer.writerow(
                 [
                     at.astimezone(tz).isoformat(),
                     *(_safe(v) if isinstance(v, str) else ("" if v is None else v) for v in rest),
                 ]
             )
+            for _pk, at, *rest in rows
+        )
+        return text, ((rows[-1][1], rows[-1][0]) if len(rows) == EXPORT_CHUNK else None)
+
+    async def lines() -> AsyncIterator[str]:
+        # An async iterator: Django serves a sync one under ASGI by reading it all into memory
+        # first (a million rows: ~600 MB and no byte until the end).
+        yield writer.writerow(EXPORT_COLUMNS)
+        after: tuple[Any, int] | None = None
+        while True:
+            text, after = await database_sync_to_async(chunk)(after)
+            if text:
+                yield text
+            if after is None:
+                return
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     stamp = q.window.start.astimezone(UTC).strftime("%Y%m%d")

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.apps import apps
 from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -38,36 +39,58 @@ record = st.fixed_dictionaries(
 )
 
 
-def brute_force() -> dict[tuple, list]:
-    """The rollup's sums from the raw records, in Python."""
-    sums: dict[tuple, list] = defaultdict(lambda: [0, 0, 0, 0, 0, Decimal(0), 0])
-    for r in UsageRecord.objects.select_related("agent"):
-        hour = r.occurred_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        key = (hour, r.agent_id, r.agent.gateway_id or 0, r.model, r.task_id or 0)
-        row = sums[key]
-        row[0] += 1
-        row[1] += r.input_tokens
-        row[2] += r.output_tokens
-        row[3] += r.cache_read_tokens
-        row[4] += r.cache_write_tokens
-        row[5] += r.cost_usd or 0
-        row[6] += 0 if r.cost_usd is not None else 1
-    return dict(sums)
-
-
-def stored() -> dict[tuple, list]:
-    return {
-        (r.hour, r.agent_id, r.gateway_id, r.model, r.task_id): [
-            r.records,
-            r.input_tokens,
-            r.output_tokens,
-            r.cache_read_tokens,
-            r.cache_write_tokens,
-            prices.from_nanos(r.cost_nanos),
-            r.unpriced_records,
-        ]
-        for r in UsageRollup.objects.all()
+def _key(tier: rollups.Tier, r: UsageRecord) -> tuple:
+    hour = r.occurred_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    fields = {
+        "agent_id": r.agent_id,
+        "gateway_id": r.agent.gateway_id or 0,
+        "model": r.model,
+        "task_id": r.task_id or 0,
     }
+    return (hour if tier.grain == "hour" else hour.date(), *(fields[k] for k in tier.keys))
+
+
+def brute_force() -> dict[str, dict[tuple, list]]:
+    """Every rollup's sums from the raw records, in Python."""
+    out = {}
+    for tier in rollups.TIERS:
+        sums: dict[tuple, list] = defaultdict(lambda: [0, 0, 0, 0, 0, Decimal(0), 0, 0])
+        for r in UsageRecord.objects.select_related("agent"):
+            row = sums[_key(tier, r)]
+            row[0] += 1
+            row[1] += r.input_tokens
+            row[2] += r.output_tokens
+            row[3] += r.cache_read_tokens
+            row[4] += r.cache_write_tokens
+            row[5] += r.cost_usd or 0
+            row[6] += 0 if r.cost_usd is not None else 1
+            row[7] += 1 if r.reported_cost_usd is not None else 0
+        out[tier.model] = dict(sums)
+    return out
+
+
+def stored() -> dict[str, dict[tuple, list]]:
+    out = {}
+    for tier in rollups.TIERS:
+        model = apps.get_model("billing", tier.model)
+        out[tier.model] = {
+            (getattr(r, tier.time_column), *(getattr(r, k) for k in tier.keys)): [
+                r.records,
+                r.input_tokens,
+                r.output_tokens,
+                r.cache_read_tokens,
+                r.cache_write_tokens,
+                prices.from_nanos(r.cost_nanos),
+                r.unpriced_records,
+                r.reported_records,
+            ]
+            for r in model.objects.all()
+        }
+    return out
+
+
+def rebuild(since=None, until=None) -> None:
+    rollups.rebuild(lambda name: apps.get_model("billing", name), since, until)
 
 
 @pytest.mark.django_db
@@ -104,12 +127,10 @@ def test_rollups_equal_a_brute_force_sum(batches):
         want = brute_force()
         assert stored() == want
         # Rebuilt from the records: the same rows.
-        rollups.rebuild(UsageRecord, UsageRollup)
+        rebuild()
         assert stored() == want
         # Rebuilding a window leaves the other hours alone.
-        rollups.rebuild(
-            UsageRecord, UsageRollup, START + timedelta(hours=10), START + timedelta(hours=20)
-        )
+        rebuild(START + timedelta(hours=10), START + timedelta(hours=30))
         assert stored() == want
         transaction.set_rollback(True)
 
@@ -169,3 +190,77 @@ def test_concurrent_writers_count_each_record_once():
     (rollup,) = UsageRollup.objects.all()
     assert rollup.records == 500
     assert rollup.cost_nanos == 500 * 7_500_000
+
+
+@pytest.mark.django_db
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    batch=st.lists(record, min_size=1, max_size=40),
+    start_h=st.integers(0, 50),
+    length_h=st.integers(1, 60),
+    column=st.sampled_from([None, "model", "agent_id", "gateway_id", "task_id"]),
+    narrow=st.sampled_from(["none", "agent", "task", "gateway"]),
+)
+def test_window_sums_equal_the_records_of_the_window(batch, start_h, length_h, column, narrow):
+    """What the pages read (whole days from the daily rollup, edges from the hourly ones) is
+    the sum of the raw records of the window, for any window, grouping and filter."""
+    from billing import reports
+
+    with transaction.atomic():
+        gateway = make_gateway(name="sums-gw", url="ws://127.0.0.1:9/")
+        agents = [
+            AgentFactory.create(name="s-direct"),
+            AgentFactory.create(name="s-gw", gateway=gateway, external_id="s"),
+            AgentFactory.create(name="s-other"),
+        ]
+        record_usage(
+            [
+                UsageItem(
+                    agent_id=agents[r["agent"]].pk,
+                    model=r["model"],
+                    input_tokens=r["input"],
+                    output_tokens=r["output"],
+                    occurred_at=START + timedelta(minutes=r["minutes"]),
+                    task_id=r["task"],
+                )
+                for r in batch
+            ]
+        )
+        start = START + timedelta(hours=start_h, minutes=17)
+        end = start + timedelta(hours=length_h)
+        filters = reports.Filters(
+            agent_id=agents[1].pk if narrow == "agent" else None,
+            task_id=1 if narrow == "task" else None,
+            gateway_id=gateway.pk if narrow == "gateway" else None,
+        )
+        got = {
+            k: (t.records, t.input_tokens, t.cost_nanos)
+            for k, t in reports.sums(start, end, filters, column).items()
+            if t.records
+        }
+        want: dict = defaultdict(lambda: [0, 0, 0])
+        first = start.replace(minute=0)
+        for r in UsageRecord.objects.select_related("agent").filter(
+            occurred_at__gte=first, occurred_at__lt=end
+        ):
+            if filters.agent_id and r.agent_id != filters.agent_id:
+                continue
+            if filters.task_id and r.task_id != filters.task_id:
+                continue
+            if filters.gateway_id and r.agent.gateway_id != filters.gateway_id:
+                continue
+            key = {
+                None: None,
+                "model": r.model,
+                "agent_id": r.agent_id,
+                "gateway_id": r.agent.gateway_id or 0,
+                "task_id": r.task_id or 0,
+            }[column]
+            row = want[key]
+            row[0] += 1
+            row[1] += r.input_tokens
+            row[2] += prices.nanos(r.cost_usd)
+        assert got == {k: tuple(v) for k, v in want.items()}
+        transaction.set_rollback(True)

@@ -20,6 +20,18 @@ from tests.gateways.factories import make_gateway
 from tests.tasks.factories import make_task
 
 pytestmark = pytest.mark.django_db
+
+
+def read_stream(response) -> str:
+    """The whole body of a streamed response (its iterator is async: served on the loop)."""
+    from asgiref.sync import async_to_sync
+
+    async def collect() -> bytes:
+        return b"".join([chunk async for chunk in response.streaming_content])
+
+    return async_to_sync(collect)().decode()
+
+
 NOW = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
 
 
@@ -211,10 +223,15 @@ def test_table_csv_is_the_breakdown(viewer, usage):
     }
 
 
-def test_records_csv_streams_every_record_of_the_view(viewer, usage):
+@pytest.mark.django_db(transaction=True)  # the stream reads in pages, from another thread
+@pytest.mark.parametrize("page", [2, 2000])
+def test_records_csv_streams_every_record_of_the_view(viewer, usage, monkeypatch, page):
+    from billing import views
+
+    monkeypatch.setattr(views, "EXPORT_CHUNK", page)
     response = viewer.get("/costs/records.csv?range=30d")
     assert response.streaming
-    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    rows = list(csv.DictReader(io.StringIO(read_stream(response))))
     assert len(rows) == 5
     gwen = next(r for r in rows if r["model"] == "my-local-llama")
     assert (gwen["agent"], gwen["gateway"], gwen["cost_usd"], gwen["price_version"]) == (
@@ -227,15 +244,14 @@ def test_records_csv_streams_every_record_of_the_view(viewer, usage):
     assert Decimal(priced["cost_usd"]) == Decimal("0.0105")
     assert Decimal(priced["reported_cost_usd"]) == Decimal("0.011")
     filtered = viewer.get(f"/costs/records.csv?range=30d&gateway={usage['prod'].pk}")
-    assert (
-        len(list(csv.DictReader(io.StringIO(b"".join(filtered.streaming_content).decode())))) == 2
-    )
+    assert len(list(csv.DictReader(io.StringIO(read_stream(filtered))))) == 2
 
 
+@pytest.mark.django_db(transaction=True)
 def test_csv_cells_never_run_as_formulas(viewer, clock):
     agent = AgentFactory.create(name="x")
     record_usage([UsageItem(agent.pk, "=HYPERLINK(1)", 1, 1, NOW - timedelta(minutes=1))])
-    body = b"".join(viewer.get("/costs/records.csv").streaming_content).decode()
+    body = read_stream(viewer.get("/costs/records.csv"))
     assert "'=HYPERLINK(1)" in body
 
 
@@ -321,7 +337,7 @@ def test_wrong_method(viewer, path):
 
 
 def test_cost_where_the_operator_already_looks(operator, usage):
-    ada, task = usage["ada"], usage["task"]
+    task = usage["task"]
     # The Agents list: each agent's last 24 hours.
     listing = operator.get("/agents/")
     costs = {a.name: a.cost_24h for a in listing.context["agents"]}
