@@ -130,6 +130,13 @@ def main() -> int:
             *(["--seconds", "3"] if args.quick else []),
         )
     )
+    results.append(
+        run(
+            "costs: 1,000,000 usage records (pages, records CSV, reprice)",
+            "costs.py",
+            *(["--records", "100000", "--requests", "5"] if args.quick else []),
+        )
+    )
     results.append(run("restart to first 200, idle RSS", "startup.py"))
     failed = [label for label, lines in results if any(line.startswith("FAILED") for line in lines)]
     if failed:

@@ -5,17 +5,19 @@ from __future__ import annotations
 import fnmatch
 import threading
 import time
+import zoneinfo
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, TypedDict
 
 from django.apps import apps
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from billing import prices, rollups
-from billing.models import PriceOverride, UsageRecord
+from billing import budgets, prices, rollups
+from billing.models import Budget, BudgetAlert, PriceOverride, UsageRecord
 from missioncontrol import audit, live, state
 from missioncontrol.audit import Actor
 from missioncontrol.db import bulk
@@ -214,7 +216,9 @@ def _roll_up(stored: list[tuple[UsageItem, prices.Priced]]) -> None:
             ]
             for chunk, params in bulk.values_chunks(rows, len(rows[0])):
                 cursor.execute(UPSERTS[tier.model].format(values=chunk), params)
-    note_usage(len(stored), sum(prices.nanos(p.cost) for _i, p in stored))
+    costs = [(item, prices.nanos(priced.cost)) for item, priced in stored]
+    budgets.charge(costs, gateways)
+    note_usage(len(stored), sum(cost for _item, cost in costs))
 
 
 def _decimal(value: Decimal | None, digits: int = 14, places: int = 6) -> object:
@@ -529,3 +533,85 @@ def _reset_pending() -> None:
 
 
 state.register("usage announcements", _reset_pending)
+
+
+# --- Budgets ------------------------------------------------------------------------------------
+
+
+def budget_data(budget: Budget) -> dict[str, Any]:
+    return {
+        "id": budget.pk,
+        "name": budget.name,
+        "scope": budget.scope,
+        "gateway_id": budget.gateway_id,
+        "agent_id": budget.agent_id,
+        "model": budget.model,
+        "period": budget.period,
+        "amount_usd": str(budget.amount_usd),
+        "thresholds": list(budget.thresholds),
+        "enabled": budget.enabled,
+    }
+
+
+def save_budget(actor: Actor, budget: Budget) -> Budget:
+    """Add or change a budget (audited). Its running total for the current period starts from
+    the usage already recorded in it, and thresholds already passed alert at once."""
+    from billing import reports
+
+    with transaction.atomic():
+        before = None
+        if budget.pk:
+            old = Budget.objects.filter(pk=budget.pk).first()
+            before = budget_data(old) if old else None
+        budget.save()
+        audit.record(
+            actor,
+            "budget.changed" if before else "budget.added",
+            budget,
+            before=before,
+            after=budget_data(budget),
+        )
+        now = timezone.now()
+        start = budgets.period_start(budget.period, now)
+        tz = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+        filters = reports.Filters(
+            gateway_id=budget.gateway_id if budget.scope == Budget.Scope.GATEWAY else None,
+            agent_id=budget.agent_id if budget.scope == Budget.Scope.AGENT else None,
+            model=budget.model if budget.scope == Budget.Scope.MODEL else "",
+        )
+        spent = reports.sums(reports.local_midnight(start, tz), now, filters)[None].cost_nanos
+        rule = budgets.rule_of(budget)
+        if budget.enabled:
+            budgets._add({(budget.pk, start): spent}, {budget.pk: rule}, replace=True)
+    budgets.forget()
+    return budget
+
+
+def delete_budget(actor: Actor, budget: Budget) -> None:
+    with transaction.atomic():
+        audit.record(actor, "budget.deleted", budget, before=budget_data(budget))
+        budget.delete()
+    budgets.forget()
+
+
+def acknowledge_alert(actor: Actor, alert: BudgetAlert) -> bool:
+    """Take a budget alert off everyone's banner (audited); False if it already was."""
+    with transaction.atomic():
+        done = BudgetAlert.objects.filter(pk=alert.pk, acknowledged_at__isnull=True).update(
+            acknowledged_at=timezone.now(), acknowledged_by_id=actor.user_id
+        )
+        if not done:
+            return False
+        audit.record(
+            actor,
+            "budget.alert_acknowledged",
+            alert.budget,
+            after={"threshold": alert.threshold, "period_start": str(alert.period_start)},
+        )
+        event: budgets.BudgetAlertAcknowledged = {
+            "type": "budget.alert_acknowledged",
+            "alert_id": alert.pk,
+            "actor": actor.as_dict(),
+        }
+        live.publish("alerts", event, min_role="operator")
+    return True

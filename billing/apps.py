@@ -12,11 +12,12 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self) -> None:
-        from billing import loops, prices
-        from billing.models import PriceOverride
+        from billing import budgets, loops, prices
+        from billing.models import Budget, PriceOverride
         from missioncontrol import live, nav, roles
 
         live.register_topic("costs")
+        live.register_topic("alerts")
         roles.register_app("billing")
         nav.register(nav.NavItem("Costs", "billing:costs", order=28, prefix="/costs/"))
         loops.register()
@@ -29,3 +30,10 @@ class BillingConfig(AppConfig):
 
         post_save.connect(forget, sender=PriceOverride, weak=False)
         post_delete.connect(forget, sender=PriceOverride, weak=False)
+
+        def forget_budgets(**_kwargs: Any) -> None:
+            budgets.forget()
+            transaction.on_commit(budgets.forget)
+
+        post_save.connect(forget_budgets, sender=Budget, weak=False)
+        post_delete.connect(forget_budgets, sender=Budget, weak=False)

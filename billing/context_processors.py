@@ -14,7 +14,7 @@ def spend(request: HttpRequest) -> dict[str, Any]:
     """Today's spend in the shell, for operators and admins, over the gateways they see."""
     user = getattr(request, "user", None)  # absent on an error page before authentication
     if not has_role(user, "operator") or request.headers.get("HX-Request"):
-        return {"spend_today": None}
+        return {"spend_today": None, "budget_alerts": None}
     ids = access.visible_ids(user)
 
     def today() -> Any:
@@ -24,5 +24,12 @@ def spend(request: HttpRequest) -> dict[str, Any]:
             reports.Filters(visible_gateways=None if ids is None else set(ids)),
         )
 
-    # Lazy: evaluated only where the shell renders it.
-    return {"spend_today": today}
+    def alerts() -> Any:
+        from billing.models import BudgetAlert
+
+        return list(
+            BudgetAlert.objects.filter(acknowledged_at__isnull=True).select_related("budget")[:5]
+        )
+
+    # Lazy: evaluated only where the shell renders them.
+    return {"spend_today": today, "budget_alerts": alerts}

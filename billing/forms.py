@@ -5,7 +5,7 @@ from typing import Any
 
 from django import forms
 
-from billing.models import PriceOverride
+from billing.models import Budget, PriceOverride
 
 MAX_PER_MTOK = Decimal(100_000)
 
@@ -52,4 +52,37 @@ class PriceOverrideForm(forms.ModelForm):
             value = data.get(name)
             if value is not None and not (Decimal(0) <= value <= MAX_PER_MTOK):
                 self.add_error(name, f"Between 0 and {MAX_PER_MTOK:,} USD per million tokens.")
+        return data
+
+
+class BudgetForm(forms.ModelForm):
+    thresholds_text = forms.CharField(
+        label="Alert at (% of the amount)",
+        initial="80, 100",
+        help_text="Comma-separated percentages, e.g. 50, 80, 100.",
+    )
+
+    class Meta:
+        model = Budget
+        fields = ["name", "scope", "gateway", "agent", "model", "period", "amount_usd"]
+
+    def clean_thresholds_text(self) -> list[int]:
+        raw = str(self.cleaned_data.get("thresholds_text") or "")
+        try:
+            found = sorted({int(part) for part in raw.replace(" ", "").split(",") if part})
+        except ValueError:
+            raise forms.ValidationError("Whole percentages, comma-separated.") from None
+        if not found or any(not 1 <= t <= 1000 for t in found) or len(found) > 10:
+            raise forms.ValidationError("One to ten percentages, each from 1 to 1000.")
+        return found
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        scope = data.get("scope")
+        needs = {"gateway": "gateway", "agent": "agent", "model": "model"}
+        if scope in needs and not data.get(needs[scope]):
+            self.add_error(needs[scope], f"A {scope} budget names its {scope}.")
+        amount = data.get("amount_usd")
+        if amount is not None and not (Decimal("0.01") <= amount <= Decimal(10_000_000)):
+            self.add_error("amount_usd", "Between $0.01 and $10,000,000.")
         return data

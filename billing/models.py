@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -184,3 +187,111 @@ class UsageDailyRollup(Sums):
 
     def __str__(self) -> str:
         return f"{self.day} {self.model}"
+
+
+def default_thresholds() -> list[int]:
+    return [80, 100]
+
+
+class Budget(models.Model):
+    """An admin's spending limit: a scope (everything, a gateway, an agent or a model), a period
+    (a day or a month in the server's time zone) and an amount, with the thresholds (percent of
+    it) that raise an alert."""
+
+    class Scope(models.TextChoices):
+        ALL = "all", "Everything"
+        GATEWAY = "gateway", "One gateway"
+        AGENT = "agent", "One agent"
+        MODEL = "model", "One model"
+
+    class Period(models.TextChoices):
+        DAY = "day", "Each day"
+        MONTH = "month", "Each month"
+
+    name = models.CharField(max_length=100)
+    scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.ALL)
+    gateway = models.ForeignKey(
+        "gateways.Gateway", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    model = models.CharField(max_length=128, blank=True)
+    period = models.CharField(max_length=8, choices=Period.choices, default=Period.MONTH)
+    amount_usd = models.DecimalField(max_digits=12, decimal_places=2)
+    thresholds = models.JSONField(default=default_thresholds)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def scope_text(self) -> str:
+        if self.scope == self.Scope.GATEWAY and self.gateway_id:
+            return f"gateway {self.gateway.name}" if self.gateway else "a gateway"
+        if self.scope == self.Scope.AGENT and self.agent_id:
+            return f"agent {self.agent.name}" if self.agent else "an agent"
+        if self.scope == self.Scope.MODEL:
+            return f"model {self.model}"
+        return "everything"
+
+
+class BudgetSpend(models.Model):
+    """A budget's running total in one period, kept by every usage write that falls under it."""
+
+    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="spends")
+    period_start = models.DateField()
+    spent_nanos = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["budget", "period_start"], name="budget_spend_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.budget_id} {self.period_start}"
+
+
+class BudgetAlert(models.Model):
+    """A threshold crossed in a period: raised once (the unique constraint), shown to operators
+    until acknowledged."""
+
+    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="alerts")
+    period_start = models.DateField()
+    threshold = models.PositiveSmallIntegerField()
+    spent_nanos = models.BigIntegerField()
+    amount_usd = models.DecimalField(max_digits=12, decimal_places=2)
+    created_at = models.DateTimeField()
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["budget", "period_start", "threshold"], name="budget_alert_uniq"
+            )
+        ]
+        indexes = [
+            # The banner on every page: the alerts nobody acknowledged yet.
+            models.Index(
+                fields=["created_at"],
+                name="budget_alert_open_idx",
+                condition=Q(acknowledged_at__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.budget} {self.threshold}% {self.period_start}"
+
+    @property
+    def spent(self) -> Decimal:
+        from billing.prices import from_nanos
+
+        return from_nanos(self.spent_nanos)

@@ -67,6 +67,16 @@ def _time_sql(grain: str, vendor: str) -> str:
     return "strftime('%%Y-%%m-%%d %%H:00:00', r.occurred_at)"
 
 
+def _coarse_time_sql(grain: str, vendor: str) -> str:
+    if grain == "hour":
+        return "hour"
+    return "(hour AT TIME ZONE 'UTC')::date" if vendor == "postgresql" else "date(hour)"
+
+
+def _at(tier: Tier, value: datetime) -> object:
+    return value if tier.grain == "hour" else value.date()
+
+
 def _nanos_sql(expr: str) -> str:
     # Exact on both: PostgreSQL's numeric is exact; SQLite keeps a decimal of <= 15 significant
     # digits as a float that rounds back to the same nano-dollars.
@@ -130,26 +140,44 @@ def rebuild(
         params.append(connection.ops.adapt_datetimefield_value(until))
     sums = _sums_sql()
     written = 0
+    finest = get_model(TIERS[0].model)._meta.db_table
     for tier in TIERS:
         target = get_model(tier.model)
         old = target.objects.all()  # type: ignore[attr-defined]
         if since is not None:
-            old = old.filter(
-                **{f"{tier.time_column}__gte": since if tier.grain == "hour" else since.date()}
-            )
+            old = old.filter(**{f"{tier.time_column}__gte": _at(tier, since)})
         if until is not None:
-            old = old.filter(
-                **{f"{tier.time_column}__lt": until if tier.grain == "hour" else until.date()}
-            )
+            old = old.filter(**{f"{tier.time_column}__lt": _at(tier, until)})
         old.delete()
-        group = [_time_sql(tier.grain, connection.vendor), *(KEY_SQL[k] for k in tier.keys)]
-        sql = (
-            f"INSERT INTO {target._meta.db_table} ({tier.time_column}, {', '.join(tier.keys)}, "  # noqa: S608 - names only
-            f"{', '.join(sums)}) SELECT {', '.join(group)}, {', '.join(sums.values())} "
-            f"FROM {record_model._meta.db_table} r JOIN agents_agent a ON a.id = r.agent_id "
-            f"{'WHERE ' + ' AND '.join(where) if where else ''} GROUP BY {', '.join(group)}"
-        )
+        if tier is TIERS[0]:
+            # The finest rollup from the records …
+            group = [_time_sql(tier.grain, connection.vendor), *(KEY_SQL[k] for k in tier.keys)]
+            sql = (
+                f"INSERT INTO {target._meta.db_table} ({tier.time_column}, {', '.join(tier.keys)}, "  # noqa: S608 - names only
+                f"{', '.join(sums)}) SELECT {', '.join(group)}, {', '.join(sums.values())} "
+                f"FROM {record_model._meta.db_table} r JOIN agents_agent a ON a.id = r.agent_id "
+                f"{'WHERE ' + ' AND '.join(where) if where else ''} GROUP BY {', '.join(group)}"
+            )
+            args = params
+        else:
+            # … the coarser ones from it (a fifth of the rows to read, no join).
+            when = _coarse_time_sql(tier.grain, connection.vendor)
+            group = [when, *tier.keys]
+            bounds = []
+            args = []
+            if since is not None:
+                bounds.append("hour >= %s")
+                args.append(connection.ops.adapt_datetimefield_value(since))
+            if until is not None:
+                bounds.append("hour < %s")
+                args.append(connection.ops.adapt_datetimefield_value(until))
+            sql = (
+                f"INSERT INTO {target._meta.db_table} ({tier.time_column}, {', '.join(tier.keys)}, "  # noqa: S608 - names only
+                f"{', '.join(sums)}) SELECT {', '.join(group)}, "
+                f"{', '.join(f'SUM({c})' for c in COLUMNS)} FROM {finest} "
+                f"{'WHERE ' + ' AND '.join(bounds) if bounds else ''} GROUP BY {', '.join(group)}"
+            )
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(sql, args)
             written += int(cursor.rowcount)
     return written

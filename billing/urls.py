@@ -11,4 +11,7 @@ urlpatterns = [
     path("costs/records.csv", views.export, name="export"),
     path("costs/prices/", views.price_list, name="prices"),
     path("costs/prices/<id:pk>/delete/", views.price_delete, name="price-delete"),
+    path("costs/budgets/", views.budget_list, name="budgets"),
+    path("costs/budgets/<id:pk>/delete/", views.budget_delete, name="budget-delete"),
+    path("costs/alerts/<id:pk>/acknowledge/", views.alert_acknowledge, name="alert-ack"),
 ]

@@ -10,7 +10,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -19,15 +21,16 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from agents.models import Agent
-from billing import actions, prices, reports
-from billing.forms import PriceOverrideForm
-from billing.models import PriceOverride, UsageRecord
+from billing import actions, budgets, prices, reports
+from billing.forms import BudgetForm, PriceOverrideForm
+from billing.models import Budget, BudgetAlert, PriceOverride, UsageRecord
 from gateways import access
 from gateways.context_processors import chosen_gateway_id
 from gateways.models import Gateway
 from missioncontrol.audit import Actor
 from missioncontrol.context_processors import live_seq_for
-from missioncontrol.roles import role_required
+from missioncontrol.http import safe_next
+from missioncontrol.roles import has_role, role_required
 from tasks.models import Task
 
 CHART_W, CHART_H, CHART_TOP = 720, 180, 8
@@ -436,3 +439,59 @@ def price_delete(request: HttpRequest, pk: int) -> HttpResponse:
         "(`manage.py reprice --for-real`).",
     )
     return redirect("billing:prices")
+
+
+# --- Budgets and their alerts -------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@role_required("viewer")
+def budget_list(request: HttpRequest) -> HttpResponse:
+    """Every budget with this period's spend; admins add and remove them."""
+    is_admin = has_role(request.user, "admin")
+    form = BudgetForm(request.POST or None) if is_admin else None
+    if request.method == "POST":
+        if form is None:
+            raise PermissionDenied("Only admins change budgets.")
+        if form.is_valid():
+            budget = form.save(commit=False)
+            budget.thresholds = form.cleaned_data["thresholds_text"]
+            actions.save_budget(Actor.user(request.user), budget)
+            messages.success(request, f"Budget {budget.name} saved.")
+            return redirect("billing:budgets")
+    now = timezone.now()
+    shown = []
+    for budget in Budget.objects.select_related("gateway", "agent"):
+        start = budgets.period_start(budget.period, now)
+        spend = budget.spends.filter(period_start=start).values_list("spent_nanos", flat=True)
+        spent = prices.from_nanos(next(iter(spend), 0))
+        shown.append(
+            {"budget": budget, "spent": spent, "share": spent / budget.amount_usd, "start": start}
+        )
+    return render(
+        request,
+        "billing/budgets.html",
+        {
+            "budgets": shown,
+            "form": form,
+            "alerts": BudgetAlert.objects.select_related("budget", "acknowledged_by")[:50],
+            "server_tz": settings.TIME_ZONE,
+        },
+    )
+
+
+@require_POST
+@role_required("admin")
+def budget_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    budget = get_object_or_404(Budget, pk=pk)
+    actions.delete_budget(Actor.user(request.user), budget)
+    messages.success(request, f"Budget {budget.name} deleted.")
+    return redirect("billing:budgets")
+
+
+@require_POST
+@role_required("operator")
+def alert_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
+    alert = get_object_or_404(BudgetAlert, pk=pk)
+    actions.acknowledge_alert(Actor.user(request.user), alert)
+    return redirect(safe_next(request, reverse("billing:budgets")))

@@ -137,28 +137,41 @@ def test_reasoning_is_part_of_the_output_and_priced_as_the_table_says():
     )
 
 
-def test_the_fast_path_equals_the_table_for_every_untiered_model():
-    """The linear rates (billing/prices.py) against calc_price, for every model of the table
-    with random token counts: not one nano-dollar apart."""
+def test_the_fast_path_equals_the_table_for_every_model():
+    """The linear rates (billing/prices.py), tier by tier for tiered prices, against
+    calc_price for every model of the table, with token counts on both sides of each tier's
+    start: not one nano-dollar apart."""
     rng = random.Random(7)
-    checked = 0
+    checked = tiered = 0
     for provider in get_snapshot().providers:
         for model in provider.models:
             model_price = model.get_prices(AT)
-            if any(isinstance(v, TieredPrices) for v in model_price.__dict__.values()):
-                continue
-            t = tokens(
-                input=rng.randint(0, 200_000),
-                output=rng.randint(0, 50_000),
-                cache_read=rng.randint(0, 100_000),
-                cache_write=rng.randint(0, 20_000),
+            starts = sorted(
+                {
+                    t.start
+                    for v in model_price.__dict__.values()
+                    if isinstance(v, TieredPrices)
+                    for t in v.tiers
+                }
             )
-            assert (
-                prices.table_cost(model_price, t)
-                == model_price.calc_price(prices._table_usage(t))["total_price"]
-            ), f"{provider.id}/{model.id}"
+            tiered += bool(starts)
+            totals = [rng.randint(0, 200_000)] + [s + d for s in starts for d in (-1, 0, 1, 5000)]
+            for total in totals:
+                cache_read = rng.randint(0, max(0, total) // 3)
+                cache_write = rng.randint(0, max(0, total - cache_read) // 4)
+                t = tokens(
+                    input=max(0, total - cache_read - cache_write),
+                    output=rng.randint(0, 50_000),
+                    cache_read=cache_read,
+                    cache_write=cache_write,
+                )
+                assert (
+                    prices.table_cost(model_price, t)
+                    == model_price.calc_price(prices._table_usage(t))["total_price"]
+                ), f"{provider.id}/{model.id} at {total}"
             checked += 1
-    assert checked > 1000
+    assert checked > 2000
+    assert tiered > 50
 
 
 def test_unknown_models_are_not_priced_by_guess():

@@ -1,0 +1,236 @@
+"""Budgets: running totals per budget and period, kept by the action that writes usage (no
+re-scan), and an alert once per threshold per period, exactly — the unique (budget, period,
+threshold) row is the last word under concurrent writers.
+
+Periods are days or months in the server's time zone (MC_TIME_ZONE)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import zoneinfo
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from billing import prices
+from missioncontrol import audit, live, state
+from missioncontrol.audit import Actor
+from missioncontrol.db import bulk
+
+if TYPE_CHECKING:
+    from billing.actions import UsageItem
+    from billing.models import Budget
+
+RULES_TTL_S = 10.0
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: int
+    name: str
+    scope: str
+    gateway_id: int | None
+    agent_id: int | None
+    model: str
+    period: str
+    amount_usd: Decimal
+    thresholds: tuple[int, ...]
+
+    def matches(self, agent_id: int, gateway_id: int, model: str) -> bool:
+        if self.scope == "gateway":
+            return gateway_id == self.gateway_id
+        if self.scope == "agent":
+            return agent_id == self.agent_id
+        if self.scope == "model":
+            return model == self.model
+        return True
+
+    @property
+    def amount_nanos(self) -> int:
+        return prices.nanos(self.amount_usd)
+
+
+def period_start(period: str, at: datetime) -> date:
+    local = at.astimezone(zoneinfo.ZoneInfo(settings.TIME_ZONE)).date()
+    return local.replace(day=1) if period == "month" else local
+
+
+_lock = threading.Lock()
+_rules: tuple[float, list[Rule]] | None = None
+
+
+def rules() -> list[Rule]:
+    """The enabled budgets, cached per process (this process forgets on a change at once, others
+    within RULES_TTL_S)."""
+    global _rules
+    cached = _rules
+    if cached is not None and time.monotonic() - cached[0] < RULES_TTL_S:
+        return cached[1]
+    from billing.models import Budget
+
+    loaded = [rule_of(b) for b in Budget.objects.filter(enabled=True)]
+    with _lock:
+        _rules = (time.monotonic(), loaded)
+    return loaded
+
+
+def rule_of(budget: Budget) -> Rule:
+    return Rule(
+        id=budget.pk,
+        name=budget.name,
+        scope=budget.scope,
+        gateway_id=budget.gateway_id,
+        agent_id=budget.agent_id,
+        model=budget.model,
+        period=budget.period,
+        amount_usd=budget.amount_usd,
+        thresholds=tuple(sorted({int(t) for t in budget.thresholds})),
+    )
+
+
+def forget() -> None:
+    global _rules
+    with _lock:
+        _rules = None
+
+
+state.register("budget rules", forget)
+
+
+class BudgetData(TypedDict):
+    id: int
+    name: str
+    scope: str
+    period: str
+    amount_usd: str
+
+
+class BudgetThresholdCrossed(TypedDict):
+    """A budget's spend in a period reached one of its thresholds (once per threshold and
+    period). Webhooks deliver it as `budget.threshold_crossed`."""
+
+    type: Literal["budget.threshold_crossed"]
+    alert_id: int
+    budget: BudgetData
+    threshold: int
+    period_start: str
+    spent_usd: str
+    amount_usd: str
+
+
+class BudgetAlertAcknowledged(TypedDict):
+    type: Literal["budget.alert_acknowledged"]
+    alert_id: int
+    actor: audit.ActorData
+
+
+def _budget_data(rule: Rule) -> BudgetData:
+    return {
+        "id": rule.id,
+        "name": rule.name,
+        "scope": rule.scope,
+        "period": rule.period,
+        "amount_usd": str(rule.amount_usd),
+    }
+
+
+def charge(stored: list[tuple[UsageItem, int]], gateways: dict[int, int]) -> None:
+    """Add newly stored usage (item, its cost in nano-dollars) to the running total of every
+    budget it falls under, in the caller's transaction, and raise the alerts it crosses."""
+    active = rules()
+    if not active:
+        return
+    deltas: dict[tuple[int, date], int] = {}
+    for item, cost in stored:
+        if not cost:
+            continue
+        for rule in active:
+            if rule.matches(item.agent_id, gateways.get(item.agent_id, 0), item.model):
+                key = (rule.id, period_start(rule.period, item.occurred_at))
+                deltas[key] = deltas.get(key, 0) + cost
+    if deltas:
+        _add(deltas, {r.id: r for r in active})
+
+
+def _add(
+    deltas: dict[tuple[int, date], int], by_id: dict[int, Rule], replace: bool = False
+) -> None:
+    from billing.models import BudgetAlert, BudgetSpend
+
+    table = BudgetSpend._meta.db_table
+    rows = [
+        (budget_id, connection.ops.adapt_datefield_value(start), nanos)
+        for (budget_id, start), nanos in sorted(deltas.items())
+    ]
+    new_value = "excluded.spent_nanos" if replace else f"{table}.spent_nanos + excluded.spent_nanos"
+    totals: list[tuple[int, Any, int]] = []
+    with connection.cursor() as cursor:
+        for values, params in bulk.values_chunks(rows, 3):
+            cursor.execute(
+                f"INSERT INTO {table} (budget_id, period_start, spent_nanos) VALUES {values} "  # noqa: S608 - names only
+                f"ON CONFLICT (budget_id, period_start) DO UPDATE SET spent_nanos = {new_value} "
+                "RETURNING budget_id, period_start, spent_nanos",
+                params,
+            )
+            totals.extend(cursor.fetchall())
+    crossed = []
+    for budget_id, start, spent in totals:
+        rule = by_id[budget_id]
+        for threshold in rule.thresholds:
+            if spent * 100 >= rule.amount_nanos * threshold:
+                crossed.append((rule, str(start), threshold, spent))
+    if not crossed:
+        return
+    alerts = BudgetAlert._meta.db_table
+    fresh: dict[tuple[int, str, int], int] = {}  # (budget, period, threshold) → alert id
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        for values, params in bulk.values_chunks(
+            [
+                (rule.id, start, threshold, spent, _amount(rule.amount_usd), now)
+                for rule, start, threshold, spent in crossed
+            ],
+            6,
+        ):
+            # Once per (budget, period, threshold): a concurrent writer that crossed it too
+            # loses here and announces nothing.
+            cursor.execute(
+                f"INSERT INTO {alerts} (budget_id, period_start, threshold, spent_nanos, "  # noqa: S608 - names only
+                f"amount_usd, created_at) VALUES {values} ON CONFLICT DO NOTHING "
+                "RETURNING budget_id, period_start, threshold, id",
+                params,
+            )
+            fresh.update({(b, str(s), t): i for b, s, t, i in cursor.fetchall()})
+    for rule, start, threshold, spent_nanos in crossed:
+        alert_id = fresh.get((rule.id, start, threshold))
+        if alert_id is None:
+            continue
+        spent_usd = str(prices.from_nanos(spent_nanos))
+        audit.record(
+            Actor.system("budgets"),
+            "budget.threshold_crossed",
+            object_type="budget",
+            object_id=str(rule.id),
+            object_repr=rule.name,
+            after={"threshold": threshold, "period_start": str(start), "spent_usd": spent_usd},
+        )
+        event: BudgetThresholdCrossed = {
+            "type": "budget.threshold_crossed",
+            "alert_id": alert_id,
+            "budget": _budget_data(rule),
+            "threshold": threshold,
+            "period_start": str(start),
+            "spent_usd": spent_usd,
+            "amount_usd": str(rule.amount_usd),
+        }
+        live.publish("alerts", event, min_role="operator")
+
+
+def _amount(value: Decimal) -> object:
+    return connection.ops.adapt_decimalfield_value(value, 12, 2)

@@ -1,0 +1,200 @@
+"""Budgets: running totals kept on every usage write, an alert exactly once per threshold per
+period (concurrent writers too), a banner for operators until acknowledged; admins manage."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import time_machine
+from django.db import connection, transaction
+
+from billing import actions
+from billing.actions import UsageItem, record_usage
+from billing.models import Budget, BudgetAlert, BudgetSpend
+from missioncontrol.audit import Actor
+from missioncontrol.models import AuditEvent, LiveEvent
+from tests.agents.factories import AgentFactory
+from tests.gateways.factories import make_gateway
+
+NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+ADMIN = Actor.system("test")
+
+
+@pytest.fixture
+def clock():
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+def call(agent, at=None, model="gpt-4o", provider="openai", n=1000, **kw) -> None:
+    """One gpt-4o call of n input + n/2 output tokens: $0.0075 for n=1000."""
+    with transaction.atomic():
+        record_usage([UsageItem(agent.pk, model, n, n // 2, at or NOW, provider=provider, **kw)])
+
+
+def budget(**kw) -> Budget:
+    fields = {"name": "Everything", "amount_usd": Decimal("0.02"), "thresholds": [50, 100]}
+    return actions.save_budget(ADMIN, Budget(**{**fields, **kw}))
+
+
+@pytest.mark.django_db
+class TestCrossing:
+    def test_each_threshold_alerts_once_per_period(self, clock):
+        ada = AgentFactory.create(name="ada")
+        b = budget(period="month")
+        call(ada)  # $0.0075: 37 %
+        assert not BudgetAlert.objects.exists()
+        call(ada)  # $0.015: 75 % → the 50 % alert
+        call(ada)  # $0.0225: 112 % → the 100 % alert
+        call(ada)  # more: nothing new
+        alerts = list(
+            BudgetAlert.objects.order_by("threshold").values_list("threshold", "spent_nanos")
+        )
+        assert alerts == [(50, 15_000_000), (100, 22_500_000)]
+        assert BudgetSpend.objects.get(budget=b).spent_nanos == 30_000_000
+        events = LiveEvent.objects.filter(type="budget.threshold_crossed").order_by("seq")
+        assert [e.payload["threshold"] for e in events] == [50, 100]
+        assert events[0].payload["budget"]["name"] == "Everything"
+        assert events[0].min_role == "operator"
+        assert AuditEvent.objects.filter(verb="budget.threshold_crossed").count() == 2
+
+    def test_a_new_period_starts_over(self, clock):
+        ada = AgentFactory.create(name="ada")
+        budget(period="day", amount_usd=Decimal("0.01"), thresholds=[100])
+        call(ada, n=2000)  # $0.015 today
+        call(ada, at=NOW + timedelta(days=1), n=2000)  # tomorrow's
+        assert sorted(
+            str(d) for d in BudgetAlert.objects.values_list("period_start", flat=True)
+        ) == [
+            "2026-11-20",
+            "2026-11-21",
+        ]
+
+    def test_scopes_count_only_their_usage(self, clock):
+        prod = make_gateway(name="prod", url="ws://127.0.0.1:9/")
+        ada = AgentFactory.create(name="ada")
+        gwen = AgentFactory.create(name="main@prod", gateway=prod, external_id="main")
+        by_gateway = budget(name="prod", scope="gateway", gateway=prod)
+        by_agent = budget(name="ada", scope="agent", agent=ada)
+        by_model = budget(name="claude", scope="model", model="claude-sonnet-4")
+        call(ada)
+        call(gwen)
+        call(gwen, model="claude-sonnet-4", provider="anthropic")  # $0.0105
+        spent = {s.budget_id: s.spent_nanos for s in BudgetSpend.objects.all()}
+        assert spent[by_gateway.pk] == 7_500_000 + 10_500_000
+        assert spent[by_agent.pk] == 7_500_000
+        assert spent[by_model.pk] == 10_500_000
+
+    def test_a_new_budget_counts_the_period_so_far_and_alerts_at_once(self, clock):
+        ada = AgentFactory.create(name="ada")
+        call(ada, at=NOW - timedelta(days=2))
+        call(ada, at=NOW - timedelta(days=2))
+        call(ada, at=datetime(2026, 10, 30, tzinfo=UTC))  # last month: not this period's
+        b = budget(period="month")
+        assert BudgetSpend.objects.get(budget=b).spent_nanos == 15_000_000
+        assert list(BudgetAlert.objects.values_list("threshold", flat=True)) == [50]
+
+    def test_unpriced_usage_spends_nothing(self, clock):
+        ada = AgentFactory.create(name="ada")
+        budget()
+        call(ada, model="my-local-llama", provider="")
+        assert not BudgetSpend.objects.filter(spent_nanos__gt=0).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_raise_each_alert_once(clock):
+    """Four writers push one budget past both thresholds at once: one alert each, whoever
+    wins (the unique row is the last word; on SQLite the writers take turns)."""
+    ada = AgentFactory.create(name="ada")
+    budget(amount_usd=Decimal("0.10"), thresholds=[50, 100])
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            barrier.wait()
+            for _ in range(5):
+                for attempt in range(20):
+                    try:
+                        call(ada)
+                        break
+                    except Exception as error:  # SQLite: "database is locked" → again
+                        if "locked" not in str(error) or attempt == 19:
+                            raise
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert BudgetSpend.objects.get().spent_nanos == 20 * 7_500_000
+    assert sorted(BudgetAlert.objects.values_list("threshold", flat=True)) == [50, 100]
+    assert LiveEvent.objects.filter(type="budget.threshold_crossed").count() == 2
+
+
+@pytest.mark.django_db
+class TestPages:
+    def test_viewers_read_budgets_only_admins_change_them(self, viewer, operator, admin, clock):
+        assert viewer.get("/costs/budgets/").status_code == 200
+        data = {
+            "name": "Monthly",
+            "scope": "all",
+            "period": "month",
+            "amount_usd": "100",
+            "thresholds_text": "80, 100",
+        }
+        assert viewer.post("/costs/budgets/", data).status_code == 403
+        assert operator.post("/costs/budgets/", data).status_code == 403
+        assert not Budget.objects.exists()
+        assert admin.post("/costs/budgets/", data).status_code == 302
+        b = Budget.objects.get()
+        assert (b.amount_usd, b.thresholds) == (Decimal(100), [80, 100])
+        assert AuditEvent.objects.filter(verb="budget.added").exists()
+        assert operator.post(f"/costs/budgets/{b.pk}/delete/").status_code == 403
+        assert admin.post(f"/costs/budgets/{b.pk}/delete/").status_code == 302
+        assert not Budget.objects.exists()
+
+    @pytest.mark.parametrize(
+        ("data", "field"),
+        [
+            ({"scope": "agent", "amount_usd": "5", "thresholds_text": "80"}, "agent"),
+            ({"scope": "all", "amount_usd": "0", "thresholds_text": "80"}, "amount_usd"),
+            ({"scope": "all", "amount_usd": "5", "thresholds_text": "eighty"}, "thresholds_text"),
+            ({"scope": "all", "amount_usd": "5", "thresholds_text": "0, 2000"}, "thresholds_text"),
+            ({"scope": "nope", "amount_usd": "5", "thresholds_text": "80"}, "scope"),
+        ],
+    )
+    def test_bad_budgets_are_form_errors(self, admin, data, field):
+        response = admin.post("/costs/budgets/", {"name": "x", "period": "month", **data})
+        assert response.status_code == 200
+        assert field in response.context["form"].errors
+        assert not Budget.objects.exists()
+
+    def test_the_banner_shows_until_acknowledged(self, viewer, operator, clock):
+        ada = AgentFactory.create(name="ada")
+        budget(thresholds=[50])
+        call(ada)
+        call(ada)
+        alert = BudgetAlert.objects.get()
+        page = operator.get("/board/").content.decode()
+        assert 'id="budget-alerts"' in page
+        assert "Everything</strong> crossed 50%" in page
+        assert "crossed 50%" not in viewer.get("/board/").content.decode()
+        assert viewer.post(f"/costs/alerts/{alert.pk}/acknowledge/").status_code == 403
+        assert (
+            operator.post(f"/costs/alerts/{alert.pk}/acknowledge/", {"next": "/board/"}).url
+            == "/board/"
+        )
+        alert.refresh_from_db()
+        assert alert.acknowledged_at is not None
+        assert "crossed 50%" not in operator.get("/board/").content.decode()
+        assert LiveEvent.objects.filter(type="budget.alert_acknowledged").exists()
+        assert AuditEvent.objects.filter(verb="budget.alert_acknowledged").exists()
