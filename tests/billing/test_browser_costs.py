@@ -3,6 +3,8 @@ the numbers on screen, live, without a reload."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -49,4 +51,50 @@ def test_a_heartbeat_with_usage_moves_the_cost_page_live(browser, live):
     assert page.inner_text("#cost-range-records") == "1"
     assert page.evaluate("window.__marker") == 1
     assert page.locator(".cost-table tbody th", has_text="gpt-4o").count() == 1
+    assert browser.csp_violations() == []
+
+
+def test_a_budget_alert_appears_live_and_goes_when_acknowledged(browser, live):
+    from decimal import Decimal
+
+    from billing import actions, budgets
+    from billing.models import Budget
+    from missioncontrol.audit import Actor
+
+    UserFactory.create(username="op", role="operator")
+    agent = Agent.objects.create(name="big-spender", framework="codex")
+    _key, full = issue(AgentKey.Kind.AGENT, agent)
+    actions.save_budget(
+        Actor.system("test"),
+        Budget(name="Monthly cap", amount_usd=Decimal("0.01"), thresholds=[50]),
+    )
+    browser.login("op")
+    page = browser.page
+    page.goto("/board/")
+    page.wait_for_selector("#live-status[data-state=live]")
+    assert page.locator(".budget-alert").count() == 0
+    # The server process learns of a budget made elsewhere within a second.
+    time.sleep(budgets.RULES_TTL_S + 0.2)
+
+    r = httpx.post(
+        f"{live.url}/api/v1/agents/big-spender/heartbeat",
+        json={
+            "usage": [
+                {
+                    "id": "b1",
+                    "model": "gpt-4o",
+                    "provider": "openai",
+                    "input_tokens": 1000,
+                    "output_tokens": 500,
+                }
+            ]
+        },
+        headers={"Authorization": f"Bearer {full}"},
+    )
+    assert r.status_code == 200, r.text
+    page.wait_for_selector(".budget-alert:has-text('Monthly cap')", timeout=5000)
+    assert "crossed 50%" in page.inner_text(".budget-alert")
+    page.click(".budget-alert button[type=submit]")
+    page.wait_for_url("**/board/")
+    assert page.locator(".budget-alert").count() == 0
     assert browser.csp_violations() == []

@@ -4,6 +4,7 @@ period (concurrent writers too), a banner for operators until acknowledged; admi
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -198,3 +199,19 @@ class TestPages:
         assert "crossed 50%" not in operator.get("/board/").content.decode()
         assert LiveEvent.objects.filter(type="budget.alert_acknowledged").exists()
         assert AuditEvent.objects.filter(verb="budget.alert_acknowledged").exists()
+
+
+@pytest.mark.django_db
+def test_a_budget_deleted_elsewhere_never_fails_usage(clock):
+    """Another process deleted a budget this one still has cached: usage is stored all the
+    same, and nothing is charged to the deleted budget."""
+    from billing import budgets
+
+    ada = AgentFactory.create(name="ada")
+    b = budget()
+    rule = budgets.rule_of(b)
+    Budget.objects.filter(pk=b.pk).delete()  # as another process would
+    budgets._rules = (time.monotonic(), [rule])  # and this one still has it cached
+    call(ada)
+    assert not BudgetSpend.objects.exists()
+    assert ada.usage.count() == 1

@@ -241,10 +241,11 @@ def test_window_sums_equal_the_records_of_the_window(batch, start_h, length_h, c
             if t.records
         }
         want: dict = defaultdict(lambda: [0, 0, 0])
+        # Windows are to the hour: a record counts when its hour starts in the window.
         first = start.replace(minute=0)
-        for r in UsageRecord.objects.select_related("agent").filter(
-            occurred_at__gte=first, occurred_at__lt=end
-        ):
+        for r in UsageRecord.objects.select_related("agent").filter(occurred_at__gte=first):
+            if r.occurred_at.replace(minute=0, second=0, microsecond=0) >= end:
+                continue
             if filters.agent_id and r.agent_id != filters.agent_id:
                 continue
             if filters.task_id and r.task_id != filters.task_id:
