@@ -126,12 +126,55 @@ def cost(value: Any) -> tuple[Decimal | None, str | None]:
     return amount, None
 
 
+def openai_usage(raw: dict[str, Any], where: str, errors: Errors) -> dict[str, Any]:
+    """An OpenAI-style record (`prompt_tokens` that include `cached_tokens`, `completion_tokens`
+    that include reasoning) in our convention: input_tokens without the cache. Either shape of
+    OpenAI's: `prompt_tokens_details.cached_tokens` or a flat `cached_tokens`."""
+    if "prompt_tokens" not in raw or "input_tokens" in raw:
+        return raw
+    details = raw.get("prompt_tokens_details")
+    completion = raw.get("completion_tokens_details")
+    prompt = _int(raw.get("prompt_tokens"))
+    cached_raw = details.get("cached_tokens", 0) if isinstance(details, dict) else 0
+    cached = _int(cached_raw or raw.get("cached_tokens", 0))
+    reasoning_raw = completion.get("reasoning_tokens", 0) if isinstance(completion, dict) else 0
+    reasoning = reasoning_raw or raw.get("reasoning_tokens", 0)
+    if prompt is None or prompt < 0:
+        errors[f"{where}.prompt_tokens"] = ["A whole number of tokens, 0 or more, is required."]
+        return raw
+    if cached is None or not 0 <= cached <= prompt:
+        errors[f"{where}.cached_tokens"] = ["Between 0 and prompt_tokens (they include it)."]
+        return raw
+    converted = {
+        k: v
+        for k, v in raw.items()
+        if k
+        not in (
+            "prompt_tokens",
+            "completion_tokens",
+            "cached_tokens",
+            "prompt_tokens_details",
+            "completion_tokens_details",
+        )
+    }
+    converted.update(
+        input_tokens=prompt - cached,
+        cache_read_tokens=cached,
+        output_tokens=raw.get("completion_tokens", 0),
+        reasoning_tokens=reasoning,
+    )
+    return converted
+
+
 def usage_item(
     raw: Any, agent_id: int, now: datetime, where: str
 ) -> tuple[UsageItem | None, Errors]:
     errors: Errors = {}
     if not isinstance(raw, dict):
         return None, {where: ["Each usage record is an object."]}
+    raw = openai_usage(raw, where, errors)
+    if errors:
+        return None, errors
     model = raw.get("model")
     if not isinstance(model, str) or not model.strip() or len(model) > 128:
         errors[f"{where}.model"] = ["A model name (1–128 characters) is required."]

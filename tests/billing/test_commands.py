@@ -122,3 +122,13 @@ class TestImportUsage:
     def test_missing_file(self, tmp_path):
         with pytest.raises(CommandError, match="no such file"):
             run("import_usage", str(tmp_path / "nope.jsonl"))
+
+
+def test_seed_demo_adds_priced_usage_once():
+    run("seed_demo", "--open", "5", "--done", "5", "--agents", "3", "--usage", "50", "-v", "0")
+    assert UsageRecord.objects.count() == 50
+    assert UsageRecord.objects.filter(cost_usd__isnull=False).count() == 50
+    assert window_cost() > 0
+    # Again: the same record ids, nothing added.
+    run("seed_demo", "--open", "0", "--done", "0", "--agents", "3", "--usage", "50", "-v", "0")
+    assert UsageRecord.objects.count() == 50

@@ -250,3 +250,56 @@ def test_stored_records_carry_cost_version_and_flag():
         rollups["my-local-llama"].unpriced_tokens,
     ) == (1, 1000)
     assert rollups["my-local-llama"].cost_nanos == 0
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {
+            "prompt_tokens": 1200,
+            "completion_tokens": 300,
+            "prompt_tokens_details": {"cached_tokens": 1000},
+        },
+        {"prompt_tokens": 1200, "completion_tokens": 300, "cached_tokens": 1000},
+    ],
+)
+def test_openai_style_counts_are_converted_to_ours(record):
+    """OpenAI's prompt_tokens include the cached ones: stored as input 200 + cache read 1,000,
+    priced the same as the table prices OpenAI's own usage."""
+    from agents.validation import usage_item
+
+    item, errors = usage_item(
+        {"model": "gpt-4o", "provider": "openai", **record}, 1, AT, "usage[0]"
+    )
+    assert errors == {}
+    assert item is not None
+    assert (item.input_tokens, item.cache_read_tokens, item.output_tokens) == (200, 1000, 300)
+    table = calc_price(
+        Usage(input_tokens=1200, cache_read_tokens=1000, output_tokens=300),
+        model_ref="gpt-4o",
+        provider_id="openai",
+        genai_request_timestamp=AT,
+    )
+    assert (
+        prices.price("gpt-4o", "openai", tokens(input=200, cache_read=1000, output=300), AT).cost
+        == table.total_price
+    )
+
+
+@pytest.mark.parametrize(
+    ("record", "field"),
+    [
+        (
+            {"prompt_tokens": 100, "completion_tokens": 1, "cached_tokens": 101},
+            "usage[0].cached_tokens",
+        ),
+        ({"prompt_tokens": -1, "completion_tokens": 1}, "usage[0].prompt_tokens"),
+        ({"prompt_tokens": 10, "completion_tokens": "x"}, "usage[0].output_tokens"),
+    ],
+)
+def test_bad_openai_style_counts_are_field_errors(record, field):
+    from agents.validation import usage_item
+
+    item, errors = usage_item({"model": "gpt-4o", **record}, 1, AT, "usage[0]")
+    assert item is None
+    assert field in errors

@@ -62,6 +62,9 @@ class Command(BaseCommand):
         parser.add_argument("--agents", type=int, default=12)
         parser.add_argument("--seed", type=int, default=7)
         parser.add_argument("--batch", type=int, default=2000)
+        parser.add_argument(
+            "--usage", type=int, default=5000, help="Usage records over the last 30 days."
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         rng = random.Random(opts["seed"])
@@ -113,9 +116,52 @@ class Command(BaseCommand):
             if batch:
                 self._flush(batch)
                 bar.update(len(batch))
+        # Its own generator: the same records (agent, id) whatever else this run seeded, so a
+        # second run adds none.
+        usage_rng = random.Random(opts["seed"] + 1)
+        self._usage(usage_rng, agents, opts["usage"], opts["batch"], opts["verbosity"] == 0)
         self.stdout.write(
-            f"Seeded {opts['open']} open and {opts['done']} done tasks, {len(agents)} agents, {len(people)} people."
+            f"Seeded {opts['open']} open and {opts['done']} done tasks, {len(agents)} agents, "
+            f"{len(people)} people, {opts['usage']} usage records."
         )
+
+    def _usage(
+        self, rng: random.Random, agents: list[Agent], count: int, size: int, quiet: bool
+    ) -> None:
+        """Usage through billing's own action (priced and rolled up as agents' reports are):
+        each agent mostly on one model, some calls on a task, over the last 30 days."""
+        from billing.actions import UsageItem, record_usage
+
+        models = [
+            ("claude-sonnet-4-5", "anthropic"),
+            ("claude-3-5-haiku", "anthropic"),
+            ("gpt-4o", "openai"),
+            ("gpt-4o-mini", "openai"),
+        ]
+        tasks = list(Task.objects.filter(assignee_agent__isnull=False).values_list("pk", flat=True))
+        now = timezone.now()
+        items = []
+        for i in range(count):
+            a = rng.randrange(len(agents))
+            model, provider = models[a % len(models)] if rng.random() < 0.8 else rng.choice(models)
+            items.append(
+                UsageItem(
+                    agent_id=agents[a].pk,
+                    model=model,
+                    provider=provider,
+                    input_tokens=rng.randint(200, 8000),
+                    output_tokens=rng.randint(50, 1500),
+                    cache_read_tokens=rng.choice((0, 0, rng.randint(1000, 20000))),
+                    occurred_at=now - timedelta(minutes=rng.randint(0, 60 * 24 * 30)),
+                    client_id=f"seed-demo-{i}",
+                    task_id=rng.choice(tasks) if tasks and rng.random() < 0.4 else None,
+                )
+            )
+        with tqdm(total=count, desc="usage", unit="record", disable=quiet) as bar:
+            for start in range(0, count, size):
+                with transaction.atomic():
+                    record_usage(items[start : start + size])
+                bar.update(min(size, count - start))
 
     def _flush(self, batch: list[Task]) -> None:
         with transaction.atomic():
