@@ -215,3 +215,52 @@ def test_a_budget_deleted_elsewhere_never_fails_usage(clock):
     call(ada)
     assert not BudgetSpend.objects.exists()
     assert ada.usage.count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/costs/budgets/"),
+        ("post", "/costs/budgets/"),
+        ("post", "/costs/budgets/{budget}/delete/"),
+        ("post", "/costs/alerts/{alert}/acknowledge/"),
+    ],
+)
+def test_anonymous_and_outsiders_are_refused(client, outsider, clock, method, path):
+    ada = AgentFactory.create(name="ada")
+    b = budget(thresholds=[10])
+    call(ada)
+    url = path.format(budget=b.pk, alert=BudgetAlert.objects.get().pk)
+    assert getattr(client, method)(url).status_code == 302  # to sign in
+    assert getattr(outsider, method)(url).status_code == 403
+    assert Budget.objects.filter(pk=b.pk).exists()
+    assert BudgetAlert.objects.get().acknowledged_at is None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "path", ["/costs/budgets/{budget}/delete/", "/costs/alerts/{alert}/acknowledge/"]
+)
+def test_changes_are_posts_only(admin, clock, path):
+    ada = AgentFactory.create(name="ada")
+    b = budget(thresholds=[10])
+    call(ada)
+    url = path.format(budget=b.pk, alert=BudgetAlert.objects.get().pk)
+    assert admin.get(url).status_code == 405
+    assert Budget.objects.filter(pk=b.pk).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/costs/prices/{override}/delete/"])
+def test_price_delete_is_post_only_and_refuses_outsiders(admin, client, outsider, path):
+    from billing.models import PriceOverride
+
+    o = PriceOverride.objects.create(
+        model_pattern="x", input_per_mtok=1, output_per_mtok=1, effective_from="2026-01-01"
+    )
+    url = path.format(override=o.pk)
+    assert admin.get(url).status_code == 405
+    assert client.post(url).status_code == 302
+    assert outsider.post(url).status_code == 403
+    assert PriceOverride.objects.filter(pk=o.pk).exists()
