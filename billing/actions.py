@@ -6,6 +6,7 @@ import fnmatch
 import threading
 import time
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -13,7 +14,7 @@ from typing import Any, Literal, TypedDict
 
 from django.apps import apps
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from billing import budgets, prices, rollups
@@ -331,21 +332,23 @@ def _text(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
+def _save_audited[M: models.Model](
+    actor: Actor, obj: M, data: Callable[[M], dict[str, Any]], noun: str
+) -> None:
+    """Save an admin's row in the caller's transaction, audited as `<noun>.added` or
+    `<noun>.changed` with what it was before."""
+    old = type(obj)._default_manager.filter(pk=obj.pk).first() if obj.pk else None
+    before = data(old) if old is not None else None
+    obj.save()
+    audit.record(
+        actor, f"{noun}.changed" if before else f"{noun}.added", obj, before=before, after=data(obj)
+    )
+
+
 def save_override(actor: Actor, override: PriceOverride) -> PriceOverride:
     """Add or change an admin's price (audited); it prices new records at once."""
     with transaction.atomic():
-        before = None
-        if override.pk:
-            old = PriceOverride.objects.filter(pk=override.pk).first()
-            before = override_data(old) if old else None
-        override.save()
-        audit.record(
-            actor,
-            "price.changed" if before else "price.added",
-            override,
-            before=before,
-            after=override_data(override),
-        )
+        _save_audited(actor, override, override_data, "price")
     return override
 
 
@@ -559,18 +562,7 @@ def save_budget(actor: Actor, budget: Budget) -> Budget:
     from billing import reports
 
     with transaction.atomic():
-        before = None
-        if budget.pk:
-            old = Budget.objects.filter(pk=budget.pk).first()
-            before = budget_data(old) if old else None
-        budget.save()
-        audit.record(
-            actor,
-            "budget.changed" if before else "budget.added",
-            budget,
-            before=before,
-            after=budget_data(budget),
-        )
+        _save_audited(actor, budget, budget_data, "budget")
         now = timezone.now()
         start = budgets.period_start(budget.period, now)
         tz = zoneinfo.ZoneInfo(settings.TIME_ZONE)

@@ -6,8 +6,6 @@ Periods are days or months in the server's time zone (MC_TIME_ZONE)."""
 
 from __future__ import annotations
 
-import threading
-import time
 import zoneinfo
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -19,8 +17,9 @@ from django.db import connection
 from django.utils import timezone
 
 from billing import prices
-from missioncontrol import audit, live, state
+from missioncontrol import audit, live
 from missioncontrol.audit import Actor
+from missioncontrol.cached import Reloaded
 from missioncontrol.db import bulk
 
 if TYPE_CHECKING:
@@ -63,23 +62,17 @@ def period_start(period: str, at: datetime) -> date:
     return local.replace(day=1) if period == "month" else local
 
 
-_lock = threading.Lock()
-_rules: tuple[float, list[Rule]] | None = None
-
-
-def rules() -> list[Rule]:
-    """The enabled budgets, cached per process (this process forgets on a change at once, others
-    within RULES_TTL_S: an alert is then raised within a second of crossing everywhere)."""
-    global _rules
-    cached = _rules
-    if cached is not None and time.monotonic() - cached[0] < RULES_TTL_S:
-        return cached[1]
+def _load_rules() -> list[Rule]:
     from billing.models import Budget
 
-    loaded = [rule_of(b) for b in Budget.objects.filter(enabled=True)]
-    with _lock:
-        _rules = (time.monotonic(), loaded)
-    return loaded
+    return [rule_of(b) for b in Budget.objects.filter(enabled=True)]
+
+
+# The enabled budgets, cached per process (this process forgets on a change at once, others
+# within RULES_TTL_S: an alert is then raised within a second of crossing everywhere).
+_rules = Reloaded("budget rules", _load_rules, RULES_TTL_S)
+rules = _rules.get
+forget = _rules.forget
 
 
 def rule_of(budget: Budget) -> Rule:
@@ -94,15 +87,6 @@ def rule_of(budget: Budget) -> Rule:
         amount_usd=budget.amount_usd,
         thresholds=tuple(sorted({int(t) for t in budget.thresholds})),
     )
-
-
-def forget() -> None:
-    global _rules
-    with _lock:
-        _rules = None
-
-
-state.register("budget rules", forget)
 
 
 class BudgetData(TypedDict):

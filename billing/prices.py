@@ -10,8 +10,6 @@ one conversion between the two is `_table_usage` below.
 from __future__ import annotations
 
 import fnmatch
-import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -23,7 +21,7 @@ from genai_prices import Usage
 from genai_prices.data_snapshot import get_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices
 
-from missioncontrol import state
+from missioncontrol.cached import Reloaded
 
 TABLE = "genai-prices"
 TABLE_VERSION = f"{TABLE} {version('genai-prices')}"
@@ -227,18 +225,12 @@ def _static(model: str, provider: str) -> ModelPrice | None:
 
 # --- Overrides: loaded from the database, cached per process --------------------------------
 
-_lock = threading.Lock()
-_overrides: tuple[float, list[Override]] | None = None
 # Other processes (the scale-out profile) see an override change within this many seconds;
 # this process at once (models.PriceOverride's signals clear the cache).
 OVERRIDES_TTL_S = 10.0
 
 
-def overrides() -> list[Override]:
-    global _overrides
-    cached = _overrides
-    if cached is not None and time.monotonic() - cached[0] < OVERRIDES_TTL_S:
-        return cached[1]
+def _load_overrides() -> list[Override]:
     from billing.models import PriceOverride
 
     loaded = [
@@ -252,9 +244,9 @@ def overrides() -> list[Override]:
             cache_read_mtok=o.cache_read_per_mtok,
             cache_write_mtok=o.cache_write_per_mtok,
         )
-        # Newest first, then the most specific pattern (fewest wildcards, longest).
-        for o in PriceOverride.objects.order_by("-effective_from", "-pk")
+        for o in PriceOverride.objects.all()
     ]
+    # Newest first, then the most specific pattern (fewest wildcards, longest).
     loaded.sort(
         key=lambda o: (
             o.effective_from,
@@ -264,15 +256,12 @@ def overrides() -> list[Override]:
         ),
         reverse=True,
     )
-    with _lock:
-        _overrides = (time.monotonic(), loaded)
     return loaded
 
 
-def forget_overrides() -> None:
-    global _overrides
-    with _lock:
-        _overrides = None
+_overrides = Reloaded("price overrides", _load_overrides, OVERRIDES_TTL_S)
+overrides = _overrides.get
+forget_overrides = _overrides.forget
 
 
 def price(model: str, provider: str, tokens: Tokens, at: datetime) -> Priced:
@@ -312,6 +301,3 @@ def nanos(amount: Decimal | None) -> int:
 
 def from_nanos(value: int | None) -> Decimal:
     return (Decimal(value or 0) * NANO).quantize(NANO)
-
-
-state.register("price overrides", forget_overrides)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
-from billing import prices
+from billing import prices, rollups
 from billing.models import UsageDailyRollup, UsageHourlyTotal, UsageRollup
 
 Dimension = Literal["model", "agent", "gateway", "task", "day"]
@@ -31,20 +31,7 @@ RANGES: dict[str, str] = {
     "all": "All time",
     "custom": "Custom",
 }
-SUMMED = (
-    "records",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "cost_nanos",
-    "reported_nanos",
-    "reported_records",
-    "reported_priced_nanos",
-    "unpriced_records",
-    "unpriced_tokens",
-)
+SUMMED = rollups.COLUMNS
 MAX_CUSTOM_DAYS = 400
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # usage is never older (agents/validation.py)
 

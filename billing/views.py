@@ -23,7 +23,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from agents.models import Agent
 from billing import actions, budgets, prices, reports
 from billing.forms import BudgetForm, PriceOverrideForm
-from billing.models import Budget, BudgetAlert, PriceOverride, UsageRecord
+from billing.models import Budget, BudgetAlert, BudgetSpend, PriceOverride, UsageRecord
 from gateways import access
 from gateways.context_processors import chosen_gateway_id
 from gateways.models import Gateway
@@ -284,42 +284,32 @@ class _Echo:
 
 
 EXPORT_CHUNK = 2000
-EXPORT_FIELDS = (
-    "occurred_at",
-    "agent__name",
-    "agent__gateway__name",
-    "model",
-    "provider",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "cost_usd",
-    "price_version",
-    "reported_cost_usd",
-    "session",
-    "task_id",
-    "client_id",
+# The records CSV: its column, and the value it shows.
+EXPORT = (
+    ("occurred_at", "occurred_at"),
+    ("agent", "agent__name"),
+    ("gateway", "agent__gateway__name"),
+    *(
+        (name, name)
+        for name in (
+            "model",
+            "provider",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+            "cost_usd",
+            "price_version",
+            "reported_cost_usd",
+            "session",
+            "task_id",
+        )
+    ),
+    ("id", "client_id"),
 )
-EXPORT_COLUMNS = [
-    "occurred_at",
-    "agent",
-    "gateway",
-    "model",
-    "provider",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "cost_usd",
-    "price_version",
-    "reported_cost_usd",
-    "session",
-    "task_id",
-    "id",
-]
+EXPORT_COLUMNS = [column for column, _field in EXPORT]
+EXPORT_FIELDS = [field for _column, field in EXPORT]
 
 
 @require_safe
@@ -460,11 +450,18 @@ def budget_list(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Budget {budget.name} saved.")
             return redirect("billing:budgets")
     now = timezone.now()
+    periods = {p: budgets.period_start(p, now) for p in Budget.Period.values}
+    # This period's running total of every budget, in one query.
+    spends = {
+        (b, str(start)): nanos
+        for b, start, nanos in BudgetSpend.objects.filter(
+            period_start__in=set(periods.values())
+        ).values_list("budget_id", "period_start", "spent_nanos")
+    }
     shown = []
     for budget in Budget.objects.select_related("gateway", "agent"):
-        start = budgets.period_start(budget.period, now)
-        spend = budget.spends.filter(period_start=start).values_list("spent_nanos", flat=True)
-        spent = prices.from_nanos(next(iter(spend), 0))
+        start = periods[budget.period]
+        spent = prices.from_nanos(spends.get((budget.pk, str(start)), 0))
         shown.append(
             {"budget": budget, "spent": spent, "share": spent / budget.amount_usd, "start": start}
         )

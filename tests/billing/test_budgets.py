@@ -4,7 +4,6 @@ period (concurrent writers too), a banner for operators until acknowledged; admi
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -21,6 +20,9 @@ from tests.agents.factories import AgentFactory
 from tests.gateways.factories import make_gateway
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+# The budgets page: session, user, role, live seq, grants, the gateway switch, the spends, the
+# budgets, the alerts (the same however many budgets there are).
+QUERIES = 9
 ADMIN = Actor.system("test")
 
 
@@ -202,7 +204,7 @@ class TestPages:
 
 
 @pytest.mark.django_db
-def test_a_budget_deleted_elsewhere_never_fails_usage(clock):
+def test_a_budget_deleted_elsewhere_never_fails_usage(clock, monkeypatch):
     """Another process deleted a budget this one still has cached: usage is stored all the
     same, and nothing is charged to the deleted budget."""
     from billing import budgets
@@ -211,7 +213,7 @@ def test_a_budget_deleted_elsewhere_never_fails_usage(clock):
     b = budget()
     rule = budgets.rule_of(b)
     Budget.objects.filter(pk=b.pk).delete()  # as another process would
-    budgets._rules = (time.monotonic(), [rule])  # and this one still has it cached
+    monkeypatch.setattr(budgets, "rules", lambda: [rule])  # and this one still has it cached
     call(ada)
     assert not BudgetSpend.objects.exists()
     assert ada.usage.count() == 1
@@ -264,3 +266,22 @@ def test_price_delete_is_post_only_and_refuses_outsiders(admin, client, outsider
     assert client.post(url).status_code == 302
     assert outsider.post(url).status_code == 403
     assert PriceOverride.objects.filter(pk=o.pk).exists()
+
+
+@pytest.mark.django_db
+def test_the_budgets_page_shows_each_periods_spend_in_pinned_queries(
+    viewer, clock, django_assert_num_queries
+):
+    ada = AgentFactory.create(name="ada")
+    budget(name="month", period="month", amount_usd=Decimal(1))
+    budget(name="day", period="day", amount_usd=Decimal(1))
+    call(ada)
+    viewer.get("/costs/budgets/")  # warm the session
+    with django_assert_num_queries(QUERIES):
+        page = viewer.get("/costs/budgets/")
+    spent = {row["budget"].name: row["spent"] for row in page.context["budgets"]}
+    assert spent == {"month": Decimal("0.0075"), "day": Decimal("0.0075")}
+    for _ in range(5):
+        budget(name="more", amount_usd=Decimal(1))
+    with django_assert_num_queries(QUERIES):  # no query per budget
+        viewer.get("/costs/budgets/")
