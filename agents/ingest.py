@@ -25,6 +25,7 @@ from django.utils import timezone
 from agents import actions, keys, validation
 from agents.models import AgentKey
 from billing import actions as billing
+from billing import budgets
 from missioncontrol.fastpath import writer as fastwriter
 from missioncontrol.fastpath.http import (
     Receive,
@@ -224,7 +225,9 @@ def apply_batch(batch: list[Job]) -> list[dict[str, Any] | None]:
         refused = {beat_jobs[i] for i in _not_their_tasks(beats)}
         states = actions.apply_heartbeats(beats)
         stored = billing.record_usage(usage)
-    work = _work({b.agent_id for b in beats})
+    beating = {b.agent_id for b in beats}
+    work = _work(beating)
+    pauses = budgets.paused(beating)
     results: list[dict[str, Any] | None] = []
     for index, (job, (start, end)) in enumerate(zip(batch, spans, strict=True)):
         recorded = sum(stored[start:end])
@@ -248,7 +251,12 @@ def apply_batch(batch: list[Job]) -> list[dict[str, Any] | None]:
             "usage_recorded": recorded,
             "usage_duplicates": duplicates,
             "work": {"tasks": work.get(agent_id or 0, [])},
+            "paused": False,
         }
+        pause = pauses.get(agent_id or 0)
+        if pause is not None:
+            answer["paused"] = True
+            answer["pause"] = pause.data()
         if index in refused:
             answer["warnings"] = {
                 "task_id": ["Not one of your tasks: claim it first. It was not recorded."]

@@ -102,6 +102,24 @@ def add_lean_paths(
                 "type": "object",
                 "properties": {"tasks": {"type": "array", "items": {"type": "object"}}},
             },
+            "paused": {
+                "type": "boolean",
+                "description": "A spent budget pauses this agent: take no new work.",
+            },
+            "pause": {
+                "type": "object",
+                "description": "Present while paused: which budget, and why.",
+                "properties": {
+                    "budget_id": {"type": "integer"},
+                    "budget": {"type": "string"},
+                    "scope": {"type": "string"},
+                    "period": {"type": "string", "enum": ["day", "month"]},
+                    "period_start": {"type": "string", "format": "date"},
+                    "spent_usd": {"type": "string"},
+                    "amount_usd": {"type": "string"},
+                    "reason": {"type": "string"},
+                },
+            },
         },
     }
     paths = result.setdefault("paths", {})

@@ -9,13 +9,14 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from agents import actions, rows
 from agents.forms import KeyForm
 from agents.models import Agent, AgentKey, AgentSession
-from billing import reports
+from billing import budgets, reports
 from billing.models import UsageRecord
 from gateways import access, commands
 from gateways.context_processors import chosen_gateway_id
@@ -23,6 +24,7 @@ from gateways.models import Gateway
 from gateways.protocol import GatewayError
 from missioncontrol.audit import Actor
 from missioncontrol.context_processors import live_seq_for
+from missioncontrol.http import safe_next
 from missioncontrol.roles import role_required
 from tasks.models import Task
 
@@ -86,9 +88,17 @@ def agent_list(request: HttpRequest) -> HttpResponse:
     agents = list(qs[:1000])
     now = timezone.now()
     costs = reports.cost_by_agent([a.pk for a in agents], now - timedelta(hours=24), now)
+    pauses = budgets.paused({a.pk for a in agents}, {a.pk: a.gateway_id for a in agents})
     for agent in agents:
         agent.current_task = current.get(agent.current_task_id or 0)  # type: ignore[attr-defined]
         agent.cost_24h = costs.get(agent.pk)  # type: ignore[attr-defined]
+    paused_by: dict[int, dict[str, Any]] = {}
+    for agent in agents:
+        if agent.pk in pauses:
+            pause = pauses[agent.pk]
+            paused_by.setdefault(pause.budget_id, {"pause": pause, "agents": []})["agents"].append(
+                agent
+            )
     return render(
         request,
         "agents/list.html",
@@ -99,6 +109,7 @@ def agent_list(request: HttpRequest) -> HttpResponse:
             "filters": {"status": status, "source": source, "framework": framework},
             "frameworks": frameworks,
             "filtered": bool(status or source or framework or chosen),
+            "paused_by": list(paused_by.values()),
         },
     )
 
@@ -113,6 +124,7 @@ def agent_detail(request: HttpRequest, name: str) -> HttpResponse:
     usage = UsageRecord.objects.filter(agent=agent)
     recent = list(usage.order_by("-occurred_at")[:20])
     spend = reports.agent_summary(agent.pk, timezone.now(), timezone.get_current_timezone())
+    pause = budgets.paused({agent.pk}, {agent.pk: agent.gateway_id}).get(agent.pk)
     return render(
         request,
         "agents/detail.html",
@@ -133,6 +145,8 @@ def agent_detail(request: HttpRequest, name: str) -> HttpResponse:
             "sessions": agent.sessions.filter(gone=False).by_activity()[:20],
             "nonce": uuid.uuid4().hex,
             "may_operate": access.can_operate(request.user, agent.gateway_id),
+            "pause": pause,
+            "running": list(agent.sessions.filter(gone=False).running()[:20]) if pause else [],
         },
     )
 
@@ -310,7 +324,7 @@ def _session_command(
             shown["run_id"] = str(answer["runId"])[:80]
         actions.record_session_action(Actor.user(request.user), session, verb, shown)
         messages.success(request, done)
-    return redirect("agents:session", pk=session.pk)
+    return redirect(safe_next(request, reverse("agents:session", args=[session.pk])))
 
 
 @require_POST

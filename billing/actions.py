@@ -18,7 +18,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from billing import budgets, prices, rollups
-from billing.models import Budget, BudgetAlert, PriceOverride, UsageRecord
+from billing.models import Budget, BudgetAlert, BudgetSpend, PriceOverride, UsageRecord
 from missioncontrol import audit, live, state
 from missioncontrol.audit import Actor
 from missioncontrol.db import bulk
@@ -553,6 +553,7 @@ def budget_data(budget: Budget) -> dict[str, Any]:
         "amount_usd": str(budget.amount_usd),
         "thresholds": list(budget.thresholds),
         "enabled": budget.enabled,
+        "enforce": budget.enforce,
     }
 
 
@@ -584,6 +585,35 @@ def delete_budget(actor: Actor, budget: Budget) -> None:
         audit.record(actor, "budget.deleted", budget, before=budget_data(budget))
         budget.delete()
     budgets.forget()
+
+
+def lift_pause(actor: Actor, budget: Budget) -> bool:
+    """Let a spent, enforced budget's agents work on for the rest of its current period
+    (audited); False if nothing was paused."""
+    if not budget.enforce:
+        return False
+    now = timezone.now()
+    start = budgets.period_start(budget.period, now)
+    with transaction.atomic():
+        lifted = BudgetSpend.objects.filter(
+            budget=budget,
+            period_start=start,
+            pause_lifted_at__isnull=True,
+            spent_nanos__gte=prices.nanos(budget.amount_usd),
+        ).update(pause_lifted_at=now, pause_lifted_by_id=actor.user_id)
+        if not lifted:
+            return False
+        audit.record(actor, "budget.pause_lifted", budget, after={"period_start": str(start)})
+        event: budgets.BudgetPauseLifted = {
+            "type": "budget.pause_lifted",
+            "budget": budgets.budget_data(budgets.rule_of(budget)),
+            "period_start": str(start),
+            "actor": actor.as_dict(),
+        }
+        live.publish("alerts", event, min_role="operator")
+        transaction.on_commit(budgets.forget)
+    budgets.forget()
+    return True
 
 
 def acknowledge_alert(actor: Actor, alert: BudgetAlert) -> bool:

@@ -2,7 +2,13 @@
 re-scan), and an alert once per threshold per period, exactly — the unique (budget, period,
 threshold) row is the last word under concurrent writers.
 
-Periods are days or months in the server's time zone (MC_TIME_ZONE)."""
+Periods are days or months in the server's time zone (MC_TIME_ZONE).
+
+An enforced budget pauses the agents it covers once it is spent (100 %): every heartbeat answer
+says so, claiming or being assigned a task is refused with the reason, `mc-agent run` will not
+start new work. The pause ends with the period, or when an admin lifts it (for that period) or
+raises the amount. Model budgets never pause anyone: a model is not an agent, and pausing every
+agent that once used it would stop unrelated work."""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from billing import prices
@@ -21,6 +27,7 @@ from missioncontrol import audit, live
 from missioncontrol.audit import Actor
 from missioncontrol.cached import Reloaded
 from missioncontrol.db import bulk
+from missioncontrol.errors import AgentPaused
 
 if TYPE_CHECKING:
     from billing.actions import UsageItem
@@ -42,6 +49,7 @@ class Rule:
     period: str
     amount_usd: Decimal
     thresholds: tuple[int, ...]
+    enforce: bool = False
 
     def matches(self, agent_id: int, gateway_id: int, model: str) -> bool:
         if self.scope == "gateway":
@@ -72,7 +80,11 @@ def _load_rules() -> list[Rule]:
 # within RULES_TTL_S: an alert is then raised within a second of crossing everywhere).
 _rules = Reloaded("budget rules", _load_rules, RULES_TTL_S)
 rules = _rules.get
-forget = _rules.forget
+
+
+def forget() -> None:
+    _rules.forget()
+    _pauses.forget()
 
 
 def rule_of(budget: Budget) -> Rule:
@@ -85,8 +97,148 @@ def rule_of(budget: Budget) -> Rule:
         model=budget.model,
         period=budget.period,
         amount_usd=budget.amount_usd,
-        thresholds=tuple(sorted({int(t) for t in budget.thresholds})),
+        # An enforced budget always alerts at 100 %: that alert is when its agents pause.
+        thresholds=tuple(
+            sorted({int(t) for t in budget.thresholds} | ({100} if budget.enforce else set()))
+        ),
+        enforce=budget.enforce,
     )
+
+
+# --- Pauses (enforced budgets that are spent) ---------------------------------------------------
+
+
+class PauseData(TypedDict):
+    budget_id: int
+    budget: str
+    scope: str
+    period: str
+    period_start: str
+    spent_usd: str
+    amount_usd: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Pause:
+    budget_id: int
+    budget: str
+    scope: str
+    gateway_id: int | None
+    agent_id: int | None
+    period: str
+    period_start: date
+    spent_usd: Decimal
+    amount_usd: Decimal
+
+    def covers(self, agent_id: int, gateway_id: int | None) -> bool:
+        if self.scope == "gateway":
+            return gateway_id is not None and gateway_id == self.gateway_id
+        if self.scope == "agent":
+            return agent_id == self.agent_id
+        return self.scope == "all"
+
+    @property
+    def reason(self) -> str:
+        when = "today" if self.period == "day" else "this month"
+        return (
+            f"Budget \u201c{self.budget}\u201d is spent {when}: ${self.spent_usd:,.2f} of "
+            f"${self.amount_usd:,.2f}. New work waits until the period ends, an admin lifts "
+            "the pause or raises the budget."
+        )
+
+    def data(self) -> PauseData:
+        return {
+            "budget_id": self.budget_id,
+            "budget": self.budget,
+            "scope": self.scope,
+            "period": self.period,
+            "period_start": str(self.period_start),
+            "spent_usd": str(self.spent_usd),
+            "amount_usd": str(self.amount_usd),
+            "reason": self.reason,
+        }
+
+
+def is_pausing(enforce: bool, scope: str, spent_nanos: int, amount_usd: Decimal) -> bool:
+    """A budget pauses its agents once spent, if it enforces and is not about a model."""
+    return enforce and scope != "model" and spent_nanos >= prices.nanos(amount_usd)
+
+
+def _load_pauses() -> tuple[Pause, ...]:
+    """The enforced budgets spent in their current period and not lifted: no query at all
+    while no budget enforces (the rules are cached), one small one otherwise."""
+    from billing.models import BudgetSpend
+
+    enforced = {r.id: r for r in rules() if r.enforce and r.scope != "model"}
+    if not enforced:
+        return ()
+    now = timezone.now()
+    starts = {r.id: period_start(r.period, now) for r in enforced.values()}
+    found = []
+    for budget_id, start, spent in BudgetSpend.objects.filter(
+        budget_id__in=list(starts),
+        period_start__in=set(starts.values()),
+        pause_lifted_at__isnull=True,
+    ).values_list("budget_id", "period_start", "spent_nanos"):
+        rule = enforced[budget_id]
+        if start == starts[budget_id] and is_pausing(True, rule.scope, spent, rule.amount_usd):
+            found.append(
+                Pause(
+                    budget_id=rule.id,
+                    budget=rule.name,
+                    scope=rule.scope,
+                    gateway_id=rule.gateway_id,
+                    agent_id=rule.agent_id,
+                    period=rule.period,
+                    period_start=start,
+                    spent_usd=prices.from_nanos(spent),
+                    amount_usd=rule.amount_usd,
+                )
+            )
+    return tuple(sorted(found, key=lambda p: p.budget_id))
+
+
+# This process forgets at once when a budget is spent, changed or lifted; others within the
+# rules' and this TTL.
+_pauses = Reloaded("budget pauses", _load_pauses, RULES_TTL_S)
+pauses = _pauses.get
+
+
+def paused(agent_ids: set[int], gateways: dict[int, int | None] | None = None) -> dict[int, Pause]:
+    """The pause holding each of these agents, if any (the first budget by id). Agents'
+    gateways are read (one query) only when a gateway budget pauses and `gateways` lacks them."""
+    active = pauses()
+    if not active or not agent_ids:
+        return {}
+    if gateways is None:
+        gateways = {}
+        if any(p.scope == "gateway" for p in active):
+            from agents.models import Agent
+
+            gateways = dict(Agent.objects.filter(pk__in=agent_ids).values_list("pk", "gateway_id"))
+    found: dict[int, Pause] = {}
+    for agent_id in agent_ids:
+        for pause in active:
+            if pause.covers(agent_id, gateways.get(agent_id)):
+                found[agent_id] = pause
+                break
+    return found
+
+
+def pause_of(agent_id: int) -> Pause | None:
+    return paused({agent_id}).get(agent_id)
+
+
+def refuse_if_paused(agent_id: int | None, doing: str, field: str | None = None) -> None:
+    """Refuse new work for a paused agent, with the reason (`agent_paused`, 409); `field`
+    names the form field the message belongs to."""
+    if agent_id is None:
+        return
+    pause = pause_of(agent_id)
+    if pause is not None:
+        message = f"{doing}: the agent is paused. {pause.reason}"
+        raise AgentPaused({field: [message]} if field else message, pause=pause.data())
 
 
 class BudgetData(TypedDict):
@@ -108,6 +260,17 @@ class BudgetThresholdCrossed(TypedDict):
     period_start: str
     spent_usd: str
     amount_usd: str
+    # True when this crossing paused the budget's agents (an enforced budget at 100 %).
+    pauses_agents: bool
+
+
+class BudgetPauseLifted(TypedDict):
+    """An admin let a spent budget's agents work on for the rest of the period."""
+
+    type: Literal["budget.pause_lifted"]
+    budget: BudgetData
+    period_start: str
+    actor: audit.ActorData
 
 
 class BudgetAlertAcknowledged(TypedDict):
@@ -116,7 +279,7 @@ class BudgetAlertAcknowledged(TypedDict):
     actor: audit.ActorData
 
 
-def _budget_data(rule: Rule) -> BudgetData:
+def budget_data(rule: Rule) -> BudgetData:
     return {
         "id": rule.id,
         "name": rule.name,
@@ -173,6 +336,10 @@ def _add(
     crossed = []
     for budget_id, start, spent in totals:
         rule = by_id[budget_id]
+        if is_pausing(rule.enforce, rule.scope, spent, rule.amount_usd):
+            # Spent: its agents pause now in this process (others within the TTL).
+            _pauses.forget()
+            transaction.on_commit(_pauses.forget)
         for threshold in rule.thresholds:
             if spent * 100 >= rule.amount_nanos * threshold:
                 crossed.append((rule, str(start), threshold, spent))
@@ -214,11 +381,13 @@ def _add(
         event: BudgetThresholdCrossed = {
             "type": "budget.threshold_crossed",
             "alert_id": alert_id,
-            "budget": _budget_data(rule),
+            "budget": budget_data(rule),
             "threshold": threshold,
             "period_start": str(start),
             "spent_usd": spent_usd,
             "amount_usd": str(rule.amount_usd),
+            "pauses_agents": threshold >= 100
+            and is_pausing(rule.enforce, rule.scope, spent_nanos, rule.amount_usd),
         }
         live.publish("alerts", event, min_role="operator")
 

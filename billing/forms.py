@@ -64,7 +64,12 @@ class BudgetForm(forms.ModelForm):
 
     class Meta:
         model = Budget
-        fields = ["name", "scope", "gateway", "agent", "model", "period", "amount_usd"]
+        fields = ["name", "scope", "gateway", "agent", "model", "period", "amount_usd", "enforce"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and not self.is_bound:
+            self.initial["thresholds_text"] = ", ".join(str(t) for t in self.instance.thresholds)
 
     def clean_thresholds_text(self) -> list[int]:
         raw = str(self.cleaned_data.get("thresholds_text") or "")
@@ -82,6 +87,12 @@ class BudgetForm(forms.ModelForm):
         needs = {"gateway": "gateway", "agent": "agent", "model": "model"}
         if scope in needs and not data.get(needs[scope]):
             self.add_error(needs[scope], f"A {scope} budget names its {scope}.")
+        if scope == "model" and data.get("enforce"):
+            self.add_error(
+                "enforce",
+                "A model budget cannot pause agents (a model is not an agent): alert on it, "
+                "or scope a pausing budget to an agent, a gateway or everything.",
+            )
         amount = data.get("amount_usd")
         if amount is not None and not (Decimal("0.01") <= amount <= Decimal(10_000_000)):
             self.add_error("amount_usd", "Between $0.01 and $10,000,000.")

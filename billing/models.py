@@ -221,6 +221,13 @@ class Budget(models.Model):
     amount_usd = models.DecimalField(max_digits=12, decimal_places=2)
     thresholds = models.JSONField(default=default_thresholds)
     enabled = models.BooleanField(default=True)
+    # At 100 % the agents it covers are paused until the period ends, an admin lifts the
+    # pause or raises the amount (billing/budgets.py `pauses`).
+    enforce = models.BooleanField(
+        "Pause agents at 100 %",
+        default=False,
+        help_text="Agents under it are told to stop taking new work once it is spent.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -246,6 +253,11 @@ class BudgetSpend(models.Model):
     budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="spends")
     period_start = models.DateField()
     spent_nanos = models.BigIntegerField(default=0)
+    # An admin lifted the budget's pause for this period: its agents work on until it ends.
+    pause_lifted_at = models.DateTimeField(null=True, blank=True)
+    pause_lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         constraints = [
@@ -295,3 +307,13 @@ class BudgetAlert(models.Model):
         from billing.prices import from_nanos
 
         return from_nanos(self.spent_nanos)
+
+    @property
+    def pauses_agents(self) -> bool:
+        """This crossing paused the budget's agents (and the amount was not raised since)."""
+        from billing.budgets import is_pausing
+
+        budget = self.budget
+        return self.threshold >= 100 and is_pausing(
+            budget.enforce, budget.scope, self.spent_nanos, budget.amount_usd
+        )

@@ -12,6 +12,8 @@ urlpatterns = [
     path("costs/prices/", views.price_list, name="prices"),
     path("costs/prices/<id:pk>/delete/", views.price_delete, name="price-delete"),
     path("costs/budgets/", views.budget_list, name="budgets"),
+    path("costs/budgets/<id:pk>/", views.budget_edit, name="budget-edit"),
     path("costs/budgets/<id:pk>/delete/", views.budget_delete, name="budget-delete"),
+    path("costs/budgets/<id:pk>/lift/", views.budget_lift, name="budget-lift"),
     path("costs/alerts/<id:pk>/acknowledge/", views.alert_acknowledge, name="alert-ack"),
 ]

@@ -438,8 +438,19 @@ def price_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required("viewer")
 def budget_list(request: HttpRequest) -> HttpResponse:
     """Every budget with this period's spend; admins add and remove them."""
+    return _budget_page(request, None)
+
+
+@require_http_methods(["GET", "POST"])
+@role_required("admin")
+def budget_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    """The budgets page with one budget's form (raise the amount, change what it covers)."""
+    return _budget_page(request, get_object_or_404(Budget, pk=pk))
+
+
+def _budget_page(request: HttpRequest, editing: Budget | None) -> HttpResponse:
     is_admin = has_role(request.user, "admin")
-    form = BudgetForm(request.POST or None) if is_admin else None
+    form = BudgetForm(request.POST or None, instance=editing) if is_admin else None
     if request.method == "POST":
         if form is None:
             raise PermissionDenied("Only admins change budgets.")
@@ -453,17 +464,28 @@ def budget_list(request: HttpRequest) -> HttpResponse:
     periods = {p: budgets.period_start(p, now) for p in Budget.Period.values}
     # This period's running total of every budget, in one query.
     spends = {
-        (b, str(start)): nanos
-        for b, start, nanos in BudgetSpend.objects.filter(
+        (b, str(start)): (nanos, lifted)
+        for b, start, nanos, lifted in BudgetSpend.objects.filter(
             period_start__in=set(periods.values())
-        ).values_list("budget_id", "period_start", "spent_nanos")
+        ).values_list("budget_id", "period_start", "spent_nanos", "pause_lifted_at")
     }
     shown = []
     for budget in Budget.objects.select_related("gateway", "agent"):
         start = periods[budget.period]
-        spent = prices.from_nanos(spends.get((budget.pk, str(start)), 0))
+        nanos, lifted = spends.get((budget.pk, str(start)), (0, None))
+        spent = prices.from_nanos(nanos)
         shown.append(
-            {"budget": budget, "spent": spent, "share": spent / budget.amount_usd, "start": start}
+            {
+                "budget": budget,
+                "spent": spent,
+                "share": spent / budget.amount_usd,
+                "start": start,
+                # As budgets.pauses() decides, from the rows already read.
+                "pausing": budget.enabled
+                and lifted is None
+                and budgets.is_pausing(budget.enforce, budget.scope, nanos, budget.amount_usd),
+                "lifted_at": lifted,
+            }
         )
     return render(
         request,
@@ -471,10 +493,24 @@ def budget_list(request: HttpRequest) -> HttpResponse:
         {
             "budgets": shown,
             "form": form,
+            "editing": editing,
             "alerts": BudgetAlert.objects.select_related("budget", "acknowledged_by")[:50],
             "server_tz": settings.TIME_ZONE,
         },
+        status=422 if form is not None and form.is_bound else 200,
     )
+
+
+@require_POST
+@role_required("admin")
+def budget_lift(request: HttpRequest, pk: int) -> HttpResponse:
+    """Lift a spent budget's pause for the rest of its period."""
+    budget = get_object_or_404(Budget, pk=pk)
+    if actions.lift_pause(Actor.user(request.user), budget):
+        messages.success(request, f"Pause lifted: agents under {budget.name} work on this period.")
+    else:
+        messages.info(request, f"{budget.name} pauses no one right now.")
+    return redirect(safe_next(request, reverse("billing:budgets")))
 
 
 @require_POST

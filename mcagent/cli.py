@@ -5,6 +5,10 @@
     mc-agent report [--name NAME] --model M --input N --output N [--cache-read N] [--cache-write N] [--id ID]
     mc-agent claude-hook [--name NAME]        (reads Claude Code's hook JSON on stdin)
 
+While a spent budget pauses the agent, `run` starts nothing and exits with code 75
+(EX_TEMPFAIL: try again later), printing the budget and why; a run already going is not
+stopped. `heartbeat` prints `"paused": true` and the reason.
+
 Configuration: MC_URL (e.g. http://127.0.0.1:3200) and MC_API_KEY (the agent's key, or an
 enrollment key: the first run registers the agent and keeps its own key in
 ~/.config/mission-control/agents/NAME.key, mode 0600). MC_AGENT_NAME names the agent when
@@ -30,6 +34,8 @@ from typing import Any
 
 TIMEOUT_S = 10
 USAGE_CHUNK = 1000
+# sysexits.h EX_TEMPFAIL: not now, try again later (a spent budget pauses the agent).
+EXIT_PAUSED = 75
 
 
 class ApiError(Exception):
@@ -163,6 +169,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConnectionError as error:
         say(f"{error}; running the command without reporting")
         client = None
+    if client is not None:
+        # Ask first: a paused agent takes no new work (the answer says why).
+        try:
+            answer = heartbeat(client, name, "idle", f"starting: {' '.join(command)[:200]}")
+        except (ApiError, OSError, urllib.error.URLError) as error:
+            say(f"heartbeat failed ({error}); running the command anyway")
+        else:
+            if answer.get("paused"):
+                reason = (answer.get("pause") or {}).get("reason") or "a budget is spent"
+                say(f"paused, not starting: {reason}")
+                return EXIT_PAUSED
     stop = threading.Event()
     interval = args.interval
 
@@ -176,6 +193,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                     if failing:
                         say("reporting again")
                     failing = False
+                    if answer.get("paused") and not warned_paused[0]:
+                        reason = (answer.get("pause") or {}).get("reason") or ""
+                        say(f"paused by a budget ({reason}); this run goes on, no new one starts")
+                        warned_paused[0] = True
                     nonlocal_interval[0] = max(1, int(answer.get("next_heartbeat_s") or interval))
                 except (ApiError, OSError, urllib.error.URLError) as error:
                     if not failing:
@@ -184,6 +205,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             stop.wait(min(interval, nonlocal_interval[0]) if not failing else min(5, interval))
 
     nonlocal_interval = [interval]
+    warned_paused = [False]
     thread = threading.Thread(target=beat_loop, daemon=True)
     thread.start()
     try:
@@ -218,7 +240,11 @@ def cmd_heartbeat(args: argparse.Namespace) -> int:
     name = agent_name(args)
     answer = with_retries(lambda: heartbeat(connect(name), name, args.status, args.message))
     tasks = answer.get("work", {}).get("tasks", [])
-    print(json.dumps({"status": answer["agent"]["status"], "tasks": tasks}))
+    shown: dict[str, Any] = {"status": answer["agent"]["status"], "tasks": tasks}
+    if answer.get("paused"):
+        shown["paused"] = True
+        shown["reason"] = (answer.get("pause") or {}).get("reason", "")
+    print(json.dumps(shown))
     return 0
 
 

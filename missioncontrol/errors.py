@@ -68,6 +68,13 @@ class Conflict(ActionError):
     status, code = 409, "conflict"
 
 
+class AgentPaused(Conflict):
+    """The agent is paused by a spent budget (409): no new work until it is lifted; `pause`
+    in the body says which budget and why."""
+
+    code = "agent_paused"
+
+
 class TooLarge(ActionError):
     status, code = 413, "payload_too_large"
 

@@ -16,6 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from agents.models import Agent
+from billing import budgets
 from missioncontrol import audit, live
 from missioncontrol.audit import Actor
 from missioncontrol.db import bulk
@@ -307,6 +308,7 @@ def create_task(
         raise Invalid({"priority": ["Choose urgent, high, normal or low."]})
     stored_labels = parse_labels(labels)
     who = assignee if isinstance(assignee, Assignee) else parse_assignee(assignee)
+    budgets.refuse_if_paused(who.agent_id, "Not assigned", "assignee")
     with transaction.atomic():
         _lock_board()
         task = Task.objects.create(
@@ -531,6 +533,8 @@ def update_task(
             _lock_board()
         task = _lock(task_id)
         _check_version(task, expected_version)
+        if fields.get("assignee_agent_id") not in (None, task.assignee_agent_id):
+            budgets.refuse_if_paused(fields["assignee_agent_id"], "Not assigned", "assignee")
         before = _snapshot(task)
         tracked_before = events.tracked(task)
         old_status = task.status
@@ -638,6 +642,7 @@ def claim_task(actor: Actor, task_id: int, *, agent_id: int) -> Task:
         task = _lock(task_id)
         if task.assignee_agent_id == agent_id:
             return task
+        budgets.refuse_if_paused(agent_id, "Not claimed")
         # Conditional update: of two agents claiming at once, exactly one matches.
         taken = Task.objects.filter(
             pk=task.pk,

@@ -212,12 +212,13 @@ def task_edit(request: MCRequest, pk: int) -> HttpResponse:
             return redirect("tasks:detail", pk=pk)
         except Conflict as conflict:
             task = _get_task(pk)
-            form.add_error(
-                None,
-                "Someone else changed this task while you were editing. Review their change and save again."
-                if "task" in conflict.extra
-                else conflict.messages[0],
-            )
+            if "task" in conflict.extra:
+                form.add_error(
+                    None,
+                    "Someone else changed this task while you were editing. Review their change and save again.",
+                )
+            else:
+                form.add_action_error(conflict)
             status = 409
         except ActionError as error:
             form.add_action_error(error)

@@ -220,3 +220,23 @@ def browser_factory(chromium: Any, live: ServerProcess) -> Iterator[Any]:
 @pytest.fixture
 def browser(browser_factory: Any) -> BrowserSession:
     return browser_factory()
+
+
+@pytest.fixture
+def api():
+    """An HTTP client speaking to the real ASGI application (fast path and Django alike)."""
+
+    import httpx
+
+    from missioncontrol.asgi import application
+
+    def make(key: str | None = None, **headers: str) -> httpx.AsyncClient:
+        if key:
+            headers.setdefault("Authorization", f"Bearer {key}")
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application),  # type: ignore[arg-type]
+            base_url="http://localhost",
+            headers=headers,
+        )
+
+    return make

@@ -2,29 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
 from agents import actions
 from agents.models import Agent, AgentKey
-from missioncontrol.asgi import application
 from missioncontrol.audit import Actor
-
-
-@pytest.fixture
-def api():
-    """An HTTP client speaking to the real ASGI application (fast path and Django alike)."""
-
-    def make(key: str | None = None, **headers: str) -> httpx.AsyncClient:
-        if key:
-            headers.setdefault("Authorization", f"Bearer {key}")
-        return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=application),  # type: ignore[arg-type]
-            base_url="http://localhost",
-            headers=headers,
-        )
-
-    return make
 
 
 def issue(kind: str, agent: Agent | None = None, **kwargs: Any) -> tuple[AgentKey, str]:

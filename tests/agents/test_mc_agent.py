@@ -162,3 +162,46 @@ def test_transcript_parsing_dedupes_by_message_id():
     records = transcript_usage(DATA / "transcript.jsonl", "s")
     assert [r["id"] for r in records] == ["msg_01", "msg_02"]
     assert records[1]["output_tokens"] == 420
+
+
+def test_run_refuses_to_start_while_a_budget_pauses_the_agent(live, tmp_path):
+    """Exit code 75 and the reason, the command never started; `heartbeat` prints paused."""
+    import time
+    from decimal import Decimal
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from billing import actions as billing_actions
+    from billing import budgets
+    from billing.actions import UsageItem, record_usage
+    from billing.models import Budget
+    from missioncontrol.audit import Actor
+
+    agent = Agent.objects.create(name="spender")
+    _key, own = issue(AgentKey.Kind.AGENT, agent)
+    billing_actions.save_budget(
+        Actor.system("test"),
+        Budget(name="Cap", amount_usd=Decimal("0.01"), thresholds=[100], enforce=True),
+    )
+    with transaction.atomic():
+        record_usage([UsageItem(agent.pk, "gpt-4o", 4000, 2000, timezone.now(), provider="openai")])
+    time.sleep(2 * budgets.RULES_TTL_S + 0.3)  # the server process's caches catch up
+    marker = tmp_path / "started"
+    result = mc_agent(live, own, tmp_path, "run", "--name", "spender", "--", "touch", str(marker))
+    assert result.returncode == 75, result.stderr
+    assert "paused, not starting" in result.stderr
+    assert "Cap" in result.stderr
+    assert not marker.exists()
+    beat = mc_agent(live, own, tmp_path, "heartbeat", "--name", "spender")
+    shown = json.loads(beat.stdout)
+    assert shown["paused"] is True
+    assert "Cap" in shown["reason"]
+    # Leave the shared server as found: its caches forget the deleted budget within the TTLs.
+    Budget.objects.all().delete()
+    deadline = time.monotonic() + 10
+    while json.loads(mc_agent(live, own, tmp_path, "heartbeat", "--name", "spender").stdout).get(
+        "paused"
+    ):
+        assert time.monotonic() < deadline, "the server kept the pause"
+        time.sleep(0.3)

@@ -177,7 +177,7 @@ class TestPages:
     )
     def test_bad_budgets_are_form_errors(self, admin, data, field):
         response = admin.post("/costs/budgets/", {"name": "x", "period": "month", **data})
-        assert response.status_code == 200
+        assert response.status_code == 422
         assert field in response.context["form"].errors
         assert not Budget.objects.exists()
 
