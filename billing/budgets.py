@@ -121,26 +121,34 @@ class PauseData(TypedDict):
 
 @dataclass(frozen=True)
 class Pause:
-    budget_id: int
-    budget: str
-    scope: str
-    gateway_id: int | None
-    agent_id: int | None
-    period: str
+    """An enforced budget spent in its current period (and not lifted)."""
+
+    rule: Rule
     period_start: date
     spent_usd: Decimal
-    amount_usd: Decimal
+
+    @property
+    def budget_id(self) -> int:
+        return self.rule.id
+
+    @property
+    def budget(self) -> str:
+        return self.rule.name
+
+    @property
+    def amount_usd(self) -> Decimal:
+        return self.rule.amount_usd
 
     def covers(self, agent_id: int, gateway_id: int | None) -> bool:
-        if self.scope == "gateway":
-            return gateway_id is not None and gateway_id == self.gateway_id
-        if self.scope == "agent":
-            return agent_id == self.agent_id
-        return self.scope == "all"
+        if self.rule.scope == "gateway":
+            return gateway_id is not None and gateway_id == self.rule.gateway_id
+        if self.rule.scope == "agent":
+            return agent_id == self.rule.agent_id
+        return self.rule.scope == "all"
 
     @property
     def reason(self) -> str:
-        when = "today" if self.period == "day" else "this month"
+        when = "today" if self.rule.period == "day" else "this month"
         return (
             f"Budget \u201c{self.budget}\u201d is spent {when}: ${self.spent_usd:,.2f} of "
             f"${self.amount_usd:,.2f}. New work waits until the period ends, an admin lifts "
@@ -151,8 +159,8 @@ class Pause:
         return {
             "budget_id": self.budget_id,
             "budget": self.budget,
-            "scope": self.scope,
-            "period": self.period,
+            "scope": self.rule.scope,
+            "period": self.rule.period,
             "period_start": str(self.period_start),
             "spent_usd": str(self.spent_usd),
             "amount_usd": str(self.amount_usd),
@@ -183,19 +191,7 @@ def _load_pauses() -> tuple[Pause, ...]:
     ).values_list("budget_id", "period_start", "spent_nanos"):
         rule = enforced[budget_id]
         if start == starts[budget_id] and is_pausing(True, rule.scope, spent, rule.amount_usd):
-            found.append(
-                Pause(
-                    budget_id=rule.id,
-                    budget=rule.name,
-                    scope=rule.scope,
-                    gateway_id=rule.gateway_id,
-                    agent_id=rule.agent_id,
-                    period=rule.period,
-                    period_start=start,
-                    spent_usd=prices.from_nanos(spent),
-                    amount_usd=rule.amount_usd,
-                )
-            )
+            found.append(Pause(rule, start, prices.from_nanos(spent)))
     return tuple(sorted(found, key=lambda p: p.budget_id))
 
 
@@ -213,7 +209,7 @@ def paused(agent_ids: set[int], gateways: dict[int, int | None] | None = None) -
         return {}
     if gateways is None:
         gateways = {}
-        if any(p.scope == "gateway" for p in active):
+        if any(p.rule.scope == "gateway" for p in active):
             from agents.models import Agent
 
             gateways = dict(Agent.objects.filter(pk__in=agent_ids).values_list("pk", "gateway_id"))
