@@ -89,16 +89,13 @@ def agent_list(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     costs = reports.cost_by_agent([a.pk for a in agents], now - timedelta(hours=24), now)
     pauses = budgets.paused({a.pk for a in agents}, {a.pk: a.gateway_id for a in agents})
+    paused_by: dict[int, dict[str, Any]] = {}  # budget → its pause and the agents it holds
     for agent in agents:
         agent.current_task = current.get(agent.current_task_id or 0)  # type: ignore[attr-defined]
         agent.cost_24h = costs.get(agent.pk)  # type: ignore[attr-defined]
-    paused_by: dict[int, dict[str, Any]] = {}
-    for agent in agents:
-        if agent.pk in pauses:
-            pause = pauses[agent.pk]
-            paused_by.setdefault(pause.budget_id, {"pause": pause, "agents": []})["agents"].append(
-                agent
-            )
+        if (pause := pauses.get(agent.pk)) is not None:
+            held = paused_by.setdefault(pause.budget_id, {"pause": pause, "agents": []})
+            held["agents"].append(agent)
     return render(
         request,
         "agents/list.html",

@@ -140,11 +140,8 @@ class Pause:
         return self.rule.amount_usd
 
     def covers(self, agent_id: int, gateway_id: int | None) -> bool:
-        if self.rule.scope == "gateway":
-            return gateway_id is not None and gateway_id == self.rule.gateway_id
-        if self.rule.scope == "agent":
-            return agent_id == self.rule.agent_id
-        return self.rule.scope == "all"
+        # Model budgets never pause (see _load_pauses), so the model plays no part.
+        return self.rule.matches(agent_id, gateway_id or 0, "")
 
     @property
     def reason(self) -> str:

@@ -226,6 +226,9 @@ def test_a_budget_deleted_elsewhere_never_fails_usage(clock, monkeypatch):
         ("get", "/costs/budgets/"),
         ("post", "/costs/budgets/"),
         ("post", "/costs/budgets/{budget}/delete/"),
+        ("get", "/costs/budgets/{budget}/"),
+        ("post", "/costs/budgets/{budget}/"),
+        ("post", "/costs/budgets/{budget}/lift/"),
         ("post", "/costs/alerts/{alert}/acknowledge/"),
     ],
 )
@@ -242,7 +245,12 @@ def test_anonymous_and_outsiders_are_refused(client, outsider, clock, method, pa
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "path", ["/costs/budgets/{budget}/delete/", "/costs/alerts/{alert}/acknowledge/"]
+    "path",
+    [
+        "/costs/budgets/{budget}/delete/",
+        "/costs/budgets/{budget}/lift/",
+        "/costs/alerts/{alert}/acknowledge/",
+    ],
 )
 def test_changes_are_posts_only(admin, clock, path):
     ada = AgentFactory.create(name="ada")
