@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -290,8 +291,25 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "problem": problem,
             "nonce": uuid.uuid4().hex,
             "may_operate": access.can_operate(request.user, session.gateway_id),
+            "spend": _session_spend(session),
         },
     )
+
+
+def _session_spend(session: AgentSession) -> dict[str, Any] | None:
+    """What the session cost by our prices (usage records keep its key, cut to 128)."""
+    if session.agent is None:
+        return None
+    key = (session.agent.pk, session.key[:128])
+    found = reports.session_costs([key]).get(key)
+    return {
+        "t": found or reports.Totals(),
+        "href": reverse("billing:costs")
+        + "?"
+        + urlencode(
+            {"range": "all", "agent": session.agent.name, "session": key[1], "by": "model"}
+        ),
+    }
 
 
 HISTORY_TIMEOUT_S = 5.0

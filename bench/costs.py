@@ -7,7 +7,9 @@ up as heartbeats write them), then
    (it must not hold the rows);
 3. `manage.py reprice --for-real` over all of them after a price override for half.
 
-Usage: python bench/costs.py [--records 1000000] [--requests 30]
+Usage: python bench/costs.py [--records 1000000] [--requests 30] [--data-dir DIR] [--pages-only]
+(`--data-dir` keeps the seeded data for the next run, which then only migrates it; `--pages-only`
+measures the pages and nothing else.)
 """
 
 from __future__ import annotations
@@ -62,10 +64,16 @@ for start in range(0, N, 5000):
         if not UNIFORM:
             # An agent's calls come in working sessions: it is on a task for a while.
             t = (a * 7 + int(at.timestamp()) // 7200) % 400 + 1 if rng.random() < 0.7 else None
+        # Sessions as they come: a gateway agent's main session (and a cron run's own, one a
+        # day), a direct agent's run (one per two hours).
+        if a % 4 < 3:
+            s = f"agent:a{a}:main" if rng.random() < 0.9 else f"agent:a{a}:cron:{int(at.timestamp()) // 86400}"
+        else:
+            s = f"run-{a}-{int(at.timestamp()) // 7200}"
         items.append(UsageItem(agents[a].pk, m, rng.randint(100, 20000),
                      rng.randint(10, 3000), at,
                      provider=p, cache_read_tokens=rng.choice((0, 0, rng.randint(0, 50000))),
-                     client_id=f"b{i}", task_id=t))
+                     client_id=f"b{i}", task_id=t, session=s))
     with transaction.atomic():
         record_usage(items)
 print(f"SEEDED {N / (time.perf_counter() - started):.0f}")
@@ -77,8 +85,12 @@ VIEWS = [
     ("30 days by gateway", "/costs/?range=30d&by=gateway"),
     ("30 days by day", "/costs/?range=30d&by=day"),
     ("30 days by task", "/costs/?range=30d&by=task"),
+    ("30 days by session", "/costs/?range=30d&by=session"),
     ("30 days, one gateway", "/costs/?range=30d&gateway=1&by=model"),
     ("30 days, one agent", "/costs/?range=30d&agent=agent-7&by=model"),
+    # A browser in another time zone: local days are not UTC days (the chart reads hours).
+    ("30 days by day, Europe/Paris", "/costs/?range=30d&by=day"),
+    ("30 days by task, Asia/Kolkata", "/costs/?range=30d&by=task"),
 ]
 
 
@@ -96,23 +108,35 @@ def main() -> None:
     parser.add_argument(
         "--uniform", action="store_true", help="every call's agent/model/task at random"
     )
+    parser.add_argument("--data-dir", help="seed here once and reuse it on later runs")
+    parser.add_argument("--pages-only", action="store_true", help="measure the pages only")
     args = parser.parse_args()
-    data_dir = Path(tempfile.mkdtemp(prefix="mc-bench-costs-"))
-    prepare(data_dir)
-    started = time.perf_counter()
-    seed = SEED.replace("{n}", str(args.records)).replace("{uniform}", str(args.uniform))
-    out = manage(data_dir, "shell", "-c", seed)
-    rate = next(line.split()[1] for line in out.splitlines() if line.startswith("SEEDED"))
-    rollups = query(data_dir, "SELECT COUNT(*) FROM billing_usagerollup")[0][0]
-    print(
-        f"{'uniform random' if args.uniform else 'fleet-like'} data: "
-        f"{args.records:,} usage records written through record_usage (priced, rolled up) in "
-        f"{time.perf_counter() - started:.0f} s ({rate}/s); {rollups:,} rollup rows"
-    )
+    reuse = bool(args.data_dir) and (Path(args.data_dir) / "seeded").exists()
+    data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="mc-bench-costs-"))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if reuse:
+        prepare(data_dir)  # migrations and static files changed since it was seeded
+        print(f"reusing {data_dir} ({(data_dir / 'seeded').read_text().strip()})")
+    else:
+        prepare(data_dir)
+        started = time.perf_counter()
+        seed = SEED.replace("{n}", str(args.records)).replace("{uniform}", str(args.uniform))
+        out = manage(data_dir, "shell", "-c", seed)
+        rate = next(line.split()[1] for line in out.splitlines() if line.startswith("SEEDED"))
+        rollups = query(data_dir, "SELECT COUNT(*) FROM billing_usagerollup")[0][0]
+        what = (
+            f"{'uniform random' if args.uniform else 'fleet-like'} data: "
+            f"{args.records:,} usage records written through record_usage (priced, rolled up) in "
+            f"{time.perf_counter() - started:.0f} s ({rate}/s); {rollups:,} rollup rows"
+        )
+        (data_dir / "seeded").write_text(what + "\n")
+        print(what)
     server = Server(data_dir, 3395, env={"MC_GATEWAY_CONNECTORS": "0"})
     try:
         client = login(server.url)
         for label, path in VIEWS:
+            zone = label.rsplit(", ", 1)[-1]
+            client.cookies.set("mc_tz", zone if "/" in zone else "UTC")
             client.get(path)  # warm
             times = []
             for _ in range(args.requests):
@@ -122,6 +146,8 @@ def main() -> None:
                 assert response.status_code == 200, (path, response.status_code)
             print(f"page {label}: p50 {pct(times, 50):.0f} ms, p99 {pct(times, 99):.0f} ms")
 
+        if args.pages_only:
+            return
         # 2. The whole million as CSV, streamed.
         rss0, anon0 = server.rss_mb(), anon_mb(server)
         peak = [rss0, anon0]

@@ -17,11 +17,19 @@ from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
 
-from billing import budgets, prices, rollups
-from billing.models import Budget, BudgetAlert, BudgetSpend, PriceOverride, UsageRecord
+from billing import budgets, prices, reports, rollups
+from billing.models import (
+    Budget,
+    BudgetAlert,
+    BudgetSpend,
+    PriceOverride,
+    UsageDailyTask,
+    UsageRecord,
+)
 from missioncontrol import audit, live, state
 from missioncontrol.audit import Actor
 from missioncontrol.db import bulk
+from tasks import actions as task_actions
 
 
 @dataclass
@@ -181,6 +189,7 @@ def _roll_up(stored: list[tuple[UsageItem, prices.Priced]]) -> None:
             "gateway_id": gateways[item.agent_id],
             "model": item.model,
             "task_id": item.task_id or 0,
+            "session": item.session,
         }
         tokens = (
             item.input_tokens
@@ -204,6 +213,8 @@ def _roll_up(stored: list[tuple[UsageItem, prices.Priced]]) -> None:
             0 if priced.priced else tokens,
         )
         for tier in rollups.TIERS:
+            if tier.only and not fields[tier.only]:
+                continue
             when = hour if tier.grain == "hour" else hour.date()
             key = (when, *(fields[k] for k in tier.keys))
             row = sums[tier.model].setdefault(key, [0] * len(ROLLUP_COLUMNS))
@@ -215,11 +226,19 @@ def _roll_up(stored: list[tuple[UsageItem, prices.Priced]]) -> None:
                 (_when(when), *rest, *values)
                 for (when, *rest), values in sorted(sums[tier.model].items())
             ]
+            if not rows:
+                continue  # a task or session tier, when no record named one
             for chunk, params in bulk.values_chunks(rows, len(rows[0])):
                 cursor.execute(UPSERTS[tier.model].format(values=chunk), params)
     costs = [(item, prices.nanos(priced.cost)) for item, priced in stored]
     budgets.charge(costs, gateways)
-    note_usage(len(stored), sum(cost for _item, cost in costs))
+    late = timezone.now() - LATE
+    note_usage(
+        len(stored),
+        sum(cost for _item, cost in costs),
+        {item.task_id for item, _cost in costs if item.task_id},
+        late=any(item.occurred_at < late for item, _cost in costs),
+    )
 
 
 def _decimal(value: Decimal | None, digits: int = 14, places: int = 6) -> object:
@@ -310,6 +329,13 @@ def record_gateway_usage(gateway_id: int, session_key: str, messages: list[Any])
             return 0
         items = gateway_usage_items(gateway_id, session.agent_id, session_key, messages)
         return sum(record_usage(items)) if items else 0
+
+
+def record_backfill(actor: Actor, gateway: Any, report: dict[str, Any]) -> None:
+    """Audit a backfill from a gateway (`manage.py backfill_usage`): what it read and stored
+    (the records themselves were stored as they were read, each once)."""
+    with transaction.atomic():
+        audit.record(actor, "usage.backfilled", gateway, after=report, gateway_id=gateway.pk)
 
 
 # --- Price overrides and repricing --------------------------------------------------------------
@@ -459,6 +485,7 @@ def reprice(
                 first_hour,
                 last_hour + timedelta(hours=1),
             )
+            recount_task_costs()
             audit.record(
                 actor,
                 "usage.repriced",
@@ -472,8 +499,24 @@ def reprice(
                     "since": since.isoformat() if since else None,
                 },
             )
-            note_usage(report.changed, report.after_nanos - report.before_nanos)
+            note_usage(report.changed, report.after_nanos - report.before_nanos, late=True)
     return report
+
+
+def recount_task_costs() -> int:
+    """Every task's cost so far from the task rollup (after a reprice rebuilt it); the number
+    of tasks whose cost changed."""
+    from tasks.models import Task
+
+    found = dict(
+        UsageDailyTask.objects.values("task_id")
+        .annotate(c=models.Sum("cost_nanos"))
+        .order_by()
+        .values_list("task_id", "c")
+    )
+    costed = Task.objects.exclude(cost_nanos=0).values_list("pk", flat=True)
+    stale = [pk for pk in costed if pk not in found]
+    return task_actions.set_costs({**dict.fromkeys(stale, 0), **found})
 
 
 # --- The costs topic: usage moves the numbers on screen, coalesced -----------------------------
@@ -490,18 +533,29 @@ class UsageRecorded(TypedDict):
 
 _pending_lock = threading.Lock()
 _pending = [0, 0]  # records, nano-dollars: committed, not yet announced
+_pending_tasks: set[int] = set()  # tasks whose cost those records moved
 _announced = [0.0]  # monotonic time of the last announcement
 ANNOUNCE_EVERY_S = 1.0
 
 
-def note_usage(records: int, nanos: int) -> None:
-    """Count committed usage for the next costs event (after commit: a rolled-back batch
-    never moved a number)."""
+# Usage older than this may fall in a span the cost pages treat as closed (reports.closed_cost).
+LATE = timedelta(minutes=5)
+
+
+def note_usage(
+    records: int, nanos: int, tasks: set[int] | None = None, *, late: bool = False
+) -> None:
+    """Count committed usage for the next costs event, and the tasks it named (after commit: a
+    rolled-back batch never moved a number); `late` usage (an import, a backfill) makes this
+    process forget the closed spans' costs it keeps."""
 
     def add() -> None:
         with _pending_lock:
             _pending[0] += records
             _pending[1] += nanos
+            _pending_tasks.update(tasks or ())
+        if late:
+            reports.forget_closed()
 
     if connection.in_atomic_block:
         transaction.on_commit(add)
@@ -519,6 +573,8 @@ def announce_usage() -> bool:
             return False
         _pending[0] = _pending[1] = 0
         _announced[0] = time.monotonic()
+        tasks = sorted(_pending_tasks)
+        _pending_tasks.clear()
     with transaction.atomic():
         event: UsageRecorded = {
             "type": "usage.recorded",
@@ -526,12 +582,18 @@ def announce_usage() -> bool:
             "cost_usd": str(prices.from_nanos(nanos)),
         }
         live.publish("costs", event)
+    if tasks:
+        # Each task's total read again from the task rollup (not added up here): exact
+        # whichever process recorded which part, and a reprice's totals stand.
+        found = reports.task_costs(tasks)
+        task_actions.set_costs({t: found.get(t, 0) for t in tasks})
     return True
 
 
 def _reset_pending() -> None:
     with _pending_lock:
         _pending[0] = _pending[1] = 0
+        _pending_tasks.clear()
         _announced[0] = 0.0
 
 

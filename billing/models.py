@@ -114,20 +114,24 @@ class Sums(models.Model):
 
 
 class UsageRollup(Sums):
-    """Usage per hour × agent × gateway × model × task: the finest rollup (one agent's or one
-    task's costs, and the hours at a window's edges). All three rollups are kept by the action
-    that writes usage (billing.actions.record_usage), so no page scans raw records."""
+    """Usage per hour × agent × gateway × model × task × session: the finest rollup (one agent's,
+    task's or session's costs, and the hours at a window's edges). Every rollup is kept by the
+    action that writes usage (billing.actions.record_usage), so no page scans raw records."""
 
     hour = models.DateTimeField()  # UTC, truncated to the hour
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+", db_index=False)
     gateway_id = models.BigIntegerField(default=0)  # 0: a directly registered agent
     model = models.CharField(max_length=128)
     task_id = models.BigIntegerField(default=0)  # 0: no task
+    # The record's session ("" when none): a gateway session's key, or a CLI agent's own id.
+    # An agent works in one session at a time, so this hardly adds rows.
+    session = models.CharField(max_length=128, default="")
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["hour", "agent", "gateway_id", "model", "task_id"], name="rollup_key_uniq"
+                fields=["hour", "agent", "gateway_id", "model", "task_id", "session"],
+                name="rollup_key_uniq",
             )
         ]
         indexes = [
@@ -187,6 +191,54 @@ class UsageDailyRollup(Sums):
 
     def __str__(self) -> str:
         return f"{self.day} {self.model}"
+
+
+class UsageDailyTask(Sums):
+    """Usage per UTC day × task × gateway, of the records that name a task: the by-task
+    breakdown of long windows (whole days from here, the edges from UsageRollup) and what a
+    task cost in all (its card, its page)."""
+
+    day = models.DateField()  # UTC
+    task_id = models.BigIntegerField()
+    gateway_id = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # Also the index of every window's query (day first).
+            models.UniqueConstraint(fields=["day", "task_id", "gateway_id"], name="task_day_uniq")
+        ]
+        indexes = [
+            # What a task cost in all (its card, its page).
+            models.Index(fields=["task_id"], name="task_day_task_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} task {self.task_id}"
+
+
+class UsageDailySession(Sums):
+    """Usage per UTC day × agent × gateway × session, of the records that name a session: the
+    by-session breakdown of long windows and what a session cost in all (its page)."""
+
+    day = models.DateField()  # UTC
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+", db_index=False)
+    gateway_id = models.BigIntegerField(default=0)
+    session = models.CharField(max_length=128)
+
+    class Meta:
+        constraints = [
+            # Also the index of every window's query (day first).
+            models.UniqueConstraint(
+                fields=["day", "agent", "gateway_id", "session"], name="session_day_uniq"
+            )
+        ]
+        indexes = [
+            # What one of an agent's sessions cost in all (the session's page).
+            models.Index(fields=["agent", "session"], name="session_day_session_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.session}"
 
 
 def default_thresholds() -> list[int]:

@@ -34,6 +34,9 @@ class Tier:
     model: str
     keys: tuple[str, ...]  # after the time column
     grain: Literal["hour", "day"]
+    # Only the records whose `only` key is set (a task, a session): the others would add rows
+    # that no breakdown reads.
+    only: str = ""
 
     @property
     def time_column(self) -> str:
@@ -41,10 +44,15 @@ class Tier:
 
 
 TIERS = (
-    Tier("UsageRollup", ("agent_id", "gateway_id", "model", "task_id"), "hour"),
+    # The finest first: the coarser ones are rebuilt from it.
+    Tier("UsageRollup", ("agent_id", "gateway_id", "model", "task_id", "session"), "hour"),
     Tier("UsageHourlyTotal", ("gateway_id", "model"), "hour"),
     Tier("UsageDailyRollup", ("agent_id", "gateway_id", "model"), "day"),
+    Tier("UsageDailyTask", ("task_id", "gateway_id"), "day", only="task_id"),
+    Tier("UsageDailySession", ("agent_id", "gateway_id", "session"), "day", only="session"),
 )
+# Whether a finest-rollup row has the `only` key of a tier.
+ONLY_SQL = {"task_id": "task_id > 0", "session": "session <> ''"}
 
 # How each key column is computed from a record `r` joined to its agent `a`.
 KEY_SQL = {
@@ -52,6 +60,7 @@ KEY_SQL = {
     "gateway_id": "COALESCE(a.gateway_id, 0)",
     "model": "r.model",
     "task_id": "COALESCE(r.task_id, 0)",
+    "session": "r.session",
 }
 
 
@@ -123,11 +132,13 @@ def rebuild(
     get_model: Callable[[str], type[models.Model]],
     since: datetime | None = None,
     until: datetime | None = None,
+    tiers: tuple[Tier, ...] = TIERS,
 ) -> int:
     """Replace every rollup's rows of the UTC days touching [since, until) by sums of their
     records, one INSERT … SELECT … GROUP BY a table (rows never pass through Python: a million
     records rebuild in seconds); the number of rows written. The caller holds the transaction.
-    `get_model("UsageRollup")` → the model (the app registry's, or a migration's)."""
+    `get_model("UsageRollup")` → the model (the app registry's, or a migration's); `tiers`: the
+    tiers as that model state has them (a migration's own copy), the finest first."""
     record_model = get_model("UsageRecord")
     connection = connections[record_model.objects.db]  # type: ignore[attr-defined]
     since, until = whole_days(since, until)
@@ -140,8 +151,8 @@ def rebuild(
         params.append(connection.ops.adapt_datetimefield_value(until))
     sums = _sums_sql()
     written = 0
-    finest = get_model(TIERS[0].model)._meta.db_table
-    for tier in TIERS:
+    finest = get_model(tiers[0].model)._meta.db_table
+    for tier in tiers:
         target = get_model(tier.model)
         old = target.objects.all()  # type: ignore[attr-defined]
         if since is not None:
@@ -149,7 +160,7 @@ def rebuild(
         if until is not None:
             old = old.filter(**{f"{tier.time_column}__lt": _at(tier, until)})
         old.delete()
-        if tier is TIERS[0]:
+        if tier is tiers[0]:
             # The finest rollup from the records …
             group = [_time_sql(tier.grain, connection.vendor), *(KEY_SQL[k] for k in tier.keys)]
             sql = (
@@ -171,6 +182,8 @@ def rebuild(
             if until is not None:
                 bounds.append("hour < %s")
                 args.append(connection.ops.adapt_datetimefield_value(until))
+            if tier.only:
+                bounds.append(ONLY_SQL[tier.only])
             sql = (
                 f"INSERT INTO {target._meta.db_table} ({tier.time_column}, {', '.join(tier.keys)}, "  # noqa: S608 - names only
                 f"{', '.join(sums)}) SELECT {', '.join(group)}, "

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from agents.models import Agent
+from agents.models import Agent, AgentSession
 from billing import actions, budgets, prices, reports
 from billing.forms import BudgetForm, PriceOverrideForm
 from billing.models import Budget, BudgetAlert, BudgetSpend, PriceOverride, UsageRecord
@@ -34,6 +34,7 @@ from missioncontrol.roles import has_role, role_required
 from tasks.models import Task
 
 CHART_W, CHART_H, CHART_TOP = 720, 180, 8
+ROWS_SHOWN = 200  # breakdown rows on the page (the table CSV has them all)
 NO_DATES: dict[str, Any] = {"from": None, "to": None}
 
 
@@ -78,6 +79,11 @@ class CostQuery:
             found_agent = Agent.objects.filter(name=agent).only("pk", "name").first()
             self.filters.agent_id = found_agent.pk if found_agent else -1
             self.chips.append(("Agent", agent, self.url(agent=None)))
+        session = get.get("session", "")[:128]
+        if session and self.filters.agent_id is not None:
+            # A session is one agent's: its name is only unique with the agent.
+            self.filters.session = session
+            self.chips.append(("Session", session, self.url(session=None)))
         if get.get("model"):
             self.filters.model = get["model"][:128]
             self.chips.append(("Model", self.filters.model, self.url(model=None)))
@@ -113,6 +119,15 @@ def _labels(q: CostQuery, found: list[reports.Totals]) -> list[dict[str, Any]]:
         names = {g.pk: g for g in Gateway.objects.filter(pk__in=keys)}
     elif q.by == "task":
         names = {t.pk: t for t in Task.objects.filter(pk__in=keys).only("pk", "title", "status")}
+    elif q.by == "session":
+        agent_ids = {a for a, _s in keys}
+        names = {a.pk: a for a in Agent.objects.filter(pk__in=agent_ids).select_related("gateway")}
+        pages = {
+            (s.agent_id, s.key): s.pk
+            for s in AgentSession.objects.filter(
+                agent_id__in=agent_ids, key__in={s for _a, s in keys}
+            ).only("pk", "agent_id", "key")
+        }
     total = sum(t.cost_nanos for t in found) or 1
     out = []
     for t in found:
@@ -132,6 +147,15 @@ def _labels(q: CostQuery, found: list[reports.Totals]) -> list[dict[str, Any]]:
             row["gateway"] = gateway
             row["label"] = gateway.name if gateway else ("direct agents" if key == 0 else f"#{key}")
             row["href"] = q.url(gateway=str(key) if key else "direct", by="agent")
+        elif q.by == "session":
+            agent_id, session = key
+            agent = names.get(agent_id)
+            row["agent"] = agent
+            row["label"] = session
+            row["agent_label"] = agent.display_name if agent else f"deleted agent #{agent_id}"
+            row["href"] = q.url(agent=agent.name, session=session, by="model") if agent else ""
+            page = pages.get((agent_id, session))
+            row["page"] = reverse("agents:session", args=[page]) if page else ""
         elif q.by == "task":
             task = names.get(key)
             row["task"] = task
@@ -162,12 +186,14 @@ def _chart(series: reports.Series) -> dict[str, Any]:
                 continue
             h = value / peak * CHART_H
             y -= h
+            # Geometry as text: the template would localise each float (a thousand number
+            # formats a 30-day chart).
             bars.append(
                 {
-                    "x": round(x, 2),
-                    "y": round(y, 2),
-                    "w": round(width, 2),
-                    "h": round(max(h, 0.5), 2),
+                    "x": f"{x:.2f}",
+                    "y": f"{y:.2f}",
+                    "w": f"{width:.2f}",
+                    "h": f"{max(h, 0.5):.2f}",
                     "series": m_index + 1,
                     "title": f"{bucket:%b %-d %H:%M} · {model}: ${prices.from_nanos(value):,.4f}",
                 }
@@ -204,7 +230,7 @@ def costs(request: HttpRequest) -> HttpResponse:
     q = CostQuery(request)
     if request.GET.get("format") == "csv":
         return _table_csv(q)
-    shown = reports.page(q.window, q.by, q.filters)
+    shown = reports.page(q.window, q.by, q.filters, limit=ROWS_SHOWN)
     total, found, unpriced = shown.total, shown.rows, shown.unpriced[:20]
     return render(
         request,
@@ -213,8 +239,8 @@ def costs(request: HttpRequest) -> HttpResponse:
             "q": q,
             "total": total,
             "headlines": reports.headlines(q.now, q.tz, q.filters),
-            "rows": _labels(q, found[:200]),
-            "more_rows": max(0, len(found) - 200),
+            "rows": _labels(q, found[:ROWS_SHOWN]),
+            "more_rows": max(0, shown.count - ROWS_SHOWN),
             "chart": _chart(shown.series),
             "unpriced": unpriced,
             "dimensions": [(k, v, q.url(by=k)) for k, v in reports.DIMENSIONS.items()],
@@ -238,9 +264,11 @@ def _table_csv(q: CostQuery) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="costs-by-{q.by}.csv"'
     writer = csv.writer(response)
+    session = q.by == "session"  # a session's name is only unique with its agent
     writer.writerow(
         [
             q.by,
+            *(["agent"] if session else []),
             "cost_usd",
             "records",
             "input_tokens",
@@ -258,6 +286,11 @@ def _table_csv(q: CostQuery) -> HttpResponse:
         writer.writerow(
             [
                 _safe(str(row["label"])),
+                *(
+                    [_safe(row["agent"].name if row["agent"] else row["agent_label"])]
+                    if session
+                    else []
+                ),
                 t.cost,
                 t.records,
                 t.input_tokens,
@@ -336,6 +369,8 @@ def export(request: HttpRequest) -> StreamingHttpResponse:
         records = records.filter(model=f.model)
     if f.task_id is not None:
         records = records.filter(task_id=f.task_id)
+    if f.session:
+        records = records.filter(session=f.session)
     tz = q.tz
     writer = csv.writer(_Echo())
 

@@ -24,16 +24,13 @@ from channels.db import database_sync_to_async
 
 from agents import actions as agent_actions
 from billing import actions as billing_actions
-from gateways import actions, protocol
+from gateways import actions, history, protocol
 from gateways.models import Gateway
 from missioncontrol.supervisor import RowHandle, RowSpec, register_rows
 
 logger = logging.getLogger(__name__)
 
 FAST_RETRY_WINDOW_S = 120.0
-SESSION_PAGE = 200
-HISTORY_LIMIT = 1000  # messages read per session when backfilling usage
-MAX_SESSIONS = 5000
 # Session changes from events: written in batches every BATCH_S, each session (and each
 # streaming run) at most once every FLUSH_S (≤ 4 updates/s to browsers).
 BATCH_S = 0.02
@@ -78,7 +75,7 @@ class Link:
             # Subscribe first: a change between the list and the subscription is not lost.
             await self.connection.request("sessions.subscribe", {"limit": 1})
         if "sessions.list" in hello.methods:
-            sessions = await self.list_sessions()
+            sessions = await protocol.list_sessions(self.connection)
             changed = await db(agent_actions.sync_gateway_sessions)(
                 self.gateway_id, sessions, complete=True
             )
@@ -93,37 +90,13 @@ class Link:
         stored = 0
         for key in keys:
             try:
-                history = await self.connection.request(
-                    "chat.history", {"sessionKey": key, "limit": HISTORY_LIMIT}
+                stored += await history.backfill_session(
+                    self.connection, self.gateway_id, key, known_stop=True
                 )
             except protocol.GatewayError as refused:
                 logger.warning("gateway %s: no history for %s: %s", self.gateway_id, key, refused)
-                continue
-            messages = history.get("messages") if isinstance(history, dict) else None
-            if isinstance(messages, list):
-                stored += await db(billing_actions.record_gateway_usage)(
-                    self.gateway_id, key, messages
-                )
         if stored:
             logger.info("gateway %s: backfilled %d usage records", self.gateway_id, stored)
-
-    async def list_sessions(self) -> list[dict[str, Any]]:
-        """Every session, page by page (SESSION_PAGE a request)."""
-        sessions: list[dict[str, Any]] = []
-        offset = 0
-        while len(sessions) < MAX_SESSIONS:
-            page = await self.connection.request(
-                "sessions.list",
-                {"limit": SESSION_PAGE, "offset": offset, "includeLastMessage": True},
-            )
-            if not isinstance(page, dict):
-                break
-            rows = [r for r in page.get("sessions") or [] if isinstance(r, dict)]
-            sessions += rows
-            if not page.get("hasMore") or not rows:
-                break
-            offset = int(page.get("nextOffset") or offset + len(rows))
-        return sessions
 
     async def refresh_health(self, health: Any = None) -> None:
         hello = self.connection.hello

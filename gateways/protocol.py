@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -504,3 +504,53 @@ async def _handshake(
         if isinstance(name, str):
             connection.events.put_nowait((name, event_payload))
     return connection
+
+
+# --- Paged reads ---------------------------------------------------------------------------------
+
+SESSION_PAGE = 200
+HISTORY_PAGE = 1000  # the gateway's own cap on one chat.history page (CHAT_HISTORY_MAX_ENTRIES)
+MAX_SESSIONS = 5000
+MAX_HISTORY_PAGES = 1000  # a million messages a session: a bound, should a gateway loop
+
+
+async def list_sessions(connection: Connection, limit: int = MAX_SESSIONS) -> list[dict[str, Any]]:
+    """Every session (`sessions.list`, SESSION_PAGE a request), up to `limit`."""
+    sessions: list[dict[str, Any]] = []
+    offset = 0
+    while len(sessions) < limit:
+        page = await connection.request(
+            "sessions.list",
+            {"limit": SESSION_PAGE, "offset": offset, "includeLastMessage": True},
+        )
+        if not isinstance(page, dict):
+            break
+        rows = [r for r in page.get("sessions") or [] if isinstance(r, dict)]
+        sessions += rows
+        if not page.get("hasMore") or not rows:
+            break
+        offset = int(page.get("nextOffset") or offset + len(rows))
+    return sessions
+
+
+async def history_pages(
+    connection: Connection, session_key: str, page: int = HISTORY_PAGE
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """A session's transcript (`chat.history`), newest page first, each page oldest message
+    first. Offsets count back from the newest message; the gateway says where the next page
+    starts (`nextOffset`) while `hasMore` (read in OpenClaw 2026.9.6's handler)."""
+    offset = 0
+    for _ in range(MAX_HISTORY_PAGES):
+        answer = await connection.request(
+            "chat.history", {"sessionKey": session_key, "limit": page, "offset": offset}
+        )
+        if not isinstance(answer, dict):
+            return
+        messages = [m for m in answer.get("messages") or [] if isinstance(m, dict)]
+        yield messages
+        following = answer.get("nextOffset")
+        if not answer.get("hasMore") or not messages or not isinstance(following, int):
+            return
+        if following <= offset:
+            return  # never ask for the same page twice
+        offset = following

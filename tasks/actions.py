@@ -690,3 +690,33 @@ def delete_task(actor: Actor, task_id: int) -> None:
             "board": _board(None, {status}),
         }
         live.publish("board", deleted)
+
+
+# --- Cost -----------------------------------------------------------------------------------------
+
+
+def set_costs(costs: dict[int, int]) -> int:
+    """What the work on these tasks cost so far (nano-dollars, worked out by billing from its
+    rollups): the rows whose cost changed are written, and one `task.cost_changed` event names
+    them; the number changed. Derived data, so not audited, and the version stays (an edit made
+    meanwhile is no conflict)."""
+    if not costs:
+        return 0
+    with transaction.atomic():
+        ids = sorted(costs)
+        current: dict[int, int] = {}
+        for start in range(0, len(ids), 500):  # within every backend's parameter limit
+            part = Task.objects.filter(pk__in=ids[start : start + 500])
+            current.update(part.values_list("pk", "cost_nanos"))
+        changed = sorted((pk, n) for pk, n in costs.items() if pk in current and current[pk] != n)
+        if not changed:
+            return 0
+        bulk.update_many([Task(pk=pk, cost_nanos=n) for pk, n in changed], ["cost_nanos"])
+        event: events.TaskCostChanged = {
+            "type": "task.cost_changed",
+            "tasks": [
+                {"id": pk, "cost_usd": f"{Task(cost_nanos=n).cost:.9f}"} for pk, n in changed
+            ],
+        }
+        live.publish("board", event)
+    return len(changed)

@@ -2,7 +2,7 @@
 
 The board's main cost is rendering cards (≈0.2 ms each). A card's HTML is a function of what
 it shows: its pk, title, priority, blocked state and reason, labels, assignee (name and kind),
-due date (and, for the overdue mark, today's date and whether it is done) and comment count; so it is cached under
+due date (and, for the overdue mark, today's date and whether it is done), comment count and cost; so it is cached under
 exactly those. Its version and column, which change on every move, are not part of the cached
 HTML: they are filled in at their marks (missioncontrol/fragments.py), so moving a card never
 renders it again. Entries are small (~1 KB), bounded in number and evicted oldest first.
@@ -37,6 +37,7 @@ def card_key(
     due_date: datetime.date | None,
     done: bool,
     comment_count: int,
+    cost_nanos: int,
 ) -> tuple[object, ...]:
     """What a card shows, as its cache key (today's date too: the overdue mark)."""
     return (
@@ -52,6 +53,7 @@ def card_key(
         due_date,
         done,  # done cards are never overdue
         comment_count,
+        cost_nanos,
         timezone.localdate(),
     )
 
@@ -70,6 +72,7 @@ def _key(task: Task) -> tuple[object, ...]:
         task.due_date,
         task.status == Task.Status.DONE,
         task.comment_count,
+        task.cost_nanos,
     )
 
 

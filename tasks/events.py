@@ -32,6 +32,7 @@ class TaskData(TypedDict):
     blocked: bool
     blocked_reason: str
     comment_count: int
+    cost_usd: str  # what the work on it cost so far (9 decimals)
     version: int
     archived: bool
     url: str
@@ -102,7 +103,20 @@ class TaskCommented(TypedDict):
     board: BoardData
 
 
-TaskEvent = TaskChanged | TaskDeleted | TaskCommented
+class TaskCost(TypedDict):
+    id: int
+    cost_usd: str
+
+
+class TaskCostChanged(TypedDict):
+    """What the work on these tasks cost so far changed (usage named them): at most one such
+    event a second per process, for every task whose cost moved in it."""
+
+    type: Literal["task.cost_changed"]
+    tasks: list[TaskCost]
+
+
+TaskEvent = TaskChanged | TaskDeleted | TaskCommented | TaskCostChanged
 # Fields whose change an event reports (the description's text is included: it is the task).
 TRACKED = (
     "title",
@@ -136,6 +150,7 @@ def task_data(task: Task) -> TaskData:
         "blocked": task.blocked,
         "blocked_reason": task.blocked_reason,
         "comment_count": task.comment_count,
+        "cost_usd": f"{task.cost:.9f}",
         "version": task.version,
         "archived": task.archived_at is not None,
         "url": f"/tasks/{task.pk}/",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -81,6 +82,9 @@ class Task(models.Model):
     blocked = models.BooleanField(default=False)
     blocked_reason = models.CharField(max_length=500, blank=True)
     comment_count = models.PositiveIntegerField(default=0)
+    # What the work on it cost so far (usage reported with its id), in nano-dollars: derived
+    # from billing's rollups by tasks.actions.set_costs, never edited (its card shows it).
+    cost_nanos = models.BigIntegerField(default=0)
     # Bumped on every change: a client acting on an older version gets "stale", not a clobber.
     version = models.PositiveIntegerField(default=1)
     created_by = models.ForeignKey(
@@ -139,6 +143,10 @@ class Task(models.Model):
         if self.assignee_user_id:
             return f"user:{self.assignee_user_id}"
         return ""
+
+    @property
+    def cost(self) -> Decimal:
+        return Decimal(self.cost_nanos).scaleb(-9)
 
     @property
     def is_overdue(self) -> bool:

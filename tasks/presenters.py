@@ -8,6 +8,7 @@ card cache (tasks/cards.py): a move never renders a card again.
 from __future__ import annotations
 
 import datetime
+from decimal import Decimal
 from typing import Any, get_args
 
 from django.template.loader import render_to_string
@@ -15,6 +16,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from missioncontrol import live
+from missioncontrol.templatetags.mc import money
 from tasks import events
 from tasks.cards import card_key, render_keyed
 from tasks.models import Comment, Task
@@ -37,10 +39,16 @@ def card_task(data: events.TaskData) -> Task:
         blocked=data["blocked"],
         blocked_reason=data["blocked_reason"],
         comment_count=data["comment_count"],
+        cost_nanos=cost_nanos(data),
         version=data["version"],
     )
     task.assignee_name = assignee.get("name", "")  # type: ignore[attr-defined]
     return task
+
+
+def cost_nanos(data: events.TaskData) -> int:
+    """The task's cost in nano-dollars (0 in events logged before tasks carried one)."""
+    return int(Decimal(data.get("cost_usd") or 0).scaleb(9))
 
 
 def card_html(data: events.TaskData) -> str:
@@ -60,6 +68,7 @@ def card_html(data: events.TaskData) -> str:
         datetime.date.fromisoformat(data["due_date"]) if data["due_date"] else None,
         data["status"] == Task.Status.DONE,
         data["comment_count"],
+        cost_nanos(data),
     )
     return render_keyed(key, data["version"], data["status"], lambda: card_task(data))
 
@@ -118,6 +127,15 @@ def task_commented(event: dict[str, Any]) -> live.BrowserPayload:
         }
     ]
     return {"ops": ops + card_ops(event["task"], event["board"])}
+
+
+@live.presents("task.cost_changed")
+def task_cost_changed(event: dict[str, Any]) -> live.BrowserPayload:
+    ops: list[live.Op] = [
+        {"op": "text", "id": f"cost-task-{t['id']}", "text": money(Decimal(t["cost_usd"]))}
+        for t in event["tasks"]
+    ]
+    return {"ops": ops}
 
 
 def _when(text: str) -> datetime.datetime:

@@ -8,7 +8,13 @@ def build_rollups(apps, schema_editor):
     """Rollups of the records stored before them (unpriced until `manage.py reprice`)."""
     from billing import rollups
 
-    rollups.rebuild(lambda name: apps.get_model("billing", name))
+    # The tiers as this migration made them (0007 added the session and the work tier).
+    tiers = (
+        rollups.Tier("UsageRollup", ("agent_id", "gateway_id", "model", "task_id"), "hour"),
+        rollups.Tier("UsageHourlyTotal", ("gateway_id", "model"), "hour"),
+        rollups.Tier("UsageDailyRollup", ("agent_id", "gateway_id", "model"), "day"),
+    )
+    rollups.rebuild(lambda name: apps.get_model("billing", name), tiers=tiers)
 
 
 class Migration(migrations.Migration):

@@ -32,6 +32,7 @@ record = st.fixed_dictionaries(
         "cache_read": st.integers(0, 50_000),
         "cache_write": st.integers(0, 5_000),
         "task": st.sampled_from([None, 1, 2]),
+        "session": st.sampled_from(["", "", "agent:main:main", "run-7"]),
         "reported": st.none() | st.decimals(0, 5, places=6),
         # A few repeat an id: counted once, in the records and the rollups alike.
         "id": st.none() | st.integers(0, 30).map(str),
@@ -46,6 +47,7 @@ def _key(tier: rollups.Tier, r: UsageRecord) -> tuple:
         "gateway_id": r.agent.gateway_id or 0,
         "model": r.model,
         "task_id": r.task_id or 0,
+        "session": r.session,
     }
     return (hour if tier.grain == "hour" else hour.date(), *(fields[k] for k in tier.keys))
 
@@ -56,6 +58,8 @@ def brute_force() -> dict[str, dict[tuple, list]]:
     for tier in rollups.TIERS:
         sums: dict[tuple, list] = defaultdict(lambda: [0, 0, 0, 0, 0, Decimal(0), 0, 0])
         for r in UsageRecord.objects.select_related("agent"):
+            if tier.only and not {"task_id": r.task_id, "session": r.session}[tier.only]:
+                continue  # the task and session tiers keep records that name one only
             row = sums[_key(tier, r)]
             row[0] += 1
             row[1] += r.input_tokens
@@ -119,6 +123,7 @@ def test_rollups_equal_a_brute_force_sum(batches):
                         occurred_at=START + timedelta(minutes=r["minutes"]),
                         client_id=r["id"],
                         task_id=r["task"],
+                        session=r["session"],
                         reported_cost_usd=r["reported"],
                     )
                     for r in batch
@@ -194,18 +199,22 @@ def test_concurrent_writers_count_each_record_once():
 
 @pytest.mark.django_db
 @settings(
-    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     batch=st.lists(record, min_size=1, max_size=40),
     start_h=st.integers(0, 50),
     length_h=st.integers(1, 60),
-    column=st.sampled_from([None, "model", "agent_id", "gateway_id", "task_id"]),
-    narrow=st.sampled_from(["none", "agent", "task", "gateway"]),
+    column=st.sampled_from(
+        [None, "model", "agent_id", "gateway_id", "task_id", ("agent_id", "session")]
+    ),
+    narrow=st.sampled_from(["none", "agent", "task", "gateway", "session", "model"]),
 )
 def test_window_sums_equal_the_records_of_the_window(batch, start_h, length_h, column, narrow):
-    """What the pages read (whole days from the daily rollup, edges from the hourly ones) is
-    the sum of the raw records of the window, for any window, grouping and filter."""
+    """What the pages read (whole days from a daily rollup, edges from the hourly ones) is the
+    sum of the raw records of the window, for any window, grouping and filter. By task or
+    session, whole days come from a rollup of only the records that name one: the "none" key
+    (task 0, session "") is what callers drop, and is left out here."""
     from billing import reports
 
     with transaction.atomic():
@@ -224,6 +233,7 @@ def test_window_sums_equal_the_records_of_the_window(batch, start_h, length_h, c
                     output_tokens=r["output"],
                     occurred_at=START + timedelta(minutes=r["minutes"]),
                     task_id=r["task"],
+                    session=r["session"],
                 )
                 for r in batch
             ]
@@ -231,14 +241,20 @@ def test_window_sums_equal_the_records_of_the_window(batch, start_h, length_h, c
         start = START + timedelta(hours=start_h, minutes=17)
         end = start + timedelta(hours=length_h)
         filters = reports.Filters(
-            agent_id=agents[1].pk if narrow == "agent" else None,
+            agent_id=agents[1].pk if narrow in ("agent", "session") else None,
             task_id=1 if narrow == "task" else None,
             gateway_id=gateway.pk if narrow == "gateway" else None,
+            session="agent:main:main" if narrow == "session" else "",
+            model="gpt-4o" if narrow == "model" else "",
         )
+
+        def none(key: object) -> bool:
+            return (column == "task_id" and key == 0) or (isinstance(key, tuple) and key[1] == "")
+
         got = {
             k: (t.records, t.input_tokens, t.cost_nanos)
             for k, t in reports.sums(start, end, filters, column).items()
-            if t.records
+            if t.records and not none(k)
         }
         want: dict = defaultdict(lambda: [0, 0, 0])
         # Windows are to the hour: a record counts when its hour starts in the window.
@@ -252,16 +268,88 @@ def test_window_sums_equal_the_records_of_the_window(batch, start_h, length_h, c
                 continue
             if filters.gateway_id and r.agent.gateway_id != filters.gateway_id:
                 continue
+            if filters.session and r.session != filters.session:
+                continue
+            if filters.model and r.model != filters.model:
+                continue
             key = {
                 None: None,
                 "model": r.model,
                 "agent_id": r.agent_id,
                 "gateway_id": r.agent.gateway_id or 0,
                 "task_id": r.task_id or 0,
+                ("agent_id", "session"): (r.agent_id, r.session),
             }[column]
+            if none(key):
+                continue
             row = want[key]
             row[0] += 1
             row[1] += r.input_tokens
             row[2] += prices.nanos(r.cost_usd)
         assert got == {k: tuple(v) for k, v in want.items()}
+        transaction.set_rollback(True)
+
+
+@pytest.mark.django_db
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    batch=st.lists(record, min_size=1, max_size=40),
+    zone=st.sampled_from(["UTC", "Europe/Paris", "Asia/Kolkata"]),
+    key=st.sampled_from(["24h", "7d", "30d"]),
+    by_gateway=st.booleans(),
+)
+def test_the_chart_and_days_equal_the_records_of_each_local_day(batch, zone, key, by_gateway):
+    """The chart's buckets and the by-day breakdown, whichever way they are read (hours, or
+    whole UTC days when local days are UTC days), equal the raw records of each local bucket."""
+    import zoneinfo
+
+    import time_machine
+
+    from billing import reports
+
+    tz = zoneinfo.ZoneInfo(zone)
+    now = START + timedelta(hours=50, minutes=20)
+    with transaction.atomic(), time_machine.travel(now, tick=False):
+        gateway = make_gateway(name="days-gw", url="ws://127.0.0.1:9/")
+        agents = [
+            AgentFactory.create(name="d-direct"),
+            AgentFactory.create(name="d-gw", gateway=gateway, external_id="d"),
+            AgentFactory.create(name="d-other"),
+        ]
+        record_usage(
+            [
+                UsageItem(
+                    agent_id=agents[r["agent"]].pk,
+                    model=r["model"],
+                    input_tokens=r["input"],
+                    output_tokens=r["output"],
+                    occurred_at=START + timedelta(minutes=r["minutes"]),
+                )
+                for r in batch
+            ]
+        )
+        win, _error = reports.window(key, now, tz)
+        filters = reports.Filters(gateway_id=gateway.pk if by_gateway else None)
+        shown = reports.page(win, "day", filters)
+        chart: dict = defaultdict(int)
+        for (bucket, _model), nanos in shown.series.values.items():
+            chart[bucket] += nanos
+        days = {t.extra["key"]: t.cost_nanos for t in shown.rows}
+        want_chart: dict = defaultdict(int)
+        want_days: dict = defaultdict(int)
+        first = win.start.replace(minute=0, second=0, microsecond=0)
+        for r in UsageRecord.objects.select_related("agent"):
+            hour = r.occurred_at.replace(minute=0, second=0, microsecond=0)
+            if hour < first.astimezone(UTC).replace(minute=0) or hour >= win.end:
+                continue
+            if by_gateway and r.agent.gateway_id != gateway.pk:
+                continue
+            local = hour.astimezone(tz)
+            bucket = local if win.hourly else reports.local_midnight(local.date(), tz)
+            want_chart[bucket] += prices.nanos(r.cost_usd)
+            want_days[local.date()] += prices.nanos(r.cost_usd)
+        assert {b: n for b, n in chart.items() if n} == {b: n for b, n in want_chart.items() if n}
+        assert {d: n for d, n in days.items() if n} == {d: n for d, n in want_days.items() if n}
         transaction.set_rollback(True)

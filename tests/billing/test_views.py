@@ -357,3 +357,21 @@ def test_cost_where_the_operator_already_looks(operator, usage):
     page = operator.get(f"/tasks/{task.pk}/")
     assert page.context["cost"].cost == Decimal("0.0075")
     assert 'id="task-cost">$0.0075<' in page.content.decode()
+
+
+def test_headlines_follow_late_usage(viewer, usage, django_capture_on_commit_callbacks):
+    """Closed spans (yesterday, the days before today) are kept briefly per process; usage that
+    arrives late (an import, a backfill) is shown at once all the same."""
+    today, week, _month = viewer.get("/costs/").context["headlines"]
+    assert today.before == Decimal("0.021")
+    with django_capture_on_commit_callbacks(execute=True):
+        record_usage(
+            [
+                UsageItem(
+                    usage["ada"].pk, "gpt-4o", 1000, 500, NOW - timedelta(days=1), provider="openai"
+                )
+            ]
+        )
+    again, week_again, _month = viewer.get("/costs/").context["headlines"]
+    assert again.before == Decimal("0.0285")
+    assert week_again.now == week.now + Decimal("0.0075")

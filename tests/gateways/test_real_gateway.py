@@ -213,3 +213,19 @@ async def test_usage_is_recorded_once_and_equals_the_gateways_totals_across_a_ki
     await asyncio.sleep(2)  # the re-sync's backfill reads the transcript again
     assert await db(stored)() == (count, inputs, outputs)
     assert await reconciled() == (count, inputs, outputs)
+
+    # manage.py backfill_usage's reader, on its own connection: the real gateway's paging is
+    # read through, nothing is stored twice, and records lost here come back exactly.
+    from gateways import history
+    from missioncontrol.audit import Actor
+
+    current = await db(row)(gateway.pk)
+    report = await history.backfill_gateway(current, actor=Actor.system("test"))
+    assert report.stored == 0
+    assert report.messages >= count
+    await db(
+        lambda: UsageRecord.objects.filter(client_id__startswith=f"gw{gateway.pk}:").delete()
+    )()
+    report = await history.backfill_gateway(current, actor=Actor.system("test"))
+    assert report.stored == count
+    assert await reconciled() == (count, inputs, outputs)

@@ -100,7 +100,10 @@ async def test_an_event_then_a_backfill_after_reconnect_count_each_message_once(
         await until(
             lambda: (
                 fake.requests.count(
-                    ("chat.history", {"sessionKey": "agent:main:main", "limit": 1000})
+                    (
+                        "chat.history",
+                        {"sessionKey": "agent:main:main", "limit": 1000, "offset": 0},
+                    )
                 )
                 >= 1
             )
@@ -124,3 +127,136 @@ async def test_an_event_then_a_backfill_after_reconnect_count_each_message_once(
         await asyncio.gather(task, return_exceptions=True)
     finally:
         await fake.stop()
+
+
+def paged_history(messages: list[dict[str, Any]]) -> Any:
+    """chat.history as OpenClaw 2026.9.6 pages it: offsets count back from the newest message,
+    each page oldest first, `nextOffset` while `hasMore`."""
+
+    def answer(params: dict[str, Any]) -> dict[str, Any]:
+        limit, offset = int(params["limit"]), int(params.get("offset") or 0)
+        end = max(len(messages) - offset, 0)
+        start = max(end - limit, 0)
+        page = {
+            "messages": messages[start:end],
+            "hasMore": start > 0,
+            "totalMessages": len(messages),
+        }
+        return {**page, "nextOffset": offset + limit} if start > 0 else page
+
+    return answer
+
+
+def transcript(prefix: str, count: int, first_ms: int = 1795460841820) -> list[dict[str, Any]]:
+    """`count` exchanges: a user line and an assistant reply with usage, a minute apart."""
+    lines: list[dict[str, Any]] = []
+    for i in range(count):
+        lines.append({"role": "user", "content": "go", "__openclaw": {"id": f"{prefix}u{i}"}})
+        reply = assistant(f"{prefix}a{i}", 100 + i, 1)
+        reply["timestamp"] = first_ms + i * 60_000
+        lines.append(reply)
+    return lines
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+class TestBackfillCommand:
+    """`manage.py backfill_usage`: every page of every session, each message once."""
+
+    async def start(self, histories: dict[str, list[dict[str, Any]]]) -> FakeGateway:
+        fake = await FakeGateway().start()
+        fake.methods["sessions.list"] = {
+            "hasMore": False,
+            "sessions": [
+                session_row(key, sessionId=key, updatedAt=max(m.get("timestamp", 0) for m in lines))
+                for key, lines in histories.items()
+            ],
+        }
+        fake.methods["chat.history"] = lambda params: paged_history(
+            histories[params["sessionKey"]]
+        )(params)
+        return fake
+
+    async def test_reads_every_page_of_every_session_and_adds_nothing_twice(self):
+        from gateways import history
+        from missioncontrol.audit import Actor
+        from missioncontrol.models import AuditEvent
+
+        histories = {
+            "agent:main:main": transcript("a", 1300),  # 2,600 messages: three pages
+            "agent:main:other": transcript("b", 3),  # a session the dashboard never saw
+        }
+        fake = await self.start(histories)
+        try:
+            gateway = await db(make_gateway)(url=fake.url, token=TOKEN)
+            await db(agent_actions.sync_gateway_agents)(gateway.pk, [{"id": "main"}])
+            await db(agent_actions.sync_gateway_sessions)(gateway.pk, [session_row()])
+            # One message the connector already stored from an event.
+            await db(billing_actions.record_gateway_usage)(
+                gateway.pk, "agent:main:main", [histories["agent:main:main"][1]]
+            )
+            actor = Actor.system("test")
+            report = await history.backfill_gateway(gateway, actor=actor)
+            assert (report.sessions, report.messages, report.stored) == (2, 2606, 1302)
+            offsets = [p["offset"] for m, p in fake.requests if m == "chat.history"]
+            assert sorted(offsets) == [0, 0, 1000, 2000]
+            assert await db(UsageRecord.objects.count)() == 1303
+            inputs = await db(lambda: sum(r.input_tokens for r in UsageRecord.objects.all()))()
+            assert inputs == sum(100 + i for i in range(1300)) + sum(100 + i for i in range(3))
+            again = await history.backfill_gateway(gateway, actor=actor)
+            assert (again.messages, again.stored) == (2606, 0)
+            assert await db(UsageRecord.objects.count)() == 1303
+            audits = await db(lambda: list(AuditEvent.objects.filter(verb="usage.backfilled")))()
+            assert len(audits) == 1  # only the run that stored something
+            assert audits[0].changes["after"]["stored"] == 1302
+        finally:
+            await fake.stop()
+
+    async def test_since_reads_back_only_to_that_day(self):
+        from datetime import UTC, datetime
+
+        from gateways import history
+        from missioncontrol.audit import Actor
+
+        day = 86_400_000
+        start = 1795400000000  # 2026-11-23
+        lines = []
+        for i in range(10):  # one reply a day
+            lines += transcript(f"d{i}", 1, first_ms=start + i * day)
+        fake = await self.start({"agent:main:main": lines})
+        try:
+            gateway = await db(make_gateway)(url=fake.url, token=TOKEN)
+            since = datetime.fromtimestamp((start + 6 * day) / 1000, tz=UTC)
+            report = await history.backfill_gateway(gateway, since, actor=Actor.system("t"))
+            assert report.stored == 4
+            stamps = await db(
+                lambda: list(UsageRecord.objects.values_list("occurred_at", flat=True))
+            )()
+            assert min(stamps) >= since
+        finally:
+            await fake.stop()
+
+    async def test_the_command_reports_and_refuses_clearly(self):
+        from io import StringIO
+
+        from django.core.management import CommandError, call_command
+
+        fake = await self.start({"agent:main:main": transcript("a", 2)})
+        try:
+            await db(make_gateway)(name="prod", url=fake.url, token=TOKEN)
+            await db(make_gateway)(name="gone", url="ws://127.0.0.1:9/", token=TOKEN)
+            out = StringIO()
+            await asyncio.to_thread(call_command, "backfill_usage", "--gateway", "prod", stdout=out)
+            assert "stored 2 new usage records" in out.getvalue()
+            with pytest.raises(
+                CommandError, match="No gateway named 'nope' \\(gateways: gone, prod\\)"
+            ):
+                await asyncio.to_thread(call_command, "backfill_usage", "--gateway", "nope")
+            with pytest.raises(CommandError, match="YYYY-MM-DD"):
+                await asyncio.to_thread(
+                    call_command, "backfill_usage", "--gateway", "prod", "--since", "May"
+                )
+            with pytest.raises(CommandError, match="Could not connect to gone \\(unreachable\\)"):
+                await asyncio.to_thread(call_command, "backfill_usage", "--gateway", "gone")
+        finally:
+            await fake.stop()

@@ -130,7 +130,7 @@ class Command(BaseCommand):
     ) -> None:
         """Usage through billing's own action (priced and rolled up as agents' reports are):
         each agent mostly on one model, some calls on a task, over the last 30 days."""
-        from billing.actions import UsageItem, record_usage
+        from billing.actions import UsageItem, record_usage, recount_task_costs
 
         models = [
             ("claude-sonnet-4-5", "anthropic"),
@@ -144,6 +144,7 @@ class Command(BaseCommand):
         for i in range(count):
             a = rng.randrange(len(agents))
             model, provider = models[a % len(models)] if rng.random() < 0.8 else rng.choice(models)
+            at = now - timedelta(minutes=rng.randint(0, 60 * 24 * 30))
             items.append(
                 UsageItem(
                     agent_id=agents[a].pk,
@@ -152,9 +153,11 @@ class Command(BaseCommand):
                     input_tokens=rng.randint(200, 8000),
                     output_tokens=rng.randint(50, 1500),
                     cache_read_tokens=rng.choice((0, 0, rng.randint(1000, 20000))),
-                    occurred_at=now - timedelta(minutes=rng.randint(0, 60 * 24 * 30)),
+                    occurred_at=at,
                     client_id=f"seed-demo-{i}",
                     task_id=rng.choice(tasks) if tasks and rng.random() < 0.4 else None,
+                    # One run (a session) per agent every three hours.
+                    session=f"run-{agents[a].name}-{int(at.timestamp()) // 10800}",
                 )
             )
         with tqdm(total=count, desc="usage", unit="record", disable=quiet) as bar:
@@ -162,6 +165,7 @@ class Command(BaseCommand):
                 with transaction.atomic():
                     record_usage(items[start : start + size])
                 bar.update(min(size, count - start))
+        recount_task_costs()  # the cards' costs (a server does this as usage arrives)
 
     def _flush(self, batch: list[Task]) -> None:
         with transaction.atomic():
