@@ -98,3 +98,58 @@ def test_a_budget_alert_appears_live_and_goes_when_acknowledged(browser, live):
     page.wait_for_url("**/board/")
     assert page.locator(".budget-alert").count() == 0
     assert browser.csp_violations() == []
+
+
+def test_a_heartbeat_with_usage_on_a_task_moves_its_card_live(browser, live):
+    """The card's cost appears on the board without a reload, and a move keeps it."""
+    from tests.tasks.factories import make_task
+
+    UserFactory.create(username="lead", role="operator")
+    agent = Agent.objects.create(name="worker", framework="claude-code")
+    _key, full = issue(AgentKey.Kind.AGENT, agent)
+    task = make_task("Port the parser", status="in_progress")
+    browser.login("lead")
+    page = browser.page
+    page.goto("/board/")
+    page.wait_for_selector("#live-status[data-state=live]")
+    cost = f"#cost-task-{task.pk}"
+    assert page.inner_text(cost) == ""
+    assert not page.is_visible(cost)  # no cost yet: nothing shown
+    page.evaluate("window.__marker = 1")
+    r = httpx.post(
+        f"{live.url}/api/v1/agents/worker/heartbeat",
+        json={
+            "status": "busy",
+            "task_id": task.pk,
+            "usage": [
+                {
+                    "id": "t1",
+                    "model": "gpt-4o",
+                    "provider": "openai",
+                    "input_tokens": 1000,
+                    "output_tokens": 500,
+                    "task_id": task.pk,
+                    "session": "run-1",
+                }
+            ],
+        },
+        headers={"Authorization": f"Bearer {full}"},
+    )
+    assert r.status_code == 200, r.text
+    page.wait_for_function(
+        f"() => document.querySelector('{cost}').textContent.trim() === '$0.0075'", timeout=5000
+    )
+    assert page.is_visible(cost)
+    # Moved to Review from this page: the card the move pushes carries the cost too.
+    page.focus(f"#task-{task.pk}")
+    page.keyboard.press("m")
+    page.wait_for_selector("#move-menu:not([hidden])")
+    page.click("#move-menu [data-move-to=review]")
+    page.wait_for_selector(f"#col-review-list #task-{task.pk}")
+    page.wait_for_function(  # the server's card for the move has replaced the moved one
+        f"() => document.querySelector('#task-{task.pk}').dataset.status === 'review'"
+    )
+    page.wait_for_timeout(300)
+    assert page.inner_text(cost) == "$0.0075"
+    assert page.evaluate("window.__marker") == 1
+    assert browser.csp_violations() == []
