@@ -49,6 +49,18 @@ Presenter = Callable[[dict[str, Any]], "BrowserPayload"]
 _presenters: dict[str, Presenter] = {}
 
 
+# Sinks: consumers that take the events in the publishing transaction itself (the webhook
+# outbox), so an event and what is owed for it commit, or roll back, together.
+Sink = Callable[[list[LiveEvent]], None]
+_sinks: list[Sink] = []
+
+
+def register_sink(sink: Sink) -> None:
+    """Call `sink(events)` with every batch published, inside its transaction (idempotent)."""
+    if sink not in _sinks:
+        _sinks.append(sink)
+
+
 def register_topic(name: str) -> None:
     """Make `name` a topic pages may subscribe to (idempotent)."""
     _topics[name] = None
@@ -288,6 +300,8 @@ def publish_many(
         row._state.adding = False
     outbox.last[topic] = rows[-1].seq
     outbox.events.extend(rows)
+    for sink in _sinks:
+        sink(rows)
     return rows
 
 

@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "agents",
     "tasks",
     "billing",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -232,6 +233,10 @@ USE_TZ = True
 MC_EVENT_RETENTION_HOURS = env_int("MC_EVENT_RETENTION_HOURS", 72, low=1, high=24 * 365)
 MC_AUDIT_RETENTION_DAYS = env_int("MC_AUDIT_RETENTION_DAYS", 365, low=1, high=36500)
 MC_RETENTION_INTERVAL_S = env_int("MC_RETENTION_INTERVAL_S", 3600, low=1, high=86400)
+# Webhooks: delivery history kept this long; targets on loopback, link-local, private or other
+# internal addresses are refused unless allowed (webhooks/dispatcher.py).
+MC_WEBHOOK_RETENTION_DAYS = env_int("MC_WEBHOOK_RETENTION_DAYS", 30, low=1, high=3650)
+MC_WEBHOOK_ALLOW_PRIVATE = env_bool("MC_WEBHOOK_ALLOW_PRIVATE", False)
 
 # --- Real time ------------------------------------------------------------------------------
 # A returning client is replayed at most this many events; beyond that it reloads its panels.

@@ -1,0 +1,303 @@
+"""Webhook actions: every write of the webhooks app (endpoints, deliveries, attempts) is here,
+each one transaction, audited where a person acted."""
+
+from __future__ import annotations
+
+import base64
+import random
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from missioncontrol import audit, live
+from missioncontrol.audit import Actor
+from webhooks import outbox
+from webhooks.models import Attempt, Delivery, Endpoint
+
+# After the n-th failed attempt, the next one waits SCHEDULE[n - 1] seconds (±10 %); after the
+# last, the delivery has failed: eight attempts over about 28 hours.
+SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
+CLAIM_S = 60  # a claimed delivery is the claimer's for this long (an attempt takes ≤ 10 s)
+RESPONSE_KEPT = 4096  # bytes of a response body kept with its attempt
+# An endpoint is disabled when it keeps failing: this many failed attempts in a row, or
+# failing for this long with no success between (documented in docs/webhooks.md).
+DISABLE_AFTER_FAILURES = 20
+DISABLE_AFTER = timedelta(hours=24)
+ROTATION_GRACE = timedelta(hours=24)
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` and 32 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def endpoint_data(endpoint: Endpoint) -> dict[str, Any]:
+    """An endpoint as the audit log keeps it (never its secret)."""
+    return {
+        "url": endpoint.url,
+        "description": endpoint.description,
+        "event_types": list(endpoint.event_types),
+        "enabled": endpoint.enabled,
+    }
+
+
+def save_endpoint(actor: Actor, endpoint: Endpoint) -> Endpoint:
+    """Create (with a new secret) or change an endpoint; re-enabling clears its failure run."""
+    with transaction.atomic():
+        before = None
+        if endpoint.pk:
+            old = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+            before = endpoint_data(old)
+            if endpoint.enabled and not old.enabled:
+                endpoint.consecutive_failures = 0
+                endpoint.failing_since = None
+                endpoint.disabled_reason = ""
+        else:
+            endpoint.secret = new_secret()
+        endpoint.save()
+        verb = "webhook.endpoint_changed" if before else "webhook.endpoint_added"
+        audit.record(actor, verb, endpoint, before=before, after=endpoint_data(endpoint))
+    return endpoint
+
+
+def delete_endpoint(actor: Actor, endpoint: Endpoint) -> None:
+    with transaction.atomic():
+        audit.record(actor, "webhook.endpoint_deleted", endpoint, before=endpoint_data(endpoint))
+        endpoint.delete()
+
+
+def rotate_secret(actor: Actor, endpoint_id: int) -> Endpoint:
+    """A new signing secret; the old one signs too (a second signature) for ROTATION_GRACE."""
+    with transaction.atomic():
+        endpoint = Endpoint.objects.select_for_update().get(pk=endpoint_id)
+        endpoint.previous_secret = endpoint.secret
+        endpoint.previous_until = timezone.now() + ROTATION_GRACE
+        endpoint.secret = new_secret()
+        endpoint.save(update_fields=["secret", "previous_secret", "previous_until"])
+        audit.record(
+            actor,
+            "webhook.secret_rotated",
+            endpoint,
+            after={"previous_valid_until": endpoint.previous_until.isoformat()},
+        )
+    return endpoint
+
+
+def send_test(actor: Actor, endpoint_id: int) -> Delivery:
+    """A `webhook.test` delivery to this endpoint only, due now."""
+    now = timezone.now()
+    with transaction.atomic():
+        endpoint = Endpoint.objects.get(pk=endpoint_id)
+        delivery = Delivery.objects.create(
+            endpoint=endpoint,
+            event_type=outbox.TEST,
+            payload=outbox.body(
+                outbox.TEST, now, {"endpoint_id": endpoint.pk, "sent_by": actor.label}
+            ),
+            next_attempt_at=now,
+            created_at=now,
+        )
+        audit.record(actor, "webhook.test_sent", endpoint)
+        transaction.on_commit(outbox.woken.set)
+    return delivery
+
+
+def redeliver(actor: Actor, deliveries: list[int]) -> int:
+    """Send these deliveries again from now (same body, same webhook id); the number queued.
+    A delivery on its way now is left to finish."""
+    now = timezone.now()
+    with transaction.atomic():
+        queued = (
+            Delivery.objects.filter(pk__in=deliveries)
+            .exclude(status__in=Delivery.OPEN, claimed_until__gt=now)
+            .update(
+                status=Delivery.Status.PENDING,
+                next_attempt_at=now,
+                claimed_until=None,
+                finished_at=None,
+            )
+        )
+        if queued:
+            audit.record(
+                actor,
+                "webhook.redelivered",
+                object_type="webhooks.delivery",
+                object_repr=f"{queued} deliveries",
+                after={"deliveries": deliveries[:100], "queued": queued},
+            )
+            transaction.on_commit(outbox.woken.set)
+    return queued
+
+
+def redeliver_failed(actor: Actor, endpoint_id: int | None, since: datetime) -> int:
+    """Every failed delivery since a time (of one endpoint, or all) sent again."""
+    failed = Delivery.objects.filter(status=Delivery.Status.FAILED, created_at__gte=since)
+    if endpoint_id is not None:
+        failed = failed.filter(endpoint_id=endpoint_id)
+    return redeliver(actor, list(failed.values_list("pk", flat=True)[:10_000]))
+
+
+def cancel(actor: Actor, deliveries: list[int]) -> int:
+    """Stop the retries of these open deliveries; the number cancelled."""
+    with transaction.atomic():
+        cancelled = (
+            Delivery.objects.open()
+            .filter(pk__in=deliveries)
+            .update(
+                status=Delivery.Status.CANCELLED, next_attempt_at=None, finished_at=timezone.now()
+            )
+        )
+        if cancelled:
+            audit.record(
+                actor,
+                "webhook.cancelled",
+                object_type="webhooks.delivery",
+                object_repr=f"{cancelled} deliveries",
+                after={"deliveries": deliveries[:100], "cancelled": cancelled},
+            )
+    return cancelled
+
+
+# --- The dispatcher's side ------------------------------------------------------------------------
+
+
+def claim_due(limit: int, per_endpoint: int, busy: set[int]) -> list[Delivery]:
+    """Up to `limit` due deliveries (at most `per_endpoint` of each endpoint, none of the `busy`
+    ones), claimed for CLAIM_S: a conditional UPDATE, so two dispatchers never take the same one
+    (on PostgreSQL the second waits for the first's row lock, then sees the claim)."""
+    now = timezone.now()
+    table = Delivery._meta.db_table
+    at = connection.ops.adapt_datetimefield_value(now)
+    skip = f"AND endpoint_id NOT IN ({', '.join(['%s'] * len(busy))})" if busy else ""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY endpoint_id "  # noqa: S608 - placeholders only
+            f"ORDER BY next_attempt_at, id) AS n FROM {table} WHERE status IN ('pending', "
+            "'retrying') AND next_attempt_at <= %s AND (claimed_until IS NULL OR "
+            f"claimed_until < %s) {skip}) q WHERE n <= %s ORDER BY id LIMIT %s",
+            [at, at, *sorted(busy), per_endpoint, limit],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        if not ids:
+            return []
+        until = connection.ops.adapt_datetimefield_value(now + timedelta(seconds=CLAIM_S))
+        cursor.execute(
+            f"UPDATE {table} SET claimed_until = %s WHERE id IN ({', '.join(['%s'] * len(ids))}) "  # noqa: S608 - placeholders only
+            "AND status IN ('pending', 'retrying') AND (claimed_until IS NULL OR "
+            "claimed_until < %s) RETURNING id",
+            [until, *ids, at],
+        )
+        claimed = [row[0] for row in cursor.fetchall()]
+    return list(Delivery.objects.filter(pk__in=claimed).select_related("endpoint").order_by("pk"))
+
+
+@dataclass
+class Outcome:
+    """What one attempt got: an HTTP status (with headers and the start of the body), or an
+    error (refused, unreachable, timed out)."""
+
+    at: datetime
+    duration_ms: int
+    status_code: int | None = None
+    headers: dict[str, str] | None = None
+    body: str = ""
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def record_attempt(delivery_id: int, outcome: Outcome) -> Delivery | None:
+    """An attempt's outcome: the attempt row, the delivery delivered / retrying (next time from
+    SCHEDULE) / failed, and the endpoint's health — disabled, audited and announced when it has
+    kept failing. None when the delivery was deleted meanwhile."""
+    with transaction.atomic():
+        delivery = Delivery.objects.select_for_update().filter(pk=delivery_id).first()
+        if delivery is None:
+            return None
+        Attempt.objects.create(
+            delivery=delivery,
+            at=outcome.at,
+            duration_ms=outcome.duration_ms,
+            status_code=outcome.status_code,
+            response_headers=outcome.headers or {},
+            response_body=outcome.body[:RESPONSE_KEPT],
+            error=outcome.error[:500],
+        )
+        delivery.attempts += 1
+        delivery.claimed_until = None
+        if delivery.status == Delivery.Status.CANCELLED:
+            pass  # cancelled while on its way: the attempt is kept, nothing more is sent
+        elif outcome.ok:
+            delivery.status = Delivery.Status.DELIVERED
+            delivery.next_attempt_at = None
+            delivery.finished_at = outcome.at
+        elif delivery.attempts > len(SCHEDULE):
+            delivery.status = Delivery.Status.FAILED
+            delivery.next_attempt_at = None
+            delivery.finished_at = outcome.at
+        else:
+            wait = SCHEDULE[delivery.attempts - 1] * random.uniform(0.9, 1.1)
+            delivery.status = Delivery.Status.RETRYING
+            delivery.next_attempt_at = outcome.at + timedelta(seconds=wait)
+        delivery.save(
+            update_fields=["attempts", "claimed_until", "status", "next_attempt_at", "finished_at"]
+        )
+        if delivery.event_type != outbox.TEST:
+            _health(delivery.endpoint_id, outcome)
+    return delivery
+
+
+def _health(endpoint_id: int, outcome: Outcome) -> None:
+    endpoints = Endpoint.objects.filter(pk=endpoint_id)
+    if outcome.ok:
+        endpoints.update(consecutive_failures=0, failing_since=None, last_success_at=outcome.at)
+        return
+    endpoints.filter(failing_since__isnull=True).update(failing_since=outcome.at)
+    endpoints.update(consecutive_failures=F("consecutive_failures") + 1)
+    endpoint = endpoints.select_for_update().first()
+    if endpoint is None or not endpoint.enabled:
+        return
+    long_failing = endpoint.failing_since and outcome.at - endpoint.failing_since >= DISABLE_AFTER
+    if endpoint.consecutive_failures < DISABLE_AFTER_FAILURES and not long_failing:
+        return
+    reason = (
+        f"Disabled automatically after {endpoint.consecutive_failures} failed attempts in a row"
+        + (f" over {outcome.at - endpoint.failing_since}" if endpoint.failing_since else "")
+        + f"; the last: {outcome.error or f'HTTP {outcome.status_code}'}."
+    )[:300]
+    endpoint.enabled = False
+    endpoint.disabled_reason = reason
+    endpoint.save(update_fields=["enabled", "disabled_reason"])
+    audit.record(
+        Actor.system("webhook dispatcher"),
+        "webhook.endpoint_disabled",
+        endpoint,
+        after={"reason": reason},
+    )
+    live.publish(
+        "alerts",
+        {
+            "type": "webhook.endpoint_disabled",
+            "endpoint": {
+                "id": endpoint.pk,
+                "url": endpoint.url,
+                "description": endpoint.description,
+            },
+            "reason": reason,
+        },
+        min_role="admin",
+    )
+
+
+def prune(older_than: datetime) -> int:
+    """Delivery history older than this (finished ones only), with its attempts."""
+    finished = Delivery.objects.exclude(status__in=Delivery.OPEN).filter(created_at__lt=older_than)
+    deleted, _ = finished.delete()
+    return deleted

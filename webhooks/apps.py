@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class WebhooksConfig(AppConfig):
+    name = "webhooks"
+    verbose_name = "Webhooks"
+
+    def ready(self) -> None:
+        from missioncontrol import live, nav, roles
+        from webhooks import dispatcher, outbox
+        from webhooks.models import Endpoint
+
+        roles.register_app("webhooks")
+        nav.register(
+            nav.NavItem("Webhooks", "webhooks:list", role="admin", order=60, prefix="/webhooks/")
+        )
+        live.register_sink(outbox.enqueue)
+        outbox._endpoints.forget_on_change(Endpoint)
+        dispatcher.register()

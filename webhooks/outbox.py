@@ -1,0 +1,121 @@
+"""The webhook outbox (core): every published event a subscribed endpoint wants becomes a
+Delivery row in the publishing transaction itself, so nothing owed is lost if the process dies
+after commit, and nothing is sent for a change that rolled back. With no endpoint enabled it
+costs no query (the endpoint list is cached per process)."""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from missioncontrol.cached import Reloaded
+from missioncontrol.models import LiveEvent
+from webhooks.models import Delivery, Endpoint
+
+# The event types an endpoint can subscribe to (docs/events.md has their fields). Left out:
+# `agent.seen` (every heartbeat), `session.message` (transcript lines, streamed) and
+# `audit.recorded` (the activity feed's copy of other events).
+CATALOGUE: dict[str, str] = {
+    "task.created": "a task was created",
+    "task.updated": "a task's fields were edited",
+    "task.moved": "a task went to another column",
+    "task.reordered": "a task moved within its column",
+    "task.blocked": "a task was blocked, with a reason",
+    "task.unblocked": "a task was unblocked",
+    "task.claimed": "an agent took an unassigned task",
+    "task.archived": "a task was taken off the board",
+    "task.commented": "a comment was added to a task",
+    "task.deleted": "a task was deleted for good",
+    "task.cost_changed": "what the work on tasks cost moved",
+    "agent.registered": "an agent registered itself",
+    "agent.created": "someone created an agent",
+    "agent.status_changed": "an agent's status changed",
+    "session.changed": "a gateway session appeared, changed or went",
+    "session.run_ended": "a run in a gateway session ended",
+    "gateway.added": "an admin added a gateway",
+    "gateway.updated": "an admin changed a gateway",
+    "gateway.deleted": "an admin deleted a gateway",
+    "gateway.state_changed": "a gateway's connection state, error or health changed",
+    "gateway.connected": "a gateway's connection came up",
+    "gateway.disconnected": "a gateway's connection was lost or refused",
+    "usage.recorded": "usage was stored (at most one a second per process)",
+    "budget.threshold_crossed": "a budget reached one of its thresholds",
+    "budget.pause_lifted": "an admin let a spent budget's agents work on",
+    "budget.alert_acknowledged": "a budget alert was acknowledged",
+    "webhook.test": "a test an admin sent (to one endpoint)",
+}
+TEST = "webhook.test"
+
+
+def _load() -> list[tuple[int, tuple[str, ...]]]:
+    return [
+        (pk, tuple(types))
+        for pk, types in Endpoint.objects.filter(enabled=True).values_list("pk", "event_types")
+    ]
+
+
+# The enabled endpoints and their patterns: this process forgets them on any change, others
+# within a second.
+_endpoints = Reloaded("webhook endpoints", _load, ttl_s=1.0)
+
+# Set after a commit that queued deliveries: the dispatcher in this process looks at once.
+woken = threading.Event()
+
+
+def webhook_types(event: LiveEvent) -> list[str]:
+    """The webhook types an event is delivered as: its own, if in the catalogue, and for a
+    gateway's state change `gateway.connected` / `gateway.disconnected` when it came up or
+    went down."""
+    types = [event.type] if event.type in CATALOGUE and event.type != TEST else []
+    if event.type == "gateway.state_changed":
+        payload: dict[str, Any] = event.payload or {}
+        after = (payload.get("gateway") or {}).get("state")
+        before = payload.get("before")
+        if after == "connected" and before != "connected":
+            types.append("gateway.connected")
+        elif before == "connected" and after != "connected":
+            types.append("gateway.disconnected")
+    return types
+
+
+def body(event_type: str, when: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """What a delivery sends: {type, timestamp, data} (the domain event's fields)."""
+    return {
+        "type": event_type,
+        "timestamp": when.isoformat(),
+        "data": {k: v for k, v in data.items() if k != "type"},
+    }
+
+
+def matches(patterns: tuple[str, ...] | list[str], event_type: str) -> bool:
+    return any(fnmatch.fnmatchcase(event_type, p) for p in patterns)
+
+
+def enqueue(events: list[LiveEvent]) -> None:
+    """The live log's sink: a Delivery for each event × enabled endpoint that wants it, in the
+    caller's transaction."""
+    endpoints = _endpoints.get()
+    if not endpoints:
+        return
+    now = timezone.now()
+    deliveries = [
+        Delivery(
+            endpoint_id=pk,
+            event_seq=event.seq,
+            event_type=event_type,
+            payload=body(event_type, event.created_at, event.payload or {}),
+            next_attempt_at=now,
+            created_at=now,
+        )
+        for event in events
+        for event_type in webhook_types(event)
+        for pk, patterns in endpoints
+        if matches(patterns, event_type)
+    ]
+    if deliveries:
+        Delivery.objects.bulk_create(deliveries)
+        transaction.on_commit(woken.set)
