@@ -237,6 +237,12 @@ MC_RETENTION_INTERVAL_S = env_int("MC_RETENTION_INTERVAL_S", 3600, low=1, high=8
 # internal addresses are refused unless allowed (webhooks/dispatcher.py).
 MC_WEBHOOK_RETENTION_DAYS = env_int("MC_WEBHOOK_RETENTION_DAYS", 30, low=1, high=3650)
 MC_WEBHOOK_ALLOW_PRIVATE = env_bool("MC_WEBHOOK_ALLOW_PRIVATE", False)
+# This process's supervisor sends webhook deliveries (off: another process does; claims make
+# several dispatchers safe, this only chooses where the work runs).
+MC_WEBHOOK_DISPATCHER = env_bool("MC_WEBHOOK_DISPATCHER", True)
+# How long a claimed delivery stays with its dispatcher: if that process dies mid-send, another
+# (or the restarted one) sends it once this has passed. Longer than one attempt (≤ 10 s).
+MC_WEBHOOK_CLAIM_S = env_int("MC_WEBHOOK_CLAIM_S", 30, low=1, high=3600)
 
 # --- Real time ------------------------------------------------------------------------------
 # A returning client is replayed at most this many events; beyond that it reloads its panels.

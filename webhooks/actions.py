@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -22,7 +23,6 @@ from webhooks.models import Attempt, Delivery, Endpoint
 # After the n-th failed attempt, the next one waits SCHEDULE[n - 1] seconds (±10 %); after the
 # last, the delivery has failed: eight attempts over about 28 hours.
 SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
-CLAIM_S = 60  # a claimed delivery is the claimer's for this long (an attempt takes ≤ 10 s)
 RESPONSE_KEPT = 4096  # bytes of a response body kept with its attempt
 # An endpoint is disabled when it keeps failing: this many failed attempts in a row, or
 # failing for this long with no success between (documented in docs/webhooks.md).
@@ -168,7 +168,7 @@ def cancel(actor: Actor, deliveries: list[int]) -> int:
 
 def claim_due(limit: int, per_endpoint: int, busy: set[int]) -> list[Delivery]:
     """Up to `limit` due deliveries (at most `per_endpoint` of each endpoint, none of the `busy`
-    ones), claimed for CLAIM_S: a conditional UPDATE, so two dispatchers never take the same one
+    ones), claimed for MC_WEBHOOK_CLAIM_S: a conditional UPDATE, so two dispatchers never take the same one
     (on PostgreSQL the second waits for the first's row lock, then sees the claim)."""
     now = timezone.now()
     table = Delivery._meta.db_table
@@ -185,7 +185,8 @@ def claim_due(limit: int, per_endpoint: int, busy: set[int]) -> list[Delivery]:
         ids = [row[0] for row in cursor.fetchall()]
         if not ids:
             return []
-        until = connection.ops.adapt_datetimefield_value(now + timedelta(seconds=CLAIM_S))
+        claim = timedelta(seconds=settings.MC_WEBHOOK_CLAIM_S)
+        until = connection.ops.adapt_datetimefield_value(now + claim)
         cursor.execute(
             f"UPDATE {table} SET claimed_until = %s WHERE id IN ({', '.join(['%s'] * len(ids))}) "  # noqa: S608 - placeholders only
             "AND status IN ('pending', 'retrying') AND (claimed_until IS NULL OR "

@@ -18,4 +18,7 @@ class WebhooksConfig(AppConfig):
         )
         live.register_sink(outbox.enqueue)
         outbox._endpoints.forget_on_change(Endpoint)
-        dispatcher.register()
+        from django.conf import settings
+
+        if settings.MC_WEBHOOK_DISPATCHER:
+            dispatcher.register()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.apps import apps
@@ -38,6 +39,16 @@ record = st.fixed_dictionaries(
         "id": st.none() | st.integers(0, 30).map(str),
     }
 )
+
+
+def three_agents(prefix: str) -> tuple[Any, list[Any]]:
+    """A gateway, and agents: a direct one, one on the gateway, another direct one."""
+    gateway = make_gateway(name=f"{prefix}-gw", url="ws://127.0.0.1:9/")
+    return gateway, [
+        AgentFactory.create(name=f"{prefix}-direct"),
+        AgentFactory.create(name=f"{prefix}-gw", gateway=gateway, external_id=prefix),
+        AgentFactory.create(name=f"{prefix}-other"),
+    ]
 
 
 def _key(tier: rollups.Tier, r: UsageRecord) -> tuple:
@@ -218,12 +229,7 @@ def test_window_sums_equal_the_records_of_the_window(batch, start_h, length_h, c
     from billing import reports
 
     with transaction.atomic():
-        gateway = make_gateway(name="sums-gw", url="ws://127.0.0.1:9/")
-        agents = [
-            AgentFactory.create(name="s-direct"),
-            AgentFactory.create(name="s-gw", gateway=gateway, external_id="s"),
-            AgentFactory.create(name="s-other"),
-        ]
+        gateway, agents = three_agents("s")
         record_usage(
             [
                 UsageItem(
@@ -312,12 +318,7 @@ def test_the_chart_and_days_equal_the_records_of_each_local_day(batch, zone, key
     tz = zoneinfo.ZoneInfo(zone)
     now = START + timedelta(hours=50, minutes=20)
     with transaction.atomic(), time_machine.travel(now, tick=False):
-        gateway = make_gateway(name="days-gw", url="ws://127.0.0.1:9/")
-        agents = [
-            AgentFactory.create(name="d-direct"),
-            AgentFactory.create(name="d-gw", gateway=gateway, external_id="d"),
-            AgentFactory.create(name="d-other"),
-        ]
+        gateway, agents = three_agents("d")
         record_usage(
             [
                 UsageItem(

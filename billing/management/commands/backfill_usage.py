@@ -5,12 +5,12 @@ running it again, or beside the running connector, adds nothing twice."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime, time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from billing.management.days import utc_day
 from gateways import history, protocol
 from gateways.models import Gateway
 from missioncontrol.audit import Actor
@@ -29,12 +29,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        since = None
-        if opts["since"]:
-            try:
-                since = datetime.combine(date.fromisoformat(opts["since"]), time.min, tzinfo=UTC)
-            except ValueError:
-                raise CommandError("--since is a day, written YYYY-MM-DD.") from None
+        since = utc_day(opts["since"])
         gateway = Gateway.objects.filter(name=opts["gateway"]).first()
         if gateway is None:
             names = ", ".join(Gateway.objects.values_list("name", flat=True)) or "none yet"

@@ -3,13 +3,13 @@ again with the current price table and overrides; a dry run unless --for-real.""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 from tqdm import tqdm
 
 from billing import actions, prices
+from billing.management.days import utc_day
 from billing.models import UsageRecord
 from missioncontrol.audit import Actor
 
@@ -28,12 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--for-real", action="store_true", help="Write the new costs.")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        since = None
-        if opts["since"]:
-            try:
-                since = datetime.combine(date.fromisoformat(opts["since"]), time.min, tzinfo=UTC)
-            except ValueError:
-                raise CommandError("--since is a day, written YYYY-MM-DD.") from None
+        since = utc_day(opts["since"])
         records = UsageRecord.objects.all()
         if since is not None:
             records = records.filter(occurred_at__gte=since)
