@@ -113,6 +113,7 @@ TEMPLATES = [
                 "missioncontrol.context_processors.shell",
                 "gateways.context_processors.gateway_switch",
                 "billing.context_processors.spend",
+                "webhooks.context_processors.disabled",
             ],
             "builtins": ["missioncontrol.templatetags.mc"],
         },

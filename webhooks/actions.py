@@ -71,6 +71,12 @@ def delete_endpoint(actor: Actor, endpoint: Endpoint) -> None:
         endpoint.delete()
 
 
+def secret_viewed(actor: Actor, endpoint: Endpoint) -> None:
+    """An admin asked to see an endpoint's secret: audited."""
+    with transaction.atomic():
+        audit.record(actor, "webhook.secret_viewed", endpoint)
+
+
 def rotate_secret(actor: Actor, endpoint_id: int) -> Endpoint:
     """A new signing secret; the old one signs too (a second signature) for ROTATION_GRACE."""
     with transaction.atomic():

@@ -15,7 +15,6 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from missioncontrol import audit
 from missioncontrol.audit import Actor
 from missioncontrol.roles import role_required
 from webhooks import actions, outbox
@@ -131,7 +130,7 @@ def endpoint_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def endpoint_secret(request: HttpRequest, pk: int) -> HttpResponse:
     """The signing secret, shown on demand (POST: never in a URL, a cache or a prefetch), audited."""
     endpoint = get_object_or_404(Endpoint, pk=pk)
-    audit.record(Actor.user(request.user), "webhook.secret_viewed", endpoint)
+    actions.secret_viewed(Actor.user(request.user), endpoint)
     _health([endpoint])
     return render(
         request,

@@ -186,3 +186,18 @@ def test_deleting_an_endpoint_removes_its_history(admin, hook):
 def test_the_navigation_offers_webhooks_to_admins_only(admin, operator):
     assert 'href="/webhooks/"' in admin.get("/board/").content.decode()
     assert 'href="/webhooks/"' not in operator.get("/board/").content.decode()
+
+
+def test_an_endpoint_disabled_for_failing_is_a_banner_for_admins_only(admin, operator, hook):
+    Endpoint.objects.filter(pk=hook.pk).update(
+        enabled=False, disabled_reason="Disabled automatically after 20 failed attempts in a row."
+    )
+    page = admin.get("/board/").content.decode()
+    assert "webhook-disabled" in page
+    assert f'href="/webhooks/{hook.pk}/"' in page
+    assert "webhook-disabled" not in operator.get("/board/").content.decode()
+    # Re-enabled by hand: gone.
+    hook.refresh_from_db()
+    hook.enabled = True
+    actions.save_endpoint(ADMIN, hook)
+    assert "webhook-disabled" not in admin.get("/board/").content.decode()

@@ -1,0 +1,57 @@
+"""The Webhooks pages in real Chromium: an admin finds a delivery from the endpoint's history,
+reads its attempts' responses, and reveals the secret on demand."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from missioncontrol.audit import Actor
+from tests.missioncontrol.factories import UserFactory
+from tests.tasks.factories import make_task
+from webhooks import actions
+from webhooks.models import Delivery, Endpoint
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+def test_an_admin_reads_an_attempts_response_and_the_secret(browser, live):
+    UserFactory.create(username="root", role="admin")
+    hook = actions.save_endpoint(
+        Actor.system("tests"),
+        Endpoint(
+            url="https://hooks.example.com/mc", description="Team chat", event_types=["task.*"]
+        ),
+    )
+    make_task("Ship it")
+    delivery = Delivery.objects.get()
+    now = timezone.now()
+    actions.record_attempt(
+        delivery.pk,
+        actions.Outcome(
+            at=now,
+            duration_ms=87,
+            status_code=503,
+            headers={"retry-after": "30", "content-type": "application/json"},
+            body='{"error": "maintenance window"}',
+        ),
+    )
+    browser.login("root")
+    page = browser.page
+    page.goto("/webhooks/")
+    page.click(f"#endpoint-{hook.pk} a")
+    page.wait_for_url(f"**/webhooks/{hook.pk}/")
+    assert page.locator(f"#delivery-{delivery.pk}").inner_text().count("Retrying") == 1
+    page.click(f"#delivery-{delivery.pk} a")
+    page.wait_for_url(f"**/webhooks/deliveries/{delivery.pk}/")
+    attempt = page.locator(".attempt").first
+    assert "HTTP 503" in attempt.inner_text()
+    assert "maintenance window" in attempt.inner_text()
+    attempt.locator("summary").click()
+    assert attempt.locator("dd", has_text="30").is_visible()
+    # The secret: not on the page until asked for.
+    page.goto(f"/webhooks/{hook.pk}/")
+    assert page.locator("#endpoint-secret").count() == 0
+    page.click("text=Show secret")
+    assert page.inner_text("#endpoint-secret") == hook.secret
+    assert browser.csp_violations() == []
