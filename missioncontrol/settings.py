@@ -307,6 +307,9 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         "daphne": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
+        # The webhook dispatcher's client: every request at INFO (each attempt is stored anyway).
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
         # A bad Host header is answered 400; a scanner's noise needs no traceback in the log.
         "django.security.DisallowedHost": {"level": "CRITICAL"},
     },

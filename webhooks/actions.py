@@ -12,11 +12,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from missioncontrol import audit, live
 from missioncontrol.audit import Actor
+from missioncontrol.db import bulk
 from webhooks import outbox
 from webhooks.models import Attempt, Delivery, Endpoint
 
@@ -221,86 +221,124 @@ class Outcome:
 
 
 def record_attempt(delivery_id: int, outcome: Outcome) -> Delivery | None:
-    """An attempt's outcome: the attempt row, the delivery delivered / retrying (next time from
-    SCHEDULE) / failed, and the endpoint's health — disabled, audited and announced when it has
-    kept failing. None when the delivery was deleted meanwhile."""
+    """record_attempts for one."""
+    return record_attempts([(delivery_id, outcome)]).get(delivery_id)
+
+
+def record_attempts(results: list[tuple[int, Outcome]]) -> dict[int, Delivery]:
+    """Attempts' outcomes, in one transaction (the dispatcher hands over what finished since
+    its last write): the attempt rows, each delivery delivered / retrying (next time from
+    SCHEDULE) / failed, and each endpoint's health — disabled, audited and announced when it
+    has kept failing. Deliveries deleted meanwhile are skipped."""
+    if not results:
+        return {}
     with transaction.atomic():
-        delivery = Delivery.objects.select_for_update().filter(pk=delivery_id).first()
-        if delivery is None:
-            return None
-        Attempt.objects.create(
-            delivery=delivery,
-            at=outcome.at,
-            duration_ms=outcome.duration_ms,
-            status_code=outcome.status_code,
-            response_headers=outcome.headers or {},
-            response_body=outcome.body[:RESPONSE_KEPT],
-            error=outcome.error[:500],
+        ids = sorted({delivery_id for delivery_id, _outcome in results})
+        deliveries = {
+            d.pk: d for d in Delivery.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+        }
+        attempts: list[Attempt] = []
+        health: dict[int, list[Outcome]] = {}
+        for delivery_id, outcome in results:
+            delivery = deliveries.get(delivery_id)
+            if delivery is None:
+                continue
+            attempts.append(
+                Attempt(
+                    delivery=delivery,
+                    at=outcome.at,
+                    duration_ms=outcome.duration_ms,
+                    status_code=outcome.status_code,
+                    response_headers=outcome.headers or {},
+                    response_body=outcome.body[:RESPONSE_KEPT],
+                    error=outcome.error[:500],
+                )
+            )
+            _next_state(delivery, outcome)
+            if delivery.event_type != outbox.TEST:
+                health.setdefault(delivery.endpoint_id, []).append(outcome)
+        Attempt.objects.bulk_create(attempts)
+        bulk.update_many(
+            list(deliveries.values()),
+            ["attempts", "claimed_until", "status", "next_attempt_at", "finished_at"],
         )
-        delivery.attempts += 1
-        delivery.claimed_until = None
-        if delivery.status == Delivery.Status.CANCELLED:
-            pass  # cancelled while on its way: the attempt is kept, nothing more is sent
-        elif outcome.ok:
-            delivery.status = Delivery.Status.DELIVERED
-            delivery.next_attempt_at = None
-            delivery.finished_at = outcome.at
-        elif delivery.attempts > len(SCHEDULE):
-            delivery.status = Delivery.Status.FAILED
-            delivery.next_attempt_at = None
-            delivery.finished_at = outcome.at
-        else:
-            wait = SCHEDULE[delivery.attempts - 1] * random.uniform(0.9, 1.1)
-            delivery.status = Delivery.Status.RETRYING
-            delivery.next_attempt_at = outcome.at + timedelta(seconds=wait)
-        delivery.save(
-            update_fields=["attempts", "claimed_until", "status", "next_attempt_at", "finished_at"]
-        )
-        if delivery.event_type != outbox.TEST:
-            _health(delivery.endpoint_id, outcome)
-    return delivery
+        for endpoint_id in sorted(health):
+            _health(endpoint_id, health[endpoint_id])
+    return deliveries
 
 
-def _health(endpoint_id: int, outcome: Outcome) -> None:
-    endpoints = Endpoint.objects.filter(pk=endpoint_id)
+def _next_state(delivery: Delivery, outcome: Outcome) -> None:
+    delivery.attempts += 1
+    delivery.claimed_until = None
+    if delivery.status == Delivery.Status.CANCELLED:
+        return  # cancelled while on its way: the attempt is kept, nothing more is sent
     if outcome.ok:
-        endpoints.update(consecutive_failures=0, failing_since=None, last_success_at=outcome.at)
+        delivery.status = Delivery.Status.DELIVERED
+        delivery.next_attempt_at = None
+        delivery.finished_at = outcome.at
+    elif delivery.attempts > len(SCHEDULE):
+        delivery.status = Delivery.Status.FAILED
+        delivery.next_attempt_at = None
+        delivery.finished_at = outcome.at
+    else:
+        wait = SCHEDULE[delivery.attempts - 1] * random.uniform(0.9, 1.1)
+        delivery.status = Delivery.Status.RETRYING
+        delivery.next_attempt_at = outcome.at + timedelta(seconds=wait)
+
+
+def _health(endpoint_id: int, outcomes: list[Outcome]) -> None:
+    """An endpoint's health after these outcomes (in order), and the auto-disable rule."""
+    endpoint = Endpoint.objects.select_for_update().filter(pk=endpoint_id).first()
+    if endpoint is None:
         return
-    endpoints.filter(failing_since__isnull=True).update(failing_since=outcome.at)
-    endpoints.update(consecutive_failures=F("consecutive_failures") + 1)
-    endpoint = endpoints.select_for_update().first()
-    if endpoint is None or not endpoint.enabled:
-        return
-    long_failing = endpoint.failing_since and outcome.at - endpoint.failing_since >= DISABLE_AFTER
-    if endpoint.consecutive_failures < DISABLE_AFTER_FAILURES and not long_failing:
-        return
-    reason = (
-        f"Disabled automatically after {endpoint.consecutive_failures} failed attempts in a row"
-        + (f" over {outcome.at - endpoint.failing_since}" if endpoint.failing_since else "")
-        + f"; the last: {outcome.error or f'HTTP {outcome.status_code}'}."
-    )[:300]
-    endpoint.enabled = False
-    endpoint.disabled_reason = reason
-    endpoint.save(update_fields=["enabled", "disabled_reason"])
-    audit.record(
-        Actor.system("webhook dispatcher"),
-        "webhook.endpoint_disabled",
-        endpoint,
-        after={"reason": reason},
+    for outcome in outcomes:
+        if outcome.ok:
+            endpoint.consecutive_failures = 0
+            endpoint.failing_since = None
+            endpoint.last_success_at = outcome.at
+        else:
+            endpoint.consecutive_failures += 1
+            endpoint.failing_since = endpoint.failing_since or outcome.at
+    fields = ["consecutive_failures", "failing_since", "last_success_at"]
+    last = outcomes[-1]
+    long_failing = (
+        endpoint.failing_since is not None and last.at - endpoint.failing_since >= DISABLE_AFTER
     )
-    live.publish(
-        "alerts",
-        {
-            "type": "webhook.endpoint_disabled",
-            "endpoint": {
-                "id": endpoint.pk,
-                "url": endpoint.url,
-                "description": endpoint.description,
+    if (
+        endpoint.enabled
+        and not last.ok
+        and (endpoint.consecutive_failures >= DISABLE_AFTER_FAILURES or long_failing)
+    ):
+        reason = (
+            f"Disabled automatically after {endpoint.consecutive_failures} failed attempts in a "
+            f"row over {last.at - endpoint.failing_since}; the last: "
+            f"{last.error or f'HTTP {last.status_code}'}."
+        )[:300]
+        endpoint.enabled = False
+        endpoint.disabled_reason = reason
+        fields += ["enabled", "disabled_reason"]
+        endpoint.save(update_fields=fields)
+        audit.record(
+            Actor.system("webhook dispatcher"),
+            "webhook.endpoint_disabled",
+            endpoint,
+            after={"reason": reason},
+        )
+        live.publish(
+            "alerts",
+            {
+                "type": "webhook.endpoint_disabled",
+                "endpoint": {
+                    "id": endpoint.pk,
+                    "url": endpoint.url,
+                    "description": endpoint.description,
+                },
+                "reason": reason,
             },
-            "reason": reason,
-        },
-        min_role="admin",
-    )
+            min_role="admin",
+        )
+        return
+    endpoint.save(update_fields=fields)
 
 
 def prune(older_than: datetime) -> int:

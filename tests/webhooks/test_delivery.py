@@ -175,7 +175,8 @@ async def test_the_schedule_runs_out_to_failed(allow_private, receiver, sender):
 
 
 @asynchronous
-async def test_a_slow_endpoint_does_not_hold_up_a_fast_one(allow_private, sender):
+async def test_a_slow_endpoint_does_not_hold_up_a_fast_one(allow_private, sender, monkeypatch):
+    monkeypatch.setattr(dispatcher, "PER_ENDPOINT", 2)  # fewer than the events, to see the bound
     slow, fast = Receiver(delay_s=2.0).start(), Receiver().start()
     try:
         await db(endpoint)(slow.url, ["task.*"])
