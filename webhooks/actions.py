@@ -309,9 +309,10 @@ def _health(endpoint_id: int, outcomes: list[Outcome]) -> None:
         and not last.ok
         and (endpoint.consecutive_failures >= DISABLE_AFTER_FAILURES or long_failing)
     ):
+        span = last.at - (endpoint.failing_since or last.at)
         reason = (
             f"Disabled automatically after {endpoint.consecutive_failures} failed attempts in a "
-            f"row over {last.at - endpoint.failing_since}; the last: "
+            f"row over {span}; the last: "
             f"{last.error or f'HTTP {last.status_code}'}."
         )[:300]
         endpoint.enabled = False
