@@ -137,6 +137,13 @@ def main() -> int:
             *(["--records", "100000", "--requests", "5"] if args.quick else []),
         )
     )
+    results.append(
+        run(
+            "webhooks: deliveries/s to one receiver; a dead endpoint beside a live one",
+            "webhooks.py",
+            *(["--deliveries", "600"] if args.quick else []),
+        )
+    )
     results.append(run("restart to first 200, idle RSS", "startup.py"))
     failed = [label for label, lines in results if any(line.startswith("FAILED") for line in lines)]
     if failed:
