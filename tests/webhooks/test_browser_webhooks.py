@@ -55,3 +55,40 @@ def test_an_admin_reads_an_attempts_response_and_the_secret(browser, live):
     page.click("text=Show secret")
     assert page.inner_text("#endpoint-secret") == hook.secret
     assert browser.csp_violations() == []
+
+
+def test_an_endpoint_disabled_for_failing_shows_live_to_an_admin(
+    chromium, transactional_db, test_db_path
+):
+    """A server's own dispatcher fails an endpoint 20 times in a row and disables it: the
+    banner appears on an admin's open page without a reload."""
+    from tests.conftest import LIVE_SERVER_ENV, BrowserSession
+    from tests.live import ServerProcess
+    from tests.webhooks.receiver import Receiver
+
+    UserFactory.create(username="root", role="admin")
+    down = Receiver(answers=[500] * 100).start()
+    env = {**LIVE_SERVER_ENV, "MC_WEBHOOK_DISPATCHER": "1", "MC_WEBHOOK_ALLOW_PRIVATE": "1"}
+    server = ServerProcess(test_db_path, extra_env=env).start()
+    browser = BrowserSession(chromium, server.url)
+    try:
+        browser.login("root")
+        page = browser.page
+        page.goto("/board/")
+        page.wait_for_selector("#live-status[data-state=live]")
+        assert page.locator(".webhook-disabled").count() == 0
+        page.evaluate("window.__marker = 1")
+        hook = actions.save_endpoint(
+            Actor.system("tests"), Endpoint(url=down.url, description="Old CI", event_types=["*"])
+        )
+        for i in range(actions.DISABLE_AFTER_FAILURES):
+            make_task(f"Owed {i}")
+        page.wait_for_selector(".webhook-disabled", timeout=15_000)
+        assert "Old CI" in page.inner_text(".webhook-disabled")
+        assert page.evaluate("window.__marker") == 1
+        assert not Endpoint.objects.get(pk=hook.pk).enabled
+        assert browser.csp_violations() == []
+    finally:
+        browser.close()
+        server.stop()
+        down.stop()
