@@ -99,6 +99,11 @@ async def attempt(client: httpx.AsyncClient, delivery: Delivery) -> actions.Outc
         return actions.Outcome(
             at=now, duration_ms=took(), error=f"{type(failed).__name__}: {failed}"[:500]
         )
+    except Exception as failed:  # whatever else: an attempt that failed, never a lost slot
+        logger.exception("webhooks: delivery %s failed unexpectedly", delivery.pk)
+        return actions.Outcome(
+            at=now, duration_ms=took(), error=f"{type(failed).__name__}: {failed}"[:500]
+        )
 
 
 class Dispatcher:

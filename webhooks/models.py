@@ -3,8 +3,6 @@ retried until delivered or given up) and each delivery's attempts."""
 
 from __future__ import annotations
 
-import fnmatch
-
 from django.db import models
 from django.db.models import Q
 
@@ -34,10 +32,6 @@ class Endpoint(models.Model):
 
     def __str__(self) -> str:
         return self.description or self.url
-
-    def wants(self, event_type: str) -> bool:
-        """Whether one of its patterns matches the type (`*` matches any within a part too)."""
-        return any(fnmatch.fnmatchcase(event_type, p) for p in self.event_types)
 
 
 class DeliveryQuerySet(models.QuerySet["Delivery"]):

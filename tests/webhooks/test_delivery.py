@@ -328,3 +328,22 @@ async def test_a_test_event_goes_to_its_endpoint_only(allow_private, receiver, s
     (got,) = receiver.got
     assert got.verified["type"] == "webhook.test"
     assert got.verified["data"]["endpoint_id"] == one.pk
+
+
+@asynchronous
+async def test_an_unexpected_error_is_a_failed_attempt_not_a_stuck_endpoint(
+    allow_private, receiver, sender, monkeypatch
+):
+    await db(endpoint)(receiver.url, ["task.*"])
+    await db(make_task)("Boom")
+
+    async def broken(url: str) -> Any:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(dispatcher, "pinned", broken)
+    await deliver_all(sender)
+    delivery = await db(Delivery.objects.get)()
+    assert delivery.status == Delivery.Status.RETRYING
+    attempt = await db(lambda: delivery.attempt_rows.get())()
+    assert attempt.error == "ValueError: a bug"
+    assert sender.inflight == {}  # its slot came back
