@@ -110,6 +110,13 @@ def endpoint_detail(request: HttpRequest, pk: int) -> HttpResponse:
         actions.save_endpoint(Actor.user(request.user), form.save(commit=False))
         messages.success(request, "Endpoint saved.")
         return redirect("webhooks:detail", endpoint.pk)
+    return _detail(request, endpoint, form, status=422 if form.errors else 200)
+
+
+def _detail(
+    request: HttpRequest, endpoint: Endpoint, form: EndpointForm, status: int = 200, **extra: Any
+) -> HttpResponse:
+    """An endpoint's page: its settings form, health, secret panel and delivery history."""
     _health([endpoint])
     return render(
         request,
@@ -120,8 +127,9 @@ def endpoint_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "catalogue": outbox.CATALOGUE,
             "redeliver_form": RedeliverForm(initial={"since": timezone.now() - timedelta(days=1)}),
             **_page(request, endpoint.deliveries.all()),
+            **extra,
         },
-        status=422 if form.errors else 200,
+        status=status,
     )
 
 
@@ -131,21 +139,13 @@ def endpoint_secret(request: HttpRequest, pk: int) -> HttpResponse:
     """The signing secret, shown on demand (POST: never in a URL, a cache or a prefetch), audited."""
     endpoint = get_object_or_404(Endpoint, pk=pk)
     actions.secret_viewed(Actor.user(request.user), endpoint)
-    _health([endpoint])
-    return render(
+    grace = endpoint.previous_until and endpoint.previous_until > timezone.now()
+    return _detail(
         request,
-        "webhooks/detail.html",
-        {
-            "endpoint": endpoint,
-            "form": EndpointForm(instance=endpoint),
-            "catalogue": outbox.CATALOGUE,
-            "redeliver_form": RedeliverForm(initial={"since": timezone.now() - timedelta(days=1)}),
-            "secret_shown": endpoint.secret,
-            "previous_shown": endpoint.previous_secret
-            if endpoint.previous_until and endpoint.previous_until > timezone.now()
-            else "",
-            **_page(request, endpoint.deliveries.all()),
-        },
+        endpoint,
+        EndpointForm(instance=endpoint),
+        secret_shown=endpoint.secret,
+        previous_shown=endpoint.previous_secret if grace else "",
     )
 
 
