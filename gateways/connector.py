@@ -24,6 +24,7 @@ from channels.db import database_sync_to_async
 
 from agents import actions as agent_actions
 from billing import actions as billing_actions
+from crons import actions as cron_actions
 from gateways import actions, history, protocol
 from gateways.models import Gateway
 from missioncontrol.supervisor import RowHandle, RowSpec, register_rows
@@ -36,6 +37,9 @@ FAST_RETRY_WINDOW_S = 120.0
 BATCH_S = 0.02
 FLUSH_S = 0.25
 FAST_RETRY_CAP_S = 5.0
+# cron.list pages on a re-sync (200 jobs each; 50 pages: 10,000 jobs a gateway at most).
+CRON_PAGE = 200
+CRON_PAGES = 50
 RETRY_CAP_S = 30.0
 
 db = database_sync_to_async
@@ -84,7 +88,30 @@ class Link:
                 # transcripts of the sessions that changed, stored once by message id.
                 keys = [s.key for s in changed if s.total_tokens and not s.gone]
                 self.backfill = asyncio.ensure_future(self.backfill_usage(keys))
+        await self.sync_crons()
         await self.refresh_health()
+
+    async def sync_crons(self) -> None:
+        """Every cron job (disabled ones too), then the latest runs of all: runs that finished
+        while we were away are stored once (by job and start)."""
+        methods = self.connection.hello.methods
+        if "cron.list" not in methods:
+            return
+        jobs: list[dict[str, Any]] = []
+        for _page in range(CRON_PAGES):
+            listed = await self.connection.request(
+                "cron.list", {"includeDisabled": True, "limit": CRON_PAGE, "offset": len(jobs)}
+            )
+            page = listed.get("jobs") if isinstance(listed, dict) else None
+            jobs.extend(j for j in page or [] if isinstance(j, dict))
+            if not page or not (isinstance(listed, dict) and listed.get("hasMore")):
+                break
+        await db(cron_actions.sync_gateway_jobs)(self.gateway_id, jobs, complete=True)
+        if "cron.runs" in methods:
+            with contextlib.suppress(protocol.GatewayError):
+                runs = await self.connection.request("cron.runs", {"scope": "all", "limit": 200})
+                entries = runs.get("entries") if isinstance(runs, dict) else None
+                await db(cron_actions.record_gateway_runs)(self.gateway_id, list(entries or []))
 
     async def backfill_usage(self, keys: list[str]) -> None:
         stored = 0
@@ -144,6 +171,8 @@ class Link:
 
         elif name == "chat" and isinstance(payload, dict):
             await self.on_chat(payload)
+        elif name == "cron" and isinstance(payload, dict):
+            await db(cron_actions.gateway_cron_event)(self.gateway_id, payload)
 
     async def on_chat(self, payload: dict[str, Any]) -> None:
         """A run's streaming reply, coalesced to ≤ 4 updates/s for browsers; the final text

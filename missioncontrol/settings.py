@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "tasks",
     "billing",
     "webhooks",
+    "crons",
 ]
 
 MIDDLEWARE = [
@@ -114,6 +115,7 @@ TEMPLATES = [
                 "gateways.context_processors.gateway_switch",
                 "billing.context_processors.spend",
                 "webhooks.context_processors.disabled",
+                "crons.context_processors.attention",
             ],
             "builtins": ["missioncontrol.templatetags.mc"],
         },
@@ -244,6 +246,9 @@ MC_WEBHOOK_DISPATCHER = env_bool("MC_WEBHOOK_DISPATCHER", True)
 # How long a claimed delivery stays with its dispatcher: if that process dies mid-send, another
 # (or the restarted one) sends it once this has passed. Longer than one attempt (≤ 10 s).
 MC_WEBHOOK_CLAIM_S = env_int("MC_WEBHOOK_CLAIM_S", 30, low=1, high=3600)
+# Cron monitoring: how often the supervisor looks for late jobs, and how long run history stays.
+MC_CRON_CHECK_S = env_int("MC_CRON_CHECK_S", 10, low=1, high=3600)
+MC_CRON_RUN_RETENTION_DAYS = env_int("MC_CRON_RUN_RETENTION_DAYS", 90, low=1, high=3650)
 
 # --- Real time ------------------------------------------------------------------------------
 # A returning client is replayed at most this many events; beyond that it reloads its panels.

@@ -32,6 +32,7 @@ urlpatterns = [
     path("", include("gateways.urls")),
     path("", include("billing.urls")),
     path("", include("webhooks.urls")),
+    path("", include("crons.urls")),
     path("api/v1/", include("agents.api_urls")),
     path("favicon.ico", views.favicon),
     # Last: anything else under /api/ is a JSON 404 (API clients parse the body).

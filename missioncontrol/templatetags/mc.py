@@ -53,6 +53,31 @@ def ago(value: Any, never: str = "never") -> str:
     return f"{duration_text(timedelta(seconds=seconds))} ago"
 
 
+@register.filter
+def until(value: Any, never: str = "—") -> str:
+    """'in 5 minutes' for a time ahead, '5 minutes ago' for one past; `never` for none."""
+    if not value:
+        return never
+    seconds = (value - timezone.now()).total_seconds()
+    if abs(seconds) < 60:
+        return "now"
+    text = duration_text(timedelta(seconds=abs(seconds)))
+    return f"in {text}" if seconds > 0 else f"{text} ago"
+
+
+@register.filter
+def millis(value: Any) -> str:
+    """A duration in milliseconds as '240 ms', '3.1 s', '2 min 5 s' ('—' for none)."""
+    if value is None or value == "":
+        return "—"
+    ms = int(value)
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    return f"{ms // 60_000} min {ms % 60_000 // 1000} s"
+
+
 VERBS = {
     "signed_in": "signed in",
     "signed_out": "signed out",

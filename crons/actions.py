@@ -1,0 +1,788 @@
+"""Every write about scheduled jobs: mirroring a gateway's jobs and runs (the connector calls
+these with what the gateway said), direct checks (admins) and their check-ins (the jobs
+themselves), the monitoring settings, and the lateness check. Each is one transaction; each
+health transition publishes its alert event (`cron.late`, `cron.failed`, `cron.recovered`) once,
+with the row change that caused it."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timedelta
+from typing import Any, Literal, TypedDict
+
+from django.db import transaction
+from django.utils import timezone
+
+from agents.models import Agent
+from crons.models import Job, Run, new_token
+from crons.schedules import EVERY_MAX_S, EVERY_MIN_S, BadSchedule, Schedule, from_ms
+from gateways.models import Gateway
+from missioncontrol import audit, live
+from missioncontrol.audit import Actor
+from missioncontrol.errors import Invalid, NotFound
+
+H = Job.Health
+SUMMARY_MAX = 4000
+ERROR_MAX = 2000
+SHORT = 300
+CHECKIN_BODY_MAX = 10_000  # bytes a check-in may send as its run's output (more: 413)
+GRACE_MAX_S = 7 * 24 * 3600
+
+# --- Events -------------------------------------------------------------------------------------
+
+
+class GatewayRef(TypedDict):
+    id: int
+    name: str
+    colour: str
+
+
+class AgentRef(TypedDict):
+    id: int
+    name: str
+
+
+class JobData(TypedDict):
+    """A job as events carry it (never a direct check's check-in id)."""
+
+    id: int
+    source: str
+    gateway: GatewayRef | None
+    external_id: str
+    name: str
+    agent: AgentRef | None
+    schedule: str
+    schedule_words: str
+    enabled: bool
+    health: str
+    health_since: str | None
+    health_reason: str
+    next_run_at: str | None
+    last_run_at: str | None
+    last_status: str
+    last_duration_ms: int | None
+    last_summary: str
+    last_error: str
+    running_since: str | None
+    consecutive_failures: int
+    grace_s: int
+    failure_threshold: int
+
+
+class RunData(TypedDict):
+    id: int
+    status: str
+    trigger: str
+    started_at: str
+    finished_at: str | None
+    duration_ms: int | None
+    summary: str
+    error: str
+    model: str
+    provider: str
+    input_tokens: int | None
+    output_tokens: int | None
+    session_key: str
+
+
+class JobChanged(TypedDict):
+    type: Literal["cron.job_changed", "cron.job_removed"]
+    job: JobData
+    created: bool
+
+
+class RunChanged(TypedDict):
+    type: Literal["cron.run_started", "cron.run_finished"]
+    job: JobData
+    run: RunData
+    created: bool
+
+
+class HealthChanged(TypedDict):
+    """An alert: the job became late or failing, or came back from either."""
+
+    type: Literal["cron.late", "cron.failed", "cron.recovered"]
+    job: JobData
+    before: str
+    reason: str
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def job_data(job: Job, gateway: Gateway | None = None, agent: Agent | None = None) -> JobData:
+    gateway = gateway or (job.gateway if job.gateway_id else None)
+    agent = agent or (job.agent if job.agent_id else None)
+    return {
+        "id": job.pk,
+        "source": job.source,
+        "gateway": {"id": gateway.pk, "name": gateway.name, "colour": gateway.colour}
+        if gateway
+        else None,
+        "external_id": job.external_id,
+        "name": job.name,
+        "agent": {"id": agent.pk, "name": agent.name} if agent else None,
+        "schedule": job.schedule_raw,
+        "schedule_words": job.schedule_words,
+        "enabled": job.enabled,
+        "health": job.health,
+        "health_since": _iso(job.health_since),
+        "health_reason": job.health_reason,
+        "next_run_at": _iso(job.next_run_at),
+        "last_run_at": _iso(job.last_run_at),
+        "last_status": job.last_status,
+        "last_duration_ms": job.last_duration_ms,
+        "last_summary": job.last_summary[:SHORT],
+        "last_error": job.last_error[:SHORT],
+        "running_since": _iso(job.running_since),
+        "consecutive_failures": job.consecutive_failures,
+        "grace_s": job.grace_s,
+        "failure_threshold": job.failure_threshold,
+    }
+
+
+def run_data(run: Run) -> RunData:
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "trigger": run.trigger,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": _iso(run.finished_at),
+        "duration_ms": run.duration_ms,
+        "summary": run.summary[:SHORT],
+        "error": run.error[:SHORT],
+        "model": run.model,
+        "provider": run.provider,
+        "input_tokens": run.input_tokens,
+        "output_tokens": run.output_tokens,
+        "session_key": run.session_key,
+    }
+
+
+def _publish_job(job: Job, kind: str = "cron.job_changed", *, created: bool = False) -> None:
+    event: JobChanged = {"type": kind, "job": job_data(job), "created": created}  # type: ignore[typeddict-item]
+    live.publish("crons", event, gateway_id=job.gateway_id)
+
+
+def _publish_run(job: Job, run: Run, kind: str, *, created: bool) -> None:
+    event: RunChanged = {
+        "type": kind,  # type: ignore[typeddict-item]
+        "job": job_data(job),
+        "run": run_data(run),
+        "created": created,
+    }
+    live.publish("crons", event, gateway_id=job.gateway_id)
+
+
+# --- Health ---------------------------------------------------------------------------------------
+
+_ALERTS = {H.LATE: "cron.late", H.FAILING: "cron.failed"}
+
+
+class Change:
+    """What a job's update changed: the fields to save, and the alert its health raised."""
+
+    def __init__(self, fields: list[str] | None = None) -> None:
+        self.fields: list[str] = list(fields or [])
+        self.alert: tuple[str, str, str] | None = None  # (kind, before, reason)
+
+    def add(self, *names: str) -> None:
+        self.fields.extend(names)
+
+
+def _apply_health(job: Job, now: datetime, change: Change) -> None:
+    """Set the job's health, reason and deadline from what it knows; a transition to late or
+    failing, or back from either, is noted as the change's alert (published once, by _save)."""
+    health, reason, deadline = job.evaluate(now)
+    if job.deadline != deadline:
+        job.deadline = deadline
+        change.add("deadline")
+    if job.health_reason != reason[:SHORT]:
+        job.health_reason = reason[:SHORT]
+        change.add("health_reason")
+    if job.health == health:
+        return
+    before = job.health
+    job.health, job.health_since = health, now
+    change.add("health", "health_since")
+    kind = _ALERTS.get(health)  # type: ignore[call-overload]
+    if kind is None and before in _ALERTS and health in (H.OK, H.RUNNING):
+        kind = "cron.recovered"
+    if kind is not None:
+        change.alert = (kind, before, reason)
+
+
+def _save(job: Job, change: Change, *, publish: bool = True) -> None:
+    """Save the changed fields, publish the job's change, then the alert its health raised."""
+    if not change.fields:
+        return
+    job.save(update_fields=sorted({*change.fields, "updated_at"}))
+    if publish:
+        _publish_job(job)
+    _alert(job, change)
+
+
+def _alert(job: Job, change: Change) -> None:
+    if change.alert is None:
+        return
+    kind, before, reason = change.alert
+    alert: HealthChanged = {
+        "type": kind,  # type: ignore[typeddict-item]
+        "job": job_data(job),
+        "before": before,
+        "reason": reason,
+    }
+    gateway = job.gateway if job.gateway_id else None
+    audit.record(
+        Actor.gateway(gateway.name) if gateway else Actor.system("cron monitor"),
+        kind,
+        job,
+        before={"health": before},
+        after={"health": job.health, "reason": reason} if reason else {"health": job.health},
+        gateway_id=job.gateway_id,
+    )
+    # The banner and data consumers (webhooks) hear it on `alerts`; the job's row already
+    # changed through its own event.
+    live.publish("alerts", alert, gateway_id=job.gateway_id)
+
+
+def check_health(now: datetime | None = None) -> int:
+    """The lateness loop's pass: every job whose deadline passed becomes late (once). Returns
+    how many changed."""
+    now = now or timezone.now()
+    changed = 0
+    with transaction.atomic():
+        for job in (
+            Job.objects.overdue(now)
+            .select_related("gateway", "agent")
+            .select_for_update(of=("self",))
+        ):
+            change = Change()
+            _apply_health(job, now, change)
+            if "health" in change.fields:
+                changed += 1
+            _save(job, change)
+    return changed
+
+
+# --- Gateway jobs (the connector) ----------------------------------------------------------------
+
+
+def _text(value: Any, limit: int) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def _gateway_fields(
+    gateway: Gateway, item: dict[str, Any], agents: dict[str, Agent]
+) -> dict[str, Any]:
+    """What a gateway's job (`cron.list` row or a `cron` event's job) says, as Job fields."""
+    state: dict[str, Any] = item["state"] if isinstance(item.get("state"), dict) else {}
+    schedule = Schedule.from_gateway(item.get("schedule"))
+    agent_ref = _text(item.get("agentId") or item.get("effectiveAgentId"), 128)
+    last_status = state.get("lastRunStatus") or state.get("lastStatus") or item.get("lastRunStatus")
+    payload: dict[str, Any] = item["payload"] if isinstance(item.get("payload"), dict) else {}
+    errors = state.get("consecutiveErrors")
+    summary = state.get("lastDiagnosticSummary")
+    if summary is None and isinstance(state.get("lastDiagnostics"), dict):
+        summary = state["lastDiagnostics"].get("summary")
+    return {
+        "name": _text(item.get("displayName") or item.get("name"), 200) or str(item.get("id")),
+        "description": _text(item.get("description"), 500),
+        "agent_ref": agent_ref,
+        "agent": agents.get(agent_ref),
+        "schedule": schedule.as_dict() if schedule else {},
+        "payload_kind": _text(payload.get("kind"), 32),
+        "enabled": item.get("enabled") is not False,
+        "next_run_at": from_ms(state.get("nextRunAtMs") or item.get("nextRunAtMs")),
+        "last_run_at": from_ms(state.get("lastRunAtMs") or item.get("lastRunAtMs")),
+        "last_status": _status(last_status) if last_status else "",
+        "last_duration_ms": state.get("lastDurationMs")
+        if isinstance(state.get("lastDurationMs"), int)
+        else None,
+        "last_summary": _text(summary, SUMMARY_MAX),
+        "last_error": _text(state.get("lastError") or item.get("lastRunError"), ERROR_MAX),
+        "running_since": from_ms(state.get("runningAtMs")),
+        "consecutive_failures": errors if isinstance(errors, int) and errors >= 0 else 0,
+    }
+
+
+def _status(raw: Any) -> str:
+    """A gateway run status as ours: ok, failed (error, or anything unknown), skipped."""
+    return {"ok": Run.Status.OK, "skipped": Run.Status.SKIPPED, "running": Run.Status.RUNNING}.get(
+        raw, Run.Status.FAILED
+    )
+
+
+def _agents(gateway_id: int) -> dict[str, Agent]:
+    return {a.external_id: a for a in Agent.objects.filter(gateway_id=gateway_id)}
+
+
+def _upsert(
+    gateway: Gateway,
+    item: dict[str, Any],
+    known: dict[str, Job],
+    agents: dict[str, Agent],
+    now: datetime,
+) -> Job | None:
+    external = _text(item.get("id"), 128)
+    if not external:
+        return None
+    fields = _gateway_fields(gateway, item, agents)
+    job = known.get(external)
+    if job is None:
+        job = Job(source=Job.Source.GATEWAY, gateway=gateway, external_id=external, **fields)
+        job.health_since = now
+        health, reason, deadline = job.evaluate(now)
+        job.health, job.health_reason, job.deadline = health, reason[:SHORT], deadline
+        job.save()
+        known[external] = job
+        _publish_job(job, created=True)
+        return job
+    change = Change([name for name, value in fields.items() if getattr(job, name) != value])
+    for name in change.fields:
+        setattr(job, name, fields[name])
+    if job.removed_at is not None:
+        job.removed_at = None
+        change.add("removed_at")
+    _apply_health(job, now, change)
+    _save(job, change)
+    return job
+
+
+def sync_gateway_jobs(
+    gateway_id: int, listed: list[dict[str, Any]], *, complete: bool
+) -> list[Job]:
+    """A gateway's jobs as `cron.list` gave them (complete: jobs it no longer lists are marked
+    removed, their history kept). Idempotent; publishes only what changed."""
+    now = timezone.now()
+    with transaction.atomic():
+        gateway = Gateway.objects.filter(pk=gateway_id).first()
+        if gateway is None:
+            return []
+        known = {j.external_id: j for j in Job.objects.of_gateway(gateway_id).select_for_update()}
+        agents = _agents(gateway_id)
+        seen: list[Job] = []
+        for item in listed:
+            if isinstance(item, dict):
+                job = _upsert(gateway, item, known, agents, now)
+                if job is not None:
+                    seen.append(job)
+        if complete:
+            present = {job.pk for job in seen}
+            for job in known.values():
+                if job.pk not in present and job.removed_at is None:
+                    _remove(job, now)
+    return seen
+
+
+def _remove(job: Job, now: datetime) -> None:
+    job.removed_at = now
+    change = Change(["removed_at"])
+    _apply_health(job, now, change)  # paused: a removed job raises no alert
+    job.save(update_fields=[*change.fields, "updated_at"])
+    _publish_job(job, "cron.job_removed")
+
+
+def _run_fields(entry: dict[str, Any]) -> dict[str, Any]:
+    usage: dict[str, Any] = entry["usage"] if isinstance(entry.get("usage"), dict) else {}
+    started = from_ms(entry.get("runAtMs")) or from_ms(entry.get("ts")) or timezone.now()
+    duration = entry.get("durationMs") if isinstance(entry.get("durationMs"), int) else None
+    finished = from_ms(entry.get("ts"))
+    if finished is None and duration is not None:
+        finished = started + timedelta(milliseconds=duration)
+    summary = entry.get("summary")
+    if summary is None and isinstance(entry.get("diagnostics"), dict):
+        summary = entry["diagnostics"].get("summary")
+    run_id = _text(entry.get("runId"), 200)
+
+    def tokens(name: str) -> int | None:
+        value = usage.get(name)
+        return (
+            value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+        )
+
+    return {
+        "status": _status(entry.get("status")),
+        "trigger": Run.Trigger.MANUAL if run_id.startswith("manual:") else Run.Trigger.SCHEDULE,
+        "started_at": started,
+        "finished_at": finished,
+        "duration_ms": duration,
+        "summary": _text(summary, SUMMARY_MAX),
+        "error": _text(entry.get("error"), ERROR_MAX),
+        "model": _text(entry.get("model"), 128),
+        "provider": _text(entry.get("provider"), 64),
+        "input_tokens": tokens("input_tokens"),
+        "output_tokens": tokens("output_tokens"),
+        "session_key": _text(entry.get("sessionKey"), 300),
+    }
+
+
+def _run_key(entry: dict[str, Any]) -> str:
+    at = entry.get("runAtMs")
+    if isinstance(at, int | float) and not isinstance(at, bool):
+        return str(int(at))
+    return _text(entry.get("runId"), 128) or str(entry.get("ts") or "")
+
+
+def record_gateway_runs(gateway_id: int, entries: list[dict[str, Any]]) -> int:
+    """Finished runs from `cron.runs` (a re-sync): each stored once by (job, start); a run the
+    dashboard saw start is completed. Returns how many were new or completed."""
+    stored = 0
+    with transaction.atomic():
+        jobs = {
+            j.external_id: j
+            for j in Job.objects.of_gateway(gateway_id).select_related("gateway", "agent")
+        }
+        for entry in entries:
+            if not isinstance(entry, dict):
+                continue
+            job = jobs.get(_text(entry.get("jobId"), 128))
+            key = _run_key(entry)
+            if job is None or not key or entry.get("action", "finished") != "finished":
+                continue
+            fields = _run_fields(entry)
+            run = Run.objects.filter(job=job, run_key=key).first()
+            if run is None:
+                run = Run.objects.create(job=job, run_key=key, **fields)
+                _publish_run(job, run, "cron.run_finished", created=True)
+                stored += 1
+            elif run.status == Run.Status.RUNNING:
+                for name, value in fields.items():
+                    setattr(run, name, value)
+                run.save()
+                _publish_run(job, run, "cron.run_finished", created=False)
+                stored += 1
+    return stored
+
+
+def gateway_cron_event(gateway_id: int, payload: dict[str, Any]) -> Job | None:
+    """A `cron` event: a job added, updated, removed, or a run started or finished."""
+    action = payload.get("action")
+    item = payload.get("job") if isinstance(payload.get("job"), dict) else None
+    external = _text(payload.get("jobId") or (item or {}).get("id"), 128)
+    if not external:
+        return None
+    now = timezone.now()
+    with transaction.atomic():
+        gateway = Gateway.objects.filter(pk=gateway_id).first()
+        if gateway is None:
+            return None
+        known = {
+            j.external_id: j
+            for j in Job.objects.of_gateway(gateway_id)
+            .filter(external_id=external)
+            .select_for_update()
+        }
+        if action == "removed":
+            job = known.get(external)
+            if job is not None and job.removed_at is None:
+                _remove(job, now)
+            return job
+        if item is None:
+            return known.get(external)
+        item = {**item, "id": external}
+        if action == "started":
+            state = dict(item.get("state") or {})
+            state.setdefault("runningAtMs", payload.get("runAtMs"))
+            item["state"] = state
+        job = _upsert(gateway, item, known, _agents(gateway_id), now)
+        if job is None:
+            return None
+        if action == "started":
+            key = _run_key(payload)
+            if key:
+                run, created = Run.objects.get_or_create(
+                    job=job,
+                    run_key=key,
+                    defaults={
+                        "status": Run.Status.RUNNING,
+                        "started_at": from_ms(payload.get("runAtMs")) or now,
+                    },
+                )
+                if created:
+                    _publish_run(job, run, "cron.run_started", created=True)
+        elif action == "finished":
+            key = _run_key(payload)
+            if key:
+                fields = _run_fields(payload)
+                run, created = Run.objects.get_or_create(job=job, run_key=key, defaults=fields)
+                if not created:
+                    for name, value in fields.items():
+                        setattr(run, name, value)
+                    run.save()
+                _publish_run(job, run, "cron.run_finished", created=created)
+    return job
+
+
+def record_run_requested(actor: Actor, job: Job, answer: Any) -> None:
+    """An operator asked the gateway to run the job now (it answered `enqueued`): audited."""
+    with transaction.atomic():
+        audit.record(
+            actor,
+            "cron.run_requested",
+            job,
+            after={"run_id": _text((answer or {}).get("runId"), 200)}
+            if isinstance(answer, dict)
+            else None,
+            gateway_id=job.gateway_id,
+        )
+
+
+def record_enabled(actor: Actor, job_id: int, enabled: bool) -> Job:
+    """An admin enabled or disabled a job (for a gateway's job: after the gateway accepted it;
+    its `cron` event follows and changes nothing more)."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = _lock(job_id)
+        if job.enabled == enabled:
+            return job
+        job.enabled = enabled
+        audit.record(
+            actor,
+            "cron.enabled" if enabled else "cron.disabled",
+            job,
+            before={"enabled": not enabled},
+            after={"enabled": enabled},
+            gateway_id=job.gateway_id,
+        )
+        change = Change(["enabled"])
+        _apply_health(job, now, change)
+        _save(job, change)
+    return job
+
+
+def _lock(job_id: int) -> Job:
+    try:
+        return (
+            Job.objects.listed()
+            .select_related("gateway", "agent")
+            .select_for_update(of=("self",))
+            .get(pk=job_id)
+        )
+    except Job.DoesNotExist:
+        raise NotFound("That job does not exist (any more).") from None
+
+
+# --- Monitoring settings and direct checks (admins) ----------------------------------------------
+
+_NAME_RE = re.compile(r"^\S.{0,199}$", re.S)
+
+
+def _int(value: Any, field: str, low: int, high: int, errors: dict[str, list[str]]) -> int:
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        errors[field] = [f"Enter a whole number from {low} to {high}."]
+        return low
+    if not low <= number <= high:
+        errors[field] = [f"Enter a whole number from {low} to {high}."]
+    return number
+
+
+def clean_check(fields: dict[str, Any], *, direct: bool) -> dict[str, Any]:
+    """Validated settings: grace and failure threshold for any job; for a direct check also its
+    name and schedule (`kind` cron with `expr` and `tz`, or every `every_s` seconds)."""
+    errors: dict[str, list[str]] = {}
+    clean: dict[str, Any] = {}
+    if "grace_s" in fields:
+        clean["grace_s"] = _int(fields["grace_s"], "grace_s", 0, GRACE_MAX_S, errors)
+    if "failure_threshold" in fields:
+        clean["failure_threshold"] = _int(
+            fields["failure_threshold"], "failure_threshold", 1, 100, errors
+        )
+    if direct:
+        name = str(fields.get("name") or "").strip()
+        if not _NAME_RE.match(name) or len(name) > 200:
+            errors["name"] = ["Give the check a name (200 characters at most)."]
+        clean["name"] = name
+        clean["description"] = str(fields.get("description") or "").strip()[:500]
+        kind = fields.get("kind")
+        try:
+            if kind == "cron":
+                schedule = Schedule.cron(
+                    str(fields.get("expr") or ""), str(fields.get("tz") or "UTC").strip()
+                )
+            elif kind == "every":
+                every = _int(fields.get("every_s"), "every_s", EVERY_MIN_S, EVERY_MAX_S, errors)
+                schedule = Schedule.every(every)
+            else:
+                raise BadSchedule("Choose a cron expression or a period.")
+            clean["schedule"] = schedule.as_dict()
+        except BadSchedule as bad:
+            errors["expr" if kind == "cron" else "kind"] = [str(bad)]
+    if errors:
+        raise Invalid(errors)
+    return clean
+
+
+def create_check(actor: Actor, fields: dict[str, Any]) -> Job:
+    """A direct check (admins): monitored like a gateway job, fed by its check-in URL."""
+    clean = clean_check(fields, direct=True)
+    now = timezone.now()
+    with transaction.atomic():
+        job = Job(source=Job.Source.DIRECT, token=new_token(), health_since=now, **clean)
+        job.created_at = now
+        health, reason, deadline = job.evaluate(now)
+        job.health, job.health_reason, job.deadline = health, reason[:SHORT], deadline
+        job.save()
+        audit.record(actor, "cron.check_created", job, after=_shown(job))
+        _publish_job(job, created=True)
+    return job
+
+
+def _shown(job: Job) -> dict[str, Any]:
+    return {
+        "name": job.name,
+        "schedule": job.schedule_raw,
+        "grace_s": job.grace_s,
+        "failure_threshold": job.failure_threshold,
+    }
+
+
+def update_job(actor: Actor, job_id: int, fields: dict[str, Any]) -> Job:
+    """An admin's change to a job's monitoring (any job) or a direct check's name and schedule."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = _lock(job_id)
+        clean = clean_check(fields, direct=job.is_direct)
+        before = _shown(job)
+        changed = [name for name, value in clean.items() if getattr(job, name) != value]
+        for name in changed:
+            setattr(job, name, clean[name])
+        if not changed:
+            return job
+        audit.record(
+            actor,
+            "cron.settings_changed",
+            job,
+            before=before,
+            after=_shown(job),
+            gateway_id=job.gateway_id,
+        )
+        change = Change(changed)
+        _apply_health(job, now, change)
+        _save(job, change)
+    return job
+
+
+def delete_check(actor: Actor, job_id: int) -> None:
+    """Delete a direct check and its history (a gateway's jobs are removed on the gateway)."""
+    with transaction.atomic():
+        job = _lock(job_id)
+        if not job.is_direct:
+            raise Invalid("A gateway's job is removed on its gateway, not here.")
+        audit.record(actor, "cron.check_deleted", job, before=_shown(job))
+        _publish_job(job, "cron.job_removed")
+        job.delete()
+
+
+def rotate_token(actor: Actor, job_id: int) -> Job:
+    """A new check-in URL for a direct check (the old one stops working at once)."""
+    with transaction.atomic():
+        job = _lock(job_id)
+        if not job.is_direct:
+            raise Invalid("Only a direct check has a check-in URL.")
+        job.token = new_token()
+        job.save(update_fields=["token", "updated_at"])
+        audit.record(actor, "cron.check_url_rotated", job)
+    return job
+
+
+Signal = Literal["success", "start", "fail"]
+
+
+def checkin(
+    token: uuid.UUID | None, signal: Signal, body: str = "", *, now: datetime | None = None
+) -> Run:
+    """A direct check's job reporting in: `start`, then `success` or `fail` (a success or fail
+    without a start is a run of unknown duration). NotFound for an unknown id."""
+    now = now or timezone.now()
+    body = body[:CHECKIN_BODY_MAX]
+    if token is None:
+        raise NotFound("No check has that id.")
+    with transaction.atomic():
+        job = Job.objects.filter(token=token, source=Job.Source.DIRECT).select_for_update().first()
+        if job is None:
+            raise NotFound("No check has that id.")
+        open_run = (
+            Run.objects.filter(job=job, status=Run.Status.RUNNING).order_by("-started_at").first()
+        )
+        if signal == "start":
+            if open_run is not None:  # a start without its end: that run never reported back
+                open_run.status, open_run.finished_at = Run.Status.FAILED, now
+                open_run.error = "started again before reporting an end"
+                open_run.save(update_fields=["status", "finished_at", "error"])
+            run = Run.objects.create(
+                job=job,
+                run_key=str(uuid.uuid4()),
+                status=Run.Status.RUNNING,
+                trigger=Run.Trigger.CHECKIN,
+                started_at=now,
+                summary=body,
+            )
+            job.running_since = now
+            change = Change(["running_since"])
+            kind = "cron.run_started"
+        else:
+            ok = signal == "success"
+            status = Run.Status.OK if ok else Run.Status.FAILED
+            if open_run is not None:
+                run = open_run
+                run.status, run.finished_at = status, now
+                run.duration_ms = int((now - run.started_at).total_seconds() * 1000)
+                run.summary = (body or run.summary)[:SUMMARY_MAX]
+                if not ok:
+                    run.error = "reported failure"
+                run.save()
+            else:
+                run = Run.objects.create(
+                    job=job,
+                    run_key=str(uuid.uuid4()),
+                    status=status,
+                    trigger=Run.Trigger.CHECKIN,
+                    started_at=now,
+                    finished_at=now,
+                    summary=body[:SUMMARY_MAX],
+                    error="" if ok else "reported failure",
+                )
+            job.running_since = None
+            job.last_run_at = now
+            job.last_status = status
+            job.last_duration_ms = run.duration_ms
+            job.last_summary = run.summary[:SUMMARY_MAX]
+            job.last_error = run.error
+            job.consecutive_failures = 0 if ok else job.consecutive_failures + 1
+            change = Change(
+                [
+                    "running_since",
+                    "last_run_at",
+                    "last_status",
+                    "last_duration_ms",
+                    "last_summary",
+                    "last_error",
+                    "consecutive_failures",
+                ]
+            )
+            kind = "cron.run_finished"
+        _apply_health(job, now, change)
+        job.save(update_fields=[*change.fields, "updated_at"])
+        _publish_run(job, run, kind, created=kind == "cron.run_started" or open_run is None)
+        _alert(job, change)
+    return run
+
+
+def prune_runs(older_than: datetime) -> int:
+    """Delete runs started before `older_than` (retention by age), in short batches."""
+    total = 0
+    while True:
+        with transaction.atomic():
+            ids = list(
+                Run.objects.filter(started_at__lt=older_than)
+                .order_by()
+                .values_list("pk", flat=True)[:2000]
+            )
+            if not ids:
+                return total
+            total += Run.objects.filter(pk__in=ids).delete()[0]

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class CronsConfig(AppConfig):
+    name = "crons"
+    verbose_name = "Scheduled jobs"
+
+    def ready(self) -> None:
+        from crons import loops, presenters  # noqa: F401 - registers presenters
+        from missioncontrol import live, nav, roles
+
+        live.register_topic("crons")
+        roles.register_app("crons")
+        nav.register(nav.NavItem("Crons", "crons:list", order=32, prefix="/crons/"))
+        loops.register()
