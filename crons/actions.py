@@ -130,7 +130,10 @@ def job_data(job: Job, gateway: Gateway | None = None, agent: Agent | None = Non
         "health": job.health,
         "health_since": _iso(job.health_since),
         "health_reason": job.health_reason,
-        "next_run_at": _iso(job.next_run_at),
+        # A direct check's next run is what its schedule expects (a gateway says its own).
+        "next_run_at": _iso(
+            job.next_run_at or (job.expected_next(timezone.now()) if job.is_direct else None)
+        ),
         "last_run_at": _iso(job.last_run_at),
         "last_status": job.last_status,
         "last_duration_ms": job.last_duration_ms,

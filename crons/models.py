@@ -166,7 +166,7 @@ class Job(models.Model):
         expected = self.expected_next(now)
         deadline = expected + grace if expected is not None else None
         if deadline is not None and now >= deadline:
-            return H.LATE, f"expected at {expected:%Y-%m-%d %H:%M} UTC, no run since", None
+            return H.LATE, f"expected at {expected:%b %-d %H:%M} UTC, no run since", None
         if self.consecutive_failures >= max(1, self.failure_threshold):
             n = self.consecutive_failures
             return H.FAILING, f"last {n} run{'s' if n != 1 else ''} failed", deadline

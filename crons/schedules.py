@@ -150,7 +150,8 @@ class Schedule:
             zone = self.tz if self.tz and self.tz != "UTC" else "UTC"
             return f"{text} ({zone})"
         if self.kind == "every":
-            return f"Every {_span(self.every_s)}"
+            span = _span(self.every_s)
+            return f"Every {span[2:] if span.startswith('1 ') else span}"
         assert self.at is not None
         return f"Once, on {self.at:%b %-d, %Y at %H:%M} UTC"
 

@@ -4,6 +4,7 @@ two at once, token refusal, remote pairing and approval, kill -9 and return."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -229,3 +230,155 @@ async def test_usage_is_recorded_once_and_equals_the_gateways_totals_across_a_ki
     report = await history.backfill_gateway(current, actor=Actor.system("test"))
     assert report.stored == count
     assert await reconciled() == (count, inputs, outputs)
+
+
+@pytest.fixture
+async def supervised(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    """The gateways' row tasks and the command loop, as `serve` runs them (views reach the
+    gateway through it)."""
+    from missioncontrol.supervisor import Supervisor, registered_loops, registered_rows
+
+    monkeypatch.setattr(connector, "backoff", lambda attempt, since: 0.05)
+    loops = [spec for spec in registered_loops() if spec.name == "gateway-commands"]
+    rows = [spec for spec in registered_rows() if spec.name == "gateways"]
+    supervisor = Supervisor(loops, rows=rows)
+    supervisor.start()
+    yield supervisor
+    await supervisor.stop()
+
+
+async def test_cron_jobs_run_now_from_the_page_show_running_then_ok_and_a_failure_fails(
+    beta, supervised
+):
+    """A real gateway's `command` jobs (PROTOCOL.md §2.5): added on the gateway, they appear;
+    Run now on the job's page runs them; the run's start and end arrive as live events; a
+    command that exits non-zero makes the job failing, with its alert."""
+    from django.test import Client
+
+    from crons.models import Job
+    from gateways import commands
+    from missioncontrol.models import LiveEvent
+    from tests.missioncontrol.factories import UserFactory
+
+    gateway = await db(make_gateway)(name="beta", url=beta.url, token=beta.token)
+    await until(lambda: row(gateway.pk).state == "connected")
+    # The gateway's own system jobs are mirrored too (three on a fresh gateway).
+    await until(lambda: Job.objects.filter(gateway=gateway).count() >= 3)
+    await until(
+        lambda: (
+            supervised.states("gateways").get(gateway.pk) is not None
+            and supervised.states("gateways")[gateway.pk].state == "connected"
+        )
+    )
+
+    async def add(name: str, script: str) -> str:
+        job = await commands.acall(
+            gateway.pk,
+            "cron.add",
+            {
+                "name": name,
+                "schedule": {"kind": "every", "everyMs": 3_600_000},
+                "sessionTarget": "isolated",
+                "wakeMode": "now",
+                "payload": {"kind": "command", "argv": ["sh", "-c", script]},
+                "delivery": {"mode": "none"},
+            },
+        )
+        return str(job["id"])
+
+    good_id = await add(f"mc-echo-{time.time_ns()}", "echo hello-from-mc")
+    bad_id = await add(f"mc-fail-{time.time_ns()}", "echo boom >&2; exit 3")
+    try:
+        good = await until(lambda: Job.objects.filter(external_id=good_id).first())
+        bad = await until(lambda: Job.objects.filter(external_id=bad_id).first())
+        assert good.schedule_raw == "every 1h"
+        assert good.health == "ok"
+
+        operator = await db(lambda: UserFactory.create(username="olga", role="operator"))()
+        client = Client()
+        await db(client.force_login)(operator)
+        response = await db(client.post)(f"/crons/{good.pk}/run/")
+        assert response.status_code == 302
+        done = await until(lambda: (j := Job.objects.get(pk=good.pk)).last_status == "ok" and j)
+        assert "hello-from-mc" in done.last_summary
+        assert done.health == "ok"
+        kinds = await db(
+            lambda: list(
+                LiveEvent.objects.filter(payload__job__id=good.pk, type__startswith="cron.run_")
+                .order_by("seq")
+                .values_list("type", flat=True)
+            )
+        )()
+        assert kinds == ["cron.run_started", "cron.run_finished"]
+        run = await db(lambda: Job.objects.get(pk=good.pk).runs.get())()
+        assert run.status == "ok"
+        assert run.trigger == "manual"
+
+        await db(client.post)(f"/crons/{bad.pk}/run/")
+        failed = await until(lambda: (j := Job.objects.get(pk=bad.pk)).last_status and j)
+        assert failed.last_status == "failed"
+        assert failed.health == "failing"
+        assert (
+            await db(
+                lambda: LiveEvent.objects.filter(
+                    type="cron.failed", payload__job__id=bad.pk
+                ).count()
+            )()
+            == 1
+        )
+    finally:
+        for job_id in (good_id, bad_id):
+            with contextlib.suppress(Exception):
+                await commands.acall(gateway.pk, "cron.remove", {"id": job_id})
+
+
+async def test_a_cron_runs_model_usage_is_billed_exactly_once(alpha, supervised):
+    """An `agentTurn` job on the fake model: the run records its model and tokens, and billing
+    holds them once (from the run's session transcript, by message id), not again from the run."""
+    from billing.models import UsageRecord
+    from crons.models import Job
+    from gateways import commands
+
+    gateway = await db(make_gateway)(name="alpha", url=alpha.url, token=alpha.token)
+    await until(
+        lambda: (
+            supervised.states("gateways").get(gateway.pk) is not None
+            and supervised.states("gateways")[gateway.pk].state == "connected"
+        )
+    )
+    added = await commands.acall(
+        gateway.pk,
+        "cron.add",
+        {
+            "name": f"mc-turn-{time.time_ns()}",
+            "schedule": {"kind": "cron", "expr": "0 9 * * *", "tz": "UTC"},
+            "sessionTarget": "isolated",
+            "wakeMode": "now",
+            "payload": {"kind": "agentTurn", "message": "Say hi", "timeoutSeconds": 60},
+            "delivery": {"mode": "none"},
+        },
+    )
+    job_id = str(added["id"])
+    try:
+        job = await until(lambda: Job.objects.filter(external_id=job_id).first())
+        await commands.acall(gateway.pk, "cron.run", {"id": job_id, "mode": "force"})
+        run = await until(
+            lambda: Job.objects.get(pk=job.pk).runs.filter(status="ok").first(), timeout=60
+        )
+        assert run.model == "fake-1"
+        assert run.input_tokens
+        assert run.output_tokens
+        assert run.session_key.startswith(f"agent:main:cron:{job_id}:run:")
+
+        def billed() -> tuple[int, int]:
+            records = UsageRecord.objects.filter(
+                client_id__startswith=f"gw{gateway.pk}:", session=run.session_key
+            )
+            return sum(r.input_tokens for r in records), sum(r.output_tokens for r in records)
+
+        await until(lambda: billed() == (run.input_tokens, run.output_tokens), timeout=20)
+        await asyncio.sleep(1.5)
+        assert await db(billed)() == (run.input_tokens, run.output_tokens)
+    finally:
+        with contextlib.suppress(Exception):
+            await commands.acall(gateway.pk, "cron.remove", {"id": job_id})
