@@ -144,6 +144,13 @@ def main() -> int:
             *(["--deliveries", "600"] if args.quick else []),
         )
     )
+    results.append(
+        run(
+            "crons: 10,000 jobs (lateness check, pages, check-ins)",
+            "crons.py",
+            *(["--jobs", "2000", "--requests", "5"] if args.quick else []),
+        )
+    )
     results.append(run("restart to first 200, idle RSS", "startup.py"))
     failed = [label for label, lines in results if any(line.startswith("FAILED") for line in lines)]
     if failed:

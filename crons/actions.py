@@ -28,6 +28,7 @@ ERROR_MAX = 2000
 SHORT = 300
 CHECKIN_BODY_MAX = 10_000  # bytes a check-in may send as its run's output (more: 413)
 GRACE_MAX_S = 7 * 24 * 3600
+CHECK_BATCH = 100
 
 # --- Events -------------------------------------------------------------------------------------
 
@@ -256,17 +257,29 @@ def check_health(now: datetime | None = None) -> int:
     how many changed."""
     now = now or timezone.now()
     changed = 0
-    with transaction.atomic():
-        for job in (
-            Job.objects.overdue(now)
-            .select_related("gateway", "agent")
-            .select_for_update(of=("self",))
-        ):
-            change = Change()
-            _apply_health(job, now, change)
-            if "health" in change.fields:
-                changed += 1
-            _save(job, change)
+    # In batches, each its own short transaction: a thousand jobs late at once (a gateway's
+    # scheduler stalled) must not hold SQLite's write lock for seconds. Every job handled
+    # leaves the overdue set (late, or a later deadline), so the batches end.
+    for _batch in range(1000):
+        with transaction.atomic():
+            jobs = list(
+                Job.objects.overdue(now)
+                .order_by("deadline", "pk")
+                .select_related("gateway", "agent")
+                .select_for_update(of=("self",))[:CHECK_BATCH]
+            )
+            for job in jobs:
+                change = Change()
+                _apply_health(job, now, change)
+                if "health" in change.fields:
+                    changed += 1
+                elif not change.fields:
+                    # Nothing to change, yet overdue: should not happen; never loop on it.
+                    job.deadline = None
+                    change.add("deadline")
+                _save(job, change)
+        if len(jobs) < CHECK_BATCH:
+            break
     return changed
 
 

@@ -5,6 +5,7 @@ Pure functions; no database."""
 
 from __future__ import annotations
 
+import functools
 import zoneinfo
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -141,14 +142,8 @@ class Schedule:
     def words(self) -> str:
         """In words: `At 03:00`, `Every 30 minutes`, `Once, on Dec 3, 2026 at 09:00 UTC`."""
         if self.kind == "cron":
-            options = Options()
-            options.use_24hour_time_format = True
-            try:
-                text = get_description(self.expr, options)
-            except Exception:  # the library's own errors for what croniter accepted
-                text = self.expr
             zone = self.tz if self.tz and self.tz != "UTC" else "UTC"
-            return f"{text} ({zone})"
+            return f"{_described(self.expr)} ({zone})"
         if self.kind == "every":
             span = _span(self.every_s)
             return f"Every {span[2:] if span.startswith('1 ') else span}"
@@ -171,6 +166,18 @@ class Schedule:
             periods = int((after - self.anchor) / step) + 1
             return self.anchor + periods * step
         return self.at if self.at is not None and self.at > after else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _described(expr: str) -> str:
+    """cron-descriptor's words for an expression (0.16 ms a call: a list of 1,000 jobs asks for
+    a handful of distinct expressions, so they are kept)."""
+    options = Options()
+    options.use_24hour_time_format = True
+    try:
+        return str(get_description(expr, options))
+    except Exception:  # the library's own errors for what croniter accepted
+        return expr
 
 
 def _parse_iso(value: Any) -> datetime | None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -31,6 +32,7 @@ from missioncontrol.ratelimit import TokenBucket
 from missioncontrol.roles import has_role, role_required
 from missioncontrol.templatetags.mc import millis
 
+PAGE = 100
 HISTORY = 100
 CHART_RUNS = 40
 CHART_W, CHART_H = 600, 120
@@ -93,7 +95,9 @@ def job_list(request: HttpRequest) -> HttpResponse:
     gateway_id = chosen_gateway_id(request)
     if gateway_id is not None:
         jobs = jobs.filter(gateway_id=gateway_id)
-    rows = [job_view(actions.job_data(j)) for j in jobs.order_by(_ORDER, "name", "pk")[:1000]]
+    page = Paginator(jobs.order_by(_ORDER, "name", "pk"), PAGE).get_page(request.GET.get("page"))
+    rows = [job_view(actions.job_data(j)) for j in page.object_list]
+    query = "&".join(f"{k}={v}" for k, v in chosen.items() if v)
     counts = dict(
         _visible(request)
         .order_by()
@@ -106,6 +110,8 @@ def job_list(request: HttpRequest) -> HttpResponse:
         "crons/list.html",
         {
             "jobs": rows,
+            "page": page,
+            "query": query,
             "chosen": chosen,
             "filtered": bool(chosen["health"] or chosen["source"]),
             "health_filters": [
