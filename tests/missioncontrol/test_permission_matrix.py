@@ -1,0 +1,339 @@
+"""The permission matrix: every route of the product × every kind of caller × GET and POST →
+what must happen. The routes are read from the URL resolver (and the ASGI fast-path and
+WebSocket tables): a route missing from ROUTES fails the suite, so every new route must be
+classified here before it lands.
+
+Outcomes: `ok` (past the access check: any answer but a refusal — 200, a redirect elsewhere,
+a form error, a 404 for the made-up id), `login` (302 to the sign-in page), `403`, `401`,
+`405`. Ids in paths are made up (999999): a caller who may use a route reaches its "not found";
+one who may not is refused before anything is looked up. A 500 fails the test by itself (the
+test client raises it).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from agents.models import Agent, AgentKey
+from tests.agents.conftest import issue
+
+pytestmark = pytest.mark.django_db
+
+PRINCIPALS = ("anonymous", "outsider", "viewer", "operator", "admin", "agent_key", "enrollment_key")
+PEOPLE = ("viewer", "operator", "admin")
+KEYS = ("agent_key", "enrollment_key")
+
+
+def _table(get: dict[str, str], post: dict[str, str]) -> dict[str, dict[str, str]]:
+    return {"GET": get, "POST": post}
+
+
+def _by_rank(least: str | None, refused_signed_in: str = "403") -> dict[str, str]:
+    """People from `least` up may; other signed-in people get 403; anonymous callers and key
+    holders (a key is not a session) are sent to sign in."""
+    ranks = {"viewer": 0, "operator": 1, "admin": 2}
+    found = {"anonymous": "login", "agent_key": "login", "enrollment_key": "login"}
+    found["outsider"] = "ok" if least == "anyone" else refused_signed_in
+    for person in PEOPLE:
+        found[person] = "ok" if least == "anyone" or ranks[person] >= ranks[least or ""] else "403"
+    return found
+
+
+ALL_405 = dict.fromkeys(PRINCIPALS, "405")
+ALL_OK = dict.fromkeys(PRINCIPALS, "ok")
+NO_KEY = dict.fromkeys(PRINCIPALS, "401")  # the agent API: a session is no credential
+
+
+def _api(agent: str, enrollment: str = "403") -> dict[str, str]:
+    return {**NO_KEY, "agent_key": agent, "enrollment_key": enrollment}
+
+
+# Access classes: method → principal → outcome.
+CLASSES: dict[str, dict[str, dict[str, str]]] = {
+    # Open to everyone: health, the sign-in page, the favicon.
+    "public": _table(ALL_OK, ALL_OK),
+    "public-get": _table(ALL_OK, ALL_405),
+    # Pages any role reads; the forms and POST-only actions of each role.
+    "viewer-page": _table(_by_rank("viewer"), ALL_405),
+    "viewer-form": _table(_by_rank("viewer"), _by_rank("viewer")),
+    "operator-form": _table(_by_rank("operator"), _by_rank("operator")),
+    "admin-page": _table(_by_rank("admin"), ALL_405),
+    "admin-form": _table(_by_rank("admin"), _by_rank("admin")),
+    "viewer-post": _table(ALL_405, _by_rank("viewer")),
+    "operator-post": _table(ALL_405, _by_rank("operator")),
+    "admin-post": _table(ALL_405, _by_rank("admin")),
+    # A page everyone with a role reads whose form only admins submit (budgets).
+    "viewer-page-admin-form": _table(_by_rank("viewer"), _by_rank("admin")),
+    # Acting on a gateway's agent or session: operators, or a viewer granted `operate_gateway`
+    # on that gateway — so every role passes the role check and the grant is checked on the
+    # object (tests/gateways/test_grants.py walks the grants).
+    "gateway-operate-post": _table(ALL_405, _by_rank("viewer")),
+    # Any signed-in person, role or not (their own password); signing out (anyone).
+    "signed-in-form": _table(_by_rank("anyone"), _by_rank("anyone")),
+    "signed-in-page": _table(
+        _by_rank("anyone"),
+        {**ALL_405, "anonymous": "login", "agent_key": "login", "enrollment_key": "login"},
+    ),
+    "sign-out": _table(ALL_405, dict.fromkeys(PRINCIPALS, "login")),
+    # The agent API: a key, never a session (DRF authenticates before it looks at the method).
+    # An agent key acts as its agent (made-up ids: its JSON 404); an enrollment key only
+    # registers (an agent key may register again: idempotent).
+    "enroll-api": _table(_api("405", "405"), _api("ok", "ok")),
+    "agent-api-get": _table(_api("ok"), _api("405", "405")),
+    "agent-api-post": _table(_api("405", "405"), _api("404")),
+    "agent-api-patch": {
+        "GET": _api("405", "405"),
+        "POST": _api("405", "405"),
+        "PATCH": _api("404"),
+    },
+    # The API's schema and docs: people with a role and key holders.
+    "api-docs": _table(
+        {**_by_rank("viewer"), "anonymous": "401", "agent_key": "ok", "enrollment_key": "ok"},
+        {**dict.fromkeys(PRINCIPALS, "405"), "anonymous": "401", "outsider": "403"},
+    ),
+    # Check-ins: the unguessable id is the credential; a made-up one is 404 for everyone.
+    "checkin": _table(ALL_405, dict.fromkeys(PRINCIPALS, "404")),
+    # Unknown paths under /api/: a JSON 404 for everyone.
+    "api-404": _table(dict.fromkeys(PRINCIPALS, "404"), dict.fromkeys(PRINCIPALS, "404")),
+    # The Django admin: admins only (others signed in: 403; anonymous: the app's sign-in).
+    "django-admin": _table(_by_rank("admin"), _by_rank("admin")),
+}
+
+# Every route → its class. (SSE streams: only their refusals are walked here — an allowed
+# caller's stream never ends; tests/missioncontrol/test_live.py and tests/agents cover them.)
+ROUTES: dict[str, str] = {
+    "": "viewer-page",
+    "healthz": "public-get",
+    "events/stream": "stream:viewer",
+    "login/": "public",
+    "logout/": "sign-out",
+    "account/password/": "signed-in-form",
+    "account/password/done/": "signed-in-page",
+    "board/": "viewer-page",
+    "board/column/<str:status>/": "viewer-page",
+    "tasks/": "viewer-page",
+    "tasks/new/": "operator-form",
+    "tasks/<id:pk>/": "viewer-page",
+    "tasks/<id:pk>/move/": "operator-post",
+    "tasks/<id:pk>/edit/": "operator-post",
+    "tasks/<id:pk>/block/": "operator-post",
+    "tasks/<id:pk>/comments/": "operator-post",
+    "tasks/<id:pk>/archive/": "operator-post",
+    "tasks/<id:pk>/delete/": "admin-post",
+    "agents/": "viewer-page",
+    "agents/<str:name>/": "viewer-page",
+    "agents/<str:name>/message/": "gateway-operate-post",
+    "sessions/": "viewer-page",
+    "sessions/<id:pk>/": "viewer-page",
+    "sessions/<id:pk>/send/": "gateway-operate-post",
+    "sessions/<id:pk>/abort/": "gateway-operate-post",
+    # Resetting a session needs the gateway's operator.admin scope: admins only here.
+    "sessions/<id:pk>/reset/": "admin-post",
+    "settings/keys/": "admin-form",
+    "settings/keys/<id:pk>/revoke/": "admin-post",
+    "gateways/": "viewer-page",
+    "gateways/view/": "viewer-post",
+    "gateways/new/": "admin-form",
+    "gateways/<id:pk>/": "viewer-page",
+    "gateways/<id:pk>/edit/": "admin-form",
+    "gateways/<id:pk>/delete/": "admin-post",
+    "gateways/<id:pk>/test/": "admin-post",
+    "gateways/<id:pk>/access/": "admin-post",
+    "costs/": "viewer-page",
+    "costs/records.csv": "viewer-page",
+    "costs/prices/": "admin-form",
+    "costs/prices/<id:pk>/delete/": "admin-post",
+    "costs/budgets/": "viewer-page-admin-form",
+    "costs/budgets/<id:pk>/": "admin-form",
+    "costs/budgets/<id:pk>/delete/": "admin-post",
+    "costs/budgets/<id:pk>/lift/": "admin-post",
+    "costs/alerts/<id:pk>/acknowledge/": "operator-post",
+    "webhooks/": "admin-form",
+    "webhooks/deliveries/": "admin-page",
+    "webhooks/deliveries/<id:pk>/": "admin-page",
+    "webhooks/deliveries/<id:pk>/redeliver/": "admin-post",
+    "webhooks/deliveries/<id:pk>/cancel/": "admin-post",
+    "webhooks/<id:pk>/": "admin-form",
+    "webhooks/<id:pk>/secret/": "admin-post",
+    "webhooks/<id:pk>/rotate/": "admin-post",
+    "webhooks/<id:pk>/test/": "admin-post",
+    "webhooks/<id:pk>/redeliver/": "admin-post",
+    "webhooks/<id:pk>/delete/": "admin-post",
+    "crons/": "viewer-page",
+    "crons/checks/new/": "admin-form",
+    "crons/<id:pk>/": "viewer-page",
+    "crons/<id:pk>/run/": "operator-post",
+    "crons/<id:pk>/enabled/": "admin-post",
+    "crons/<id:pk>/settings/": "admin-post",
+    "crons/<id:pk>/delete/": "admin-post",
+    "crons/<id:pk>/rotate/": "admin-post",
+    "api/v1/checkins/<uuid:token>": "checkin",
+    "api/v1/checkins/<uuid:token>/start": "checkin",
+    "api/v1/checkins/<uuid:token>/fail": "checkin",
+    "api/v1/agents/register": "enroll-api",
+    "api/v1/tasks": "agent-api-get",
+    "api/v1/tasks/<id:pk>": "agent-api-patch",
+    "api/v1/tasks/<id:pk>/claim": "agent-api-post",
+    "api/v1/tasks/<id:pk>/comments": "agent-api-post",
+    "api/v1/events": "stream:agent",
+    "api/v1/schema/": "api-docs",
+    "api/v1/docs/": "api-docs",
+    "favicon.ico": "public-get",
+    "^api/(?P<rest>.*)$": "api-404",
+}
+# Every Django admin route: one class (the admin site guards them all).
+ADMIN_PREFIX = "admin/"
+
+# Routes answered at the ASGI layer, before Django (missioncontrol/asgi.py): each listed with
+# the test module that walks its principals.
+ASGI_ROUTES: dict[str, str] = {
+    "POST ^/api/(?:v1/)?agents/(?P<name>[^/]+)/heartbeat/?$": "tests/agents/test_api.py",
+    "POST ^/api/v1/usage/?$": "tests/agents/test_api.py::test_usage_needs_an_agent_key",
+    "POST ^/tasks/(?P<pk>[0-9]{1,18})/move/$": "tests/tasks/test_fastpath_move.py",
+    "ws/live/": "tests/missioncontrol/test_live.py (origin, session, role)",
+}
+
+
+def _walk(resolver: URLResolver, prefix: str = "") -> list[str]:
+    found: list[str] = []
+    for entry in resolver.url_patterns:
+        if isinstance(entry, URLResolver):
+            found += _walk(entry, prefix + str(entry.pattern))
+        elif isinstance(entry, URLPattern):
+            found.append(prefix + str(entry.pattern))
+    return found
+
+
+def django_routes() -> list[str]:
+    return _walk(get_resolver())
+
+
+def test_every_route_is_classified():
+    routes = django_routes()
+    missing = [r for r in routes if r not in ROUTES and not r.startswith(ADMIN_PREFIX)]
+    assert not missing, f"classify these routes in ROUTES: {missing}"
+    stale = [r for r in ROUTES if r not in routes]
+    assert not stale, f"ROUTES lists routes that no longer exist: {stale}"
+    for route, kind in ROUTES.items():
+        assert kind in CLASSES or kind.startswith("stream:"), (route, kind)
+
+
+def test_every_asgi_route_is_classified():
+    from missioncontrol import asgi
+
+    listed = {f"{r.method} {r.pattern}" for r in asgi.FAST_ROUTES}
+    listed |= {str(p.pattern) for p in asgi.websocket_urlpatterns}
+    assert listed == set(ASGI_ROUTES), "classify the ASGI routes in ASGI_ROUTES"
+
+
+def _path(route: str) -> str:
+    if route.startswith("^api/"):
+        return "/api/v9/nothing-here"
+    path = re.sub(r"<id:\w+>", "999999", route)
+    path = re.sub(r"<uuid:\w+>", str(uuid.uuid4()), path)
+    path = path.replace("<str:status>", "todo").replace("<str:name>", "nobody")
+    return "/" + path
+
+
+def _outcome(response: Any) -> str:
+    status = response.status_code
+    if status == 302 and "/login/" in response["Location"]:
+        return "login"
+    if status in (401, 403, 405, 429):
+        return str(status)
+    if status == 404 and response.get("Content-Type", "").startswith("application/json"):
+        # The JSON 404 of /api/ (an unknown check id, an unknown path) is its own outcome; an
+        # HTML page's 404 for the made-up id means the caller got past the access check.
+        return "404" if response.json().get("error") == "not_found" else "ok"
+    assert status < 500, (status, response)
+    return "ok"
+
+
+@pytest.fixture
+def callers(request: pytest.FixtureRequest) -> dict[str, Client]:
+    agent = Agent.objects.create(name="matrix-agent")
+    agent_key = issue(AgentKey.Kind.AGENT, agent)[1]
+    enrollment_key = issue(AgentKey.Kind.ENROLLMENT, max_uses=1000)[1]
+    return {
+        "anonymous": Client(),
+        "outsider": request.getfixturevalue("outsider"),
+        "viewer": request.getfixturevalue("viewer"),
+        "operator": request.getfixturevalue("operator"),
+        "admin": request.getfixturevalue("admin"),
+        "agent_key": Client(HTTP_AUTHORIZATION=f"Bearer {agent_key}"),
+        "enrollment_key": Client(HTTP_AUTHORIZATION=f"Bearer {enrollment_key}"),
+    }
+
+
+def _check(callers: dict[str, Client], path: str, table: dict[str, dict[str, str]]) -> list[str]:
+    from missioncontrol import ratelimit
+
+    wrong = []
+    for method, expected_by in table.items():
+        ratelimit.reset()  # each route's callers start with full buckets
+        for principal, expected in expected_by.items():
+            client = callers[principal]
+            response = client.generic(method, path)
+            got = _outcome(response)
+            if got != expected:
+                wrong.append(f"{method} {path} as {principal}: {got}, expected {expected}")
+    return wrong
+
+
+def test_the_matrix_holds_for_every_route(callers):
+    wrong: list[str] = []
+    # Signing out last: it ends the callers' sessions.
+    for route in sorted(django_routes(), key=lambda r: ROUTES.get(r) == "sign-out"):
+        if route.startswith(ADMIN_PREFIX):
+            continue
+        kind = ROUTES[route]
+        path = _path(route)
+        if kind.startswith("stream:"):
+            continue  # test_streams_refuse_whoever_may_not_listen
+        wrong += _check(callers, path, CLASSES[kind])
+    assert not wrong, "\n".join(wrong)
+
+
+STREAM_REFUSALS = {
+    # The browsers' SSE stream: people with a role (a JSON 401 for no session).
+    "stream:viewer": {"anonymous": "401", "outsider": "403", "agent_key": "401"},
+    # The agents' stream: an agent key only.
+    "stream:agent": {"anonymous": "401", "viewer": "401", "enrollment_key": "403"},
+}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_streams_refuse_whoever_may_not_listen(callers):
+    """Only the refusals: an allowed caller's stream never ends (its content is tested in
+    tests/missioncontrol/test_live.py and tests/agents/test_api.py). Async views: a real
+    transaction, so the view's own thread sees the rows."""
+    wrong = []
+    for route, kind in ROUTES.items():
+        if not kind.startswith("stream:"):
+            continue
+        path = _path(route) + "?topics=activity"
+        for principal, expected in STREAM_REFUSALS[kind].items():
+            got = _outcome(callers[principal].get(path))
+            if got != expected:
+                wrong.append(f"GET {path} as {principal}: {got}, expected {expected}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_django_admin_is_for_admins_only(callers):
+    """Every admin route (a sample per model: the index, each changelist and add page)."""
+    from django.contrib import admin as django_admin
+
+    paths = ["/admin/"]
+    for model in django_admin.site._registry:
+        meta = model._meta
+        paths += [f"/admin/{meta.app_label}/{meta.model_name}/"]
+    wrong: list[str] = []
+    for path in paths:
+        wrong += _check(callers, path, CLASSES["django-admin"])
+    assert not wrong, "\n".join(wrong)
