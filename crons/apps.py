@@ -15,3 +15,7 @@ class CronsConfig(AppConfig):
         roles.register_app("crons")
         nav.register(nav.NavItem("Crons", "crons:list", order=32, prefix="/crons/"))
         loops.register()
+        from crons import context_processors
+        from crons.models import Job
+
+        context_processors._attention.forget_on_change(Job)

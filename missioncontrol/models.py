@@ -36,6 +36,10 @@ class AuditEvent(models.Model):
             models.Index(fields=["object_type", "object_id", "-id"], name="audit_object_idx"),
             # Retention prunes by age.
             models.Index(fields=["created_at"], name="audit_created_idx"),
+            # The audit log page filtered by verb (exact or a prefix such as `task.`).
+            models.Index(fields=["verb", "-id"], name="audit_verb_idx"),
+            # One gateway's entries (the audit log's gateway filter, a narrowed user's feed).
+            models.Index(fields=["gateway_id", "-id"], name="audit_gateway_idx"),
         ]
 
     def __str__(self) -> str:

@@ -29,3 +29,4 @@ def items() -> list[NavItem]:
 
 
 register(NavItem("Overview", "home", order=0))
+register(NavItem("Audit", "audit", role="admin", order=95, prefix="/audit/"))

@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
-from missioncontrol import converters, views  # noqa: F401 - converters registers <id:…>
+from missioncontrol import audit_views, converters, views  # noqa: F401 - converters: <id:…>
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -26,6 +26,8 @@ urlpatterns = [
         ),
         name="password_change_done",
     ),
+    path("audit/", audit_views.audit_log, name="audit"),
+    path("audit/export.csv", audit_views.audit_export, name="audit-export"),
     path("admin/", admin.site.urls),
     path("", include("tasks.urls")),
     path("", include("agents.urls")),

@@ -37,8 +37,10 @@ class TestPublish:
 
         with pytest.raises(ZeroDivisionError):
             publish_then_fail()
-        assert broadcasts == []
-        assert LiveEvent.objects.count() == 0
+        # (Only this test's own event: a background writer of an earlier test — a heartbeat's
+        # batch committing late — may add unrelated rows to the shared database.)
+        assert [m for m in broadcasts if '"type":"x"' in m["data"]] == []
+        assert not LiveEvent.objects.filter(type="x").exists()
 
     def test_committed_transaction_sends_once_with_its_seq(self, transactional_db, broadcasts):
         with transaction.atomic():
@@ -114,7 +116,8 @@ class TestPublish:
         assert [r.prev_seq for r in rows[1:]] == [r.seq for r in rows[:-1]]
         assert rows[0].seq == first
         assert [e.seq for e in [lone, *many, after]] == [r.seq for r in rows[1:]]
-        assert LiveEvent.objects.get(seq=other.seq).prev_seq is None
+        # `other` names the fleet topic's previous event, none of this test's board events.
+        assert LiveEvent.objects.get(seq=other.seq).prev_seq not in {r.seq for r in rows}
         sent = [m["seq"] for m in broadcasts]
         assert sent == sorted(sent)
         assert set(sent) >= {e.seq for e in many}

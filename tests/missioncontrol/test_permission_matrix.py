@@ -115,6 +115,8 @@ ROUTES: dict[str, str] = {
     "logout/": "sign-out",
     "account/password/": "signed-in-form",
     "account/password/done/": "signed-in-page",
+    "audit/": "admin-page",
+    "audit/export.csv": "admin-page",
     "board/": "viewer-page",
     "board/column/<str:status>/": "viewer-page",
     "tasks/": "viewer-page",
