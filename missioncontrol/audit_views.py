@@ -92,7 +92,8 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     events = events[:PAGE]
     gateways = _gateway_names()
     for event in events:
-        event.gateway = gateways.get(event.gateway_id)  # type: ignore[attr-defined]
+        found = gateways.get(event.gateway_id) if event.gateway_id is not None else None
+        event.gateway = found  # type: ignore[attr-defined]
         event.changes_text = _changes_text(event.changes)  # type: ignore[attr-defined]
     query = "&".join(f"{k}={v}" for k, v in chosen.items() if v)
     return render(
