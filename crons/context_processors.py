@@ -14,21 +14,22 @@ def _load() -> list[SimpleNamespace]:
     from crons.models import Job
 
     rows = Job.objects.needing_attention().select_related("gateway").order_by("health_since", "pk")
-    return [
-        SimpleNamespace(
-            pk=job.pk,
-            name=job.name,
-            health=job.health,
-            health_reason=job.health_reason,
-            health_since=job.health_since,
-            gateway=SimpleNamespace(
-                pk=job.gateway.pk, name=job.gateway.name, colour=job.gateway.colour
+    found = []
+    for job in rows[:200]:
+        gateway = job.gateway
+        found.append(
+            SimpleNamespace(
+                pk=job.pk,
+                name=job.name,
+                health=job.health,
+                health_reason=job.health_reason,
+                health_since=job.health_since,
+                gateway=SimpleNamespace(pk=gateway.pk, name=gateway.name, colour=gateway.colour)
+                if gateway is not None
+                else None,
             )
-            if job.gateway_id
-            else None,
         )
-        for job in rows[:200]
-    ]
+    return found
 
 
 # Late and failing jobs, for the banner on every page: forgotten at once when a job changes in
