@@ -24,7 +24,14 @@ class AgentsConfig(AppConfig):
         nav.register(nav.NavItem("Agents", "agents:list", order=20, prefix="/agents/"))
         nav.register(nav.NavItem("Sessions", "agents:sessions", order=25, prefix="/sessions/"))
         nav.register(
-            nav.NavItem("API keys", "agents:keys", role="admin", order=90, prefix="/settings/keys/")
+            nav.NavItem(
+                "API keys",
+                "agents:keys",
+                role="admin",
+                order=90,
+                prefix="/settings/keys/",
+                menu=True,
+            )
         )
         loops.register()
         # A key changed or deleted in this process, however (the admin, the shell), and an

@@ -15,20 +15,23 @@ def shell(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     role = role_of(user)
     if role is None:
-        return {"mc_role": None, "mc_nav": [], "mc_theme": _theme(request)}
+        return {"mc_role": None, "mc_nav": [], "mc_menu": [], "mc_theme": _theme(request)}
     path = request.path
-    entries = []
+    entries, menu = [], []
     for item in nav.items():
         if not has_role(user, item.role):
             continue
         url = reverse(item.url_name)
         prefix = item.prefix or url
         current = path == url if prefix == "/" else path.startswith(prefix)
-        entries.append({"label": item.label, "url": url, "current": current})
+        (menu if item.menu else entries).append(
+            {"label": item.label, "url": url, "current": current}
+        )
     seq = getattr(request, "_mc_live_seq", None)
     return {
         "mc_role": role,
         "mc_nav": entries,
+        "mc_menu": menu,
         "mc_theme": _theme(request),
         "mc_live_seq": seq if seq is not None else live_seq_for(request),
         "mc_live_grace_ms": settings.MC_LIVE_GRACE_MS,

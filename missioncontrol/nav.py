@@ -15,6 +15,8 @@ class NavItem:
     order: int = 100
     # Which URL prefix marks the item as the current section.
     prefix: str = ""
+    # Settings-like pages sit in the user menu, not the top bar (it holds the daily sections).
+    menu: bool = False
 
 
 _items: dict[str, NavItem] = {}
@@ -29,4 +31,4 @@ def items() -> list[NavItem]:
 
 
 register(NavItem("Overview", "home", order=0))
-register(NavItem("Audit", "audit", role="admin", order=95, prefix="/audit/"))
+register(NavItem("Audit log", "audit", role="admin", order=95, prefix="/audit/", menu=True))

@@ -309,11 +309,13 @@ def _health(endpoint_id: int, outcomes: list[Outcome]) -> None:
         and not last.ok
         and (endpoint.consecutive_failures >= DISABLE_AFTER_FAILURES or long_failing)
     ):
-        span = last.at - (endpoint.failing_since or last.at)
+        from missioncontrol.templatetags.mc import duration_text
+
+        span = duration_text(last.at - (endpoint.failing_since or last.at))
+        error = (last.error or f"HTTP {last.status_code}").rstrip(".")
         reason = (
             f"Disabled automatically after {endpoint.consecutive_failures} failed attempts in a "
-            f"row over {span}; the last: "
-            f"{last.error or f'HTTP {last.status_code}'}."
+            f"row over {span}; the last: {error}."
         )[:300]
         endpoint.enabled = False
         endpoint.disabled_reason = reason

@@ -14,7 +14,9 @@ class WebhooksConfig(AppConfig):
 
         roles.register_app("webhooks")
         nav.register(
-            nav.NavItem("Webhooks", "webhooks:list", role="admin", order=60, prefix="/webhooks/")
+            nav.NavItem(
+                "Webhooks", "webhooks:list", role="admin", order=60, prefix="/webhooks/", menu=True
+            )
         )
         live.register_sink(outbox.enqueue)
         outbox._endpoints.forget_on_change(Endpoint)
