@@ -55,7 +55,23 @@ def test_every_page_in_the_navigation_fits_390px(browser, live):
         "#nav-sections a", "els => els.map(e => e.getAttribute('href'))"
     )
     assert len(links) >= 5
-    pages = [*links, f"/agents/{agent.name}/", f"/tasks/{task.pk}/", "/api/v1/docs/"]
+    # The user menu's pages too (Webhooks, API keys, Audit log; not Django's own admin).
+    links += [
+        href
+        for href in page.eval_on_selector_all(
+            ".menu a[role=menuitem]", "els => els.map(e => e.getAttribute('href'))"
+        )
+        if not href.startswith("/admin/")
+    ]
+    assert "/audit/" in links
+    assert "/webhooks/" in links
+    pages = [
+        *links,
+        "/crons/checks/new/",
+        f"/agents/{agent.name}/",
+        f"/tasks/{task.pk}/",
+        "/api/v1/docs/",
+    ]
     for path in pages:
         page.goto(path)
         page.wait_for_load_state("networkidle")
