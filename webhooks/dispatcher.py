@@ -126,7 +126,11 @@ class Dispatcher:
 
     async def run_once(self) -> int:
         """Claim what is due and start sending it; the number started."""
-        room = OVERALL - len(self.tasks)
+        # Room by slots held (freed when an outcome is stored), not by tasks alive: a send's
+        # task lingers until the whole write batch it joined is done, and counting those left
+        # no room after a wake — the loop then slept a whole poll (~0.5 s; measured with one
+        # dead endpoint holding 16 slots, bench/webhooks.py).
+        room = OVERALL - sum(self.inflight.values())
         if room <= 0:
             return 0
         busy = {e for e, n in self.inflight.items() if n >= PER_ENDPOINT}
@@ -176,7 +180,11 @@ async def dispatcher_loop() -> None:
     pruned = 0.0
     try:
         while True:
+            # Both cleared before the claim, never after it: a slot freed (or work queued)
+            # while the claim runs must wake the wait below, not be wiped out by it (that race
+            # cost a whole poll, ~0.5 s, now and then: the tail of bench/webhooks.py).
             outbox.woken.clear()
+            dispatcher.wake.clear()
             started = await dispatcher.run_once()
             if time.monotonic() - pruned > PRUNE_EVERY_S:
                 pruned = time.monotonic()
@@ -187,7 +195,6 @@ async def dispatcher_loop() -> None:
             # Nothing to start: wait for freed slots, a commit of this process that queued work
             # (a threading.Event: commits set it from the database threads, so it is looked at
             # every 20 ms), or the poll (other processes' commits, retries coming due).
-            dispatcher.wake.clear()
             deadline = time.monotonic() + IDLE_POLL_S
             while not outbox.woken.is_set() and time.monotonic() < deadline:
                 with contextlib.suppress(TimeoutError):
