@@ -206,6 +206,25 @@ async def test_a_slow_endpoint_does_not_hold_up_a_fast_one(allow_private, sender
         fast.stop()
 
 
+@asynchronous
+async def test_room_is_counted_by_slots_held_not_by_send_tasks_still_alive(
+    allow_private, receiver, sender
+):
+    """A send's task outlives its slot (it waits for the whole write batch it joined). Counting
+    those as busy left no room after a wake, and the loop slept a whole poll (bench/webhooks.py:
+    a dead endpoint beside a live one cost the live one ~1 s)."""
+    await db(endpoint)(receiver.url, ["task.*"])
+    await db(make_task)("Owed")
+    lingering = [asyncio.get_running_loop().create_future() for _ in range(dispatcher.OVERALL)]
+    sender.tasks.update(lingering)  # type: ignore[arg-type]
+    try:
+        assert await sender.run_once() == 1
+    finally:
+        sender.tasks.difference_update(lingering)  # type: ignore[arg-type]
+    await deliver_all(sender)
+    assert len(receiver.got) == 1
+
+
 @pytest.mark.parametrize(
     "url",
     [
