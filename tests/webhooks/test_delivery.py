@@ -216,11 +216,11 @@ async def test_room_is_counted_by_slots_held_not_by_send_tasks_still_alive(
     await db(endpoint)(receiver.url, ["task.*"])
     await db(make_task)("Owed")
     lingering = [asyncio.get_running_loop().create_future() for _ in range(dispatcher.OVERALL)]
-    sender.tasks.update(lingering)  # type: ignore[arg-type]
+    sender.tasks.update(lingering)
     try:
         assert await sender.run_once() == 1
     finally:
-        sender.tasks.difference_update(lingering)  # type: ignore[arg-type]
+        sender.tasks.difference_update(lingering)
     await deliver_all(sender)
     assert len(receiver.got) == 1
 
