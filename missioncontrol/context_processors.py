@@ -17,7 +17,8 @@ def shell(request: HttpRequest) -> dict[str, Any]:
     if role is None:
         return {"mc_role": None, "mc_nav": [], "mc_menu": [], "mc_theme": _theme(request)}
     path = request.path
-    entries, menu = [], []
+    entries: list[dict[str, Any]] = []
+    menu: list[dict[str, Any]] = []
     for item in nav.items():
         if not has_role(user, item.role):
             continue
