@@ -2,8 +2,9 @@
 
 Values are sealed with Fernet (AES-128-CBC + HMAC-SHA256, from `cryptography`) under the
 installation's encryption key: `MC_ENCRYPTION_KEYS` (comma-separated Fernet keys, the first
-seals, all open: rotation), else a key kept in `<MC_DATA_DIR>/encryption_key` (0600, made on
-first use). Processes of one installation (the scale-out profile) must share the key: set
+seals, all open: rotation), else the keys kept in `<MC_DATA_DIR>/encryption_key` (0600, made on
+first use; one per line, the first seals). `manage.py rotate_encryption_key` seals everything
+again under a new key. Processes of one installation (the scale-out profile) must share the key: set
 `MC_ENCRYPTION_KEYS` on each. It is apart from SECRET_KEY on purpose: rotating SECRET_KEY signs
 everyone out, and must not also lose every stored credential.
 
@@ -29,7 +30,7 @@ PREFIX = "fernet:"
 
 @functools.cache
 def _box() -> MultiFernet:
-    raw = getattr(settings, "MC_ENCRYPTION_KEYS", []) or [_key_file()]
+    raw = getattr(settings, "MC_ENCRYPTION_KEYS", []) or _key_file()
     try:
         return MultiFernet([Fernet(key.encode()) for key in raw])
     except (ValueError, TypeError) as exc:
@@ -39,15 +40,50 @@ def _box() -> MultiFernet:
         ) from None
 
 
-def _key_file() -> str:
-    path = settings.DATA_DIR / "encryption_key"
-    if path.exists() and path.read_text().strip():
-        return path.read_text().strip()
+def key_file_path() -> Any:
+    return settings.DATA_DIR / "encryption_key"
+
+
+def _key_file() -> list[str]:
+    path = key_file_path()
+    if path.exists():
+        keys = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        if keys:
+            return keys
     key = Fernet.generate_key().decode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(key + "\n")
-    return key
+    return [key]
+
+
+def write_key_file(keys: list[str]) -> None:
+    """Replace the key file (0600) in one rename: it holds `keys`, the first sealing."""
+    path = key_file_path()
+    temporary = path.with_name(path.name + ".new")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("".join(key + "\n" for key in keys))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    reset_cache()
+
+
+def uses_key_file() -> bool:
+    return not getattr(settings, "MC_ENCRYPTION_KEYS", [])
+
+
+def current_keys() -> list[str]:
+    """The keys in force, the sealing one first."""
+    return list(getattr(settings, "MC_ENCRYPTION_KEYS", []) or _key_file())
+
+
+def reseal(sealed: str) -> str:
+    """`sealed` sealed again under the first key (any key in force opens it)."""
+    if not sealed:
+        return sealed
+    return PREFIX + _box().rotate(sealed[len(PREFIX) :].encode()).decode()
 
 
 def seal(value: str) -> str:

@@ -202,6 +202,8 @@ CONTENT_SECURITY_POLICY = {
         "base-uri": [NONE],
         "form-action": [SELF],
         "frame-ancestors": [NONE],
+        # Browsers report what the policy blocked; the server logs it (views.csp_report).
+        "report-uri": ["/csp-report/"],
     }
 }
 X_FRAME_OPTIONS = "DENY"

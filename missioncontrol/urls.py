@@ -11,6 +11,7 @@ from missioncontrol import audit_views, converters, views  # noqa: F401 - conver
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("csp-report/", views.csp_report, name="csp-report"),
     path("events/stream", views.event_stream, name="event-stream"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

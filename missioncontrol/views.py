@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from channels.db import database_sync_to_async
 from django.contrib.auth import views as auth_views
@@ -30,6 +32,7 @@ from missioncontrol.context_processors import live_seq_for
 from missioncontrol.errors import json_error
 from missioncontrol.http import parse_int
 from missioncontrol.models import AuditEvent
+from missioncontrol.ratelimit import TokenBucket
 from missioncontrol.roles import role_of, role_required
 
 logger = logging.getLogger(__name__)
@@ -95,6 +98,51 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     if _is_api(request):
         return json_error(403, "forbidden", "CSRF check failed (send an agent key, not cookies).")
     return csrf.csrf_failure(request, reason)
+
+
+CSP_REPORT_MAX = 8192
+# Per client address: a page in a loop of violations must not flood the log.
+_csp_reports = TokenBucket("csp-report", rate=0.5, burst=20)
+
+
+@csrf_exempt  # browsers send reports without a token; the view changes nothing stored
+def csp_report(request: HttpRequest) -> HttpResponse:
+    """POST /csp-report/: a browser's report of something the Content-Security-Policy blocked,
+    logged as one line (rate limited per client; bodies over 8 KB refused)."""
+    if request.method != "POST":
+        response = json_error(405, "method_not_allowed", "Reports are POSTed by browsers.")
+        response["Allow"] = "POST"
+        return response
+    length = request.META.get("CONTENT_LENGTH") or ""
+    if (length.isdigit() and int(length) > CSP_REPORT_MAX) or len(request.body) > CSP_REPORT_MAX:
+        return json_error(
+            413, "payload_too_large", f"Reports are limited to {CSP_REPORT_MAX} bytes."
+        )
+    if _csp_reports.take(request.META.get("REMOTE_ADDR", "")):
+        return HttpResponse(status=204)  # counted, not logged again
+    try:
+        body = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return json_error(400, "invalid", "A report is JSON.")
+    reports = body if isinstance(body, list) else [body]
+    for item in reports[:5]:
+        report = item.get("csp-report") or item.get("body") if isinstance(item, dict) else None
+        if not isinstance(report, dict):
+            continue
+
+        def field(*names: str, report: dict[str, Any] = report) -> str:
+            for name in names:
+                if report.get(name):
+                    return str(report[name])[:200]
+            return "-"
+
+        logger.warning(
+            "CSP blocked %s (%s) on %s",
+            field("blocked-uri", "blockedURL"),
+            field("violated-directive", "effectiveDirective", "effective-directive"),
+            field("document-uri", "documentURL"),
+        )
+    return HttpResponse(status=204)
 
 
 @require_safe

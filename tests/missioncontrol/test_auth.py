@@ -21,11 +21,14 @@ class TestLogin:
         assert page.status_code == 200
         assert b"alice" in page.content
 
-    def test_sign_in_is_audited(self, alice_viewer):
-        Client().post(reverse("login"), {"username": "alice", "password": PASSWORD})
+    def test_sign_in_is_audited_with_the_clients_address(self, alice_viewer):
+        Client(REMOTE_ADDR="203.0.113.9").post(
+            reverse("login"), {"username": "alice", "password": PASSWORD}
+        )
         event = AuditEvent.objects.get(verb="signed_in")
         assert event.actor_label == "alice"
         assert event.actor_user == alice_viewer
+        assert event.changes == {"after": {"address": "203.0.113.9"}}
 
     def test_wrong_password_shows_an_error(self, alice_viewer):
         response = Client().post(reverse("login"), {"username": "alice", "password": "nope"})

@@ -49,3 +49,57 @@ def test_healthz_is_public_json_without_secrets(client):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": "ok"}
+
+
+class TestCspReports:
+    """Browsers report what the policy blocked to /csp-report/ (named in the policy); the server
+    logs one line per report, rate limited per client, bodies over 8 KB refused."""
+
+    REPORT = {
+        "csp-report": {
+            "document-uri": "https://mc.example.test/board/",
+            "violated-directive": "script-src-elem",
+            "blocked-uri": "inline",
+        }
+    }
+
+    def test_the_policy_names_the_endpoint(self, viewer):
+        policy = viewer.get("/board/")["Content-Security-Policy"]
+        assert "report-uri /csp-report/" in policy
+        assert "unsafe-inline" not in policy
+        assert "unsafe-eval" not in policy
+
+    def test_a_report_is_logged_once(self, client, caplog):
+        import json
+
+        from missioncontrol import views
+
+        views._csp_reports.reset()
+        response = client.post(
+            "/csp-report/", json.dumps(self.REPORT), content_type="application/csp-report"
+        )
+        assert response.status_code == 204
+        assert (
+            "CSP blocked inline (script-src-elem) on https://mc.example.test/board/" in caplog.text
+        )
+
+    def test_limits(self, client, caplog):
+        import json
+
+        from missioncontrol import views
+
+        views._csp_reports.reset()
+        assert (
+            client.post("/csp-report/", b"x" * 9000, content_type="application/json").status_code
+            == 413
+        )
+        assert client.get("/csp-report/").status_code == 405
+        assert (
+            client.post("/csp-report/", b"{nope", content_type="application/json").status_code
+            == 400
+        )
+        for _ in range(30):
+            client.post(
+                "/csp-report/", json.dumps(self.REPORT), content_type="application/csp-report"
+            )
+        assert caplog.text.count("CSP blocked") <= 20

@@ -97,6 +97,8 @@ CLASSES: dict[str, dict[str, dict[str, str]]] = {
         {**_by_rank("viewer"), "anonymous": "401", "agent_key": "ok", "enrollment_key": "ok"},
         {**dict.fromkeys(PRINCIPALS, "405"), "anonymous": "401", "outsider": "403"},
     ),
+    # Browsers' reports of what the CSP blocked: anyone may send one (an empty body: 400).
+    "csp-report": _table(ALL_405, dict.fromkeys(PRINCIPALS, "ok")),
     # Check-ins: the unguessable id is the credential; a made-up one is 404 for everyone.
     "checkin": _table(ALL_405, dict.fromkeys(PRINCIPALS, "404")),
     # Unknown paths under /api/: a JSON 404 for everyone.
@@ -110,6 +112,7 @@ CLASSES: dict[str, dict[str, dict[str, str]]] = {
 ROUTES: dict[str, str] = {
     "": "viewer-page",
     "healthz": "public-get",
+    "csp-report/": "csp-report",
     "events/stream": "stream:viewer",
     "login/": "public",
     "logout/": "sign-out",
