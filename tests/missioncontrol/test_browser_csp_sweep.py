@@ -1,0 +1,112 @@
+"""Every page, as an admin, in real Chromium against a real server: it loads, fits its content,
+and the Content-Security-Policy (no unsafe-inline, no unsafe-eval) blocks nothing on it. The
+pages are read from the permission matrix's route table, so a new page is swept too."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import pytest
+
+from agents import actions as agent_actions
+from agents.models import Agent, AgentKey, AgentSession
+from billing import actions as billing_actions
+from billing.models import Budget
+from crons import actions as cron_actions
+from crons.models import Job
+from missioncontrol.audit import Actor
+from tests.agents.conftest import issue
+from tests.gateways.factories import make_gateway
+from tests.gateways.test_sessions import session_row
+from tests.missioncontrol.factories import UserFactory
+from tests.missioncontrol.test_permission_matrix import ROUTES
+from tests.tasks.factories import make_task
+from webhooks import actions as webhook_actions
+from webhooks.models import Delivery, Endpoint
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+ADMIN = Actor.system("tests")
+# The classes whose GET is a page a person reads.
+PAGES = {
+    "viewer-page",
+    "viewer-form",
+    "operator-form",
+    "admin-page",
+    "admin-form",
+    "viewer-page-admin-form",
+    "signed-in-form",
+    "signed-in-page",
+}
+NOT_HTML = {"costs/records.csv", "audit/export.csv", "healthz", "favicon.ico"}
+
+
+def one_of_everything(settings) -> dict[str, str]:
+    """A row behind every id a page takes: {route argument pattern: value}."""
+    settings.MC_WEBHOOK_ALLOW_PRIVATE = True
+    gateway = make_gateway(name="prod", token="t")
+    agent_actions.sync_gateway_agents(gateway.pk, [{"id": "main"}])
+    agent_actions.sync_gateway_sessions(gateway.pk, [session_row()])
+    session = AgentSession.objects.get()
+    agent = Agent.objects.create(name="ada", framework="claude-code")
+    issue(AgentKey.Kind.AGENT, agent)
+    webhook_actions.save_endpoint(ADMIN, Endpoint(url="http://127.0.0.1:9/h", event_types=["*"]))
+    task = make_task("Sweep the pages")
+    budget = billing_actions.save_budget(ADMIN, Budget(name="All", amount_usd=Decimal("10")))
+    check = cron_actions.create_check(ADMIN, {"name": "nightly", "kind": "every", "every_s": 3600})
+    cron_actions.checkin(Job.objects.get(pk=check.pk).token, "fail", "exit 3")
+    delivery = Delivery.objects.first()
+    assert delivery is not None
+    return {
+        "tasks/<id:pk>": str(task.pk),
+        "sessions/<id:pk>": str(session.pk),
+        "gateways/<id:pk>": str(gateway.pk),
+        "costs/budgets/<id:pk>": str(budget.pk),
+        "webhooks/deliveries/<id:pk>": str(delivery.pk),
+        "webhooks/<id:pk>": str(delivery.endpoint_id),
+        "crons/<id:pk>": str(check.pk),
+        "agents/<str:name>": agent.name,
+        "board/column/<str:status>": "todo",
+    }
+
+
+def test_every_page_is_csp_clean_and_fits(browser, live, settings):
+    UserFactory.create(username="root", role="admin")
+    ids = one_of_everything(settings)
+    paths = []
+    for route, kind in ROUTES.items():
+        if kind not in PAGES or route in NOT_HTML:
+            continue
+        path = route
+        for pattern, value in ids.items():
+            path = path.replace(pattern, pattern.split("/<")[0] + "/" + value)
+        assert "<" not in path, f"no row for {route}: add one to one_of_everything"
+        paths.append("/" + path)
+    paths += ["/api/v1/docs/", "/admin/", "/admin/crons/job/"]
+    browser.login("root")
+    page = browser.page
+    problems = []
+    for path in paths:
+        # "load": every script and style of the page has run (a violation is reported as it
+        # happens); networkidle's extra half-second a page would double the sweep's time.
+        response = page.goto(path, wait_until="load")
+        status = response.status if response else 0
+        if status >= 400:
+            problems.append(f"{path}: HTTP {status}")
+        violations = browser.csp_violations()
+        if violations:
+            problems.append(f"{path}: CSP blocked {violations}")
+        errors = [m for m in browser.console if "Content Security Policy" not in m]
+        if errors:
+            problems.append(f"{path}: console {errors}")
+        browser.console.clear()
+    assert len(paths) >= 30
+    assert not problems, "\n".join(problems)
+
+
+def test_the_sweep_covers_every_page_route():
+    """Sanity for the sweep itself: each page route's arguments are ones it fills."""
+    for route, kind in ROUTES.items():
+        if kind in PAGES:
+            for argument in re.findall(r"<[^>]+>", route):
+                assert argument in {"<id:pk>", "<str:name>", "<str:status>"}, route
