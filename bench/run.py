@@ -56,7 +56,12 @@ def machine() -> str:
     return f"{os.cpu_count()} vCPU ({cpu}), {mem:.0f} GiB; " + ", ".join(versions)
 
 
+ONLY: set[str] = set()  # --only: these scripts and no others (a partial run is never recorded)
+
+
 def run(label: str, script: str, *args: str) -> tuple[str, list[str]]:
+    if ONLY and script.removesuffix(".py") not in ONLY:
+        return label, ["(not run: --only)"]
     print(f"--- {label}", flush=True)
     started = time.perf_counter()
     done = subprocess.run(
@@ -75,7 +80,11 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="a short smoke run (not recorded)")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--only", action="append", default=[], help="run only this script (e.g. webhooks)"
+    )
     args = parser.parse_args()
+    ONLY.update(args.only)
     seconds = "3" if args.quick else "10"
     board = ["--open", "500", "--done", "1000"] if args.quick else []
     probe = speed_probe()
@@ -156,7 +165,7 @@ def main() -> int:
     if failed:
         print(f"not written: {', '.join(failed)} failed")
         return 1
-    if not (args.quick or args.no_write):
+    if not (args.quick or args.no_write or ONLY):
         write(started, probe, results)
     return 0
 
