@@ -39,3 +39,6 @@ class AgentsConfig(AppConfig):
         for signal in (post_save, post_delete):
             signal.connect(keys.forget_key_row, sender=AgentKey, dispatch_uid=f"mc-key-{signal}")
             signal.connect(keys.forget_agent_keys, sender=Agent, dispatch_uid=f"mc-agent-{signal}")
+        from agents import overview as overview_part
+
+        overview_part.register()

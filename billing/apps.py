@@ -21,3 +21,6 @@ class BillingConfig(AppConfig):
         # Changed prices and budgets apply in this process at once (others within their TTL).
         prices._overrides.forget_on_change(PriceOverride)
         budgets._rules.forget_on_change(Budget)
+        from billing import overview as overview_part
+
+        overview_part.register()

@@ -19,3 +19,6 @@ class CronsConfig(AppConfig):
         from crons.models import Job
 
         context_processors._attention.forget_on_change(Job)
+        from crons import overview as overview_part
+
+        overview_part.register()

@@ -20,3 +20,6 @@ class GatewaysConfig(AppConfig):
         if settings.MC_GATEWAY_CONNECTORS:
             connector.register()
             commands.register()
+        from gateways import overview as overview_part
+
+        overview_part.register()

@@ -77,3 +77,22 @@ class LiveEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.type} → {self.topic}"
+
+
+class Acknowledgement(models.Model):
+    """An operator took one "Needs attention" item (by its occurrence key) off their overview,
+    for a while (`until`) or until it changes (`until` null: a new occurrence has a new key)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=200)
+    until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # One acknowledgement per user and item (acknowledging again replaces it).
+            models.UniqueConstraint(fields=["user", "key"], name="ack_once_per_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}:{self.key}"

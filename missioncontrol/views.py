@@ -3,12 +3,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from channels.db import database_sync_to_async
 from django.contrib.auth import views as auth_views
 from django.core.exceptions import PermissionDenied
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Q
 from django.http import (
     Http404,
@@ -19,21 +21,23 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.http.response import HttpResponseBase
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.templatetags.static import static
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404, resolve, reverse
+from django.utils import timezone
 from django.views import csrf, defaults
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_safe
+from django.views.decorators.http import require_POST, require_safe
 
-from missioncontrol import live
+from missioncontrol import audit, live, overview
 from missioncontrol.consumers import parse_live_query
 from missioncontrol.context_processors import live_seq_for
 from missioncontrol.errors import json_error
-from missioncontrol.http import parse_int
-from missioncontrol.models import AuditEvent
+from missioncontrol.http import parse_int, safe_next
+from missioncontrol.models import Acknowledgement, AuditEvent
 from missioncontrol.ratelimit import TokenBucket
-from missioncontrol.roles import role_of, role_required
+from missioncontrol.roles import RANK, role_of, role_required
 
 logger = logging.getLogger(__name__)
 
@@ -41,16 +45,109 @@ logger = logging.getLogger(__name__)
 SSE_KEEPALIVE_S = 15.0
 
 
+ATTENTION_SHOWN = 30
+PER_KIND = 3
+SNOOZES = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "24h": timedelta(hours=24)}
+
+
+def _attention(viewer: overview.Viewer) -> list[overview.Attention]:
+    """Every provider's items this user may see, minus what they acknowledged, most urgent
+    (then oldest) first."""
+    now = timezone.now()
+    hidden = set(
+        Acknowledgement.objects.filter(user=viewer.user)
+        .filter(Q(until__isnull=True) | Q(until__gt=now))
+        .values_list("key", flat=True)
+    )
+    items: list[overview.Attention] = []
+    for _name, provider, min_role in overview.providers():
+        if RANK[viewer.role] >= RANK[min_role]:
+            items += [item for item in provider(viewer) if item.key not in hidden]
+    items.sort(key=lambda i: (i.severity, i.since or now))
+    # A few of each kind, then one line for the rest of that kind: forty blocked tasks must not
+    # push the one gateway that is down out of sight.
+    shown: list[overview.Attention] = []
+    per_kind: dict[str, list[overview.Attention]] = {}
+    for item in items:
+        per_kind.setdefault(item.kind, []).append(item)
+    for item in items:
+        same = per_kind[item.kind]
+        index = same.index(item)
+        if index < PER_KIND or len(same) == PER_KIND + 1 or not item.more_url:
+            shown.append(item)
+        elif index == PER_KIND:
+            rest = len(same) - PER_KIND
+            shown.append(
+                replace(
+                    item,
+                    key=f"group:{item.kind}",
+                    title=f"and {rest} more {item.more_label}",
+                    detail="",
+                    url=item.more_url,
+                    gateway=None,
+                    action="See all",
+                    grouped=rest,
+                )
+            )
+    return shown
+
+
 @require_safe
 @role_required("viewer")
 def home(request: HttpRequest) -> HttpResponse:
+    """The overview: what needs the operator now, then the fleet at a glance."""
     live_seq_for(request)
+    viewer = overview.viewer_for(request)
+    items = _attention(viewer)
+    total = sum(item.grouped or 1 for item in items)
+    panels = [
+        render_to_string(panel.template, panel.context(viewer), request=request)
+        for panel in overview.panels()
+        if RANK[viewer.role] >= RANK[panel.min_role]
+    ]
     feed = AuditEvent.objects.select_related(None).order_by("-id")
-    scope = live.gateway_scope(request.user)
-    if scope is not None:
-        feed = feed.filter(Q(gateway_id__isnull=True) | Q(gateway_id__in=scope))
-    activity = feed[:30]
-    return render(request, "missioncontrol/home.html", {"activity": activity})
+    if viewer.visible is not None:
+        feed = feed.filter(Q(gateway_id__isnull=True) | Q(gateway_id__in=viewer.visible))
+    topics = overview.topics()
+    return render(
+        request,
+        "missioncontrol/home.html",
+        {
+            "attention": items[:ATTENTION_SHOWN],
+            "attention_more": max(0, len(items) - ATTENTION_SHOWN),
+            "attention_count": total,
+            "panels": panels,
+            "activity": feed[:30],
+            "live_topics": ",".join(topics),
+            "refetch_topics": " ".join(topics),
+            "can_ack": RANK[viewer.role] >= RANK["operator"],
+        },
+    )
+
+
+@require_POST
+@role_required("operator")
+def acknowledge(request: HttpRequest) -> HttpResponse:
+    """Take one "Needs attention" item off this operator's overview: for a while (snooze) or
+    until it changes (a new occurrence has a new key). Audited."""
+    key = request.POST.get("key", "").strip()[:200]
+    snooze = request.POST.get("for", "")
+    if not key or (snooze and snooze not in SNOOZES):
+        return json_error(400, "invalid", "Give the item's key and 1h, 4h, 24h or nothing.")
+    until = timezone.now() + SNOOZES[snooze] if snooze else None
+    with transaction.atomic():
+        Acknowledgement.objects.update_or_create(
+            user_id=int(request.user.pk or 0), key=key, defaults={"until": until}
+        )
+        audit.record(
+            audit.Actor.user(request.user),
+            "overview.acknowledged",
+            object_type="attention",
+            object_id=key[:64],
+            object_repr=request.POST.get("title", "")[:200],
+            after={"until": until.isoformat() if until else "it changes"},
+        )
+    return redirect(safe_next(request, reverse("home")))
 
 
 def _is_api(request: HttpRequest) -> bool:

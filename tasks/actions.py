@@ -580,11 +580,18 @@ def set_blocked(
         _check_version(task, expected_version)
         if task.blocked == blocked and (not blocked or task.blocked_reason == reason):
             return task
+        now = timezone.now()
         Task.objects.filter(pk=task.pk).update(
             blocked=blocked,
             blocked_reason=reason if blocked else "",
+            # Since when it is stuck (a new reason keeps the time: it is still the same block).
+            blocked_at=(task.blocked_at or now)
+            if blocked and task.blocked
+            else now
+            if blocked
+            else None,
             version=F("version") + 1,
-            updated_at=timezone.now(),
+            updated_at=now,
         )
         tracked_before = events.tracked(task)
         task.refresh_from_db()

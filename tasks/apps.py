@@ -16,3 +16,6 @@ class TasksConfig(AppConfig):
 
         nav.register(nav.NavItem("Board", "tasks:board", order=10, prefix="/board/"))
         nav.register(nav.NavItem("Tasks", "tasks:list", order=11, prefix="/tasks/"))
+        from tasks import overview as overview_part
+
+        overview_part.register()

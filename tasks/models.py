@@ -81,6 +81,7 @@ class Task(models.Model):
     )
     blocked = models.BooleanField(default=False)
     blocked_reason = models.CharField(max_length=500, blank=True)
+    blocked_at = models.DateTimeField(null=True, blank=True)
     comment_count = models.PositiveIntegerField(default=0)
     # What the work on it cost so far (usage reported with its id), in nano-dollars: derived
     # from billing's rollups by tasks.actions.set_costs, never edited (its card shows it).
@@ -108,6 +109,12 @@ class Task(models.Model):
             ),
             # The full task list, newest activity first.
             models.Index(fields=["-updated_at"], name="task_updated_idx"),
+            # The overview's blocked tasks, longest blocked first.
+            models.Index(
+                fields=["blocked_at"],
+                name="task_blocked_idx",
+                condition=Q(blocked=True, archived_at__isnull=True),
+            ),
         ]
         constraints = [
             models.CheckConstraint(

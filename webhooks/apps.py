@@ -24,3 +24,6 @@ class WebhooksConfig(AppConfig):
 
         if settings.MC_WEBHOOK_DISPATCHER:
             dispatcher.register()
+        from webhooks import overview as overview_part
+
+        overview_part.register()

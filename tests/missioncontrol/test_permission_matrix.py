@@ -111,6 +111,7 @@ CLASSES: dict[str, dict[str, dict[str, str]]] = {
 # caller's stream never ends; tests/missioncontrol/test_live.py and tests/agents cover them.)
 ROUTES: dict[str, str] = {
     "": "viewer-page",
+    "overview/acknowledge/": "operator-post",
     "healthz": "public-get",
     "csp-report/": "csp-report",
     "events/stream": "stream:viewer",

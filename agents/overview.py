@@ -1,0 +1,130 @@
+"""The fleet's part of the overview (an edge): agents in error, or stale/offline with work
+assigned, as "Needs attention" items; the "Running now" and "Fleet health" panels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, Exists, OuterRef, Q
+from django.urls import reverse
+
+from agents.models import Agent, AgentSession
+from gateways.models import Gateway
+from missioncontrol import overview
+from missioncontrol.overview import Attention, Viewer
+from tasks.models import Task
+
+SHOWN = 20
+OPEN = [Task.Status.TODO, Task.Status.IN_PROGRESS, Task.Status.REVIEW]
+
+
+def unhealthy(viewer: Viewer) -> list[Attention]:
+    """Agents in error, and stale or offline agents that have work (a current task, or open
+    tasks assigned): the work is stuck until someone looks."""
+    has_work = Task.objects.filter(
+        assignee_agent=OuterRef("pk"), status__in=OPEN, archived_at__isnull=True
+    )
+    rows = (
+        Agent.objects.filter(
+            Q(status=Agent.Status.ERROR)
+            | Q(
+                Q(status__in=[Agent.Status.STALE, Agent.Status.OFFLINE])
+                & (Q(current_task_id__isnull=False) | Exists(has_work))
+            )
+        )
+        .annotate(open_tasks=Count("assigned_tasks", filter=Q(assigned_tasks__status__in=OPEN)))
+        .select_related("gateway")
+        .order_by("last_seen_at", "pk")[:200]
+    )
+    found = []
+    for agent in rows:
+        if not viewer.sees(agent.gateway_id):
+            continue
+        tasks = agent.open_tasks
+        error = agent.status == Agent.Status.ERROR
+        work = f"{tasks} open task{'s' if tasks != 1 else ''}" if tasks else "a task in hand"
+        found.append(
+            Attention(
+                key=f"agent.{agent.status}:{agent.pk}:{int(agent.last_seen_at.timestamp()) if agent.last_seen_at else 0}",
+                kind="Agent error" if error else f"Agent {agent.status}",
+                severity=overview.STUCK if (tasks or agent.current_task_id) else overview.DEGRADED,
+                title=agent.display_name,
+                detail=(agent.last_message or "reports an error")
+                if error
+                else f"{work}, last seen",
+                url=reverse("agents:detail", args=[agent.name]),
+                since=agent.last_seen_at,
+                gateway=agent.gateway,
+                action="Open agent",
+                more_url=reverse("agents:list") + f"?status={agent.status}",
+                more_label=f"{agent.status} agents",
+            )
+        )
+        if len(found) >= SHOWN:
+            break
+    return found
+
+
+def running_now(viewer: Viewer) -> dict[str, Any]:
+    busy = [
+        a
+        for a in Agent.objects.filter(status=Agent.Status.BUSY)
+        .select_related("gateway")
+        .order_by("-last_seen_at", "pk")[:100]
+        if viewer.sees(a.gateway_id)
+    ][:12]
+    titles = dict(
+        Task.objects.filter(
+            pk__in=[a.current_task_id for a in busy if a.current_task_id]
+        ).values_list("pk", "title")
+    )
+    for agent in busy:
+        found = titles.get(agent.current_task_id) if agent.current_task_id else None
+        agent.task_title = found  # type: ignore[attr-defined]
+    runs = [
+        s
+        for s in AgentSession.objects.running()
+        .select_related("gateway", "agent")
+        .order_by("-last_activity_at", "-id")[:100]
+        if viewer.sees(s.gateway_id)
+    ][:12]
+    return {"busy": busy, "runs": runs}
+
+
+STATUSES = [s for s, _label in Agent.Status.choices]
+
+
+def fleet_health(viewer: Viewer) -> dict[str, Any]:
+    counts: dict[int | None, dict[str, int]] = {}
+    for gateway_id, status, n in (
+        Agent.objects.order_by().values_list("gateway_id", "status").annotate(n=Count("pk"))
+    ):
+        if viewer.sees(gateway_id) or (gateway_id is None and viewer.chosen is None):
+            counts.setdefault(gateway_id, dict.fromkeys(STATUSES, 0))[status] = n
+    gateways = [g for g in Gateway.objects.order_by("name") if viewer.sees(g.pk)]
+    rows: list[dict[str, Any]] = []
+    for gateway in gateways:
+        rows.append(
+            {"gateway": gateway, "counts": counts.get(gateway.pk, dict.fromkeys(STATUSES, 0))}
+        )
+    if None in counts:
+        rows.append({"gateway": None, "counts": counts[None]})
+    totals = dict.fromkeys(STATUSES, 0)
+    for row in rows:
+        for status, n in row["counts"].items():
+            totals[status] += n
+    for row in rows:
+        row["cells"] = [(status, row["counts"][status]) for status in STATUSES]
+    return {"rows": rows, "totals": [(s, totals[s]) for s in STATUSES], "statuses": STATUSES}
+
+
+def register() -> None:
+    overview.register_attention("agents.unhealthy", unhealthy, topics=("fleet",))
+    overview.register_panel(
+        overview.Panel("running", 10, "agents/_overview_running.html", running_now),
+        topics=("fleet", "sessions"),
+    )
+    overview.register_panel(
+        overview.Panel("fleet", 20, "agents/_overview_fleet.html", fleet_health),
+        topics=("fleet", "gateways"),
+    )

@@ -1,0 +1,88 @@
+"""Spend on the overview (an edge): budget thresholds crossed (unacknowledged) as "Needs
+attention" items, and the Spend panel (today, this week and month, budgets, top models today)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Sum
+from django.urls import reverse
+from django.utils import timezone
+
+from billing import budgets, prices, reports
+from billing.models import Budget, BudgetAlert, BudgetSpend
+from missioncontrol import overview
+from missioncontrol.overview import Attention, Viewer
+
+
+def thresholds(viewer: Viewer) -> list[Attention]:
+    found = []
+    for alert in BudgetAlert.objects.filter(acknowledged_at__isnull=True).select_related(
+        "budget__gateway"
+    )[:20]:
+        budget = alert.budget
+        if not viewer.sees(budget.gateway_id):
+            continue
+        found.append(
+            Attention(
+                key=f"budget.alert:{alert.pk}",
+                kind="Budget",
+                severity=overview.CRITICAL if alert.pauses_agents else overview.DEGRADED,
+                title=f"{budget.name} crossed {alert.threshold}%",
+                detail=f"${alert.spent:,.2f} of ${alert.amount_usd:,.2f}"
+                + (" — its agents are paused" if alert.pauses_agents else ""),
+                url=reverse("billing:budgets"),
+                since=alert.created_at,
+                gateway=budget.gateway,
+                action="Budgets",
+                more_url=reverse("billing:budgets"),
+                more_label="budget alerts",
+            )
+        )
+    return found
+
+
+def spend(viewer: Viewer) -> dict[str, Any]:
+    now = timezone.now()
+    tz = timezone.get_current_timezone()
+    visible, chosen = viewer.gateway_filter()
+    filters = reports.Filters(
+        visible_gateways=None if visible is None else set(visible), gateway_id=chosen
+    )
+    headlines = reports.headlines(now, tz, filters)
+    midnight = reports.local_midnight(now.astimezone(tz).date(), tz)
+    top = (
+        reports.rows(midnight, now, filters, fine=True)
+        .values("model")
+        .annotate(c=Sum("cost_nanos"))
+        .order_by("-c", "model")[:3]
+    )
+    periods = {p: budgets.period_start(p, now) for p in Budget.Period.values}
+    spends = {
+        (b, start): nanos
+        for b, start, nanos in BudgetSpend.objects.filter(
+            period_start__in=set(periods.values())
+        ).values_list("budget_id", "period_start", "spent_nanos")
+    }
+    shown = []
+    for budget in Budget.objects.filter(enabled=True).select_related("gateway")[:6]:
+        if budget.gateway_id is not None and not viewer.sees(budget.gateway_id):
+            continue
+        spent = prices.from_nanos(spends.get((budget.pk, periods[budget.period]), 0))
+        share = min(100, int(spent / budget.amount_usd * 100)) if budget.amount_usd else 0
+        shown.append({"budget": budget, "spent": spent, "share": share})
+    return {
+        "headlines": headlines,
+        "top_models": [(row["model"], prices.from_nanos(row["c"])) for row in top if row["c"]],
+        "budgets": shown,
+    }
+
+
+def register() -> None:
+    overview.register_attention(
+        "billing.thresholds", thresholds, topics=("alerts",), min_role="operator"
+    )
+    overview.register_panel(
+        overview.Panel("spend", 30, "billing/_overview_spend.html", spend, min_role="operator"),
+        topics=("costs", "alerts"),
+    )

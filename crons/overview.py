@@ -1,0 +1,37 @@
+"""Scheduled jobs on the overview (an edge): late and failing jobs."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+
+from crons.context_processors import _attention
+from missioncontrol import overview
+from missioncontrol.overview import Attention, Viewer
+
+
+def troubled(viewer: Viewer) -> list[Attention]:
+    found = []
+    for job in _attention.get():
+        if not viewer.sees(job.gateway.pk if job.gateway else None):
+            continue
+        since = job.health_since
+        found.append(
+            Attention(
+                key=f"cron.{job.health}:{job.pk}:{int(since.timestamp()) if since else 0}",
+                kind=f"Cron {job.health}",
+                severity=overview.STUCK,
+                title=job.name,
+                detail=job.health_reason,
+                url=reverse("crons:detail", args=[job.pk]),
+                since=since,
+                gateway=job.gateway,
+                action="Open job",
+                more_url=reverse("crons:list") + "?health=attention",
+                more_label="late or failing jobs",
+            )
+        )
+    return found
+
+
+def register() -> None:
+    overview.register_attention("crons.troubled", troubled, topics=("crons", "alerts"))

@@ -1,0 +1,130 @@
+"""The overview (the home page): what needs the operator now, and the fleet at a glance.
+
+This module knows no app. Apps plug in from their ready(): `register_attention` for the
+"Needs attention" items they raise (a blocked task, a late cron job, a gateway not connected…)
+and `register_panel` for the at-a-glance panels (board, fleet, spend, running now). The home
+view asks each one, for the user viewing (their role, the gateways they may see, the gateway
+switch), and renders the lot server-side; the page refetches itself, throttled, when any of the
+topics the parts name publishes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from missioncontrol.roles import Role
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking: their user, role, the gateways they may see (None: all) and the one the
+    gateway switch chose (None: all)."""
+
+    user: Any
+    role: Role
+    visible: frozenset[int] | None
+    chosen: int | None
+
+    def sees(self, gateway_id: int | None) -> bool:
+        """Data of this gateway (None: not a gateway's) belongs on this user's overview."""
+        if gateway_id is None:
+            return self.chosen is None or self.chosen == 0
+        if self.visible is not None and gateway_id not in self.visible:
+            return False
+        return self.chosen is None or self.chosen == gateway_id
+
+    def gateway_filter(self) -> tuple[frozenset[int] | None, int | None]:
+        return self.visible, self.chosen
+
+
+@dataclass(frozen=True)
+class Attention:
+    """One thing that needs someone. `key` names this occurrence (a new occurrence of the same
+    trouble gets a new key, so an acknowledgement does not hide it); lower `severity` first."""
+
+    key: str
+    kind: str
+    severity: int
+    title: str
+    detail: str
+    url: str
+    since: datetime | None = None
+    gateway: Any = None  # something with pk, name, colour (the badge), or None
+    action: str = ""  # the link's words ("Open task", "Fix the token")
+    # Where all items of this kind are listed, and what they are called ("blocked tasks"):
+    # beyond a few of one kind the overview shows one line that links there.
+    more_url: str = ""
+    more_label: str = ""
+    grouped: int = 0  # for that line: how many items it stands for
+
+
+# Severities: 0 the fleet is cut off or spending; 1 work is stuck; 2 something is degraded;
+# 3 waiting on a person.
+CRITICAL, STUCK, DEGRADED, WAITING = 0, 1, 2, 3
+
+Provider = Callable[[Viewer], list[Attention]]
+
+
+@dataclass(frozen=True)
+class Panel:
+    name: str
+    order: int
+    template: str
+    context: Callable[[Viewer], dict[str, Any]]
+    min_role: Role = "viewer"
+
+
+@dataclass
+class _Registry:
+    attention: dict[str, tuple[Provider, Role]] = field(default_factory=dict)
+    panels: dict[str, Panel] = field(default_factory=dict)
+    topics: dict[str, None] = field(default_factory=dict)
+
+
+_registry = _Registry()
+
+
+def register_attention(
+    name: str, provider: Provider, *, topics: tuple[str, ...], min_role: Role = "viewer"
+) -> None:
+    """`provider(viewer)` lists its items; the page refreshes when one of `topics` publishes."""
+    _registry.attention[name] = (provider, min_role)
+    _registry.topics.update(dict.fromkeys(topics))
+
+
+def register_panel(panel: Panel, *, topics: tuple[str, ...]) -> None:
+    _registry.panels[panel.name] = panel
+    _registry.topics.update(dict.fromkeys(topics))
+
+
+_chooser: list[Callable[[Any], int | None]] = []
+
+
+def register_gateway_choice(chooser: Callable[[Any], int | None]) -> None:
+    """How to read the gateway switch's choice from a request (the gateways app's)."""
+    _chooser[:] = [chooser]
+
+
+def viewer_for(request: Any) -> Viewer:
+    from missioncontrol import live
+    from missioncontrol.roles import role_of
+
+    role = role_of(request.user)
+    assert role is not None
+    chosen = _chooser[0](request) if _chooser else None
+    return Viewer(request.user, role, live.gateway_scope(request.user), chosen)
+
+
+def providers() -> list[tuple[str, Provider, Role]]:
+    return [(name, fn, role) for name, (fn, role) in _registry.attention.items()]
+
+
+def panels() -> list[Panel]:
+    return sorted(_registry.panels.values(), key=lambda p: (p.order, p.name))
+
+
+def topics() -> list[str]:
+    return list(_registry.topics)

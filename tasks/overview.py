@@ -1,0 +1,114 @@
+"""The board's part of the overview (an edge): blocked tasks and tasks waiting in Review as
+"Needs attention" items, and the board summary panel."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.urls import reverse
+from django.utils import timezone
+
+from missioncontrol import overview
+from missioncontrol.models import AuditEvent
+from missioncontrol.overview import Attention, Viewer
+from tasks.actions import column_counts
+from tasks.models import Task
+
+SHOWN = 20
+
+
+def _gateway(task: Task) -> Any:
+    agent = task.assignee_agent
+    return agent.gateway if agent is not None and agent.gateway_id else None
+
+
+def blocked(viewer: Viewer) -> list[Attention]:
+    rows = (
+        Task.objects.filter(blocked=True, archived_at__isnull=True)
+        .exclude(status=Task.Status.DONE)
+        .select_related("assignee_agent__gateway")
+        .order_by("blocked_at", "pk")[:200]
+    )
+    found = []
+    for task in rows:
+        gateway = _gateway(task)
+        if not viewer.sees(gateway.pk if gateway else None):
+            continue
+        since = task.blocked_at or task.updated_at
+        found.append(
+            Attention(
+                key=f"task.blocked:{task.pk}:{int(since.timestamp())}",
+                kind="Blocked",
+                severity=overview.STUCK,
+                title=f"#{task.pk} {task.title}",
+                detail=task.blocked_reason,
+                url=reverse("tasks:detail", args=[task.pk]),
+                since=since,
+                gateway=gateway,
+                action="Open task",
+                more_url=reverse("tasks:board") + "?blocked=1",
+                more_label="blocked tasks",
+            )
+        )
+        if len(found) >= SHOWN:
+            break
+    return found
+
+
+def in_review(viewer: Viewer) -> list[Attention]:
+    rows = (
+        Task.objects.filter(status=Task.Status.REVIEW, archived_at__isnull=True, blocked=False)
+        .select_related("assignee_agent__gateway")
+        .order_by("position", "pk")[:200]
+    )
+    found = []
+    for task in rows:
+        gateway = _gateway(task)
+        if not viewer.sees(gateway.pk if gateway else None):
+            continue
+        found.append(
+            Attention(
+                key=f"task.review:{task.pk}:{task.version}",
+                kind="In review",
+                severity=overview.WAITING,
+                title=f"#{task.pk} {task.title}",
+                detail=f"by {task.assignee_display}" if task.assignee_display else "",
+                url=reverse("tasks:detail", args=[task.pk]),
+                since=task.updated_at,
+                gateway=gateway,
+                action="Review",
+                more_url=reverse("tasks:list") + "?status=review",
+                more_label="tasks in review",
+            )
+        )
+        if len(found) >= SHOWN:
+            break
+    return found
+
+
+def board_summary(viewer: Viewer) -> dict[str, Any]:
+    counts = column_counts()
+    cut = timezone.now() - timedelta(hours=1)
+    # Moves in the last hour, through two index ranges: the first audit row of the hour (by
+    # time), then task.moved rows from it (by verb and id) — never a scan of the whole trail.
+    first = (
+        AuditEvent.objects.filter(created_at__gte=cut).order_by("id").values_list("id", flat=True)
+    ).first()
+    moved = (
+        AuditEvent.objects.filter(verb="task.moved", id__gte=first).count()
+        if first is not None
+        else 0
+    )
+    columns = [(status, label, counts.get(status, 0)) for status, label in Task.Status.choices]
+    open_ = sum(n for status, n in counts.items() if status != Task.Status.DONE)
+    return {"columns": columns, "moved_last_hour": moved, "open": open_}
+
+
+def register() -> None:
+    overview.register_attention("tasks.blocked", blocked, topics=("board",))
+    overview.register_attention("tasks.review", in_review, topics=("board",))
+    overview.register_panel(
+        overview.Panel("board", 40, "tasks/_overview_board.html", board_summary),
+        topics=("board",),
+    )

@@ -1,0 +1,231 @@
+"""The overview (home page): each "Needs attention" kind appears when its condition arises and
+goes when it is resolved, through the real actions; acknowledging hides it for that operator
+only, audited; roles, per-gateway grants and the gateway switch decide what shows; the panels;
+query counts that do not grow with the fleet."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from agents.models import Agent
+from billing import actions as billing_actions
+from billing.models import Budget
+from crons import actions as cron_actions
+from crons.models import Job
+from gateways import actions as gateway_actions
+from gateways.models import Gateway
+from missioncontrol.audit import Actor
+from missioncontrol.models import AuditEvent
+from tasks import actions as task_actions
+from tests.gateways.factories import make_gateway
+from tests.tasks.factories import make_task
+from webhooks import actions as webhook_actions
+from webhooks.models import Endpoint
+
+pytestmark = pytest.mark.django_db
+ADMIN = Actor.system("tests")
+
+
+def attention(client) -> str:
+    page = client.get("/").content.decode()
+    start = page.index('id="overview-attention"')
+    return page[start : page.index('id="overview-panels"')]
+
+
+class TestItems:
+    def test_a_blocked_task_appears_with_its_reason_and_goes_when_unblocked(self, operator):
+        task = make_task("Deploy the API")
+        assert "Deploy the API" not in attention(operator)
+        task_actions.set_blocked(ADMIN, task.pk, blocked=True, reason="waiting on DNS")
+        shown = attention(operator)
+        assert "Deploy the API" in shown
+        assert "waiting on DNS" in shown
+        task_actions.set_blocked(ADMIN, task.pk, blocked=False)
+        assert "Deploy the API" not in attention(operator)
+
+    def test_a_task_in_review_waits_on_a_person(self, operator):
+        task = make_task("Write the release notes")
+        task_actions.move_task(ADMIN, task.pk, to_status="review")
+        assert "Write the release notes" in attention(operator)
+        task_actions.move_task(ADMIN, task.pk, to_status="done")
+        assert "Write the release notes" not in attention(operator)
+
+    def test_an_offline_agent_with_work_and_an_agent_in_error(self, operator):
+        ada = Agent.objects.create(name="ada", status=Agent.Status.OFFLINE)
+        bob = Agent.objects.create(name="bob", status=Agent.Status.OFFLINE)
+        task = make_task("Crunch numbers")
+        task_actions.update_task(ADMIN, task.pk, {"assignee": f"agent:{ada.pk}"})
+        task_actions.move_task(ADMIN, task.pk, to_status="in_progress")
+        shown = attention(operator)
+        assert ">ada<" in shown
+        assert ">bob<" not in shown
+        Agent.objects.filter(pk=bob.pk).update(status=Agent.Status.ERROR, last_message="OOM")
+        shown = attention(operator)
+        assert ">bob<" in shown
+        assert "OOM" in shown
+        task_actions.move_task(ADMIN, task.pk, to_status="done")
+        assert ">ada<" not in attention(operator)
+
+    def test_a_gateway_not_connected_with_its_remedy(self, operator):
+        gateway = make_gateway(name="edge")
+        gateway_actions.record_state(
+            gateway.pk,
+            Gateway.State.AUTH_FAILED,
+            detail="bad token",
+            remedy="Update the token here.",
+        )
+        shown = attention(operator)
+        assert "edge is" in shown
+        assert "Update the token here." in shown
+        gateway_actions.record_state(gateway.pk, Gateway.State.CONNECTED)
+        assert "edge is" not in attention(operator)
+
+    def test_a_failing_cron_job(self, operator):
+        check = cron_actions.create_check(
+            ADMIN, {"name": "db dump", "kind": "every", "every_s": 3600}
+        )
+        token = Job.objects.get(pk=check.pk).token
+        cron_actions.checkin(token, "fail")
+        assert "db dump" in attention(operator)
+        cron_actions.checkin(token, "success")
+        assert "db dump" not in attention(operator)
+
+    def test_a_budget_threshold_for_operators_not_viewers(self, operator, viewer):
+        budget = billing_actions.save_budget(
+            ADMIN, Budget(name="Team", amount_usd=Decimal("0.01"), thresholds=[50])
+        )
+        agent = Agent.objects.create(name="spender")
+        from django.db import transaction
+
+        from billing.actions import UsageItem, record_usage
+
+        with transaction.atomic():
+            record_usage(
+                [UsageItem(agent.pk, "gpt-4o", 10_000, 5_000, datetime.now(UTC), provider="openai")]
+            )
+        assert "Team crossed 50%" in attention(operator)
+        assert "Team crossed 50%" not in attention(viewer)
+        assert budget.pk
+
+    def test_a_failing_webhook_for_admins_only(self, admin, operator, settings):
+        settings.MC_WEBHOOK_ALLOW_PRIVATE = True
+        hook = webhook_actions.save_endpoint(
+            ADMIN, Endpoint(url="http://127.0.0.1:9/h", description="Chat", event_types=["*"])
+        )
+        Endpoint.objects.filter(pk=hook.pk).update(
+            consecutive_failures=3, failing_since=datetime.now(UTC)
+        )
+        assert "Chat is failing" in attention(admin)
+        assert "Chat is failing" not in attention(operator)
+
+    def test_many_of_one_kind_fold_into_one_line_and_the_rare_stay_on_top(self, operator):
+        for i in range(6):
+            task = make_task(f"Stuck {i}")
+            task_actions.set_blocked(ADMIN, task.pk, blocked=True, reason="r")
+        gateway = make_gateway(name="edge")
+        gateway_actions.record_state(gateway.pk, Gateway.State.UNREACHABLE, remedy="check it")
+        shown = attention(operator)
+        assert shown.index("edge is") < shown.index("Stuck 0")  # a gateway down comes first
+        assert shown.count('data-key="task.blocked:') == 3
+        assert "and 3 more blocked tasks" in shown
+        assert "/board/?blocked=1" in shown
+        page = operator.get("/").content.decode()
+        assert "7 things</strong>" in page
+
+
+class TestAcknowledging:
+    def test_dismissed_for_that_operator_only_and_audited(self, operator, request):
+        task = make_task("Unblock me")
+        task_actions.set_blocked(ADMIN, task.pk, blocked=True, reason="stuck")
+        key = f"task.blocked:{task.pk}:"
+        page = operator.get("/").content.decode()
+        full_key = page[page.index(key) : page.index('"', page.index(key))]
+        response = operator.post("/overview/acknowledge/", {"key": full_key, "for": ""})
+        assert response.status_code == 302
+        assert "Unblock me" not in attention(operator)
+        other = request.getfixturevalue("admin")
+        assert "Unblock me" in attention(other)
+        assert AuditEvent.objects.filter(verb="overview.acknowledged").count() == 1
+        # Blocked again later: a new occurrence, shown again.
+        task_actions.set_blocked(ADMIN, task.pk, blocked=False)
+        from tasks.models import Task
+
+        Task.objects.filter(pk=task.pk).update(updated_at=datetime.now(UTC) + timedelta(seconds=5))
+        import time_machine
+
+        with time_machine.travel(datetime.now(UTC) + timedelta(minutes=1)):
+            task_actions.set_blocked(ADMIN, task.pk, blocked=True, reason="stuck again")
+            assert "Unblock me" in attention(operator)
+
+    def test_snoozed_for_an_hour(self, operator):
+        import time_machine
+
+        task = make_task("Snooze me")
+        task_actions.set_blocked(ADMIN, task.pk, blocked=True, reason="later")
+        page = operator.get("/").content.decode()
+        key = page[page.index("task.blocked:") : page.index('"', page.index("task.blocked:"))]
+        operator.post("/overview/acknowledge/", {"key": key, "for": "1h"})
+        assert "Snooze me" not in attention(operator)
+        with time_machine.travel(datetime.now(UTC) + timedelta(minutes=61)):
+            assert "Snooze me" in attention(operator)
+
+    def test_viewers_cannot_and_bad_input_is_a_400(self, viewer, operator):
+        assert viewer.post("/overview/acknowledge/", {"key": "x"}).status_code == 403
+        assert operator.post("/overview/acknowledge/", {"key": ""}).status_code == 400
+        assert operator.post("/overview/acknowledge/", {"key": "x", "for": "9y"}).status_code == 400
+
+
+class TestScope:
+    def test_grants_and_the_gateway_switch(self, viewer, alice_viewer, operator):
+        prod, edge = make_gateway(name="prod"), make_gateway(name="edge")
+        for gateway in (prod, edge):
+            gateway_actions.record_state(gateway.pk, Gateway.State.UNREACHABLE, remedy="check it")
+        gateway_actions.set_grant(ADMIN, prod, alice_viewer, "view")
+        shown = attention(viewer)
+        assert "prod is" in shown
+        assert "edge is" not in shown
+        operator.post("/gateways/view/", {"gateway": str(edge.pk)})
+        shown = attention(operator)
+        assert "edge is" in shown
+        assert "prod is" not in shown
+
+
+class TestPage:
+    def test_panels(self, operator):
+        ada = Agent.objects.create(name="ada", status=Agent.Status.BUSY, model="claude-x")
+        make_task("One")
+        page = operator.get("/").content.decode()
+        for title in ("Running now", "Fleet health", "Spend", "Board", "Activity"):
+            assert f">{title}<" in page, title
+        assert ">ada<" in page
+        assert "claude-x" in page
+        assert 'data-live-refetch="' in page
+        assert ada.pk
+
+    def test_viewers_see_no_spend(self, viewer):
+        page = viewer.get("/").content.decode()
+        assert ">Spend<" not in page
+        assert ">Board<" in page
+
+    def test_query_count_does_not_grow_with_the_fleet(self, operator):
+        def fleet(n: int, start: int) -> None:
+            for i in range(start, start + n):
+                agent = Agent.objects.create(name=f"a{i}", status=Agent.Status.BUSY)
+                task = make_task(f"T{i}")
+                task_actions.set_blocked(ADMIN, task.pk, blocked=True, reason="r")
+                assert agent.pk
+
+        fleet(3, 0)
+        operator.get("/")
+        with CaptureQueriesContext(connection) as few:
+            operator.get("/")
+        fleet(6, 3)
+        operator.get("/")
+        with CaptureQueriesContext(connection) as more:
+            operator.get("/")
+        assert len(more) == len(few), [q["sql"][:80] for q in more.captured_queries]
