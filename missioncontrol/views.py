@@ -46,6 +46,17 @@ SSE_KEEPALIVE_S = 15.0
 
 
 ATTENTION_SHOWN = 30
+ACTIVITY_PAGE = 30
+# The activity feed's kinds: key → (label, verb prefix).
+ACTIVITY_KINDS = {
+    "task": ("Tasks", "task."),
+    "agent": ("Agents", "agent."),
+    "gateway": ("Gateways", "gateway."),
+    "cron": ("Crons", "cron."),
+    "webhook": ("Webhooks", "webhook."),
+    "budget": ("Budgets", "budget."),
+    "signed": ("Sign-ins", "signed_"),
+}
 PER_KIND = 3
 SNOOZES = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "24h": timedelta(hours=24)}
 
@@ -108,6 +119,16 @@ def home(request: HttpRequest) -> HttpResponse:
     feed = AuditEvent.objects.select_related(None).order_by("-id")
     if viewer.visible is not None:
         feed = feed.filter(Q(gateway_id__isnull=True) | Q(gateway_id__in=viewer.visible))
+    kind = request.GET.get("activity", "")
+    if kind in ACTIVITY_KINDS:
+        feed = feed.filter(verb__startswith=ACTIVITY_KINDS[kind][1])
+    else:
+        kind = ""
+    before = parse_int(request.GET.get("before"))
+    if before is not None:
+        feed = feed.filter(id__lt=before)
+    activity = list(feed[: ACTIVITY_PAGE + 1])
+    older = activity[ACTIVITY_PAGE - 1].pk if len(activity) > ACTIVITY_PAGE else None
     topics = overview.topics()
     return render(
         request,
@@ -117,7 +138,11 @@ def home(request: HttpRequest) -> HttpResponse:
             "attention_more": max(0, len(items) - ATTENTION_SHOWN),
             "attention_count": total,
             "panels": panels,
-            "activity": feed[:30],
+            "activity": activity[:ACTIVITY_PAGE],
+            "activity_kind": kind,
+            "activity_kinds": [(key, label) for key, (label, _prefix) in ACTIVITY_KINDS.items()],
+            "activity_older": older,
+            "activity_paged": bool(kind) or before is not None,
             "live_topics": ",".join(topics),
             "refetch_topics": " ".join(topics),
             "can_ack": RANK[viewer.role] >= RANK["operator"],

@@ -229,3 +229,28 @@ class TestPage:
         with CaptureQueriesContext(connection) as more:
             operator.get("/")
         assert len(more) == len(few), [q["sql"][:80] for q in more.captured_queries]
+
+
+class TestActivity:
+    def test_filtered_by_kind_and_paged(self, operator, monkeypatch):
+        from missioncontrol import views
+
+        monkeypatch.setattr(views, "ACTIVITY_PAGE", 2)
+        for i in range(3):
+            make_task(f"Feed {i}")
+        check = cron_actions.create_check(
+            ADMIN, {"name": "feed job", "kind": "every", "every_s": 3600}
+        )
+        page = operator.get("/?activity=task").content.decode()
+        feed = page[page.index('id="activity-list"') :]
+        assert "Feed 2" in feed
+        assert "Feed 1" in feed
+        assert "feed job" not in feed
+        assert "Load more" in feed
+        older = operator.get("/?activity=task").context["activity_older"]
+        more = operator.get(f"/?activity=task&before={older}").content.decode()
+        assert "Feed 0" in more[more.index('id="activity-list"') :]
+        cron_page = operator.get("/?activity=cron").content.decode()
+        assert "feed job" in cron_page[cron_page.index('id="activity-list"') :]
+        assert operator.get("/?activity=nonsense&before=x").status_code == 200
+        assert check.pk
