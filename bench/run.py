@@ -160,6 +160,13 @@ def main() -> int:
             *(["--jobs", "2000", "--requests", "5"] if args.quick else []),
         )
     )
+    results.append(
+        run(
+            "overview: 1,000 agents, 10,000 open tasks, 1,000,000 usage records",
+            "overview.py",
+            *(["--records", "100000", "--requests", "5"] if args.quick else []),
+        )
+    )
     results.append(run("restart to first 200, idle RSS", "startup.py"))
     failed = [label for label, lines in results if any(line.startswith("FAILED") for line in lines)]
     if failed:
