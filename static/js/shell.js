@@ -1,4 +1,5 @@
-// The shell on every page: the phone menu, and the global shortcuts (? help, / search).
+// The shell on every page: the phone menu, and the global shortcuts (? help, / search, and
+// "g" then a letter to jump to a section).
 const topbar = document.querySelector(".topbar");
 const toggle = document.getElementById("nav-toggle");
 
@@ -21,6 +22,19 @@ function typing(target) {
   return target.closest("input, textarea, select, [contenteditable=true]") !== null;
 }
 
+// "g" then a letter: the section's page, if the navigation offers it to this user.
+const JUMPS = { o: "/", b: "/board/", t: "/tasks/", a: "/agents/", s: "/sessions/", c: "/costs/", w: "/gateways/", j: "/crons/" };
+let jumpUntil = 0;
+
+function jump(key) {
+  const path = JUMPS[key];
+  if (!path) return false;
+  const link = document.querySelector(`#nav-sections a[href="${path}"]`);
+  if (!link) return false;
+  window.location.assign(link.href);
+  return true;
+}
+
 document.addEventListener("keydown", (e) => {
   if (e.key === "Escape" && topbar && topbar.classList.contains("nav-open")) {
     setMenu(false);
@@ -28,6 +42,15 @@ document.addEventListener("keydown", (e) => {
     return;
   }
   if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target) || document.querySelector("dialog[open]")) return;
+  if (jumpUntil && Date.now() < jumpUntil) {
+    jumpUntil = 0;
+    if (jump(e.key.toLowerCase())) e.preventDefault();
+    return;
+  }
+  if (e.key === "g") {
+    jumpUntil = Date.now() + 1500;
+    return;
+  }
   if (e.key === "?") {
     e.preventDefault();
     document.getElementById("shortcuts-dialog").showModal();

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.missioncontrol.factories import UserFactory
@@ -32,6 +34,13 @@ def test_sign_in_see_the_shell_switch_theme_and_sign_out(browser):
     page.reload()
     assert page.evaluate("document.documentElement.dataset.theme") == after  # remembered
 
+    # "g" then a letter jumps to a section the navigation offers this user.
+    page.keyboard.press("g")
+    page.keyboard.press("j")
+    page.wait_for_url("**/crons/")
+    page.keyboard.press("g")
+    page.keyboard.press("o")
+    page.wait_for_url(re.compile(r"^https?://[^/]+/$"))
     assert browser.csp_violations() == []
     page.click(".user-menu summary")
     page.click("text=Sign out")
