@@ -21,6 +21,7 @@ from gateways.models import Gateway
 from missioncontrol import audit, live
 from missioncontrol.audit import Actor
 from missioncontrol.errors import Invalid, NotFound
+from missioncontrol.retention import delete_in_batches
 
 H = Job.Health
 SUMMARY_MAX = 4000
@@ -791,14 +792,4 @@ def checkin(
 
 def prune_runs(older_than: datetime) -> int:
     """Delete runs started before `older_than` (retention by age), in short batches."""
-    total = 0
-    while True:
-        with transaction.atomic():
-            ids = list(
-                Run.objects.filter(started_at__lt=older_than)
-                .order_by()
-                .values_list("pk", flat=True)[:2000]
-            )
-            if not ids:
-                return total
-            total += Run.objects.filter(pk__in=ids).delete()[0]
+    return delete_in_batches(Run.objects.filter(started_at__lt=older_than))

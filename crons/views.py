@@ -169,6 +169,15 @@ def _streaks(runs: list[Run]) -> list[dict[str, Any]]:
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     live_seq_for(request)
     job = _job(request, pk)
+    form = MonitoringForm(initial=_initial(job)) if has_role(request.user, "admin") else None
+    return _detail_page(request, job, form)
+
+
+def _detail_page(
+    request: HttpRequest, job: Job, form: MonitoringForm | None, status: int = 200
+) -> HttpResponse:
+    """A job's page: its head, runs, chart and streaks; for admins its settings `form` and,
+    for a direct check, the check-in URL."""
     runs = list(job.runs.all()[:HISTORY])
     admin = has_role(request.user, "admin")
     return render(
@@ -185,8 +194,9 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "checkin_url": request.build_absolute_uri(reverse("crons:checkin", args=[job.token]))
             if admin and job.is_direct and job.token
             else "",
-            "form": MonitoringForm(initial=_initial(job)) if admin else None,
+            "form": form,
         },
+        status=status,
     )
 
 
@@ -273,25 +283,7 @@ def job_settings(request: HttpRequest, pk: int) -> HttpResponse:
         else:
             messages.success(request, "Monitoring settings saved.")
             return redirect("crons:detail", pk=job.pk)
-    runs = list(job.runs.all()[:HISTORY])
-    return render(
-        request,
-        "crons/detail.html",
-        {
-            "job": job_view(actions.job_data(job)),
-            "row": job,
-            "runs": [run_view(actions.run_data(r)) for r in runs],
-            "chart": _chart(runs),
-            "streaks": _streaks(runs),
-            "can_run": not job.is_direct,
-            "can_admin": True,
-            "checkin_url": request.build_absolute_uri(reverse("crons:checkin", args=[job.token]))
-            if job.token
-            else "",
-            "form": form,
-        },
-        status=400,
-    )
+    return _detail_page(request, job, form, status=400)
 
 
 @require_http_methods(["GET", "POST"])

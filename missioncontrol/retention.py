@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
@@ -30,20 +31,21 @@ def expired_counts(now: datetime | None = None) -> dict[str, int]:
     }
 
 
+def delete_in_batches(rows: models.QuerySet[Any]) -> int:
+    """Delete `rows` BATCH at a time, each batch its own short transaction; rows deleted
+    (cascades counted too)."""
+    total = 0
+    while True:
+        with transaction.atomic():
+            ids = list(rows.order_by().values_list("pk", flat=True)[:BATCH])
+            if not ids:
+                return total
+            total += rows.model._default_manager.filter(pk__in=ids).delete()[0]
+
+
 def prune(now: datetime | None = None) -> dict[str, int]:
     """Delete rows past retention in short batches; returns rows deleted per table."""
-    deleted: dict[str, int] = {}
-    for model, cutoff in cutoffs(now).items():
-        total = 0
-        while True:
-            with transaction.atomic():
-                ids = list(
-                    model._default_manager.filter(created_at__lt=cutoff)
-                    .order_by()
-                    .values_list("pk", flat=True)[:BATCH]
-                )
-                if not ids:
-                    break
-                total += model._default_manager.filter(pk__in=ids).delete()[0]
-        deleted[model._meta.label] = total
-    return deleted
+    return {
+        model._meta.label: delete_in_batches(model._default_manager.filter(created_at__lt=cutoff))
+        for model, cutoff in cutoffs(now).items()
+    }

@@ -123,6 +123,16 @@ class TestMirroring:
         assert (run.status, run.error) == ("skipped", "heartbeat skipped: no-route")
 
 
+def test_runs_past_retention_are_pruned(clock):
+    job = actions.create_check(ADMIN, {"name": "old", "kind": "every", "every_s": 3600})
+    for days in (100, 95, 1):
+        Run.objects.create(
+            job=job, run_key=str(days), status="ok", started_at=T0 - timedelta(days=days)
+        )
+    assert actions.prune_runs(T0 - timedelta(days=90)) == 2
+    assert list(job.runs.values_list("run_key", flat=True)) == ["1"]
+
+
 class TestHealth:
     def test_late_once_after_the_grace_period_then_recovered_by_a_run(self, gateway, clock):
         due = T0 + timedelta(minutes=10)

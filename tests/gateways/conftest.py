@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from gateways import connector
+from missioncontrol.supervisor import Supervisor, registered_loops, registered_rows
 from tests.gateways.fakellm import FakeModel, provider_config
 from tests.gateways.real import RealGateway
 
@@ -58,3 +60,15 @@ def beta(real_gateways: dict[str, RealGateway]) -> RealGateway:
         gateway.start()  # a test killed it
     gateway.wait_ready()
     return gateway
+
+
+@pytest.fixture
+async def running(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Supervisor]:
+    """The gateways' row tasks and the command loop, as `serve` runs them."""
+    monkeypatch.setattr(connector, "backoff", lambda attempt, since: 0.05)
+    loops = [spec for spec in registered_loops() if spec.name == "gateway-commands"]
+    rows = [spec for spec in registered_rows() if spec.name == "gateways"]
+    supervisor = Supervisor(loops, rows=rows)
+    supervisor.start()
+    yield supervisor
+    await supervisor.stop()

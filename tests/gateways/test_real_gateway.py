@@ -232,23 +232,8 @@ async def test_usage_is_recorded_once_and_equals_the_gateways_totals_across_a_ki
     assert await reconciled() == (count, inputs, outputs)
 
 
-@pytest.fixture
-async def supervised(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
-    """The gateways' row tasks and the command loop, as `serve` runs them (views reach the
-    gateway through it)."""
-    from missioncontrol.supervisor import Supervisor, registered_loops, registered_rows
-
-    monkeypatch.setattr(connector, "backoff", lambda attempt, since: 0.05)
-    loops = [spec for spec in registered_loops() if spec.name == "gateway-commands"]
-    rows = [spec for spec in registered_rows() if spec.name == "gateways"]
-    supervisor = Supervisor(loops, rows=rows)
-    supervisor.start()
-    yield supervisor
-    await supervisor.stop()
-
-
 async def test_cron_jobs_run_now_from_the_page_show_running_then_ok_and_a_failure_fails(
-    beta, supervised
+    beta, running
 ):
     """A real gateway's `command` jobs (PROTOCOL.md §2.5): added on the gateway, they appear;
     Run now on the job's page runs them; the run's start and end arrive as live events; a
@@ -266,8 +251,8 @@ async def test_cron_jobs_run_now_from_the_page_show_running_then_ok_and_a_failur
     await until(lambda: Job.objects.filter(gateway=gateway).count() >= 3)
     await until(
         lambda: (
-            supervised.states("gateways").get(gateway.pk) is not None
-            and supervised.states("gateways")[gateway.pk].state == "connected"
+            running.states("gateways").get(gateway.pk) is not None
+            and running.states("gateways")[gateway.pk].state == "connected"
         )
     )
 
@@ -332,7 +317,7 @@ async def test_cron_jobs_run_now_from_the_page_show_running_then_ok_and_a_failur
                 await commands.acall(gateway.pk, "cron.remove", {"id": job_id})
 
 
-async def test_a_cron_runs_model_usage_is_billed_exactly_once(alpha, supervised):
+async def test_a_cron_runs_model_usage_is_billed_exactly_once(alpha, running):
     """An `agentTurn` job on the fake model: the run records its model and tokens, and billing
     holds them once (from the run's session transcript, by message id), not again from the run."""
     from billing.models import UsageRecord
@@ -342,8 +327,8 @@ async def test_a_cron_runs_model_usage_is_billed_exactly_once(alpha, supervised)
     gateway = await db(make_gateway)(name="alpha", url=alpha.url, token=alpha.token)
     await until(
         lambda: (
-            supervised.states("gateways").get(gateway.pk) is not None
-            and supervised.states("gateways")[gateway.pk].state == "connected"
+            running.states("gateways").get(gateway.pk) is not None
+            and running.states("gateways")[gateway.pk].state == "connected"
         )
     )
     added = await commands.acall(

@@ -13,10 +13,9 @@ from django.urls import reverse
 
 from agents import actions as agent_actions
 from agents.models import Agent, AgentSession
-from gateways import commands, connector
+from gateways import commands
 from gateways.protocol import GatewayError
 from missioncontrol.models import AuditEvent, LiveEvent
-from missioncontrol.supervisor import Supervisor, registered_loops, registered_rows
 from tests.gateways.factories import make_gateway
 from tests.gateways.fake import TOKEN, FakeGateway
 from tests.gateways.waiting import until
@@ -125,18 +124,6 @@ async def fake() -> AsyncIterator[FakeGateway]:
     }
     yield gateway
     await gateway.stop()
-
-
-@pytest.fixture
-async def running(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Supervisor]:
-    """The gateways' row tasks and the command loop, as `serve` runs them."""
-    monkeypatch.setattr(connector, "backoff", lambda attempt, since: 0.05)
-    loops = [spec for spec in registered_loops() if spec.name == "gateway-commands"]
-    rows = [spec for spec in registered_rows() if spec.name == "gateways"]
-    supervisor = Supervisor(loops, rows=rows)
-    supervisor.start()
-    yield supervisor
-    await supervisor.stop()
 
 
 @pytest.mark.asyncio
