@@ -3,12 +3,14 @@ attention" items, and the Spend panel (today, this week and month, budgets, top 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import Sum
 from django.urls import reverse
 from django.utils import timezone
 
+from agents.models import Agent
 from billing import budgets, prices, reports
 from billing.models import Budget, BudgetAlert, BudgetSpend
 from missioncontrol import overview
@@ -51,12 +53,36 @@ def spend(viewer: Viewer) -> dict[str, Any]:
     )
     headlines = reports.headlines(now, tz, filters)
     midnight = reports.local_midnight(now.astimezone(tz).date(), tz)
-    top = (
-        reports.rows(midnight, now, filters, fine=True)
-        .values("model")
-        .annotate(c=Sum("cost_nanos"))
-        .order_by("-c", "model")[:3]
+    today_rows = reports.rows(midnight, now, filters, fine=True)
+    top = today_rows.values("model").annotate(c=Sum("cost_nanos")).order_by("-c", "model")[:3]
+    top_agents = list(
+        today_rows.values("agent_id").annotate(c=Sum("cost_nanos")).order_by("-c", "agent_id")[:3]
     )
+    names = dict(
+        Agent.objects.filter(pk__in=[r["agent_id"] for r in top_agents]).values_list("pk", "name")
+    )
+    # The last seven days (closed days from the per-process cache), oldest first.
+    today = now.astimezone(tz).date()
+    trend = []
+    for back in range(6, -1, -1):
+        day = today - timedelta(days=back)
+        start = reports.local_midnight(day, tz)
+        nanos = (
+            reports.closed_cost(start, reports.local_midnight(day + timedelta(days=1), tz), filters)
+            if back
+            else reports.sums(midnight, now, filters)[None].cost_nanos
+        )
+        trend.append((day, nanos))
+    peak = max((n for _d, n in trend), default=0) or 1
+    bars = [
+        {
+            "x": i * 20 + 3,
+            "h": f"{max(1.0, n / peak * 36):.1f}",
+            "y": f"{40 - max(1.0, n / peak * 36):.1f}",
+            "title": f"{d:%a %b %-d}: ${prices.from_nanos(n):,.2f}",
+        }
+        for i, (d, n) in enumerate(trend)
+    ]
     periods = {p: budgets.period_start(p, now) for p in Budget.Period.values}
     spends = {
         (b, start): nanos
@@ -74,6 +100,12 @@ def spend(viewer: Viewer) -> dict[str, Any]:
     return {
         "headlines": headlines,
         "top_models": [(row["model"], prices.from_nanos(row["c"])) for row in top if row["c"]],
+        "top_agents": [
+            (names.get(row["agent_id"], "?"), prices.from_nanos(row["c"]))
+            for row in top_agents
+            if row["c"] and row["agent_id"]
+        ],
+        "trend": bars,
         "budgets": shown,
     }
 

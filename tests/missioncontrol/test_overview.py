@@ -207,6 +207,21 @@ class TestPage:
         assert 'data-live-refetch="' in page
         assert ada.pk
 
+    def test_spend_names_todays_top_agents_and_models_and_a_week_of_bars(self, operator):
+        from django.db import transaction
+
+        from billing.actions import UsageItem, record_usage
+
+        agent = Agent.objects.create(name="spender")
+        with transaction.atomic():
+            record_usage(
+                [UsageItem(agent.pk, "gpt-4o", 10_000, 5_000, datetime.now(UTC), provider="openai")]
+            )
+        page = operator.get("/").content.decode()
+        assert "Top agents today: spender" in page
+        assert '<span class="mono">gpt-4o</span>' in page
+        assert page.count('class="trend-bar') == 7
+
     def test_viewers_see_no_spend(self, viewer):
         page = viewer.get("/").content.decode()
         assert ">Spend<" not in page
