@@ -574,7 +574,14 @@ def end_session_run(gateway_id: int, key: str, run_id: str, ended: dict[str, Any
         "role": str(ended.get("role") or "") if ended else "",
         "text": preview_text(ended.get("content"), limit=2000) if ended else "",
     }
+    role = event["role"]
+    status = "ok" if not ended else ("aborted" if role == "status" else "error")
     with transaction.atomic():
+        AgentSession.objects.filter(pk=session_id).update(
+            last_run_status=status,
+            last_run_error=event["text"][:500] if status != "ok" else "",
+            last_run_ended_at=timezone.now(),
+        )
         live.publish("sessions", event, gateway_id=gateway_id)
     return True
 

@@ -192,6 +192,10 @@ class AgentSession(models.Model):
     # The gateway no longer lists it (deleted there): kept for its history, shown as gone.
     gone = models.BooleanField(default=False)
     synced_at = models.DateTimeField()
+    # How its last run ended ("ok", "error", "aborted"; "" before any), for the overview.
+    last_run_status = models.CharField(max_length=16, blank=True)
+    last_run_error = models.CharField(max_length=500, blank=True)
+    last_run_ended_at = models.DateTimeField(null=True, blank=True)
 
     objects = AgentSessionQuerySet.as_manager()
 
@@ -205,6 +209,12 @@ class AgentSession(models.Model):
             # The Sessions page: newest activity first (all gateways, or one).
             models.Index(fields=["-last_activity_at"], name="session_activity_idx"),
             models.Index(fields=["gateway", "-last_activity_at"], name="session_gw_activity_idx"),
+            # The overview's failed or aborted runs of the last day.
+            models.Index(
+                fields=["last_run_ended_at"],
+                name="session_failed_run_idx",
+                condition=Q(last_run_status__in=["error", "aborted"]),
+            ),
         ]
 
     def __str__(self) -> str:

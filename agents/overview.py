@@ -3,10 +3,12 @@ assigned, as "Needs attention" items; the "Running now" and "Fleet health" panel
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import Count, Exists, OuterRef, Q
 from django.urls import reverse
+from django.utils import timezone
 
 from agents.models import Agent, AgentSession
 from gateways.models import Gateway
@@ -58,6 +60,45 @@ def unhealthy(viewer: Viewer) -> list[Attention]:
                 action="Open agent",
                 more_url=reverse("agents:list") + f"?status={agent.status}",
                 more_label=f"{agent.status} agents",
+            )
+        )
+        if len(found) >= SHOWN:
+            break
+    return found
+
+
+FAILED_RUNS_WITHIN = timedelta(hours=24)
+
+
+def failed_runs(viewer: Viewer) -> list[Attention]:
+    """Gateway sessions whose last run failed or was aborted in the last day (a later good run
+    clears it)."""
+    since = timezone.now() - FAILED_RUNS_WITHIN
+    rows = (
+        AgentSession.objects.filter(
+            last_run_status__in=["error", "aborted"], last_run_ended_at__gte=since
+        )
+        .select_related("gateway")
+        .order_by("last_run_ended_at", "pk")[:200]
+    )
+    found = []
+    for session in rows:
+        if not viewer.sees(session.gateway_id):
+            continue
+        ended = session.last_run_ended_at
+        found.append(
+            Attention(
+                key=f"run.{session.last_run_status}:{session.pk}:{int(ended.timestamp()) if ended else 0}",
+                kind="Run failed" if session.last_run_status == "error" else "Run aborted",
+                severity=overview.DEGRADED,
+                title=session.title,
+                detail=session.last_run_error,
+                url=reverse("agents:session", args=[session.pk]),
+                since=ended,
+                gateway=session.gateway,
+                action="Open session",
+                more_url=reverse("agents:sessions"),
+                more_label="failed runs",
             )
         )
         if len(found) >= SHOWN:
@@ -120,6 +161,7 @@ def fleet_health(viewer: Viewer) -> dict[str, Any]:
 
 def register() -> None:
     overview.register_attention("agents.unhealthy", unhealthy, topics=("fleet",))
+    overview.register_attention("agents.failed_runs", failed_runs, topics=("sessions",))
     overview.register_panel(
         overview.Panel("running", 10, "agents/_overview_running.html", running_now),
         topics=("fleet", "sessions"),

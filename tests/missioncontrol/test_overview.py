@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from agents import actions as agent_actions
 from agents.models import Agent
 from billing import actions as billing_actions
 from billing.models import Budget
@@ -70,6 +71,22 @@ class TestItems:
         assert "OOM" in shown
         task_actions.move_task(ADMIN, task.pk, to_status="done")
         assert ">ada<" not in attention(operator)
+
+    def test_a_failed_run_until_a_later_run_ends_well(self, operator):
+        from tests.gateways.test_sessions import session_row
+
+        gateway = make_gateway(name="prod")
+        Gateway.objects.filter(pk=gateway.pk).update(state="connected")
+        agent_actions.sync_gateway_agents(gateway.pk, [{"id": "main"}])
+        agent_actions.sync_gateway_sessions(gateway.pk, [session_row(label="nightly triage")])
+        agent_actions.end_session_run(
+            gateway.pk, "agent:main:main", "r1", {"role": "error", "content": "No route to model"}
+        )
+        shown = attention(operator)
+        assert "nightly triage" in shown
+        assert "No route to model" in shown
+        agent_actions.end_session_run(gateway.pk, "agent:main:main", "r2", None)
+        assert "nightly triage" not in attention(operator)
 
     def test_a_gateway_not_connected_with_its_remedy(self, operator):
         gateway = make_gateway(name="edge")
