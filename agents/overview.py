@@ -14,6 +14,7 @@ from agents.models import Agent, AgentSession
 from gateways.models import Gateway
 from missioncontrol import overview
 from missioncontrol.overview import Attention, Viewer
+from missioncontrol.templatetags.mc import ago
 from tasks.models import Task
 
 SHOWN = 20
@@ -53,7 +54,7 @@ def unhealthy(viewer: Viewer) -> list[Attention]:
                 title=agent.display_name,
                 detail=(agent.last_message or "reports an error")
                 if error
-                else f"{work}, last seen",
+                else f"{work}; last seen {ago(agent.last_seen_at)}",
                 url=reverse("agents:detail", args=[agent.name]),
                 since=agent.last_seen_at,
                 gateway=agent.gateway,
