@@ -96,3 +96,24 @@ class Acknowledgement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}:{self.key}"
+
+
+class DeploymentFinding(models.Model):
+    """A deployment mistake seen in real traffic (missioncontrol/deployment.py), with its fix."""
+
+    code = models.CharField(max_length=32)
+    detail = models.CharField(max_length=300)
+    remedy = models.TextField()
+    count = models.PositiveIntegerField(default=1)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-last_seen"]
+        constraints = [
+            # One row per mistake: every sighting counts on it.
+            models.UniqueConstraint(fields=["code", "detail"], name="finding_once"),
+        ]
+
+    def __str__(self) -> str:
+        return self.detail

@@ -32,3 +32,13 @@ def items() -> list[NavItem]:
 
 register(NavItem("Overview", "home", order=0))
 register(NavItem("Audit log", "audit", role="admin", order=95, prefix="/audit/", menu=True))
+register(
+    NavItem(
+        "Deployment",
+        "deployment",
+        role="admin",
+        order=96,
+        prefix="/settings/deployment/",
+        menu=True,
+    )
+)

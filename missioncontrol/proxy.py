@@ -24,6 +24,9 @@ def apply_forwarded(scope: Scope) -> Scope:
     if not client or not settings.MC_TRUSTED_PROXIES or not _trusted(client[0]):
         return scope
     scope = dict(scope)
+    # For the deployment checks: the headers were believed, and who sent them.
+    scope["mc_forwarded"] = True
+    scope["mc_peer"] = client[0]
     forwarded_for = header(scope, b"x-forwarded-for")
     if forwarded_for:
         # Walk from the right: the first address that is not one of our proxies is the client.

@@ -79,6 +79,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Proxy mistakes a request's headers reveal, named with their fix (deployment.py).
+    "missioncontrol.deployment.DeploymentMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "missioncontrol.middleware.ApiBodyLimitMiddleware",
     "csp.middleware.CSPMiddleware",

@@ -29,6 +29,8 @@ urlpatterns = [
         name="password_change_done",
     ),
     path("audit/", audit_views.audit_log, name="audit"),
+    path("settings/deployment/", views.deployment_page, name="deployment"),
+    path("settings/deployment/clear/", views.deployment_clear, name="deployment-clear"),
     path("audit/export.csv", audit_views.audit_export, name="audit-export"),
     path("admin/", admin.site.urls),
     path("", include("tasks.urls")),
@@ -43,6 +45,7 @@ urlpatterns = [
     re_path(r"^api/(?P<rest>.*)$", views.api_not_found),
 ]
 
+handler400 = views.bad_request
 handler403 = views.forbidden
 handler404 = views.not_found
 handler500 = views.server_error

@@ -9,7 +9,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.contrib.auth import views as auth_views
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import DisallowedHost, PermissionDenied
 from django.db import connection, transaction
 from django.db.models import Q
 from django.http import (
@@ -26,16 +26,16 @@ from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
-from django.views import csrf, defaults
+from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
 
-from missioncontrol import audit, live, overview
+from missioncontrol import audit, deployment, live, overview
 from missioncontrol.consumers import parse_live_query
 from missioncontrol.context_processors import live_seq_for
 from missioncontrol.errors import json_error
 from missioncontrol.http import parse_int, safe_next
-from missioncontrol.models import Acknowledgement, AuditEvent
+from missioncontrol.models import Acknowledgement, AuditEvent, DeploymentFinding
 from missioncontrol.ratelimit import TokenBucket
 from missioncontrol.roles import RANK, role_of, role_required
 
@@ -215,11 +215,79 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
-    """CSRF_FAILURE_VIEW: JSON under /api/ (API clients use keys, not cookies), Django's page
-    elsewhere."""
+    """CSRF_FAILURE_VIEW: JSON under /api/ (API clients use keys, not cookies); elsewhere our own
+    page (Django's is styled inline, which our CSP blocks). A refused origin is a deployment
+    finding naming MC_CSRF_TRUSTED_ORIGINS; the page itself names no configuration."""
     if _is_api(request):
         return json_error(403, "forbidden", "CSRF check failed (send an agent key, not cookies).")
-    return csrf.csrf_failure(request, reason)
+    origin = str(request.META.get("HTTP_ORIGIN", ""))[:200]
+    if origin and "origin" in reason.lower():
+        deployment.note(
+            "csrf_origin",
+            f"forms from {origin} are refused (the origin is not trusted)",
+            f"If {origin} is how people reach Mission Control, add it to MC_CSRF_TRUSTED_ORIGINS "
+            "(scheme, host and port exactly, no trailing slash).",
+        )
+    return render(request, "errors/csrf.html", status=403)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler400: JSON under /api/; elsewhere a plain page. A host not allowed is a deployment
+    finding naming MC_ALLOWED_HOSTS (Django's own log line for it is silenced)."""
+    if isinstance(exception, DisallowedHost):
+        host = str(request.META.get("HTTP_HOST", ""))[:100]
+        deployment.note(
+            "host",
+            f"requests for the host {host} are refused",
+            f"If {host} is a name people use for Mission Control, add it to MC_ALLOWED_HOSTS.",
+        )
+    if request.path.startswith("/api/"):
+        return json_error(400, "bad_request", "Bad request.")
+    # Standalone: the shell would ask for the host again.
+    return render(request, "errors/400.html", status=400)
+
+
+@require_safe
+@role_required("admin")
+def deployment_page(request: HttpRequest) -> HttpResponse:
+    """Admins: the deployment mistakes seen in real traffic, each with its fix; and what the
+    configuration says now."""
+    from django.conf import settings
+
+    return render(
+        request,
+        "missioncontrol/deployment.html",
+        {
+            "findings": DeploymentFinding.objects.all()[:100],
+            "config": [
+                ("MC_TLS", "on" if settings.MC_TLS else "off"),
+                ("MC_ALLOWED_HOSTS", ", ".join(settings.ALLOWED_HOSTS)),
+                ("MC_CSRF_TRUSTED_ORIGINS", ", ".join(settings.CSRF_TRUSTED_ORIGINS) or "—"),
+                (
+                    "MC_TRUSTED_PROXIES",
+                    ", ".join(str(n) for n in settings.MC_TRUSTED_PROXIES) or "—",
+                ),
+            ],
+            "request_secure": request.is_secure(),
+        },
+    )
+
+
+@require_POST
+@role_required("admin")
+def deployment_clear(request: HttpRequest) -> HttpResponse:
+    """Forget the findings (after fixing the configuration): what recurs comes back."""
+    with transaction.atomic():
+        cleared = DeploymentFinding.objects.all().delete()[0]
+        audit.record(
+            audit.Actor.user(request.user),
+            "deployment.findings_cleared",
+            object_type="deployment",
+            object_repr="deployment findings",
+            after={"cleared": cleared},
+        )
+    deployment.reset()
+    return redirect("deployment")
 
 
 CSP_REPORT_MAX = 8192

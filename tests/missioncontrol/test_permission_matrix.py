@@ -120,6 +120,8 @@ ROUTES: dict[str, str] = {
     "account/password/": "signed-in-form",
     "account/password/done/": "signed-in-page",
     "audit/": "admin-page",
+    "settings/deployment/": "admin-page",
+    "settings/deployment/clear/": "admin-post",
     "audit/export.csv": "admin-page",
     "board/": "viewer-page",
     "board/column/<str:status>/": "viewer-page",
