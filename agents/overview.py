@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.urls import reverse
 from django.utils import timezone
 
-from agents.models import Agent, AgentSession
+from agents.models import Agent, AgentSession, AgentStatusChange
+from billing import reports
 from gateways.models import Gateway
 from missioncontrol import overview
 from missioncontrol.overview import Attention, Viewer
@@ -108,13 +109,24 @@ def failed_runs(viewer: Viewer) -> list[Attention]:
 
 
 def running_now(viewer: Viewer) -> dict[str, Any]:
+    since = AgentStatusChange.objects.filter(agent=OuterRef("pk"), new=Agent.Status.BUSY).order_by(
+        "-id"
+    )
     busy = [
         a
         for a in Agent.objects.filter(status=Agent.Status.BUSY)
+        .annotate(busy_since=Subquery(since.values("created_at")[:1]))
         .select_related("gateway")
         .order_by("-last_seen_at", "pk")[:100]
         if viewer.sees(a.gateway_id)
     ][:12]
+    # Each busy agent's spend today (one query on the rollups).
+    now = timezone.now()
+    tz = timezone.get_current_timezone()
+    midnight = reports.local_midnight(now.astimezone(tz).date(), tz)
+    spent = reports.cost_by_agent([a.pk for a in busy], midnight, now)
+    for agent in busy:
+        agent.cost_today = spent.get(agent.pk)  # type: ignore[attr-defined]
     titles = dict(
         Task.objects.filter(
             pk__in=[a.current_task_id for a in busy if a.current_task_id]

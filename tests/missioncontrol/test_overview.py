@@ -214,9 +214,22 @@ class TestScope:
 
 class TestPage:
     def test_panels(self, operator):
+        from django.db import transaction
+
+        from agents.models import AgentStatusChange
+        from billing.actions import UsageItem, record_usage
+
         ada = Agent.objects.create(name="ada", status=Agent.Status.BUSY, model="claude-x")
+        AgentStatusChange.objects.create(agent=ada, old="idle", new="busy", reason="heartbeat")
+        with transaction.atomic():
+            record_usage(
+                [UsageItem(ada.pk, "gpt-4o", 10_000, 5_000, datetime.now(UTC), provider="openai")]
+            )
         make_task("One")
         page = operator.get("/").content.decode()
+        running = page[page.index("ov-running-title") : page.index("ov-fleet-title")]
+        assert "for 0\xa0minutes" in running or "for 0 minutes" in running
+        assert "today" in running
         for title in ("Running now", "Fleet health", "Spend", "Board", "Activity"):
             assert f">{title}<" in page, title
         assert ">ada<" in page
