@@ -8,6 +8,7 @@ import re
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 
 from agents import actions as agent_actions
 from agents.models import Agent, AgentKey, AgentSession
@@ -25,7 +26,13 @@ from tests.tasks.factories import make_task
 from webhooks import actions as webhook_actions
 from webhooks.models import Delivery, Endpoint
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    # What a page's markup does under the CSP does not depend on the database, and every page's
+    # queries run on PostgreSQL in its own tests: on one profile only (15 s of the CI budget).
+    pytest.mark.skipif(connection.vendor != "sqlite", reason="markup only: the SQLite profile"),
+]
 ADMIN = Actor.system("tests")
 # The classes whose GET is a page a person reads.
 PAGES = {
