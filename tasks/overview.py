@@ -23,68 +23,63 @@ def _gateway(task: Task) -> Any:
     return agent.gateway if agent is not None and agent.gateway_id else None
 
 
+def _attention(viewer: Viewer, rows: Any, item: Any) -> list[Attention]:
+    """`item(task, gateway)` for each task the viewer sees, up to SHOWN."""
+    found = []
+    for task in rows.select_related("assignee_agent__gateway")[:200]:
+        gateway = _gateway(task)
+        if viewer.sees(gateway.pk if gateway else None):
+            found.append(item(task, gateway))
+            if len(found) >= SHOWN:
+                break
+    return found
+
+
 def blocked(viewer: Viewer) -> list[Attention]:
+    def item(task: Task, gateway: Any) -> Attention:
+        since = task.blocked_at or task.updated_at
+        return Attention(
+            key=f"task.blocked:{task.pk}:{int(since.timestamp())}",
+            kind="Blocked",
+            severity=overview.STUCK,
+            title=f"#{task.pk} {task.title}",
+            detail=task.blocked_reason,
+            url=reverse("tasks:detail", args=[task.pk]),
+            since=since,
+            gateway=gateway,
+            action="Open task",
+            more_url=reverse("tasks:board") + "?blocked=1",
+            more_label="blocked tasks",
+        )
+
     rows = (
         Task.objects.filter(blocked=True, archived_at__isnull=True)
         .exclude(status=Task.Status.DONE)
-        .select_related("assignee_agent__gateway")
-        .order_by("blocked_at", "pk")[:200]
+        .order_by("blocked_at", "pk")
     )
-    found = []
-    for task in rows:
-        gateway = _gateway(task)
-        if not viewer.sees(gateway.pk if gateway else None):
-            continue
-        since = task.blocked_at or task.updated_at
-        found.append(
-            Attention(
-                key=f"task.blocked:{task.pk}:{int(since.timestamp())}",
-                kind="Blocked",
-                severity=overview.STUCK,
-                title=f"#{task.pk} {task.title}",
-                detail=task.blocked_reason,
-                url=reverse("tasks:detail", args=[task.pk]),
-                since=since,
-                gateway=gateway,
-                action="Open task",
-                more_url=reverse("tasks:board") + "?blocked=1",
-                more_label="blocked tasks",
-            )
-        )
-        if len(found) >= SHOWN:
-            break
-    return found
+    return _attention(viewer, rows, item)
 
 
 def in_review(viewer: Viewer) -> list[Attention]:
-    rows = (
-        Task.objects.filter(status=Task.Status.REVIEW, archived_at__isnull=True, blocked=False)
-        .select_related("assignee_agent__gateway")
-        .order_by("position", "pk")[:200]
-    )
-    found = []
-    for task in rows:
-        gateway = _gateway(task)
-        if not viewer.sees(gateway.pk if gateway else None):
-            continue
-        found.append(
-            Attention(
-                key=f"task.review:{task.pk}:{task.version}",
-                kind="In review",
-                severity=overview.WAITING,
-                title=f"#{task.pk} {task.title}",
-                detail=f"by {task.assignee_display}" if task.assignee_display else "",
-                url=reverse("tasks:detail", args=[task.pk]),
-                since=task.updated_at,
-                gateway=gateway,
-                action="Review",
-                more_url=reverse("tasks:list") + "?status=review",
-                more_label="tasks in review",
-            )
+    def item(task: Task, gateway: Any) -> Attention:
+        return Attention(
+            key=f"task.review:{task.pk}:{task.version}",
+            kind="In review",
+            severity=overview.WAITING,
+            title=f"#{task.pk} {task.title}",
+            detail=f"by {task.assignee_display}" if task.assignee_display else "",
+            url=reverse("tasks:detail", args=[task.pk]),
+            since=task.updated_at,
+            gateway=gateway,
+            action="Review",
+            more_url=reverse("tasks:list") + "?status=review",
+            more_label="tasks in review",
         )
-        if len(found) >= SHOWN:
-            break
-    return found
+
+    rows = Task.objects.filter(
+        status=Task.Status.REVIEW, archived_at__isnull=True, blocked=False
+    ).order_by("position", "pk")
+    return _attention(viewer, rows, item)
 
 
 def board_summary(viewer: Viewer) -> dict[str, Any]:
