@@ -36,15 +36,24 @@ def unhealthy(viewer: Viewer) -> list[Attention]:
                 & (Q(current_task_id__isnull=False) | Exists(has_work))
             )
         )
-        .annotate(open_tasks=Count("assigned_tasks", filter=Q(assigned_tasks__status__in=OPEN)))
         .select_related("gateway")
         .order_by("last_seen_at", "pk")[:200]
     )
+    shown = [agent for agent in rows if viewer.sees(agent.gateway_id)][:SHOWN]
+    # Open tasks of the shown agents only (a count joined into the list above grouped every
+    # candidate's tasks: 200 ms cold at 10,000 tasks).
+    open_tasks = dict(
+        Task.objects.filter(
+            assignee_agent_id__in=[a.pk for a in shown], status__in=OPEN, archived_at__isnull=True
+        )
+        .order_by()
+        .values("assignee_agent_id")
+        .annotate(n=Count("pk"))
+        .values_list("assignee_agent_id", "n")
+    )
     found = []
-    for agent in rows:
-        if not viewer.sees(agent.gateway_id):
-            continue
-        tasks = agent.open_tasks
+    for agent in shown:
+        tasks = open_tasks.get(agent.pk, 0)
         error = agent.status == Agent.Status.ERROR
         work = f"{tasks} open task{'s' if tasks != 1 else ''}" if tasks else "a task in hand"
         found.append(
@@ -64,8 +73,6 @@ def unhealthy(viewer: Viewer) -> list[Attention]:
                 more_label=f"{agent.status} agents",
             )
         )
-        if len(found) >= SHOWN:
-            break
     return found
 
 
