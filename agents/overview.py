@@ -179,7 +179,25 @@ def fleet_health(viewer: Viewer) -> dict[str, Any]:
     return {"rows": rows, "totals": [(s, totals[s]) for s in STATUSES], "statuses": STATUSES}
 
 
+def find_agents_and_sessions(viewer: Viewer, text: str) -> list[overview.Found]:
+    found = [
+        overview.Found(
+            "Agent", a.display_name, reverse("agents:detail", args=[a.name]), a.get_status_display()
+        )
+        for a in Agent.objects.filter(name__icontains=text).order_by("name")[:20]
+        if viewer.sees(a.gateway_id) or (a.gateway_id is None and viewer.chosen is None)
+    ][:6]
+    sessions = AgentSession.objects.filter(Q(label__icontains=text) | Q(key__icontains=text))
+    found += [
+        overview.Found("Session", s.title, reverse("agents:session", args=[s.pk]), s.status)
+        for s in sessions.order_by("-last_activity_at", "-id")[:20]
+        if viewer.sees(s.gateway_id)
+    ][:6]
+    return found
+
+
 def register() -> None:
+    overview.register_search("agents", find_agents_and_sessions)
     overview.register_attention("agents.unhealthy", unhealthy, topics=("fleet",))
     overview.register_attention("agents.failed_runs", failed_runs, topics=("sessions",))
     overview.register_panel(

@@ -33,5 +33,16 @@ def troubled(viewer: Viewer) -> list[Attention]:
     return found
 
 
+def find_jobs(viewer: Viewer, text: str) -> list[overview.Found]:
+    from crons.models import Job
+
+    return [
+        overview.Found("Job", job.name, reverse("crons:detail", args=[job.pk]), job.health)
+        for job in Job.objects.listed().filter(name__icontains=text).order_by("name")[:20]
+        if viewer.sees(job.gateway_id)
+    ][:6]
+
+
 def register() -> None:
+    overview.register_search("crons", find_jobs)
     overview.register_attention("crons.troubled", troubled, topics=("crons", "alerts"))

@@ -100,6 +100,30 @@ def register_panel(panel: Panel, *, topics: tuple[str, ...]) -> None:
     _registry.topics.update(dict.fromkeys(topics))
 
 
+# The command palette's search: each app finds its own things by name.
+@dataclass(frozen=True)
+class Found:
+    kind: str  # "Task", "Agent", "Session", "Job"
+    title: str
+    url: str
+    hint: str = ""
+
+
+Search = Callable[[Viewer, str], list[Found]]
+_searches: dict[str, Search] = {}
+
+
+def register_search(name: str, search: Search) -> None:
+    _searches[name] = search
+
+
+def search(viewer: Viewer, text: str, per_kind: int = 6) -> list[Found]:
+    found: list[Found] = []
+    for fn in _searches.values():
+        found += fn(viewer, text)[:per_kind]
+    return found
+
+
 _chooser: list[Callable[[Any], int | None]] = []
 
 

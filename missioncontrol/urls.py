@@ -11,6 +11,7 @@ from missioncontrol import audit_views, converters, views  # noqa: F401 - conver
 urlpatterns = [
     path("", views.home, name="home"),
     path("overview/acknowledge/", views.acknowledge, name="acknowledge"),
+    path("search/", views.palette_search, name="palette-search"),
     path("healthz", views.healthz, name="healthz"),
     path("csp-report/", views.csp_report, name="csp-report"),
     path("events/stream", views.event_stream, name="event-stream"),

@@ -150,6 +150,24 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
+@require_safe
+@role_required("viewer")
+def palette_search(request: HttpRequest) -> JsonResponse:
+    """The command palette: tasks, agents, sessions and jobs whose name holds `q` (what this
+    user may see), as JSON for static/js/palette.js."""
+    text = request.GET.get("q", "").strip()[:100]
+    if not text:
+        return JsonResponse({"results": []})
+    found = overview.search(overview.viewer_for(request), text)
+    return JsonResponse(
+        {
+            "results": [
+                {"kind": f.kind, "title": f.title, "url": f.url, "hint": f.hint} for f in found
+            ]
+        }
+    )
+
+
 @require_POST
 @role_required("operator")
 def acknowledge(request: HttpRequest) -> HttpResponse:

@@ -100,7 +100,22 @@ def board_summary(viewer: Viewer) -> dict[str, Any]:
     return {"columns": columns, "moved_last_hour": moved, "open": open_}
 
 
+def find_tasks(viewer: Viewer, text: str) -> list[overview.Found]:
+    rows = Task.objects.filter(archived_at__isnull=True)
+    rows = (
+        rows.filter(pk=int(text.lstrip("#"))) if text.lstrip("#").isdigit() else rows.search(text)
+    )
+    labels = dict(Task.Status.choices)
+    return [
+        overview.Found(
+            "Task", f"#{t.pk} {t.title}", reverse("tasks:detail", args=[t.pk]), labels[t.status]
+        )
+        for t in rows.order_by("-updated_at", "-id")[:6]
+    ]
+
+
 def register() -> None:
+    overview.register_search("tasks", find_tasks)
     overview.register_attention("tasks.blocked", blocked, topics=("board",))
     overview.register_attention("tasks.review", in_review, topics=("board",))
     overview.register_panel(

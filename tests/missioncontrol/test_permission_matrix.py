@@ -112,6 +112,7 @@ CLASSES: dict[str, dict[str, dict[str, str]]] = {
 ROUTES: dict[str, str] = {
     "": "viewer-page",
     "overview/acknowledge/": "operator-post",
+    "search/": "viewer-page",
     "healthz": "public-get",
     "csp-report/": "csp-report",
     "events/stream": "stream:viewer",
