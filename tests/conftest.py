@@ -28,9 +28,13 @@ CHROMIUM_ARGS = [
 def fresh_process_state() -> Iterator[None]:
     """Every cache and per-process registry empty, before and after each test."""
     from missioncontrol import state
+    from missioncontrol.fastpath import writer
 
     state.reset_all()
     yield
+    # The group-commit writers' threads end with the test: none may write into the next one's
+    # database (a late idle chore deadlocked a PostgreSQL flush once, and left stray rows).
+    writer.stop_all()
     state.reset_all()
 
 

@@ -56,7 +56,8 @@ class BatchWriter:
     ) -> None:
         self.name, self.apply, self.max_batch, self.tick = name, apply, max_batch, tick
         self.loop = asyncio.get_running_loop()
-        self.jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"mc-{name}", daemon=True)
         self.thread.start()
 
@@ -67,20 +68,38 @@ class BatchWriter:
         assert job.future is not None
         return await job.future
 
+    def stop(self, timeout: float = 5.0) -> None:
+        """Finish the batch in hand, then end the thread (and its connection); wait for it."""
+        self.stopping.set()
+        self.jobs.put(None)  # wake it now rather than at its next idle second
+        self.thread.join(timeout)
+
     def _run(self) -> None:
         live.fan_out_on(self.loop)
         try:
-            while not self.loop.is_closed():
+            # A thread must not outlive its loop's work: once the loop is closed or the writer
+            # is stopped, it writes nothing more (not even its idle chores), so no write of a
+            # finished test lands in the next one's database.
+            while not self.loop.is_closed() and not self.stopping.is_set():
                 try:
-                    batch = [self.jobs.get(timeout=1.0)]
+                    first = self.jobs.get(timeout=1.0)
                 except queue.Empty:
+                    if self.loop.is_closed() or self.stopping.is_set():
+                        break
                     self._tick(idle=True)
                     continue
+                if first is None:
+                    break
+                batch = [first]
                 while len(batch) < self.max_batch:
                     try:
-                        batch.append(self.jobs.get_nowait())
+                        job = self.jobs.get_nowait()
                     except queue.Empty:
                         break
+                    if job is None:
+                        self.stopping.set()
+                        break
+                    batch.append(job)
                 results = self._apply(batch)
                 try:
                     self.loop.call_soon_threadsafe(_deliver, batch, results)
@@ -129,6 +148,14 @@ def _deliver(batch: list[Job], results: list[Any]) -> None:
 _writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, BatchWriter]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+def stop_all() -> None:
+    """Stop every writer of this process and wait for their threads (tests, between tests)."""
+    for mine in list(_writers.values()):
+        for each in list(mine.values()):
+            each.stop()
+    _writers.clear()
 
 
 def writer(name: str, factory: Callable[[], BatchWriter]) -> BatchWriter:
