@@ -234,16 +234,27 @@ def job_run(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("crons:detail", pk=job.pk)
     if not access.can_operate(request.user, job.gateway_id):
         raise PermissionDenied("You may not run jobs on this gateway.")
-    try:
-        answer = commands.call(job.gateway_id, "cron.run", {"id": job.external_id, "mode": "force"})
-    except GatewayError as refused:
-        messages.error(request, f"The gateway refused: {refused.message}")
-    except commands.Unavailable as unavailable:
-        messages.error(request, f"Not run: {unavailable}")
-    else:
+    answered, answer = _ask_gateway(
+        request, job, "cron.run", {"id": job.external_id, "mode": "force"}, "Not run"
+    )
+    if answered:
         actions.record_run_requested(Actor.user(request.user), job, answer)
         messages.success(request, f"{job.name}: run requested; it shows here as it starts.")
     return redirect("crons:detail", pk=job.pk)
+
+
+def _ask_gateway(
+    request: HttpRequest, job: Job, method: str, params: dict[str, Any], not_done: str
+) -> tuple[bool, Any]:
+    """(True, its answer), or (False, None) with the gateway's refusal or absence shown."""
+    assert job.gateway_id is not None
+    try:
+        return True, commands.call(job.gateway_id, method, params)
+    except GatewayError as refused:
+        messages.error(request, f"The gateway refused: {refused.message}")
+    except commands.Unavailable as unavailable:
+        messages.error(request, f"{not_done}: {unavailable}")
+    return False, None
 
 
 @require_POST
@@ -253,17 +264,8 @@ def job_enabled(request: HttpRequest, pk: int) -> HttpResponse:
     job = _job(request, pk)
     enabled = request.POST.get("enabled") == "1"
     if not job.is_direct and job.gateway_id is not None:
-        try:
-            commands.call(
-                job.gateway_id,
-                "cron.update",
-                {"id": job.external_id, "patch": {"enabled": enabled}},
-            )
-        except GatewayError as refused:
-            messages.error(request, f"The gateway refused: {refused.message}")
-            return redirect("crons:detail", pk=job.pk)
-        except commands.Unavailable as unavailable:
-            messages.error(request, f"Not changed: {unavailable}")
+        patch = {"id": job.external_id, "patch": {"enabled": enabled}}
+        if not _ask_gateway(request, job, "cron.update", patch, "Not changed")[0]:
             return redirect("crons:detail", pk=job.pk)
     actions.record_enabled(Actor.user(request.user), job.pk, enabled)
     messages.success(request, f"{job.name} {'enabled' if enabled else 'disabled'}.")

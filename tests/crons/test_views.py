@@ -212,6 +212,15 @@ class TestActions:
         assert (job.enabled, job.health) == (False, "paused")
         assert AuditEvent.objects.filter(verb="cron.disabled").count() == 1
 
+    def test_a_disable_the_gateway_cannot_take_changes_nothing_here(self, admin, job, monkeypatch):
+        def unavailable(*args: Any, **kwargs: Any) -> Any:
+            raise commands.Unavailable("The gateway is not connected now (unreachable).")
+
+        monkeypatch.setattr(commands, "call", unavailable)
+        page = admin.post(f"/crons/{job.pk}/enabled/", {"enabled": "0"}, follow=True)
+        assert "Not changed: The gateway is not connected now" in page.content.decode()
+        assert Job.objects.get(pk=job.pk).enabled
+
     def test_an_admin_makes_a_direct_check_and_gets_its_url(self, admin):
         response = admin.post(
             "/crons/checks/new/",
