@@ -6,7 +6,11 @@ each change is pushed as the row's HTML. Rendering the partial took half the wri
 time at 1,000 changes/s, so the HTML is cached (missioncontrol/fragments.py) under what the
 row shows that seldom changes — the session, its title, gateway, agent, status and model —
 with marks where the often-changing values go: preview, tokens, cost and last activity. The
-page and the live push render through here alike, so they never differ.
+session's own id, link, title and key are marks too, so one entry serves every session of an
+agent in the same state: a gateway's first changes after a re-sync (thousands of sessions
+never rendered in this process) hit the cache instead of rendering each row once (that was
+the event → browser tail in bench/gateways.py). The page and the live push render through
+here alike, so they never differ.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.text import Truncator
 
 from agents.models import AgentSession
 from missioncontrol.fragments import FragmentCache, mark
@@ -23,15 +30,23 @@ from missioncontrol.templatetags.mc import ago, num
 
 _rows = FragmentCache("session row cache", 5000)
 _heads = FragmentCache("session head cache", 2000)
-VALUES = ("preview", "tokens", "cost", "ago", "at")
+VALUES = ("pk", "href", "title", "long_title", "key", "preview", "tokens", "cost", "ago", "at")
+
+
+def _truncated(text: str, length: int) -> str:
+    """As the `truncatechars` filter shows it, escaped."""
+    return escape(Truncator(text).chars(length))
 
 
 def values(session: AgentSession) -> dict[str, str]:
-    """The often-changing values as the row shows them (escaped when filled in)."""
-    from django.utils.html import escape
-
+    """The session's own and often-changing values as the row shows them (escaped)."""
     preview = session.last_message_preview
     return {
+        "pk": str(session.pk),
+        "href": reverse("agents:session", args=[session.pk]),
+        "title": _truncated(session.title, 48),
+        "long_title": _truncated(session.title, 80),
+        "key": escape(session.key),
         "preview": escape(preview[:79] + "…" if len(preview) > 80 else preview),
         "tokens": num(session.total_tokens),
         "cost": f"${session.cost_usd:.4f}" if session.cost_usd is not None else "—",
@@ -45,8 +60,6 @@ def values(session: AgentSession) -> dict[str, str]:
 def _key(session: AgentSession) -> tuple[Any, ...]:
     gateway, agent = session.gateway, session.agent
     return (
-        session.pk,
-        session.title,
         gateway.pk,
         gateway.name,
         gateway.colour,
@@ -58,6 +71,7 @@ def _key(session: AgentSession) -> tuple[Any, ...]:
         session.has_active_run,
         session.model,
         bool(session.last_message_preview),
+        bool(session.label),
     )
 
 
