@@ -15,13 +15,28 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
 from importlib.metadata import version
-from typing import Any
-
-from genai_prices import Usage
-from genai_prices.data_snapshot import get_snapshot
-from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 from missioncontrol.cached import Reloaded
+
+if TYPE_CHECKING:
+    from genai_prices import Usage
+    from genai_prices.types import ModelInfo, ModelPrice, Provider
+
+
+@lru_cache(maxsize=1)
+def _gp() -> Any:
+    """genai-prices, imported when the first record is priced: its table and pydantic are ~30 MB
+    that a server nobody has sent usage to yet need not hold (idle memory, bench/startup.py)."""
+    from genai_prices import Usage
+    from genai_prices.data_snapshot import get_snapshot
+    from genai_prices.types import ModelPrice, TieredPrices
+
+    return SimpleNamespace(
+        Usage=Usage, get_snapshot=get_snapshot, ModelPrice=ModelPrice, TieredPrices=TieredPrices
+    )
+
 
 TABLE = "genai-prices"
 TABLE_VERSION = f"{TABLE} {version('genai-prices')}"
@@ -100,7 +115,7 @@ def split(model: str, provider: str) -> tuple[str, str]:
 def _table_usage(tokens: Tokens) -> Usage:
     """Ours → genai-prices' convention: its input_tokens is the total input (cache reads and
     writes are parts of it), and reasoning is a part of the output, as in ours."""
-    return Usage(
+    return _gp().Usage(
         input_tokens=tokens.input + tokens.cache_read + tokens.cache_write,
         cache_read_tokens=tokens.cache_read,
         cache_write_tokens=tokens.cache_write,
@@ -122,7 +137,7 @@ def _rates(model_price: ModelPrice) -> tuple[Decimal, ...] | None:
     if cached is not None and cached[0] is model_price:
         return cached[1]
     rates: tuple[Decimal, ...] | None = None
-    if not any(isinstance(v, TieredPrices) for v in model_price.__dict__.values()):
+    if not any(isinstance(v, _gp().TieredPrices) for v in model_price.__dict__.values()):
         m = 1_000_000
 
         def cost(**t: int) -> Decimal:
@@ -153,15 +168,15 @@ def _tiered(model_price: ModelPrice) -> tuple[list[int], list[ModelPrice]]:
         return cached[1], cached[2]
     values = dict(model_price.__dict__)
     starts = sorted(
-        {t.start for v in values.values() if isinstance(v, TieredPrices) for t in v.tiers}
+        {t.start for v in values.values() if isinstance(v, _gp().TieredPrices) for t in v.tiers}
     )
     flat = []
     for k in range(len(starts) + 1):
         total = 0 if k == 0 else starts[k - 1] + 1  # any total input of tier k
         flat.append(
-            ModelPrice(
+            _gp().ModelPrice(
                 **{
-                    key: _applicable(v, total) if isinstance(v, TieredPrices) else v
+                    key: _applicable(v, total) if isinstance(v, _gp().TieredPrices) else v
                     for key, v in values.items()
                 }
             )
@@ -170,7 +185,7 @@ def _tiered(model_price: ModelPrice) -> tuple[list[int], list[ModelPrice]]:
     return starts, flat
 
 
-def _applicable(price: TieredPrices, total_input: int) -> Decimal:
+def _applicable(price: Any, total_input: int) -> Decimal:
     """genai-prices' rule (calc_unit_price): the highest tier whose start the total exceeds."""
     for tier in reversed(price.tiers):
         if total_input > tier.start:
@@ -205,7 +220,7 @@ def _find(model: str, provider: str) -> tuple[Provider, ModelInfo] | str:
     """The table's entry for a model, or why there is none. A provider the table does not know
     is not guessed from the model's name (a local `gpt-4o` behind a proxy is not OpenAI's)."""
     try:
-        return get_snapshot().find_provider_model(model, None, provider or None, None)
+        return _gp().get_snapshot().find_provider_model(model, None, provider or None, None)
     except LookupError:
         if provider:
             return f"{provider}/{model} is not in the price table"
@@ -220,7 +235,11 @@ def _static(model: str, provider: str) -> ModelPrice | None:
     if isinstance(found, str):
         return None
     info = found[1]
-    return info.prices if isinstance(info.prices, ModelPrice) and not info.price_variants else None
+    return (
+        info.prices
+        if isinstance(info.prices, _gp().ModelPrice) and not info.price_variants
+        else None
+    )
 
 
 # --- Overrides: loaded from the database, cached per process --------------------------------

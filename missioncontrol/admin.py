@@ -4,8 +4,9 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from missioncontrol.models import AuditEvent, LiveEvent
+from missioncontrol.models import AuditEvent, ExternalIdentity, LiveEvent
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -30,3 +31,31 @@ class AuditEventAdmin(ReadOnlyAdmin):
 class LiveEventAdmin(ReadOnlyAdmin):
     list_display = ["seq", "created_at", "type", "topic", "min_role"]
     list_filter = ["topic", "type"]
+
+
+# Two-factor devices: who has one and whether it is confirmed; never the secret key (django-otp's
+# own admin shows and edits it). Deleting one is how an admin lets a person who lost their phone
+# sign in with the password alone (audited by `manage.py reset_two_factor` too).
+if admin.site.is_registered(TOTPDevice):
+    admin.site.unregister(TOTPDevice)
+
+
+@admin.register(TOTPDevice)
+class TOTPDeviceAdmin(admin.ModelAdmin):
+    list_display = ["user", "name", "confirmed", "last_used_at", "created_at"]
+    list_filter = ["confirmed"]
+    search_fields = ["user__username"]
+    fields = ("user", "name", "confirmed", "last_used_at", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ExternalIdentity)
+class ExternalIdentityAdmin(ReadOnlyAdmin):
+    list_display = ["user", "issuer", "subject", "created_at", "last_signed_in_at"]
+    search_fields = ["user__username", "subject"]

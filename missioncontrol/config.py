@@ -70,12 +70,30 @@ def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Networ
 
 def env_origins(name: str) -> list[str]:
     """A comma-separated list of origins (scheme://host[:port])."""
+    from urllib.parse import urlsplit
+
     origins = env_list(name, [])
     for origin in origins:
         if not origin.startswith(("http://", "https://")):
             raise ImproperlyConfigured(
-                f"{name} must list origins such as https://mc.example.com; got {origin!r}."
+                f"{name} must list origins such as https://mc.example.com; got {origin!r} "
+                "(the scheme is part of the origin: browsers send it)."
             )
+        parts = urlsplit(origin)
+        # A browser's Origin header is scheme://host[:port] and nothing else: a path, a trailing
+        # slash, a query or credentials never match it, and every form POST would fail CSRF.
+        if parts.path or parts.query or parts.fragment or "@" in parts.netloc or not parts.netloc:
+            bare = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+            raise ImproperlyConfigured(
+                f"{name}: {origin!r} is not an origin (scheme://host[:port], no path or trailing "
+                f"slash): browsers send {bare!r}, so write that."
+            )
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: {origin!r} has a port that is not a number."
+            ) from None
     return origins
 
 

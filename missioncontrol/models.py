@@ -117,3 +117,26 @@ class DeploymentFinding(models.Model):
 
     def __str__(self) -> str:
         return self.detail
+
+
+class ExternalIdentity(models.Model):
+    """A person known to the organisation's identity provider (OpenID Connect): its issuer and
+    subject (`sub`, stable for the account there) name one local user. Sign-in finds the user by
+    these, never by e-mail: an address the provider does not vouch for must not open someone
+    else's account (missioncontrol/sso.py)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="external_identities"
+    )
+    issuer = models.CharField(max_length=300)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_signed_in_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="identity_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.issuer} {self.subject}"

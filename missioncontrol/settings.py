@@ -65,8 +65,13 @@ INSTALLED_APPS = [
     "csp",
     "guardian",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "missioncontrol",
-    "rest_framework",
+    # Not "rest_framework": listed, its template tags (and with them every optional package DRF
+    # imports — psycopg's postgres fields, requests, yaml, pygments …, ~15 MB) load with the
+    # first page of any kind. The agent API renders JSON only and needs none of its templates
+    # or static files; DRF itself loads with the first API call (agents/api_urls.py).
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "gateways",
@@ -175,6 +180,49 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 MC_ADMIN_USERNAME = env_str("MC_ADMIN_USERNAME")
 MC_ADMIN_PASSWORD = env_str("MC_ADMIN_PASSWORD")
+
+# Single sign-on through the organisation's identity provider (OpenID Connect), beside local
+# accounts: off unless MC_OIDC_ISSUER and MC_OIDC_CLIENT_ID are set (missioncontrol/sso.py).
+MC_OIDC_ISSUER = env_str("MC_OIDC_ISSUER").rstrip("/")
+MC_OIDC_CLIENT_ID = env_str("MC_OIDC_CLIENT_ID")
+MC_OIDC_CLIENT_SECRET = env_str("MC_OIDC_CLIENT_SECRET")
+MC_OIDC_LABEL = env_str("MC_OIDC_LABEL", "SSO") or "SSO"
+MC_OIDC_ROLES_CLAIM = env_str("MC_OIDC_ROLES_CLAIM", "groups") or "groups"
+MC_OIDC_ADMIN_GROUPS = env_list("MC_OIDC_ADMIN_GROUPS", [])
+MC_OIDC_OPERATOR_GROUPS = env_list("MC_OIDC_OPERATOR_GROUPS", [])
+MC_OIDC_VIEWER_GROUPS = env_list("MC_OIDC_VIEWER_GROUPS", [])
+MC_OIDC_DEFAULT_ROLE = env_str("MC_OIDC_DEFAULT_ROLE")
+if MC_OIDC_DEFAULT_ROLE not in ("", "viewer", "operator", "admin"):
+    raise ImproperlyConfigured(
+        f"MC_OIDC_DEFAULT_ROLE must be viewer, operator, admin or empty; got {MC_OIDC_DEFAULT_ROLE!r}."
+    )
+if bool(MC_OIDC_ISSUER) != bool(MC_OIDC_CLIENT_ID):
+    raise ImproperlyConfigured(
+        "MC_OIDC_ISSUER and MC_OIDC_CLIENT_ID go together: set both for single sign-on, or neither."
+    )
+if MC_OIDC_ISSUER and not (
+    MC_OIDC_ISSUER.startswith(("https://", "http://127.0.0.1", "http://localhost", "http://[::1]"))
+):
+    raise ImproperlyConfigured(
+        f"MC_OIDC_ISSUER must be an https:// URL (http only on loopback); got {MC_OIDC_ISSUER!r}."
+    )
+if MC_OIDC_ISSUER:
+    # The identity provider's callback only (None for everything else). Listed only with SSO on:
+    # sessions signed in through it end if SSO is turned off.
+    AUTHENTICATION_BACKENDS.append("missioncontrol.sso.Backend")
+OIDC_RP_CLIENT_ID = MC_OIDC_CLIENT_ID
+OIDC_RP_CLIENT_SECRET = MC_OIDC_CLIENT_SECRET
+OIDC_RP_SIGN_ALGO = env_str("MC_OIDC_SIGN_ALGO", "RS256") or "RS256"
+OIDC_RP_SCOPES = env_str("MC_OIDC_SCOPES", "openid email profile") or "openid email profile"
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = 10
+OIDC_AUTHENTICATION_CALLBACK_URL = "sso-callback"
+OIDC_STORE_ACCESS_TOKEN = False
+OIDC_STORE_ID_TOKEN = False
+LOGIN_REDIRECT_URL_FAILURE = "/login/"
+# Two-factor sign-in for local accounts (missioncontrol/two_factor.py): the name the
+# authenticator app shows.
+OTP_TOTP_ISSUER = "Mission Control"
 
 # django-axes: lock a username+address pair after repeated failures; attempts live in the
 # database, so a lockout survives a restart.

@@ -6,7 +6,12 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
-from missioncontrol import audit_views, converters, views  # noqa: F401 - converters: <id:…>
+from missioncontrol import (  # noqa: F401 - converters: <id:…>
+    audit_views,
+    converters,
+    two_factor,
+    views,
+)
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -17,6 +22,11 @@ urlpatterns = [
     path("events/stream", views.event_stream, name="event-stream"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("login/code/", two_factor.login_code, name="login-code"),
+    path("account/two-factor/", two_factor.settings_page, name="two-factor"),
+    path("account/two-factor/qr.svg", two_factor.qr_code, name="two-factor-qr"),
+    path("sso/login/", views.sso_start, name="sso-login"),
+    path("sso/callback/", views.sso_callback, name="sso-callback"),
     path(
         "account/password/",
         auth_views.PasswordChangeView.as_view(template_name="registration/password_change.html"),

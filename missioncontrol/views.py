@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.core.exceptions import DisallowedHost, PermissionDenied
 from django.db import connection, transaction
@@ -376,6 +377,35 @@ class LoginView(auth_views.LoginView):
     template_name = "registration/login.html"
     redirect_authenticated_user = True
 
+    def form_valid(self, form: Any) -> HttpResponse:
+        from missioncontrol import two_factor
+
+        # The password was right; a person with two-factor sign-in on gives a code first.
+        asked = two_factor.redirect_after_password(
+            self.request, form.get_user(), self.get_redirect_url()
+        )
+        return asked if asked is not None else super().form_valid(form)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        if settings.MC_OIDC_ISSUER and settings.MC_OIDC_CLIENT_ID:  # sso.enabled()
+            context["sso_label"] = settings.MC_OIDC_LABEL
+        return context
+
+
+# Single sign-on's views, imported on first use: the OpenID Connect client (requests, PyJWT,
+# mozilla-django-oidc) is ~8 MB a server without SSO never needs (idle memory, bench/startup.py).
+def sso_start(request: HttpRequest) -> HttpResponse:
+    from missioncontrol import sso
+
+    return sso.Start.as_view()(request)
+
+
+def sso_callback(request: HttpRequest) -> HttpResponse:
+    from missioncontrol import sso
+
+    return sso.Callback.as_view()(request)
+
 
 async def event_stream(request: HttpRequest) -> HttpResponseBase:
     """SSE fallback of /ws/live/: same topics, same replay rules, `Last-Event-ID` resume."""
@@ -389,7 +419,20 @@ async def event_stream(request: HttpRequest) -> HttpResponseBase:
         return json_error(
             401 if not user.is_authenticated else 403, "forbidden", "Sign in with a role."
         )
-    topics, since = parse_live_query(request.META.get("QUERY_STRING", ""))
+    query = request.META.get("QUERY_STRING", "")
+    topics, since = parse_live_query(query)
+    if "fallback=ws" in query.split("&"):
+        # The page tried the WebSocket three times and it never opened: the usual cause is a
+        # proxy that does not pass the upgrade on. Live updates still work (this stream).
+        await database_sync_to_async(deployment.note)(
+            "websocket",
+            f"WebSocket connections to {request.get_host()} never open; browsers fall back to "
+            "Server-Sent Events",
+            "The proxy in front of Mission Control does not forward the WebSocket upgrade. nginx: "
+            "in the location for /, add `proxy_http_version 1.1; proxy_set_header Upgrade "
+            '$http_upgrade; proxy_set_header Connection "upgrade";` (Caddy and tailscale serve '
+            "forward it by themselves). See README → Running it for a team.",
+        )
     resumed = parse_int(request.headers.get("Last-Event-ID"))
     if resumed is not None:
         since = resumed

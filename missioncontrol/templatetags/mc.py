@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -8,8 +9,6 @@ import nh3
 from django import template
 from django.utils import timezone
 from django.utils.safestring import mark_safe
-from markdown_it import MarkdownIt
-from mdit_py_plugins.tasklists import tasklists_plugin
 
 from missioncontrol import roles
 
@@ -95,13 +94,22 @@ def verb_text(verb: str) -> str:
     return verb.replace("_", " ")
 
 
-_md = (
-    MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True})
-    .enable("table")
-    .enable("strikethrough")
-    # "- [ ] to do" / "- [x] done" as (read-only) checkboxes.
-    .use(tasklists_plugin)
-)
+@functools.cache
+def _markdown() -> Any:
+    """The renderer, made when the first Markdown is shown (its ~60 modules are 6 MB a
+    server need not hold while nobody reads a task)."""
+    from markdown_it import MarkdownIt
+    from mdit_py_plugins.tasklists import tasklists_plugin
+
+    return (
+        MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True})
+        .enable("table")
+        .enable("strikethrough")
+        # "- [ ] to do" / "- [x] done" as (read-only) checkboxes.
+        .use(tasklists_plugin)
+    )
+
+
 _ALLOWED_TAGS = {
     "input",
     "p",
@@ -136,7 +144,7 @@ _ALLOWED_TAGS = {
 @register.filter(is_safe=True)
 def markdown(text: str) -> str:
     """Markdown rendered and then sanitised (no raw HTML, no scripts, safe links only)."""
-    html = _md.render(text or "")
+    html = _markdown().render(text or "")
     return mark_safe(  # noqa: S308 - nh3 has sanitised it
         nh3.clean(
             html,

@@ -9,11 +9,23 @@ const statusEl = document.getElementById("live-status");
 
 const LABELS = { connecting: "Connecting", live: "Live", paused: "Paused", reconnecting: "Reconnecting", offline: "Offline" };
 
+// Where WebSockets never opened (a proxy not forwarding the upgrade), this tab remembers it and
+// goes straight to Server-Sent Events on every later page instead of ~2.5 s of "Reconnecting".
+const MODE_KEY = "mc-live-mode";
+function rememberedMode() {
+  try {
+    return window.sessionStorage.getItem(MODE_KEY) === "sse" ? "sse" : "ws";
+  } catch (err) {
+    return "ws";
+  }
+}
+
 const state = {
   seq: meta ? Number(meta.content) || 0 : 0,
   socket: null,
   source: null,
-  mode: "ws",
+  mode: rememberedMode(),
+  reportFallback: false, // tell the server once (its Deployment page names the proxy fix)
   attempts: 0,
   wsOpenedOnce: false,
   wsFailures: 0,
@@ -27,9 +39,23 @@ const graceMs = meta ? Number(meta.dataset.graceMs || 10000) : 10000;
 function setStatus(name) {
   if (!statusEl) return;
   statusEl.dataset.state = name;
+  const sse = name === "live" && state.mode === "sse";
   const label = statusEl.querySelector(".live-label");
-  if (label) label.textContent = LABELS[name] || name;
+  if (label) label.textContent = sse ? "Live (SSE)" : LABELS[name] || name;
+  statusEl.title = sse
+    ? "Live over Server-Sent Events: WebSocket connections did not get through (a proxy not forwarding the upgrade?). Updates still arrive."
+    : "";
   document.documentElement.dataset.live = name;
+}
+
+function fallBackToSse() {
+  state.mode = "sse";
+  state.reportFallback = true;
+  try {
+    window.sessionStorage.setItem(MODE_KEY, "sse");
+  } catch (err) {
+    // private mode without storage: this page still uses SSE
+  }
 }
 
 function topics() {
@@ -174,6 +200,10 @@ function handle(msg) {
 // --- Transport --------------------------------------------------------------------------------
 function url(path) {
   const params = new URLSearchParams({ topics: topics().join(","), since: String(state.seq) });
+  if (path === "/events/stream" && state.reportFallback) {
+    params.set("fallback", "ws");
+    state.reportFallback = false;
+  }
   return `${path}?${params}`;
 }
 
@@ -194,7 +224,7 @@ function connect() {
     socket = new WebSocket(`${proto}//${window.location.host}${url("/ws/live/")}`);
   } catch (err) {
     // No WebSocket here (blocked by a proxy or policy): Server-Sent Events instead.
-    state.mode = "sse";
+    fallBackToSse();
     return connectSse();
   }
   state.socket = socket;
@@ -214,7 +244,7 @@ function connect() {
     state.socket = null;
     if (state.paused) return;
     if (!state.wsOpenedOnce) state.wsFailures += 1;
-    if (state.wsFailures >= 3) state.mode = "sse"; // WebSocket blocked somewhere: use SSE
+    if (state.wsFailures >= 3) fallBackToSse(); // WebSocket blocked somewhere: use SSE
     if (e.code === 4401 || e.code === 4403) {
       window.location.reload(); // signed out or role removed: let the server decide the page
       return;

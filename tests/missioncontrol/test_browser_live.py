@@ -125,6 +125,46 @@ def test_falls_back_to_sse_when_websockets_are_blocked(browser):
     assert browser.csp_violations() == []
 
 
+def test_upgrades_that_never_arrive_fall_back_once_remembered_and_named(browser):
+    """A proxy that does not forward the upgrade: each socket closes without opening. After
+    three tries the page goes live over SSE and says so ("Live (SSE)"); the next pages of the
+    tab go straight to SSE (no socket tried, no "Reconnecting"), and the admins' Deployment
+    page names the proxy fix."""
+    UserFactory.create(username="ulla", role="viewer")
+    browser.context.add_init_script(
+        """
+        window.__sockets = 0;
+        window.WebSocket = class {
+          constructor(url) {
+            window.__sockets += 1;
+            setTimeout(() => this.onclose && this.onclose({ code: 1006 }), 20);
+          }
+          close() {}
+        };
+        """
+    )
+    browser.login("ulla")
+    page = browser.page
+    page.goto("/board/")
+    page.wait_for_selector("#live-status[data-state=live]", timeout=10000)
+    assert page.evaluate("window.__sockets") == 3
+    assert page.inner_text("#live-status .live-label") == "Live (SSE)"
+    assert "Server-Sent Events" in (page.get_attribute("#live-status", "title") or "")
+
+    from missioncontrol.models import DeploymentFinding
+
+    found = DeploymentFinding.objects.get(code="websocket")
+    assert "never open" in found.detail
+    assert "proxy_set_header Upgrade" in found.remedy
+
+    page.goto("/agents/")
+    page.wait_for_selector("#live-status[data-state=live]", timeout=3000)
+    assert page.evaluate("window.__sockets") == 0  # a new document: remembered, none tried
+    assert page.inner_text("#live-status .live-label") == "Live (SSE)"
+    assert DeploymentFinding.objects.get(code="websocket").count == 1  # reported once
+    assert browser.csp_violations() == []
+
+
 def test_sse_page_sees_another_users_move_live(browser_factory):
     UserFactory.create(username="sid", role="viewer")
     UserFactory.create(username="opal", role="operator")

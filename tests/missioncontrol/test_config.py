@@ -90,3 +90,39 @@ def test_redis_url_selects_channels_redis(tmp_path):
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "channels_redis.core.RedisChannelLayer"
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("https://mc.example.com/", "browsers send 'https://mc.example.com'"),
+        ("https://mc.example.com/app", "browsers send 'https://mc.example.com'"),
+        ("https://user@mc.example.com:8443", "browsers send 'https://mc.example.com:8443'"),
+        ("https://mc.example.com:https", "port that is not a number"),
+        ("mc.example.com", "the scheme is part of the origin"),
+    ],
+)
+def test_csrf_origins_that_never_match_a_browser_stop_start_with_the_fix(monkeypatch, value, says):
+    """A trailing slash or path in MC_CSRF_TRUSTED_ORIGINS would fail every form POST behind the
+    proxy with a bare CSRF page; start-up refuses it and says what to write."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from missioncontrol.config import env_origins
+
+    monkeypatch.setenv("MC_CSRF_TRUSTED_ORIGINS", f"https://ok.example.com,{value}")
+    with pytest.raises(ImproperlyConfigured, match="MC_CSRF_TRUSTED_ORIGINS") as refused:
+        env_origins("MC_CSRF_TRUSTED_ORIGINS")
+    assert says in str(refused.value)
+
+
+def test_csrf_origins_accepts_origins_with_ports_and_wildcards(monkeypatch):
+    monkeypatch.setenv(
+        "MC_CSRF_TRUSTED_ORIGINS", "https://mc.example.com:8443, https://*.ts.net,http://[::1]:3200"
+    )
+    from missioncontrol.config import env_origins
+
+    assert env_origins("MC_CSRF_TRUSTED_ORIGINS") == [
+        "https://mc.example.com:8443",
+        "https://*.ts.net",
+        "http://[::1]:3200",
+    ]

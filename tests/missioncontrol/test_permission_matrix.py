@@ -103,6 +103,13 @@ CLASSES: dict[str, dict[str, dict[str, str]]] = {
     "checkin": _table(ALL_405, dict.fromkeys(PRINCIPALS, "404")),
     # Unknown paths under /api/: a JSON 404 for everyone.
     "api-404": _table(dict.fromkeys(PRINCIPALS, "404"), dict.fromkeys(PRINCIPALS, "404")),
+    # Single sign-on's start and callback: open to anyone (they are how one signs in), GET only;
+    # a page 404 while SSO is off, as in this suite's settings (tests/missioncontrol/test_sso.py
+    # drives them with it on and checks the 404).
+    "sso": _table(ALL_OK, ALL_405),
+    # Two-factor sign-in's code step: only after a right password (tests/missioncontrol/
+    # test_two_factor.py); without one, everyone is sent to sign in.
+    "code-step": _table(dict.fromkeys(PRINCIPALS, "login"), dict.fromkeys(PRINCIPALS, "login")),
     # The Django admin: admins only (others signed in: 403; anonymous: the app's sign-in).
     "django-admin": _table(_by_rank("admin"), _by_rank("admin")),
 }
@@ -118,6 +125,11 @@ ROUTES: dict[str, str] = {
     "events/stream": "stream:viewer",
     "login/": "public",
     "logout/": "sign-out",
+    "login/code/": "code-step",
+    "account/two-factor/": "signed-in-form",
+    "account/two-factor/qr.svg": "signed-in-page",
+    "sso/login/": "sso",
+    "sso/callback/": "sso",
     "account/password/": "signed-in-form",
     "account/password/done/": "signed-in-page",
     "audit/": "admin-page",

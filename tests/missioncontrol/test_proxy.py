@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+
+import pytest
 
 from missioncontrol.proxy import apply_forwarded
 
@@ -39,3 +42,64 @@ def test_trusted_proxy_sets_client_and_scheme(settings):
     )
     assert result["client"][0] == "198.51.100.7"
     assert result["scheme"] == "https"
+
+
+async def _call(path: str, method: str = "GET", scheme_header: str = "https") -> list[dict]:
+    from missioncontrol.asgi import application
+
+    sent: list[dict] = []
+    request = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "client": ("10.0.0.2", 5000),
+        "server": ("127.0.0.1", 3200),
+        "headers": [
+            (b"host", b"localhost"),
+            (b"x-forwarded-proto", scheme_header.encode()),
+            (b"content-type", b"application/json"),
+        ],
+    }
+    bodies = [{"type": "http.request", "body": b"{}", "more_body": False}]
+
+    async def receive() -> dict:
+        if bodies:
+            return bodies.pop(0)
+        await asyncio.Event().wait()  # the client stays (a disconnect would cancel the answer)
+        raise AssertionError
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await application(request, receive, send)
+    return sent
+
+
+def _hsts(messages: list[dict]) -> list[bytes]:
+    start = next(m for m in messages if m["type"] == "http.response.start")
+    return [v for k, v in start["headers"] if k.lower() == b"strict-transport-security"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_hsts_on_every_https_route_fast_ones_too(settings):
+    """Under TLS (MC_TLS=1 → SECURE_HSTS_SECONDS) every HTTPS answer carries HSTS once: Django's
+    pages, static files and the fast routes that answer before Django's middleware."""
+    settings.MC_TRUSTED_PROXIES = [ipaddress.ip_network("10.0.0.0/8")]
+    settings.SECURE_HSTS_SECONDS = 31536000
+    for path, method in [
+        ("/favicon.ico", "GET"),
+        ("/api/v1/agents/someone/heartbeat", "POST"),  # fast route: 401 without a key
+        ("/api/v1/usage", "POST"),
+    ]:
+        answer = await _call(path, method)
+        assert _hsts(answer) == [b"max-age=31536000"], path
+        # Not over plain HTTP (a browser ignores it there, and it would mislead).
+        assert _hsts(await _call(path, method, scheme_header="http")) == [], path
+    settings.SECURE_HSTS_SECONDS = 0
+    assert _hsts(await _call("/api/v1/usage", "POST")) == []
