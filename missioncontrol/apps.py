@@ -11,7 +11,14 @@ class MissionControlConfig(AppConfig):
     verbose_name = "Mission Control"
 
     def ready(self) -> None:
-        from missioncontrol import live, loops, presenters, roles, signals  # noqa: F401 - connects receivers
+        from missioncontrol import (  # noqa: F401 - connects receivers, registers checks
+            checks,
+            live,
+            loops,
+            presenters,
+            roles,
+            signals,
+        )
 
         live.register_topic("activity")
 

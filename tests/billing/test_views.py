@@ -248,6 +248,34 @@ def test_records_csv_streams_every_record_of_the_view(viewer, usage, monkeypatch
 
 
 @pytest.mark.django_db(transaction=True)
+def test_exports_of_a_user_narrowed_to_another_gateway_leave_this_ones_records_out(
+    alice_viewer, viewer, usage
+):
+    """Per-gateway grants hold in the downloads too: the records CSV and the table CSV."""
+    from gateways import actions as gateway_actions
+    from missioncontrol.audit import Actor
+
+    other = make_gateway(name="other", url="ws://127.0.0.1:8/")
+    before = list(csv.DictReader(io.StringIO(read_stream(viewer.get("/costs/records.csv")))))
+    assert {r["gateway"] for r in before} >= {"prod"}
+    alice_viewer.user_permissions.remove(*Permission.objects.filter(codename="view_gateway"))
+    for group in alice_viewer.groups.all():
+        group.permissions.remove(*Permission.objects.filter(codename="view_gateway"))
+    gateway_actions.set_grant(Actor.system("t"), other, alice_viewer, "view")
+    rows = list(csv.DictReader(io.StringIO(read_stream(viewer.get("/costs/records.csv")))))
+    assert rows  # the direct agent's records stay
+    assert "prod" not in {r["gateway"] for r in rows}
+    assert "main@prod" not in {r["agent"] for r in rows}
+    table = viewer.get("/costs/?by=gateway&format=csv").content.decode()
+    assert "prod" not in table
+    # Asking for the gateway by id does not get past the grant either.
+    asked = viewer.get(f"/costs/records.csv?gateway={usage['prod'].pk}")
+    assert asked.status_code in (403, 404) or not list(
+        csv.DictReader(io.StringIO(read_stream(asked)))
+    )
+
+
+@pytest.mark.django_db(transaction=True)
 def test_csv_cells_never_run_as_formulas(viewer, clock):
     agent = AgentFactory.create(name="x")
     record_usage([UsageItem(agent.pk, "=HYPERLINK(1)", 1, 1, NOW - timedelta(minutes=1))])

@@ -126,3 +126,57 @@ def test_csrf_origins_accepts_origins_with_ports_and_wildcards(monkeypatch):
         "https://*.ts.net",
         "http://[::1]:3200",
     ]
+
+
+def test_check_deploy_names_each_mistake_in_our_variables(settings):
+    import ipaddress
+
+    from missioncontrol.checks import deployment
+
+    settings.DEBUG = False
+    settings.ALLOWED_HOSTS = ["mc.example.com"]
+    settings.CSRF_TRUSTED_ORIGINS = ["https://mc.example.com"]
+    settings.MC_TRUSTED_PROXIES = [ipaddress.ip_network("127.0.0.1/32")]
+    settings.MC_TLS = True
+    settings.MC_HOST = "127.0.0.1"
+    assert deployment() == []  # the README's setup: nothing to say
+
+    settings.MC_TLS = False
+    settings.MC_HOST = "0.0.0.0"  # noqa: S104 - the mistake under test
+    settings.MC_TRUSTED_PROXIES = [ipaddress.ip_network("0.0.0.0/0")]
+    settings.DEBUG = True
+    said = {f.id: f"{f.msg} {f.hint}" for f in deployment()}
+    assert set(said) == {"mc.W001", "mc.W003", "mc.W005", "mc.W006"}
+    assert "Set MC_TLS=1" in said["mc.W003"]
+    settings.CSRF_TRUSTED_ORIGINS = []
+    settings.MC_TRUSTED_PROXIES = []
+    said = {f.id: f"{f.msg} {f.hint}" for f in deployment()}
+    assert "MC_CSRF_TRUSTED_ORIGINS=https://mc.example.com" in said["mc.W004"]
+    assert "mc.I001" in said
+
+
+def test_check_deploy_runs_clean_on_a_proper_setup(tmp_path):
+    env = {
+        "MC_ALLOWED_HOSTS": "mc.example.com",
+        "MC_CSRF_TRUSTED_ORIGINS": "https://mc.example.com",
+        "MC_TRUSTED_PROXIES": "127.0.0.1",
+        "MC_TLS": "1",
+    }
+    full = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MC_", "DATABASE_URL", "CHANNEL_LAYER_URL"))
+    }
+    full.update(
+        env, MC_DATA_DIR=str(tmp_path / "data"), DJANGO_SETTINGS_MODULE="missioncontrol.settings"
+    )
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "no issues" in done.stdout

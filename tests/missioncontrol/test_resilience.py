@@ -171,7 +171,7 @@ def test_mixed_load_has_no_errors_and_loses_nothing(spawn):
         log: Counter[str] = Counter()
 
         async def run() -> None:
-            until = time.monotonic() + 10
+            until = time.monotonic() + 6  # thousands of requests of each kind on this machine
             await asyncio.gather(
                 *(heartbeats(server.url, n, k, until, acked, errors) for n, k in agents),
                 *(operator(server.url, c, ids, until, i, log) for i, c in enumerate(sessions)),

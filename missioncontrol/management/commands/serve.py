@@ -133,6 +133,11 @@ class Command(BaseCommand):
             loop.call_later(1.0, freeze_startup_heap)
             shown = f"[{interface}]" if ":" in interface else interface
             self.stdout.write(f"Mission Control is serving on http://{shown}:{port}/")
+            # The deployment checks (`check --deploy`), one line each, where the admin looks.
+            from missioncontrol.checks import deployment
+
+            for finding in deployment():
+                self.stderr.write(f"{finding.id}: {finding.msg} {finding.hint or ''}".strip())
             sys.stdout.flush()
 
         reactor.callWhenRunning(when_running)
