@@ -142,7 +142,7 @@ def test_check_deploy_names_each_mistake_in_our_variables(settings):
     assert deployment() == []  # the README's setup: nothing to say
 
     settings.MC_TLS = False
-    settings.MC_HOST = "0.0.0.0"  # noqa: S104 - the mistake under test
+    settings.MC_HOST = "0.0.0.0"
     settings.MC_TRUSTED_PROXIES = [ipaddress.ip_network("0.0.0.0/0")]
     settings.DEBUG = True
     said = {f.id: f"{f.msg} {f.hint}" for f in deployment()}
