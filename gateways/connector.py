@@ -270,12 +270,18 @@ class SessionWriter:
             self.flusher = asyncio.ensure_future(self._loop())
 
     async def _loop(self) -> None:
+        # One flush every BATCH_S at most, counted from the start of the last one: a flush
+        # that took longer (PostgreSQL's round trips, a busy machine) is followed by the next
+        # at once instead of by another BATCH_S of waiting (bench/gateways.py, event → browser).
+        started = time.monotonic() - BATCH_S
         while self.changed or self.streaming:
-            await asyncio.sleep(BATCH_S)
+            await asyncio.sleep(max(0.0, BATCH_S - (time.monotonic() - started)))
+            started = time.monotonic()
             try:
                 await self.flush()
             except Exception:
                 logger.exception("gateways: writing session changes failed; retrying")
+                await asyncio.sleep(BATCH_S)
 
     def _due(self, pending: dict[tuple[int, str], Any]) -> dict[tuple[int, str], Any]:
         now = time.monotonic()

@@ -111,6 +111,10 @@ def login_code(request: HttpRequest) -> HttpResponse:
 # --- The person's own settings ------------------------------------------------------------------
 
 
+def _record(actor: audit.Actor, verb: str, user: Any) -> None:
+    audit.record(actor, verb, user, object_repr=user.get_username())
+
+
 def _setup_device(user: Any) -> TOTPDevice | None:
     return TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-pk").first()
 
@@ -140,12 +144,7 @@ def settings_page(request: HttpRequest) -> HttpResponse:
             with transaction.atomic():
                 setup.confirmed = True
                 setup.save(update_fields=["confirmed"])
-                audit.record(
-                    audit.Actor.user(user),
-                    "two_factor_enabled",
-                    user,
-                    object_repr=user.get_username(),
-                )
+                _record(audit.Actor.user(user), "two_factor_enabled", user)
             messages.success(request, "Two-factor sign-in is on: sign-in will ask for a code.")
             return redirect("two-factor")
         error = (
@@ -156,12 +155,7 @@ def settings_page(request: HttpRequest) -> HttpResponse:
         if allowed and device.verify_token(_clean(request.POST.get("code", ""))):
             with transaction.atomic():
                 TOTPDevice.objects.filter(user=user).delete()
-                audit.record(
-                    audit.Actor.user(user),
-                    "two_factor_disabled",
-                    user,
-                    object_repr=user.get_username(),
-                )
+                _record(audit.Actor.user(user), "two_factor_disabled", user)
             messages.success(request, "Two-factor sign-in is off.")
             return redirect("two-factor")
         error = "That code is not right; two-factor sign-in stays on."
@@ -201,7 +195,7 @@ def reset(user: Any, actor: audit.Actor) -> int:
     with transaction.atomic():
         count, _ = TOTPDevice.objects.filter(user=user).delete()
         if count:
-            audit.record(actor, "two_factor_reset", user, object_repr=user.get_username())
+            _record(actor, "two_factor_reset", user)
     return count
 
 

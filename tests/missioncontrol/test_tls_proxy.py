@@ -381,3 +381,29 @@ def test_the_readme_shows_the_tested_configurations():
     for name in ("nginx.conf", "Caddyfile"):
         text = (ROOT / "docs/deploy" / name).read_text().strip()
         assert text in readme, f"README's {name} differs from docs/deploy/{name}"
+
+
+def test_a_name_not_allowed_gets_a_plain_page_and_the_admin_the_fix(stack, certificate):
+    proxy = stack("nginx", MC_ALLOWED_HOSTS="127.0.0.1")  # the mistake: the public name missing
+    with client(proxy, certificate) as http:
+        refused = get(http, "/login/")
+    assert refused.status_code == 400
+    assert "MC_ALLOWED_HOSTS" not in refused.text  # strangers learn nothing of the settings
+    assert 'rel="stylesheet"' in refused.text  # our own page, not a bare <h1>
+    # (The proxy's readiness probe, sent without the port, is a finding of its own.)
+    found = DeploymentFinding.objects.get(code="host", detail__contains=f"{NAME}:{proxy.port}")
+    assert "add it to MC_ALLOWED_HOSTS" in found.remedy
+
+
+def test_an_origin_without_its_port_is_named_with_the_one_to_write(stack, certificate):
+    """The proxy not trusted (so the scheme is not known to be https) and the origin written
+    without its port: sign-in is refused with our page, and the finding says what to write."""
+    UserFactory.create(username="rui", role="viewer")
+    proxy = stack("nginx", MC_TRUSTED_PROXIES="-", MC_CSRF_TRUSTED_ORIGINS=f"https://{NAME}")
+    with client(proxy, certificate) as http:
+        refused = sign_in(http, proxy, "rui")
+    assert refused.status_code == 403
+    assert "MC_CSRF_TRUSTED_ORIGINS" not in refused.text
+    found = DeploymentFinding.objects.get(code="csrf_origin")
+    assert proxy.url in found.detail
+    assert "MC_CSRF_TRUSTED_ORIGINS" in found.remedy
