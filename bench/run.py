@@ -141,6 +141,13 @@ def main() -> int:
     )
     results.append(
         run(
+            "a real OpenClaw gateway (npm), 20 sessions running chats on a local model",
+            "real_gateway.py",
+            *(["--seconds", "5", "--sessions", "5"] if args.quick else []),
+        )
+    )
+    results.append(
+        run(
             "costs: 1,000,000 usage records (pages, records CSV, reprice)",
             "costs.py",
             *(["--records", "100000", "--requests", "5"] if args.quick else []),
