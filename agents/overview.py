@@ -58,7 +58,7 @@ def unhealthy(viewer: Viewer) -> list[Attention]:
         work = f"{tasks} open task{'s' if tasks != 1 else ''}" if tasks else "a task in hand"
         found.append(
             Attention(
-                key=f"agent.{agent.status}:{agent.pk}:{int(agent.last_seen_at.timestamp()) if agent.last_seen_at else 0}",
+                key=overview.occurrence(f"agent.{agent.status}", agent.pk, agent.last_seen_at),
                 kind="Agent error" if error else f"Agent {agent.status}",
                 severity=overview.STUCK if (tasks or agent.current_task_id) else overview.DEGRADED,
                 title=agent.display_name,
@@ -97,7 +97,7 @@ def failed_runs(viewer: Viewer) -> list[Attention]:
         ended = session.last_run_ended_at
         found.append(
             Attention(
-                key=f"run.{session.last_run_status}:{session.pk}:{int(ended.timestamp()) if ended else 0}",
+                key=overview.occurrence(f"run.{session.last_run_status}", session.pk, ended),
                 kind="Run failed" if session.last_run_status == "error" else "Run aborted",
                 severity=overview.DEGRADED,
                 title=session.title,

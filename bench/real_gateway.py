@@ -24,8 +24,9 @@ import json
 import re
 import sys
 import tempfile
+import threading
 import time
-from http.server import HTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -41,57 +42,25 @@ TOKEN = "bench-token-0123456789"
 
 
 class EchoHandler(fakellm._Handler):
-    """The fake model, replying with the stamp of the user's last message."""
+    """The fake model, replying with the stamp of the user's message."""
 
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) or b"{}"
-        request = json.loads(raw)
+    def reply(self, request: dict[str, Any]) -> list[str]:
         found = STAMP.findall(json.dumps(request.get("messages") or []))
-        reply = [f"Reply to t={found[-1]}" if found else "Reply", " done."]
-        saved = fakellm.REPLY[:]
-        fakellm.REPLY[:] = reply  # the base handler streams REPLY (one request at a time: Model)
-        try:
-            self.rfile = _Replay(raw)  # type: ignore[assignment]
-            self.headers.replace_header("Content-Length", str(len(raw)))
-            super().do_POST()
-        finally:
-            fakellm.REPLY[:] = saved
+        return [f"Reply to t={found[-1]}" if found else "Reply", " done."]
 
 
-class _Replay:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def read(self, n: int = -1) -> bytes:
-        data, self.data = self.data, b""
-        return data
-
-    def close(self) -> None:
-        pass
-
-
-class Model:
-    """One request at a time (REPLY is shared): the gateway's runs queue briefly here, which
-    the measured "gateway" latency includes and Mission Control's does not."""
-
+class Model(fakellm.FakeModel):
     def __init__(self) -> None:
-        self.server = HTTPServer(("127.0.0.1", 0), EchoHandler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
         self.server.requests = []  # type: ignore[attr-defined]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    import threading
-
     from gateways import protocol
 
     work = Path(tempfile.mkdtemp(prefix="mc-bench-real-"))
-    model = Model()
-    threading.Thread(target=model.server.serve_forever, daemon=True).start()
+    model = Model().start()
     gateway = RealGateway(
         work / "gateway", TOKEN, extra_config=fakellm.provider_config(model.url)
     ).start()
@@ -228,7 +197,7 @@ async def main_async(args: argparse.Namespace) -> None:
     finally:
         server.stop()
         gateway.stop()
-        model.server.shutdown()
+        model.stop()
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ def troubled(viewer: Viewer) -> list[Attention]:
         since = job.health_since
         found.append(
             Attention(
-                key=f"cron.{job.health}:{job.pk}:{int(since.timestamp()) if since else 0}",
+                key=overview.occurrence(f"cron.{job.health}", job.pk, since),
                 kind=f"Cron {job.health}",
                 severity=overview.STUCK,
                 title=job.name,

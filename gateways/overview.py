@@ -17,7 +17,7 @@ def not_connected(viewer: Viewer) -> list[Attention]:
         since = gateway.state_since
         found.append(
             Attention(
-                key=f"gateway.{gateway.state}:{gateway.pk}:{int(since.timestamp()) if since else 0}",
+                key=overview.occurrence(f"gateway.{gateway.state}", gateway.pk, since),
                 kind="Gateway",
                 severity=overview.CRITICAL,
                 title=f"{gateway.name} is {gateway.get_state_display().lower()}",

@@ -61,6 +61,11 @@ class Attention:
     grouped: int = 0  # for that line: how many items it stands for
 
 
+def occurrence(trouble: str, pk: Any, since: datetime | None) -> str:
+    """An Attention key: the trouble, the object and when it began (a new start, a new key)."""
+    return f"{trouble}:{pk}:{int(since.timestamp()) if since else 0}"
+
+
 # Severities: 0 the fleet is cut off or spending; 1 work is stuck; 2 something is degraded;
 # 3 waiting on a person.
 CRITICAL, STUCK, DEGRADED, WAITING = 0, 1, 2, 3

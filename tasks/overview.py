@@ -39,7 +39,7 @@ def blocked(viewer: Viewer) -> list[Attention]:
     def item(task: Task, gateway: Any) -> Attention:
         since = task.blocked_at or task.updated_at
         return Attention(
-            key=f"task.blocked:{task.pk}:{int(since.timestamp())}",
+            key=overview.occurrence("task.blocked", task.pk, since),
             kind="Blocked",
             severity=overview.STUCK,
             title=f"#{task.pk} {task.title}",

@@ -21,7 +21,9 @@ def failing(viewer: Viewer) -> list[Attention]:
         disabled = not endpoint.enabled
         found.append(
             Attention(
-                key=f"webhook.{'disabled' if disabled else 'failing'}:{endpoint.pk}:{int(since.timestamp()) if since else 0}",
+                key=overview.occurrence(
+                    f"webhook.{'disabled' if disabled else 'failing'}", endpoint.pk, since
+                ),
                 kind="Webhook",
                 severity=overview.DEGRADED,
                 title=f"{endpoint} {'was disabled' if disabled else 'is failing'}",

@@ -30,9 +30,14 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_error(404)
 
+    def reply(self, request: dict[str, Any]) -> list[str]:
+        """The reply's pieces, streamed one a chunk (bench/real_gateway.py echoes a stamp)."""
+        return REPLY
+
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         request = json.loads(self.rfile.read(length) or b"{}")
+        pieces = self.reply(request)
         self.server.requests.append(request)  # type: ignore[attr-defined]
         usage = {
             "prompt_tokens": PROMPT_TOKENS,
@@ -48,7 +53,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": "".join(REPLY)},
+                            "message": {"role": "assistant", "content": "".join(pieces)},
                             "finish_reason": "stop",
                         }
                     ],
@@ -66,7 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
 
         base = {"id": "cmpl-1", "object": "chat.completion.chunk", "model": "fake-1"}
-        for n, piece in enumerate(REPLY):
+        for n, piece in enumerate(pieces):
             delta: dict[str, Any] = {"content": piece}
             if n == 0:
                 delta["role"] = "assistant"

@@ -44,6 +44,18 @@ def _wide_content() -> tuple[Agent, Task]:
 def test_every_page_in_the_navigation_fits_390px(browser, live):
     UserFactory.create(username="phoebe", role="admin")
     agent, task = _wide_content()
+    # A gateway session whose key has no place to break (as gateways name cron and sub-agent
+    # sessions): its page was 1,004 px wide before titles could break anywhere.
+    from agents import actions as agent_actions
+    from agents.models import AgentSession
+    from tests.gateways.factories import make_gateway
+    from tests.gateways.test_sessions import session_row
+
+    gateway = make_gateway(name="prod", token="t")
+    agent_actions.sync_gateway_sessions(
+        gateway.pk, [session_row("agent:main:cron:" + ":".join(["nightlyreport"] * 6))]
+    )
+    session = AgentSession.objects.get()
     browser.context.close()
     browser.context = browser.page.context.browser.new_context(
         base_url=live.url, viewport={"width": 390, "height": 844}
@@ -70,6 +82,7 @@ def test_every_page_in_the_navigation_fits_390px(browser, live):
         "/crons/checks/new/",
         f"/agents/{agent.name}/",
         f"/tasks/{task.pk}/",
+        f"/sessions/{session.pk}/",
         "/api/v1/docs/",
     ]
     for path in pages:
