@@ -1,22 +1,25 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
 
 from agents.models import Agent, AgentKey
+from missioncontrol.admin import ReadOnlyAdmin
 
 
 @admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
+class AgentAdmin(ReadOnlyAdmin):
+    """Read-only: agents register through the API or come from their gateway, and are changed on
+    their page (audited, live); an edit here would reach neither the audit log nor the browsers."""
+
     list_display = ["name", "source", "framework", "role", "status", "last_seen_at"]
     list_filter = ["status", "source", "framework"]
     search_fields = ["name", "role"]
 
 
 @admin.register(AgentKey)
-class AgentKeyAdmin(admin.ModelAdmin):
-    """Keys are issued and revoked on the API keys page (the full key is shown once there)."""
+class AgentKeyAdmin(ReadOnlyAdmin):
+    """Read-only: keys are issued and revoked on the API keys page (the full key is shown once
+    there; a revocation is audited and closes the key's streams)."""
 
     list_display = ["prefix", "kind", "agent", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["kind"]
@@ -31,6 +34,3 @@ class AgentKeyAdmin(admin.ModelAdmin):
         "created_by",
         "created_at",
     ]
-
-    def has_add_permission(self, request: Any) -> bool:
-        return False

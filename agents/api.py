@@ -178,22 +178,17 @@ class TaskView(AgentAPIView):
     )
     def patch(self, request: Request, pk: int) -> Response:
         agent_id, actor = _own_agent(request)
-        task = _task_for(pk)
-        if task.assignee_agent_id != agent_id:
-            raise Forbidden("This task is not assigned to you; claim it first.")
         data = TaskPatchSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        if "status" in values:
-            task = task_actions.move_task(actor, task.pk, to_status=values["status"])
-        if "blocked" in values:
-            task = task_actions.set_blocked(
-                actor,
-                task.pk,
-                blocked=values["blocked"],
-                reason=values.get("blocked_reason", ""),
-            )
-        return Response({"task": task_json(task)})
+        change = task_actions.OwnTaskChange(
+            agent_id=agent_id,
+            task_id=pk,
+            status=values.get("status"),
+            blocked=values.get("blocked"),
+            blocked_reason=values.get("blocked_reason", ""),
+        )
+        return Response({"task": task_json(task_actions.change_own_task(actor, change))})
 
 
 class CommentSerializer(serializers.Serializer):

@@ -12,13 +12,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from agents import keys
 from agents.models import AgentKey
-from missioncontrol import live
+from missioncontrol import live, streaming
 from missioncontrol.errors import json_error
 from missioncontrol.http import parse_int
 
@@ -63,7 +63,6 @@ def frame(text: str, agent_id: int) -> str | None:
 
 
 async def _stream(sub: live.Subscription, since: int | None, agent_id: int) -> AsyncIterator[str]:
-    yield "retry: 2000\n\n"
     async for text in live.follow(sub, since, KEEPALIVE_S):
         if text is None:
             yield ": keep-alive\n\n"
@@ -97,9 +96,6 @@ async def agent_events(request: HttpRequest) -> HttpResponseBase:
     # Agents see task events as a viewer would (their data, not the browsers' ops), filtered to
     # their own tasks.
     sub = live.Subscription(["board"], "viewer", form="data")
-    stream = StreamingHttpResponse(
-        _stream(sub, since, key.agent_id), content_type="text/event-stream"
+    return streaming.event_stream(
+        "retry: 2000\n\n", _stream(sub, since, key.agent_id), what="agent event stream"
     )
-    stream["Cache-Control"] = "no-cache"
-    stream["X-Accel-Buffering"] = "no"
-    return stream

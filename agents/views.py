@@ -25,7 +25,7 @@ from gateways.models import Gateway
 from gateways.protocol import GatewayError
 from missioncontrol.audit import Actor
 from missioncontrol.context_processors import live_seq_for
-from missioncontrol.http import safe_next
+from missioncontrol.http import parse_int, safe_next
 from missioncontrol.roles import role_required
 from tasks.models import Task
 
@@ -233,8 +233,8 @@ def session_list(request: HttpRequest) -> HttpResponse:
     gateway = request.GET.get("gateway", str(chosen) if chosen else "")
     status = request.GET.get("status", "")
     agent = request.GET.get("agent", "")
-    if gateway.isdigit():
-        qs = qs.filter(gateway_id=int(gateway))
+    if (gateway_id := parse_int(gateway)) is not None:
+        qs = qs.filter(gateway_id=gateway_id)
     if status == "running":
         qs = qs.filter(has_active_run=True, gone=False)
     elif status == "gone":

@@ -174,6 +174,13 @@ def main() -> int:
             *(["--records", "100000", "--requests", "5"] if args.quick else []),
         )
     )
+    results.append(
+        run(
+            "memory under a mixed load after failing responses (new connection per request)",
+            "memory.py",
+            *(["--requests", "5000"] if args.quick else []),
+        )
+    )
     results.append(run("restart to first 200, idle RSS", "startup.py"))
     failed = [label for label, lines in results if any(line.startswith("FAILED") for line in lines)]
     if failed:

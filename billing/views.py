@@ -4,12 +4,10 @@ admins' prices."""
 from __future__ import annotations
 
 import csv
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time
 from typing import Any
 from urllib.parse import urlencode
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -27,9 +25,10 @@ from billing.models import Budget, BudgetAlert, BudgetSpend, PriceOverride, Usag
 from gateways import access
 from gateways.context_processors import chosen_gateway_id
 from gateways.models import Gateway
+from missioncontrol import streaming
 from missioncontrol.audit import Actor
 from missioncontrol.context_processors import live_seq_for
-from missioncontrol.http import safe_next
+from missioncontrol.http import parse_int, safe_next
 from missioncontrol.roles import has_role, role_required
 from tasks.models import Task
 
@@ -39,7 +38,7 @@ NO_DATES: dict[str, Any] = {"from": None, "to": None}
 
 
 def _int(value: str) -> int | None:
-    return int(value) if value.isdigit() and len(value) < 19 else None
+    return parse_int(value)
 
 
 class CostQuery:
@@ -92,6 +91,19 @@ class CostQuery:
             self.filters.task_id = task
             title = Task.objects.filter(pk=task).values_list("title", flat=True).first()
             self.chips.append(("Task", f"#{task} {title or ''}".strip(), self.url(task=None)))
+
+    def _carried(self, *dropped: str) -> list[tuple[str, str]]:
+        return [(k, v) for k, vs in self.params.lists() if k not in dropped for v in vs]
+
+    @property
+    def carried_by_range_form(self) -> list[tuple[str, str]]:
+        """Hidden inputs of the range form: the rest of the query. Built here, not in the
+        template: there `q.params.lists` is `params["lists"]` when the URL has `?lists=`."""
+        return self._carried("range", "from", "to", "format")
+
+    @property
+    def carried_by_gateway_form(self) -> list[tuple[str, str]]:
+        return self._carried("gateway", "format")
 
     def url(self, *, base: str = "", **changes: Any) -> str:
         pairs: dict[str, list[str]] = {k: list(vs) for k, vs in self.params.lists()}
@@ -311,11 +323,6 @@ def _safe(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 EXPORT_CHUNK = 2000
 # The records CSV: its column, and the value it shows.
 EXPORT = (
@@ -372,18 +379,17 @@ def export(request: HttpRequest) -> StreamingHttpResponse:
     if f.session:
         records = records.filter(session=f.session)
     tz = q.tz
-    writer = csv.writer(_Echo())
+    writer = streaming.csv_writer()
 
-    def chunk(after: tuple[Any, int] | None) -> tuple[str, tuple[Any, int] | None]:
-        """The next EXPORT_CHUNK records after `after` (occurred_at, pk) as CSV text: keyset
-        pages, each its own short query (no cursor held open between them)."""
-        page = records
+    def page(after: tuple[Any, int] | None) -> tuple[str, tuple[Any, int] | None]:
+        """The next EXPORT_CHUNK records after `after` (occurred_at, pk) as CSV text."""
+        chunk = records
         if after is not None:
-            page = page.filter(
+            chunk = chunk.filter(
                 Q(occurred_at__gt=after[0]) | Q(occurred_at=after[0], pk__gt=after[1])
             )
         rows = list(
-            page.order_by("occurred_at", "pk").values_list("pk", *EXPORT_FIELDS)[:EXPORT_CHUNK]
+            chunk.order_by("occurred_at", "pk").values_list("pk", *EXPORT_FIELDS)[:EXPORT_CHUNK]
         )
         text = "".join(
             writer.writerow(
@@ -396,22 +402,10 @@ def export(request: HttpRequest) -> StreamingHttpResponse:
         )
         return text, ((rows[-1][1], rows[-1][0]) if len(rows) == EXPORT_CHUNK else None)
 
-    async def lines() -> AsyncIterator[str]:
-        # An async iterator: Django serves a sync one under ASGI by reading it all into memory
-        # first (a million rows: ~600 MB and no byte until the end).
-        yield writer.writerow(EXPORT_COLUMNS)
-        after: tuple[Any, int] | None = None
-        while True:
-            text, after = await database_sync_to_async(chunk)(after)
-            if text:
-                yield text
-            if after is None:
-                return
-
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     stamp = q.window.start.astimezone(UTC).strftime("%Y%m%d")
-    response["Content-Disposition"] = f'attachment; filename="usage-{stamp}.csv"'
-    return response
+    return streaming.csv_response(
+        EXPORT_COLUMNS, page, filename=f"usage-{stamp}.csv", what="usage records export"
+    )
 
 
 # --- Prices (admins) --------------------------------------------------------------------------

@@ -3,10 +3,11 @@ from __future__ import annotations
 from django.contrib import admin
 
 from crons.models import Job
+from missioncontrol.admin import ReadOnlyAdmin
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(ReadOnlyAdmin):
     """Read-only: a gateway's jobs mirror the gateway, health is kept by the monitor. Direct
     checks are made on the Crons page (it shows the check-in URL); the id is never listed here."""
 
@@ -36,13 +37,3 @@ class JobAdmin(admin.ModelAdmin):
         "deadline",
         "removed_at",
     )
-
-    # Every write goes through crons.actions (audited, published): the admin only looks.
-    def has_add_permission(self, request: object) -> bool:
-        return False
-
-    def has_change_permission(self, request: object, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: object, obj: object = None) -> bool:
-        return False

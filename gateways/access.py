@@ -16,6 +16,7 @@ from django.contrib.contenttypes.models import ContentType
 from guardian.models import UserObjectPermission
 
 from gateways.models import Gateway
+from missioncontrol.http import parse_int
 from missioncontrol.roles import has_role
 
 VIEW, OPERATE = "view_gateway", "operate_gateway"
@@ -40,8 +41,8 @@ def grants(user: Any) -> dict[int, set[str]] | None:
     ).values_list("object_pk", "permission__codename")
     found: dict[int, set[str]] = {}
     for object_pk, codename in rows:
-        if str(object_pk).isdigit():
-            found.setdefault(int(object_pk), set()).add(codename)
+        if (pk := parse_int(str(object_pk))) is not None:
+            found.setdefault(pk, set()).add(codename)
     result = found or None
     user._mc_gateway_grants = result
     return result

@@ -54,3 +54,8 @@ class GatewayAdmin(admin.ModelAdmin):
 
     def delete_model(self, request: HttpRequest, obj: Gateway) -> None:
         actions.delete_gateway(Actor.user(request.user), obj.pk)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        """ "Delete selected": each through the action, as one by one."""
+        for pk in list(queryset.values_list("pk", flat=True)):
+            actions.delete_gateway(Actor.user(request.user), pk)

@@ -20,6 +20,7 @@ from gateways.models import Gateway
 from missioncontrol.audit import Actor
 from missioncontrol.context_processors import live_seq_for
 from missioncontrol.errors import ActionError
+from missioncontrol.http import parse_int
 from missioncontrol.roles import has_role, role_required
 
 
@@ -173,7 +174,8 @@ def gateway_view(request: HttpRequest) -> HttpResponse:
     raw = request.POST.get("gateway") or ""
     gateway = None
     if raw:
-        gateway = _visible(request).filter(pk=int(raw)).first() if raw.isdigit() else None
+        pk = parse_int(raw)
+        gateway = _visible(request).filter(pk=pk).first() if pk is not None else None
         if gateway is None:
             messages.error(request, "That gateway is not one you can see.")
     actions.choose_view(request.user, gateway)

@@ -6,11 +6,13 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from missioncontrol import audit, two_factor
 from missioncontrol.models import AuditEvent, ExternalIdentity, LiveEvent
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """History is written by actions only; the admin shows it."""
+    """The admin shows; the actions write (audited, published, with what they derive kept right).
+    A model whose admin is read-only says why and where it is changed instead."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -18,9 +20,14 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
+    """History: written by actions, pruned by retention; never edited or deleted by hand."""
+
     list_display = ["created_at", "actor_label", "actor_type", "verb", "object_type", "object_repr"]
     list_filter = ["actor_type", "verb", "object_type"]
     search_fields = ["actor_label", "object_repr", "object_id"]
@@ -29,6 +36,8 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
 @admin.register(LiveEvent)
 class LiveEventAdmin(ReadOnlyAdmin):
+    """The event log tabs replay from: a row deleted by hand would be a gap nobody repairs."""
+
     list_display = ["seq", "created_at", "type", "topic", "min_role"]
     list_filter = ["topic", "type"]
 
@@ -42,6 +51,8 @@ if admin.site.is_registered(TOTPDevice):
 
 @admin.register(TOTPDevice)
 class TOTPDeviceAdmin(admin.ModelAdmin):
+    """Shown without the key; deleting one is the audited reset (missioncontrol.two_factor)."""
+
     list_display = ["user", "name", "confirmed", "last_used_at", "created_at"]
     list_filter = ["confirmed"]
     search_fields = ["user__username"]
@@ -54,8 +65,17 @@ class TOTPDeviceAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def delete_model(self, request: HttpRequest, obj: TOTPDevice) -> None:
+        two_factor.reset(obj.user, audit.Actor.user(request.user))
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for device in queryset.select_related("user"):
+            self.delete_model(request, device)
+
 
 @admin.register(ExternalIdentity)
 class ExternalIdentityAdmin(ReadOnlyAdmin):
+    """Made and kept by single sign-on; a person is removed on the Users page."""
+
     list_display = ["user", "issuer", "subject", "created_at", "last_signed_in_at"]
     search_fields = ["user__username", "subject"]

@@ -17,6 +17,7 @@ from django.urls import path  # noqa: E402
 from agents import ingest  # noqa: E402
 from missioncontrol.consumers import LiveConsumer, SameOriginOnly  # noqa: E402
 from missioncontrol.fastpath import FastPathRouter, Route  # noqa: E402
+from missioncontrol.guard import HTTPGuard  # noqa: E402
 from missioncontrol.proxy import TrustedProxyMiddleware  # noqa: E402
 from tasks import fastpath as board  # noqa: E402
 
@@ -63,8 +64,9 @@ websocket_urlpatterns = [
 application = TrustedProxyMiddleware(
     ProtocolTypeRouter(
         {
-            # The fast routes are answered before Django's middleware; the rest is Django.
-            "http": FastPathRouter(django_application, FAST_ROUTES),
+            # The fast routes are answered before Django's middleware; the rest is Django. The
+            # guard turns anything either raises into a whole answer (missioncontrol/guard.py).
+            "http": HTTPGuard(FastPathRouter(django_application, FAST_ROUTES)),
             # Origin must be this site's own (scheme, host and port): no other page, not even
             # one on another port of this host, can open a socket with our cookie.
             "websocket": SameOriginOnly(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),

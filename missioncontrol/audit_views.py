@@ -4,10 +4,8 @@ gateway, the system), what, on which object, for which gateway, when — filtere
 
 from __future__ import annotations
 
-import csv
 import json
-from collections.abc import Iterator
-from datetime import datetime, time, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.apps import apps
@@ -15,21 +13,16 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
-from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_safe
 
-from missioncontrol.http import parse_int
+from missioncontrol import streaming
+from missioncontrol.http import day_start, parse_day, parse_int
 from missioncontrol.models import AuditEvent
 from missioncontrol.roles import role_required
 
 PAGE = 100
 EXPORT_CHUNK = 2000
 FIELDS = ("actor", "actor_type", "verb", "object", "gateway", "since", "until")
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
 
 
 def _filters(request: HttpRequest) -> tuple[QuerySet[AuditEvent], dict[str, str]]:
@@ -59,15 +52,13 @@ def _filters(request: HttpRequest) -> tuple[QuerySet[AuditEvent], dict[str, str]
     else:
         chosen["gateway"] = ""
     zone = timezone.get_current_timezone()
-    since, until = parse_date(chosen["since"] or "x"), parse_date(chosen["until"] or "x")
+    since, until = parse_day(chosen["since"]), parse_day(chosen["until"])
     if since:
-        rows = rows.filter(created_at__gte=datetime.combine(since, time.min, zone))
+        rows = rows.filter(created_at__gte=day_start(since, zone))
     else:
         chosen["since"] = ""
     if until:
-        rows = rows.filter(
-            created_at__lt=datetime.combine(until, time.min, zone) + timedelta(days=1)
-        )
+        rows = rows.filter(created_at__lt=day_start(until + timedelta(days=1), zone))
     else:
         chosen["until"] = ""
     return rows, chosen
@@ -145,7 +136,7 @@ def _cell(value: Any) -> str:
 @role_required("admin")
 def audit_export(request: HttpRequest) -> StreamingHttpResponse:
     rows, _chosen = _filters(request)
-    writer = csv.writer(_Echo())
+    writer = streaming.csv_writer()
     header = [
         "id",
         "at",
@@ -160,38 +151,31 @@ def audit_export(request: HttpRequest) -> StreamingHttpResponse:
         "changes",
     ]
 
-    def lines() -> Iterator[str]:
-        yield writer.writerow(header)
-        after: int | None = None
-        while True:
-            page = rows.order_by("-id")
-            if after is not None:
-                page = page.filter(id__lt=after)
-            chunk = list(page[:EXPORT_CHUNK])
-            if not chunk:
-                return
-            yield "".join(
-                writer.writerow(
-                    [
-                        e.pk,
-                        e.created_at.isoformat(),
-                        e.actor_type,
-                        _cell(e.actor_label),
-                        e.actor_user_id or "",
-                        e.verb,
-                        e.object_type,
-                        _cell(e.object_id),
-                        _cell(e.object_repr),
-                        e.gateway_id or "",
-                        _cell(json.dumps(e.changes, default=str, sort_keys=True)),
-                    ]
-                )
-                for e in chunk
+    def page(after: int | None) -> tuple[str, int | None]:
+        """The next EXPORT_CHUNK events below id `after`, newest first."""
+        chunk = rows.order_by("-id")
+        if after is not None:
+            chunk = chunk.filter(id__lt=after)
+        found = list(chunk[:EXPORT_CHUNK])
+        text = "".join(
+            writer.writerow(
+                [
+                    e.pk,
+                    e.created_at.isoformat(),
+                    e.actor_type,
+                    _cell(e.actor_label),
+                    e.actor_user_id or "",
+                    e.verb,
+                    e.object_type,
+                    _cell(e.object_id),
+                    _cell(e.object_repr),
+                    e.gateway_id or "",
+                    _cell(json.dumps(e.changes, default=str, sort_keys=True)),
+                ]
             )
-            after = chunk[-1].pk
+            for e in found
+        )
+        return text, (found[-1].pk if len(found) == EXPORT_CHUNK else None)
 
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     stamp = timezone.now().strftime("%Y%m%d-%H%M")
-    response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.csv"'
-    response["Cache-Control"] = "no-store"
-    return response
+    return streaming.csv_response(header, page, filename=f"audit-{stamp}.csv", what="audit export")

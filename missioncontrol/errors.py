@@ -104,6 +104,7 @@ CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     429: "rate_limited",
+    500: "server_error",
     503: "unavailable",
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date, datetime, time, tzinfo
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import HttpRequest
@@ -30,6 +31,33 @@ def parse_int(raw: str | None, *, low: int = 0, high: int = MAX_ID) -> int | Non
         return None
     value = int(raw.strip())
     return value if low <= value <= high else None
+
+
+# Days read from a request are kept where every zone's local midnight, a day either side, is a
+# datetime Python and the database can hold: 0001-01-01 in UTC+14 is year 0 in UTC (OverflowError
+# at query time, issue #30 §0). Earlier or later days are clamped (they select the same rows).
+_DAY = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})", re.ASCII)
+MIN_DAY = date(2, 1, 1)
+MAX_DAY = date(9998, 12, 30)
+
+
+def parse_day(raw: str | None) -> date | None:
+    """The calendar day `raw` spells as YYYY-MM-DD (ASCII digits, a real date), clamped to
+    [MIN_DAY, MAX_DAY]; else None."""
+    found = _DAY.fullmatch((raw or "").strip())
+    if found is None:
+        return None
+    try:
+        day = date(*(int(part) for part in found.groups()))
+    except ValueError:
+        return None
+    return min(max(day, MIN_DAY), MAX_DAY)
+
+
+def day_start(day: date, zone: tzinfo) -> datetime:
+    """Local midnight of `day` in `zone`, as an aware datetime: representable in UTC for any day
+    parse_day returns, and the day after it."""
+    return datetime.combine(day, time.min, zone)
 
 
 def safe_next(request: HttpRequest, fallback: str) -> str:

@@ -19,7 +19,6 @@ from django.http import (
     HttpResponse,
     HttpResponsePermanentRedirect,
     JsonResponse,
-    StreamingHttpResponse,
 )
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
@@ -31,7 +30,7 @@ from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
 
-from missioncontrol import audit, deployment, live, overview
+from missioncontrol import audit, deployment, live, overview, streaming
 from missioncontrol.consumers import parse_live_query
 from missioncontrol.context_processors import live_seq_for
 from missioncontrol.errors import json_error
@@ -438,10 +437,7 @@ async def event_stream(request: HttpRequest) -> HttpResponseBase:
         since = resumed
     scope = await database_sync_to_async(live.gateway_scope)(user)
     sub = live.Subscription(topics, role, gateways=scope)
-    response = StreamingHttpResponse(_sse(sub, since), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return streaming.event_stream("retry: 2000\n\n", _sse(sub, since), what="live event stream")
 
 
 def _sse_frame(text: str, seq: int | None = None) -> str:
@@ -450,7 +446,6 @@ def _sse_frame(text: str, seq: int | None = None) -> str:
 
 
 async def _sse(sub: live.Subscription, since: int | None) -> AsyncIterator[str]:
-    yield "retry: 2000\n\n"
     async for text in live.follow(sub, since, SSE_KEEPALIVE_S):
         # Every frame carries its seq as the event id: a reconnect resumes exactly there.
         yield ": keep-alive\n\n" if text is None else _sse_frame(text, live.seq_of(text))

@@ -20,7 +20,7 @@ from billing import budgets
 from missioncontrol import audit, live
 from missioncontrol.audit import Actor
 from missioncontrol.db import bulk
-from missioncontrol.errors import ActionError, Conflict, Invalid, NotFound
+from missioncontrol.errors import ActionError, Conflict, Forbidden, Invalid, NotFound
 from missioncontrol.http import parse_int
 from tasks import events
 from tasks.models import POSITION_STEP, Comment, Task
@@ -664,6 +664,33 @@ def claim_task(actor: Actor, task_id: int, *, agent_id: int) -> Task:
         audit.record(actor, "task.claimed", task, after={"assignee": str(task.assignee)})
         delta = events.changes(tracked_before, events.tracked(task))
         _publish_change("task.claimed", actor, task, delta, {task.status})
+    return task
+
+
+@dataclass(frozen=True)
+class OwnTaskChange:
+    """An agent's change to a task assigned to it: a move and/or a block."""
+
+    agent_id: int
+    task_id: int
+    status: str | None = None
+    blocked: bool | None = None
+    blocked_reason: str = ""
+
+
+def change_own_task(actor: Actor, change: OwnTaskChange) -> Task:
+    """Apply an agent's move and block of its own task together: all of it or nothing (a
+    refused block leaves the move unapplied)."""
+    with transaction.atomic():
+        task = Task.objects.on_board().filter(pk=change.task_id).first()
+        if task is None:
+            raise NotFound("That task does not exist (any more).")
+        if task.assignee_agent_id != change.agent_id:
+            raise Forbidden("This task is not assigned to you; claim it first.")
+        if change.status is not None:
+            task = move_task(actor, task.pk, to_status=change.status)
+        if change.blocked is not None:
+            task = set_blocked(actor, task.pk, blocked=change.blocked, reason=change.blocked_reason)
     return task
 
 

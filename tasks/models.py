@@ -31,6 +31,11 @@ class TaskQuerySet(models.QuerySet["Task"]):
             return self.filter(assignee_agent=assignee)
         return self.filter(assignee_user=assignee)
 
+    def owned_by_agent(self, agent_id: int) -> TaskQuerySet:
+        """The tasks an agent works on: assigned to it (the rule for its heartbeats' task, its
+        usage's task and its changes through the API)."""
+        return self.filter(assignee_agent_id=agent_id)
+
     def blocked(self) -> TaskQuerySet:
         return self.filter(blocked=True)
 

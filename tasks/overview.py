@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from missioncontrol import overview
+from missioncontrol.http import parse_int
 from missioncontrol.models import AuditEvent
 from missioncontrol.overview import Attention, Viewer
 from tasks.actions import column_counts
@@ -102,9 +103,8 @@ def board_summary(viewer: Viewer) -> dict[str, Any]:
 
 def find_tasks(viewer: Viewer, text: str) -> list[overview.Found]:
     rows = Task.objects.filter(archived_at__isnull=True)
-    rows = (
-        rows.filter(pk=int(text.lstrip("#"))) if text.lstrip("#").isdigit() else rows.search(text)
-    )
+    pk = parse_int(text.lstrip("#"))
+    rows = rows.filter(pk=pk) if pk is not None else rows.search(text)
     labels = dict(Task.Status.choices)
     return [
         overview.Found(

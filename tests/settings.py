@@ -40,3 +40,7 @@ if CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLaye
     CHANNEL_LAYERS["default"]["CONFIG"].update(  # type: ignore[attr-defined]  # noqa: F405
         {"group_expiry": 10 * 365 * 86400, "expiry": 10 * 365 * 86400}
     )
+
+# Routes that fail on purpose (tests/fault_urls.py), only for the servers of the tests that ask.
+if os.environ.get("MC_TEST_FAULT_ROUTES") == "1":
+    ROOT_URLCONF = "tests.fault_urls"

@@ -2,11 +2,15 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from missioncontrol.admin import ReadOnlyAdmin
 from webhooks.models import Delivery, Endpoint
 
 
 @admin.register(Endpoint)
-class EndpointAdmin(admin.ModelAdmin):
+class EndpointAdmin(ReadOnlyAdmin):
+    """Read-only: endpoints are added, changed, tested and removed on the Webhooks page (audited;
+    the secret is sealed and shown there on demand)."""
+
     list_display = ("url", "description", "enabled", "consecutive_failures", "last_success_at")
     # The secrets never show here (sealed at rest; the Webhooks page shows them on demand).
     exclude = ("secret", "previous_secret")
@@ -19,7 +23,9 @@ class EndpointAdmin(admin.ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(ReadOnlyAdmin):
+    """Read-only: the outbox's history; a delivery is sent again with Redeliver on its page."""
+
     list_display = ("pk", "event_type", "endpoint", "status", "attempts", "created_at")
     list_filter = ("status", "event_type")
     readonly_fields = ("endpoint", "event_seq", "event_type", "payload", "attempts", "created_at")

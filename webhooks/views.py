@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from missioncontrol.audit import Actor
+from missioncontrol.http import parse_int
 from missioncontrol.roles import role_required
 from webhooks import actions, outbox
 from webhooks.forms import EndpointForm, RedeliverForm
@@ -55,10 +56,8 @@ def _filtered(
         deliveries = deliveries.filter(status=chosen["status"])
     if chosen["type"]:
         deliveries = deliveries.filter(event_type=chosen["type"])
-    if chosen["hours"].isdigit() and 0 < int(chosen["hours"]) <= 24 * 365:
-        deliveries = deliveries.filter(
-            created_at__gte=timezone.now() - timedelta(hours=int(chosen["hours"]))
-        )
+    if (hours := parse_int(chosen["hours"], low=1, high=24 * 365)) is not None:
+        deliveries = deliveries.filter(created_at__gte=timezone.now() - timedelta(hours=hours))
     return deliveries, chosen
 
 

@@ -305,6 +305,40 @@ class TestAgentTasks:
         assert (task.status, task.assignee_agent_id, task.comment_count) == ("review", ada.pk, 1)
         assert await AuditEvent.objects.filter(verb="task.claimed", actor_label="ada").aexists()
 
+    async def test_a_move_and_a_refused_block_together_change_nothing(self, api, ada, ada_key):
+        """The move and the block are one change: a refused block (no reason) leaves the task in
+        its column, with no audit row or event of a move (they were two transactions once)."""
+        task = await sync_to_async(make_task)("Mine", assignee=f"agent:{ada.pk}", status="todo")
+        async with api(ada_key) as c:
+            refused = await c.patch(
+                f"/api/v1/tasks/{task.pk}",
+                content=json.dumps({"status": "review", "blocked": True, "blocked_reason": ""}),
+                headers={"Content-Type": "application/json"},
+            )
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"] == "validation_error"
+        after = await Task.objects.aget(pk=task.pk)
+        assert (after.status, after.blocked, after.version) == ("todo", False, task.version)
+        assert not await AuditEvent.objects.filter(verb="task.moved").aexists()
+
+    async def test_a_move_and_a_block_land_together(self, api, ada, ada_key):
+        task = await sync_to_async(make_task)("Mine", assignee=f"agent:{ada.pk}", status="todo")
+        async with api(ada_key) as c:
+            done = await c.patch(
+                f"/api/v1/tasks/{task.pk}",
+                content=json.dumps(
+                    {"status": "in_progress", "blocked": True, "blocked_reason": "needs a key"}
+                ),
+                headers={"Content-Type": "application/json"},
+            )
+        assert done.status_code == 200, done.text
+        after = await Task.objects.aget(pk=task.pk)
+        assert (after.status, after.blocked, after.blocked_reason) == (
+            "in_progress",
+            True,
+            "needs a key",
+        )
+
     async def test_enrollment_key_cannot_touch_tasks(self, api, enrollment_key):
         async with api(enrollment_key) as c:
             assert (await c.get("/api/v1/tasks")).status_code == 403

@@ -17,19 +17,10 @@ from billing.models import PriceOverride, UsageRecord
 from missioncontrol.models import AuditEvent
 from tests.agents.factories import AgentFactory
 from tests.gateways.factories import make_gateway
+from tests.streams import read_stream
 from tests.tasks.factories import make_task
 
 pytestmark = pytest.mark.django_db
-
-
-def read_stream(response) -> str:
-    """The whole body of a streamed response (its iterator is async: served on the loop)."""
-    from asgiref.sync import async_to_sync
-
-    async def collect() -> bytes:
-        return b"".join([chunk async for chunk in response.streaming_content])
-
-    return async_to_sync(collect)().decode()
 
 
 NOW = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)

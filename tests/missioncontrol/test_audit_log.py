@@ -15,14 +15,15 @@ from missioncontrol.audit import Actor
 from missioncontrol.models import AuditEvent
 from tasks import actions as task_actions
 from tests.gateways.factories import make_gateway
+from tests.streams import read_stream
 from tests.tasks.factories import make_task
 
-pytestmark = pytest.mark.django_db
+# The export reads its pages from another thread: it sees only committed rows.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def rows(response) -> list[dict[str, str]]:
-    text = b"".join(response.streaming_content).decode()
-    return list(csv.DictReader(io.StringIO(text)))
+    return list(csv.DictReader(io.StringIO(read_stream(response))))
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import urllib.request
 from pathlib import Path
 
@@ -54,17 +53,15 @@ def test_a_fresh_data_dir_is_set_up_by_serve_and_a_restart_does_nothing_again(tm
 
     # A restart: nothing to migrate, nothing to collect, the admin left alone.
     (tmp_path / f"serve-{first.port}.log").unlink(missing_ok=True)
-    started = time.monotonic()
     second = ServerProcess(None, extra_env=env, setup=True)
     second.log_path = tmp_path / "second.log"
     second.start(timeout=30)
-    elapsed = time.monotonic() - started
     second.stop()
     again = second.output()
     assert "Applying" not in again
     assert "Collecting" not in again
     assert "password" not in again
-    assert elapsed < 5  # generous for a loaded CI machine; bench/startup.py measures it
+    # How fast that restart is, bench/startup.py measures (docs/benchmarks.md), not a test.
 
 
 @pytest.mark.slow

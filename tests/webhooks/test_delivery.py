@@ -193,11 +193,10 @@ async def test_a_slow_endpoint_does_not_hold_up_a_fast_one(allow_private, sender
         pumping = asyncio.ensure_future(pump())
         while len(fast.got) < 6 and time.monotonic() - started < 5:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
-        took = time.monotonic() - started
         pumping.cancel()
         assert len(fast.got) == 6
-        assert took < 1.5, f"the fast endpoint waited {took:.1f} s"
-        # The slow one gets at most PER_ENDPOINT at a time.
+        # Causal, not timed: all six reached the fast one while the slow one (2 s per answer)
+        # still held its first PER_ENDPOINT, so the fast one never waited behind it.
         assert len(slow.got) <= dispatcher.PER_ENDPOINT
         await deliver_all(sender)
         assert len(slow.got) == 6

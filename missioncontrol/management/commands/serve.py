@@ -36,6 +36,17 @@ def skip_twisted_form_parsing() -> None:
             kwargs["parsePOSTFormSubmission"] = False
             super().__init__(*args, **kwargs)
 
+        def handle_exception(self, exception: BaseException) -> None:
+            """daphne answers an application's exception by starting a 500; when the response
+            had already started, that raises inside daphne's connection-reaping loop, which
+            then stops for good (every later connection leaks; issue #30 §0). The ASGI guard
+            (missioncontrol/guard.py) keeps exceptions from reaching here; should one still
+            arrive after the start, the connection is closed instead."""
+            if not self._response_started:
+                super().handle_exception(exception)
+            elif not self.finished:
+                self.loseConnection()
+
     class HTTPFactory(http_protocol.HTTPFactory):
         def buildProtocol(self, addr: Any) -> Any:
             protocol = super().buildProtocol(addr)
