@@ -103,6 +103,30 @@ def check_url(url: str) -> str:
     return url
 
 
+TOKEN_AGAIN = (
+    "The address now points to another server: enter its token again, or clear the token "
+    "(the stored one is not sent to a new address)."
+)
+
+
+def moves_away(gateway: Gateway, url: str) -> bool:
+    """Whether `url` is another server than the gateway's (scheme, host or port): its stored
+    token and pairing belong to the old one and are never sent there (a URL edited to a
+    listener's, then Test connection, used to hand the token over)."""
+    return _origin(url) != _origin(gateway.url)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of a gateway URL (ws → 80, wss → 443 when not written)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = {"ws": 80, "wss": 443, "http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port or default
+
+
 def _clean(fields: dict[str, Any]) -> dict[str, Any]:
     errors: dict[str, list[str]] = {}
     clean: dict[str, Any] = {}
@@ -189,9 +213,16 @@ def update_gateway(actor: Actor, gateway_id: int, changes: dict[str, Any]) -> Ga
             and Gateway.objects.filter(name__iexact=clean["name"]).exclude(pk=gateway.pk).exists()
         ):
             raise Conflict("A gateway with that name exists already.")
+        moved = "url" in clean and moves_away(gateway, clean["url"])
+        if moved and gateway.token and "token" not in clean:
+            raise Invalid({"token": [TOKEN_AGAIN]})
         before = _shown(gateway)
         for field, value in clean.items():
             setattr(gateway, field, value)
+        if moved and gateway.device_token:
+            # The old server's pairing of this installation: a new server pairs anew.
+            gateway.device_token = ""
+            clean["device_token"] = ""
         after = _shown(gateway)
         token_changed = "token" in clean and clean["token"] != ""
         if before == after and not token_changed:

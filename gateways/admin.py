@@ -23,6 +23,15 @@ class GatewayAdminForm(forms.ModelForm):
         model = Gateway
         fields = ["name", "url", "token", "colour", "enabled"]
 
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        stored = self.instance if self.instance.pk else None
+        url, token = data.get("url"), data.get("token")
+        asks = stored is not None and stored.token and url and not token
+        if asks and actions.moves_away(stored, url):  # type: ignore[arg-type]
+            self.add_error("token", actions.TOKEN_AGAIN)
+        return data
+
 
 @admin.register(Gateway)
 class GatewayAdmin(admin.ModelAdmin):

@@ -82,8 +82,10 @@ class ApiBodyLimitMiddleware:
 
 class PageHeadersMiddleware:
     """HTML pages: `Vary: HX-Request` (pages that answer htmx with a partial say so, so no cache
-    hands one to the other) and, for a signed-in user, `Cache-Control: no-store` (on a shared
-    machine the back button must not show the board after sign-out)."""
+    hands one to the other). Every answer to a signed-in user or to a request with a key
+    (pages, JSON, exports) is `Cache-Control: no-store` unless it says otherwise: on a shared
+    machine the back button must not show the board after sign-out, and no proxy keeps a
+    person's or an agent's data."""
 
     sync_capable = True
     async_capable = False
@@ -95,8 +97,10 @@ class PageHeadersMiddleware:
         response = self.get_response(request)
         if response.get("Content-Type", "").startswith("text/html"):
             patch_vary_headers(response, ["HX-Request"])
+        if "Cache-Control" not in response:
             user = getattr(request, "user", None)
-            if user is not None and user.is_authenticated:
+            keyed = "Authorization" in request.headers or "X-Api-Key" in request.headers
+            if keyed or (user is not None and user.is_authenticated):
                 add_never_cache_headers(response)
         return response
 

@@ -5,6 +5,8 @@ Every variable is listed in README.md. A bad value stops start-up with a message
 
 from __future__ import annotations
 
+import contextlib
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -35,6 +37,10 @@ try:
     DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 except OSError as exc:
     raise ImproperlyConfigured(f"MC_DATA_DIR={DATA_DIR} cannot be created: {exc}") from None
+# One made before us (mkdir -p, a volume) is made owner-only too, when it is ours to change.
+with contextlib.suppress(OSError):
+    if DATA_DIR.stat().st_mode & 0o077 and DATA_DIR.stat().st_uid == os.getuid():
+        DATA_DIR.chmod(0o700)
 
 SECRET_KEY = env_str("MC_SECRET_KEY") or persistent_secret(DATA_DIR / "secret_key")
 # Secrets at rest (gateway tokens, device keys): see missioncontrol/secretbox.py. Empty = the key

@@ -16,11 +16,54 @@ class Refused(Exception):
     """The URL may not be called (scheme, name, or an internal address)."""
 
 
-def check_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, host: str) -> None:
-    if settings.MC_WEBHOOK_ALLOW_PRIVATE or ip.is_global:
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# IPv6 prefixes whose last 32 bits are an IPv4 address the network may translate to and reach:
+# NAT64 (64:ff9b::/96, and the local-use 64:ff9b:1::/48), IPv4-compatible (::/96, deprecated),
+# SIIT's IPv4-translated (::ffff:0:0/96). IPv4-mapped, 6to4 and Teredo have their own
+# properties in `ipaddress`.
+_EMBEDDING = tuple(
+    ipaddress.IPv6Network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96", "::ffff:0:0/96")
+)
+
+
+def _reachable(ip: IP) -> list[IP]:
+    """The addresses a connection to `ip` may reach: an IPv6 address that only carries an IPv4
+    one (mapped, NAT64, compatible, translated) stands for that IPv4 address alone; 6to4 and
+    Teredo addresses for themselves and the IPv4 addresses they embed."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return [ip]
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if any(ip in net for net in _EMBEDDING):
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    found: list[IP] = [ip]
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    return found
+
+
+def _public_unicast(ip: IP) -> bool:
+    return (
+        ip.is_global
+        and not ip.is_multicast
+        and not ip.is_reserved
+        and not ip.is_unspecified
+        # The 6to4 relay anycast (RFC 7526: deprecated, reaches whatever relay is nearest).
+        and ip not in ipaddress.IPv4Network("192.88.99.0/24")
+    )
+
+
+def check_address(ip: IP, host: str) -> None:
+    """Refused unless `ip`, and every IPv4 address it embeds, is public unicast (or internal
+    targets are allowed)."""
+    if settings.MC_WEBHOOK_ALLOW_PRIVATE or all(_public_unicast(a) for a in _reachable(ip)):
         return
     raise Refused(
-        f"{host} resolves to {ip}, an internal address (loopback, link-local or private): "
+        f"{host} resolves to {ip}, an internal address (loopback, link-local, private, "
+        "multicast, or one that translates to such an IPv4 address): "
         "refused. Set MC_WEBHOOK_ALLOW_PRIVATE=1 to allow internal targets."
     )
 

@@ -100,14 +100,44 @@ class TestAdminManages:
 
     def test_edit_keeps_the_token_when_left_empty_and_replaces_it_when_typed(self, admin, gateway):
         url = reverse("gateways:edit", args=[gateway.pk])
-        admin.post(url, _form(name="prod", token=""))
+        admin.post(url, _form(name="prod", url=gateway.url, token=""))
         assert Gateway.objects.get(pk=gateway.pk).token == SECRET
-        admin.post(url, _form(name="prod", token="new-token"))
+        admin.post(url, _form(name="prod", url=gateway.url, token="new-token"))
         assert Gateway.objects.get(pk=gateway.pk).token == "new-token"
         changed = AuditEvent.objects.filter(verb="gateway.updated").order_by("pk").last()
         assert changed is not None
         assert changed.changes["after"]["token"] == "replaced"
         assert "new-token" not in str(changed.changes)
+
+    def test_a_new_server_needs_its_token_typed_again(self, admin, gateway):
+        """The stored token is never sent to another address (issue #30 §5): moving the URL to
+        another host or port without a token is a form error, and nothing changes."""
+        url = reverse("gateways:edit", args=[gateway.pk])
+        for elsewhere in ("ws://10.9.9.9:9/", "ws://127.0.0.1:10/", "wss://127.0.0.1:9/"):
+            refused = admin.post(url, _form(name="prod", url=elsewhere, token=""))
+            assert refused.status_code == 422, elsewhere
+            assert "enter its token again" in refused.content.decode()
+            assert Gateway.objects.get(pk=gateway.pk).url == gateway.url
+        # Same server, another path: the token stays.
+        admin.post(url, _form(name="prod", url="ws://127.0.0.1:9/gw", token=""))
+        kept = Gateway.objects.get(pk=gateway.pk)
+        assert (kept.url, kept.token) == ("ws://127.0.0.1:9/gw", SECRET)
+        # With the new server's token typed: saved.
+        admin.post(url, _form(name="prod", url="ws://10.9.9.9:9/", token="theirs"))
+        moved = Gateway.objects.get(pk=gateway.pk)
+        assert (moved.url, moved.token) == ("ws://10.9.9.9:9/", "theirs")
+
+    def test_the_django_admin_asks_for_the_token_too(self, client, carol_admin, gateway):
+        carol_admin.is_superuser = carol_admin.is_staff = True
+        carol_admin.save(update_fields=["is_superuser", "is_staff"])
+        client.force_login(carol_admin)
+        r = client.post(
+            f"/admin/gateways/gateway/{gateway.pk}/change/",
+            {"name": "prod", "url": "ws://10.9.9.9:9/", "token": "", "colour": gateway.colour},
+        )
+        assert r.status_code == 200  # the form again, with the error
+        assert "enter its token again" in r.content.decode()
+        assert Gateway.objects.get(pk=gateway.pk).url == gateway.url
 
     def test_disable_is_a_state_and_enable_connects_again(self, admin, gateway):
         url = reverse("gateways:edit", args=[gateway.pk])

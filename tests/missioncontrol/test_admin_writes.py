@@ -91,3 +91,27 @@ def test_usage_records_agents_and_history_cannot_be_changed_or_deleted_in_the_ad
     event = AuditEvent.objects.first()
     if event is not None:
         assert c.get(f"/admin/missioncontrol/auditevent/{event.pk}/delete/").status_code == 403
+
+
+def test_no_changelist_filters_on_a_secret(client, carol_admin, bob_operator) -> None:
+    """`?key__startswith=` on a changelist was an oracle for the secret (issue #30 §5): every
+    admin, ours and Django's, refuses lookups that reach a secret field."""
+    from agents.models import Agent, AgentKey
+    from tests.agents.conftest import issue
+
+    TOTPDevice.objects.create(user=bob_operator, name="phone", confirmed=True)
+    issue(AgentKey.Kind.AGENT, Agent.objects.create(name="keyed"))
+    make_gateway(token="s3cret")
+    c = _superuser_client(client, carol_admin)
+    for path in (
+        "/admin/otp_totp/totpdevice/?key__startswith=a",
+        "/admin/otp_totp/totpdevice/?user__password__startswith=m",
+        "/admin/agents/agentkey/?secret_hash__startswith=a",
+        "/admin/gateways/gateway/?token__startswith=s",
+        "/admin/auth/user/?password__startswith=m",
+        "/admin/crons/job/?token__startswith=0",
+        "/admin/webhooks/endpoint/?secret__startswith=a",
+    ):
+        assert c.get(path).status_code == 400, path
+    # Ordinary filters still work.
+    assert c.get("/admin/agents/agentkey/?kind__exact=agent").status_code == 200

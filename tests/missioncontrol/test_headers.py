@@ -103,3 +103,19 @@ class TestCspReports:
                 "/csp-report/", json.dumps(self.REPORT), content_type="application/csp-report"
             )
         assert caplog.text.count("CSP blocked") <= 20
+
+
+def test_json_for_a_signed_in_person_is_not_cached(viewer):
+    r = viewer.get("/search/?q=x")
+    assert "no-store" in r["Cache-Control"]
+
+
+def test_the_agent_api_is_not_cached(client):
+    from agents.models import Agent, AgentKey
+    from tests.agents.conftest import issue
+
+    agent = Agent.objects.create(name="cached")
+    raw = issue(AgentKey.Kind.AGENT, agent)[1]
+    r = client.get("/api/v1/tasks", HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert r.status_code == 200, r.content
+    assert "no-store" in r["Cache-Control"]

@@ -131,8 +131,12 @@ class TestKeysInTheAdmin:
         assert key.secret_hash not in html
 
 
-def test_the_data_dir_and_database_are_owner_only(tmp_path):
+@pytest.mark.parametrize("made_before", [False, True])
+def test_the_data_dir_and_database_are_owner_only(tmp_path, made_before):
     data = tmp_path / "fresh"
+    if made_before:  # `mkdir -p` or a volume: 0755 until the first start
+        data.mkdir(mode=0o755)
+        data.chmod(0o755)
     env = {
         **os.environ,
         "MC_DATA_DIR": str(data),

@@ -6,6 +6,7 @@ auto-disable rule."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -248,6 +249,35 @@ def test_internal_targets_are_refused(url, monkeypatch, settings):
     monkeypatch.setattr(socket, "getaddrinfo", resolve)
     with pytest.raises(targets.Refused, match="internal address"):
         targets.check_url(url)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::7f00:1",  # NAT64 → 127.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 → 169.254.169.254 (cloud metadata)
+        "64:ff9b:1::a00:1",  # local-use NAT64 → 10.0.0.1
+        "::127.0.0.1",  # IPv4-compatible
+        "::ffff:0:7f00:1",  # SIIT IPv4-translated
+        "::ffff:10.0.0.1",  # IPv4-mapped
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1
+        "224.0.0.1",  # multicast
+        "ff02::1",  # multicast
+        "192.88.99.1",  # 6to4 relay anycast
+        "0.0.0.0",
+    ],
+)
+def test_addresses_that_reach_inside_through_translation_are_refused(address, settings):
+    settings.MC_WEBHOOK_ALLOW_PRIVATE = False
+    with pytest.raises(targets.Refused, match="internal address"):
+        targets.check_address(ipaddress.ip_address(address), "x.example")
+
+
+def test_public_addresses_pass(settings):
+    settings.MC_WEBHOOK_ALLOW_PRIVATE = False
+    for address in ("8.8.8.8", "2606:4700::1111", "64:ff9b::808:808"):
+        targets.check_address(ipaddress.ip_address(address), "x.example")
 
 
 @pytest.mark.django_db
