@@ -640,6 +640,41 @@ def revoke_key(actor: Actor, key_id: int) -> AgentKey:
     return key
 
 
+@dataclass(frozen=True)
+class KeyLimits:
+    """What may be changed of an issued key: its label, its use and time limits, revocation."""
+
+    name: str
+    max_uses: int | None
+    expires_at: datetime | None
+    revoked: bool
+
+
+def change_key(actor: Actor, key_id: int, limits: KeyLimits) -> AgentKey:
+    """Change a key's label and limits (audited); revoking is final (a revoked key stays
+    revoked), and this process forgets the key at once, others within keys.KEY_TTL_S."""
+    with transaction.atomic():
+        key = AgentKey.objects.select_for_update().get(pk=key_id)
+        before = {"name": key.name, "max_uses": key.max_uses, "expires_at": key.expires_at}
+        key.name = limits.name[:100]
+        key.max_uses = limits.max_uses
+        key.expires_at = limits.expires_at
+        if limits.revoked and key.revoked_at is None:
+            key.revoked_at = timezone.now()
+        key.save(update_fields=["name", "max_uses", "expires_at", "revoked_at"])
+        after = {"name": key.name, "max_uses": key.max_uses, "expires_at": key.expires_at}
+        audit.record(
+            actor,
+            "agent_key.changed",
+            key,
+            before={k: str(v) for k, v in before.items() if after[k] != v},
+            after={k: str(v) for k, v in after.items() if before[k] != v}
+            | ({"revoked": True} if limits.revoked else {}),
+        )
+    keys.invalidate(key.prefix)
+    return key
+
+
 # --- Heartbeats (batched by the writer) ---------------------------------------------------------
 
 

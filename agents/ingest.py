@@ -202,8 +202,13 @@ def apply_batch(batch: list[Job]) -> list[dict[str, Any] | None]:
     usage: list[billing.UsageItem] = []
     spans: list[tuple[int, int]] = []
     beat_jobs: list[int] = []  # the batch index of each beat
+    owners = Task.objects.owners(
+        {i.task_id for job in batch for i in job.cleaned.get("usage", []) if i.task_id}
+    )
+    refused_usage: list[list[dict[str, Any]]] = []
     for index, job in enumerate(batch):
-        items = job.cleaned.get("usage", [])
+        items, refused_here = _own_usage(job.cleaned.get("usage", []), owners)
+        refused_usage.append(refused_here)
         spans.append((len(usage), len(usage) + len(items)))
         usage.extend(items)
         if job.kind == "heartbeat":
@@ -232,8 +237,12 @@ def apply_batch(batch: list[Job]) -> list[dict[str, Any] | None]:
     for index, (job, (start, end)) in enumerate(zip(batch, spans, strict=True)):
         recorded = sum(stored[start:end])
         duplicates = (end - start) - recorded
+        refused_here = refused_usage[index]
         if job.kind == "usage":
-            results.append({"recorded": recorded, "duplicates": duplicates})
+            answer_usage: dict[str, Any] = {"recorded": recorded, "duplicates": duplicates}
+            if refused_here:
+                answer_usage["refused"] = refused_here
+            results.append(answer_usage)
             continue
         agent_id = job.key.agent_id
         state = states.get(agent_id or 0)
@@ -253,6 +262,8 @@ def apply_batch(batch: list[Job]) -> list[dict[str, Any] | None]:
             "work": {"tasks": work.get(agent_id or 0, [])},
             "paused": False,
         }
+        if refused_here:
+            answer["usage_refused"] = refused_here
         pause = pauses.get(agent_id or 0)
         if pause is not None:
             answer["paused"] = True
@@ -265,20 +276,31 @@ def apply_batch(batch: list[Job]) -> list[dict[str, Any] | None]:
     return results
 
 
+def _own_usage(
+    items: list[billing.UsageItem], owners: dict[int, int | None]
+) -> tuple[list[billing.UsageItem], list[dict[str, Any]]]:
+    """The records to store, and those refused: a record charged to a task is stored only when
+    the task is the agent's own (assigned to it); the others of the batch are stored."""
+    kept: list[billing.UsageItem] = []
+    refused: list[dict[str, Any]] = []
+    for position, item in enumerate(items):
+        if item.task_id is None or owners.get(item.task_id, 0) == item.agent_id:
+            kept.append(item)
+            continue
+        reason = (
+            f"Task #{item.task_id} does not exist."
+            if item.task_id not in owners
+            else f"Task #{item.task_id} is not one of your tasks: claim it first."
+        )
+        refused.append({"index": position, "id": item.client_id, "reason": reason})
+    return kept, refused
+
+
 def _not_their_tasks(beats: list[actions.Heartbeat]) -> set[int]:
     """Heartbeats naming a task that is not assigned to their agent: the task is dropped from
     the beat (an agent reports work on its own tasks only) and the answer says so. One query
     per batch."""
-    named = {b.task_id for b in beats if b.task_id is not None}
-    if not named:
-        return set()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id, assignee_agent_id FROM {Task._meta.db_table} "  # noqa: S608 - placeholders only
-            f"WHERE id IN ({', '.join(['%s'] * len(named))})",
-            sorted(named),
-        )
-        owner = dict(cursor.fetchall())
+    owner = Task.objects.owners({b.task_id for b in beats if b.task_id is not None})
     refused: set[int] = set()
     for i, beat in enumerate(beats):
         if beat.task_id is not None and owner.get(beat.task_id) != beat.agent_id:

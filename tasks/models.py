@@ -31,6 +31,13 @@ class TaskQuerySet(models.QuerySet["Task"]):
             return self.filter(assignee_agent=assignee)
         return self.filter(assignee_user=assignee)
 
+    def owners(self, ids: set[int]) -> dict[int, int | None]:
+        """The agent each of these tasks is assigned to (None: a person or nobody); ids that
+        are no task are absent. The rule "an agent reports on its own tasks only" reads this."""
+        if not ids:
+            return {}
+        return dict(self.filter(pk__in=ids).values_list("pk", "assignee_agent_id"))
+
     def owned_by_agent(self, agent_id: int) -> TaskQuerySet:
         """The tasks an agent works on: assigned to it (the rule for its heartbeats' task, its
         usage's task and its changes through the API)."""

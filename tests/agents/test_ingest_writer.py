@@ -26,9 +26,60 @@ async def post(client, path, body):
     )
 
 
+async def test_usage_is_charged_only_to_the_agents_own_tasks(api, ada, ada_key, bob_key):
+    """A record for another agent's task, a person's, or no task at all is refused with its
+    reason; the rest of the batch is stored (issue #30 §5)."""
+    mine = await sync_to_async(make_task)(title="Mine", assignee=f"agent:{ada.pk}")
+    free = await sync_to_async(make_task)(title="Nobody's")
+
+    def record(i: int, task_id: int | None) -> dict[str, object]:
+        return {
+            "id": f"u{i}",
+            "model": "claude-sonnet-4-5",
+            "input_tokens": 10,
+            "output_tokens": 5,
+            "task_id": task_id,
+            "occurred_at": "2026-11-20T10:15:30+00:00",
+        }
+
+    async with api(ada_key) as c:
+        answer = await post(
+            c,
+            "/api/v1/usage",
+            {
+                "records": [
+                    record(0, mine.pk),
+                    record(1, free.pk),
+                    record(2, 999999),
+                    record(3, None),
+                ]
+            },
+        )
+        beat = await post(
+            c,
+            "/api/v1/agents/ada/heartbeat",
+            {"status": "busy", "usage": [record(4, free.pk), record(5, mine.pk)]},
+        )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["recorded"], body["duplicates"]) == (2, 0)
+    assert [(r["index"], r["id"]) for r in body["refused"]] == [(1, "u1"), (2, "u2")]
+    assert "not one of your tasks" in body["refused"][0]["reason"]
+    assert "does not exist" in body["refused"][1]["reason"]
+    assert beat.status_code == 200, beat.text
+    assert beat.json()["usage_recorded"] == 1
+    assert [r["id"] for r in beat.json()["usage_refused"]] == ["u4"]
+    stored = UsageRecord.objects.filter(agent=ada).order_by("client_id")
+    assert [(r.client_id, r.task_id) async for r in stored] == [
+        ("u0", mine.pk),
+        ("u3", None),
+        ("u5", mine.pk),
+    ]
+
+
 async def test_a_thousand_records_in_one_request_are_stored_exactly_once(api, ada, ada_key):
     """1,000 records × 16 columns is far past SQLite's parameter limit: several statements."""
-    task = await sync_to_async(make_task)(title="Write the report")
+    task = await sync_to_async(make_task)(title="Write the report", assignee=f"agent:{ada.pk}")
     records = [
         {
             "id": f"r{i}",
