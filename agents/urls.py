@@ -8,8 +8,8 @@ app_name = "agents"
 
 urlpatterns = [
     path("agents/", views.agent_list, name="list"),
-    path("agents/<str:name>/", views.agent_detail, name="detail"),
-    path("agents/<str:name>/message/", views.agent_message, name="message"),
+    path("agents/<name:name>/", views.agent_detail, name="detail"),
+    path("agents/<name:name>/message/", views.agent_message, name="message"),
     path("sessions/", views.session_list, name="sessions"),
     path("sessions/<id:pk>/", views.session_detail, name="session"),
     path("sessions/<id:pk>/send/", views.session_send, name="session-send"),

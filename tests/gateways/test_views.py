@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils.html import escape
 
 from agents import actions as agent_actions
 from agents.models import Agent
@@ -197,3 +198,23 @@ class TestAgentsOfGateways:
     def test_a_direct_agent_name_is_never_taken_over(self, gateway):
         Agent.objects.create(name="main@prod", status="idle")
         assert agent_actions.sync_gateway_agents(gateway.pk, [{"id": "main"}]) == []
+
+
+class TestNamesAGatewayChooses:
+    """Whatever id a gateway gives its agents, every page that links them renders, and the
+    link leads to the agent (issue #30 §3: an id with `/` was a 500 for every user)."""
+
+    @pytest.mark.parametrize("ident", ["ops/main", "a%2Fb", "<b>x</b>", "50% off", "..", "é/ü"])
+    def test_pages_linking_an_agent_render_and_the_link_works(self, viewer, ident):
+        gateway = make_gateway(token=SECRET)
+        [agent] = agent_actions.sync_gateway_agents(gateway.pk, [{"id": ident}])
+        link = reverse("agents:detail", args=[agent.name])
+        for page in ("/agents/", f"/gateways/{gateway.pk}/", "/search/?q=" + ident[:3]):
+            r = viewer.get(page)
+            assert r.status_code == 200, page
+        listed = viewer.get("/agents/").content.decode()
+        assert link in listed
+        assert "<b>x</b>" not in listed
+        detail = viewer.get(link)
+        assert detail.status_code == 200
+        assert escape(agent.display_name) in detail.content.decode()

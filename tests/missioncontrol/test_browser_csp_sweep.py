@@ -78,7 +78,7 @@ def one_of_everything(settings) -> dict[str, str]:
         "webhooks/deliveries/<id:pk>": str(delivery.pk),
         "webhooks/<id:pk>": str(delivery.endpoint_id),
         "crons/<id:pk>": str(check.pk),
-        "agents/<str:name>": agent.name,
+        "agents/<name:name>": agent.name,
         "board/column/<str:status>": "todo",
     }
 
@@ -122,4 +122,4 @@ def test_the_sweep_covers_every_page_route():
     for route, kind in ROUTES.items():
         if kind in PAGES:
             for argument in re.findall(r"<[^>]+>", route):
-                assert argument in {"<id:pk>", "<str:name>", "<str:status>"}, route
+                assert argument in {"<id:pk>", "<name:name>", "<str:status>"}, route

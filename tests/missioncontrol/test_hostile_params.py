@@ -72,7 +72,7 @@ def filled(carol_admin: Any) -> dict[str, str]:
         "tasks/<id:pk>/": f"tasks/{task.pk}/",
         "gateways/<id:pk>/": f"gateways/{gateway.pk}/",
         "gateways/<id:pk>/edit/": f"gateways/{gateway.pk}/edit/",
-        "agents/<str:name>/": f"agents/{agent.name}/",
+        "agents/<name:name>/": f"agents/{agent.name}/",
         "_event": str(event.pk if event else 1),
     }
 

@@ -148,8 +148,8 @@ ROUTES: dict[str, str] = {
     "tasks/<id:pk>/archive/": "operator-post",
     "tasks/<id:pk>/delete/": "admin-post",
     "agents/": "viewer-page",
-    "agents/<str:name>/": "viewer-page",
-    "agents/<str:name>/message/": "gateway-operate-post",
+    "agents/<name:name>/": "viewer-page",
+    "agents/<name:name>/message/": "gateway-operate-post",
     "sessions/": "viewer-page",
     "sessions/<id:pk>/": "viewer-page",
     "sessions/<id:pk>/send/": "gateway-operate-post",
@@ -258,7 +258,7 @@ def _path(route: str) -> str:
         return "/api/v9/nothing-here"
     path = re.sub(r"<id:\w+>", "999999", route)
     path = re.sub(r"<uuid:\w+>", str(uuid.uuid4()), path)
-    path = path.replace("<str:status>", "todo").replace("<str:name>", "nobody")
+    path = path.replace("<str:status>", "todo").replace("<name:name>", "nobody")
     return "/" + path
 
 
