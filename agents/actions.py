@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
@@ -28,6 +28,7 @@ from agents.models import (
     AgentSession,
     AgentStatusChange,
 )
+from gateways import frames
 from gateways.models import Gateway
 from missioncontrol import audit, live
 from missioncontrol.audit import Actor
@@ -346,9 +347,7 @@ _SESSION_SHOWN = (
 
 
 def _ms_time(value: Any) -> datetime | None:
-    if isinstance(value, int | float) and value > 0:
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
-    return None
+    return frames.ms_time(value)
 
 
 def _int(value: Any) -> int:

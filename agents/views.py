@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,7 +19,7 @@ from agents.forms import KeyForm
 from agents.models import Agent, AgentKey, AgentSession
 from billing import budgets, reports
 from billing.models import UsageRecord
-from gateways import access, commands
+from gateways import access, commands, frames
 from gateways.context_processors import chosen_gateway_id
 from gateways.models import Gateway
 from gateways.protocol import GatewayError
@@ -213,9 +213,7 @@ def transcript_lines(messages: Any) -> list[dict[str, Any]]:
                 "id": str(meta.get("id") or "")[:80],
                 "role": str(message.get("role") or "")[:32],
                 "text": actions.preview_text(message.get("content"), limit=8000),
-                "at": datetime.fromtimestamp(stamp / 1000, tz=UTC)
-                if isinstance(stamp, int | float)
-                else None,
+                "at": frames.ms_time(stamp),
             }
         )
     return lines

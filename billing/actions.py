@@ -26,6 +26,7 @@ from billing.models import (
     UsageDailyTask,
     UsageRecord,
 )
+from gateways import frames
 from missioncontrol import audit, live, state
 from missioncontrol.audit import Actor
 from missioncontrol.db import bulk
@@ -297,9 +298,7 @@ def gateway_usage_items(
                 cache_read_tokens=_count(usage.get("cacheRead")),
                 cache_write_tokens=_count(usage.get("cacheWrite")),
                 reported_cost_usd=_reported(total),
-                occurred_at=datetime.fromtimestamp(stamp / 1000, tz=UTC)
-                if isinstance(stamp, int | float) and stamp > 0
-                else timezone.now(),
+                occurred_at=frames.ms_time(stamp) or timezone.now(),
                 client_id=f"gw{gateway_id}:{str(meta['id'])[:100]}",
                 session=session_key[:128],
             )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal, TypedDict
 
 from django.db import transaction
@@ -17,6 +17,7 @@ from django.utils import timezone
 from agents.models import Agent
 from crons.models import Job, Run, new_token
 from crons.schedules import EVERY_MAX_S, EVERY_MIN_S, BadSchedule, Schedule, from_ms
+from gateways import frames
 from gateways.models import Gateway
 from missioncontrol import audit, live
 from missioncontrol.audit import Actor
@@ -315,13 +316,11 @@ def _gateway_fields(
         "next_run_at": from_ms(state.get("nextRunAtMs") or item.get("nextRunAtMs")),
         "last_run_at": from_ms(state.get("lastRunAtMs") or item.get("lastRunAtMs")),
         "last_status": _status(last_status) if last_status else "",
-        "last_duration_ms": state.get("lastDurationMs")
-        if isinstance(state.get("lastDurationMs"), int)
-        else None,
+        "last_duration_ms": frames.duration_ms(state.get("lastDurationMs")),
         "last_summary": _text(summary, SUMMARY_MAX),
         "last_error": _text(state.get("lastError") or item.get("lastRunError"), ERROR_MAX),
         "running_since": from_ms(state.get("runningAtMs")),
-        "consecutive_failures": errors if isinstance(errors, int) and errors >= 0 else 0,
+        "consecutive_failures": frames.count(errors),
     }
 
 
@@ -405,10 +404,11 @@ def _remove(job: Job, now: datetime) -> None:
 def _run_fields(entry: dict[str, Any]) -> dict[str, Any]:
     usage: dict[str, Any] = entry["usage"] if isinstance(entry.get("usage"), dict) else {}
     started = from_ms(entry.get("runAtMs")) or from_ms(entry.get("ts")) or timezone.now()
-    duration = entry.get("durationMs") if isinstance(entry.get("durationMs"), int) else None
+    took = frames.duration(entry.get("durationMs"))
+    duration = frames.duration_ms(entry.get("durationMs"))
     finished = from_ms(entry.get("ts"))
-    if finished is None and duration is not None:
-        finished = started + timedelta(milliseconds=duration)
+    if finished is None and took is not None:
+        finished = started + took
     summary = entry.get("summary")
     if summary is None and isinstance(entry.get("diagnostics"), dict):
         summary = entry["diagnostics"].get("summary")
@@ -437,9 +437,9 @@ def _run_fields(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_key(entry: dict[str, Any]) -> str:
-    at = entry.get("runAtMs")
-    if isinstance(at, int | float) and not isinstance(at, bool):
-        return str(int(at))
+    at = frames.ms_time(entry.get("runAtMs"))
+    if at is not None:
+        return str(int(entry["runAtMs"]))
     return _text(entry.get("runId"), 128) or str(entry.get("ts") or "")
 
 

@@ -14,6 +14,8 @@ from typing import Any
 from cron_descriptor import Options, get_description
 from croniter import croniter
 
+from gateways import frames
+
 EVERY_MIN_S = 60
 EVERY_MAX_S = 366 * 24 * 3600
 
@@ -32,12 +34,7 @@ def _zone(name: str) -> zoneinfo.ZoneInfo:
 
 
 def _from_ms(value: Any) -> datetime | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        return None
-    try:
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
+    return frames.ms_time(value)
 
 
 def _span(seconds: int) -> str:
@@ -95,7 +92,11 @@ class Schedule:
                 anchor = _from_ms(raw.get("anchorMs"))
                 if anchor is not None and anchor.year < 2000:
                     anchor = None
-                return cls.every(max(1, int(raw["everyMs"] // 1000)), anchor)
+                every_ms = raw["everyMs"]
+                # At most ten years between runs (NaN and infinities fail this too).
+                if not 0 < every_ms <= 10 * 366 * 86_400_000:
+                    return None
+                return cls.every(max(1, int(every_ms // 1000)), anchor)
             if raw.get("kind") == "at":
                 at = raw.get("at")
                 when = _from_ms(at) if not isinstance(at, str) else _parse_iso(at)
@@ -187,7 +188,12 @@ def _parse_iso(value: Any) -> datetime | None:
         found = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return found if found.tzinfo else found.replace(tzinfo=UTC)
+    found = found if found.tzinfo else found.replace(tzinfo=UTC)
+    # The same bounds as epoch times (gateways/frames.py): no date a page cannot show.
+    try:
+        return frames.ms_time(found.timestamp() * 1000)
+    except (OverflowError, ValueError):
+        return None
 
 
 def from_ms(value: Any) -> datetime | None:

@@ -32,7 +32,9 @@ class NameConverter:
         return unquote(value)
 
     def to_url(self, value: str) -> str:
-        return quote(str(value), safe="")
+        # What a path segment may hold as it is (RFC 3986 pchar) stays readable (main@prod);
+        # `/`, `%`, `?`, `#` and the rest are escaped.
+        return quote(str(value), safe="@:!$&'()*+,;=~")
 
 
 register_converter(NameConverter, "name")

@@ -1,0 +1,108 @@
+"""What a gateway sends can never break a page or a sync (issue #30 §3): timestamps at the ends
+of the calendar (or not numbers), durations beyond any run, in sessions, transcripts and cron
+jobs — ingested through the same actions the connector calls, then every page that shows them
+rendered in three time zones."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from agents import actions as agent_actions
+from crons import actions as cron_actions
+from crons.models import Job
+from gateways import frames
+from tests.gateways.factories import make_gateway
+from tests.gateways.test_sessions import session_row
+
+ZONES = ("UTC", "Etc/GMT-14", "Etc/GMT+12")
+# Epoch milliseconds a broken or hostile gateway may send.
+HOSTILE_MS: list[Any] = [
+    253402300799000,  # 9999-12-31T23:59:59Z
+    -62135596800000,  # 0001-01-01
+    10**30,
+    -1,
+    0,
+    math.nan,
+    math.inf,
+    True,
+    "1795460842274",
+    None,
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE_MS)
+def test_a_hostile_timestamp_is_no_time(value: Any) -> None:
+    assert frames.ms_time(value) is None
+
+
+def test_a_plain_timestamp_is_read() -> None:
+    assert frames.ms_time(1795460842274) == datetime.fromtimestamp(1795460842.274, tz=UTC)
+    assert frames.duration(1500) is not None
+    assert frames.duration(10**15) is None
+    assert frames.duration(-5) is None
+
+
+@pytest.mark.django_db
+def test_hostile_times_in_sessions_and_jobs_break_no_page(viewer) -> None:
+    gateway = make_gateway()
+    agent_actions.sync_gateway_agents(gateway.pk, [{"id": "main"}])
+    rows = [
+        session_row(f"agent:main:s{i}", sessionId=f"sid-{i}", updatedAt=value)
+        for i, value in enumerate(HOSTILE_MS)
+    ]
+    agent_actions.sync_gateway_sessions(gateway.pk, rows, complete=True)
+    jobs = [
+        {
+            "id": f"job-{i}",
+            "name": f"job {i}",
+            "agentId": "main",
+            "enabled": True,
+            "schedule": {"kind": "at", "atMs": value},
+            "payload": {"kind": "command", "argv": ["x"]},
+            "state": {
+                "nextRunAtMs": value,
+                "lastRunAtMs": value,
+                "lastDurationMs": value,
+                "lastRunStatus": "ok",
+            },
+        }
+        for i, value in enumerate(HOSTILE_MS)
+    ]
+    # The sync survives every item (it used to raise OverflowError and restart the connector).
+    cron_actions.sync_gateway_jobs(gateway.pk, jobs, complete=True)
+    runs = [
+        {
+            "jobId": f"job-{i}",
+            "runId": f"run-{i}",
+            "action": "finished",
+            "runAtMs": value,
+            "ts": value,
+            "durationMs": value,
+            "status": "ok",
+        }
+        for i, value in enumerate(HOSTILE_MS)
+    ]
+    cron_actions.record_gateway_runs(gateway.pk, runs)
+    for i, value in enumerate(HOSTILE_MS):
+        cron_actions.gateway_cron_event(
+            gateway.pk,
+            {
+                "jobId": f"job-{i}",
+                "action": "finished",
+                "runAtMs": value,
+                "durationMs": value,
+                "nextRunAtMs": value,
+                "status": "ok",
+            },
+        )
+    assert Job.objects.filter(gateway=gateway).count() == len(HOSTILE_MS)
+    pages = ["/sessions/", "/crons/", "/agents/", f"/gateways/{gateway.pk}/", "/"]
+    pages += [f"/crons/{job.pk}/" for job in Job.objects.filter(gateway=gateway)]
+    for zone in ZONES:
+        viewer.cookies["mc_tz"] = zone
+        for page in pages:
+            assert viewer.get(page).status_code == 200, (page, zone)
