@@ -26,6 +26,7 @@ from agents import actions, keys, validation
 from agents.models import AgentKey
 from billing import actions as billing
 from billing import budgets
+from missioncontrol.errors import CODES
 from missioncontrol.fastpath import writer as fastwriter
 from missioncontrol.fastpath.http import (
     Receive,
@@ -73,7 +74,7 @@ async def authenticate(scope: Scope) -> tuple[keys.KeyInfo | None, str]:
 
 async def handle(scope: Scope, receive: Receive, send: Send, kind: str, name: str | None) -> None:
     if not host_allowed(scope):
-        return await error(send, 400, "bad_request", "Unknown host.")
+        return await error(send, 400, CODES[400], "Unknown host.")
     try:
         body = await read_body(receive, scope, settings.MC_API_MAX_BODY)
     except ConnectionResetError:

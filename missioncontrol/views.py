@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.core.exceptions import DisallowedHost, PermissionDenied
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Q
 from django.http import (
     Http404,
@@ -30,10 +30,10 @@ from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
 
-from missioncontrol import audit, deployment, live, overview, streaming
+from missioncontrol import actions, audit, deployment, live, overview, streaming
 from missioncontrol.consumers import parse_live_query
 from missioncontrol.context_processors import live_seq_for
-from missioncontrol.errors import json_error
+from missioncontrol.errors import CODES, json_error
 from missioncontrol.http import parse_int, safe_next
 from missioncontrol.models import Acknowledgement, AuditEvent, DeploymentFinding
 from missioncontrol.ratelimit import TokenBucket
@@ -176,20 +176,17 @@ def acknowledge(request: HttpRequest) -> HttpResponse:
     key = request.POST.get("key", "").strip()[:200]
     snooze = request.POST.get("for", "")
     if not key or (snooze and snooze not in SNOOZES):
-        return json_error(400, "invalid", "Give the item's key and 1h, 4h, 24h or nothing.")
+        return json_error(
+            400, "validation_error", "Give the item's key and 1h, 4h, 24h or nothing."
+        )
     until = timezone.now() + SNOOZES[snooze] if snooze else None
-    with transaction.atomic():
-        Acknowledgement.objects.update_or_create(
-            user_id=int(request.user.pk or 0), key=key, defaults={"until": until}
-        )
-        audit.record(
-            audit.Actor.user(request.user),
-            "overview.acknowledged",
-            object_type="attention",
-            object_id=key[:64],
-            object_repr=request.POST.get("title", "")[:200],
-            after={"until": until.isoformat() if until else "it changes"},
-        )
+    actions.acknowledge(
+        audit.Actor.user(request.user),
+        int(request.user.pk or 0),
+        key,
+        until=until,
+        title=request.POST.get("title", ""),
+    )
     return redirect(safe_next(request, reverse("home")))
 
 
@@ -260,7 +257,7 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
             f"If {host} is a name people use for Mission Control, add it to MC_ALLOWED_HOSTS.",
         )
     if request.path.startswith("/api/"):
-        return json_error(400, "bad_request", "Bad request.")
+        return json_error(400, CODES[400], "Bad request.")
     # Standalone: the shell would ask for the host again.
     return render(request, "errors/400.html", status=400)
 
@@ -295,15 +292,7 @@ def deployment_page(request: HttpRequest) -> HttpResponse:
 @role_required("admin")
 def deployment_clear(request: HttpRequest) -> HttpResponse:
     """Forget the findings (after fixing the configuration): what recurs comes back."""
-    with transaction.atomic():
-        cleared = DeploymentFinding.objects.all().delete()[0]
-        audit.record(
-            audit.Actor.user(request.user),
-            "deployment.findings_cleared",
-            object_type="deployment",
-            object_repr="deployment findings",
-            after={"cleared": cleared},
-        )
+    actions.clear_deployment_findings(audit.Actor.user(request.user))
     deployment.reset()
     return redirect("deployment")
 
@@ -331,7 +320,7 @@ def csp_report(request: HttpRequest) -> HttpResponse:
     try:
         body = json.loads(request.body or b"{}")
     except (ValueError, UnicodeDecodeError):
-        return json_error(400, "invalid", "A report is JSON.")
+        return json_error(400, CODES[400], "A report is JSON.")
     reports = body if isinstance(body, list) else [body]
     for item in reports[:5]:
         report = item.get("csp-report") or item.get("body") if isinstance(item, dict) else None

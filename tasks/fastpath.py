@@ -16,7 +16,7 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 
 from missioncontrol.audit import Actor
-from missioncontrol.errors import ActionError
+from missioncontrol.errors import CODES, ActionError
 from missioncontrol.fastpath import browser
 from missioncontrol.fastpath import writer as fastwriter
 from missioncontrol.fastpath.http import (
@@ -61,7 +61,7 @@ def _writer() -> fastwriter.BatchWriter:
 
 async def move(scope: Scope, receive: Receive, send: Send, match: Any) -> None:
     if not host_allowed(scope):
-        return await error(send, 400, "bad_request", "Unknown host.")
+        return await error(send, 400, CODES[400], "Unknown host.")
     try:
         body = await read_body(receive, scope, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
     except ConnectionResetError:

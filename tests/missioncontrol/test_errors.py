@@ -80,3 +80,29 @@ class TestSmallEdges:
         response = viewer.get("/api/v1/docs/")
         assert response.status_code == 200
         assert b'href="/"' in response.content
+
+
+def test_every_error_code_written_is_in_the_table():
+    """One vocabulary: a JSON error's code is always one of CODES (a 401 is `unauthenticated`,
+    a 400 `validation_error`) — literal codes in json_error/error calls are checked here."""
+    import ast
+    from pathlib import Path
+
+    from missioncontrol.errors import CODES
+
+    root = Path(__file__).resolve().parents[2]
+    apps = ("missioncontrol", "tasks", "agents", "gateways", "billing", "webhooks", "crons")
+    wrong = []
+    for app in apps:
+        for path in (root / app).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.Call):
+                    continue
+                name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+                args = node.args[1:] if name == "error" else node.args
+                if name not in ("json_error", "error") or len(args) < 2:
+                    continue
+                code = args[1]
+                if isinstance(code, ast.Constant) and code.value not in CODES.values():
+                    wrong.append(f"{path.relative_to(root)}:{node.lineno} {code.value!r}")
+    assert wrong == []
