@@ -25,6 +25,9 @@ logger = logging.getLogger("missioncontrol.deployment")
 EVERY_S = 60.0
 _seen: dict[tuple[str, str], float] = {}
 _lock = threading.Lock()
+# Distinct details kept per kind of finding: a stranger sending random Host values must not
+# grow the table and the log without bound (issue #30 §5). Past this, one row counts the rest.
+MAX_PER_CODE = 20
 
 
 def note(code: str, detail: str, remedy: str) -> None:
@@ -32,6 +35,9 @@ def note(code: str, detail: str, remedy: str) -> None:
     key = (code, detail[:300])
     now = time.monotonic()
     with _lock:
+        if key not in _seen and sum(1 for c, _d in _seen if c == code) >= MAX_PER_CODE:
+            key = (code, _MORE)
+            detail = _MORE
         if now - _seen.get(key, -EVERY_S) < EVERY_S:
             return
         _seen[key] = now
@@ -44,11 +50,17 @@ def note(code: str, detail: str, remedy: str) -> None:
         logger.exception("deployment: could not store a finding")
 
 
+_MORE = "More findings of this kind with other values (not kept one by one)."
+
+
 def _store(code: str, detail: str, remedy: str) -> None:
     from missioncontrol.models import DeploymentFinding
 
     now = timezone.now()
     with transaction.atomic():
+        known = DeploymentFinding.objects.filter(code=code)
+        if not known.filter(detail=detail).exists() and known.count() >= MAX_PER_CODE:
+            detail = _MORE
         updated = DeploymentFinding.objects.filter(code=code, detail=detail).update(
             count=F("count") + 1, last_seen=now, remedy=remedy
         )

@@ -42,6 +42,12 @@ return tostring(wait)
 """
 
 
+# Keys one process keeps buckets for: past this, the full (idle) ones go, then the oldest. A
+# stranger sending random ids (check-ins) must not grow the table without bound (issue #30 §5);
+# a dropped bucket only starts that key afresh.
+MAX_KEYS = 10_000
+
+
 class TokenBucket:
     """`rate` requests per second sustained, `burst` at once, per key."""
 
@@ -63,7 +69,17 @@ class TokenBucket:
                 self._local[key] = (tokens, now)
                 return (1 - tokens) / self.rate
             self._local[key] = (tokens - 1, now)
+            if len(self._local) > MAX_KEYS:
+                self._prune(now)
         return 0.0
+
+    def _prune(self, now: float) -> None:
+        """Under the lock: forget buckets that have refilled, then the oldest half if need be."""
+        full = now - self.burst / self.rate
+        self._local = {k: v for k, v in self._local.items() if v[1] > full}
+        if len(self._local) > MAX_KEYS // 2:
+            kept = list(self._local.items())[len(self._local) // 2 :]
+            self._local = dict(kept)
 
     def take(self, key: object) -> float:
         """0 if one request may go now, else the seconds until it may (synchronous callers)."""

@@ -93,6 +93,15 @@ class TestRefusals:
         assert "https://mc.example.test:8443" in found.remedy
         assert "MC_CSRF_TRUSTED_ORIGINS" in caplog.text
 
+    def test_random_values_from_strangers_keep_a_bounded_table(self, monkeypatch):
+        """Every distinct refused Host used to become a row and a log line (issue #30 §5)."""
+        monkeypatch.setattr(deployment, "MAX_PER_CODE", 5)
+        for i in range(40):
+            deployment.note("host", f"requests for the host h{i}.example are refused", "fix")
+        rows = DeploymentFinding.objects.filter(code="host")
+        assert rows.count() == 6  # five kept one by one, one row for the rest
+        assert rows.get(detail__startswith="More findings").count == 1  # logged once a minute
+
     def test_noted_once_a_minute_per_process(self):
         for _ in range(3):
             deployment.note("host", "requests for the host x are refused", "fix")

@@ -16,6 +16,18 @@ def test_a_bucket_allows_its_burst_then_says_how_long_to_wait(settings):
     assert bucket.take("other") == 0.0  # per key
 
 
+def test_random_keys_keep_a_bounded_table(settings, monkeypatch):
+    """A stranger's random ids (check-ins) each made a bucket, forever (issue #30 §5)."""
+    settings.MC_SHARED_STATE_URL = ""
+    monkeypatch.setattr(ratelimit, "MAX_KEYS", 100)
+    bucket = ratelimit.TokenBucket("test-bounded", rate=1.0, burst=10.0)
+    for i in range(1000):
+        assert bucket.take(f"random-{i}") == 0.0
+    assert len(bucket._local) <= 100
+    assert bucket.take("random-999") == 0.0  # a recent key keeps its bucket
+    assert bucket._local["random-999"][0] == pytest.approx(8.0, abs=0.1)
+
+
 async def test_the_async_form_takes_from_the_same_bucket(settings):
     settings.MC_SHARED_STATE_URL = ""
     bucket = ratelimit.TokenBucket("test-async", rate=1.0, burst=1.0)
