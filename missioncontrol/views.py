@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
@@ -361,9 +362,41 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok", "database": "ok"})
 
 
+# Per account, from every address together: django-axes locks a (username, address) pair; one
+# account guessed at from many addresses was judged every time (issue #30 §5). Failed sign-ins
+# take from the account's bucket (in the process, or Redis in the scale-out profile); once it is
+# empty the account's attempts are refused unjudged until the next one is due — one per 30 s
+# after a burst of 10 — and the page says how long to wait: slowed, never locked out.
+_per_account = TokenBucket("signin-account", rate=1 / 30, burst=10)
+# When each throttled account may try again (this process; bounded like the buckets).
+_account_due: dict[str, float] = {}
+
+
 class LoginView(auth_views.LoginView):
     template_name = "registration/login.html"
     redirect_authenticated_user = True
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        username = (request.POST.get("username") or "").strip().lower()[:150]
+        wait = _account_due.get(username, 0.0) - time.monotonic()
+        if wait > 0:
+            # The password is not judged (an unbound form: validating would authenticate).
+            form = self.form_class(request=request, initial={"username": username})
+            refused = (
+                f"Too many sign-in attempts for this account. Try again in {max(1, round(wait))} s."
+            )
+            context = self.get_context_data(form=form, refused=refused)
+            response = self.render_to_response(context, status=429)
+            response["Retry-After"] = str(max(1, round(wait)))
+            return response
+        response = super().post(request, *args, **kwargs)
+        if username and response.status_code != 302:  # not signed in (nor on to the code step)
+            wait = _per_account.take(username)
+            if wait:
+                if len(_account_due) > 10_000:
+                    _account_due.clear()
+                _account_due[username] = time.monotonic() + wait
+        return response
 
     def form_valid(self, form: Any) -> HttpResponse:
         from missioncontrol import two_factor

@@ -82,3 +82,35 @@ class TestPasswordChange:
         )
         assert response.status_code == 200
         assert b"field-error" in response.content
+
+
+@pytest.mark.django_db
+def test_one_account_guessed_from_many_addresses_is_slowed_not_locked(alice_viewer, settings):
+    """django-axes counts per (name, address); guesses at one account from ten addresses were all
+    judged (issue #30 §5). After a burst, the account's attempts are refused unjudged with the
+    wait, from every address; the owner signs in once it has passed."""
+    from missioncontrol import views
+
+    bucket = views._per_account
+    bucket._local.clear()
+    views._account_due.clear()
+    settings.MC_SHARED_STATE_URL = ""
+    answers = []
+    for i in range(13):
+        client = Client(REMOTE_ADDR=f"10.0.0.{i + 1}")
+        r = client.post(reverse("login"), {"username": "Alice", "password": f"guess-{i}"})
+        answers.append(r.status_code)
+    # Judged (wrong password) until the bucket of 10 is spent; then refused unjudged.
+    assert answers == [200] * 11 + [429, 429]
+    refused = Client(REMOTE_ADDR="10.0.0.99").post(
+        reverse("login"), {"username": "alice", "password": PASSWORD}
+    )
+    assert refused.status_code == 429
+    assert b"Try again in" in refused.content
+    assert "sessionid" not in refused.cookies
+    # 31 s later (the bucket's clock moved back rather than a sleep): the owner signs in.
+    views._account_due["alice"] -= 31
+    owner = Client(REMOTE_ADDR="10.0.0.99").post(
+        reverse("login"), {"username": "alice", "password": PASSWORD}
+    )
+    assert owner.status_code == 302
