@@ -107,7 +107,7 @@ def test_a_heartbeat_with_usage_on_a_task_moves_its_card_live(browser, live):
     UserFactory.create(username="lead", role="operator")
     agent = Agent.objects.create(name="worker", framework="claude-code")
     _key, full = issue(AgentKey.Kind.AGENT, agent)
-    task = make_task("Port the parser", status="in_progress")
+    task = make_task("Port the parser", status="in_progress", assignee=f"agent:{agent.pk}")
     browser.login("lead")
     page = browser.page
     page.goto("/board/")
