@@ -3,6 +3,7 @@ from __future__ import annotations
 from django import forms
 
 from agents.models import Agent, AgentKey
+from missioncontrol import forms as mc_forms
 
 
 class KeyForm(forms.Form):
@@ -14,9 +15,12 @@ class KeyForm(forms.Form):
         max_length=100, required=False, help_text="What it is for, e.g. “laptop Claude Code”."
     )
     max_uses = forms.IntegerField(
-        min_value=1, required=False, help_text="Enrollment keys: how many agents it may register."
+        min_value=1,
+        max_value=1_000_000,
+        required=False,
+        help_text="Enrollment keys: how many agents it may register.",
     )
-    expires_at = forms.DateTimeField(
+    expires_at = mc_forms.DateTimeField(
         required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
     )
 

@@ -6,6 +6,7 @@ from typing import Any
 from django import forms
 
 from billing.models import Budget, PriceOverride
+from missioncontrol import forms as mc_forms
 
 MAX_PER_MTOK = Decimal(100_000)
 
@@ -31,6 +32,7 @@ class PriceOverrideForm(forms.ModelForm):
             "note",
         ]
         widgets = {"effective_from": forms.DateInput(attrs={"type": "date"})}
+        field_classes = {"effective_from": mc_forms.DateField}
 
     def clean_model_pattern(self) -> str:
         pattern = str(self.cleaned_data["model_pattern"]).strip()

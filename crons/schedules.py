@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cron_descriptor import Options, get_description
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from gateways import frames
 
@@ -69,7 +69,12 @@ class Schedule:
         if not expr or not croniter.is_valid(expr):
             raise BadSchedule(f"{expr!r} is not a cron expression (five fields: m h dom mon dow).")
         _zone(tz)
-        return cls("cron", expr=expr, tz=tz)
+        made = cls("cron", expr=expr, tz=tz)
+        # croniter accepts expressions that never fire (`0 0 30 2 *`): refused here, not a 500
+        # later when the next run is asked for.
+        if made.next_after(datetime.now(UTC)) is None:
+            raise BadSchedule(f"{expr!r} never fires (no such day in any month or year).")
+        return made
 
     @classmethod
     def every(cls, seconds: int, anchor: datetime | None = None) -> Schedule:
@@ -157,8 +162,11 @@ class Schedule:
         """The first run this schedule expects strictly after `after` (None: no more runs)."""
         if self.kind == "cron":
             zone = _zone(self.tz)
-            it = croniter(self.expr, after.astimezone(zone))
-            found: datetime = it.get_next(datetime)
+            try:
+                it = croniter(self.expr, after.astimezone(zone))
+                found: datetime = it.get_next(datetime)
+            except (CroniterBadDateError, ValueError, OverflowError):
+                return None  # never fires again
             return found.astimezone(UTC)
         if self.kind == "every":
             step = timedelta(seconds=self.every_s)

@@ -87,8 +87,12 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,39}$")
 def check_url(url: str) -> str:
     """A gateway URL: ws:// or wss://, a host, no credentials or fragment."""
     url = (url or "").strip()
-    parts = urlsplit(url)
-    if parts.scheme not in {"ws", "wss"} or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname  # raises on a bracketed host that is no IPv6 address
+    except ValueError:
+        raise Invalid({"url": ["That is not a URL (check the host in brackets)."]}) from None
+    if parts.scheme not in {"ws", "wss"} or not host:
         raise Invalid(
             {"url": ["Use the gateway's WebSocket URL: ws://host:18789/ or wss://host/."]}
         )
@@ -121,10 +125,11 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     try:
         port = parts.port
+        host = parts.hostname or ""
     except ValueError:
-        port = None
+        port, host = None, ""
     default = {"ws": 80, "wss": 443, "http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), port or default
+    return parts.scheme, host.lower(), port or default
 
 
 def _clean(fields: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,9 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q
 
 from agents.models import Agent
+from missioncontrol import forms as mc_forms
 from missioncontrol.errors import ActionError
+from missioncontrol.http import MAX_ID
 from missioncontrol.roles import ROLES
 from tasks.models import Task
 
@@ -40,7 +42,7 @@ class TaskForm(forms.Form):
     labels = forms.CharField(
         required=False, max_length=500, help_text="Comma-separated, e.g. bug, backend"
     )
-    due_date = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    due_date = mc_forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     assignee = forms.ChoiceField(required=False)
 
     def __init__(
@@ -60,13 +62,13 @@ class TaskForm(forms.Form):
 class BlockForm(forms.Form):
     blocked = forms.BooleanField(required=False)
     reason = forms.CharField(required=False, max_length=500)
-    version = forms.IntegerField(required=False, min_value=1)
+    version = forms.IntegerField(required=False, min_value=1, max_value=MAX_ID)
 
 
 class MoveForm(forms.Form):
     status = forms.ChoiceField(choices=Task.Status.choices)
-    before = forms.IntegerField(required=False, min_value=1)
-    version = forms.IntegerField(required=False, min_value=1)
+    before = forms.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    version = forms.IntegerField(required=False, min_value=1, max_value=MAX_ID)
 
 
 class CommentForm(forms.Form):

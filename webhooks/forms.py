@@ -5,6 +5,7 @@ from typing import Any
 
 from django import forms
 
+from missioncontrol import forms as mc_forms
 from webhooks import outbox
 from webhooks.models import Endpoint
 from webhooks.targets import Refused, check_url
@@ -48,7 +49,7 @@ class EndpointForm(forms.ModelForm):
 
 
 class RedeliverForm(forms.Form):
-    since = forms.DateTimeField(
+    since = mc_forms.DateTimeField(
         label="Failed since",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
