@@ -1,5 +1,6 @@
-"""Defects found by probing the running server (bad parameters, redirects, headers, files):
-each reproduced here, each fixed at its family's root."""
+"""How requests are read and answered safely: integers in any Unicode digit class, resume points,
+`next` redirects, cache headers, key material in the admin, owner-only data files (first found
+by probing the running server; each fixed at its family's root)."""
 
 from __future__ import annotations
 
