@@ -8,6 +8,7 @@ events' data directly (no query per event).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +24,7 @@ from missioncontrol.errors import json_error
 from missioncontrol.http import parse_int
 
 KEEPALIVE_S = 15.0
+KEY_CHECK_S = 1.0
 
 
 def _was_assigned(data: dict[str, Any], agent_id: int) -> bool:
@@ -62,11 +64,25 @@ def frame(text: str, agent_id: int) -> str | None:
     return f"id: {message['seq']}\nevent: {message['event']}\ndata: {body}\n\n"
 
 
-async def _stream(sub: live.Subscription, since: int | None, agent_id: int) -> AsyncIterator[str]:
-    async for text in live.follow(sub, since, KEEPALIVE_S):
+async def _stream(
+    sub: live.Subscription, since: int | None, agent_id: int, raw: str
+) -> AsyncIterator[str]:
+    quiet_since = checked = time.monotonic()
+    async for text in live.follow(sub, since, KEY_CHECK_S):
+        now = time.monotonic()
+        if now - checked >= KEY_CHECK_S:
+            # The key that opened the stream must still be good: a revoked (or expired, or
+            # deleted) key ends it within KEY_CHECK_S + the key cache's own check (≤ 2 s).
+            checked = now
+            if await database_sync_to_async(keys.verify)(raw) is None:
+                yield 'event: revoked\ndata: {"error": "unauthenticated"}\n\n'
+                return
         if text is None:
-            yield ": keep-alive\n\n"
+            if now - quiet_since >= KEEPALIVE_S:
+                quiet_since = now
+                yield ": keep-alive\n\n"
             continue
+        quiet_since = now
         out = frame(text, agent_id)
         if out:
             yield out
@@ -97,5 +113,5 @@ async def agent_events(request: HttpRequest) -> HttpResponseBase:
     # their own tasks.
     sub = live.Subscription(["board"], "viewer", form="data")
     return streaming.event_stream(
-        "retry: 2000\n\n", _stream(sub, since, key.agent_id), what="agent event stream"
+        "retry: 2000\n\n", _stream(sub, since, key.agent_id, raw), what="agent event stream"
     )

@@ -51,6 +51,25 @@ class TestAgentEvents:
         assert frames[0]["task"]["status"] == "review"
         assert frames[1]["type"] == "ready"
 
+    def test_a_revoked_key_ends_its_open_stream(self, live):
+        """The stream ends with the right that opened it (issue #30 §1): revoked elsewhere (the
+        admin's page, another process), the key's open stream closes within seconds."""
+        from agents import actions as agent_actions
+
+        ada = Agent.objects.create(name="ada-revoked")
+        key, full = issue(AgentKey.Kind.AGENT, ada)
+        headers = {"Authorization": f"Bearer {full}"}
+        seen, revoked = "", False
+        # The client's read timeout (10 s) fails the test if the stream is left open.
+        with httpx.stream("GET", f"{live.url}/api/v1/events", headers=headers, timeout=10) as r:
+            assert r.status_code == 200
+            for chunk in r.iter_text():
+                seen += chunk
+                if '"ready"' in seen and not revoked:
+                    revoked = True
+                    agent_actions.revoke_key(Actor.system("t"), key.pk)
+        assert "event: revoked" in seen
+
     def test_needs_an_agent_key(self, live):
         _k, enrollment = issue(AgentKey.Kind.ENROLLMENT)
         assert httpx.get(f"{live.url}/api/v1/events", timeout=5).status_code == 401
