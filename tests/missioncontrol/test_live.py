@@ -460,3 +460,39 @@ async def test_a_commits_events_travel_as_one_batch_and_arrive_in_order():
         for task in (hub.task, hub.rejoin):
             assert task is not None
             task.cancel()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("how", ["sign-out", "password", "role", "deactivated"])
+def test_an_open_sse_stream_ends_with_the_right_that_opened_it(live, how):
+    """Issue #30 §1: the SSE fallback kept flowing after sign-out, a password change or a role
+    removal. It re-reads its session, person and role every 2 s and ends with `event: revoked`
+    (the client's 10 s read timeout fails this test if it stays open)."""
+    from django.contrib.auth import get_user_model
+
+    from missioncontrol import roles
+    from tests.live import login
+
+    user = UserFactory.create(username=f"sse-{how}", role="viewer")
+    client = login(live.url, user.username)
+    seen, acted = "", False
+    with client.stream("GET", "/events/stream?topics=fleet", timeout=10) as r:
+        assert r.status_code == 200
+        for chunk in r.iter_text():
+            seen += chunk
+            if '"ready"' in seen and not acted:
+                acted = True
+                if how == "sign-out":
+                    other = login(live.url, user.username)  # a second session stays
+                    client.post("/logout/", headers={"X-CSRFToken": client.cookies["csrftoken"]})
+                    assert other.get("/").status_code == 200
+                elif how == "password":
+                    fresh = get_user_model().objects.get(pk=user.pk)
+                    fresh.set_password("another long password")
+                    fresh.save()
+                elif how == "role":
+                    roles.set_role(get_user_model().objects.get(pk=user.pk), None)
+                else:
+                    get_user_model().objects.filter(pk=user.pk).update(is_active=False)
+    assert "event: revoked" in seen
