@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from agents import actions, keys, validation
@@ -199,54 +199,39 @@ class IngestWriter(fastwriter.BatchWriter):
 def apply_batch(batch: list[Job]) -> list[dict[str, Any] | None]:
     """Runs on the writer thread: every job's writes in one transaction, then the answers."""
     # The writer thread keeps its connection (no request cycle here to close it).
-    beats: list[actions.Heartbeat] = []
-    usage: list[billing.UsageItem] = []
-    spans: list[tuple[int, int]] = []
-    beat_jobs: list[int] = []  # the batch index of each beat
-    owners = Task.objects.owners(
-        {i.task_id for job in batch for i in job.cleaned.get("usage", []) if i.task_id}
-    )
-    refused_usage: list[list[dict[str, Any]]] = []
-    for index, job in enumerate(batch):
-        items, refused_here = _own_usage(job.cleaned.get("usage", []), owners)
-        refused_usage.append(refused_here)
-        spans.append((len(usage), len(usage) + len(items)))
-        usage.extend(items)
+    reports: list[billing.AgentReport] = []
+    for job in batch:
+        items: list[billing.UsageItem] = job.cleaned.get("usage", [])
+        beat = None
         if job.kind == "heartbeat":
             assert job.key.agent_id is not None
-            model = items[-1].model if items else None
-            beat_jobs.append(index)
-            beats.append(
-                actions.Heartbeat(
-                    agent_id=job.key.agent_id,
-                    key_id=job.key.id,
-                    status=job.cleaned.get("status"),
-                    task_id=job.cleaned.get("task_id"),
-                    message=job.cleaned.get("message"),
-                    model=model,
-                    received_at=job.received_at,
-                )
+            beat = actions.Heartbeat(
+                agent_id=job.key.agent_id,
+                key_id=job.key.id,
+                status=job.cleaned.get("status"),
+                task_id=job.cleaned.get("task_id"),
+                message=job.cleaned.get("message"),
+                model=items[-1].model if items else None,
+                received_at=job.received_at,
             )
-    with transaction.atomic():
-        refused = {beat_jobs[i] for i in _not_their_tasks(beats)}
-        states = actions.apply_heartbeats(beats)
-        stored = billing.record_usage(usage)
-    beating = {b.agent_id for b in beats}
+        reports.append(billing.AgentReport(beat, items))
+    done = billing.record_reports(reports)
+    beating = {r.beat.agent_id for r in reports if r.beat is not None}
     work = _work(beating)
     pauses = budgets.paused(beating)
     results: list[dict[str, Any] | None] = []
-    for index, (job, (start, end)) in enumerate(zip(batch, spans, strict=True)):
-        recorded = sum(stored[start:end])
-        duplicates = (end - start) - recorded
-        refused_here = refused_usage[index]
+    for job, result in zip(batch, done, strict=True):
         if job.kind == "usage":
-            answer_usage: dict[str, Any] = {"recorded": recorded, "duplicates": duplicates}
-            if refused_here:
-                answer_usage["refused"] = refused_here
+            answer_usage: dict[str, Any] = {
+                "recorded": result.recorded,
+                "duplicates": result.duplicates,
+            }
+            if result.refused_usage:
+                answer_usage["refused"] = result.refused_usage
             results.append(answer_usage)
             continue
         agent_id = job.key.agent_id
-        state = states.get(agent_id or 0)
+        state = result.state
         if state is None:
             results.append(AGENT_GONE)
             continue
@@ -258,56 +243,23 @@ def apply_batch(batch: list[Job]) -> list[dict[str, Any] | None]:
                 "last_seen": state["last_seen"].isoformat(),
             },
             "next_heartbeat_s": state["interval"],
-            "usage_recorded": recorded,
-            "usage_duplicates": duplicates,
+            "usage_recorded": result.recorded,
+            "usage_duplicates": result.duplicates,
             "work": {"tasks": work.get(agent_id or 0, [])},
             "paused": False,
         }
-        if refused_here:
-            answer["usage_refused"] = refused_here
+        if result.refused_usage:
+            answer["usage_refused"] = result.refused_usage
         pause = pauses.get(agent_id or 0)
         if pause is not None:
             answer["paused"] = True
             answer["pause"] = pause.data()
-        if index in refused:
+        if result.task_refused:
             answer["warnings"] = {
                 "task_id": ["Not one of your tasks: claim it first. It was not recorded."]
             }
         results.append(answer)
     return results
-
-
-def _own_usage(
-    items: list[billing.UsageItem], owners: dict[int, int | None]
-) -> tuple[list[billing.UsageItem], list[dict[str, Any]]]:
-    """The records to store, and those refused: a record charged to a task is stored only when
-    the task is the agent's own (assigned to it); the others of the batch are stored."""
-    kept: list[billing.UsageItem] = []
-    refused: list[dict[str, Any]] = []
-    for position, item in enumerate(items):
-        if item.task_id is None or owners.get(item.task_id, 0) == item.agent_id:
-            kept.append(item)
-            continue
-        reason = (
-            f"Task #{item.task_id} does not exist."
-            if item.task_id not in owners
-            else f"Task #{item.task_id} is not one of your tasks: claim it first."
-        )
-        refused.append({"index": position, "id": item.client_id, "reason": reason})
-    return kept, refused
-
-
-def _not_their_tasks(beats: list[actions.Heartbeat]) -> set[int]:
-    """Heartbeats naming a task that is not assigned to their agent: the task is dropped from
-    the beat (an agent reports work on its own tasks only) and the answer says so. One query
-    per batch."""
-    owner = Task.objects.owners({b.task_id for b in beats if b.task_id is not None})
-    refused: set[int] = set()
-    for i, beat in enumerate(beats):
-        if beat.task_id is not None and owner.get(beat.task_id) != beat.agent_id:
-            refused.add(i)
-            beat.task_id = None
-    return refused
 
 
 def _work(agent_ids: set[int]) -> dict[int, list[dict[str, Any]]]:

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from agents import actions as agent_actions
 from billing import budgets, prices, reports, rollups
 from billing.models import (
     Budget,
@@ -31,6 +32,7 @@ from missioncontrol import audit, live, state
 from missioncontrol.audit import Actor
 from missioncontrol.db import bulk
 from tasks import actions as task_actions
+from tasks.models import Task
 
 
 @dataclass
@@ -74,6 +76,74 @@ def _upsert_sql(tier: rollups.Tier) -> str:
 
 
 UPSERTS = {tier.model: _upsert_sql(tier) for tier in rollups.TIERS}
+
+
+@dataclass
+class AgentReport:
+    """What one request of an agent reports: a heartbeat (None for a usage report alone) and
+    usage records."""
+
+    beat: agent_actions.Heartbeat | None
+    usage: list[UsageItem]
+
+
+@dataclass
+class ReportResult:
+    """What became of one AgentReport: records stored, repeats, records refused (with the
+    reason), whether the heartbeat's task was dropped, and the agent's new state (heartbeats;
+    None when the agent is gone)."""
+
+    recorded: int = 0
+    duplicates: int = 0
+    refused_usage: list[dict[str, Any]] = field(default_factory=list)
+    task_refused: bool = False
+    state: dict[str, Any] | None = None
+
+
+def record_reports(reports: list[AgentReport]) -> list[ReportResult]:
+    """Heartbeats and usage of many requests in one transaction (the ingest writer's batch).
+    The rule "an agent reports on its own tasks only" is applied here, once: a heartbeat's task
+    that is not the agent's is dropped (and said), a usage record charged to one is refused
+    with its reason while the rest is stored."""
+    results = [ReportResult() for _ in reports]
+    with transaction.atomic():
+        named = {r.beat.task_id for r in reports if r.beat and r.beat.task_id is not None}
+        named |= {i.task_id for r in reports for i in r.usage if i.task_id is not None}
+        owners = Task.objects.owners(named)
+        kept: list[UsageItem] = []
+        spans: list[tuple[int, int]] = []
+        for report, result in zip(reports, results, strict=True):
+            beat = report.beat
+            named_task = beat.task_id if beat is not None else None
+            if (
+                beat is not None
+                and named_task is not None
+                and owners.get(named_task) != beat.agent_id
+            ):
+                beat.task_id = None
+                result.task_refused = True
+            start = len(kept)
+            for position, item in enumerate(report.usage):
+                if item.task_id is None or owners.get(item.task_id, 0) == item.agent_id:
+                    kept.append(item)
+                    continue
+                reason = (
+                    f"Task #{item.task_id} does not exist."
+                    if item.task_id not in owners
+                    else f"Task #{item.task_id} is not one of your tasks: claim it first."
+                )
+                result.refused_usage.append(
+                    {"index": position, "id": item.client_id, "reason": reason}
+                )
+            spans.append((start, len(kept)))
+        states = agent_actions.apply_heartbeats([r.beat for r in reports if r.beat is not None])
+        stored = record_usage(kept)
+    for report, result, (start, end) in zip(reports, results, spans, strict=True):
+        result.recorded = sum(stored[start:end])
+        result.duplicates = (end - start) - result.recorded
+        if report.beat is not None:
+            result.state = states.get(report.beat.agent_id)
+    return results
 
 
 def record_usage(items: list[UsageItem]) -> list[bool]:
