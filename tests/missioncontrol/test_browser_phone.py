@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from agents.models import Agent
@@ -10,7 +11,13 @@ from billing.models import UsageRecord
 from tasks.models import Task
 from tests.missioncontrol.factories import UserFactory
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    # Layout at 390 px, shortcuts and rendered markdown do not depend on the database; every
+    # page's queries run on PostgreSQL in its own tests: one profile only (~20 s of CI time).
+    pytest.mark.skipif(connection.vendor != "sqlite", reason="layout only: the SQLite profile"),
+]
 
 
 def _wide_content() -> tuple[Agent, Task]:
