@@ -8,8 +8,6 @@ events' data directly (no query per event).
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -64,28 +62,14 @@ def frame(text: str, agent_id: int) -> str | None:
     return f"id: {message['seq']}\nevent: {message['event']}\ndata: {body}\n\n"
 
 
-async def _stream(
-    sub: live.Subscription, since: int | None, agent_id: int, raw: str
-) -> AsyncIterator[str]:
-    quiet_since = checked = time.monotonic()
-    async for text in live.follow(sub, since, KEY_CHECK_S):
-        now = time.monotonic()
-        if now - checked >= KEY_CHECK_S:
-            # The key that opened the stream must still be good: a revoked (or expired, or
-            # deleted) key ends it within KEY_CHECK_S + the key cache's own check (≤ 2 s).
-            checked = now
-            if await database_sync_to_async(keys.verify)(raw) is None:
-                yield 'event: revoked\ndata: {"error": "unauthenticated"}\n\n'
-                return
-        if text is None:
-            if now - quiet_since >= KEEPALIVE_S:
-                quiet_since = now
-                yield ": keep-alive\n\n"
-            continue
-        quiet_since = now
-        out = frame(text, agent_id)
-        if out:
-            yield out
+def _key_still_good(raw: str) -> live.StillAllowed:
+    """The key that opened the stream must still be good: a revoked (or expired, or deleted)
+    key ends it within KEY_CHECK_S + the key cache's own check (≤ 2 s)."""
+
+    async def check(sub: live.Subscription) -> bool:
+        return await database_sync_to_async(keys.verify)(raw) is not None
+
+    return check
 
 
 @csrf_exempt  # authenticated by the agent's key, never by cookies
@@ -112,6 +96,16 @@ async def agent_events(request: HttpRequest) -> HttpResponseBase:
     # Agents see task events as a viewer would (their data, not the browsers' ops), filtered to
     # their own tasks.
     sub = live.Subscription(["board"], "viewer", form="data")
+    agent_id = key.agent_id
     return streaming.event_stream(
-        "retry: 2000\n\n", _stream(sub, since, key.agent_id, raw), what="agent event stream"
+        "retry: 2000\n\n",
+        live.sse(
+            sub,
+            since,
+            still_allowed=_key_still_good(raw),
+            frame=lambda text: frame(text, agent_id),
+            keepalive_s=KEEPALIVE_S,
+            check_s=KEY_CHECK_S,
+        ),
+        what="agent event stream",
     )

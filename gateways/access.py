@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.contenttypes.models import ContentType
 from guardian.models import UserObjectPermission
 
 from gateways.models import Gateway
@@ -20,6 +19,14 @@ from missioncontrol.http import parse_int
 from missioncontrol.roles import has_role
 
 VIEW, OPERATE = "view_gateway", "operate_gateway"
+
+# Guardian's rows about gateways, by the content type's natural key in the same query (not
+# ContentType's per-process id cache, which a long-lived stream would keep reading if the
+# content types were ever re-created, as a flushed test database does).
+_GATEWAY_ROWS = {
+    "content_type__app_label": Gateway._meta.app_label,
+    "content_type__model": Gateway._meta.model_name,
+}
 
 
 def forget(user: Any) -> None:
@@ -36,9 +43,9 @@ def grants(user: Any) -> dict[int, set[str]] | None:
     if hasattr(user, "_mc_gateway_grants"):
         cached: dict[int, set[str]] | None = user._mc_gateway_grants
         return cached
-    rows = UserObjectPermission.objects.filter(
-        user_id=user.pk, content_type=ContentType.objects.get_for_model(Gateway)
-    ).values_list("object_pk", "permission__codename")
+    rows = UserObjectPermission.objects.filter(user_id=user.pk, **_GATEWAY_ROWS).values_list(
+        "object_pk", "permission__codename"
+    )
     found: dict[int, set[str]] = {}
     for object_pk, codename in rows:
         if (pk := parse_int(str(object_pk))) is not None:
@@ -74,7 +81,7 @@ def can_operate(user: Any, gateway_id: int | None) -> bool:
 def granted_users(gateway: Gateway) -> list[tuple[Any, str]]:
     """(user, "view" | "operate") for every user with a grant on the gateway."""
     rows = UserObjectPermission.objects.filter(
-        content_type=ContentType.objects.get_for_model(Gateway), object_pk=str(gateway.pk)
+        object_pk=str(gateway.pk), **_GATEWAY_ROWS
     ).select_related("user", "permission")
     levels: dict[int, tuple[Any, str]] = {}
     for row in rows:

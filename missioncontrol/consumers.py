@@ -8,7 +8,6 @@ import json
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.auth import get_user
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.security.websocket import WebsocketDenier
@@ -18,9 +17,6 @@ from django.http.request import split_domain_port, validate_host
 from missioncontrol import live
 from missioncontrol.http import parse_int
 from missioncontrol.roles import role_of
-
-# How often a connection re-checks that its user still holds a role (and is still signed in).
-RECHECK_S = 30.0
 
 
 def parse_live_query(query: str) -> tuple[list[str], int | None]:
@@ -64,6 +60,10 @@ class LiveConsumer(AsyncWebsocketConsumer):
         topics, since = parse_live_query(self.scope.get("query_string", b"").decode("latin-1"))
         scope = await database_sync_to_async(live.gateway_scope)(user)
         self.sub = live.Subscription(topics, role, gateways=scope)
+        session = self.scope.get("session")
+        self.still_allowed = live.session_still_allowed(
+            getattr(session, "session_key", None), getattr(user, "pk", None)
+        )
         await self.accept()
         # Listen before reading the log: an event committed in between arrives both ways and
         # the duplicate is dropped by seq, but none can fall between the two.
@@ -127,16 +127,16 @@ class LiveConsumer(AsyncWebsocketConsumer):
             self.pending = None
 
     async def _recheck_access(self) -> None:
-        """Close the connection when the user signs out or loses every role."""
+        """The connection ends with the right that opened it: every live.ACCESS_CHECK_S it
+        re-reads the session, person, role and grants from fresh rows (the scope's user and
+        session are a snapshot of the handshake); sign-out, a password change, deactivation
+        or the last role gone close it, a changed role or grants re-scope it."""
         with contextlib.suppress(asyncio.CancelledError):
             while True:
-                await asyncio.sleep(RECHECK_S)
-                user = await get_user(self.scope)
-                role = await database_sync_to_async(role_of)(user)
-                if role is None:
+                await asyncio.sleep(live.ACCESS_CHECK_S)
+                if not await self.still_allowed(self.sub):
                     await self.close(code=4403)
                     return
-                self.sub.role = role
 
 
 class SameOriginOnly:

@@ -17,9 +17,10 @@ import json
 import logging
 import re
 import threading
+import time
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 from asgiref.sync import async_to_sync
@@ -33,7 +34,7 @@ from django.utils import timezone
 from missioncontrol import state
 from missioncontrol.db import bulk
 from missioncontrol.models import LiveEvent
-from missioncontrol.roles import RANK, Role
+from missioncontrol.roles import RANK, Role, role_of
 
 logger = logging.getLogger(__name__)
 
@@ -460,6 +461,51 @@ def gateway_scope(user: Any) -> frozenset[int] | None:
     return _gateway_scope[0](user) if _gateway_scope else None
 
 
+# How often an open stream (WebSocket, SSE, an agent's event stream) re-reads the right that
+# opened it from fresh rows: sign-out, a password change, deactivation, a role or grant change
+# and a key's revocation reach every open stream of that user or key within this, on every
+# process (the rows are shared; nothing is cached per process).
+ACCESS_CHECK_S = 2.0
+
+# What an open stream asks, every ACCESS_CHECK_S, of the right that opened it: False ends the
+# stream; it may re-scope `sub` (role, gateways) on the way.
+StillAllowed = Callable[["Subscription"], Awaitable[bool]]
+
+
+def session_access(session_key: str | None, user_id: int | None) -> tuple[Role, Any] | None:
+    """The (role, gateway scope) a browser session has now, read from fresh rows; None when the
+    session is gone (signed out), the password changed, the person was deactivated or has no
+    role any more. Sync (ORM)."""
+    from importlib import import_module
+
+    from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+
+    if not session_key or user_id is None:
+        return None
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    if str(session.get(SESSION_KEY, "")) != str(user_id):
+        return None
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    if user is None or session.get(HASH_SESSION_KEY) != user.get_session_auth_hash():
+        return None
+    role = role_of(user)
+    return None if role is None else (role, gateway_scope(user))
+
+
+def session_still_allowed(session_key: str | None, user_id: int | None) -> StillAllowed:
+    """A browser stream's re-check: ends it on sign-out and the rest, re-scopes it on a role
+    or grant change."""
+
+    async def check(sub: Subscription) -> bool:
+        access = await database_sync_to_async(session_access)(session_key, user_id)
+        if access is None:
+            return False
+        sub.role, sub.gateways = access
+        return True
+
+    return check
+
+
 class Subscription:
     """One client's view of the log: what it has seen and what it may see."""
 
@@ -709,6 +755,40 @@ async def follow(
                 yield text
     finally:
         hub.remove(listener)
+
+
+REVOKED_FRAME = 'event: revoked\ndata: {"error": "unauthenticated"}\n\n'
+
+
+async def sse(
+    sub: Subscription,
+    since: int | None,
+    *,
+    still_allowed: StillAllowed,
+    frame: Callable[[str], str | None],
+    keepalive_s: float,
+    check_s: float = ACCESS_CHECK_S,
+) -> AsyncIterator[str]:
+    """An SSE body: `follow` with the re-check every `check_s` (a refused one ends the
+    stream with `event: revoked`), a comment line after `keepalive_s` of silence, and `frame`
+    turning each text into its SSE frame (None: not for this client)."""
+    quiet_since = checked = time.monotonic()
+    async for text in follow(sub, since, check_s):
+        now = time.monotonic()
+        if now - checked >= check_s:
+            checked = now
+            if not await still_allowed(sub):
+                yield REVOKED_FRAME
+                return
+        if text is None:
+            if now - quiet_since >= keepalive_s:
+                quiet_since = now
+                yield ": keep-alive\n\n"
+            continue
+        quiet_since = now
+        out = frame(text)
+        if out:
+            yield out
 
 
 _SEQ = re.compile(r'"seq":\s*(\d+)')

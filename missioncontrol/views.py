@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -44,8 +43,6 @@ logger = logging.getLogger(__name__)
 
 # SSE keep-alive comment interval: under the idle timeouts of common proxies (60 s).
 SSE_KEEPALIVE_S = 15.0
-# How often an open SSE stream re-reads its session, person and role (issue #30 §1: within 2 s).
-SSE_CHECK_S = 2.0
 
 
 ATTENTION_SHOWN = 30
@@ -463,55 +460,19 @@ async def event_stream(request: HttpRequest) -> HttpResponseBase:
     sub = live.Subscription(topics, role, gateways=scope)
     return streaming.event_stream(
         "retry: 2000\n\n",
-        _sse(sub, since, request.session.session_key, user.pk),
+        live.sse(
+            sub,
+            since,
+            still_allowed=live.session_still_allowed(request.session.session_key, user.pk),
+            frame=_sse_frame,
+            keepalive_s=SSE_KEEPALIVE_S,
+        ),
         what="live event stream",
     )
 
 
-def _sse_frame(text: str, seq: int | None = None) -> str:
+def _sse_frame(text: str) -> str:
+    # Every frame carries its seq as the event id: a reconnect resumes exactly there.
+    seq = live.seq_of(text)
     head = f"id: {seq}\n" if seq is not None else ""
     return f"{head}data: {text}\n\n"
-
-
-def _access_now(session_key: str | None, user_id: int | None) -> tuple[Any, Any] | None:
-    """The (role, gateway scope) a stream's session has now, read from fresh rows; None when
-    the session is gone (signed out), the password changed, the person was deactivated or has
-    no role any more."""
-    from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
-    from django.contrib.sessions.backends.db import SessionStore
-
-    if not session_key or user_id is None:
-        return None
-    session = SessionStore(session_key)
-    if str(session.get(SESSION_KEY, "")) != str(user_id):
-        return None
-    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
-    if user is None or session.get(HASH_SESSION_KEY) != user.get_session_auth_hash():
-        return None
-    role = role_of(user)
-    return None if role is None else (role, live.gateway_scope(user))
-
-
-async def _sse(
-    sub: live.Subscription, since: int | None, session_key: str | None, user_id: int | None
-) -> AsyncIterator[str]:
-    quiet_since = checked = time.monotonic()
-    async for text in live.follow(sub, since, SSE_CHECK_S):
-        now = time.monotonic()
-        if now - checked >= SSE_CHECK_S:
-            # The stream ends with the right that opened it: sign-out, a password change,
-            # deactivation or the last role gone end it; a changed role or grants re-scope it.
-            checked = now
-            access = await database_sync_to_async(_access_now)(session_key, user_id)
-            if access is None:
-                yield 'event: revoked\ndata: {"error": "unauthenticated"}\n\n'
-                return
-            sub.role, sub.gateways = access
-        if text is None:
-            if now - quiet_since >= SSE_KEEPALIVE_S:
-                quiet_since = now
-                yield ": keep-alive\n\n"
-            continue
-        quiet_since = now
-        # Every frame carries its seq as the event id: a reconnect resumes exactly there.
-        yield _sse_frame(text, live.seq_of(text))

@@ -469,9 +469,6 @@ def test_an_open_sse_stream_ends_with_the_right_that_opened_it(live, how):
     """Issue #30 §1: the SSE fallback kept flowing after sign-out, a password change or a role
     removal. It re-reads its session, person and role every 2 s and ends with `event: revoked`
     (the client's 10 s read timeout fails this test if it stays open)."""
-    from django.contrib.auth import get_user_model
-
-    from missioncontrol import roles
     from tests.live import login
 
     user = UserFactory.create(username=f"sse-{how}", role="viewer")
@@ -483,16 +480,147 @@ def test_an_open_sse_stream_ends_with_the_right_that_opened_it(live, how):
             seen += chunk
             if '"ready"' in seen and not acted:
                 acted = True
-                if how == "sign-out":
-                    other = login(live.url, user.username)  # a second session stays
-                    client.post("/logout/", headers={"X-CSRFToken": client.cookies["csrftoken"]})
-                    assert other.get("/").status_code == 200
-                elif how == "password":
-                    fresh = get_user_model().objects.get(pk=user.pk)
-                    fresh.set_password("another long password")
-                    fresh.save()
-                elif how == "role":
-                    roles.set_role(get_user_model().objects.get(pk=user.pk), None)
-                else:
-                    get_user_model().objects.filter(pk=user.pk).update(is_active=False)
+                _revoke(how, user, live.url, client)
     assert "event: revoked" in seen
+
+
+def _revoke(how: str, user: Any, url: str, client: Any) -> None:
+    """Take away the right a stream of `user` (signed in as `client`) was opened with."""
+    from django.contrib.auth import get_user_model
+
+    from missioncontrol import roles
+    from tests.live import login
+
+    if how == "sign-out":
+        other = login(url, user.username)  # a second session stays
+        client.post("/logout/", headers={"X-CSRFToken": client.cookies["csrftoken"]})
+        assert other.get("/").status_code == 200
+    elif how == "password":
+        fresh = get_user_model().objects.get(pk=user.pk)
+        fresh.set_password("another long password")
+        fresh.save()
+    elif how == "role":
+        roles.set_role(get_user_model().objects.get(pk=user.pk), None)
+    else:
+        get_user_model().objects.filter(pk=user.pk).update(is_active=False)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("how", ["sign-out", "password", "role", "deactivated"])
+def test_an_open_websocket_ends_with_the_right_that_opened_it(live, how):
+    """Issue #30 §1: a WebSocket kept receiving for 67 s after its session signed out (its
+    30 s re-check read the user cached in the scope). It re-reads session, person and role
+    from fresh rows every live.ACCESS_CHECK_S and closes with 4403."""
+    import time
+
+    import websockets
+
+    from tests.live import live_socket, login
+
+    user = UserFactory.create(username=f"ws-{how}", role="viewer")
+    client = login(live.url, user.username)
+
+    async def watch() -> tuple[int | None, float]:
+        async with live_socket(live.url, client.cookies["sessionid"], "topics=fleet") as ws:
+            while json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] != "ready":
+                pass
+            await asyncio.to_thread(_revoke, how, user, live.url, client)
+            started = time.monotonic()
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 10)
+            except websockets.ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd else None
+                return code, time.monotonic() - started
+
+    code, took = asyncio.run(watch())
+    assert code == 4403
+    assert took < live_module_bound()
+
+
+def live_module_bound() -> float:
+    """How long a revoked stream may take to end in a test: the promise (ACCESS_CHECK_S) plus
+    room for a loaded CI machine; a stream that never ends fails on the 10 s read instead."""
+    return live.ACCESS_CHECK_S + 4
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_a_narrowed_grant_rescopes_open_streams(live, transport):
+    """Issue #30 §1: after an admin narrowed a user's gateway grants, open WS and SSE streams
+    kept delivering the other gateway's events. Both re-read the grants with the session, so
+    events of the gateway taken away stop within live.ACCESS_CHECK_S, without a reconnect."""
+    import time
+
+    from gateways import actions as gateway_actions
+    from missioncontrol.audit import Actor
+    from missioncontrol.live import ACCESS_CHECK_S
+    from tests.gateways.factories import make_gateway
+    from tests.live import live_socket, login
+
+    kept, taken = make_gateway(f"kept-{transport}"), make_gateway(f"taken-{transport}")
+    UserFactory.create(username=f"admin-{transport}", role="admin")
+    otto = UserFactory.create(username=f"otto-{transport}", role="operator")
+    admin = login(live.url, f"admin-{transport}")
+    client = login(live.url, otto.username)
+
+    def rename(gateway: Any, name: str) -> None:
+        r = admin.post(
+            f"/gateways/{gateway.pk}/edit/",
+            data={
+                "name": name,
+                "url": gateway.url,
+                "colour": "blue",
+                "csrfmiddlewaretoken": admin.cookies["csrftoken"],
+            },
+        )
+        assert r.status_code == 302, r.text
+
+    def narrow_then_rename() -> None:
+        rename(taken, f"taken-{transport}-1")  # seen: no grants yet, every gateway
+        gateway_actions.set_grant(Actor.system("test"), kept, otto, "view")
+        time.sleep(ACCESS_CHECK_S + 1)
+        rename(taken, f"taken-{transport}-2")  # not seen any more
+        rename(kept, f"kept-{transport}-2")  # seen: the end marker
+
+    names: list[str] = []
+
+    def note(data: dict[str, Any]) -> bool:
+        """Record a gateway event's new name; True at the end marker."""
+        text = json.dumps(data)
+        for name in (f"taken-{transport}-1", f"taken-{transport}-2", f"kept-{transport}-2"):
+            if name in text and name not in names:
+                names.append(name)
+        return f"kept-{transport}-2" in names
+
+    if transport == "ws":
+
+        async def watch() -> None:
+            async with live_socket(live.url, client.cookies["sessionid"], "topics=gateways") as ws:
+                while json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] != "ready":
+                    pass
+                done = asyncio.create_task(asyncio.to_thread(narrow_then_rename))
+                while not note(json.loads(await asyncio.wait_for(ws.recv(), 15))):
+                    pass
+                await done
+
+        asyncio.run(watch())
+    else:
+        import threading
+
+        seen = ""
+        worker: threading.Thread | None = None
+        with client.stream("GET", "/events/stream?topics=gateways", timeout=15) as r:
+            assert r.status_code == 200
+            for chunk in r.iter_text():
+                seen += chunk
+                if '"ready"' in seen and worker is None:
+                    worker = threading.Thread(target=narrow_then_rename)
+                    worker.start()
+                if note({"text": seen}):
+                    break
+        assert worker is not None
+        worker.join()
+    assert names == [f"taken-{transport}-1", f"kept-{transport}-2"]

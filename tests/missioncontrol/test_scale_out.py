@@ -105,6 +105,31 @@ def test_a_move_through_one_process_reaches_a_socket_on_the_other_in_order(
     assert [r.prev_seq for r in rows[1:]] == seqs[:-1]
 
 
+def test_signing_out_on_one_process_closes_a_socket_on_the_other(cluster, transactional_db):
+    """Issue #30 §1 on the scale-out profile: the re-check reads shared rows, so a sign-out
+    through process A closes the WebSocket held by process B (4403)."""
+    import websockets
+
+    UserFactory.create(username="sam", role="viewer")
+    a, b = cluster["a"], cluster["b"]
+    client = login(a.url, "sam")
+
+    async def watch() -> int | None:
+        async with live_socket(b.url, client.cookies["sessionid"], "topics=fleet") as ws:
+            while json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] != "ready":
+                pass
+            await asyncio.to_thread(
+                client.post, "/logout/", headers={"X-CSRFToken": client.cookies["csrftoken"]}
+            )
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 10)
+            except websockets.ConnectionClosed as closed:
+                return closed.rcvd.code if closed.rcvd else None
+
+    assert asyncio.run(watch()) == 4403
+
+
 def test_an_agent_alternating_between_processes(cluster, transactional_db):
     agent = Agent.objects.create(name="ada", heartbeat_interval_s=30)
     _key, raw = issue(AgentKey.Kind.AGENT, agent)
