@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import RegexValidator
@@ -25,6 +26,12 @@ def attention_rank(status: str, last_seen_at: datetime | None) -> int:
 
 
 class AgentQuerySet(models.QuerySet["Agent"]):
+    def visible_to(self, user: Any) -> AgentQuerySet:
+        """Directly registered agents, and those of the gateways `user` may see."""
+        from gateways.access import narrowing
+
+        return self.filter(narrowing(user))
+
     def by_name(self) -> AgentQuerySet:
         return self.order_by("name")
 
@@ -151,6 +158,12 @@ class Agent(models.Model):
 
 
 class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
+    def visible_to(self, user: Any) -> AgentSessionQuerySet:
+        """The sessions of the gateways `user` may see."""
+        from gateways.access import narrowing
+
+        return self.filter(narrowing(user, direct=False))
+
     def by_activity(self) -> AgentSessionQuerySet:
         return self.order_by(F("last_activity_at").desc(nulls_last=True), "-id")
 

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from agents import actions, rows
 from agents.forms import KeyForm
-from agents.models import Agent, AgentKey, AgentSession
+from agents.models import Agent, AgentKey, AgentQuerySet, AgentSession, AgentSessionQuerySet
 from billing import budgets, reports
 from billing.models import UsageRecord
 from gateways import access, commands, frames
@@ -32,17 +32,13 @@ from tasks.models import Task
 STATUS_ORDER = ["error", "busy", "idle", "stale", "offline"]
 
 
-def _visible_agents(request: HttpRequest, qs: QuerySet[Agent]) -> QuerySet[Agent]:
+def _visible_agents(request: HttpRequest, qs: AgentQuerySet) -> AgentQuerySet:
     """Direct agents, and those of the gateways this user may see (grants narrow it)."""
-    ids = access.visible_ids(request.user)
-    if ids is None:
-        return qs
-    return qs.filter(Q(gateway__isnull=True) | Q(gateway_id__in=ids))
+    return qs.visible_to(request.user)
 
 
-def _visible_sessions(request: HttpRequest, qs: QuerySet[AgentSession]) -> QuerySet[AgentSession]:
-    ids = access.visible_ids(request.user)
-    return qs if ids is None else qs.filter(gateway_id__in=ids)
+def _visible_sessions(request: HttpRequest, qs: AgentSessionQuerySet) -> AgentSessionQuerySet:
+    return qs.visible_to(request.user)
 
 
 def _visible_gateways(request: HttpRequest) -> QuerySet[Gateway]:

@@ -428,15 +428,24 @@ def _text(value: Decimal | None) -> str | None:
 
 
 def _save_audited[M: models.Model](
-    actor: Actor, obj: M, data: Callable[[M], dict[str, Any]], noun: str
+    actor: Actor,
+    obj: M,
+    data: Callable[[M], dict[str, Any]],
+    noun: str,
+    gateway_id: Callable[[M], int | None] = lambda _obj: None,
 ) -> None:
     """Save an admin's row in the caller's transaction, audited as `<noun>.added` or
-    `<noun>.changed` with what it was before."""
+    `<noun>.changed` with what it was before (`gateway_id`: the gateway the row concerns)."""
     old = type(obj)._default_manager.filter(pk=obj.pk).first() if obj.pk else None
     before = data(old) if old is not None else None
     obj.save()
     audit.record(
-        actor, f"{noun}.changed" if before else f"{noun}.added", obj, before=before, after=data(obj)
+        actor,
+        f"{noun}.changed" if before else f"{noun}.added",
+        obj,
+        before=before,
+        after=data(obj),
+        gateway_id=gateway_id(obj),
     )
 
 
@@ -694,7 +703,7 @@ def save_budget(actor: Actor, budget: Budget) -> Budget:
     from billing import reports
 
     with transaction.atomic():
-        _save_audited(actor, budget, budget_data, "budget")
+        _save_audited(actor, budget, budget_data, "budget", budgets.concerns)
         now = timezone.now()
         start = budgets.period_start(budget.period, now)
         tz = zoneinfo.ZoneInfo(settings.TIME_ZONE)
@@ -713,7 +722,13 @@ def save_budget(actor: Actor, budget: Budget) -> Budget:
 
 def delete_budget(actor: Actor, budget: Budget) -> None:
     with transaction.atomic():
-        audit.record(actor, "budget.deleted", budget, before=budget_data(budget))
+        audit.record(
+            actor,
+            "budget.deleted",
+            budget,
+            before=budget_data(budget),
+            gateway_id=budgets.concerns(budget),
+        )
         budget.delete()
     budgets.forget()
 
@@ -734,14 +749,20 @@ def lift_pause(actor: Actor, budget: Budget) -> bool:
         ).update(pause_lifted_at=now, pause_lifted_by_id=actor.user_id)
         if not lifted:
             return False
-        audit.record(actor, "budget.pause_lifted", budget, after={"period_start": str(start)})
+        audit.record(
+            actor,
+            "budget.pause_lifted",
+            budget,
+            after={"period_start": str(start)},
+            gateway_id=budgets.concerns(budget),
+        )
         event: budgets.BudgetPauseLifted = {
             "type": "budget.pause_lifted",
             "budget": budgets.budget_data(budgets.rule_of(budget)),
             "period_start": str(start),
             "actor": actor.as_dict(),
         }
-        live.publish("alerts", event, min_role="operator")
+        live.publish("alerts", event, min_role="operator", gateway_id=budgets.concerns(budget))
         transaction.on_commit(budgets.forget)
     budgets.forget()
     return True
@@ -760,11 +781,14 @@ def acknowledge_alert(actor: Actor, alert: BudgetAlert) -> bool:
             "budget.alert_acknowledged",
             alert.budget,
             after={"threshold": alert.threshold, "period_start": str(alert.period_start)},
+            gateway_id=budgets.concerns(alert.budget),
         )
         event: budgets.BudgetAlertAcknowledged = {
             "type": "budget.alert_acknowledged",
             "alert_id": alert.pk,
             "actor": actor.as_dict(),
         }
-        live.publish("alerts", event, min_role="operator")
+        live.publish(
+            "alerts", event, min_role="operator", gateway_id=budgets.concerns(alert.budget)
+        )
     return True

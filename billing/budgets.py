@@ -50,6 +50,9 @@ class Rule:
     amount_usd: Decimal
     thresholds: tuple[int, ...]
     enforce: bool = False
+    # The gateway whose data the budget is about (`concerns`): its alerts, events and audit
+    # rows reach only those who may see it.
+    concerns: int | None = None
 
     def matches(self, agent_id: int, gateway_id: int, model: str) -> bool:
         if self.scope == "gateway":
@@ -73,7 +76,7 @@ def period_start(period: str, at: datetime) -> date:
 def _load_rules() -> list[Rule]:
     from billing.models import Budget
 
-    return [rule_of(b) for b in Budget.objects.filter(enabled=True)]
+    return [rule_of(b) for b in Budget.objects.filter(enabled=True).select_related("agent")]
 
 
 # The enabled budgets, cached per process (this process forgets on a change at once, others
@@ -87,8 +90,20 @@ def forget() -> None:
     _pauses.forget()
 
 
+def concerns(budget: Budget) -> int | None:
+    """The gateway a budget's data is about: a gateway's budget, that gateway; an agent's, the
+    agent's gateway (None for a directly registered agent: everyone's); one over everything or
+    a model sums every gateway's spend: live.EVERY_GATEWAY (only users who see them all)."""
+    if budget.scope == "gateway":
+        return budget.gateway_id
+    if budget.scope == "agent":
+        return budget.agent.gateway_id if budget.agent_id and budget.agent else None
+    return live.EVERY_GATEWAY
+
+
 def rule_of(budget: Budget) -> Rule:
     return Rule(
+        concerns=concerns(budget),
         id=budget.pk,
         name=budget.name,
         scope=budget.scope,
@@ -370,6 +385,7 @@ def _add(
             object_id=str(rule.id),
             object_repr=rule.name,
             after={"threshold": threshold, "period_start": str(start), "spent_usd": spent_usd},
+            gateway_id=rule.concerns,
         )
         event: BudgetThresholdCrossed = {
             "type": "budget.threshold_crossed",
@@ -382,7 +398,7 @@ def _add(
             "pauses_agents": threshold >= 100
             and is_pausing(rule.enforce, rule.scope, spent_nanos, rule.amount_usd),
         }
-        live.publish("alerts", event, min_role="operator")
+        live.publish("alerts", event, min_role="operator", gateway_id=rule.concerns)
 
 
 def _amount(value: Decimal) -> object:

@@ -28,7 +28,9 @@ def spend(request: HttpRequest) -> dict[str, Any]:
         from billing.models import BudgetAlert
 
         return list(
-            BudgetAlert.objects.filter(acknowledged_at__isnull=True).select_related("budget")[:5]
+            BudgetAlert.objects.visible_to(user)
+            .filter(acknowledged_at__isnull=True)
+            .select_related("budget")[:5]
         )
 
     # Lazy: evaluated only where the shell renders them.

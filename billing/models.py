@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -245,6 +246,29 @@ def default_thresholds() -> list[int]:
     return [80, 100]
 
 
+def budget_narrowing(user: Any, budget: str = "") -> Q:
+    """The budgets `user` may see (through the path `budget`, e.g. "budget__" for alerts): a
+    narrowed user sees the budgets of their gateways and of their gateways' and directly
+    registered agents, never one over everything or a model (those sum every gateway's spend)."""
+    from gateways.access import narrowing, visible_ids
+
+    if visible_ids(user) is None:
+        return Q()
+    return Q(**{f"{budget}scope": Budget.Scope.GATEWAY}) & narrowing(
+        user, f"{budget}gateway", direct=False
+    ) | Q(**{f"{budget}scope": Budget.Scope.AGENT}) & narrowing(user, f"{budget}agent__gateway")
+
+
+class BudgetQuerySet(models.QuerySet["Budget"]):
+    def visible_to(self, user: Any) -> BudgetQuerySet:
+        return self.filter(budget_narrowing(user))
+
+
+class BudgetAlertQuerySet(models.QuerySet["BudgetAlert"]):
+    def visible_to(self, user: Any) -> BudgetAlertQuerySet:
+        return self.filter(budget_narrowing(user, "budget__"))
+
+
 class Budget(models.Model):
     """An admin's spending limit: a scope (everything, a gateway, an agent or a model), a period
     (a day or a month in the server's time zone) and an amount, with the thresholds (percent of
@@ -281,6 +305,8 @@ class Budget(models.Model):
         help_text="Agents under it are told to stop taking new work once it is spent.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = BudgetQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -334,6 +360,8 @@ class BudgetAlert(models.Model):
     acknowledged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+
+    objects = BudgetAlertQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

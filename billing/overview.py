@@ -13,17 +13,26 @@ from django.utils import timezone
 from agents.models import Agent
 from billing import budgets, prices, reports
 from billing.models import Budget, BudgetAlert, BudgetSpend
-from missioncontrol import overview
+from missioncontrol import live, overview
 from missioncontrol.overview import Attention, Viewer
+
+
+def _chosen_key(budget: Budget) -> int | None:
+    """What the gateway switch compares: the gateway a budget is about, None for one over
+    everything (shown whatever gateway is chosen, as the spend panel's totals are)."""
+    gateway_id = budgets.concerns(budget)
+    return None if gateway_id == live.EVERY_GATEWAY else gateway_id
 
 
 def thresholds(viewer: Viewer) -> list[Attention]:
     found = []
-    for alert in BudgetAlert.objects.filter(acknowledged_at__isnull=True).select_related(
-        "budget__gateway"
-    )[:20]:
+    for alert in (
+        BudgetAlert.objects.visible_to(viewer.user)
+        .filter(acknowledged_at__isnull=True)
+        .select_related("budget__gateway", "budget__agent")[:20]
+    ):
         budget = alert.budget
-        if not viewer.sees(budget.gateway_id):
+        if not viewer.sees(_chosen_key(budget)):
             continue
         found.append(
             Attention(
@@ -91,8 +100,12 @@ def spend(viewer: Viewer) -> dict[str, Any]:
         ).values_list("budget_id", "period_start", "spent_nanos")
     }
     shown = []
-    for budget in Budget.objects.filter(enabled=True).select_related("gateway")[:6]:
-        if budget.gateway_id is not None and not viewer.sees(budget.gateway_id):
+    for budget in (
+        Budget.objects.visible_to(viewer.user)
+        .filter(enabled=True)
+        .select_related("gateway", "agent")[:6]
+    ):
+        if not viewer.sees(_chosen_key(budget)):
             continue
         spent = prices.from_nanos(spends.get((budget.pk, periods[budget.period]), 0))
         share = min(100, int(spent / budget.amount_usd * 100)) if budget.amount_usd else 0

@@ -66,7 +66,13 @@ class CostQuery:
             found = _int(gateway)
             if found is not None:
                 self.filters.gateway_id = found
-                name = Gateway.objects.filter(pk=found).values_list("name", flat=True).first()
+                # A gateway this user may not see is not named (its data is filtered out too).
+                name = (
+                    Gateway.objects.filter(access.narrowing(request.user, "pk", direct=False))
+                    .filter(pk=found)
+                    .values_list("name", flat=True)
+                    .first()
+                )
                 self.chips.append(("Gateway", name or f"#{found}", self.url(gateway=None)))
         else:
             chosen = chosen_gateway_id(request)
@@ -75,7 +81,9 @@ class CostQuery:
                 self.switched = True
         agent = get.get("agent", "")
         if agent:
-            found_agent = Agent.objects.filter(name=agent).only("pk", "name").first()
+            found_agent = (
+                Agent.objects.visible_to(request.user).filter(name=agent).only("pk", "name").first()
+            )
             self.filters.agent_id = found_agent.pk if found_agent else -1
             self.chips.append(("Agent", agent, self.url(agent=None)))
         session = get.get("session", "")[:128]
@@ -499,7 +507,7 @@ def _budget_page(request: HttpRequest, editing: Budget | None) -> HttpResponse:
         ).values_list("budget_id", "period_start", "spent_nanos", "pause_lifted_at")
     }
     shown = []
-    for budget in Budget.objects.select_related("gateway", "agent"):
+    for budget in Budget.objects.visible_to(request.user).select_related("gateway", "agent"):
         start = periods[budget.period]
         nanos, lifted = spends.get((budget.pk, str(start)), (0, None))
         spent = prices.from_nanos(nanos)
@@ -523,7 +531,9 @@ def _budget_page(request: HttpRequest, editing: Budget | None) -> HttpResponse:
             "budgets": shown,
             "form": form,
             "editing": editing,
-            "alerts": BudgetAlert.objects.select_related("budget", "acknowledged_by")[:50],
+            "alerts": BudgetAlert.objects.visible_to(request.user).select_related(
+                "budget", "acknowledged_by"
+            )[:50],
             "server_tz": settings.TIME_ZONE,
         },
         status=422 if form is not None and form.is_bound else 200,
@@ -554,6 +564,8 @@ def budget_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @role_required("operator")
 def alert_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
-    alert = get_object_or_404(BudgetAlert, pk=pk)
+    # An alert of a gateway this user may not see is not there for them (404, not 403: its
+    # existence is not theirs to learn).
+    alert = get_object_or_404(BudgetAlert.objects.visible_to(request.user), pk=pk)
     actions.acknowledge_alert(Actor.user(request.user), alert)
     return redirect(safe_next(request, reverse("billing:budgets")))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Q
 from guardian.models import UserObjectPermission
 
 from gateways.models import Gateway
@@ -59,6 +60,19 @@ def visible_ids(user: Any) -> frozenset[int] | None:
     """The gateways whose data the user sees (None: all)."""
     granted = grants(user)
     return None if granted is None else frozenset(granted)
+
+
+def narrowing(user: Any, gateway: str = "gateway", *, direct: bool = True) -> Q:
+    """The filter that keeps to what `user` may see, for rows reaching a gateway through the
+    path `gateway` (a ForeignKey path, e.g. "gateway", "agent__gateway", "budget__gateway").
+    `direct`: rows with no gateway there (directly registered agents) are everyone's. Every
+    list, select, banner and feed that shows gateway data narrows through here (or through a
+    model's `visible_to(user)`, which calls it); an empty Q when the user is not narrowed."""
+    ids = visible_ids(user)
+    if ids is None:
+        return Q()
+    q = Q(**{f"{gateway}__in": ids})
+    return q | Q(**{f"{gateway}__isnull": True}) if direct else q
 
 
 def can_view(user: Any, gateway_id: int | None) -> bool:

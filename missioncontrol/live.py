@@ -38,6 +38,11 @@ from missioncontrol.roles import RANK, Role, role_of
 
 logger = logging.getLogger(__name__)
 
+# The `gateway_id` of an event (and an audit row) about data summed over every gateway, such as
+# a budget over everything: users narrowed to some gateways never see it (no gateway has this
+# id); None means "no gateway's data" (everyone who may see the topic sees it).
+EVERY_GATEWAY = 0
+
 # Topics a page can subscribe to, registered by the apps (`register_topic`) in their ready():
 # each is one Channels group (group_for()). This module knows no app.
 _topics: dict[str, None] = {}

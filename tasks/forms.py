@@ -14,8 +14,10 @@ from missioncontrol.roles import ROLES
 from tasks.models import Task
 
 
-def assignee_choices() -> list[tuple[str, Any]]:
-    """People (with a role) and agents, as 'user:<id>' / 'agent:<id>' choices."""
+def assignee_choices(user: Any, keep: str = "") -> list[tuple[str, Any]]:
+    """People (with a role) and the agents `user` may see (grants narrow them), as
+    'user:<id>' / 'agent:<id>' choices; `keep`: the task's assignee now, kept whoever it is
+    (saving a task must not need to change who has it)."""
     people = (
         get_user_model()
         .objects.filter(is_active=True)
@@ -24,7 +26,12 @@ def assignee_choices() -> list[tuple[str, Any]]:
         .order_by("username")
         .values_list("pk", "username")
     )
-    agents = Agent.objects.by_name().values_list("pk", "name")
+    kept = Q(pk=int(keep.removeprefix("agent:"))) if keep.startswith("agent:") else Q(pk__in=[])
+    agents = (
+        Agent.objects.filter(Q(pk__in=Agent.objects.visible_to(user).values("pk")) | kept)
+        .by_name()
+        .values_list("pk", "name")
+    )
     return [
         ("", "Unassigned"),
         ("People", [(f"user:{pk}", name) for pk, name in people]),
@@ -46,12 +53,17 @@ class TaskForm(forms.Form):
     assignee = forms.ChoiceField(required=False)
 
     def __init__(
-        self, *args: Any, assignees: list[tuple[str, Any]] | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        user: Any,
+        keep: str = "",
+        assignees: list[tuple[str, Any]] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         assignee = self.fields["assignee"]
         assert isinstance(assignee, forms.ChoiceField)
-        assignee.choices = assignees if assignees is not None else assignee_choices()
+        assignee.choices = assignees if assignees is not None else assignee_choices(user, keep)
 
     def add_action_error(self, error: ActionError) -> None:
         for field, messages in error.message_dict.items():

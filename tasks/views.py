@@ -56,7 +56,7 @@ def board(request: HttpRequest) -> HttpResponse:
     ):
         counts[row["status"]] = row["n"]
     columns = []
-    choices = assignee_choices()
+    choices = assignee_choices(request.user)
     for status in Task.Status:
         cards, more = _column_cards(status.value, filters, 0)
         columns.append(
@@ -78,7 +78,9 @@ def board(request: HttpRequest) -> HttpResponse:
             "filter_qs": filters.querystring(),
             "assignees": choices,
             "priorities": [p.label.lower() for p in Task.Priority],
-            "form": TaskForm(assignees=choices) if has_role(request.user, "operator") else None,
+            "form": TaskForm(user=request.user, assignees=choices)
+            if has_role(request.user, "operator")
+            else None,
         },
     )
 
@@ -129,7 +131,9 @@ def task_move(request: HttpRequest, pk: int) -> JsonResponse:
 @role_required("operator")
 def task_new(request: MCRequest) -> HttpResponse:
     form = TaskForm(
-        request.POST or None, initial={"status": request.GET.get("status", Task.Status.INBOX)}
+        request.POST or None,
+        initial={"status": request.GET.get("status", Task.Status.INBOX)},
+        user=request.user,
     )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -140,7 +144,9 @@ def task_new(request: MCRequest) -> HttpResponse:
         else:
             if request.htmx:
                 response = render(
-                    request, "tasks/board.html#new_task_form", {"form": TaskForm(), "created": task}
+                    request,
+                    "tasks/board.html#new_task_form",
+                    {"form": TaskForm(user=request.user), "created": task},
                 )
                 response["HX-Trigger"] = "mc:task-created"
                 return response
@@ -160,12 +166,17 @@ def _history(task: Task) -> list[AuditEvent]:
 
 
 def _detail_context(
-    task: Task, form: TaskForm | None = None, block_form: BlockForm | None = None
+    request: HttpRequest,
+    task: Task,
+    form: TaskForm | None = None,
+    block_form: BlockForm | None = None,
 ) -> dict[str, Any]:
     return {
         "task": task,
         "form": form
         or TaskForm(
+            user=request.user,
+            keep=task.assignee_key,
             initial={
                 "title": task.title,
                 "description": task.description,
@@ -174,7 +185,7 @@ def _detail_context(
                 "labels": ", ".join(task.label_list),
                 "due_date": task.due_date,
                 "assignee": task.assignee_key,
-            }
+            },
         ),
         "comments": task.comments.select_related(None).all(),
         "comment_form": CommentForm(),
@@ -188,14 +199,14 @@ def _detail_context(
 def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
     live_seq_for(request)
     task = _get_task(pk)
-    return render(request, "tasks/detail.html", _detail_context(task))
+    return render(request, "tasks/detail.html", _detail_context(request, task))
 
 
 @require_POST
 @role_required("operator")
 def task_edit(request: MCRequest, pk: int) -> HttpResponse:
     task = _get_task(pk)
-    form = TaskForm(request.POST)
+    form = TaskForm(request.POST, user=request.user, keep=task.assignee_key)
     status = 200
     if form.is_valid():
         try:
@@ -225,7 +236,7 @@ def task_edit(request: MCRequest, pk: int) -> HttpResponse:
             status = 422
     else:
         status = 422
-    ctx = _detail_context(task, form)
+    ctx = _detail_context(request, task, form)
     template = "tasks/detail.html#task_fields" if request.htmx else "tasks/detail.html"
     return render(request, template, ctx, status=status)
 
@@ -275,7 +286,7 @@ def task_comment(request: MCRequest, pk: int) -> HttpResponse:
             {"task": _get_task(pk), "comment_form": form},
             status=422,
         )
-    ctx = _detail_context(_get_task(pk))
+    ctx = _detail_context(request, _get_task(pk))
     ctx["comment_form"] = form
     return render(request, "tasks/detail.html", ctx, status=422)
 
@@ -324,7 +335,7 @@ def task_list(request: HttpRequest) -> HttpResponse:
             "status": status,
             "archived": archived,
             "statuses": Task.Status.choices,
-            "assignees": assignee_choices(),
+            "assignees": assignee_choices(request.user),
             "priorities": [p.label.lower() for p in Task.Priority],
             "base_qs": filters.querystring(status=status, archived="1" if archived else ""),
         },
