@@ -10,7 +10,6 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from django.conf import settings
@@ -209,22 +208,23 @@ def gateway_agent_name(gateway: Gateway, external_id: str) -> str:
     return f"{name[:55]}~{digest}"
 
 
-def _gateway_agent_fields(item: dict[str, Any]) -> tuple[str, str, str]:
-    external = str(item.get("id") or "")[:128]
+def _gateway_agent_fields(item: dict[str, Any]) -> tuple[str, str, str] | None:
+    external = frames.ident(item.get("id"))
+    if external is None:
+        return None
     model = item.get("model")
-    primary = str(model.get("primary") or "")[:128] if isinstance(model, dict) else ""
+    primary = frames.text(model.get("primary"), 128) if isinstance(model, dict) else ""
     runtime = item.get("agentRuntime")
-    framework = (
-        f"openclaw/{runtime['id']}"
-        if isinstance(runtime, dict) and runtime.get("id")
-        else "openclaw"
-    )[:64]
-    return external, primary, framework
+    kind = frames.text(runtime.get("id"), 50) if isinstance(runtime, dict) else ""
+    return external, primary, f"openclaw/{kind}" if kind else "openclaw"
 
 
-def sync_gateway_agents(gateway_id: int, listed: list[dict[str, Any]]) -> list[Agent]:
+def sync_gateway_agents(
+    gateway_id: int, listed: list[dict[str, Any]], skipped: frames.Skipped | None = None
+) -> list[Agent]:
     """A gateway's agents as its `agents.list` gave them: new ones added, known ones updated
-    (and live again), ones it no longer lists offline. One transaction; idempotent."""
+    (and live again), ones it no longer lists offline. One transaction; idempotent. An item
+    without a usable id is skipped (counted in `skipped`)."""
     now = timezone.now()
     with transaction.atomic():
         gateway = Gateway.objects.filter(pk=gateway_id).first()
@@ -235,11 +235,16 @@ def sync_gateway_agents(gateway_id: int, listed: list[dict[str, Any]]) -> list[A
         synced: list[Agent] = []
         changes: list[tuple[Agent, str, str]] = []
         for item in listed:
-            if not isinstance(item, dict):
+            fields = (
+                frames.read(_gateway_agent_fields, item, "agents", skipped)
+                if isinstance(item, dict)
+                else None
+            )
+            if fields is None:
+                if skipped is not None:
+                    skipped.add("agents", "an item without a usable id")
                 continue
-            external, primary, framework = _gateway_agent_fields(item)
-            if not external:
-                continue
+            external, primary, framework = fields
             name = gateway_agent_name(gateway, external)
             agent = known.get(external) or (
                 # A gateway deleted and added again adopts its old agents (and their history).
@@ -350,20 +355,6 @@ def _ms_time(value: Any) -> datetime | None:
     return frames.ms_time(value)
 
 
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, int | float) and value >= 0 else 0
-
-
-def _cost(value: Any) -> Decimal | None:
-    if not isinstance(value, int | float | str) or isinstance(value, bool):
-        return None
-    try:
-        cost = Decimal(str(value)).quantize(Decimal("0.000001"))
-    except InvalidOperation:
-        return None
-    return cost if Decimal(0) <= cost < Decimal(10) ** 8 else None
-
-
 def preview_text(value: Any, limit: int = 500) -> str:
     """A message's text: OpenClaw content is a string or a list of parts ({type, text})."""
     if isinstance(value, dict):
@@ -372,26 +363,30 @@ def preview_text(value: Any, limit: int = 500) -> str:
         value = " ".join(
             str(part.get("text") or "") for part in value if isinstance(part, dict)
         ).strip()
-    return str(value or "")[:limit]
+    return frames.text(value, limit)
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _session_fields(row: dict[str, Any], agents_by_external: dict[str, Agent]) -> dict[str, Any]:
-    agent = agents_by_external.get(str(row.get("agentId") or ""))
+    agent = agents_by_external.get(frames.text(row.get("agentId"), 128))
     last = row.get("lastMessagePreview")
     return {
         "agent_id": agent.pk if agent else None,
-        "session_id": str(row.get("sessionId") or "")[:80],
-        "label": str(row.get("label") or row.get("displayName") or "")[:200],
-        "kind": str(row.get("kind") or "")[:32],
-        "status": str(row.get("status") or "")[:32],
-        "model": str(row.get("model") or "")[:128],
-        "model_provider": str(row.get("modelProvider") or "")[:64],
-        "has_active_run": bool(row.get("hasActiveRun")),
-        "active_run_ids": [str(r)[:80] for r in row.get("activeRunIds") or []][:20],
-        "input_tokens": _int(row.get("inputTokens")),
-        "output_tokens": _int(row.get("outputTokens")),
-        "total_tokens": _int(row.get("totalTokens")),
-        "cost_usd": _cost(row.get("estimatedCostUsd")),
+        "session_id": frames.text(row.get("sessionId"), 80),
+        "label": frames.text(row.get("label") or row.get("displayName"), 200),
+        "kind": frames.text(row.get("kind"), 32),
+        "status": frames.text(row.get("status"), 32),
+        "model": frames.text(row.get("model"), 128),
+        "model_provider": frames.text(row.get("modelProvider"), 64),
+        "has_active_run": row.get("hasActiveRun") is True,
+        "active_run_ids": [frames.text(r, 80) for r in _listed(row.get("activeRunIds"))[:20]],
+        "input_tokens": frames.count(row.get("inputTokens")),
+        "output_tokens": frames.count(row.get("outputTokens")),
+        "total_tokens": frames.count(row.get("totalTokens")),
+        "cost_usd": frames.cost(row.get("estimatedCostUsd")),
         "last_message_preview": preview_text(last),
         "last_activity_at": _ms_time(row.get("lastInteractionAt"))
         or _ms_time(row.get("updatedAt")),
@@ -400,25 +395,43 @@ def _session_fields(row: dict[str, Any], agents_by_external: dict[str, Agent]) -
 
 
 def sync_gateway_sessions(
-    gateway_id: int, rows: list[dict[str, Any]], *, complete: bool = False
+    gateway_id: int,
+    rows: list[dict[str, Any]],
+    *,
+    complete: bool = False,
+    skipped: frames.Skipped | None = None,
 ) -> list[AgentSession]:
     """Sessions as the gateway listed them (a re-sync: `complete`, so unlisted ones are gone)
     or as its `sessions.changed` events carried them (a coalesced batch): one transaction,
     upserted by (gateway, key), one event per session whose shown fields changed, and each
-    agent busy while one of its sessions has an active run, idle otherwise."""
+    agent busy while one of its sessions has an active run, idle otherwise. A row without a
+    usable key, or with values no reader foresaw, is skipped (counted in `skipped`)."""
     with transaction.atomic():
-        return _sync_sessions(gateway_id, rows, complete=complete)
+        return _sync_sessions(gateway_id, rows, complete=complete, skipped=skipped)
 
 
-def sync_sessions_batch(batch: dict[int, list[dict[str, Any]]]) -> int:
+def sync_sessions_batch(
+    batch: dict[int, list[dict[str, Any]]], skipped: dict[int, frames.Skipped] | None = None
+) -> int:
     """sync_gateway_sessions for several gateways in one transaction (the connectors' shared
     writer: one commit per flush however many gateways stream at once). Sessions changed."""
     with transaction.atomic():
-        return sum(len(_sync_sessions(gid, rows, complete=False)) for gid, rows in batch.items())
+        return sum(
+            len(
+                _sync_sessions(
+                    gid, rows, complete=False, skipped=(skipped or {}).get(gid, frames.Skipped())
+                )
+            )
+            for gid, rows in batch.items()
+        )
 
 
 def _sync_sessions(
-    gateway_id: int, rows: list[dict[str, Any]], *, complete: bool
+    gateway_id: int,
+    rows: list[dict[str, Any]],
+    *,
+    complete: bool,
+    skipped: frames.Skipped | None,
 ) -> list[AgentSession]:
     now = timezone.now()
     changed: list[AgentSession] = []
@@ -429,17 +442,17 @@ def _sync_sessions(
     for agent in agents.values():
         agent.gateway = gateway
     by_key: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        if isinstance(row, dict) and isinstance(row.get("key"), str) and row["key"]:
-            by_key[row["key"][:300]] = row  # the latest of a batch wins
+    for row in frames.items(rows, "key", "sessions", skipped or frames.Skipped(), limit=300):
+        fields = frames.read(lambda r: _session_fields(r, agents), row, "sessions", skipped)
+        if fields is not None:
+            by_key[row["key"]] = fields  # the latest of a batch wins
     listed = AgentSession.objects.of_gateway(gateway_id)
     if not complete:
         listed = listed.filter(key__in=list(by_key))
     known = {s.key: s for s in listed}
     created: list[AgentSession] = []
     updated: list[AgentSession] = []
-    for key, row in by_key.items():
-        fields = _session_fields(row, agents)
+    for key, fields in by_key.items():
         session = known.get(key)
         if session is None:
             created.append(AgentSession(gateway=gateway, key=key, synced_at=now, **fields))
@@ -522,13 +535,13 @@ def publish_session_message(
         "type": "session.message",
         "session_id": session_id,
         "gateway_id": gateway_id,
-        "message_id": str(message_id or message.get("id") or "")[:80],
-        "role": str(message.get("role") or "")[:32],
+        "message_id": frames.text(message_id or message.get("id"), 80),
+        "role": frames.text(message.get("role"), 32),
         "text": preview_text(message.get("content"), limit=8000),
         "at": (t.isoformat() if (t := _ms_time(message.get("timestamp"))) else None),
         "streaming": streaming,
         # A finished reply names its run: its streaming line goes when it lands.
-        "run_id": str(meta.get("runId") or "")[:80]
+        "run_id": frames.text(meta.get("runId"), 80)
         if not streaming and isinstance(meta := message.get("__openclaw"), dict)
         else "",
     }
@@ -569,8 +582,8 @@ def end_session_run(gateway_id: int, key: str, run_id: str, ended: dict[str, Any
         "type": "session.run_ended",
         "session_id": session_id,
         "gateway_id": gateway_id,
-        "run_id": run_id[:80],
-        "role": str(ended.get("role") or "") if ended else "",
+        "run_id": frames.text(run_id, 80),
+        "role": frames.text(ended.get("role"), 32) if ended else "",
         "text": preview_text(ended.get("content"), limit=2000) if ended else "",
     }
     role = event["role"]

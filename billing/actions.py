@@ -333,14 +333,6 @@ def _when(value: datetime | date) -> object:
 # --- Usage from gateways ------------------------------------------------------------------------
 
 
-def _count(value: Any) -> int:
-    return (
-        int(value)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
-        else 0
-    )
-
-
 def gateway_usage_items(
     gateway_id: int, agent_id: int, session_key: str, messages: list[Any]
 ) -> list[UsageItem]:
@@ -353,7 +345,10 @@ def gateway_usage_items(
             continue
         usage = message.get("usage")
         meta = message.get("__openclaw")
-        if not isinstance(usage, dict) or not isinstance(meta, dict) or not meta.get("id"):
+        if not isinstance(usage, dict) or not isinstance(meta, dict):
+            continue
+        message_id = frames.ident(meta.get("id"), 100)
+        if message_id is None:
             continue
         cost = usage.get("cost")
         total = cost.get("total") if isinstance(cost, dict) else None
@@ -361,26 +356,19 @@ def gateway_usage_items(
         items.append(
             UsageItem(
                 agent_id=agent_id,
-                model=str(message.get("model") or "")[:128] or "unknown",
-                provider=str(message.get("provider") or "")[:64],
-                input_tokens=_count(usage.get("input")),
-                output_tokens=_count(usage.get("output")),
-                cache_read_tokens=_count(usage.get("cacheRead")),
-                cache_write_tokens=_count(usage.get("cacheWrite")),
-                reported_cost_usd=_reported(total),
+                model=frames.text(message.get("model"), 128) or "unknown",
+                provider=frames.text(message.get("provider"), 64),
+                input_tokens=frames.count(usage.get("input")),
+                output_tokens=frames.count(usage.get("output")),
+                cache_read_tokens=frames.count(usage.get("cacheRead")),
+                cache_write_tokens=frames.count(usage.get("cacheWrite")),
+                reported_cost_usd=frames.cost(total) if isinstance(total, int | float) else None,
                 occurred_at=frames.ms_time(stamp) or timezone.now(),
-                client_id=f"gw{gateway_id}:{str(meta['id'])[:100]}",
-                session=session_key[:128],
+                client_id=f"gw{gateway_id}:{message_id}",
+                session=frames.text(session_key, 128),
             )
         )
     return items
-
-
-def _reported(value: Any) -> Decimal | None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-        return None
-    cost = Decimal(str(value)).quantize(Decimal("0.000001"))
-    return cost if cost < Decimal(10) ** 8 else None
 
 
 def record_gateway_usage(gateway_id: int, session_key: str, messages: list[Any]) -> int:

@@ -289,7 +289,7 @@ def check_health(now: datetime | None = None) -> int:
 
 
 def _text(value: Any, limit: int) -> str:
-    return value[:limit] if isinstance(value, str) else ""
+    return frames.text(value, limit) if isinstance(value, str) else ""
 
 
 def _gateway_fields(
@@ -306,7 +306,7 @@ def _gateway_fields(
     if summary is None and isinstance(state.get("lastDiagnostics"), dict):
         summary = state["lastDiagnostics"].get("summary")
     return {
-        "name": _text(item.get("displayName") or item.get("name"), 200) or str(item.get("id")),
+        "name": _text(item.get("displayName") or item.get("name"), 200) or _text(item["id"], 200),
         "description": _text(item.get("description"), 500),
         "agent_ref": agent_ref,
         "agent": agents.get(agent_ref),
@@ -326,9 +326,8 @@ def _gateway_fields(
 
 def _status(raw: Any) -> str:
     """A gateway run status as ours: ok, failed (error, or anything unknown), skipped."""
-    return {"ok": Run.Status.OK, "skipped": Run.Status.SKIPPED, "running": Run.Status.RUNNING}.get(
-        raw, Run.Status.FAILED
-    )
+    known = {"ok": Run.Status.OK, "skipped": Run.Status.SKIPPED, "running": Run.Status.RUNNING}
+    return known.get(raw, Run.Status.FAILED) if isinstance(raw, str) else Run.Status.FAILED
 
 
 def _agents(gateway_id: int) -> dict[str, Agent]:
@@ -342,8 +341,8 @@ def _upsert(
     agents: dict[str, Agent],
     now: datetime,
 ) -> Job | None:
-    external = _text(item.get("id"), 128)
-    if not external:
+    external = frames.ident(item.get("id"))
+    if external is None:
         return None
     fields = _gateway_fields(gateway, item, agents)
     job = known.get(external)
@@ -368,10 +367,15 @@ def _upsert(
 
 
 def sync_gateway_jobs(
-    gateway_id: int, listed: list[dict[str, Any]], *, complete: bool
+    gateway_id: int,
+    listed: list[dict[str, Any]],
+    *,
+    complete: bool,
+    skipped: frames.Skipped | None = None,
 ) -> list[Job]:
     """A gateway's jobs as `cron.list` gave them (complete: jobs it no longer lists are marked
-    removed, their history kept). Idempotent; publishes only what changed."""
+    removed, their history kept). Idempotent; publishes only what changed. A job without a
+    usable id, or with values no reader foresaw, is skipped (counted in `skipped`)."""
     now = timezone.now()
     with transaction.atomic():
         gateway = Gateway.objects.filter(pk=gateway_id).first()
@@ -380,8 +384,9 @@ def sync_gateway_jobs(
         known = {j.external_id: j for j in Job.objects.of_gateway(gateway_id).select_for_update()}
         agents = _agents(gateway_id)
         seen: list[Job] = []
-        for item in listed:
-            if isinstance(item, dict):
+        for item in frames.items(listed, "id", "cron jobs", skipped or frames.Skipped()):
+            # Each in a savepoint: a job whose values no reader foresaw is rolled back alone.
+            with frames.skipping("cron jobs", skipped), transaction.atomic():
                 job = _upsert(gateway, item, known, agents, now)
                 if job is not None:
                     seen.append(job)
@@ -440,46 +445,53 @@ def _run_key(entry: dict[str, Any]) -> str:
     at = frames.ms_time(entry.get("runAtMs"))
     if at is not None:
         return str(int(entry["runAtMs"]))
-    return _text(entry.get("runId"), 128) or str(entry.get("ts") or "")
+    return _text(entry.get("runId"), 128) or frames.text(entry.get("ts"), 128)
 
 
-def record_gateway_runs(gateway_id: int, entries: list[dict[str, Any]]) -> int:
+def record_gateway_runs(
+    gateway_id: int, entries: list[dict[str, Any]], skipped: frames.Skipped | None = None
+) -> int:
     """Finished runs from `cron.runs` (a re-sync): each stored once by (job, start); a run the
-    dashboard saw start is completed. Returns how many were new or completed."""
+    dashboard saw start is completed. Returns how many were new or completed. An entry with
+    values no reader foresaw is skipped (counted in `skipped`)."""
     stored = 0
     with transaction.atomic():
         jobs = {
             j.external_id: j
             for j in Job.objects.of_gateway(gateway_id).select_related("gateway", "agent")
         }
-        for entry in entries:
-            if not isinstance(entry, dict):
-                continue
-            job = jobs.get(_text(entry.get("jobId"), 128))
-            key = _run_key(entry)
-            if job is None or not key or entry.get("action", "finished") != "finished":
-                continue
-            fields = _run_fields(entry)
-            run = Run.objects.filter(job=job, run_key=key).first()
-            if run is None:
-                run = Run.objects.create(job=job, run_key=key, **fields)
-                _publish_run(job, run, "cron.run_finished", created=True)
-                stored += 1
-            elif run.status == Run.Status.RUNNING:
-                for name, value in fields.items():
-                    setattr(run, name, value)
-                run.save()
-                _publish_run(job, run, "cron.run_finished", created=False)
-                stored += 1
+        for entry in frames.items(entries, "jobId", "cron runs", skipped or frames.Skipped()):
+            with frames.skipping("cron runs", skipped), transaction.atomic():
+                stored += _record_run(jobs.get(entry["jobId"]), entry)
     return stored
+
+
+def _record_run(job: Job | None, entry: dict[str, Any]) -> int:
+    """One `cron.runs` entry stored (1) or completed (1), else 0."""
+    key = _run_key(entry)
+    if job is None or not key or entry.get("action", "finished") != "finished":
+        return 0
+    fields = _run_fields(entry)
+    run = Run.objects.filter(job=job, run_key=key).first()
+    if run is None:
+        run = Run.objects.create(job=job, run_key=key, **fields)
+        _publish_run(job, run, "cron.run_finished", created=True)
+        return 1
+    if run.status == Run.Status.RUNNING:
+        for name, value in fields.items():
+            setattr(run, name, value)
+        run.save()
+        _publish_run(job, run, "cron.run_finished", created=False)
+        return 1
+    return 0
 
 
 def gateway_cron_event(gateway_id: int, payload: dict[str, Any]) -> Job | None:
     """A `cron` event: a job added, updated, removed, or a run started or finished."""
     action = payload.get("action")
     item = payload.get("job") if isinstance(payload.get("job"), dict) else None
-    external = _text(payload.get("jobId") or (item or {}).get("id"), 128)
-    if not external:
+    external = frames.ident(payload.get("jobId") or (item or {}).get("id"))
+    if external is None:
         return None
     now = timezone.now()
     with transaction.atomic():

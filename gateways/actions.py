@@ -396,6 +396,38 @@ def record_health(gateway_id: int, summary: dict[str, Any]) -> None:
         _publish("gateway.state_changed", Actor.gateway(gateway.name), gateway, gateway.state)
 
 
+# Reasons kept per kind on the gateway's page (the most frequent), and kinds.
+SKIPPED_REASONS = 5
+SKIPPED_KINDS = 40
+
+
+def record_skipped(gateway_id: int, counts: dict[str, dict[str, int]]) -> None:
+    """Add what the connector skipped of a gateway's frames ({kind: {reason: n}}) to what its
+    page shows (bounded: the most frequent reasons of each kind)."""
+    now = timezone.now().isoformat()
+    with transaction.atomic():
+        gateway = Gateway.objects.select_for_update().filter(pk=gateway_id).first()
+        if gateway is None:
+            return
+        shown = dict(gateway.skipped or {})
+        for kind, reasons in counts.items():
+            entry = shown.get(kind) or {"count": 0, "reasons": {}}
+            merged = dict(entry.get("reasons") or {})
+            for reason, n in reasons.items():
+                merged[reason] = merged.get(reason, 0) + n
+            top = sorted(merged.items(), key=lambda kv: -kv[1])[:SKIPPED_REASONS]
+            shown[kind] = {
+                "count": entry.get("count", 0) + sum(reasons.values()),
+                "reasons": dict(top),
+                "at": now,
+            }
+        if len(shown) > SKIPPED_KINDS:
+            latest = sorted(shown.items(), key=lambda kv: kv[1]["at"], reverse=True)
+            shown = dict(latest[:SKIPPED_KINDS])
+        gateway.skipped = shown
+        gateway.save(update_fields=["skipped"])
+
+
 # --- The device identity ------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
+from gateways import frames
 from gateways.protocol import CONNECTED, GatewayError
 from missioncontrol import supervisor
 from missioncontrol.supervisor import register_loop
@@ -24,6 +25,13 @@ from missioncontrol.supervisor import register_loop
 logger = logging.getLogger(__name__)
 
 CHANNEL = "gateway-commands"
+# A reply that did not come in time: redis-py turns the cancellation of a read into its own
+# TimeoutError (not asyncio's), which was a 500 on the scale-out profile.
+WAITED_OUT: tuple[type[BaseException], ...] = (TimeoutError,)
+with contextlib.suppress(ImportError):
+    from redis.exceptions import TimeoutError as RedisTimeout
+
+    WAITED_OUT = (TimeoutError, RedisTimeout)
 DEFAULT_TIMEOUT_S = 15.0
 
 
@@ -57,7 +65,7 @@ async def acall(
     )
     try:
         answer = await asyncio.wait_for(layer.receive(reply), timeout + 1)
-    except TimeoutError:
+    except WAITED_OUT:
         raise Unavailable(
             "No answer from the worker that holds gateway connections: is it running "
             "(`manage.py serve`, or `manage.py run_workers` beside `serve --no-workers`)?"
@@ -135,9 +143,20 @@ async def _run(layer: Any, message: dict[str, Any]) -> None:
                 "message": f"The gateway did not answer ({type(failed).__name__}).",
             }
         else:
-            answer = {"ok": True, "payload": payload}
-    with contextlib.suppress(Exception):
-        await layer.send(reply, answer)
+            answer = {"ok": True, "payload": frames.portable(payload)}
+    try:
+        await layer.send(reply, frames.portable(answer))
+    except Exception as failed:  # the caller must hear something, never wait out its timeout
+        logger.warning("gateway command answer could not be relayed: %s", failed)
+        with contextlib.suppress(Exception):
+            await layer.send(
+                reply,
+                {
+                    "ok": False,
+                    "unavailable": True,
+                    "message": f"The gateway's answer could not be relayed ({type(failed).__name__}).",
+                },
+            )
 
 
 def register() -> None:

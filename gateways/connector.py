@@ -18,15 +18,18 @@ import logging
 import random
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.db import InterfaceError, OperationalError
 
 from agents import actions as agent_actions
 from billing import actions as billing_actions
 from crons import actions as cron_actions
-from gateways import actions, history, protocol
+from gateways import actions, frames, history, protocol
 from gateways.models import Gateway
+from missioncontrol import state
 from missioncontrol.supervisor import RowHandle, RowSpec, register_rows
 
 logger = logging.getLogger(__name__)
@@ -66,24 +69,35 @@ class Link:
         self.last_status = 0.0
         self.writer = session_writer()
         self.backfill: asyncio.Future[None] | None = None
+        self.skipped = skipped_for(self.gateway_id)
 
     async def sync(self) -> None:
         """Everything the dashboard shows of this gateway, fresh (after every connect):
-        events are best-effort, so the lists are the truth."""
+        events are best-effort, so the lists are the truth. Each step survives what it did not
+        foresee (`guarded`): an item is skipped, never the connection."""
         hello = self.connection.hello
         if "agents.list" in hello.methods:
             listed = await self.connection.request("agents.list")
-            agents = listed.get("agents") if isinstance(listed, dict) else None
-            await db(agent_actions.sync_gateway_agents)(self.gateway_id, list(agents or []))
+            agents = frames.items(
+                listed.get("agents") if isinstance(listed, dict) else None,
+                "id",
+                "agents",
+                self.skipped,
+            )
+            await guarded(
+                "agents", self.skipped, db(agent_actions.sync_gateway_agents), self.gateway_id,
+                agents, self.skipped,
+            )  # fmt: skip
         if "sessions.subscribe" in hello.methods:
             # Subscribe first: a change between the list and the subscription is not lost.
             await self.connection.request("sessions.subscribe", {"limit": 1})
         if "sessions.list" in hello.methods:
             sessions = await protocol.list_sessions(self.connection)
-            changed = await db(agent_actions.sync_gateway_sessions)(
-                self.gateway_id, sessions, complete=True
-            )
-            if "chat.history" in hello.methods:
+            changed = await guarded(
+                "sessions", self.skipped, db(agent_actions.sync_gateway_sessions),
+                self.gateway_id, sessions, complete=True, skipped=self.skipped,
+            )  # fmt: skip
+            if "chat.history" in hello.methods and changed:
                 # Usage spent while we were away (or before we knew the gateway): read from the
                 # transcripts of the sessions that changed, stored once by message id.
                 keys = [s.key for s in changed if s.total_tokens and not s.gone]
@@ -103,15 +117,22 @@ class Link:
                 "cron.list", {"includeDisabled": True, "limit": CRON_PAGE, "offset": len(jobs)}
             )
             page = listed.get("jobs") if isinstance(listed, dict) else None
-            jobs.extend(j for j in page or [] if isinstance(j, dict))
-            if not page or not (isinstance(listed, dict) and listed.get("hasMore")):
+            page = page if isinstance(page, list) else []
+            jobs.extend(j for j in page if isinstance(j, dict))
+            if not page or not (isinstance(listed, dict) and listed.get("hasMore") is True):
                 break
-        await db(cron_actions.sync_gateway_jobs)(self.gateway_id, jobs, complete=True)
+        await guarded(
+            "cron jobs", self.skipped, db(cron_actions.sync_gateway_jobs), self.gateway_id, jobs,
+            complete=True, skipped=self.skipped,
+        )  # fmt: skip
         if "cron.runs" in methods:
             with contextlib.suppress(protocol.GatewayError):
                 runs = await self.connection.request("cron.runs", {"scope": "all", "limit": 200})
                 entries = runs.get("entries") if isinstance(runs, dict) else None
-                await db(cron_actions.record_gateway_runs)(self.gateway_id, list(entries or []))
+                await guarded(
+                    "cron runs", self.skipped, db(cron_actions.record_gateway_runs),
+                    self.gateway_id, entries if isinstance(entries, list) else [], self.skipped,
+                )  # fmt: skip
 
     async def backfill_usage(self, keys: list[str]) -> None:
         stored = 0
@@ -134,40 +155,50 @@ class Link:
             with contextlib.suppress(protocol.GatewayError, TimeoutError):
                 status = await self.connection.request("status")
         self.last_status = time.monotonic()
-        uptime = hello.snapshot.get("uptimeMs")
-        if isinstance(uptime, int | float):
+        uptime = frames.number(hello.snapshot.get("uptimeMs"))
+        if uptime is not None:
             uptime += (time.monotonic() - self.connected_mono) * 1000
-        summary = actions.health_summary(health, status, uptime)
-        await db(actions.record_health)(self.gateway_id, summary)
+        summary = frames.read(
+            lambda h: actions.health_summary(h, status, uptime), health, "health", self.skipped
+        )
+        if summary is not None:
+            await db(actions.record_health)(self.gateway_id, summary)
+        # What was skipped since the last time, onto the gateway's page (with health: at every
+        # re-sync and once a minute).
+        await flush_skipped(self.gateway_id)
 
     connected_mono = 0.0
 
     async def on_event(self, name: str, payload: Any) -> None:
+        """One event; one the readers did not foresee is skipped (counted on the gateway's
+        page), never the connection."""
+        await guarded(f"{name} events", self.skipped, self._on_event, name, payload)
+
+    async def _on_event(self, name: str, payload: Any) -> None:
         if name == "health":
             # Every 60 s from the gateway; `status` (memory) along with it.
             await self.refresh_health(payload)
         elif name == "sessions.changed" and isinstance(payload, dict):
-            row = payload.get("session")
-            if isinstance(row, dict) and row.get("key"):
+            row = _session_row(payload.get("session"))
+            if row is not None:
                 self.writer.change(self.gateway_id, row)
         elif name == "session.message" and isinstance(payload, dict):
             message = payload.get("message")
-            if isinstance(message, dict) and isinstance(payload.get("sessionKey"), str):
-                row = payload.get("session")
-                if isinstance(row, dict) and row.get("key"):
+            key = frames.ident(payload.get("sessionKey"), 300)
+            if isinstance(message, dict) and key is not None:
+                row = _session_row(payload.get("session"))
+                if row is not None:
                     # A new session appears with its first line.
                     await self.writer.write_now(self.gateway_id, row)
                 await db(agent_actions.publish_session_message)(
                     self.gateway_id,
-                    payload["sessionKey"],
+                    key,
                     message,
-                    message_id=str(payload.get("messageId") or ""),
+                    message_id=frames.text(payload.get("messageId"), 80),
                 )
                 if message.get("role") == "assistant" and message.get("usage"):
                     # Its tokens, once (keyed by the message id: a backfill finds it again).
-                    await db(billing_actions.record_gateway_usage)(
-                        self.gateway_id, payload["sessionKey"], [message]
-                    )
+                    await db(billing_actions.record_gateway_usage)(self.gateway_id, key, [message])
 
         elif name == "chat" and isinstance(payload, dict):
             await self.on_chat(payload)
@@ -178,8 +209,9 @@ class Link:
         """A run's streaming reply, coalesced to ≤ 4 updates/s for browsers; the final text
         arrives as its own `session.message`, so the end only removes the streaming line (or
         shows the run's error)."""
-        run_id, key, state = payload.get("runId"), payload.get("sessionKey"), payload.get("state")
-        if not isinstance(run_id, str) or not isinstance(key, str):
+        run_id, state = frames.ident(payload.get("runId"), 80), payload.get("state")
+        key = frames.ident(payload.get("sessionKey"), 300)
+        if run_id is None or key is None:
             return
         if state == "delta" and isinstance(payload.get("message"), dict):
             self.writer.stream(self.gateway_id, run_id, key, payload["message"])
@@ -229,6 +261,66 @@ class Link:
             reply.set_result(result)
 
 
+def _session_row(row: Any) -> dict[str, Any] | None:
+    """A session row of an event, when it names its session by a usable key."""
+    if isinstance(row, dict) and frames.ident(row.get("key"), 300) is not None:
+        return row
+    return None
+
+
+# What this process skipped of each gateway's frames since it last wrote it down.
+_skipped: dict[int, frames.Skipped] = {}
+_logged: set[tuple[int, str, str]] = set()
+# What may end a connection: the gateway lost or refusing, or the database unavailable (the
+# connector restarts and re-syncs). Anything else a gateway's values cause skips what caused it.
+ENDS_CONNECTION = (protocol.Dead, protocol.GatewayError, TimeoutError, OperationalError,
+                   InterfaceError)  # fmt: skip
+
+
+def _forget_skipped() -> None:
+    _skipped.clear()
+    _logged.clear()
+
+
+state.register("gateways.connector.skipped", _forget_skipped)
+
+
+def skipped_for(gateway_id: int) -> frames.Skipped:
+    return _skipped.setdefault(gateway_id, frames.Skipped())
+
+
+async def guarded[**P, R](
+    kind: str,
+    counted: frames.Skipped,
+    work: Callable[P, Awaitable[R]],
+    /,
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> R | None:
+    """`work(...)`, or None when it failed on something a gateway sent that nobody foresaw
+    (counted as skipped under `kind`): one bad frame costs what it held, not the connection."""
+    try:
+        return await work(*args, **kwargs)
+    except ENDS_CONNECTION:
+        raise
+    except Exception as failure:
+        counted.add(kind, f"{type(failure).__name__}: {failure}")
+        return None
+
+
+async def flush_skipped(gateway_id: int) -> None:
+    """Write down (and log, once per reason and process) what was skipped of a gateway."""
+    skipped = _skipped.pop(gateway_id, None)
+    if not skipped:
+        return
+    for kind, reasons in skipped.counts.items():
+        for reason, n in reasons.items():
+            if (gateway_id, kind, reason) not in _logged and len(_logged) < 10_000:
+                _logged.add((gateway_id, kind, reason))
+                logger.warning("gateway %s: skipped %d of %s: %s", gateway_id, n, kind, reason)
+    await db(actions.record_skipped)(gateway_id, skipped.counts)
+
+
 class SessionWriter:
     """Session changes and streaming replies of every gateway this loop holds, written in
     batches: one transaction every BATCH_S for all sessions due, whatever the number of
@@ -263,7 +355,9 @@ class SessionWriter:
         """One session written at once (its first transcript line needs its row)."""
         self.changed.pop((gateway_id, row["key"]), None)
         self.written[(gateway_id, row["key"])] = time.monotonic()
-        await db(agent_actions.sync_gateway_sessions)(gateway_id, [row])
+        await db(agent_actions.sync_gateway_sessions)(
+            gateway_id, [row], skipped=skipped_for(gateway_id)
+        )
 
     def _soon(self) -> None:
         if self.flusher is None or self.flusher.done():
@@ -299,7 +393,9 @@ class SessionWriter:
             batch: dict[int, list[dict[str, Any]]] = {}
             for (gateway_id, _key), row in rows.items():
                 batch.setdefault(gateway_id, []).append(row)
-            await db(agent_actions.sync_sessions_batch)(batch)
+            await db(agent_actions.sync_sessions_batch)(
+                batch, {gateway_id: skipped_for(gateway_id) for gateway_id in batch}
+            )
         for (gateway_id, run), (key, message) in self._due(self.streaming).items():
             if (gateway_id, run[4:]) in self.ended:
                 continue  # it ended while earlier lines of this flush were written

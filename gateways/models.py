@@ -70,6 +70,9 @@ class Gateway(models.Model):
     # (no host paths: those never leave the connector).
     health = models.JSONField(default=dict, blank=True)
     health_at = models.DateTimeField(null=True, blank=True)
+    # What the connector left out of this gateway's frames (values no reader could use):
+    # {kind: {"count": n, "reasons": {reason: n}, "at": iso time of the latest}}.
+    skipped = models.JSONField(default=dict, blank=True)
     # The device token the gateway issued to this installation's device identity (after pairing).
     device_token = SealedField(blank=True, default="")
 

@@ -525,11 +525,15 @@ async def list_sessions(connection: Connection, limit: int = MAX_SESSIONS) -> li
         )
         if not isinstance(page, dict):
             break
-        rows = [r for r in page.get("sessions") or [] if isinstance(r, dict)]
+        listed = page.get("sessions")
+        rows = [r for r in listed if isinstance(r, dict)] if isinstance(listed, list) else []
         sessions += rows
-        if not page.get("hasMore") or not rows:
+        if page.get("hasMore") is not True or not rows:
             break
-        offset = int(page.get("nextOffset") or offset + len(rows))
+        # The gateway says where the next page starts; one that does not move on ends the list.
+        after = page.get("nextOffset")
+        after = after if type(after) is int and after > offset else offset + len(rows)
+        offset = after
     return sessions
 
 

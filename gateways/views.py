@@ -3,6 +3,9 @@ edit, test and remove them. Tokens never reach a browser."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from asgiref.sync import async_to_sync
 from django.contrib import messages
 from django.contrib.auth import get_user_model
@@ -65,8 +68,27 @@ def gateway_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "history": gateway.state_changes.all()[:50],
             "agents": Agent.objects.of_gateway(gateway.pk).order_by("name")[:200],
             "test": request.session.pop(f"gateway-test-{gateway.pk}", None),
+            "skipped": _skipped(gateway),
         },
     )
+
+
+def _skipped(gateway: Gateway) -> list[dict[str, Any]]:
+    """What the connector left out of this gateway's frames, the latest first."""
+    rows = []
+    for kind, entry in (gateway.skipped or {}).items():
+        if not isinstance(entry, dict):
+            continue
+        at = entry.get("at")
+        rows.append(
+            {
+                "kind": kind,
+                "count": entry.get("count", 0),
+                "reasons": list((entry.get("reasons") or {}).items()),
+                "at": datetime.fromisoformat(at) if isinstance(at, str) else None,
+            }
+        )
+    return sorted(rows, key=lambda r: r["at"] or datetime.min.replace(tzinfo=UTC), reverse=True)
 
 
 @require_http_methods(["GET", "POST"])

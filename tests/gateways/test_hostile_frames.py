@@ -106,3 +106,60 @@ def test_hostile_times_in_sessions_and_jobs_break_no_page(viewer) -> None:
         viewer.cookies["mc_tz"] = zone
         for page in pages:
             assert viewer.get(page).status_code == 200, (page, zone)
+
+
+@pytest.mark.parametrize(
+    ("value", "limit", "expected"),
+    [
+        ("plain", 100, "plain"),
+        ("nul\x00byte", 100, "nulbyte"),
+        ("bell\x07 and \ud800 lone", 100, "bell and  lone"),
+        ("tab\tand\nnewline", 100, "tab\tand\nnewline"),
+        (12, 100, "12"),
+        (True, 100, ""),
+        (None, 100, ""),
+        ({"a": 1}, 100, ""),
+        ("x" * 50, 10, "x" * 10),
+    ],
+)
+def test_text_is_cut_and_cleaned(value: Any, limit: int, expected: str) -> None:
+    assert frames.text(value, limit) == expected
+
+
+@pytest.mark.parametrize("value", ["", "a\x00b", "x" * 129, 5, None, ["main"], "\ud800"])
+def test_an_unusable_identifier_is_none(value: Any) -> None:
+    assert frames.ident(value) is None
+
+
+@pytest.mark.parametrize(
+    "value", [math.nan, math.inf, -math.inf, "NaN", "Infinity", -1, 10**9, True, "cheap", [1]]
+)
+def test_a_hostile_cost_is_no_cost(value: Any) -> None:
+    assert frames.cost(value) is None
+
+
+def test_a_cost_is_read_to_the_micro_dollar() -> None:
+    assert str(frames.cost(0.1234567)) == "0.123457"
+    assert str(frames.cost("2.5")) == "2.500000"
+
+
+def test_skipped_items_are_named_and_the_rest_kept() -> None:
+    skipped = frames.Skipped()
+    kept = frames.items(
+        [{"id": "a"}, {"id": ""}, 5, {"id": "b\x00"}, {"id": "c"}], "id", "agents", skipped
+    )
+    assert [item["id"] for item in kept] == ["a", "c"]
+    assert skipped.counts == {"agents": {"no usable id": 2, "an item that is not an object": 1}}
+    assert frames.items("not a list", "id", "agents", skipped) == []
+    assert skipped.counts["agents"]["the list is not a list"] == 1
+
+
+def test_an_answer_is_made_portable_for_any_channel_layer() -> None:
+    answer = {"big": 10**30, "small": -(10**30), "nan": math.nan, "ok": True, "n": [1, 2.5]}
+    assert frames.portable(answer) == {
+        "big": 1e30,
+        "small": -1e30,
+        "nan": None,
+        "ok": True,
+        "n": [1, 2.5],
+    }
