@@ -40,13 +40,14 @@ PLAIN = ("²", "①", "#²", "9" * 19, "9" * 5000, "1e309", "<b>x</b>", "\x00", 
 DATES = ("0001-01-01", "9999-12-31", "2026-02-30", "9999-12-31T23:59:59-12:00")
 
 
-def _routes() -> list[str]:
-    """Routes an admin may GET that render a page (not streams, APIs, sign-out or the SSO)."""
+def _routes(method: str = "GET") -> list[str]:
+    """Routes an admin may GET (or POST to) that render a page or take a form (not streams,
+    APIs, sign-out or the SSO)."""
     found = []
     for route, kind in ROUTES.items():
         if kind not in CLASSES or "api" in kind or kind in ("sso", "sign-out", "code-step"):
             continue
-        if CLASSES[kind]["GET"].get("admin") != "ok" or route.startswith("^"):
+        if CLASSES[kind][method].get("admin") != "ok" or route.startswith("^"):
             continue
         found.append(route)
     return found
