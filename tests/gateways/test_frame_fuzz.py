@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
@@ -121,6 +122,7 @@ def hostile_events() -> Iterator[tuple[str, Any]]:
     """Each recorded event with each place hostile (in turn, a rotating share of the corpus
     per place: every value still reaches every kind of event), then each event unchanged."""
     turn = 0
+    whole: set[str] = set()
     for recorded in REAL["events"]:
         for at in paths(recorded["payload"], 3):
             if (recorded["event"], at[0]) in WALKED_ELSEWHERE and len(at) > 1:
@@ -128,8 +130,10 @@ def hostile_events() -> Iterator[tuple[str, Any]]:
             for new in CORPUS[turn % SHARE :: SHARE]:
                 yield recorded["event"], replaced(recorded["payload"], at, new)
             turn += 1
-        for new in CORPUS:
-            yield recorded["event"], new  # a payload that is not an object at all
+        if recorded["event"] not in whole:
+            whole.add(recorded["event"])
+            for new in CORPUS:
+                yield recorded["event"], new  # a payload that is not an object at all
 
 
 def walk_pages(client: Client, gateway: Gateway) -> list[tuple[str, str, int]]:
@@ -213,6 +217,9 @@ async def test_hostile_values_in_every_frame_field_keep_the_connection_and_every
         await fake.stop()
 
 
+@pytest.mark.skipif(
+    connection.vendor != "sqlite", reason="the connector's reading only: the SQLite profile"
+)
 @pytest.mark.parametrize("value", CORPUS, ids=repr)
 async def test_a_hostile_envelope_keeps_the_connection(value, running):
     """Every response's list (and health, status) replaced by one hostile value: the sync goes

@@ -32,7 +32,7 @@ pytestmark = [
 
 # Not dates: posted once (UTC). Dates: posted in every zone (a browser's zone reads a local
 # date or time; a day representable in UTC may not be in UTC+14).
-PLAIN = ("²", "9" * 19, "1e309", "-1", "\x00", "x" * 5000, "<b>x</b>")
+PLAIN = ("²", "9" * 19, "-1", "\x00", "x" * 5000)
 DATES = ("0001-01-01", "9999-12-31", "9999-12-31T23:59", "2026-02-30")
 # Names read as dates or times where no input says so (POST-only actions).
 DATE_NAMES = {"since", "until", "from", "to", "date", "day", "effective_from"}
