@@ -235,15 +235,13 @@ def sync_gateway_agents(
         synced: list[Agent] = []
         changes: list[tuple[Agent, str, str]] = []
         for item in listed:
-            fields = (
-                frames.read(_gateway_agent_fields, item, "agents", skipped)
-                if isinstance(item, dict)
-                else None
-            )
-            if fields is None:
+            if not isinstance(item, dict) or frames.ident(item.get("id")) is None:
                 if skipped is not None:
                     skipped.add("agents", "an item without a usable id")
                 continue
+            fields = frames.read(_gateway_agent_fields, item, "agents", skipped)
+            if fields is None:
+                continue  # counted by the reader
             external, primary, framework = fields
             name = gateway_agent_name(gateway, external)
             agent = known.get(external) or (
