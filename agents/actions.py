@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -118,6 +119,18 @@ def _check_name(name: Any) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class AgentProfile:
+    """What an agent says of itself when it registers (validated by the API's serializer)."""
+
+    framework: str = ""
+    role: str = ""
+    capabilities: list[str] = field(default_factory=list)
+    version: str = ""
+    metadata: dict[str, object] = field(default_factory=dict)
+    heartbeat_interval_s: int | None = None
+
+
 @dataclass
 class Registration:
     agent: Agent
@@ -125,7 +138,9 @@ class Registration:
     new_key: str | None = None
 
 
-def register_agent(key: keys.KeyInfo, *, name: str, fields: dict[str, Any]) -> Registration:
+def register_agent(
+    key: keys.KeyInfo, *, name: str, profile: AgentProfile | None = None
+) -> Registration:
     """Register an agent with an enrollment key (new agent + its own key), or confirm it with
     its own agent key (idempotent: nothing changes)."""
     _check_name(name)
@@ -146,7 +161,8 @@ def register_agent(key: keys.KeyInfo, *, name: str, fields: dict[str, Any]) -> R
         if claimed != 1:
             raise Forbidden("This enrollment key is used up or revoked.")
         now = timezone.now()
-        interval = fields.pop("heartbeat_interval_s", None) or settings.MC_AGENT_DEFAULT_INTERVAL_S
+        profile = profile or AgentProfile()
+        interval = profile.heartbeat_interval_s or settings.MC_AGENT_DEFAULT_INTERVAL_S
         try:
             with transaction.atomic():
                 agent = Agent.objects.create(
@@ -156,7 +172,11 @@ def register_agent(key: keys.KeyInfo, *, name: str, fields: dict[str, Any]) -> R
                     heartbeat_interval_s=interval,
                     last_seen_at=now,
                     stale_at=now + timedelta(seconds=2 * interval),
-                    **fields,
+                    framework=profile.framework,
+                    role=profile.role,
+                    capabilities=profile.capabilities,
+                    version=profile.version,
+                    metadata=profile.metadata,
                 )
         except IntegrityError:
             raise Conflict(f"An agent named {name!r} already exists; use its own key.") from None
@@ -208,23 +228,9 @@ def gateway_agent_name(gateway: Gateway, external_id: str) -> str:
     return f"{name[:55]}~{digest}"
 
 
-def _gateway_agent_fields(item: dict[str, Any]) -> tuple[str, str, str] | None:
-    external = frames.ident(item.get("id"))
-    if external is None:
-        return None
-    model = item.get("model")
-    primary = frames.text(model.get("primary"), 128) if isinstance(model, dict) else ""
-    runtime = item.get("agentRuntime")
-    kind = frames.text(runtime.get("id"), 50) if isinstance(runtime, dict) else ""
-    return external, primary, f"openclaw/{kind}" if kind else "openclaw"
-
-
-def sync_gateway_agents(
-    gateway_id: int, listed: list[dict[str, Any]], skipped: frames.Skipped | None = None
-) -> list[Agent]:
+def sync_gateway_agents(gateway_id: int, listed: Sequence[frames.ListedAgent]) -> list[Agent]:
     """A gateway's agents as its `agents.list` gave them: new ones added, known ones updated
-    (and live again), ones it no longer lists offline. One transaction; idempotent. An item
-    without a usable id is skipped (counted in `skipped`)."""
+    (and live again), ones it no longer lists offline. One transaction; idempotent."""
     now = timezone.now()
     with transaction.atomic():
         gateway = Gateway.objects.filter(pk=gateway_id).first()
@@ -235,14 +241,7 @@ def sync_gateway_agents(
         synced: list[Agent] = []
         changes: list[tuple[Agent, str, str]] = []
         for item in listed:
-            if not isinstance(item, dict) or frames.ident(item.get("id")) is None:
-                if skipped is not None:
-                    skipped.add("agents", "an item without a usable id")
-                continue
-            fields = frames.read(_gateway_agent_fields, item, "agents", skipped)
-            if fields is None:
-                continue  # counted by the reader
-            external, primary, framework = fields
+            external, primary, framework = item.external_id, item.model, item.framework
             name = gateway_agent_name(gateway, external)
             agent = known.get(external) or (
                 # A gateway deleted and added again adopts its old agents (and their history).
@@ -349,87 +348,53 @@ _SESSION_SHOWN = (
 )
 
 
-def _ms_time(value: Any) -> datetime | None:
-    return frames.ms_time(value)
-
-
-def preview_text(value: Any, limit: int = 500) -> str:
-    """A message's text: OpenClaw content is a string or a list of parts ({type, text})."""
-    if isinstance(value, dict):
-        value = value.get("text") or value.get("content") or ""
-    if isinstance(value, list):
-        value = " ".join(
-            str(part.get("text") or "") for part in value if isinstance(part, dict)
-        ).strip()
-    return frames.text(value, limit)
-
-
-def _listed(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _session_fields(row: dict[str, Any], agents_by_external: dict[str, Agent]) -> dict[str, Any]:
-    agent = agents_by_external.get(frames.text(row.get("agentId"), 128))
-    last = row.get("lastMessagePreview")
+def _session_fields(
+    snapshot: frames.SessionSnapshot, agents_by_external: dict[str, Agent]
+) -> dict[str, Any]:
+    agent = agents_by_external.get(snapshot.agent_ref)
     return {
         "agent_id": agent.pk if agent else None,
-        "session_id": frames.text(row.get("sessionId"), 80),
-        "label": frames.text(row.get("label") or row.get("displayName"), 200),
-        "kind": frames.text(row.get("kind"), 32),
-        "status": frames.text(row.get("status"), 32),
-        "model": frames.text(row.get("model"), 128),
-        "model_provider": frames.text(row.get("modelProvider"), 64),
-        "has_active_run": row.get("hasActiveRun") is True,
-        "active_run_ids": [frames.text(r, 80) for r in _listed(row.get("activeRunIds"))[:20]],
-        "input_tokens": frames.count(row.get("inputTokens")),
-        "output_tokens": frames.count(row.get("outputTokens")),
-        "total_tokens": frames.count(row.get("totalTokens")),
-        "cost_usd": frames.cost(row.get("estimatedCostUsd")),
-        "last_message_preview": preview_text(last),
-        "last_activity_at": _ms_time(row.get("lastInteractionAt"))
-        or _ms_time(row.get("updatedAt")),
+        "session_id": snapshot.session_id,
+        "label": snapshot.label,
+        "kind": snapshot.kind,
+        "status": snapshot.status,
+        "model": snapshot.model,
+        "model_provider": snapshot.model_provider,
+        "has_active_run": snapshot.has_active_run,
+        "active_run_ids": list(snapshot.active_run_ids),
+        "input_tokens": snapshot.input_tokens,
+        "output_tokens": snapshot.output_tokens,
+        "total_tokens": snapshot.total_tokens,
+        "cost_usd": snapshot.cost_usd,
+        "last_message_preview": snapshot.last_message_preview,
+        "last_activity_at": snapshot.last_activity_at,
         "gone": False,
     }
 
 
 def sync_gateway_sessions(
     gateway_id: int,
-    rows: list[dict[str, Any]],
+    rows: Sequence[frames.SessionSnapshot],
     *,
     complete: bool = False,
-    skipped: frames.Skipped | None = None,
 ) -> list[AgentSession]:
     """Sessions as the gateway listed them (a re-sync: `complete`, so unlisted ones are gone)
     or as its `sessions.changed` events carried them (a coalesced batch): one transaction,
     upserted by (gateway, key), one event per session whose shown fields changed, and each
-    agent busy while one of its sessions has an active run, idle otherwise. A row without a
-    usable key, or with values no reader foresaw, is skipped (counted in `skipped`)."""
+    agent busy while one of its sessions has an active run, idle otherwise."""
     with transaction.atomic():
-        return _sync_sessions(gateway_id, rows, complete=complete, skipped=skipped)
+        return _sync_sessions(gateway_id, rows, complete=complete)
 
 
-def sync_sessions_batch(
-    batch: dict[int, list[dict[str, Any]]], skipped: dict[int, frames.Skipped] | None = None
-) -> int:
+def sync_sessions_batch(batch: dict[int, list[frames.SessionSnapshot]]) -> int:
     """sync_gateway_sessions for several gateways in one transaction (the connectors' shared
     writer: one commit per flush however many gateways stream at once). Sessions changed."""
     with transaction.atomic():
-        return sum(
-            len(
-                _sync_sessions(
-                    gid, rows, complete=False, skipped=(skipped or {}).get(gid, frames.Skipped())
-                )
-            )
-            for gid, rows in batch.items()
-        )
+        return sum(len(_sync_sessions(gid, rows, complete=False)) for gid, rows in batch.items())
 
 
 def _sync_sessions(
-    gateway_id: int,
-    rows: list[dict[str, Any]],
-    *,
-    complete: bool,
-    skipped: frames.Skipped | None,
+    gateway_id: int, rows: Sequence[frames.SessionSnapshot], *, complete: bool
 ) -> list[AgentSession]:
     now = timezone.now()
     changed: list[AgentSession] = []
@@ -440,10 +405,8 @@ def _sync_sessions(
     for agent in agents.values():
         agent.gateway = gateway
     by_key: dict[str, dict[str, Any]] = {}
-    for row in frames.items(rows, "key", "sessions", skipped or frames.Skipped(), limit=300):
-        fields = frames.read(lambda r: _session_fields(r, agents), row, "sessions", skipped)
-        if fields is not None:
-            by_key[row["key"]] = fields  # the latest of a batch wins
+    for row in rows:
+        by_key[row.key] = _session_fields(row, agents)  # the latest of a batch wins
     listed = AgentSession.objects.of_gateway(gateway_id)
     if not complete:
         listed = listed.filter(key__in=list(by_key))
@@ -518,7 +481,7 @@ def _session_pk(gateway_id: int, key: str) -> int | None:
 def publish_session_message(
     gateway_id: int,
     key: str,
-    message: dict[str, Any],
+    message: frames.TranscriptMessage,
     *,
     message_id: str = "",
     streaming: bool = False,
@@ -533,15 +496,13 @@ def publish_session_message(
         "type": "session.message",
         "session_id": session_id,
         "gateway_id": gateway_id,
-        "message_id": frames.text(message_id or message.get("id"), 80),
-        "role": frames.text(message.get("role"), 32),
-        "text": preview_text(message.get("content"), limit=8000),
-        "at": (t.isoformat() if (t := _ms_time(message.get("timestamp"))) else None),
+        "message_id": message_id[:80] or message.message_id,
+        "role": message.role,
+        "text": message.text,
+        "at": message.at.isoformat() if message.at else None,
         "streaming": streaming,
         # A finished reply names its run: its streaming line goes when it lands.
-        "run_id": frames.text(meta.get("runId"), 80)
-        if not streaming and isinstance(meta := message.get("__openclaw"), dict)
-        else "",
+        "run_id": "" if streaming else message.run_id,
     }
     with transaction.atomic():
         live.publish("sessions", event, gateway_id=gateway_id)
@@ -571,7 +532,7 @@ def ensure_gateway_session(gateway_id: int, key: str, agent: Agent) -> AgentSess
     return session
 
 
-def end_session_run(gateway_id: int, key: str, run_id: str, ended: dict[str, Any] | None) -> bool:
+def end_session_run(gateway_id: int, key: str, run_id: str, ended: frames.RunEnd | None) -> bool:
     """A run of a session ended: its streaming line goes; an error or abort is shown instead."""
     session_id = _session_pk(gateway_id, key)
     if session_id is None:
@@ -581,11 +542,10 @@ def end_session_run(gateway_id: int, key: str, run_id: str, ended: dict[str, Any
         "session_id": session_id,
         "gateway_id": gateway_id,
         "run_id": frames.text(run_id, 80),
-        "role": frames.text(ended.get("role"), 32) if ended else "",
-        "text": preview_text(ended.get("content"), limit=2000) if ended else "",
+        "role": ("status" if ended.status == "aborted" else "error") if ended else "",
+        "text": ended.text[:2000] if ended else "",
     }
-    role = event["role"]
-    status = "ok" if not ended else ("aborted" if role == "status" else "error")
+    status = ended.status if ended else "ok"
     with transaction.atomic():
         AgentSession.objects.filter(pk=session_id).update(
             last_run_status=status,
@@ -597,11 +557,11 @@ def end_session_run(gateway_id: int, key: str, run_id: str, ended: dict[str, Any
 
 
 def record_session_action(
-    actor: Actor, session: AgentSession, verb: str, detail: dict[str, Any]
+    actor: Actor, session: AgentSession, verb: str, detail: Mapping[str, object]
 ) -> None:
     """The audit row of an operator's action on a gateway session (sent, aborted, reset)."""
     with transaction.atomic():
-        audit.record(actor, verb, session, after=detail, gateway_id=session.gateway_id)
+        audit.record(actor, verb, session, after=dict(detail), gateway_id=session.gateway_id)
 
 
 def issue_key(

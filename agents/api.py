@@ -83,7 +83,9 @@ class RegisterView(AgentAPIView):
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         name = fields.pop("name")
-        registration = actions.register_agent(key, name=name, fields=fields)
+        registration = actions.register_agent(
+            key, name=name, profile=actions.AgentProfile(**fields)
+        )
         body: dict[str, Any] = {"agent": agent_json(registration.agent)}
         if registration.new_key:
             body["api_key"] = registration.new_key

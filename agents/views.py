@@ -195,24 +195,10 @@ SESSION_LIST_LIMIT = 500
 
 def transcript_lines(messages: Any) -> list[dict[str, Any]]:
     """`chat.history` messages as the transcript shows them (role, text, time, id)."""
-    lines: list[dict[str, Any]] = []
-    for message in messages if isinstance(messages, list) else []:
-        if not isinstance(message, dict):
-            continue
-        if message.get("role") == "custom" and not message.get("display"):
-            continue
-        raw_meta = message.get("__openclaw")
-        meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
-        stamp = message.get("timestamp")
-        lines.append(
-            {
-                "id": str(meta.get("id") or "")[:80],
-                "role": str(message.get("role") or "")[:32],
-                "text": actions.preview_text(message.get("content"), limit=8000),
-                "at": frames.ms_time(stamp),
-            }
-        )
-    return lines
+    return [
+        {"id": line.message_id, "role": line.role, "text": line.text, "at": line.at}
+        for line in frames.transcript(messages)
+    ]
 
 
 @require_safe
@@ -310,15 +296,24 @@ HISTORY_TIMEOUT_S = 5.0
 
 
 def _session_command(
-    request: HttpRequest, pk: int, method: str, params: dict[str, Any], verb: str, done: str
+    request: HttpRequest,
+    pk: int,
+    method: str,
+    params: dict[str, Any],
+    verb: str,
+    done: str,
+    *,
+    key_param: str = "sessionKey",
 ) -> HttpResponse:
+    """Send `method` about a session, naming it by `key_param` (the chat methods take
+    `sessionKey`, the session methods `key`: the gateway refuses any other name)."""
     session = get_object_or_404(
         _visible_sessions(request, AgentSession.objects.select_related("gateway")), pk=pk
     )
     if verb != "session.reset":
         _operate(request, session.gateway_id)
     try:
-        answer = commands.call(session.gateway_id, method, {"sessionKey": session.key, **params})
+        answer = commands.call(session.gateway_id, method, {key_param: session.key, **params})
     except commands.Unavailable as unavailable:
         messages.error(request, f"Not sent: {unavailable}")
     except GatewayError as refused:
@@ -329,8 +324,8 @@ def _session_command(
             for k, v in params.items()
             if k != "idempotencyKey"
         }
-        if isinstance(answer, dict) and answer.get("runId"):
-            shown["run_id"] = str(answer["runId"])[:80]
+        if run := frames.run_id(answer):
+            shown["run_id"] = run
         actions.record_session_action(Actor.user(request.user), session, verb, shown)
         messages.success(request, done)
     return redirect(safe_next(request, reverse("agents:session", args=[session.pk])))
@@ -394,8 +389,8 @@ def agent_message(request: HttpRequest, name: str) -> HttpResponse:
         return redirect("agents:detail", name=agent.name)
     session = actions.ensure_gateway_session(agent.gateway_id, key, agent)
     detail: dict[str, Any] = {"message": text[:500]}
-    if isinstance(answer, dict) and answer.get("runId"):
-        detail["run_id"] = str(answer["runId"])[:80]
+    if run := frames.run_id(answer):
+        detail["run_id"] = run
     actions.record_session_action(Actor.user(request.user), session, "session.message_sent", detail)
     messages.success(request, "Sent. The reply appears below as the agent writes it.")
     return redirect("agents:session", pk=session.pk)
@@ -413,5 +408,5 @@ def session_reset(request: HttpRequest, pk: int) -> HttpResponse:
     session = get_object_or_404(AgentSession, pk=pk)
     params = {"expectedSessionId": session.session_id} if session.session_id else {}
     return _session_command(
-        request, pk, "sessions.reset", params, "session.reset", "Session reset."
+        request, pk, "sessions.reset", params, "session.reset", "Session reset.", key_param="key"
     )

@@ -6,7 +6,7 @@ import fnmatch
 import threading
 import time
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -28,6 +28,7 @@ from billing.models import (
     UsageRecord,
 )
 from gateways import frames
+from gateways.models import Gateway
 from missioncontrol import audit, live, state
 from missioncontrol.audit import Actor
 from missioncontrol.db import bulk
@@ -334,44 +335,32 @@ def _when(value: datetime | date) -> object:
 
 
 def gateway_usage_items(
-    gateway_id: int, agent_id: int, session_key: str, messages: list[Any]
+    gateway_id: int, agent_id: int, session_key: str, messages: Sequence[frames.UsageMessage]
 ) -> list[UsageItem]:
-    """Usage of a gateway session's assistant messages (OpenClaw puts `usage` and the message
-    id `__openclaw.id` on each): one item per message, keyed `gw<gateway>:<message id>` so a
-    re-sync, a backfill or the same message as an event and again in `chat.history` counts once."""
-    items: list[UsageItem] = []
-    for message in messages:
-        if not isinstance(message, dict) or message.get("role") != "assistant":
-            continue
-        usage = message.get("usage")
-        meta = message.get("__openclaw")
-        if not isinstance(usage, dict) or not isinstance(meta, dict):
-            continue
-        message_id = frames.ident(meta.get("id"), 100)
-        if message_id is None:
-            continue
-        cost = usage.get("cost")
-        total = cost.get("total") if isinstance(cost, dict) else None
-        stamp = message.get("timestamp")
-        items.append(
-            UsageItem(
-                agent_id=agent_id,
-                model=frames.text(message.get("model"), 128) or "unknown",
-                provider=frames.text(message.get("provider"), 64),
-                input_tokens=frames.count(usage.get("input")),
-                output_tokens=frames.count(usage.get("output")),
-                cache_read_tokens=frames.count(usage.get("cacheRead")),
-                cache_write_tokens=frames.count(usage.get("cacheWrite")),
-                reported_cost_usd=frames.cost(total) if isinstance(total, int | float) else None,
-                occurred_at=frames.ms_time(stamp) or timezone.now(),
-                client_id=f"gw{gateway_id}:{message_id}",
-                session=frames.text(session_key, 128),
-            )
+    """Usage of a gateway session's assistant messages: one item per message, keyed
+    `gw<gateway>:<message id>` so a re-sync, a backfill or the same message as an event and
+    again in `chat.history` counts once."""
+    return [
+        UsageItem(
+            agent_id=agent_id,
+            model=message.model or "unknown",
+            provider=message.provider,
+            input_tokens=message.input_tokens,
+            output_tokens=message.output_tokens,
+            cache_read_tokens=message.cache_read_tokens,
+            cache_write_tokens=message.cache_write_tokens,
+            reported_cost_usd=message.cost_usd,
+            occurred_at=message.at or timezone.now(),
+            client_id=f"gw{gateway_id}:{message.message_id}",
+            session=session_key[:128],
         )
-    return items
+        for message in messages
+    ]
 
 
-def record_gateway_usage(gateway_id: int, session_key: str, messages: list[Any]) -> int:
+def record_gateway_usage(
+    gateway_id: int, session_key: str, messages: Sequence[frames.UsageMessage]
+) -> int:
     """Store the usage of these messages of a gateway session (its agent's), once each, in
     one transaction; the number newly stored. Nothing when the session or its agent is unknown."""
     from agents.models import AgentSession
@@ -388,11 +377,11 @@ def record_gateway_usage(gateway_id: int, session_key: str, messages: list[Any])
         return sum(record_usage(items)) if items else 0
 
 
-def record_backfill(actor: Actor, gateway: Any, report: dict[str, Any]) -> None:
+def record_backfill(actor: Actor, gateway: Gateway, report: Mapping[str, int | str | None]) -> None:
     """Audit a backfill from a gateway (`manage.py backfill_usage`): what it read and stored
     (the records themselves were stored as they were read, each once)."""
     with transaction.atomic():
-        audit.record(actor, "usage.backfilled", gateway, after=report, gateway_id=gateway.pk)
+        audit.record(actor, "usage.backfilled", gateway, after=dict(report), gateway_id=gateway.pk)
 
 
 # --- Price overrides and repricing --------------------------------------------------------------
@@ -474,7 +463,7 @@ def reprice(
     model: str = "",
     pattern: str = "",
     for_real: bool = False,
-    progress: Any = None,
+    progress: Callable[[int], object] | None = None,
 ) -> RepriceReport:
     """Cost records again with the current table and overrides (those of `model`, or of the
     models matching `pattern`, from `since` on); totals before and after. A dry run unless

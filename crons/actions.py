@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal, TypedDict
 
@@ -16,7 +17,7 @@ from django.utils import timezone
 
 from agents.models import Agent
 from crons.models import Job, Run, new_token
-from crons.schedules import EVERY_MAX_S, EVERY_MIN_S, BadSchedule, Schedule, from_ms
+from crons.schedules import EVERY_MAX_S, EVERY_MIN_S, BadSchedule, Schedule
 from gateways import frames
 from gateways.models import Gateway
 from missioncontrol import audit, live
@@ -288,46 +289,26 @@ def check_health(now: datetime | None = None) -> int:
 # --- Gateway jobs (the connector) ----------------------------------------------------------------
 
 
-def _text(value: Any, limit: int) -> str:
-    return frames.text(value, limit) if isinstance(value, str) else ""
-
-
-def _gateway_fields(
-    gateway: Gateway, item: dict[str, Any], agents: dict[str, Agent]
-) -> dict[str, Any]:
-    """What a gateway's job (`cron.list` row or a `cron` event's job) says, as Job fields."""
-    state: dict[str, Any] = item["state"] if isinstance(item.get("state"), dict) else {}
-    schedule = Schedule.from_gateway(item.get("schedule"))
-    agent_ref = _text(item.get("agentId") or item.get("effectiveAgentId"), 128)
-    last_status = state.get("lastRunStatus") or state.get("lastStatus") or item.get("lastRunStatus")
-    payload: dict[str, Any] = item["payload"] if isinstance(item.get("payload"), dict) else {}
-    errors = state.get("consecutiveErrors")
-    summary = state.get("lastDiagnosticSummary")
-    if summary is None and isinstance(state.get("lastDiagnostics"), dict):
-        summary = state["lastDiagnostics"].get("summary")
+def _gateway_fields(job: frames.CronJobSnapshot, agents: dict[str, Agent]) -> dict[str, Any]:
+    """What a gateway's job says, as Job fields."""
+    schedule = Schedule.from_gateway(job.schedule)
     return {
-        "name": _text(item.get("displayName") or item.get("name"), 200) or _text(item["id"], 200),
-        "description": _text(item.get("description"), 500),
-        "agent_ref": agent_ref,
-        "agent": agents.get(agent_ref),
+        "name": job.name,
+        "description": job.description,
+        "agent_ref": job.agent_ref,
+        "agent": agents.get(job.agent_ref),
         "schedule": schedule.as_dict() if schedule else {},
-        "payload_kind": _text(payload.get("kind"), 32),
-        "enabled": item.get("enabled") is not False,
-        "next_run_at": from_ms(state.get("nextRunAtMs") or item.get("nextRunAtMs")),
-        "last_run_at": from_ms(state.get("lastRunAtMs") or item.get("lastRunAtMs")),
-        "last_status": _status(last_status) if last_status else "",
-        "last_duration_ms": frames.duration_ms(state.get("lastDurationMs")),
-        "last_summary": _text(summary, SUMMARY_MAX),
-        "last_error": _text(state.get("lastError") or item.get("lastRunError"), ERROR_MAX),
-        "running_since": from_ms(state.get("runningAtMs")),
-        "consecutive_failures": frames.count(errors),
+        "payload_kind": job.payload_kind,
+        "enabled": job.enabled,
+        "next_run_at": job.next_run_at,
+        "last_run_at": job.last_run_at,
+        "last_status": job.last_status,
+        "last_duration_ms": job.last_duration_ms,
+        "last_summary": job.last_summary,
+        "last_error": job.last_error,
+        "running_since": job.running_since,
+        "consecutive_failures": job.consecutive_failures,
     }
-
-
-def _status(raw: Any) -> str:
-    """A gateway run status as ours: ok, failed (error, or anything unknown), skipped."""
-    known = {"ok": Run.Status.OK, "skipped": Run.Status.SKIPPED, "running": Run.Status.RUNNING}
-    return known.get(raw, Run.Status.FAILED) if isinstance(raw, str) else Run.Status.FAILED
 
 
 def _agents(gateway_id: int) -> dict[str, Agent]:
@@ -336,15 +317,13 @@ def _agents(gateway_id: int) -> dict[str, Agent]:
 
 def _upsert(
     gateway: Gateway,
-    item: dict[str, Any],
+    item: frames.CronJobSnapshot,
     known: dict[str, Job],
     agents: dict[str, Agent],
     now: datetime,
-) -> Job | None:
-    external = frames.ident(item.get("id"))
-    if external is None:
-        return None
-    fields = _gateway_fields(gateway, item, agents)
+) -> Job:
+    external = item.external_id
+    fields = _gateway_fields(item, agents)
     job = known.get(external)
     if job is None:
         job = Job(source=Job.Source.GATEWAY, gateway=gateway, external_id=external, **fields)
@@ -368,14 +347,14 @@ def _upsert(
 
 def sync_gateway_jobs(
     gateway_id: int,
-    listed: list[dict[str, Any]],
+    listed: Sequence[frames.CronJobSnapshot],
     *,
     complete: bool,
     skipped: frames.Skipped | None = None,
 ) -> list[Job]:
     """A gateway's jobs as `cron.list` gave them (complete: jobs it no longer lists are marked
-    removed, their history kept). Idempotent; publishes only what changed. A job without a
-    usable id, or with values no reader foresaw, is skipped (counted in `skipped`)."""
+    removed, their history kept). Idempotent; publishes only what changed. A job the database
+    refuses is skipped (counted in `skipped`), the others stored."""
     now = timezone.now()
     with transaction.atomic():
         gateway = Gateway.objects.filter(pk=gateway_id).first()
@@ -384,12 +363,10 @@ def sync_gateway_jobs(
         known = {j.external_id: j for j in Job.objects.of_gateway(gateway_id).select_for_update()}
         agents = _agents(gateway_id)
         seen: list[Job] = []
-        for item in frames.items(listed, "id", "cron jobs", skipped or frames.Skipped()):
+        for item in listed:
             # Each in a savepoint: a job whose values no reader foresaw is rolled back alone.
             with frames.skipping("cron jobs", skipped), transaction.atomic():
-                job = _upsert(gateway, item, known, agents, now)
-                if job is not None:
-                    seen.append(job)
+                seen.append(_upsert(gateway, item, known, agents, now))
         if complete:
             present = {job.pk for job in seen}
             for job in known.values():
@@ -406,70 +383,45 @@ def _remove(job: Job, now: datetime) -> None:
     _publish_job(job, "cron.job_removed")
 
 
-def _run_fields(entry: dict[str, Any]) -> dict[str, Any]:
-    usage: dict[str, Any] = entry["usage"] if isinstance(entry.get("usage"), dict) else {}
-    started = from_ms(entry.get("runAtMs")) or from_ms(entry.get("ts")) or timezone.now()
-    took = frames.duration(entry.get("durationMs"))
-    duration = frames.duration_ms(entry.get("durationMs"))
-    finished = from_ms(entry.get("ts"))
-    if finished is None and took is not None:
-        finished = started + took
-    summary = entry.get("summary")
-    if summary is None and isinstance(entry.get("diagnostics"), dict):
-        summary = entry["diagnostics"].get("summary")
-    run_id = _text(entry.get("runId"), 200)
-
-    def tokens(name: str) -> int | None:
-        value = usage.get(name)
-        return (
-            value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-        )
-
+def _run_fields(entry: frames.CronRunEntry) -> dict[str, Any]:
     return {
-        "status": _status(entry.get("status")),
-        "trigger": Run.Trigger.MANUAL if run_id.startswith("manual:") else Run.Trigger.SCHEDULE,
-        "started_at": started,
-        "finished_at": finished,
-        "duration_ms": duration,
-        "summary": _text(summary, SUMMARY_MAX),
-        "error": _text(entry.get("error"), ERROR_MAX),
-        "model": _text(entry.get("model"), 128),
-        "provider": _text(entry.get("provider"), 64),
-        "input_tokens": tokens("input_tokens"),
-        "output_tokens": tokens("output_tokens"),
-        "session_key": _text(entry.get("sessionKey"), 300),
+        "status": entry.status,
+        "trigger": Run.Trigger.MANUAL if entry.manual else Run.Trigger.SCHEDULE,
+        "started_at": entry.started_at or timezone.now(),
+        "finished_at": entry.finished_at,
+        "duration_ms": entry.duration_ms,
+        "summary": entry.summary,
+        "error": entry.error,
+        "model": entry.model,
+        "provider": entry.provider,
+        "input_tokens": entry.input_tokens,
+        "output_tokens": entry.output_tokens,
+        "session_key": entry.session_key,
     }
 
 
-def _run_key(entry: dict[str, Any]) -> str:
-    at = frames.ms_time(entry.get("runAtMs"))
-    if at is not None:
-        return str(int(entry["runAtMs"]))
-    return _text(entry.get("runId"), 128) or frames.text(entry.get("ts"), 128)
-
-
 def record_gateway_runs(
-    gateway_id: int, entries: list[dict[str, Any]], skipped: frames.Skipped | None = None
+    gateway_id: int, entries: Sequence[frames.CronRunEntry], skipped: frames.Skipped | None = None
 ) -> int:
     """Finished runs from `cron.runs` (a re-sync): each stored once by (job, start); a run the
-    dashboard saw start is completed. Returns how many were new or completed. An entry with
-    values no reader foresaw is skipped (counted in `skipped`)."""
+    dashboard saw start is completed. Returns how many were new or completed. An entry the
+    database refuses is skipped (counted in `skipped`)."""
     stored = 0
     with transaction.atomic():
         jobs = {
             j.external_id: j
             for j in Job.objects.of_gateway(gateway_id).select_related("gateway", "agent")
         }
-        for entry in frames.items(entries, "jobId", "cron runs", skipped or frames.Skipped()):
+        for entry in entries:
             with frames.skipping("cron runs", skipped), transaction.atomic():
-                stored += _record_run(jobs.get(entry["jobId"]), entry)
+                stored += _record_run(jobs.get(entry.job_id), entry)
     return stored
 
 
-def _record_run(job: Job | None, entry: dict[str, Any]) -> int:
+def _record_run(job: Job | None, entry: frames.CronRunEntry) -> int:
     """One `cron.runs` entry stored (1) or completed (1), else 0."""
-    key = _run_key(entry)
-    if job is None or not key or entry.get("action", "finished") != "finished":
+    key = entry.run_key
+    if job is None or not key or not entry.finished:
         return 0
     fields = _run_fields(entry)
     run = Run.objects.filter(job=job, run_key=key).first()
@@ -486,13 +438,9 @@ def _record_run(job: Job | None, entry: dict[str, Any]) -> int:
     return 0
 
 
-def gateway_cron_event(gateway_id: int, payload: dict[str, Any]) -> Job | None:
+def gateway_cron_event(gateway_id: int, event: frames.CronEvent) -> Job | None:
     """A `cron` event: a job added, updated, removed, or a run started or finished."""
-    action = payload.get("action")
-    item = payload.get("job") if isinstance(payload.get("job"), dict) else None
-    external = frames.ident(payload.get("jobId") or (item or {}).get("id"))
-    if external is None:
-        return None
+    external = event.job_id
     now = timezone.now()
     with transaction.atomic():
         gateway = Gateway.objects.filter(pk=gateway_id).first()
@@ -504,57 +452,46 @@ def gateway_cron_event(gateway_id: int, payload: dict[str, Any]) -> Job | None:
             .filter(external_id=external)
             .select_for_update()
         }
-        if action == "removed":
+        if event.action == "removed":
             job = known.get(external)
             if job is not None and job.removed_at is None:
                 _remove(job, now)
             return job
-        if item is None:
+        if event.job is None:
             return known.get(external)
-        item = {**item, "id": external}
-        if action == "started":
-            state = dict(item.get("state") or {})
-            state.setdefault("runningAtMs", payload.get("runAtMs"))
-            item["state"] = state
-        job = _upsert(gateway, item, known, _agents(gateway_id), now)
-        if job is None:
-            return None
-        if action == "started":
-            key = _run_key(payload)
-            if key:
-                run, created = Run.objects.get_or_create(
-                    job=job,
-                    run_key=key,
-                    defaults={
-                        "status": Run.Status.RUNNING,
-                        "started_at": from_ms(payload.get("runAtMs")) or now,
-                    },
-                )
-                if created:
-                    _publish_run(job, run, "cron.run_started", created=True)
-        elif action == "finished":
-            key = _run_key(payload)
-            if key:
-                fields = _run_fields(payload)
-                run, created = Run.objects.get_or_create(job=job, run_key=key, defaults=fields)
-                if not created:
-                    for name, value in fields.items():
-                        setattr(run, name, value)
-                    run.save()
-                _publish_run(job, run, "cron.run_finished", created=created)
+        job = _upsert(gateway, event.job, known, _agents(gateway_id), now)
+        run = event.run
+        if run is None or not run.run_key:
+            return job
+        if event.action == "started":
+            started, created = Run.objects.get_or_create(
+                job=job,
+                run_key=run.run_key,
+                defaults={"status": Run.Status.RUNNING, "started_at": run.started_at or now},
+            )
+            if created:
+                _publish_run(job, started, "cron.run_started", created=True)
+        elif event.action == "finished":
+            fields = _run_fields(run)
+            finished, created = Run.objects.get_or_create(
+                job=job, run_key=run.run_key, defaults=fields
+            )
+            if not created:
+                for name, value in fields.items():
+                    setattr(finished, name, value)
+                finished.save()
+            _publish_run(job, finished, "cron.run_finished", created=created)
     return job
 
 
-def record_run_requested(actor: Actor, job: Job, answer: Any) -> None:
+def record_run_requested(actor: Actor, job: Job, run_id: str) -> None:
     """An operator asked the gateway to run the job now (it answered `enqueued`): audited."""
     with transaction.atomic():
         audit.record(
             actor,
             "cron.run_requested",
             job,
-            after={"run_id": _text((answer or {}).get("runId"), 200)}
-            if isinstance(answer, dict)
-            else None,
+            after={"run_id": run_id},
             gateway_id=job.gateway_id,
         )
 
@@ -610,7 +547,21 @@ def _int(value: Any, field: str, low: int, high: int, errors: dict[str, list[str
     return number
 
 
-def clean_check(fields: dict[str, Any], *, direct: bool) -> dict[str, Any]:
+class CheckSettings(TypedDict, total=False):
+    """A job's monitoring settings (any job) and a direct check's name and schedule; each
+    value checked by `clean_check` (a form's text or a number)."""
+
+    name: str
+    description: str
+    kind: str  # "cron" | "every"
+    expr: str
+    tz: str
+    every_s: int | str | None
+    grace_s: int | str | None
+    failure_threshold: int | str | None
+
+
+def clean_check(fields: CheckSettings, *, direct: bool) -> dict[str, Any]:
     """Validated settings: grace and failure threshold for any job; for a direct check also its
     name and schedule (`kind` cron with `expr` and `tz`, or every `every_s` seconds)."""
     errors: dict[str, list[str]] = {}
@@ -646,7 +597,7 @@ def clean_check(fields: dict[str, Any], *, direct: bool) -> dict[str, Any]:
     return clean
 
 
-def create_check(actor: Actor, fields: dict[str, Any]) -> Job:
+def create_check(actor: Actor, fields: CheckSettings) -> Job:
     """A direct check (admins): monitored like a gateway job, fed by its check-in URL."""
     clean = clean_check(fields, direct=True)
     now = timezone.now()
@@ -670,7 +621,7 @@ def _shown(job: Job) -> dict[str, Any]:
     }
 
 
-def update_job(actor: Actor, job_id: int, fields: dict[str, Any]) -> Job:
+def update_job(actor: Actor, job_id: int, fields: CheckSettings) -> Job:
     """An admin's change to a job's monitoring (any job) or a direct check's name and schedule."""
     now = timezone.now()
     with transaction.atomic():

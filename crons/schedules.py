@@ -33,10 +33,6 @@ def _zone(name: str) -> zoneinfo.ZoneInfo:
         ) from None
 
 
-def _from_ms(value: Any) -> datetime | None:
-    return frames.ms_time(value)
-
-
 def _span(seconds: int) -> str:
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds % size == 0 and seconds >= size:
@@ -83,29 +79,23 @@ class Schedule:
         return cls("every", every_s=int(seconds), anchor=anchor)
 
     @classmethod
-    def from_gateway(cls, raw: Any) -> Schedule | None:
-        """A gateway job's `schedule` ({kind:"cron",expr,tz} | {kind:"every",everyMs,anchorMs} |
-        {kind:"at",at}); None when it cannot be read (shown as such, never an error)."""
-        if not isinstance(raw, dict):
+    def from_gateway(cls, raw: frames.GatewaySchedule | None) -> Schedule | None:
+        """A gateway job's schedule; None when it cannot be used (shown as such, never an
+        error)."""
+        if raw is None:
             return None
         try:
-            if raw.get("kind") == "cron" and isinstance(raw.get("expr"), str):
-                return cls.cron(raw["expr"], str(raw.get("tz") or ""))
-            if raw.get("kind") == "every" and isinstance(raw.get("everyMs"), int | float):
+            if raw.kind == "cron":
+                return cls.cron(raw.expr, raw.tz)
+            if raw.kind == "every":
                 # anchorMs is an epoch time for jobs made with cron.add; the built-in jobs carry
-                # small offsets, which are no usable anchor.
-                anchor = _from_ms(raw.get("anchorMs"))
-                if anchor is not None and anchor.year < 2000:
-                    anchor = None
-                every_ms = raw["everyMs"]
-                # At most ten years between runs (NaN and infinities fail this too).
-                if not 0 < every_ms <= 10 * 366 * 86_400_000:
+                # small offsets, which are no usable anchor (frames read them as no time).
+                # At most ten years between runs.
+                if not 0 < raw.every_ms <= 10 * 366 * 86_400_000:
                     return None
-                return cls.every(max(1, int(every_ms // 1000)), anchor)
-            if raw.get("kind") == "at":
-                at = raw.get("at")
-                when = _from_ms(at) if not isinstance(at, str) else _parse_iso(at)
-                return cls("at", at=when) if when else None
+                return cls.every(max(1, int(raw.every_ms // 1000)), raw.anchor)
+            if raw.at is not None:
+                return cls("at", at=raw.at)
         except BadSchedule:
             return None
         return None
@@ -129,8 +119,8 @@ class Schedule:
             expr=data.get("expr") or "",
             tz=data.get("tz") or "",
             every_s=int(data.get("every_s") or 0),
-            anchor=_parse_iso(data.get("anchor")),
-            at=_parse_iso(data.get("at")),
+            anchor=frames.iso_time(data.get("anchor")),
+            at=frames.iso_time(data.get("at")),
         )
 
     # --- showing ------------------------------------------------------------------------------
@@ -187,23 +177,3 @@ def _described(expr: str) -> str:
         return str(get_description(expr, options))
     except Exception:  # the library's own errors for what croniter accepted
         return expr
-
-
-def _parse_iso(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        found = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    found = found if found.tzinfo else found.replace(tzinfo=UTC)
-    # The same bounds as epoch times (gateways/frames.py): no date a page cannot show.
-    try:
-        return frames.ms_time(found.timestamp() * 1000)
-    except (OverflowError, ValueError):
-        return None
-
-
-def from_ms(value: Any) -> datetime | None:
-    """An epoch-milliseconds value from a gateway as an aware datetime (None if not one)."""
-    return _from_ms(value)

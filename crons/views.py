@@ -6,7 +6,7 @@ the direct checks' jobs call (no session: its unguessable id is its credential).
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -22,7 +22,7 @@ from crons import actions
 from crons.forms import CheckForm, MonitoringForm
 from crons.models import Job, Run
 from crons.presenters import job_view, run_view
-from gateways import access, commands
+from gateways import access, commands, frames
 from gateways.context_processors import chosen_gateway_id
 from gateways.protocol import GatewayError
 from missioncontrol.audit import Actor
@@ -238,7 +238,7 @@ def job_run(request: HttpRequest, pk: int) -> HttpResponse:
         request, job, "cron.run", {"id": job.external_id, "mode": "force"}, "Not run"
     )
     if answered:
-        actions.record_run_requested(Actor.user(request.user), job, answer)
+        actions.record_run_requested(Actor.user(request.user), job, frames.run_id(answer))
         messages.success(request, f"{job.name}: run requested; it shows here as it starts.")
     return redirect("crons:detail", pk=job.pk)
 
@@ -279,7 +279,9 @@ def job_settings(request: HttpRequest, pk: int) -> HttpResponse:
     form = MonitoringForm(request.POST)
     if form.is_valid():
         try:
-            actions.update_job(Actor.user(request.user), job.pk, form.cleaned_data)
+            actions.update_job(
+                Actor.user(request.user), job.pk, cast(actions.CheckSettings, form.cleaned_data)
+            )
         except ActionError as error:
             _form_errors(form, error)
         else:
@@ -303,7 +305,9 @@ def check_new(request: HttpRequest) -> HttpResponse:
     )
     if request.method == "POST" and form.is_valid():
         try:
-            job = actions.create_check(Actor.user(request.user), form.cleaned_data)
+            job = actions.create_check(
+                Actor.user(request.user), cast(actions.CheckSettings, form.cleaned_data)
+            )
         except ActionError as error:
             _form_errors(form, error)
         else:

@@ -14,10 +14,11 @@ import re
 from typing import Any, Literal, TypedDict
 from urllib.parse import urlsplit
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from gateways import access
+from gateways import access, frames
 from gateways.models import COLOURS, DeviceIdentity, Gateway, GatewayStateChange, GatewayView
 from gateways.protocol import Hello, Identity
 from missioncontrol import audit, live
@@ -201,10 +202,21 @@ def create_gateway(
     return gateway
 
 
-def update_gateway(actor: Actor, gateway_id: int, changes: dict[str, Any]) -> Gateway:
+class GatewayChanges(TypedDict, total=False):
+    """What an edit of a gateway may change; each value checked by `update_gateway`."""
+
+    name: str
+    url: str
+    colour: str
+    token: str
+    clear_token: bool
+    enabled: bool
+
+
+def update_gateway(actor: Actor, gateway_id: int, changes: GatewayChanges) -> Gateway:
     """Change a gateway's name, URL, colour, token or enabled flag (an empty token in
     `changes` means "keep the stored one"; `clear_token` removes it)."""
-    wanted = dict(changes)
+    wanted: dict[str, Any] = dict(changes)
     clear_token = bool(wanted.pop("clear_token", False))
     if "token" in wanted and not wanted["token"] and not clear_token:
         del wanted["token"]
@@ -354,43 +366,14 @@ def record_hello(gateway_id: int, hello: Hello) -> Gateway | None:
     return record_state(gateway_id, State.CONNECTED)
 
 
-def _ms(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and value >= 0 else None
-
-
-def health_summary(health: Any = None, status: Any = None, uptime_ms: Any = None) -> dict[str, Any]:
-    """What the gateway page shows of `health` / `status` (never paths or prompts)."""
-    summary: dict[str, Any] = {}
-    if isinstance(health, dict):
-        loop = health.get("eventLoop") or {}
-        sessions = health.get("sessions") or {}
-        summary.update(
-            ok=bool(health.get("ok")),
-            agents=len(health.get("agents") or []),
-            sessions=sessions.get("count") if isinstance(sessions.get("count"), int) else None,
-            loop_delay_p99_ms=loop.get("delayP99Ms")
-            if isinstance(loop.get("delayP99Ms"), int | float)
-            else None,
-            degraded=bool(loop.get("degraded")),
-        )
-    if isinstance(status, dict):
-        memory = status.get("processMemory") or {}
-        rss = memory.get("rssBytes")
-        summary["rss_mb"] = round(rss / 1e6) if isinstance(rss, int | float) else None
-        summary["runtime_version"] = str(status.get("runtimeVersion") or "")[:64]
-    if _ms(uptime_ms) is not None:
-        summary["uptime_s"] = int(uptime_ms) // 1000
-    return summary
-
-
-def record_health(gateway_id: int, summary: dict[str, Any]) -> None:
+def record_health(gateway_id: int, summary: frames.GatewayHealth) -> None:
     """Fresh health figures (merged into what is known: a `health` event lacks `status`'s)."""
     with transaction.atomic():
         try:
             gateway = Gateway.objects.select_for_update().get(pk=gateway_id)
         except Gateway.DoesNotExist:
             return
-        merged = {**gateway.health, **{k: v for k, v in summary.items() if v is not None}}
+        merged = {**gateway.health, **summary.known()}
         gateway.health, gateway.health_at = merged, timezone.now()
         gateway.save(update_fields=["health", "health_at"])
         _publish("gateway.state_changed", Actor.gateway(gateway.name), gateway, gateway.state)
@@ -451,7 +434,7 @@ def device_identity() -> Identity:
     return identity
 
 
-def set_grant(actor: Actor, gateway: Gateway, user: Any, level: str) -> None:
+def set_grant(actor: Actor, gateway: Gateway, user: AbstractBaseUser, level: str) -> None:
     """Grant a user `view` or `operate` on the gateway (narrowing them to the gateways granted,
     see gateways.access), or remove their grant (`none`); audited."""
     if level not in {"view", "operate", "none"}:
@@ -475,6 +458,6 @@ def set_grant(actor: Actor, gateway: Gateway, user: Any, level: str) -> None:
     access.forget(user)
 
 
-def choose_view(user: Any, gateway: Gateway | None) -> None:
+def choose_view(user_id: int, gateway: Gateway | None) -> None:
     """The user's gateway switch: one gateway's data everywhere, or all (None)."""
-    GatewayView.objects.update_or_create(user_id=user.pk, defaults={"gateway": gateway})
+    GatewayView.objects.update_or_create(user_id=user_id, defaults={"gateway": gateway})

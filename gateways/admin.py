@@ -45,7 +45,12 @@ class GatewayAdmin(admin.ModelAdmin):
         data = form.cleaned_data
         actor = Actor.user(request.user)
         if change:
-            changes = {k: data[k] for k in ("name", "url", "colour", "enabled")}
+            changes: actions.GatewayChanges = {
+                "name": data["name"],
+                "url": data["url"],
+                "colour": data["colour"],
+                "enabled": data["enabled"],
+            }
             if data.get("token"):
                 changes["token"] = data["token"]
             saved = actions.update_gateway(actor, obj.pk, changes)

@@ -78,24 +78,21 @@ class Link:
         hello = self.connection.hello
         if "agents.list" in hello.methods:
             listed = await self.connection.request("agents.list")
-            agents = frames.items(
-                listed.get("agents") if isinstance(listed, dict) else None,
-                "id",
-                "agents",
-                self.skipped,
+            agents = frames.agents(
+                listed.get("agents") if isinstance(listed, dict) else None, self.skipped
             )
             await guarded(
                 "agents", self.skipped, db(agent_actions.sync_gateway_agents), self.gateway_id,
-                agents, self.skipped,
+                agents,
             )  # fmt: skip
         if "sessions.subscribe" in hello.methods:
             # Subscribe first: a change between the list and the subscription is not lost.
             await self.connection.request("sessions.subscribe", {"limit": 1})
         if "sessions.list" in hello.methods:
-            sessions = await protocol.list_sessions(self.connection)
+            sessions = frames.sessions(await protocol.list_sessions(self.connection), self.skipped)
             changed = await guarded(
                 "sessions", self.skipped, db(agent_actions.sync_gateway_sessions),
-                self.gateway_id, sessions, complete=True, skipped=self.skipped,
+                self.gateway_id, sessions, complete=True,
             )  # fmt: skip
             if "chat.history" in hello.methods and changed:
                 # Usage spent while we were away (or before we knew the gateway): read from the
@@ -111,14 +108,16 @@ class Link:
         methods = self.connection.hello.methods
         if "cron.list" not in methods:
             return
-        jobs: list[dict[str, Any]] = []
+        jobs: list[frames.CronJobSnapshot] = []
+        offset = 0
         for _page in range(CRON_PAGES):
             listed = await self.connection.request(
-                "cron.list", {"includeDisabled": True, "limit": CRON_PAGE, "offset": len(jobs)}
+                "cron.list", {"includeDisabled": True, "limit": CRON_PAGE, "offset": offset}
             )
             page = listed.get("jobs") if isinstance(listed, dict) else None
             page = page if isinstance(page, list) else []
-            jobs.extend(j for j in page if isinstance(j, dict))
+            offset += len(page)
+            jobs.extend(frames.cron_jobs(page, self.skipped))
             if not page or not (isinstance(listed, dict) and listed.get("hasMore") is True):
                 break
         await guarded(
@@ -128,10 +127,12 @@ class Link:
         if "cron.runs" in methods:
             with contextlib.suppress(protocol.GatewayError):
                 runs = await self.connection.request("cron.runs", {"scope": "all", "limit": 200})
-                entries = runs.get("entries") if isinstance(runs, dict) else None
+                entries = frames.cron_runs(
+                    runs.get("entries") if isinstance(runs, dict) else None, self.skipped
+                )
                 await guarded(
                     "cron runs", self.skipped, db(cron_actions.record_gateway_runs),
-                    self.gateway_id, entries if isinstance(entries, list) else [], self.skipped,
+                    self.gateway_id, entries, self.skipped,
                 )  # fmt: skip
 
     async def backfill_usage(self, keys: list[str]) -> None:
@@ -159,7 +160,7 @@ class Link:
         if uptime is not None:
             uptime += (time.monotonic() - self.connected_mono) * 1000
         summary = frames.read(
-            lambda h: actions.health_summary(h, status, uptime), health, "health", self.skipped
+            lambda h: frames.GatewayHealth.read(h, status, uptime), health, "health", self.skipped
         )
         if summary is not None:
             await db(actions.record_health)(self.gateway_id, summary)
@@ -179,49 +180,43 @@ class Link:
             # Every 60 s from the gateway; `status` (memory) along with it.
             await self.refresh_health(payload)
         elif name == "sessions.changed" and isinstance(payload, dict):
-            row = _session_row(payload.get("session"))
+            row = frames.session(payload.get("session"))
             if row is not None:
                 self.writer.change(self.gateway_id, row)
         elif name == "session.message" and isinstance(payload, dict):
             message = payload.get("message")
             key = frames.ident(payload.get("sessionKey"), 300)
             if isinstance(message, dict) and key is not None:
-                row = _session_row(payload.get("session"))
+                line = frames.TranscriptMessage.read(
+                    message, message_id=frames.text(payload.get("messageId"), 80) or None
+                )
+                row = frames.session(payload.get("session"))
                 if row is not None:
                     # A new session appears with its first line.
                     await self.writer.write_now(self.gateway_id, row)
-                await db(agent_actions.publish_session_message)(
-                    self.gateway_id,
-                    key,
-                    message,
-                    message_id=frames.text(payload.get("messageId"), 80),
-                )
-                if message.get("role") == "assistant" and message.get("usage"):
+                await db(agent_actions.publish_session_message)(self.gateway_id, key, line)
+                if line.usage is not None:
                     # Its tokens, once (keyed by the message id: a backfill finds it again).
-                    await db(billing_actions.record_gateway_usage)(self.gateway_id, key, [message])
+                    await db(billing_actions.record_gateway_usage)(
+                        self.gateway_id, key, [line.usage]
+                    )
+        elif name == "chat":
+            chat = frames.ChatEvent.read(payload)
+            if chat is not None:
+                await self.on_chat(chat)
+        elif name == "cron":
+            await db(cron_actions.gateway_cron_event)(self.gateway_id, frames.cron_event(payload))
 
-        elif name == "chat" and isinstance(payload, dict):
-            await self.on_chat(payload)
-        elif name == "cron" and isinstance(payload, dict):
-            await db(cron_actions.gateway_cron_event)(self.gateway_id, payload)
-
-    async def on_chat(self, payload: dict[str, Any]) -> None:
+    async def on_chat(self, chat: frames.ChatEvent) -> None:
         """A run's streaming reply, coalesced to ≤ 4 updates/s for browsers; the final text
         arrives as its own `session.message`, so the end only removes the streaming line (or
         shows the run's error)."""
-        run_id, state = frames.ident(payload.get("runId"), 80), payload.get("state")
-        key = frames.ident(payload.get("sessionKey"), 300)
-        if run_id is None or key is None:
-            return
-        if state == "delta" and isinstance(payload.get("message"), dict):
-            self.writer.stream(self.gateway_id, run_id, key, payload["message"])
-        elif state in {"final", "error", "aborted"}:
-            self.writer.drop_stream(self.gateway_id, run_id)
-            ended = {"role": "error", "content": payload.get("errorMessage") or ""}
-            if state == "aborted":
-                ended = {"role": "status", "content": "Run aborted."}
+        if chat.state == "delta" and chat.message is not None:
+            self.writer.stream(self.gateway_id, chat.run_id, chat.session_key, chat.message)
+        elif chat.state in {"final", "error", "aborted"}:
+            self.writer.drop_stream(self.gateway_id, chat.run_id)
             await db(agent_actions.end_session_run)(
-                self.gateway_id, key, run_id, ended if state != "final" else None
+                self.gateway_id, chat.session_key, chat.run_id, chat.end
             )
 
     async def serve(self) -> None:
@@ -259,13 +254,6 @@ class Link:
             return
         if reply is not None and not reply.done():
             reply.set_result(result)
-
-
-def _session_row(row: Any) -> dict[str, Any] | None:
-    """A session row of an event, when it names its session by a usable key."""
-    if isinstance(row, dict) and frames.ident(row.get("key"), 300) is not None:
-        return row
-    return None
 
 
 # What this process skipped of each gateway's frames since it last wrote it down.
@@ -329,17 +317,19 @@ class SessionWriter:
     state of each always lands."""
 
     def __init__(self) -> None:
-        self.changed: dict[tuple[int, str], dict[str, Any]] = {}
-        self.streaming: dict[tuple[int, str], tuple[str, dict[str, Any]]] = {}
+        self.changed: dict[tuple[int, str], frames.SessionSnapshot] = {}
+        self.streaming: dict[tuple[int, str], tuple[str, frames.TranscriptMessage]] = {}
         self.written: dict[tuple[int, str], float] = {}  # → last write (monotonic)
         self.ended: dict[tuple[int, str], None] = {}  # runs that ended (insertion-ordered)
         self.flusher: asyncio.Future[None] | None = None
 
-    def change(self, gateway_id: int, row: dict[str, Any]) -> None:
-        self.changed[(gateway_id, row["key"])] = row
+    def change(self, gateway_id: int, row: frames.SessionSnapshot) -> None:
+        self.changed[(gateway_id, row.key)] = row
         self._soon()
 
-    def stream(self, gateway_id: int, run_id: str, key: str, message: dict[str, Any]) -> None:
+    def stream(
+        self, gateway_id: int, run_id: str, key: str, message: frames.TranscriptMessage
+    ) -> None:
         if (gateway_id, run_id) in self.ended:
             return  # a late delta of a run that ended: its line must not come back
         self.streaming[(gateway_id, f"run:{run_id}")] = (key, message)
@@ -351,13 +341,11 @@ class SessionWriter:
         while len(self.ended) > 10_000:
             self.ended.pop(next(iter(self.ended)))
 
-    async def write_now(self, gateway_id: int, row: dict[str, Any]) -> None:
+    async def write_now(self, gateway_id: int, row: frames.SessionSnapshot) -> None:
         """One session written at once (its first transcript line needs its row)."""
-        self.changed.pop((gateway_id, row["key"]), None)
-        self.written[(gateway_id, row["key"])] = time.monotonic()
-        await db(agent_actions.sync_gateway_sessions)(
-            gateway_id, [row], skipped=skipped_for(gateway_id)
-        )
+        self.changed.pop((gateway_id, row.key), None)
+        self.written[(gateway_id, row.key)] = time.monotonic()
+        await db(agent_actions.sync_gateway_sessions)(gateway_id, [row])
 
     def _soon(self) -> None:
         if self.flusher is None or self.flusher.done():
@@ -390,12 +378,10 @@ class SessionWriter:
     async def flush(self) -> None:
         rows = self._due(self.changed)
         if rows:
-            batch: dict[int, list[dict[str, Any]]] = {}
+            batch: dict[int, list[frames.SessionSnapshot]] = {}
             for (gateway_id, _key), row in rows.items():
                 batch.setdefault(gateway_id, []).append(row)
-            await db(agent_actions.sync_sessions_batch)(
-                batch, {gateway_id: skipped_for(gateway_id) for gateway_id in batch}
-            )
+            await db(agent_actions.sync_sessions_batch)(batch)
         for (gateway_id, run), (key, message) in self._due(self.streaming).items():
             if (gateway_id, run[4:]) in self.ended:
                 continue  # it ended while earlier lines of this flush were written

@@ -16,7 +16,7 @@ from channels.db import database_sync_to_async
 from agents import actions as agent_actions
 from agents.models import AgentSession
 from billing import actions as billing_actions
-from gateways import actions, protocol
+from gateways import actions, frames, protocol
 from gateways.models import Gateway
 from missioncontrol.audit import Actor
 
@@ -50,7 +50,9 @@ async def _backfill(
         read += len(page)
         oldest = min((_stamp(m) for m in page), default=0.0)
         messages = page if since_ms is None else [m for m in page if _stamp(m) >= since_ms]
-        fresh = await db(billing_actions.record_gateway_usage)(gateway_id, key, messages)
+        fresh = await db(billing_actions.record_gateway_usage)(
+            gateway_id, key, frames.usage_messages(messages)
+        )
         stored += fresh
         if (known_stop and not fresh) or (since_ms is not None and oldest < since_ms):
             break
@@ -100,15 +102,14 @@ async def backfill_gateway(
     report = Backfill()
     since_ms = since.timestamp() * 1000 if since is not None else None
     try:
-        rows = await protocol.list_sessions(connection, limit=1_000_000)
-        if since_ms is not None:
-            rows = [r for r in rows if (_updated(r) or since_ms) >= since_ms]
-        rows = [r for r in rows if isinstance(r.get("key"), str) and r["key"]]
+        rows = frames.sessions(await protocol.list_sessions(connection, limit=1_000_000))
+        if since is not None:
+            rows = [r for r in rows if r.last_activity_at is None or r.last_activity_at >= since]
         await _ensure_sessions(connection, gateway.pk, rows)
         on_sessions(len(rows))
         for row in rows:
             try:
-                read, stored = await _backfill(connection, gateway.pk, row["key"], since_ms, False)
+                read, stored = await _backfill(connection, gateway.pk, row.key, since_ms, False)
             except protocol.GatewayError:
                 report.failed += 1
             else:
@@ -127,24 +128,19 @@ async def backfill_gateway(
     return report
 
 
-def _updated(row: dict[str, Any]) -> float | None:
-    value = row.get("updatedAt")
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 async def _ensure_sessions(
-    connection: protocol.Connection, gateway_id: int, rows: list[dict[str, Any]]
+    connection: protocol.Connection, gateway_id: int, rows: list[frames.SessionSnapshot]
 ) -> None:
     """Add the listed sessions the dashboard has no row for (their usage needs the row and its
     agent); sessions it knows are left to the connector."""
     known = await db(_known_keys)(gateway_id)
-    missing = [r for r in rows if r["key"] not in known]
+    missing = [r for r in rows if r.key not in known]
     if not missing:
         return
     if "agents.list" in connection.hello.methods:
         listed = await connection.request("agents.list")
-        agents = listed.get("agents") if isinstance(listed, dict) else None
-        await db(agent_actions.sync_gateway_agents)(gateway_id, list(agents or []))
+        agents = frames.agents(listed.get("agents") if isinstance(listed, dict) else None)
+        await db(agent_actions.sync_gateway_agents)(gateway_id, agents)
     await db(agent_actions.sync_gateway_sessions)(gateway_id, missing)
 
 

@@ -4,7 +4,7 @@ edit, test and remove them. Tokens never reach a browser."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import async_to_sync
 from django.contrib import messages
@@ -128,7 +128,11 @@ def gateway_edit(request: HttpRequest, pk: int) -> HttpResponse:
     form = GatewayForm(request.POST or None, initial=initial, editing=True)
     if request.method == "POST" and form.is_valid():
         try:
-            actions.update_gateway(Actor.user(request.user), gateway.pk, form.cleaned_data)
+            actions.update_gateway(
+                Actor.user(request.user),
+                gateway.pk,
+                cast(actions.GatewayChanges, form.cleaned_data),
+            )
         except ActionError as error:
             _form_errors(form, error)
         else:
@@ -200,7 +204,8 @@ def gateway_view(request: HttpRequest) -> HttpResponse:
         gateway = _visible(request).filter(pk=pk).first() if pk is not None else None
         if gateway is None:
             messages.error(request, "That gateway is not one you can see.")
-    actions.choose_view(request.user, gateway)
+    assert request.user.pk is not None  # role_required: someone signed in
+    actions.choose_view(request.user.pk, gateway)
     context_processors.remember(request, gateway.pk if gateway else None)
     target = request.POST.get("next") or "/"
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):

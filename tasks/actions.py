@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
@@ -499,8 +499,20 @@ def _move_one(move: Move) -> tuple[Task, str, int | None]:
 EDITABLE = ("title", "description", "priority", "labels", "due_date", "assignee", "status")
 
 
+class TaskChanges(TypedDict, total=False):
+    """What an edit may change (EDITABLE); each value checked by `update_task`."""
+
+    title: str
+    description: str
+    priority: Task.Priority | str
+    labels: str | list[str]
+    due_date: datetime.date | None
+    assignee: Assignee | str
+    status: str
+
+
 def update_task(
-    actor: Actor, task_id: int, changes: dict[str, Any], *, expected_version: int | None = None
+    actor: Actor, task_id: int, changes: TaskChanges, *, expected_version: int | None = None
 ) -> Task:
     """Change any of EDITABLE; a status change moves the card to the end of that column."""
     unknown = set(changes) - set(EDITABLE)
@@ -520,11 +532,8 @@ def update_task(
     if "due_date" in changes:
         fields["due_date"] = changes["due_date"]
     if "assignee" in changes:
-        who = (
-            changes["assignee"]
-            if isinstance(changes["assignee"], Assignee)
-            else parse_assignee(changes["assignee"])
-        )
+        assignee = changes["assignee"]
+        who = assignee if isinstance(assignee, Assignee) else parse_assignee(assignee)
         fields["assignee_user_id"] = who.user_id
         fields["assignee_agent_id"] = who.agent_id
     new_status = _check_status(changes["status"]) if "status" in changes else None

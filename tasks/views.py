@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -212,7 +212,10 @@ def task_edit(request: MCRequest, pk: int) -> HttpResponse:
         try:
             version = parse_int(request.POST.get("version"), low=1)
             task = actions.update_task(
-                Actor.user(request.user), pk, dict(form.cleaned_data), expected_version=version
+                Actor.user(request.user),
+                pk,
+                cast(actions.TaskChanges, form.cleaned_data),
+                expected_version=version,
             )
             messages.success(request, "Saved.")
             if request.htmx:

@@ -15,6 +15,7 @@ from agents import actions as agent_actions
 from billing import actions as billing_actions
 from billing.actions import UsageItem, record_usage
 from billing.models import PriceOverride
+from gateways import frames
 from missioncontrol import live
 from missioncontrol.audit import Actor
 from missioncontrol.models import LiveEvent
@@ -41,8 +42,8 @@ def work(clock, django_capture_on_commit_callbacks):
     """ada (direct) works on a task in run-1; main@prod answers in its gateway session."""
     prod = make_gateway(name="prod", url="ws://127.0.0.1:9/")
     ada = AgentFactory.create(name="ada")
-    agent_actions.sync_gateway_agents(prod.pk, [{"id": "main"}])
-    (session,) = agent_actions.sync_gateway_sessions(prod.pk, [session_row()])
+    agent_actions.sync_gateway_agents(prod.pk, frames.agents([{"id": "main"}]))
+    (session,) = agent_actions.sync_gateway_sessions(prod.pk, frames.sessions([session_row()]))
     task = make_task("Ship the release")
     main = session.agent_id
     assert main is not None

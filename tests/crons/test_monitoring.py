@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import time_machine
 
 from crons import actions
 from crons.models import Job, Run
+from gateways import frames
 from gateways.models import Gateway
 from missioncontrol.audit import Actor
 from missioncontrol.models import AuditEvent, LiveEvent
@@ -61,7 +62,9 @@ def job_item(next_run: datetime, **state: Any) -> dict[str, Any]:
 
 class TestMirroring:
     def test_a_real_gateways_list_becomes_its_jobs_with_health(self, gateway):
-        jobs = actions.sync_gateway_jobs(gateway.pk, recorded("cron.list"), complete=True)
+        jobs = actions.sync_gateway_jobs(
+            gateway.pk, frames.cron_jobs(recorded("cron.list")), complete=True
+        )
         assert sorted(j.name for j in jobs) == [
             "Heartbeat (main)",
             "Memory Dreaming Promotion",
@@ -74,14 +77,18 @@ class TestMirroring:
         assert heartbeat.health == "late"  # its recorded next run is long past (frozen clock)
         assert len(events("cron.job_changed")) == 3
         # The same list again changes nothing and publishes nothing.
-        actions.sync_gateway_jobs(gateway.pk, recorded("cron.list"), complete=True)
+        actions.sync_gateway_jobs(
+            gateway.pk, frames.cron_jobs(recorded("cron.list")), complete=True
+        )
         assert len(events("cron.job_changed")) == 3
 
     def test_a_job_the_gateway_no_longer_lists_is_removed_with_its_history_kept(self, gateway):
-        actions.sync_gateway_jobs(gateway.pk, [job_item(T0 + timedelta(hours=1))], complete=True)
+        actions.sync_gateway_jobs(
+            gateway.pk, frames.cron_jobs([job_item(T0 + timedelta(hours=1))]), complete=True
+        )
         job = Job.objects.get()
         Run.objects.create(job=job, run_key="1", status="ok", started_at=T0)
-        actions.sync_gateway_jobs(gateway.pk, [], complete=True)
+        actions.sync_gateway_jobs(gateway.pk, frames.cron_jobs([]), complete=True)
         job.refresh_from_db()
         assert job.removed_at is not None
         assert not Job.objects.listed().exists()
@@ -93,7 +100,7 @@ class TestMirroring:
         for payload in recorded("cron events"):
             if payload["action"] == "removed":
                 continue
-            actions.gateway_cron_event(gateway.pk, payload)
+            actions.gateway_cron_event(gateway.pk, frames.cron_event(payload))
         job = Job.objects.get(name="probe-echo")
         run = job.runs.get()
         assert (run.status, run.duration_ms, run.trigger) == ("ok", 24, "manual")  # run now
@@ -106,17 +113,19 @@ class TestMirroring:
         for entry in entries:
             if entry["jobId"] == job.external_id:
                 entry["runId"] = "manual:x"
-        assert actions.record_gateway_runs(gateway.pk, entries) == 0
+        assert actions.record_gateway_runs(gateway.pk, frames.cron_runs(entries)) == 0
         assert job.runs.count() == 1
         # Removed on the gateway: gone from the list.
-        actions.gateway_cron_event(gateway.pk, recorded("cron events")[-1])
+        actions.gateway_cron_event(gateway.pk, frames.cron_event(recorded("cron events")[-1]))
         assert not Job.objects.listed().filter(name="probe-echo").exists()
 
     def test_runs_that_finished_while_away_are_stored_once(self, gateway):
-        actions.sync_gateway_jobs(gateway.pk, recorded("cron.list"), complete=False)
+        actions.sync_gateway_jobs(
+            gateway.pk, frames.cron_jobs(recorded("cron.list")), complete=False
+        )
         entries = recorded("cron.runs")
-        actions.record_gateway_runs(gateway.pk, entries)
-        actions.record_gateway_runs(gateway.pk, entries)
+        actions.record_gateway_runs(gateway.pk, frames.cron_runs(entries))
+        actions.record_gateway_runs(gateway.pk, frames.cron_runs(entries))
         # Two of the three runs belong to jobs this gateway lists no more (the probes).
         assert Run.objects.count() == 1
         run = Run.objects.get()
@@ -136,7 +145,7 @@ def test_runs_past_retention_are_pruned(clock):
 class TestHealth:
     def test_late_once_after_the_grace_period_then_recovered_by_a_run(self, gateway, clock):
         due = T0 + timedelta(minutes=10)
-        actions.sync_gateway_jobs(gateway.pk, [job_item(due)], complete=True)
+        actions.sync_gateway_jobs(gateway.pk, frames.cron_jobs([job_item(due)]), complete=True)
         job = Job.objects.get()
         assert (job.health, job.deadline) == ("ok", due + timedelta(seconds=300))
         clock.move_to(due + timedelta(seconds=299))
@@ -156,14 +165,18 @@ class TestHealth:
         # The run comes: its finish moves the next run on, and the job is back.
         actions.gateway_cron_event(
             gateway.pk,
-            {
-                "jobId": "job-1",
-                "action": "finished",
-                "job": job_item(due + timedelta(days=1), lastRunStatus="ok", consecutiveErrors=0),
-                "status": "ok",
-                "runAtMs": ms(due + timedelta(seconds=400)),
-                "durationMs": 1200,
-            },
+            frames.cron_event(
+                {
+                    "jobId": "job-1",
+                    "action": "finished",
+                    "job": job_item(
+                        due + timedelta(days=1), lastRunStatus="ok", consecutiveErrors=0
+                    ),
+                    "status": "ok",
+                    "runAtMs": ms(due + timedelta(seconds=400)),
+                    "durationMs": 1200,
+                }
+            ),
         )
         job.refresh_from_db()
         assert job.health == "ok"
@@ -172,24 +185,30 @@ class TestHealth:
         assert recovered[0].payload["before"] == "late"
 
     def test_failing_after_n_failed_runs_in_a_row(self, gateway):
-        actions.sync_gateway_jobs(gateway.pk, [job_item(T0 + timedelta(hours=1))], complete=True)
+        actions.sync_gateway_jobs(
+            gateway.pk, frames.cron_jobs([job_item(T0 + timedelta(hours=1))]), complete=True
+        )
         job = Job.objects.get()
         actions.update_job(ADMIN, job.pk, {"grace_s": 300, "failure_threshold": 2})
 
         def finish(n: int, status: str, errors: int) -> None:
             actions.gateway_cron_event(
                 gateway.pk,
-                {
-                    "jobId": "job-1",
-                    "action": "finished",
-                    "job": job_item(
-                        T0 + timedelta(hours=1 + n), lastRunStatus=status, consecutiveErrors=errors
-                    ),
-                    "status": status,
-                    "error": "exit 1" if status == "error" else None,
-                    "runAtMs": ms(T0 + timedelta(minutes=n)),
-                    "durationMs": 10,
-                },
+                frames.cron_event(
+                    {
+                        "jobId": "job-1",
+                        "action": "finished",
+                        "job": job_item(
+                            T0 + timedelta(hours=1 + n),
+                            lastRunStatus=status,
+                            consecutiveErrors=errors,
+                        ),
+                        "status": status,
+                        "error": "exit 1" if status == "error" else None,
+                        "runAtMs": ms(T0 + timedelta(minutes=n)),
+                        "durationMs": 10,
+                    }
+                ),
             )
 
         finish(1, "error", 1)
@@ -205,7 +224,7 @@ class TestHealth:
         assert Run.objects.filter(status="failed").count() == 3
 
     def test_a_disconnected_gateways_jobs_are_not_called_late(self, gateway, clock):
-        actions.sync_gateway_jobs(gateway.pk, [job_item(T0)], complete=True)
+        actions.sync_gateway_jobs(gateway.pk, frames.cron_jobs([job_item(T0)]), complete=True)
         Gateway.objects.filter(pk=gateway.pk).update(state="unreachable")
         clock.move_to(T0 + timedelta(hours=2))
         assert actions.check_health() == 0
@@ -213,7 +232,9 @@ class TestHealth:
         assert actions.check_health() == 1
 
     def test_a_disabled_job_is_paused_and_raises_nothing(self, gateway, clock):
-        actions.sync_gateway_jobs(gateway.pk, [{**job_item(T0), "enabled": False}], complete=True)
+        actions.sync_gateway_jobs(
+            gateway.pk, frames.cron_jobs([{**job_item(T0), "enabled": False}]), complete=True
+        )
         clock.move_to(T0 + timedelta(hours=2))
         assert actions.check_health() == 0
         assert Job.objects.get().health == "paused"
@@ -225,10 +246,12 @@ class TestHealth:
             ADMIN,
             Endpoint(url="http://127.0.0.1:9/hook", event_types=["cron.late", "cron.recovered"]),
         )
-        actions.sync_gateway_jobs(gateway.pk, [job_item(T0)], complete=True)
+        actions.sync_gateway_jobs(gateway.pk, frames.cron_jobs([job_item(T0)]), complete=True)
         clock.move_to(T0 + timedelta(hours=1))
         actions.check_health()
-        actions.sync_gateway_jobs(gateway.pk, [job_item(T0 + timedelta(days=1))], complete=True)
+        actions.sync_gateway_jobs(
+            gateway.pk, frames.cron_jobs([job_item(T0 + timedelta(days=1))]), complete=True
+        )
         assert list(Delivery.objects.order_by("pk").values_list("event_type", flat=True)) == [
             "cron.late",
             "cron.recovered",
@@ -237,17 +260,15 @@ class TestHealth:
 
 class TestDirectChecks:
     def check(self, **fields: Any) -> Job:
-        return actions.create_check(
-            ADMIN,
-            {
-                "name": "db dump",
-                "kind": "every",
-                "every_s": 3600,
-                "grace_s": 300,
-                "failure_threshold": 1,
-                **fields,
-            },
-        )
+        settings = {
+            "name": "db dump",
+            "kind": "every",
+            "every_s": 3600,
+            "grace_s": 300,
+            "failure_threshold": 1,
+            **fields,
+        }
+        return actions.create_check(ADMIN, cast(actions.CheckSettings, settings))
 
     def test_silence_past_period_and_grace_is_late_and_a_check_in_recovers(self, clock):
         job = self.check()

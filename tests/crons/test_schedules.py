@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from crons.schedules import BadSchedule, Schedule
+from gateways import frames
 
 FRAMES = Path(__file__).with_name("gateway_frames.json")
 
@@ -28,7 +29,10 @@ def at(text: str) -> datetime:
 
 
 def test_the_real_gateways_system_jobs_read_raw_and_in_words():
-    schedules = {job["name"]: Schedule.from_gateway(job["schedule"]) for job in listed_jobs()}
+    schedules = {
+        job["name"]: Schedule.from_gateway(frames.GatewaySchedule.read(job["schedule"]))
+        for job in listed_jobs()
+    }
     heartbeat = schedules["heartbeat-main"]
     assert heartbeat is not None
     assert (heartbeat.raw(), heartbeat.words()) == ("every 30m", "Every 30 minutes")
@@ -57,7 +61,9 @@ def test_every_from_an_anchor_and_without_one():
 
 
 def test_at_is_once():
-    once = Schedule.from_gateway({"kind": "at", "at": "2026-12-03T09:00:00Z"})
+    once = Schedule.from_gateway(
+        frames.GatewaySchedule.read({"kind": "at", "at": "2026-12-03T09:00:00Z"})
+    )
     assert once is not None
     assert once.raw() == "at 2026-12-03 09:00 UTC"
     assert once.next_after(at("2026-12-02T00:00:00")) == at("2026-12-03T09:00:00")
@@ -81,7 +87,7 @@ def test_what_cannot_be_read_is_none_never_an_error():
         {"kind": "weird"},
         {"kind": "every"},
     ):
-        assert Schedule.from_gateway(raw) is None
+        assert Schedule.from_gateway(frames.GatewaySchedule.read(raw)) is None
 
 
 def test_round_trip_through_storage():

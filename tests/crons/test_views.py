@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from crons import actions, views
 from crons.models import Job, Run
 from gateways import actions as gateway_actions
-from gateways import commands
+from gateways import commands, frames
 from gateways.models import Gateway
 from gateways.protocol import GatewayError
 from missioncontrol.audit import Actor
@@ -35,7 +35,7 @@ def gateway_job(gateway: Gateway, external: str = "job-1", **extra: Any) -> Job:
         "state": {"nextRunAtMs": next_run},
         **extra,
     }
-    actions.sync_gateway_jobs(gateway.pk, [item], complete=False)
+    actions.sync_gateway_jobs(gateway.pk, frames.cron_jobs([item]), complete=False)
     return Job.objects.get(gateway=gateway, external_id=external)
 
 

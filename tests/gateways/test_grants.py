@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from agents import actions as agent_actions
 from agents.models import Agent, AgentSession
-from gateways import access, commands
+from gateways import access, commands, frames
 from gateways import actions as gateway_actions
 from missioncontrol import live
 from missioncontrol.audit import Actor
@@ -28,8 +28,8 @@ def two() -> dict[str, Any]:
     prod = make_gateway(name="prod")
     lab = make_gateway(name="lab", url="ws://127.0.0.1:10/")
     for gateway, key in ((prod, "agent:main:prod-session"), (lab, "agent:main:lab-session")):
-        agent_actions.sync_gateway_agents(gateway.pk, [{"id": "main"}])
-        agent_actions.sync_gateway_sessions(gateway.pk, [session_row(key)])
+        agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
+        agent_actions.sync_gateway_sessions(gateway.pk, frames.sessions([session_row(key)]))
     return {"prod": prod, "lab": lab}
 
 

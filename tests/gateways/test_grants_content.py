@@ -21,6 +21,7 @@ from billing import actions as billing_actions
 from billing.actions import UsageItem, record_usage
 from billing.models import Budget, BudgetAlert
 from gateways import actions as gateway_actions
+from gateways import frames
 from missioncontrol import live
 from missioncontrol.audit import Actor
 from missioncontrol.models import AuditEvent, LiveEvent
@@ -41,7 +42,7 @@ def world() -> Any:
         seen = make_gateway(name="seen-gw")
         hidden = make_gateway(name="hidden-gw", url="ws://127.0.0.1:10/")
         for gateway in (seen, hidden):
-            agent_actions.sync_gateway_agents(gateway.pk, [{"id": "main"}])
+            agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
         agents = {g.name: Agent.objects.get(gateway=g) for g in (seen, hidden)}
         direct = Agent.objects.create(name="direct-ada")
         plan: dict[str, Any] = {"amount_usd": Decimal("0.01"), "thresholds": [50]}

@@ -49,12 +49,12 @@ def test_a_plain_timestamp_is_read() -> None:
 @pytest.mark.django_db
 def test_hostile_times_in_sessions_and_jobs_break_no_page(viewer) -> None:
     gateway = make_gateway()
-    agent_actions.sync_gateway_agents(gateway.pk, [{"id": "main"}])
+    agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
     rows = [
         session_row(f"agent:main:s{i}", sessionId=f"sid-{i}", updatedAt=value)
         for i, value in enumerate(HOSTILE_MS)
     ]
-    agent_actions.sync_gateway_sessions(gateway.pk, rows, complete=True)
+    agent_actions.sync_gateway_sessions(gateway.pk, frames.sessions(rows), complete=True)
     jobs = [
         {
             "id": f"job-{i}",
@@ -73,7 +73,7 @@ def test_hostile_times_in_sessions_and_jobs_break_no_page(viewer) -> None:
         for i, value in enumerate(HOSTILE_MS)
     ]
     # The sync survives every item (it used to raise OverflowError and restart the connector).
-    cron_actions.sync_gateway_jobs(gateway.pk, jobs, complete=True)
+    cron_actions.sync_gateway_jobs(gateway.pk, frames.cron_jobs(jobs), complete=True)
     runs = [
         {
             "jobId": f"job-{i}",
@@ -86,18 +86,20 @@ def test_hostile_times_in_sessions_and_jobs_break_no_page(viewer) -> None:
         }
         for i, value in enumerate(HOSTILE_MS)
     ]
-    cron_actions.record_gateway_runs(gateway.pk, runs)
+    cron_actions.record_gateway_runs(gateway.pk, frames.cron_runs(runs))
     for i, value in enumerate(HOSTILE_MS):
         cron_actions.gateway_cron_event(
             gateway.pk,
-            {
-                "jobId": f"job-{i}",
-                "action": "finished",
-                "runAtMs": value,
-                "durationMs": value,
-                "nextRunAtMs": value,
-                "status": "ok",
-            },
+            frames.cron_event(
+                {
+                    "jobId": f"job-{i}",
+                    "action": "finished",
+                    "runAtMs": value,
+                    "durationMs": value,
+                    "nextRunAtMs": value,
+                    "status": "ok",
+                }
+            ),
         )
     assert Job.objects.filter(gateway=gateway).count() == len(HOSTILE_MS)
     pages = ["/sessions/", "/crons/", "/agents/", f"/gateways/{gateway.pk}/", "/"]
@@ -145,12 +147,13 @@ def test_a_cost_is_read_to_the_micro_dollar() -> None:
 
 def test_skipped_items_are_named_and_the_rest_kept() -> None:
     skipped = frames.Skipped()
-    kept = frames.items(
-        [{"id": "a"}, {"id": ""}, 5, {"id": "b\x00"}, {"id": "c"}], "id", "agents", skipped
+    kept = frames.agents(
+        [{"id": "a"}, {"id": ""}, 5, {"id": "b\x00"}, {"id": "c", "model": {"primary": 7}}],
+        skipped,
     )
-    assert [item["id"] for item in kept] == ["a", "c"]
+    assert [item.external_id for item in kept] == ["a", "c"]
     assert skipped.counts == {"agents": {"no usable id": 2, "an item that is not an object": 1}}
-    assert frames.items("not a list", "id", "agents", skipped) == []
+    assert frames.agents("not a list", skipped) == []
     assert skipped.counts["agents"]["the list is not a list"] == 1
 
 

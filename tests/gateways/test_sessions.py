@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from agents import actions as agent_actions
 from agents.models import Agent, AgentSession
-from gateways import commands
+from gateways import commands, frames
 from gateways.protocol import GatewayError
 from missioncontrol.models import AuditEvent, LiveEvent
 from tests.gateways.factories import make_gateway
@@ -49,9 +49,11 @@ def session_row(key: str = "agent:main:main", **extra: Any) -> dict[str, Any]:
 class TestIngest:
     def test_a_resync_upserts_marks_unlisted_gone_and_is_idempotent(self):
         gateway = make_gateway()
-        agent_actions.sync_gateway_agents(gateway.pk, [{"id": "main"}])
+        agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
         changed = agent_actions.sync_gateway_sessions(
-            gateway.pk, [session_row(), session_row("agent:main:other")], complete=True
+            gateway.pk,
+            frames.sessions([session_row(), session_row("agent:main:other")]),
+            complete=True,
         )
         assert len(changed) == 2
         main = AgentSession.objects.get(key="agent:main:main")
@@ -63,32 +65,42 @@ class TestIngest:
         # The same list again: nothing changes, nothing is published.
         assert (
             agent_actions.sync_gateway_sessions(
-                gateway.pk, [session_row(), session_row("agent:main:other")], complete=True
+                gateway.pk,
+                frames.sessions([session_row(), session_row("agent:main:other")]),
+                complete=True,
             )
             == []
         )
         assert LiveEvent.objects.filter(topic="sessions").count() == events_before
-        agent_actions.sync_gateway_sessions(gateway.pk, [session_row()], complete=True)
+        agent_actions.sync_gateway_sessions(
+            gateway.pk, frames.sessions([session_row()]), complete=True
+        )
         assert AgentSession.objects.get(key="agent:main:other").gone
         assert AgentSession.objects.count() == 2
 
     def test_an_active_run_makes_its_agent_busy_and_its_end_idle_again(self):
         gateway = make_gateway()
-        agent_actions.sync_gateway_agents(gateway.pk, [{"id": "main"}])
-        agent_actions.sync_gateway_sessions(gateway.pk, [session_row(hasActiveRun=True)])
+        agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
+        agent_actions.sync_gateway_sessions(
+            gateway.pk, frames.sessions([session_row(hasActiveRun=True)])
+        )
         assert Agent.objects.get(name="main@prod").status == "busy"
-        agent_actions.sync_gateway_sessions(gateway.pk, [session_row(hasActiveRun=False)])
+        agent_actions.sync_gateway_sessions(
+            gateway.pk, frames.sessions([session_row(hasActiveRun=False)])
+        )
         assert Agent.objects.get(name="main@prod").status == "idle"
 
     def test_bad_values_from_a_gateway_are_stored_safely(self):
         gateway = make_gateway()
         agent_actions.sync_gateway_sessions(
             gateway.pk,
-            [
-                session_row(estimatedCostUsd="lots", inputTokens=-5, totalTokens="x", label=7),
-                {"key": None},
-                "not a row",  # type: ignore[list-item]
-            ],
+            frames.sessions(
+                [
+                    session_row(estimatedCostUsd="lots", inputTokens=-5, totalTokens="x", label=7),
+                    {"key": None},
+                    "not a row",
+                ]
+            ),
         )
         session = AgentSession.objects.get()
         assert session.cost_usd is None
@@ -98,16 +110,18 @@ class TestIngest:
 
     def test_a_transcript_line_is_published_for_its_session_only(self):
         gateway = make_gateway()
-        agent_actions.sync_gateway_sessions(gateway.pk, [session_row()])
+        agent_actions.sync_gateway_sessions(gateway.pk, frames.sessions([session_row()]))
         message = {
             "role": "assistant",
             "content": [{"type": "text", "text": "Hi"}],
             "timestamp": 1795460842274,
         }
         assert agent_actions.publish_session_message(
-            gateway.pk, "agent:main:main", message, message_id="m1"
+            gateway.pk, "agent:main:main", frames.TranscriptMessage.read(message), message_id="m1"
         )
-        assert not agent_actions.publish_session_message(gateway.pk, "agent:nope", message)
+        assert not agent_actions.publish_session_message(
+            gateway.pk, "agent:nope", frames.TranscriptMessage.read(message)
+        )
         event = LiveEvent.objects.filter(type="session.message").get()
         assert event.payload["text"] == "Hi"
         assert event.payload["message_id"] == "m1"
@@ -226,8 +240,8 @@ class TestSessionPages:
     @pytest.fixture
     def session(self) -> AgentSession:
         gateway = make_gateway(token="tok")
-        agent_actions.sync_gateway_agents(gateway.pk, [{"id": "main"}])
-        agent_actions.sync_gateway_sessions(gateway.pk, [session_row()])
+        agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
+        agent_actions.sync_gateway_sessions(gateway.pk, frames.sessions([session_row()]))
         return AgentSession.objects.get()
 
     @pytest.fixture
@@ -272,7 +286,9 @@ class TestSessionPages:
 
     def test_the_list_filters_by_gateway(self, viewer, session):
         other = make_gateway(name="staging", url="ws://127.0.0.1:10/")
-        agent_actions.sync_gateway_sessions(other.pk, [session_row("agent:main:staging-only")])
+        agent_actions.sync_gateway_sessions(
+            other.pk, frames.sessions([session_row("agent:main:staging-only")])
+        )
         html = viewer.get(reverse("agents:sessions"), {"gateway": other.pk}).content.decode()
         assert "staging-only" in html
         assert "agent:main:main<" not in html

@@ -13,6 +13,7 @@ from channels.db import database_sync_to_async
 from agents import actions as agent_actions
 from billing import actions as billing_actions
 from billing.models import UsageRecord
+from gateways import frames
 from tests.gateways.factories import make_gateway
 from tests.gateways.fake import TOKEN, FakeGateway
 from tests.gateways.test_sessions import session_row
@@ -43,13 +44,23 @@ def assistant(message_id: str, input_tokens: int = 1200, output_tokens: int = 7)
 class TestRecording:
     def test_each_assistant_message_counts_once_with_its_tokens_and_cost(self):
         gateway = make_gateway()
-        agent_actions.sync_gateway_agents(gateway.pk, [{"id": "main"}])
-        agent_actions.sync_gateway_sessions(gateway.pk, [session_row()])
+        agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
+        agent_actions.sync_gateway_sessions(gateway.pk, frames.sessions([session_row()]))
         user_line = {"role": "user", "content": "hi", "__openclaw": {"id": "u1"}}
         first = [user_line, assistant("m1")]
-        assert billing_actions.record_gateway_usage(gateway.pk, "agent:main:main", first) == 1
+        assert (
+            billing_actions.record_gateway_usage(
+                gateway.pk, "agent:main:main", frames.usage_messages(first)
+            )
+            == 1
+        )
         again = [*first, assistant("m2", 50, 5)]
-        assert billing_actions.record_gateway_usage(gateway.pk, "agent:main:main", again) == 1
+        assert (
+            billing_actions.record_gateway_usage(
+                gateway.pk, "agent:main:main", frames.usage_messages(again)
+            )
+            == 1
+        )
         records = list(UsageRecord.objects.order_by("client_id"))
         assert [(r.client_id, r.input_tokens, r.output_tokens) for r in records] == [
             (f"gw{gateway.pk}:m1", 1200, 7),
@@ -61,16 +72,26 @@ class TestRecording:
 
     def test_an_unknown_session_or_malformed_usage_stores_nothing(self):
         gateway = make_gateway()
-        assert billing_actions.record_gateway_usage(gateway.pk, "agent:x", [assistant("m1")]) == 0
-        agent_actions.sync_gateway_agents(gateway.pk, [{"id": "main"}])
-        agent_actions.sync_gateway_sessions(gateway.pk, [session_row()])
+        assert (
+            billing_actions.record_gateway_usage(
+                gateway.pk, "agent:x", frames.usage_messages([assistant("m1")])
+            )
+            == 0
+        )
+        agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
+        agent_actions.sync_gateway_sessions(gateway.pk, frames.sessions([session_row()]))
         bad = [
             {"role": "assistant", "usage": "lots", "__openclaw": {"id": "a"}},
             {"role": "assistant", "usage": {"input": -4, "output": "x"}, "__openclaw": {"id": "b"}},
             {"role": "assistant", "usage": {"input": 3}},  # no id: cannot be counted once
             "nonsense",
         ]
-        assert billing_actions.record_gateway_usage(gateway.pk, "agent:main:main", bad) == 1
+        assert (
+            billing_actions.record_gateway_usage(
+                gateway.pk, "agent:main:main", frames.usage_messages(bad)
+            )
+            == 1
+        )
         record = UsageRecord.objects.get()
         assert (record.input_tokens, record.output_tokens) == (0, 0)
 
@@ -189,11 +210,15 @@ class TestBackfillCommand:
         fake = await self.start(histories)
         try:
             gateway = await db(make_gateway)(url=fake.url, token=TOKEN)
-            await db(agent_actions.sync_gateway_agents)(gateway.pk, [{"id": "main"}])
-            await db(agent_actions.sync_gateway_sessions)(gateway.pk, [session_row()])
+            await db(agent_actions.sync_gateway_agents)(gateway.pk, frames.agents([{"id": "main"}]))
+            await db(agent_actions.sync_gateway_sessions)(
+                gateway.pk, frames.sessions([session_row()])
+            )
             # One message the connector already stored from an event.
             await db(billing_actions.record_gateway_usage)(
-                gateway.pk, "agent:main:main", [histories["agent:main:main"][1]]
+                gateway.pk,
+                "agent:main:main",
+                frames.usage_messages([histories["agent:main:main"][1]]),
             )
             actor = Actor.system("test")
             report = await history.backfill_gateway(gateway, actor=actor)

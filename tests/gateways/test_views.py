@@ -8,6 +8,7 @@ from django.utils.html import escape
 
 from agents import actions as agent_actions
 from agents.models import Agent
+from gateways import frames
 from gateways.models import Gateway
 from missioncontrol.models import AuditEvent
 from tests.gateways.factories import make_gateway
@@ -150,7 +151,7 @@ class TestAdminManages:
     def test_delete_keeps_its_agents_and_a_new_gateway_of_that_name_adopts_them(
         self, admin, gateway
     ):
-        [agent] = agent_actions.sync_gateway_agents(gateway.pk, [{"id": "main"}])
+        [agent] = agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
         assert agent.name == "main@prod"
         assert agent.status == "idle"
         assert admin.post(reverse("gateways:delete", args=[gateway.pk])).status_code == 302
@@ -158,7 +159,7 @@ class TestAdminManages:
         assert agent.gateway_id is None
         assert agent.status == "offline"
         again = make_gateway()
-        [adopted] = agent_actions.sync_gateway_agents(again.pk, [{"id": "main"}])
+        [adopted] = agent_actions.sync_gateway_agents(again.pk, frames.agents([{"id": "main"}]))
         assert adopted.pk == agent.pk
         assert adopted.gateway_id == again.pk
         assert adopted.status == "idle"
@@ -174,7 +175,9 @@ class TestAdminManages:
 
 class TestAgentsOfGateways:
     def test_agents_page_shows_the_gateway_badge_next_to_direct_agents(self, viewer, gateway):
-        agent_actions.sync_gateway_agents(gateway.pk, [{"id": "main", "model": {"primary": "m"}}])
+        agent_actions.sync_gateway_agents(
+            gateway.pk, frames.agents([{"id": "main", "model": {"primary": "m"}}])
+        )
         Agent.objects.create(name="laptop-claude", status="idle")
         html = viewer.get(reverse("agents:list")).content.decode()
         assert 'class="gw-badge gw-blue"' in html
@@ -184,20 +187,22 @@ class TestAgentsOfGateways:
 
     def test_two_gateways_agents_of_the_same_id_never_clash(self, gateway):
         other = make_gateway(name="staging", url="ws://127.0.0.1:10/")
-        a = agent_actions.sync_gateway_agents(gateway.pk, [{"id": "main"}])[0]
-        b = agent_actions.sync_gateway_agents(other.pk, [{"id": "main"}])[0]
+        a = agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))[0]
+        b = agent_actions.sync_gateway_agents(other.pk, frames.agents([{"id": "main"}]))[0]
         assert (a.name, b.name) == ("main@prod", "main@staging")
         assert a.display_name == b.display_name == "main"
 
     def test_an_agent_the_gateway_stops_listing_goes_offline(self, gateway):
-        agent_actions.sync_gateway_agents(gateway.pk, [{"id": "main"}, {"id": "old"}])
-        agent_actions.sync_gateway_agents(gateway.pk, [{"id": "main"}])
+        agent_actions.sync_gateway_agents(
+            gateway.pk, frames.agents([{"id": "main"}, {"id": "old"}])
+        )
+        agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
         assert Agent.objects.get(name="old@prod").status == "offline"
         assert Agent.objects.get(name="main@prod").status == "idle"
 
     def test_a_direct_agent_name_is_never_taken_over(self, gateway):
         Agent.objects.create(name="main@prod", status="idle")
-        assert agent_actions.sync_gateway_agents(gateway.pk, [{"id": "main"}]) == []
+        assert agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}])) == []
 
 
 class TestNamesAGatewayChooses:
@@ -207,7 +212,7 @@ class TestNamesAGatewayChooses:
     @pytest.mark.parametrize("ident", ["ops/main", "a%2Fb", "<b>x</b>", "50% off", "..", "é/ü"])
     def test_pages_linking_an_agent_render_and_the_link_works(self, viewer, ident):
         gateway = make_gateway(token=SECRET)
-        [agent] = agent_actions.sync_gateway_agents(gateway.pk, [{"id": ident}])
+        [agent] = agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": ident}]))
         link = reverse("agents:detail", args=[agent.name])
         for page in ("/agents/", f"/gateways/{gateway.pk}/", "/search/?q=" + ident[:3]):
             r = viewer.get(page)

@@ -1,5 +1,7 @@
 """The boundary (DESIGN.md): edges turn the outside world into calls of actions and open no
-transaction of their own — the action owns it (issue #26 §2). Management commands that copy or
+transaction of their own — the action owns it (issue #26 §2); actions take typed inputs, never
+an untyped payload (issue #26 §1: a gateway's frames are typed in gateways/frames.py, forms and
+API bodies arrive as dataclasses or TypedDicts). Management commands that copy or
 re-key a whole database (copy_data, rotate_encryption_key) are maintenance tools, not edges
 of a business operation, and are left out."""
 
@@ -39,3 +41,60 @@ def test_no_edge_opens_a_transaction() -> None:
             if path.name in EDGES or path.name.endswith("_views.py"):
                 found += [f"{path.relative_to(ROOT)}:{n}" for n in _opens_a_transaction(path)]
     assert found == []
+
+
+# An annotation is untyped when it is (or holds) Any, or is a bare container or `object`
+# whose contents nobody named.
+_LOOSE = {"Any", "object", "dict", "list", "tuple", "Mapping", "Sequence", "Iterable"}
+
+
+def _loose(annotation: ast.expr | None) -> bool:
+    if annotation is None:
+        return True
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        annotation = ast.parse(annotation.value, mode="eval").body
+    if isinstance(annotation, ast.Name | ast.Attribute):
+        name = annotation.id if isinstance(annotation, ast.Name) else annotation.attr
+        return name in _LOOSE
+    # Any inside (dict[str, Any], list[Any], X | Any); `Mapping[str, object]` names its keys
+    # and is how an audit detail (JSON) is passed: allowed.
+    return any(isinstance(n, ast.Name) and n.id == "Any" for n in ast.walk(annotation))
+
+
+def untyped_action_parameters(root: Path = ROOT) -> list[str]:
+    found = []
+    for path in sorted(root.glob("*/actions.py")):
+        for node in ast.parse(path.read_text()).body:
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            if node.name.startswith("_"):
+                continue
+            args = node.args
+            for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs]:
+                if arg.arg in {"self", "cls"}:
+                    continue
+                if _loose(arg.annotation):
+                    shown = ast.unparse(arg.annotation) if arg.annotation else "no annotation"
+                    found.append(f"{path.parent.name}.{node.name}({arg.arg}: {shown})")
+    return found
+
+
+def test_no_action_takes_an_untyped_payload() -> None:
+    assert untyped_action_parameters() == []
+
+
+def test_the_walk_sees_an_untyped_payload(tmp_path: Path) -> None:
+    app = tmp_path / "shop"
+    app.mkdir()
+    (app / "actions.py").write_text(
+        "from typing import Any\n"
+        "def buy(order: dict[str, Any], note: str) -> None: ...\n"
+        "def sell(what, price: int) -> None: ...\n"
+        "def ship(box: Mapping[str, object], to: list[Any]) -> None: ...\n"
+        "def _private(x: Any) -> None: ...\n"
+    )
+    assert untyped_action_parameters(tmp_path) == [
+        "shop.buy(order: dict[str, Any])",
+        "shop.sell(what: no annotation)",
+        "shop.ship(to: list[Any])",
+    ]

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from agents.models import Agent
 from billing.models import UsageRecord
+from gateways import frames
 from tasks.models import Task
 from tests.missioncontrol.factories import UserFactory
 
@@ -60,7 +61,8 @@ def test_every_page_in_the_navigation_fits_390px(browser, live):
 
     gateway = make_gateway(name="prod", token="t")
     agent_actions.sync_gateway_sessions(
-        gateway.pk, [session_row("agent:main:cron:" + ":".join(["nightlyreport"] * 6))]
+        gateway.pk,
+        frames.sessions([session_row("agent:main:cron:" + ":".join(["nightlyreport"] * 6))]),
     )
     session = AgentSession.objects.get()
     browser.context.close()

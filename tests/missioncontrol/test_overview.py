@@ -19,6 +19,7 @@ from billing.models import Budget
 from crons import actions as cron_actions
 from crons.models import Job
 from gateways import actions as gateway_actions
+from gateways import frames
 from gateways.models import Gateway
 from missioncontrol.audit import Actor
 from missioncontrol.models import AuditEvent
@@ -77,10 +78,12 @@ class TestItems:
 
         gateway = make_gateway(name="prod")
         Gateway.objects.filter(pk=gateway.pk).update(state="connected")
-        agent_actions.sync_gateway_agents(gateway.pk, [{"id": "main"}])
-        agent_actions.sync_gateway_sessions(gateway.pk, [session_row(label="nightly triage")])
+        agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
+        agent_actions.sync_gateway_sessions(
+            gateway.pk, frames.sessions([session_row(label="nightly triage")])
+        )
         agent_actions.end_session_run(
-            gateway.pk, "agent:main:main", "r1", {"role": "error", "content": "No route to model"}
+            gateway.pk, "agent:main:main", "r1", frames.RunEnd("error", "No route to model")
         )
         shown = attention(operator)
         assert "nightly triage" in shown

@@ -9,6 +9,7 @@ from agents import actions as agent_actions
 from agents.models import Agent
 from crons import actions as cron_actions
 from gateways import actions as gateway_actions
+from gateways import frames
 from missioncontrol.audit import Actor
 from tests.gateways.factories import make_gateway
 from tests.gateways.test_sessions import session_row
@@ -28,8 +29,10 @@ class TestSearch:
         task = make_task("Rotate the deploy keys")
         Agent.objects.create(name="deployer")
         gateway = make_gateway(name="prod")
-        agent_actions.sync_gateway_agents(gateway.pk, [{"id": "main"}])
-        agent_actions.sync_gateway_sessions(gateway.pk, [session_row(label="deploy review")])
+        agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
+        agent_actions.sync_gateway_sessions(
+            gateway.pk, frames.sessions([session_row(label="deploy review")])
+        )
         cron_actions.create_check(
             ADMIN, {"name": "nightly deploy", "kind": "every", "every_s": 3600}
         )
@@ -44,7 +47,7 @@ class TestSearch:
     def test_grants_narrow_it(self, viewer, alice_viewer):
         prod, edge = make_gateway(name="prod"), make_gateway(name="edge")
         for gateway in (prod, edge):
-            agent_actions.sync_gateway_agents(gateway.pk, [{"id": "main"}])
+            agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
         gateway_actions.set_grant(ADMIN, prod, alice_viewer, "view")
         names = [title for kind, title in results(viewer, "main")]
         assert names == ["main"]  # one of the two gateways' agents

@@ -302,7 +302,7 @@ class TestCardCache:
         task = make_task(
             "Ship it", priority=Task.Priority.HIGH, labels="ops,web", assignee=f"agent:{agent.pk}"
         )
-        actions.update_task(bob, task.pk, {"due_date": "2026-12-24"})
+        actions.update_task(bob, task.pk, {"due_date": datetime.date(2026, 12, 24)})
         page = cards.render_card(Task.objects.for_cards().get(pk=task.pk))
         pushed = presenters.card_html(events.task_data(Task.objects.for_cards().get(pk=task.pk)))
         assert pushed == page
