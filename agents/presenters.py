@@ -89,15 +89,18 @@ def agent_changed(event: dict[str, Any]) -> live.BrowserPayload:
 
 @live.presents("agent.seen")
 def agent_seen(event: dict[str, Any]) -> live.BrowserPayload:
+    # Its row in the list (`agent-N`) and its own page's head (`agent-head-N`): one id per
+    # fragment (the head once shared the row's id, and a row's upsert took the head away).
     return {
         "ops": [
             {
                 "op": "attr",
-                "id": f"agent-{seen['id']}",
+                "id": f"{fragment}-{seen['id']}",
                 "name": "data-seen",
                 "value": str(seen["last_seen_at"]),
             }
             for seen in event["agents"]
+            for fragment in ("agent", "agent-head")
         ]
     }
 

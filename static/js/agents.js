@@ -18,10 +18,3 @@ function tick() {
 tick();
 setInterval(tick, 1000);
 document.addEventListener("mc:live", tick);
-document.querySelectorAll("form[data-autosubmit]").forEach((form) => {
-  form.addEventListener("change", () => form.requestSubmit());
-});
-document.addEventListener("submit", (e) => {
-  const message = e.target.dataset.confirm;
-  if (message && !window.confirm(message)) e.preventDefault();
-});

@@ -259,7 +259,7 @@ if (menu) {
   });
 }
 
-// --- New task dialog, confirmations, filters -----------------------------------------------------
+// --- New task dialog -----------------------------------------------------------------------------
 const dialog = document.getElementById("new-task-dialog");
 document.addEventListener("click", (e) => {
   if (e.target.closest("[data-action=new-task]") && dialog) {
@@ -278,16 +278,10 @@ document.addEventListener("keydown", (e) => {
   if (!typing && (e.key === "n" || e.key === "N") && dialog && !dialog.open && !e.ctrlKey && !e.metaKey && !e.altKey) {
     e.preventDefault();
     dialog.showModal();
+    // The title, not the dialog's first button (✕): typing must not close it.
+    const title = dialog.querySelector("input[name=title]");
+    if (title) title.focus();
   }
-});
-document.addEventListener("submit", (e) => {
-  const message = e.target.dataset.confirm;
-  if (message && !window.confirm(message)) e.preventDefault();
-});
-document.querySelectorAll("form[data-autosubmit]").forEach((form) => {
-  form.addEventListener("change", (e) => {
-    if (e.target.matches("select, input[type=checkbox]")) form.requestSubmit();
-  });
 });
 
 // --- Load more keeps the column's "complete" flag right for live inserts ------------------------

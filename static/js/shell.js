@@ -1,5 +1,7 @@
-// The shell on every page: the phone menu, and the global shortcuts (? help, / search, and
-// "g" then a letter to jump to a section).
+// The shell on every page: the phone menu, the global shortcuts (? help, / search, and "g"
+// then a letter to jump to a section), and the behaviours any page's markup may ask for:
+// `form[data-autosubmit]` submits when a choice changes (the gateway switch, filters: each a
+// plain form that works without JS), `form[data-confirm]` asks before it submits.
 const topbar = document.querySelector(".topbar");
 const toggle = document.getElementById("nav-toggle");
 
@@ -62,4 +64,15 @@ document.addEventListener("keydown", (e) => {
       search.select();
     }
   }
+});
+
+// Delegated, so forms swapped in later (htmx, live) behave the same.
+document.addEventListener("change", (e) => {
+  const form = e.target.form;
+  if (!form || !form.hasAttribute("data-autosubmit")) return;
+  if (e.target.matches("select, input[type=checkbox], input[type=radio], input[type=date]")) form.requestSubmit();
+});
+document.addEventListener("submit", (e) => {
+  const message = e.target.dataset.confirm;
+  if (message && !window.confirm(message)) e.preventDefault();
 });

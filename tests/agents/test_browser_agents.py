@@ -55,6 +55,32 @@ def test_agent_status_changes_appear_live(browser, live):
     assert browser.csp_violations() == []
 
 
+def test_an_agents_own_page_keeps_its_head_through_live_changes(browser, live):
+    """The page's head (name, status) follows a status change and stays (it shared the list
+    row's id once: the row's live upsert removed it until a reload)."""
+    UserFactory.create(username="watcher", role="viewer")
+    agent = Agent.objects.create(name="zeta", framework="codex")
+    _key, full = issue(AgentKey.Kind.AGENT, agent)
+    browser.login("watcher")
+    page = browser.page
+    page.goto("/agents/zeta/")
+    page.wait_for_selector("#live-status[data-state=live]")
+    r = httpx.post(
+        f"{live.url}/api/v1/agents/zeta/heartbeat",
+        json={"status": "busy", "message": "compiling"},
+        headers={"Authorization": f"Bearer {full}"},
+    )
+    assert r.status_code == 200, r.text
+    page.wait_for_function(
+        f"() => document.getElementById('agent-status-{agent.pk}')?.textContent.trim() === 'Busy'",
+        timeout=3000,
+    )
+    head = page.locator(f"#agent-head-{agent.pk}")
+    assert head.is_visible()
+    assert "zeta" in head.inner_text()
+    assert browser.csp_violations() == []
+
+
 def test_api_docs_render_without_csp_violations(browser):
     UserFactory.create(username="dev", role="viewer")
     browser.login("dev")

@@ -100,6 +100,8 @@ def test_seen_events_are_coalesced(broadcasts):
     ]
     assert f"agent-{a.pk}" in event["text"]
     assert f"agent-{b.pk}" in event["text"]
+    # Their own pages' heads too (a fragment of its own id).
+    assert f"agent-head-{a.pk}" in event["text"]
 
 
 def test_error_status_is_kept_while_fresh():

@@ -11,13 +11,33 @@ import contextlib
 import json
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import websockets
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 TOKEN = "fake-token-0123456789"
+
+# The params schemas of the methods we call, as the real gateway checks them (closed objects:
+# an unknown property is INVALID_REQUEST). Made by data/openclaw_params.mjs from the npm
+# package the real-gateway tests install; made again when that version changes.
+PARAMS = json.loads((Path(__file__).parent / "data" / "openclaw_params.json").read_text())
+
+
+def refusal(method: str, params: Any) -> str | None:
+    """Why the real gateway would refuse these params (None: it would take them)."""
+    schema = PARAMS["params"].get(method)
+    if schema is None:
+        return None
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft7Validator(schema).iter_errors({} if params is None else params)
+    )
+    if error is None:
+        return None
+    return f"invalid {method} params: {error.message}"
 
 
 def _unb64u(text: str) -> bytes:
@@ -193,7 +213,15 @@ class FakeGateway:
         method = str(frame.get("method"))
         self.requests.append((method, frame.get("params")))
         await asyncio.sleep(self.delays.get(method, 0))
-        if method not in self.methods:
+        invalid = refusal(method, frame.get("params"))
+        if invalid is not None:
+            reply = {
+                "type": "res",
+                "id": frame["id"],
+                "ok": False,
+                "error": {"code": "INVALID_REQUEST", "message": invalid},
+            }
+        elif method not in self.methods:
             reply = {
                 "type": "res",
                 "id": frame["id"],

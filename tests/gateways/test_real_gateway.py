@@ -367,3 +367,104 @@ async def test_a_cron_runs_model_usage_is_billed_exactly_once(alpha, running):
     finally:
         with contextlib.suppress(Exception):
             await commands.acall(gateway.pk, "cron.remove", {"id": job_id})
+
+
+async def test_every_command_the_pages_send_is_taken_by_the_real_gateway(beta, running):
+    """Each command a page sends — a message to an agent and to a session, abort, reset, a
+    cron job's run, disable and enable — once against the real gateway: none is refused (a
+    reset sent `sessionKey` where `sessions.reset` takes `key`, and always failed), and the
+    fake gateway's params schemas are the real gateway's own."""
+    from django.contrib.messages import get_messages
+    from django.test import Client
+
+    from agents.models import AgentSession
+    from crons.models import Job
+    from gateways import commands
+    from tests.gateways import fake
+    from tests.missioncontrol.factories import UserFactory
+
+    # The schemas the fake checks are those of the installed package, to the byte.
+    made = await asyncio.to_thread(real_params_schemas)
+    assert made == fake.PARAMS
+
+    gateway = await db(make_gateway)(name="beta", url=beta.url, token=beta.token)
+    await until(
+        lambda: (
+            running.states("gateways").get(gateway.pk) is not None
+            and running.states("gateways")[gateway.pk].state == "connected"
+        )
+    )
+    admin = await db(lambda: UserFactory.create(username="ada", role="admin"))()
+    client = Client()
+    await db(client.force_login)(admin)
+
+    async def post(path: str, data: dict[str, str] | None = None) -> list[str]:
+        response = await db(client.post)(path, data or {})
+        assert response.status_code == 302, (path, response.status_code)
+        return [str(m) for m in get_messages(response.wsgi_request)]
+
+    agent = await until(lambda: Agent.objects.filter(gateway=gateway, external_id="main").first())
+    said = await post(f"/agents/{agent.name}/message/", {"message": "Say hello", "nonce": "n-1"})
+    assert not any("refused" in m or "Not sent" in m for m in said), said
+    session = await until(
+        lambda: AgentSession.objects.filter(gateway=gateway, key="agent:main:main").first()
+    )
+    for path, data in (
+        (f"/sessions/{session.pk}/send/", {"message": "And again", "nonce": "n-2"}),
+        (f"/sessions/{session.pk}/abort/", None),
+        (f"/sessions/{session.pk}/reset/", None),
+    ):
+        said = await post(path, data)
+        assert not any("refused" in m or "Not sent" in m for m in said), (path, said)
+
+    job_id = str(
+        (
+            await commands.acall(
+                gateway.pk,
+                "cron.add",
+                {
+                    "name": f"mc-commands-{time.time_ns()}",
+                    "schedule": {"kind": "every", "everyMs": 3_600_000},
+                    "sessionTarget": "isolated",
+                    "wakeMode": "now",
+                    "payload": {"kind": "command", "argv": ["true"]},
+                    "delivery": {"mode": "none"},
+                },
+            )
+        )["id"]
+    )
+    try:
+        job = await until(lambda: Job.objects.filter(external_id=job_id).first())
+        for path, data in (
+            (f"/crons/{job.pk}/run/", None),
+            (f"/crons/{job.pk}/enabled/", {"enabled": "0"}),
+            (f"/crons/{job.pk}/enabled/", {"enabled": "1"}),
+        ):
+            said = await post(path, data)
+            assert not any("refused" in m or "Not " in m for m in said), (path, said)
+        await until(lambda: Job.objects.get(pk=job.pk).enabled)
+    finally:
+        await commands.acall(gateway.pk, "cron.remove", {"id": job_id})
+
+
+def real_params_schemas() -> dict[str, Any]:
+    """data/openclaw_params.mjs run against the installed package, read back."""
+    import json
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from tests.gateways.real import CACHE, NODE_BIN
+
+    here = Path(__file__).parent / "data"
+    with tempfile.TemporaryDirectory() as scratch:
+        script = Path(scratch) / "openclaw_params.mjs"
+        shutil.copy(here / "openclaw_params.mjs", script)
+        subprocess.run(
+            [str(NODE_BIN / "node"), str(script), str(CACHE / "oc" / "node_modules" / "openclaw")],
+            check=True,
+            timeout=120,
+            capture_output=True,
+        )
+        return dict(json.loads((Path(scratch) / "openclaw_params.json").read_text()))
