@@ -19,6 +19,7 @@ from gateways.models import Gateway
 from gateways.protocol import GatewayError
 from missioncontrol.audit import Actor
 from missioncontrol.models import AuditEvent
+from tests.gateways import fake
 from tests.gateways.factories import make_gateway
 
 pytestmark = pytest.mark.django_db
@@ -64,7 +65,7 @@ def gateway_says(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, A
         calls.append((method, params or {}))
         return {"ok": True, "enqueued": True, "runId": "manual:job-1:1:1"}
 
-    monkeypatch.setattr(commands, "call", call)
+    monkeypatch.setattr(commands, "call", fake.checked(call))
     return calls
 
 

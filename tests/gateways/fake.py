@@ -10,6 +10,7 @@ import base64
 import contextlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ import jsonschema
 import websockets
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from websockets.asyncio.server import Server, ServerConnection, serve
+
+from gateways.protocol import GatewayError
 
 TOKEN = "fake-token-0123456789"
 
@@ -38,6 +41,19 @@ def refusal(method: str, params: Any) -> str | None:
     if error is None:
         return None
     return f"invalid {method} params: {error.message}"
+
+
+def checked[T](answer: Callable[..., T]) -> Callable[..., T]:
+    """A stand-in for `commands.call` that refuses, as the real gateway does, the params the
+    gateway's schema refuses (INVALID_REQUEST), and otherwise answers with `answer`."""
+
+    def call(gateway_id: int, method: str, params: Any = None, **kwargs: Any) -> T:
+        invalid = refusal(method, params)
+        if invalid is not None:
+            raise GatewayError({"code": "INVALID_REQUEST", "message": invalid})
+        return answer(gateway_id, method, params, **kwargs)
+
+    return call
 
 
 def _unb64u(text: str) -> bytes:

@@ -16,6 +16,7 @@ from gateways import actions as gateway_actions
 from missioncontrol import live
 from missioncontrol.audit import Actor
 from missioncontrol.models import AuditEvent, LiveEvent
+from tests.gateways import fake
 from tests.gateways.factories import make_gateway
 from tests.gateways.test_sessions import session_row
 from tests.missioncontrol.factories import UserFactory
@@ -41,7 +42,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append(method)
         return {"messages": []} if method == "chat.history" else {"runId": "r"}
 
-    monkeypatch.setattr(commands, "call", call)
+    monkeypatch.setattr(commands, "call", fake.checked(call))
     return calls
 
 

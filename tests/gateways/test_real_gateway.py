@@ -374,6 +374,7 @@ async def test_every_command_the_pages_send_is_taken_by_the_real_gateway(beta, r
     cron job's run, disable and enable — once against the real gateway: none is refused (a
     reset sent `sessionKey` where `sessions.reset` takes `key`, and always failed), and the
     fake gateway's params schemas are the real gateway's own."""
+    from asgiref.sync import ThreadSensitiveContext
     from django.contrib.messages import get_messages
     from django.test import Client
 
@@ -399,7 +400,11 @@ async def test_every_command_the_pages_send_is_taken_by_the_real_gateway(beta, r
     await db(client.force_login)(admin)
 
     async def post(path: str, data: dict[str, str] | None = None) -> list[str]:
-        response = await db(client.post)(path, data or {})
+        # Each request in a thread of its own, as daphne runs views (Django's ASGI handler
+        # gives every request its own ThreadSensitiveContext): on the shared sync thread, a
+        # view waiting for the gateway's answer would hold up the connector's own writes.
+        async with ThreadSensitiveContext():
+            response = await db(client.post)(path, data or {})
         assert response.status_code == 302, (path, response.status_code)
         return [str(m) for m in get_messages(response.wsgi_request)]
 

@@ -17,7 +17,7 @@ from gateways import commands, frames
 from gateways.protocol import GatewayError
 from missioncontrol.models import AuditEvent, LiveEvent
 from tests.gateways.factories import make_gateway
-from tests.gateways.fake import TOKEN, FakeGateway
+from tests.gateways.fake import TOKEN, FakeGateway, checked
 from tests.gateways.waiting import until
 
 db = database_sync_to_async
@@ -269,7 +269,7 @@ class TestSessionPages:
                 )
             return {"status": "started", "runId": "run-9"}
 
-        monkeypatch.setattr(commands, "call", call)
+        monkeypatch.setattr(commands, "call", checked(call))
         return calls
 
     def test_viewer_sees_sessions_with_the_gateway_badge_and_no_actions(
