@@ -218,7 +218,7 @@ def record_usage(items: list[UsageItem]) -> list[bool]:
 
 
 def price_item(item: UsageItem) -> prices.Priced:
-    return prices.price(
+    return prices.cost_of(
         item.model,
         item.provider,
         prices.Tokens(
@@ -229,6 +229,7 @@ def price_item(item: UsageItem) -> prices.Priced:
             reasoning=item.reasoning_tokens,
         ),
         item.occurred_at,
+        item.reported_cost_usd,
     )
 
 
@@ -493,6 +494,7 @@ def reprice(
         "cache_write_tokens",
         "reasoning_tokens",
         "occurred_at",
+        "reported_cost_usd",
         "cost_usd",
         "price_version",
     )
@@ -505,12 +507,13 @@ def reprice(
             break
         last = chunk[-1][0]
         changed: list[UsageRecord] = []
-        for pk, m, provider, i, o, r, w, z, at, cost, version in chunk:
-            priced = prices.price(
+        for pk, m, provider, i, o, r, w, z, at, reported, cost, version in chunk:
+            priced = prices.cost_of(
                 m,
                 provider,
                 prices.Tokens(input=i, output=o, cache_read=r, cache_write=w, reasoning=z),
                 at,
+                reported,
             )
             report.records += 1
             before, after = prices.nanos(cost), prices.nanos(priced.cost)

@@ -60,7 +60,7 @@ class Priced:
     why)."""
 
     cost: Decimal | None
-    source: str  # "genai-prices 0.2.3" | "override 4" | ""
+    source: str  # "genai-prices 0.2.3" | "override 4" | "reported" | "no tokens" | ""
     reason: str = ""
 
     @property
@@ -303,6 +303,28 @@ def price(model: str, provider: str, tokens: Tokens, at: datetime) -> Priced:
     except (ValueError, ArithmeticError) as error:  # a unit the table cannot price
         return Priced(None, "", f"{found[0].id}/{found[1].id}: {error}")
     return Priced(total.quantize(NANO, ROUND_HALF_EVEN), TABLE_VERSION)
+
+
+# A record costed with what its agent or gateway reported (no price of ours knows its model).
+REPORTED = "reported"
+NO_TOKENS = "no tokens"
+
+
+def cost_of(
+    model: str, provider: str, tokens: Tokens, at: datetime, reported: Decimal | None
+) -> Priced:
+    """What a record costs: the price in force (an admin's, then the table's); when neither
+    knows the model, the cost its agent or gateway reported with it (marked `reported`, and
+    replaced by a price of ours once there is one: `reprice`); a record of no tokens at all
+    (an aborted run's) costs nothing. Otherwise unpriced, never guessed."""
+    priced = price(model, provider, tokens, at)
+    if priced.priced:
+        return priced
+    if reported is not None:
+        return Priced(reported.quantize(NANO, ROUND_HALF_EVEN), REPORTED, priced.reason)
+    if not (tokens.input or tokens.output or tokens.cache_read or tokens.cache_write):
+        return Priced(Decimal(0), NO_TOKENS)
+    return priced
 
 
 def table_model(model: str, provider: str) -> dict[str, Any] | None:

@@ -303,3 +303,52 @@ def test_bad_openai_style_counts_are_field_errors(record, field):
     item, errors = usage_item({"model": "gpt-4o", **record}, 1, AT, "usage[0]")
     assert item is None
     assert field in errors
+
+
+def test_a_model_no_price_knows_is_costed_as_reported_until_a_price_of_ours_exists():
+    """Gateway usage on a model the table does not know showed $0 although every record
+    carried the gateway's own cost (#31.5): it is costed with that figure, marked `reported`,
+    and counted as spend — and repricing replaces it once an admin adds a price."""
+    from billing.actions import reprice
+    from missioncontrol.audit import Actor
+
+    agent = AgentFactory.create()
+    record_usage(
+        [
+            UsageItem(
+                agent.pk,
+                "acme-9",
+                700,
+                300,
+                AT,
+                client_id="r",
+                provider="acme",
+                reported_cost_usd=Decimal("0.0123"),
+            ),
+            # An aborted run's record: no tokens at all. It costs nothing and leaves no
+            # "unpriced" warning behind.
+            UsageItem(agent.pk, "gateway-injected", 0, 0, AT, client_id="z", provider=""),
+        ]
+    )
+    reported = UsageRecord.objects.get(client_id="r")
+    assert (reported.cost_usd, reported.price_version) == (Decimal("0.0123"), prices.REPORTED)
+    empty = UsageRecord.objects.get(client_id="z")
+    assert (empty.cost_usd, empty.price_version) == (Decimal(0), prices.NO_TOKENS)
+    rollups = {r.model: r for r in UsageRollup.objects.all()}
+    assert rollups["acme-9"].cost_nanos == 12_300_000
+    assert rollups["acme-9"].unpriced_records == 0
+    assert rollups["gateway-injected"].unpriced_records == 0
+
+    PriceOverride.objects.create(
+        model_pattern="acme-9",
+        input_per_mtok=Decimal(1),
+        output_per_mtok=Decimal(2),
+        effective_from=date(2026, 1, 1),
+    )
+    prices.forget_overrides()
+    report = reprice(Actor.system("tests"), model="acme-9", for_real=True)
+    assert report.changed == 1
+    ours = UsageRecord.objects.get(client_id="r")
+    assert ours.cost_usd == Decimal("0.0013")  # 700 × $1 + 300 × $2 per million
+    assert ours.price_version.startswith("override ")
+    assert UsageRollup.objects.get(model="acme-9").cost_nanos == 1_300_000
