@@ -23,21 +23,34 @@ OPEN = [Task.Status.TODO, Task.Status.IN_PROGRESS, Task.Status.REVIEW]
 
 
 def unhealthy(viewer: Viewer) -> list[Attention]:
-    """Agents in error, and stale or offline agents that have work (a current task, or open
+    """Agents in error — or gone stale or offline since an error they never recovered from (a
+    failure stays until acknowledged or resolved: the sweep turning a failed agent stale made
+    it vanish unseen) — and stale or offline agents that have work (a current task, or open
     tasks assigned): the work is stuck until someone looks."""
     has_work = Task.objects.filter(
         assignee_agent=OuterRef("pk"), status__in=OPEN, archived_at__isnull=True
     )
+    # The agent's last verdict on itself: an error, or a healthy status since.
+    verdicts = AgentStatusChange.objects.filter(
+        agent=OuterRef("pk"),
+        new__in=[Agent.Status.ERROR, Agent.Status.IDLE, Agent.Status.BUSY],
+    ).order_by("-id")
     rows = (
         Agent.objects.filter(
+            status__in=[Agent.Status.ERROR, Agent.Status.STALE, Agent.Status.OFFLINE]
+        )
+        .annotate(
+            verdict=Subquery(verdicts.values("new")[:1]),
+            verdict_at=Subquery(verdicts.values("created_at")[:1]),
+        )
+        .filter(
             Q(status=Agent.Status.ERROR)
-            | Q(
-                Q(status__in=[Agent.Status.STALE, Agent.Status.OFFLINE])
-                & (Q(current_task_id__isnull=False) | Exists(has_work))
-            )
+            | Q(verdict=Agent.Status.ERROR)
+            | Q(current_task_id__isnull=False)
+            | Exists(has_work)
         )
         .select_related("gateway")
-        .order_by("last_seen_at", "pk")[:200]
+        .order_by("-verdict_at", "pk")[:200]
     )
     shown = [agent for agent in rows if viewer.sees(agent.gateway_id)][:SHOWN]
     # Open tasks of the shown agents only (a count joined into the list above grouped every
@@ -54,19 +67,28 @@ def unhealthy(viewer: Viewer) -> list[Attention]:
     found = []
     for agent in shown:
         tasks = open_tasks.get(agent.pk, 0)
-        error = agent.status == Agent.Status.ERROR
+        # An error stands (the same occurrence, whatever the sweep did since) until a
+        # healthy status resolves it or someone acknowledges it.
+        verdict, verdict_at = agent.verdict, agent.verdict_at  # type: ignore[attr-defined]
+        error = agent.status == Agent.Status.ERROR or verdict == Agent.Status.ERROR
         work = f"{tasks} open task{'s' if tasks != 1 else ''}" if tasks else "a task in hand"
+        since = (verdict_at or agent.last_seen_at) if error else agent.last_seen_at
+        detail = agent.last_message or "reports an error"
+        if error and agent.status != Agent.Status.ERROR:
+            detail += f" — {agent.status} since, last seen {ago(agent.last_seen_at)}"
         found.append(
             Attention(
-                key=overview.occurrence(f"agent.{agent.status}", agent.pk, agent.last_seen_at),
+                key=overview.occurrence(
+                    "agent.error" if error else f"agent.{agent.status}", agent.pk, since
+                ),
                 kind="Agent error" if error else f"Agent {agent.status}",
-                severity=overview.STUCK if (tasks or agent.current_task_id) else overview.DEGRADED,
+                severity=overview.STUCK
+                if (error or tasks or agent.current_task_id)
+                else overview.DEGRADED,
                 title=agent.display_name,
-                detail=(agent.last_message or "reports an error")
-                if error
-                else f"{work}; last seen {ago(agent.last_seen_at)}",
+                detail=detail if error else f"{work}; last seen {ago(agent.last_seen_at)}",
                 url=reverse("agents:detail", args=[agent.name]),
-                since=agent.last_seen_at,
+                since=since,
                 gateway=agent.gateway,
                 action="Open agent",
                 more_url=reverse("agents:list") + f"?status={agent.status}",

@@ -208,8 +208,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     warned_paused = [False]
     thread = threading.Thread(target=beat_loop, daemon=True)
     thread.start()
+    tail = StderrTail()
     try:
-        child = subprocess.Popen(command)
+        child = subprocess.Popen(command, stderr=subprocess.PIPE)
     except FileNotFoundError:
         stop.set()
         say(f"command not found: {command[0]}")
@@ -219,18 +220,56 @@ def cmd_run(args: argparse.Namespace) -> int:
         # Forward Ctrl-C / TERM to the child; its exit code is ours.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda s, _f: child.send_signal(s))
+        tail.follow(child)
         code = child.wait()
+        tail.join()
     stop.set()
     thread.join(timeout=TIMEOUT_S)
     if client is not None:
         status, message = (
-            ("idle", "finished") if code == 0 else ("error", f"exited with code {code}")
+            ("idle", "finished") if code == 0 else ("error", tail.said(f"exited with code {code}"))
         )
         try:
             with_retries(lambda: heartbeat(client, name, status, message), attempts=4)
         except ConnectionError as error:
             say(f"could not report the final status: {error}")
     return code
+
+
+class StderrTail:
+    """The child's stderr, passed through to ours as it comes, its last lines kept: a failed
+    run's heartbeat says why it failed, not only its exit code."""
+
+    KEEP = 4096
+
+    def __init__(self) -> None:
+        self.kept = b""
+        self.thread: threading.Thread | None = None
+
+    def follow(self, child: subprocess.Popen[bytes]) -> None:
+        def pump() -> None:
+            assert child.stderr is not None
+            source, out = child.stderr.fileno(), sys.stderr.buffer
+            for chunk in iter(lambda: os.read(source, 8192), b""):
+                out.write(chunk)
+                out.flush()
+                self.kept = (self.kept + chunk)[-self.KEEP :]
+
+        self.thread = threading.Thread(target=pump, daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout=TIMEOUT_S)
+
+    def said(self, prefix: str, limit: int = 500) -> str:
+        """`prefix`, then the last lines of stderr, within the heartbeat's message limit."""
+        text = self.kept.decode("utf-8", "replace").strip()
+        if not text:
+            return prefix
+        room = limit - len(prefix) - 2
+        lines = " | ".join(line.strip() for line in text.splitlines() if line.strip())
+        return f"{prefix}: {lines[-room:]}" if room > 0 else prefix[:limit]
 
 
 # --- heartbeat / report --------------------------------------------------------------------------

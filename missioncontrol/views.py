@@ -63,7 +63,7 @@ SNOOZES = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "24h": timedelta(
 
 def _attention(viewer: overview.Viewer) -> list[overview.Attention]:
     """Every provider's items this user may see, minus what they acknowledged, most urgent
-    (then oldest) first."""
+    (then newest) first: a task blocked a minute ago must not hide behind older ones."""
     now = timezone.now()
     hidden = set(
         Acknowledgement.objects.filter(user=viewer.user)
@@ -74,7 +74,7 @@ def _attention(viewer: overview.Viewer) -> list[overview.Attention]:
     for _name, provider, min_role in overview.providers():
         if RANK[viewer.role] >= RANK[min_role]:
             items += [item for item in provider(viewer) if item.key not in hidden]
-    items.sort(key=lambda i: (i.severity, i.since or now))
+    items.sort(key=lambda i: (i.severity, -(i.since or now).timestamp()))
     # A few of each kind, then one line for the rest of that kind: forty blocked tasks must not
     # push the one gateway that is down out of sight.
     shown: list[overview.Attention] = []

@@ -54,12 +54,14 @@ def test_run_reports_busy_then_error_and_passes_the_exit_code(live, tmp_path):
         "--",
         "sh",
         "-c",
-        "sleep 2; exit 3",
+        "sleep 2; echo 'compiling' >&2; echo 'error: disk full' >&2; exit 3",
     )
     assert result.returncode == 3, result.stderr
+    # Its stderr passes through as it comes, and its tail is the failure's message.
+    assert "error: disk full" in result.stderr
     agent = Agent.objects.get(name="wrapped")
     assert agent.status == "error"
-    assert agent.last_message == "exited with code 3"
+    assert agent.last_message == "exited with code 3: compiling | error: disk full"
     steps = list(
         AgentStatusChange.objects.filter(agent=agent).order_by("id").values_list("new", flat=True)
     )

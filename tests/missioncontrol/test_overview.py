@@ -73,6 +73,56 @@ class TestItems:
         task_actions.move_task(ADMIN, task.pk, to_status="done")
         assert ">ada<" not in attention(operator)
 
+    def test_an_agents_failure_stays_after_the_sweep_until_resolved_or_acknowledged(
+        self, operator, settings
+    ):
+        """`mc-agent run` of a command that fails reports an error; a minute later the sweep
+        turned the agent stale and the failure vanished unseen (#31.7). It stays, newest
+        first among its kind, until the agent reports a healthy status or someone
+        acknowledges it."""
+        import time_machine
+        from django.db import transaction
+        from django.utils import timezone
+
+        def beat(agent: Agent, status: str, message: str = "") -> None:
+            with transaction.atomic():
+                agent_actions.apply_heartbeats(
+                    [
+                        agent_actions.Heartbeat(
+                            agent_id=agent.pk, key_id=0, status=status, message=message
+                        )
+                    ]
+                )
+
+        settings.MC_AGENT_OFFLINE_AFTER_S = 600
+        old = Agent.objects.create(name="old-failure", heartbeat_interval_s=30)
+        flaky = Agent.objects.create(name="flaky", heartbeat_interval_s=30)
+        start = timezone.now()
+        with time_machine.travel(start, tick=False) as clock:
+            beat(old, "error", "exit 1")
+            clock.shift(timedelta(minutes=20))
+            beat(flaky, "error", "exit 2: boom")
+            clock.shift(timedelta(minutes=2))
+            agent_actions.sweep_statuses()
+            assert Agent.objects.get(pk=flaky.pk).status == Agent.Status.STALE
+            shown = attention(operator)
+            assert ">flaky<" in shown
+            assert "exit 2: boom" in shown
+            assert shown.index(">flaky<") < shown.index(">old-failure<")  # newest first
+            # Acknowledged: gone for that operator (the same occurrence, whatever the sweep does).
+            page = operator.get("/").content.decode()
+            key = page[page.index(f"agent.error:{flaky.pk}:") :]
+            key = key[: key.index('"')]
+            operator.post("/overview/acknowledge/", {"key": key, "for": ""})
+            clock.shift(timedelta(minutes=15))
+            agent_actions.sweep_statuses()
+            assert Agent.objects.get(pk=flaky.pk).status == Agent.Status.OFFLINE
+            assert ">flaky<" not in attention(operator)
+            # Resolved: a healthy status clears it for everyone.
+            assert ">old-failure<" in attention(operator)
+            beat(old, "idle")
+            assert ">old-failure<" not in attention(operator)
+
     def test_a_failed_run_until_a_later_run_ends_well(self, operator):
         from tests.gateways.test_sessions import session_row
 
@@ -150,7 +200,10 @@ class TestItems:
         gateway = make_gateway(name="edge")
         gateway_actions.record_state(gateway.pk, Gateway.State.UNREACHABLE, remedy="check it")
         shown = attention(operator)
-        assert shown.index("edge is") < shown.index("Stuck 0")  # a gateway down comes first
+        assert shown.index("edge is") < shown.index("Stuck 5")  # a gateway down comes first
+        # Within a kind the newest first: the oldest are the ones folded into "more".
+        assert shown.index("Stuck 5") < shown.index("Stuck 3")
+        assert "Stuck 0" not in shown
         assert shown.count('data-key="task.blocked:') == 3
         assert "and 3 more blocked tasks" in shown
         assert "/board/?blocked=1" in shown
