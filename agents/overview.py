@@ -69,7 +69,7 @@ def unhealthy(viewer: Viewer) -> list[Attention]:
         tasks = open_tasks.get(agent.pk, 0)
         # An error stands (the same occurrence, whatever the sweep did since) until a
         # healthy status resolves it or someone acknowledges it.
-        verdict, verdict_at = agent.verdict, agent.verdict_at  # type: ignore[attr-defined]
+        verdict, verdict_at = agent.verdict, agent.verdict_at
         error = agent.status == Agent.Status.ERROR or verdict == Agent.Status.ERROR
         work = f"{tasks} open task{'s' if tasks != 1 else ''}" if tasks else "a task in hand"
         since = (verdict_at or agent.last_seen_at) if error else agent.last_seen_at
