@@ -27,11 +27,7 @@ def spend(request: HttpRequest) -> dict[str, Any]:
     def alerts() -> Any:
         from billing.models import BudgetAlert
 
-        return list(
-            BudgetAlert.objects.visible_to(user)
-            .filter(acknowledged_at__isnull=True)
-            .select_related("budget")[:5]
-        )
+        return list(BudgetAlert.objects.visible_to(user).standing().select_related("budget")[:20])
 
     # Lazy: evaluated only where the shell renders them.
     return {"spend_today": today, "budget_alerts": alerts}

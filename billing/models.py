@@ -5,7 +5,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q, Subquery
 
 from agents.models import Agent
 
@@ -268,6 +268,29 @@ class BudgetAlertQuerySet(models.QuerySet["BudgetAlert"]):
     def visible_to(self, user: Any) -> BudgetAlertQuerySet:
         return self.filter(budget_narrowing(user, "budget__"))
 
+    def standing(self) -> BudgetAlertQuerySet:
+        """The unacknowledged alerts worth showing, as things are now: only the highest
+        threshold crossed of each budget and period (80 % says nothing once 100 % is
+        crossed), each with its period's spend now (`spent_now_nanos`, not the amount at
+        crossing time) and whether its pause was lifted (`lifted`), newest first."""
+        spend = BudgetSpend.objects.filter(
+            budget=OuterRef("budget_id"), period_start=OuterRef("period_start")
+        )
+        higher = BudgetAlert.objects.filter(
+            budget=OuterRef("budget_id"),
+            period_start=OuterRef("period_start"),
+            threshold__gt=OuterRef("threshold"),
+        )
+        return (
+            self.filter(acknowledged_at__isnull=True)
+            .exclude(Exists(higher))
+            .annotate(
+                spent_now_nanos=Subquery(spend.values("spent_nanos")[:1]),
+                lifted=Exists(spend.filter(pause_lifted_at__isnull=False)),
+            )
+            .order_by("-created_at", "-pk")
+        )
+
 
 class Budget(models.Model):
     """An admin's spending limit: a scope (everything, a gateway, an agent or a model), a period
@@ -384,16 +407,22 @@ class BudgetAlert(models.Model):
 
     @property
     def spent(self) -> Decimal:
+        """Spent in its period: now, when read through `standing()`; else at the crossing."""
         from billing.prices import from_nanos
 
-        return from_nanos(self.spent_nanos)
+        now = getattr(self, "spent_now_nanos", None)
+        return from_nanos(self.spent_nanos if now is None else now)
 
     @property
     def pauses_agents(self) -> bool:
-        """This crossing paused the budget's agents (and the amount was not raised since)."""
+        """This crossing pauses the budget's agents now: the amount was not raised since, and
+        (when read through `standing()`) nobody lifted the pause."""
         from billing.budgets import is_pausing
+        from billing.prices import nanos
 
         budget = self.budget
+        if getattr(self, "lifted", False):
+            return False
         return self.threshold >= 100 and is_pausing(
-            budget.enforce, budget.scope, self.spent_nanos, budget.amount_usd
+            budget.enforce, budget.scope, nanos(self.spent), budget.amount_usd
         )

@@ -28,7 +28,7 @@ def thresholds(viewer: Viewer) -> list[Attention]:
     found = []
     for alert in (
         BudgetAlert.objects.visible_to(viewer.user)
-        .filter(acknowledged_at__isnull=True)
+        .standing()
         .select_related("budget__gateway", "budget__agent")[:20]
     ):
         budget = alert.budget

@@ -203,6 +203,33 @@ class TestPages:
         assert AuditEvent.objects.filter(verb="budget.alert_acknowledged").exists()
 
 
+    def test_the_banner_is_one_line_and_says_how_things_are_now(self, operator, admin, clock):
+        """Banners stacked (170 px on a desktop, 420 px on a phone), kept the amount spent at
+        crossing time, kept 80 % beside 100 %, and said "its agents are paused" after the
+        pause was lifted (#31.8)."""
+        ada = AgentFactory.create(name="ada")
+        b = budget(name="Team", thresholds=[50, 100], enforce=True)
+        budget(name="Other", thresholds=[50])
+        call(ada)
+        call(ada)  # $0.015: 75 % of each
+        call(ada)  # $0.0225: past 100 % of Team, whose agents pause
+        call(ada)  # $0.03 now
+        def banner_of(page: str) -> str:
+            start = page.index('id="budget-alerts"')
+            return page[start : page.index("</details>", start)]
+
+        banner = banner_of(operator.get("/board/").content.decode())
+        assert "<strong>2 alerts</strong>" in banner  # Team at 100 % and Other at 50 %: one line
+        assert "Team crossed 100%" in banner
+        assert "Team</strong> crossed 50%" not in banner  # said nothing once 100 % was crossed
+        assert "$0.030 spent so far" in banner  # now, not $0.023 at the crossing
+        assert "Its agents are paused" in banner
+        assert admin.post(f"/costs/budgets/{b.pk}/lift/").status_code == 302
+        assert "paused" not in banner_of(operator.get("/board/").content.decode())
+        overview = operator.get("/").content.decode()
+        assert "its agents are paused" not in overview
+
+
 @pytest.mark.django_db
 def test_a_budget_deleted_elsewhere_never_fails_usage(clock, monkeypatch):
     """Another process deleted a budget this one still has cached: usage is stored all the
