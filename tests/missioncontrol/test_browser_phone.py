@@ -21,6 +21,46 @@ pytestmark = [
 ]
 
 
+# What a person cannot see: a control (link, button, field) or a table cell's text that ends
+# past the viewport's right edge or is cut by a box that clips it. A box that scrolls sideways
+# may hold text a swipe brings (and the board's columns), never a primary action (a button):
+# a page can be 390 px wide and still hide a Revoke button in a table.
+OUT_OF_SIGHT = """() => {
+  const vw = document.documentElement.clientWidth;
+  const scrolls = (el) => {
+    const action = el.matches("button, .btn, input[type=submit]");
+    for (let p = el.parentElement; p; p = p.parentElement) {
+      const s = getComputedStyle(p);
+      if ((s.overflowX === "auto" || s.overflowX === "scroll") && p.scrollWidth > p.clientWidth) {
+        return !action || p.closest(".board") !== null;
+      }
+    }
+    return false;
+  };
+  const clipped = (el, r) => {
+    for (let p = el.parentElement; p; p = p.parentElement) {
+      const s = getComputedStyle(p);
+      if (s.overflowX === "hidden" || s.overflowX === "clip") {
+        const b = p.getBoundingClientRect();
+        if (r.right > b.right + 1 || r.left < b.left - 1) return true;
+      }
+    }
+    return false;
+  };
+  const found = [];
+  for (const el of document.querySelectorAll("main a, main button, main input, main select, main textarea, main td, main th")) {
+    const r = el.getBoundingClientRect();
+    if (!r.width || !r.height || getComputedStyle(el).visibility === "hidden") continue;
+    if (el.closest("dialog:not([open]), details:not([open]) > :not(summary)")) continue;
+    if (scrolls(el)) continue;
+    if (r.right > vw + 1 || clipped(el, r)) {
+      found.push(`${el.tagName.toLowerCase()} "${(el.innerText || el.value || el.name || "").trim().slice(0, 30)}"`);
+    }
+  }
+  return found.slice(0, 8);
+}"""
+
+
 def _wide_content() -> tuple[Agent, Task]:
     agent = Agent.objects.create(
         name="a-rather-long-agent-name-for-phones",
@@ -65,6 +105,27 @@ def test_every_page_in_the_navigation_fits_390px(browser, live):
         frames.sessions([session_row("agent:main:cron:" + ":".join(["nightlyreport"] * 6))]),
     )
     session = AgentSession.objects.get()
+    # A row in every table with actions: a key (Revoke), a budget (its amount, Delete), a
+    # price of our own (Delete), a webhook endpoint.
+    from decimal import Decimal
+
+    from agents.models import AgentKey
+    from billing import actions as billing_actions
+    from billing.models import Budget, PriceOverride
+    from missioncontrol.audit import Actor
+    from tests.agents.conftest import issue
+
+    issue(AgentKey.Kind.AGENT, agent)
+    billing_actions.save_budget(
+        Actor.system("tests"),
+        Budget(name="Team budget for the month", amount_usd=Decimal("1234.56"), enforce=True),
+    )
+    PriceOverride.objects.create(
+        model_pattern="claude-sonnet-4-5-*",
+        input_per_mtok=Decimal(3),
+        output_per_mtok=Decimal(15),
+        effective_from=timezone.now().date(),
+    )
     browser.context.close()
     browser.context = browser.page.context.browser.new_context(
         base_url=live.url, viewport={"width": 390, "height": 844}
@@ -89,16 +150,24 @@ def test_every_page_in_the_navigation_fits_390px(browser, live):
     pages = [
         *links,
         "/crons/checks/new/",
+        "/costs/budgets/",
+        "/costs/prices/",
         f"/agents/{agent.name}/",
         f"/tasks/{task.pk}/",
         f"/sessions/{session.pk}/",
         "/api/v1/docs/",
     ]
+    problems = []
     for path in pages:
         page.goto(path)
         page.wait_for_load_state("networkidle")
         width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= 390, f"{path} is {width}px wide at 390px"
+        if width > 390:
+            problems.append(f"{path} is {width}px wide at 390px")
+        cut = page.evaluate(OUT_OF_SIGHT)
+        if cut:
+            problems.append(f"{path}: out of sight at 390px: {cut}")
+    assert not problems, "\n".join(problems)
 
     # The sections menu: hidden behind a button, opens, navigates, closes with Escape.
     page.goto("/board/")
@@ -129,6 +198,10 @@ def test_shortcut_help_and_search_focus(browser, live):
     page.evaluate("document.activeElement.blur()")
     page.keyboard.press("n")
     assert page.is_visible("#new-task-dialog")
+    # Typing goes to the title (focus on the dialog's ✕ closed it at the first space).
+    page.keyboard.type("Write the notes")
+    assert page.is_visible("#new-task-dialog")
+    assert page.input_value("#new-task-dialog input[name=title]") == "Write the notes"
     assert browser.csp_violations() == []
 
 
