@@ -156,7 +156,7 @@ def shell_behaviours(page, path: str, n: int, asked: list[str]) -> list[str]:
         if switch.input_value() == wanted:
             wanted = ""
         try:
-            with page.expect_navigation(wait_until="load", timeout=4000):
+            with page.expect_navigation(wait_until="load", timeout=12_000):
                 switch.select_option(wanted)
         except PlaywrightTimeout:
             return [*problems, f"{path}: choosing a gateway in the switch sent nothing"]
