@@ -54,7 +54,10 @@ OPEN_STATUSES = ["inbox", "backlog", "todo", "in_progress", "review"]
 
 
 class Command(BaseCommand):
-    help = "Create demo data: people, agents, open and done tasks (idempotent per --prefix)."
+    help = (
+        "Create demo data: people, agents, open and done tasks, usage records (run again, "
+        "people, agents and usage records are kept once; tasks are added each time)."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--open", type=int, default=200, help="Open tasks to create.")
