@@ -13,7 +13,7 @@ function apply(theme) {
 }
 
 document.addEventListener("click", (event) => {
-  const button = event.target.closest("#theme-toggle");
+  const button = event.target.closest("#theme-toggle, [data-action=toggle-theme]");
   if (button) apply(current() === "dark" ? "light" : "dark");
 });
 

@@ -215,3 +215,49 @@ def test_markdown_task_lists_render_as_checkboxes(browser, live):
     assert len(boxes) == 2
     assert [b.is_checked() for b in boxes] == [False, True]
     assert all(b.is_disabled() for b in boxes)
+
+
+def test_a_touch_phone_gets_search_finger_sized_targets_and_no_key_hints(browser, live):
+    """On a touch phone (#31.12): the palette's button is in the top bar (it was hidden on
+    phones: no search at all), keyboard hints ("Alt ↑") are not shown, and the overview's
+    actions are at least 44 px tall (they were 29 px)."""
+    from tasks import actions as task_actions
+    from tests.tasks.factories import make_task
+
+    UserFactory.create(username="tom", role="operator")
+    task = make_task("Unblock the deploy")
+    from missioncontrol.audit import Actor
+
+    task_actions.set_blocked(Actor.system("tests"), task.pk, blocked=True, reason="DNS")
+    browser.context.close()
+    browser.context = browser.page.context.browser.new_context(
+        base_url=live.url, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    browser.page = browser.context.new_page()
+    browser.login("tom")
+    page = browser.page
+    page.goto("/")
+    heights = page.eval_on_selector_all(
+        "#overview-attention .attention-side .btn",
+        "els => els.map(e => e.getBoundingClientRect().height)",
+    )
+    assert heights
+    assert min(heights) >= 44, heights
+    page.goto("/board/")
+    assert not page.locator(".keys-hint").first.is_visible()
+    assert page.is_visible("[data-action=open-palette]")
+    page.tap("[data-action=open-palette]")
+    assert page.is_visible("#palette")
+    page.keyboard.type("Unblock")
+    page.wait_for_selector("#palette .palette-results li")
+    assert "Unblock the deploy" in page.inner_text("#palette .palette-results")
+    page.evaluate("document.getElementById('palette').close()")
+    # The theme switch moved into the user menu on a phone.
+    assert not page.is_visible("#theme-toggle")
+    page.tap(".user-menu summary")
+    before = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    page.tap(".user-menu [data-action=toggle-theme]")
+    page.wait_for_function(
+        f"getComputedStyle(document.body).backgroundColor !== {before!r}", timeout=3000
+    )
+    assert browser.csp_violations() == []
