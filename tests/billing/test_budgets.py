@@ -202,7 +202,6 @@ class TestPages:
         assert LiveEvent.objects.filter(type="budget.alert_acknowledged").exists()
         assert AuditEvent.objects.filter(verb="budget.alert_acknowledged").exists()
 
-
     def test_the_banner_is_one_line_and_says_how_things_are_now(self, operator, admin, clock):
         """Banners stacked (170 px on a desktop, 420 px on a phone), kept the amount spent at
         crossing time, kept 80 % beside 100 %, and said "its agents are paused" after the
@@ -214,6 +213,7 @@ class TestPages:
         call(ada)  # $0.015: 75 % of each
         call(ada)  # $0.0225: past 100 % of Team, whose agents pause
         call(ada)  # $0.03 now
+
         def banner_of(page: str) -> str:
             start = page.index('id="budget-alerts"')
             return page[start : page.index("</details>", start)]
