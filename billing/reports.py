@@ -563,9 +563,11 @@ class Headline:
 
 
 def headlines(now: datetime, tz: tzinfo, filters: Filters) -> list[Headline]:
-    """Spend today, this week and this month (local), each against the whole previous one.
-    Only today is read afresh: the days before it (this week's and month's so far, and the
-    previous periods) are closed, read through a short cache (`closed_cost`)."""
+    """Spend today, this week and this month (local), each against the same span of the
+    previous one: as far into it as we are into this one (on the 5th, the month's first five
+    days against last month's, never against the whole of it — that read "−83 %" in green).
+    Only today is read afresh: the rest are spans that ended, read through a short cache
+    (`closed_cost`; the previous spans end on a minute, so the cache holds)."""
     today = now.astimezone(tz).date()
     week = today - timedelta(days=today.weekday())
     month = today.replace(day=1)
@@ -573,15 +575,18 @@ def headlines(now: datetime, tz: tzinfo, filters: Filters) -> list[Headline]:
     midnight = local_midnight(today, tz)
     spent_today = sums(midnight, now, filters)[None].cost_nanos
     spans = [
-        ("Today", today, today - timedelta(days=1), "yesterday"),
-        ("This week", week, week - timedelta(days=7), "last week"),
-        ("This month", month, last_month, "last month"),
+        ("Today", today, today - timedelta(days=1), "this time yesterday"),
+        ("This week", week, week - timedelta(days=7), "last week so far"),
+        ("This month", month, last_month, "last month so far"),
     ]
     out = []
     for label, first, previous, before_label in spans:
         start, before = local_midnight(first, tz), local_midnight(previous, tz)
         current = spent_today + (closed_cost(start, midnight, filters) if start < midnight else 0)
-        earlier = closed_cost(before, start, filters)
+        # As far into the previous period as we are into this one (a shorter month ends
+        # first), to the minute.
+        elapsed = timedelta(minutes=int((now - start).total_seconds() // 60))
+        earlier = closed_cost(before, min(before + elapsed, start), filters)
         out.append(
             Headline(label, prices.from_nanos(current), prices.from_nanos(earlier), before_label)
         )
