@@ -15,7 +15,7 @@ from django.utils.dateparse import parse_datetime
 
 from agents import events, rows
 from agents.models import Agent, AgentSession
-from billing import reports
+from billing import budgets, reports
 from gateways.models import Gateway
 from missioncontrol import live
 from tasks.models import Task
@@ -52,6 +52,8 @@ def row_agent(data: events.AgentData) -> Agent:
     agent.cost_24h = reports.cost_by_agent([agent.pk], now - timedelta(hours=24), now).get(  # type: ignore[attr-defined]
         agent.pk
     )
+    # And whether a budget pauses it (cached rules: no query while no budget enforces).
+    agent.paused = budgets.pause_of(agent.pk)  # type: ignore[attr-defined]
     return agent
 
 

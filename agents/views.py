@@ -90,6 +90,7 @@ def agent_list(request: HttpRequest) -> HttpResponse:
     for agent in agents:
         agent.current_task = current.get(agent.current_task_id or 0)  # type: ignore[attr-defined]
         agent.cost_24h = costs.get(agent.pk)  # type: ignore[attr-defined]
+        agent.paused = pauses.get(agent.pk)  # type: ignore[attr-defined]
         if (pause := pauses.get(agent.pk)) is not None:
             held = paused_by.setdefault(pause.budget_id, {"pause": pause, "agents": []})
             held["agents"].append(agent)

@@ -13,6 +13,7 @@ import time_machine
 from asgiref.sync import sync_to_async
 from django.db import transaction
 
+from agents import events
 from agents.models import Agent, AgentKey, AgentSession
 from billing import actions, budgets
 from billing.actions import UsageItem, record_usage
@@ -289,6 +290,15 @@ class TestPages:
         listing = viewer.get("/agents/").content.decode()
         assert "Paused:" in listing
         assert "Team" in listing
+        # Its row says so too (#31.9), and so does the row a live change pushes.
+        row = listing[listing.index(f'id="agent-{bob.pk}"') :]
+        assert ">paused</span>" in row[: row.index("</tr>")]
+        from agents import presenters
+
+        pushed = presenters.row_ops(
+            events.agent_data(bob), {"next_agent_id": None, "status_counts": {}}
+        )
+        assert ">paused</span>" in pushed[0]["html"]
         budgets_page = admin.get("/costs/budgets/").content.decode()
         assert "agents paused" in budgets_page
         assert "Lift pause" in budgets_page
