@@ -121,6 +121,9 @@ class DeviceIdentity(models.Model):
     private_key = SealedField()
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        verbose_name_plural = "device identities"
+
     def __str__(self) -> str:
         return self.device_id[:12]
 

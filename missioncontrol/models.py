@@ -134,6 +134,7 @@ class ExternalIdentity(models.Model):
     last_signed_in_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name_plural = "external identities"
         constraints = [
             models.UniqueConstraint(fields=["issuer", "subject"], name="identity_once"),
         ]

@@ -69,6 +69,7 @@ class Delivery(models.Model):
     objects = DeliveryQuerySet.as_manager()
 
     class Meta:
+        verbose_name_plural = "deliveries"
         ordering = ["-created_at", "-pk"]
         indexes = [
             # The dispatcher's work queue: open deliveries by when they are due.

@@ -94,6 +94,74 @@ def verb_text(verb: str) -> str:
     return verb.replace("_", " ")
 
 
+@register.filter
+def counted(n: Any, noun: str) -> str:
+    """`{{ n|counted:"record" }}` → "1 record", "1,234 records" ("y" → "ies": deliveries)."""
+    try:
+        amount = int(n)
+    except (TypeError, ValueError):
+        return f"— {noun}s"
+    if amount == 1:
+        return f"1 {noun}"
+    plural = noun[:-1] + "ies" if noun.endswith("y") and noun[-2:-1] not in "aeiou" else noun + "s"
+    return f"{amount:,} {plural}"
+
+
+# How an audit row's changed fields read in a history (the keys are the snapshot's).
+FIELD_WORDS = {
+    "status": "column",
+    "blocked_reason": "reason",
+    "due_date": "due",
+    "amount_usd": "amount",
+    "grace_s": "grace (s)",
+    "every_s": "every (s)",
+    "run_id": "run",
+}
+# Stored values that read better as words (column names, booleans).
+VALUE_WORDS = {
+    "inbox": "Inbox",
+    "backlog": "Backlog",
+    "todo": "To do",
+    "in_progress": "In progress",
+    "review": "Review",
+    "done": "Done",
+    True: "yes",
+    False: "no",
+}
+
+
+def _value_text(value: Any) -> str:
+    if value is None or value == "" or value == []:
+        return "—"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, bool | str) and value in VALUE_WORDS:
+        return VALUE_WORDS[value]
+    return str(value)
+
+
+@register.filter
+def change_rows(changes: Any) -> list[dict[str, str | None]]:
+    """An audit row's before/after as lines a person reads: {field, old, new} in words (not
+    `labels ['ci', 'eval']` or `status in_progress → review`); `old` is None when there was
+    no before."""
+    if not isinstance(changes, dict):
+        return []
+    raw_before, raw_after = changes.get("before"), changes.get("after")
+    before: dict[str, Any] = raw_before if isinstance(raw_before, dict) else {}
+    after: dict[str, Any] = raw_after if isinstance(raw_after, dict) else {}
+    rows: list[dict[str, str | None]] = []
+    for key, value in after.items():
+        rows.append(
+            {
+                "field": FIELD_WORDS.get(key, str(key).replace("_", " ")),
+                "old": _value_text(before[key]) if key in before else None,
+                "new": _value_text(value),
+            }
+        )
+    return rows
+
+
 @functools.cache
 def _markdown() -> Any:
     """The renderer, made when the first Markdown is shown (its ~60 modules are 6 MB a
@@ -161,14 +229,6 @@ def markdown(text: str) -> str:
             link_rel="noopener noreferrer nofollow",
         )
     )
-
-
-@register.filter
-def get_item(mapping: Any, key: str) -> Any:
-    """`{{ dict|get_item:key }}`; None when absent."""
-    if isinstance(mapping, dict):
-        return mapping.get(key)
-    return None
 
 
 @register.filter

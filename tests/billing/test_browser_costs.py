@@ -48,7 +48,7 @@ def test_a_heartbeat_with_usage_moves_the_cost_page_live(browser, live):
         "() => document.querySelector('#cost-range-total').textContent.trim() === '$0.0075'",
         timeout=5000,
     )
-    assert page.inner_text("#cost-range-records") == "1"
+    assert page.inner_text("#cost-range-records") == "1 record"
     assert page.evaluate("window.__marker") == 1
     assert page.locator(".cost-table tbody th", has_text="gpt-4o").count() == 1
     assert browser.csp_violations() == []

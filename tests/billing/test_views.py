@@ -84,7 +84,7 @@ def test_viewer_reads_the_costs_page_with_exact_totals(viewer, usage):
     assert total.cost == Decimal("0.039")
     assert total.records == 4
     assert (total.unpriced_records, total.unpriced_tokens) == (1, 1000)
-    assert "1,000 tokens in 1 records are unpriced" in html
+    assert "1,000 tokens in 1 record is unpriced" in html
     assert "my-local-llama" in html
     # A viewer gets no "add a price" link (admins only).
     assert "Add a price" not in html

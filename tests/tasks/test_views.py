@@ -275,9 +275,26 @@ class TestCreateAndEdit:
         assert "<strong>bold</strong>" in html
         assert "<script>alert(1)" not in html
         assert "moved task" in html
+        # In words (#31.14): the column's names, not `status todo → review`.
+        assert '<span class="muted">column</span> <del>To do</del> → <ins>Review</ins>' in html
+        assert "in_progress" not in html
         assert (
             AuditEvent.objects.filter(object_type="tasks.task", object_id=str(task.pk)).count() == 3
         )
+
+    def test_history_reads_as_words_not_internals(self, operator, viewer):
+        """Labels as a list, not `labels ['ci', 'eval']`; blocked and its reason named."""
+        task = make_task()
+        from missioncontrol.audit import Actor
+        from tasks import actions
+
+        actions.update_task(Actor.system("tests"), task.pk, {"labels": "ci, eval"})
+        operator.post(url("block", task.pk), {"blocked": "1", "reason": "waiting on DNS"})
+        html = viewer.get(url("detail", task.pk)).content.decode()
+        assert "['ci', 'eval']" not in html
+        assert "blocked_reason" not in html
+        assert "<ins>ci, eval</ins>" in html
+        assert '<span class="muted">reason</span>' in html
 
     def test_empty_comment_is_a_form_error(self, operator):
         task = make_task()
