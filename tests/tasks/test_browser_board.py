@@ -26,16 +26,21 @@ def ops(browser_factory):
     return session
 
 
+def moved(response) -> bool:
+    """The server's answer to a card move (the test waits for it, not for a fixed time)."""
+    return response.request.method == "POST" and "/move/" in response.url
+
+
 def test_drag_a_card_from_todo_to_in_progress_and_it_stays(ops):
     task = make_task("Drag me")
     page = ops.page
     page.goto("/board/")
     page.wait_for_selector("#live-status[data-state=live]")
-    page.drag_and_drop(f"#task-{task.pk}", "#col-in_progress-list")
+    with page.expect_response(moved):
+        page.drag_and_drop(f"#task-{task.pk}", "#col-in_progress-list")
     page.wait_for_function(
         f"() => document.querySelector('#col-in_progress-list #task-{task.pk}') !== null"
     )
-    page.wait_for_timeout(300)
     assert Task.objects.get(pk=task.pk).status == "in_progress"
     page.reload()
     assert column_ids(page, "in_progress") == [f"task-{task.pk}"]
@@ -48,21 +53,21 @@ def test_keyboard_move_and_reorder(ops):
     page = ops.page
     page.goto("/board/")
     page.focus(f"#task-{b.pk}")
-    page.keyboard.press("Alt+ArrowUp")  # Beta above Alpha
+    with page.expect_response(moved):
+        page.keyboard.press("Alt+ArrowUp")  # Beta above Alpha
     page.wait_for_function(
         f"() => document.querySelector('#col-todo-list').firstElementChild.id === 'task-{b.pk}'"
     )
-    page.wait_for_timeout(300)
     assert list(Task.objects.in_column("todo").values_list("title", flat=True)) == ["Beta", "Alpha"]
     # The move menu, from the keyboard: M, then pick Review.
     page.focus(f"#task-{a.pk}")
     page.keyboard.press("m")
     page.wait_for_selector("#move-menu:not([hidden])")
-    page.click("#move-menu [data-move-to=review]")
+    with page.expect_response(moved):
+        page.click("#move-menu [data-move-to=review]")
     page.wait_for_function(
         f"() => document.querySelector('#col-review-list #task-{a.pk}') !== null"
     )
-    page.wait_for_timeout(300)
     assert Task.objects.get(pk=a.pk).status == "review"
     page.reload()
     assert column_ids(page, "review") == [f"task-{a.pk}"]
