@@ -26,6 +26,7 @@ from agents import actions, keys, validation
 from agents.models import AgentKey
 from billing import actions as billing
 from billing import budgets
+from billing import validation as usage_validation
 from missioncontrol.errors import CODES
 from missioncontrol.fastpath import writer as fastwriter
 from missioncontrol.fastpath.http import (
@@ -113,15 +114,19 @@ async def handle(scope: Scope, receive: Receive, send: Send, kind: str, name: st
     now = timezone.now()
     assert key.agent_id is not None
     if kind == "heartbeat":
-        cleaned, errors = validation.heartbeat(data, key.agent_id, now)
+        cleaned, errors = validation.heartbeat(data)
+        cleaned["usage"], usage_errors = usage_validation.usage_list(
+            cleaned.get("usage"), key.agent_id, now, "usage", usage_validation.MAX_INLINE_USAGE
+        )
+        errors.update(usage_errors)
     else:
         records = data.get("records") if isinstance(data, dict) else None
         if records is None:
             items: list[billing.UsageItem] = []
             errors = {"records": ["A list of usage records is required."]}
         else:
-            items, errors = validation.usage_list(
-                records, key.agent_id, now, "records", validation.MAX_BULK_USAGE
+            items, errors = usage_validation.usage_list(
+                records, key.agent_id, now, "records", usage_validation.MAX_BULK_USAGE
             )
         cleaned = {"usage": items}
     if errors:

@@ -17,6 +17,11 @@ class BillingConfig(AppConfig):
         roles.register_app("billing")
         nav.register(nav.NavItem("Costs", "billing:costs", order=28, prefix="/costs/"))
         loops.register()
+        # An agent a spent budget pauses is given no new work (tasks asks, without importing
+        # billing).
+        from tasks import actions as task_actions
+
+        task_actions.register_work_guard("budget pause", budgets.refuse_if_paused)
 
         # Changed prices and budgets apply in this process at once (others within their TTL).
         prices._overrides.forget_on_change(PriceOverride)

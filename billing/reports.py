@@ -44,7 +44,7 @@ RANGES: dict[str, str] = {
 }
 SUMMED = rollups.COLUMNS
 MAX_CUSTOM_DAYS = 400
-EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # usage is never older (agents/validation.py)
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # usage is never older (billing/validation.py)
 
 
 @dataclass(frozen=True)

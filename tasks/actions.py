@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -16,7 +17,6 @@ from django.db.models import F
 from django.utils import timezone
 
 from agents.models import Agent
-from billing import budgets
 from missioncontrol import audit, live
 from missioncontrol.audit import Actor
 from missioncontrol.db import bulk
@@ -308,8 +308,8 @@ def create_task(
         raise Invalid({"priority": ["Choose urgent, high, normal or low."]})
     stored_labels = parse_labels(labels)
     who = assignee if isinstance(assignee, Assignee) else parse_assignee(assignee)
-    budgets.refuse_if_paused(who.agent_id, "Not assigned", "assignee")
     with transaction.atomic():
+        refuse_new_work(who.agent_id, "Not assigned", "assignee")
         _lock_board()
         task = Task.objects.create(
             title=title,
@@ -496,6 +496,28 @@ def _move_one(move: Move) -> tuple[Task, str, int | None]:
     return task, old_status, next_id
 
 
+# --- Who may be given new work ------------------------------------------------------------------
+
+# An app that may refuse an agent new work registers its check here (billing: an agent a spent
+# budget pauses), so tasks' core never imports it (docs/design.md, the import direction). A
+# check raises an ActionError (with the field its message belongs to) to refuse.
+WorkGuard = Callable[[int, str, str | None], None]
+_work_guards: dict[str, WorkGuard] = {}
+
+
+def register_work_guard(name: str, guard: WorkGuard) -> None:
+    _work_guards[name] = guard
+
+
+def refuse_new_work(agent_id: int | None, doing: str, field: str | None = None) -> None:
+    """Raise when an agent may not be given new work now (inside the caller's transaction, so
+    the answer holds for the write it guards)."""
+    if agent_id is None:
+        return
+    for guard in _work_guards.values():
+        guard(agent_id, doing, field)
+
+
 EDITABLE = ("title", "description", "priority", "labels", "due_date", "assignee", "status")
 
 
@@ -543,7 +565,7 @@ def update_task(
         task = _lock(task_id)
         _check_version(task, expected_version)
         if fields.get("assignee_agent_id") not in (None, task.assignee_agent_id):
-            budgets.refuse_if_paused(fields["assignee_agent_id"], "Not assigned", "assignee")
+            refuse_new_work(fields["assignee_agent_id"], "Not assigned", "assignee")
         before = _snapshot(task)
         tracked_before = events.tracked(task)
         old_status = task.status
@@ -658,7 +680,7 @@ def claim_task(actor: Actor, task_id: int, *, agent_id: int) -> Task:
         task = _lock(task_id)
         if task.assignee_agent_id == agent_id:
             return task
-        budgets.refuse_if_paused(agent_id, "Not claimed")
+        refuse_new_work(agent_id, "Not claimed")
         # Conditional update: of two agents claiming at once, exactly one matches.
         taken = Task.objects.filter(
             pk=task.pk,

@@ -266,7 +266,7 @@ def test_stored_records_carry_cost_version_and_flag():
 def test_openai_style_counts_are_converted_to_ours(record):
     """OpenAI's prompt_tokens include the cached ones: stored as input 200 + cache read 1,000,
     priced the same as the table prices OpenAI's own usage."""
-    from agents.validation import usage_item
+    from billing.validation import usage_item
 
     item, errors = usage_item(
         {"model": "gpt-4o", "provider": "openai", **record}, 1, AT, "usage[0]"
@@ -298,7 +298,7 @@ def test_openai_style_counts_are_converted_to_ours(record):
     ],
 )
 def test_bad_openai_style_counts_are_field_errors(record, field):
-    from agents.validation import usage_item
+    from billing.validation import usage_item
 
     item, errors = usage_item({"model": "gpt-4o", **record}, 1, AT, "usage[0]")
     assert item is None

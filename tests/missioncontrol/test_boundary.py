@@ -98,3 +98,61 @@ def test_the_walk_sees_an_untyped_payload(tmp_path: Path) -> None:
         "shop.sell(what: no annotation)",
         "shop.ship(to: list[Any])",
     ]
+
+
+# The direction core modules import in (docs/design.md, "Import direction"): an app's core may
+# import only apps below it. Edges (pages, APIs, the connector, presenters, the overview's
+# parts, admin, management commands, app wiring) sit on top and may read any app.
+LAYERS = {
+    "missioncontrol": 0,
+    "gateways": 1,
+    "webhooks": 1,
+    "agents": 2,
+    "tasks": 3,
+    "crons": 3,
+    "billing": 4,
+}
+EDGE_MODULES = {
+    "views", "api", "api_urls", "api_auth", "ingest", "stream", "consumers", "fastpath",
+    "connector", "commands", "history", "admin", "admin_site", "presenters", "overview",
+    "context_processors", "asgi", "urls", "rows", "forms", "cards", "apps", "loops",
+    "audit_views", "fragments", "nav", "openapi", "checks", "setup",
+}  # fmt: skip
+
+
+def _core_modules() -> list[Path]:
+    found = []
+    for app in LAYERS:
+        for path in sorted((ROOT / app).rglob("*.py")):
+            parts = set(path.relative_to(ROOT / app).parts)
+            if parts & {"migrations", "management", "templatetags", "fastpath"}:
+                continue
+            if path.stem in EDGE_MODULES or path.stem.endswith("_views"):
+                continue
+            found.append(path)
+    return found
+
+
+def upward_imports() -> list[str]:
+    wrong = []
+    for path in _core_modules():
+        app = path.relative_to(ROOT).parts[0]
+        for node in ast.walk(ast.parse(path.read_text())):  # function-local imports too
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                target = name.split(".")[0]
+                if target in LAYERS and target != app and LAYERS[target] >= LAYERS[app]:
+                    wrong.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
+    return wrong
+
+
+def test_core_modules_import_one_way() -> None:
+    """tasks once imported billing.budgets for its pause check while billing's actions
+    imported tasks', and agents' validation imported billing: a circle held by function-local
+    imports. Now tasks asks a registered guard and usage is validated in billing."""
+    assert upward_imports() == []

@@ -14,8 +14,8 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from agents import actions as agent_actions
-from agents.validation import usage_item
 from billing.actions import UsageItem, record_usage
+from billing.validation import usage_item
 from missioncontrol.audit import Actor
 from missioncontrol.errors import ActionError
 
