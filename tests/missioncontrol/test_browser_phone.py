@@ -81,7 +81,11 @@ def _wide_content() -> tuple[Agent, Task]:
     task = Task.objects.create(
         title="A long title " * 10,
         description="- [ ] first step\n- [x] done step\n\n"
-        + "averyveryverylongwordwithoutspaces" * 5,
+        + "averyveryverylongwordwithoutspaces" * 5
+        # A fenced block of a long line: it made the task page 438 px wide (#31.10).
+        + "\n\n```\n"
+        + "pytest tests/missioncontrol/test_browser_phone.py -k fits --maxfail=1 -q"
+        + "\n```\n",
         status="todo",
         assignee_agent=agent,
         labels=",backend,frontend,ops,",
