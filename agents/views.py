@@ -320,6 +320,10 @@ def _session_command(
     except GatewayError as refused:
         messages.error(request, f"The gateway refused it: {refused.message} ({refused.code})")
     else:
+        if frames.aborted_nothing(answer):
+            # Said as it is, and nothing audited: no run was stopped.
+            messages.info(request, "Nothing to abort: no run of this session was going.")
+            return redirect(safe_next(request, reverse("agents:session", args=[session.pk])))
         shown = {
             k: (v[:500] if isinstance(v, str) else v)
             for k, v in params.items()

@@ -681,10 +681,19 @@ class GatewayHealth:
         said: dict[str, Any] = {}
         if isinstance(health, dict):
             loop, listed_agents = _object(health.get("eventLoop")), health.get("agents")
+            agents_list = listed_agents if isinstance(listed_agents, list) else []
+            # Every agent's sessions (the top-level count is the default agent's only).
+            per_agent = [
+                n
+                for a in agents_list
+                if isinstance(n := _object(_object(a).get("sessions")).get("count"), int)
+            ]
             sessions_count = _object(health.get("sessions")).get("count")
+            if per_agent:
+                sessions_count = sum(count(n) for n in per_agent)
             said.update(
                 ok=bool(health.get("ok")),
-                agents=len(listed_agents) if isinstance(listed_agents, list) else 0,
+                agents=len(agents_list),
                 sessions=count(sessions_count) if isinstance(sessions_count, int) else None,
                 loop_delay_p99_ms=number(loop.get("delayP99Ms")),
                 degraded=bool(loop.get("degraded")),
@@ -728,3 +737,8 @@ def cron_event(payload: Any) -> CronEvent:
     if event is None:
         raise Unusable("a cron event without a usable job id or action")
     return event
+
+
+def aborted_nothing(answer: Any) -> bool:
+    """A `chat.abort` answer that says no run was stopped (`{aborted: false}`)."""
+    return isinstance(answer, dict) and answer.get("aborted") is False

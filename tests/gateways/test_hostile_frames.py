@@ -166,3 +166,20 @@ def test_an_answer_is_made_portable_for_any_channel_layer() -> None:
         "ok": True,
         "n": [1, 2.5],
     }
+
+
+def test_the_gateways_session_count_is_every_agents() -> None:
+    """`health.sessions.count` is the default agent's only: the page said 2 for a gateway whose
+    agents held 5 (#31.6). Every agent's count is summed."""
+    health = {
+        "ok": True,
+        "agents": [
+            {"agentId": "main", "sessions": {"count": 2}},
+            {"agentId": "helper", "sessions": {"count": 3}},
+            {"agentId": "odd", "sessions": {"count": "many"}},
+        ],
+        "sessions": {"count": 2},
+    }
+    assert frames.GatewayHealth.read(health).sessions == 5
+    assert frames.GatewayHealth.read({"sessions": {"count": 4}}).sessions == 4
+    assert frames.GatewayHealth.read({"agents": "x"}).agents == 0

@@ -346,6 +346,22 @@ class TestSessionPages:
             "run_id": "run-9",
         }
 
+    def test_an_abort_that_stopped_nothing_says_so_and_is_not_audited(
+        self, operator, session, monkeypatch
+    ):
+        """The gateway answers `{aborted: false}` when no run was going: "Abort sent." and an
+        audit row said otherwise (#31.6)."""
+        monkeypatch.setattr(
+            commands,
+            "call",
+            checked(lambda *a, **k: {"ok": True, "aborted": False, "runIds": []}),
+        )
+        response = operator.post(reverse("agents:session-abort", args=[session.pk]), follow=True)
+        page = response.content.decode()
+        assert "Nothing to abort: no run of this session was going." in page
+        assert "Abort sent." not in page
+        assert not AuditEvent.objects.filter(verb="session.aborted").exists()
+
     def test_an_empty_or_huge_message_is_refused_before_the_gateway(
         self, operator, session, gateway_says
     ):
