@@ -21,6 +21,9 @@ class MissionControlConfig(AppConfig):
         )
 
         live.register_topic("activity")
+        from missioncontrol import nav, overview
+
+        overview.register_search("pages", nav.find_pages)
 
         # Groups get their permissions after every migrate (and after a test flush), so
         # permissions of models added later reach the roles without another data migration.

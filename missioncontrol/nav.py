@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from missioncontrol.roles import Role
 
@@ -28,6 +29,22 @@ def register(item: NavItem) -> None:
 
 def items() -> list[NavItem]:
     return sorted(_items.values(), key=lambda i: (i.order, i.label))
+
+
+def find_pages(viewer: Any, text: str) -> list[Any]:
+    """The palette finds sections by name too ("costs", "audit"): those this user's role
+    opens."""
+    from django.urls import reverse
+
+    from missioncontrol import overview
+    from missioncontrol.roles import RANK
+
+    wanted = text.lower()
+    return [
+        overview.Found("Page", item.label, reverse(item.url_name))
+        for item in items()
+        if wanted in item.label.lower() and RANK[viewer.role] >= RANK[item.role]
+    ]
 
 
 register(NavItem("Overview", "home", order=0))

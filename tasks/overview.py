@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.db.models import Case, When
 from django.urls import reverse
 from django.utils import timezone
 
@@ -106,11 +107,13 @@ def find_tasks(viewer: Viewer, text: str) -> list[overview.Found]:
     pk = parse_int(text.lstrip("#"))
     rows = rows.filter(pk=pk) if pk is not None else rows.search(text)
     labels = dict(Task.Status.choices)
+    # Open work first, then done; the latest changed first within each.
+    done_last = Case(When(status=Task.Status.DONE, then=1), default=0)
     return [
         overview.Found(
             "Task", f"#{t.pk} {t.title}", reverse("tasks:detail", args=[t.pk]), labels[t.status]
         )
-        for t in rows.order_by("-updated_at", "-id")[:6]
+        for t in rows.order_by(done_last, "-updated_at", "-id")[:6]
     ]
 
 

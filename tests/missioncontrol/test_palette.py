@@ -44,6 +44,22 @@ class TestSearch:
         assert results(viewer, f"#{task.pk}") == [("Task", f"#{task.pk} Rotate the deploy keys")]
         assert results(viewer, "") == []
 
+    def test_open_tasks_come_before_done_ones_and_pages_are_found(self, viewer, admin):
+        """#31.16: a done task changed last no longer hides the open one; "costs" finds the
+        Costs page, and admins' pages only for admins."""
+        open_task = make_task("Tune the cache")
+        done = make_task("Tune the cache TTL")
+        from tasks import actions as task_actions
+
+        task_actions.move_task(ADMIN, done.pk, to_status="done")
+        found = results(viewer, "tune the cache")
+        assert found.index(("Task", f"#{open_task.pk} Tune the cache")) < found.index(
+            ("Task", f"#{done.pk} Tune the cache TTL")
+        )
+        assert ("Page", "Costs") in results(viewer, "costs")
+        assert ("Page", "Audit log") not in results(viewer, "audit")
+        assert ("Page", "Audit log") in results(admin, "audit")
+
     def test_grants_narrow_it(self, viewer, alice_viewer):
         prod, edge = make_gateway(name="prod"), make_gateway(name="edge")
         for gateway in (prod, edge):
