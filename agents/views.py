@@ -151,9 +151,10 @@ def agent_detail(request: HttpRequest, name: str) -> HttpResponse:
 def key_list(request: HttpRequest) -> HttpResponse:
     form = KeyForm(request.POST or None, initial={"agent": request.GET.get("agent")})
     new_key = None
+    issued: AgentKey | None = None
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        _key, new_key = actions.issue_key(
+        issued, new_key = actions.issue_key(
             Actor.user(request.user),
             kind=data["kind"],
             agent=data.get("agent"),
@@ -173,6 +174,9 @@ def key_list(request: HttpRequest) -> HttpResponse:
             "form": form,
             "keys": qs[:500],
             "new_key": new_key,
+            "issued": issued,
+            # For the snippets shown with a new key: this server as the agent reaches it.
+            "mc_url": request.build_absolute_uri("/").rstrip("/"),
             "show_revoked": show_revoked,
             "now": timezone.now(),
         },

@@ -76,3 +76,19 @@ document.addEventListener("submit", (e) => {
   const message = e.target.dataset.confirm;
   if (message && !window.confirm(message)) e.preventDefault();
 });
+
+// `[data-copy=ID]`: copies the text of the element with that id (a new key, a snippet).
+document.addEventListener("click", async (e) => {
+  const button = e.target.closest("[data-copy]");
+  if (!button) return;
+  const source = document.getElementById(button.dataset.copy);
+  if (!source) return;
+  try {
+    await navigator.clipboard.writeText(source.textContent.trim());
+    button.textContent = "Copied";
+  } catch (err) {
+    // No clipboard (an insecure origin): select the text for Ctrl+C instead.
+    window.getSelection().selectAllChildren(source);
+    button.textContent = "Press Ctrl+C";
+  }
+});

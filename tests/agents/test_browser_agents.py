@@ -89,3 +89,19 @@ def test_api_docs_render_without_csp_violations(browser):
     page.wait_for_selector(".swagger-ui .opblock", timeout=8000)
     assert "/api/v1/agents/{name}/heartbeat" in page.inner_text(".swagger-ui")
     assert browser.csp_violations() == []
+
+
+def test_a_new_keys_copy_button_copies_it(browser, live):
+    UserFactory.create(username="root", role="admin")
+    Agent.objects.create(name="ada", framework="codex")
+    browser.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live.url)
+    browser.login("root")
+    page = browser.page
+    page.goto("/settings/keys/")
+    page.select_option("select[name=kind]", "enrollment")
+    page.click("form.stack button[type=submit]")
+    page.wait_for_selector("#new-key")
+    page.click("[data-copy=new-key]")
+    page.wait_for_selector("[data-copy=new-key]:has-text('Copied')")
+    assert page.evaluate("navigator.clipboard.readText()") == page.inner_text("#new-key").strip()
+    assert browser.csp_violations() == []

@@ -115,6 +115,22 @@ class TestKeysPage:
         assert getattr(keys.verify(full), "agent_name", None) == "ada"
         assert full not in admin.get(reverse("agents:keys")).content.decode()  # never again
 
+    def test_a_new_key_comes_with_ready_snippets(self, admin):
+        """#31.17: env vars, Claude Code's settings and curl, with this server's URL, the key
+        and the agent's name, each with a Copy button; an enrollment key's curl registers."""
+        agent = Agent.objects.create(name="ada")
+        response = admin.post(reverse("agents:keys"), {"kind": "agent", "agent": agent.pk})
+        full = response.context["new_key"]
+        html = response.content.decode()
+        assert f"export MC_URL=http://testserver MC_API_KEY={full}" in html
+        assert "mc-agent run --name ada -- your-command" in html
+        assert f'"MC_API_KEY": "{full}"' in html
+        assert "http://testserver/api/v1/agents/ada/heartbeat" in html
+        assert html.count('data-copy="') == 4
+        enrolling = admin.post(reverse("agents:keys"), {"kind": "enrollment"}).content.decode()
+        assert "http://testserver/api/v1/agents/register" in enrolling
+        assert "--name my-agent" in enrolling
+
     def test_agent_key_needs_an_agent(self, admin):
         response = admin.post(reverse("agents:keys"), {"kind": "agent"})
         assert response.status_code == 422
