@@ -186,26 +186,28 @@ class Unusable(ValueError):
 
 
 def listed[T](
-    raw: Any, kind: str, reader: Callable[[dict[str, Any]], T], skipped: Skipped
+    raw: Any, kind: str, reader: Callable[[dict[str, Any]], T], skipped: Skipped | None = None
 ) -> list[T]:
     """A list of objects read one by one: an item that is not an object, that lacks what it
-    must have (`Unusable`) or holds what no reader foresaw is left out and counted."""
+    must have (`Unusable`) or holds what no reader foresaw is left out and counted (in
+    `skipped`, when given)."""
+    counted = skipped if skipped is not None else Skipped()
     if raw is None:
         return []
     if not isinstance(raw, list):
-        skipped.add(kind, "the list is not a list")
+        counted.add(kind, "the list is not a list")
         return []
     kept: list[T] = []
     for item in raw:
         if not isinstance(item, dict):
-            skipped.add(kind, "an item that is not an object")
+            counted.add(kind, "an item that is not an object")
             continue
         try:
             kept.append(reader(item))
         except Unusable as missing:
-            skipped.add(kind, str(missing))
+            counted.add(kind, str(missing))
         except READ_ERRORS as failure:
-            skipped.add(kind, f"{type(failure).__name__}: {failure}")
+            counted.add(kind, f"{type(failure).__name__}: {failure}")
     return kept
 
 
@@ -271,7 +273,7 @@ class ListedAgent:
 
 def agents(raw: Any, skipped: Skipped | None = None) -> list[ListedAgent]:
     """`agents.list`'s `agents`."""
-    return listed(raw, "agents", ListedAgent.read, skipped if skipped is not None else Skipped())
+    return listed(raw, "agents", ListedAgent.read, skipped)
 
 
 # --- Sessions and transcripts -------------------------------------------------------------------
@@ -325,9 +327,7 @@ class SessionSnapshot:
 
 def sessions(raw: Any, skipped: Skipped | None = None) -> list[SessionSnapshot]:
     """`sessions.list`'s rows (or the sessions of events)."""
-    return listed(
-        raw, "sessions", SessionSnapshot.read, skipped if skipped is not None else Skipped()
-    )
+    return listed(raw, "sessions", SessionSnapshot.read, skipped)
 
 
 def session(raw: Any) -> SessionSnapshot | None:
@@ -555,9 +555,7 @@ def _str(value: Any, limit: int) -> str:
 
 def cron_jobs(raw: Any, skipped: Skipped | None = None) -> list[CronJobSnapshot]:
     """`cron.list`'s `jobs`."""
-    return listed(
-        raw, "cron jobs", CronJobSnapshot.read, skipped if skipped is not None else Skipped()
-    )
+    return listed(raw, "cron jobs", CronJobSnapshot.read, skipped)
 
 
 @dataclass(frozen=True)
@@ -625,9 +623,7 @@ def _tokens(value: Any) -> int | None:
 
 def cron_runs(raw: Any, skipped: Skipped | None = None) -> list[CronRunEntry]:
     """`cron.runs`' `entries`."""
-    return listed(
-        raw, "cron runs", CronRunEntry.read, skipped if skipped is not None else Skipped()
-    )
+    return listed(raw, "cron runs", CronRunEntry.read, skipped)
 
 
 @dataclass(frozen=True)
