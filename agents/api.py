@@ -1,59 +1,125 @@
-"""The agent API on DRF: registration and the agent's own tasks (the hot path is ingest.py)."""
+"""The agent API's routes besides the fast ones (agents/ingest.py): registration and the agent's
+own tasks. django-ninja operations on `missioncontrol.api` (the one API stack): pydantic schemas
+in, the actions' typed commands out; refusals are the actions' ActionErrors."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
-from rest_framework.request import Request
-from rest_framework.response import Response
+from django.http import HttpRequest
+from ninja import Router, Schema, Status
+from ninja.responses import codes_4xx
+from pydantic import AfterValidator, Field, field_validator
 
 from agents import actions, validation
-from agents.api_auth import AgentAPIView
 from agents.keys import KeyInfo
-from agents.models import Agent, AgentKey
+from agents.models import Agent
+from missioncontrol.api import AgentKeyAuth
 from missioncontrol.audit import Actor
-from missioncontrol.errors import Forbidden, Invalid, NotFound
+from missioncontrol.errors import Forbidden, NotFound
 from tasks import actions as task_actions
 from tasks.models import Task
 
 
-class Text(serializers.CharField):
-    """A string every database stores as it is: no NUL, no lone surrogates (DRF's CharField
-    lets surrogates through, and SQLite and PostgreSQL refuse them at write time)."""
+def _storable(value: str) -> str:
+    """A string every database stores as it is: no NUL, no lone surrogates."""
+    problem = validation.text_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
 
-    def to_internal_value(self, data: Any) -> str:
-        value = super().to_internal_value(data)
-        problem = validation.text_problem(value)
-        if problem:
-            raise serializers.ValidationError(problem)
-        return value
+
+def Text(max_length: int) -> Any:
+    return Annotated[str, Field(max_length=max_length), AfterValidator(_storable)]
 
 
 MAX_METADATA_BYTES = 16384
 
 
-class RegisterSerializer(serializers.Serializer):
-    name = Text(max_length=64)
-    framework = Text(max_length=64, required=False, allow_blank=True, default="")
-    role = Text(max_length=64, required=False, allow_blank=True, default="")
-    capabilities = serializers.ListField(
-        child=Text(max_length=64), max_length=50, required=False, default=list
-    )
-    version = Text(max_length=64, required=False, allow_blank=True, default="")
-    metadata = serializers.DictField(required=False, default=dict)
-    heartbeat_interval_s = serializers.IntegerField(min_value=5, max_value=3600, required=False)
+class ApiError(Schema):
+    error: str
+    detail: Any = None
 
-    def validate_metadata(self, value: dict[str, Any]) -> dict[str, Any]:
+
+class RegisterIn(Schema):
+    name: Text(64) = Field(min_length=1)  # type: ignore[valid-type]
+    framework: Text(64) = ""  # type: ignore[valid-type]
+    role: Text(64) = ""  # type: ignore[valid-type]
+    capabilities: list[Text(64)] = Field(default_factory=list, max_length=50)  # type: ignore[valid-type]
+    version: Text(64) = ""  # type: ignore[valid-type]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    heartbeat_interval_s: int | None = Field(None, ge=5, le=3600)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
         problem = validation.json_problem(value)
         if problem:
-            raise serializers.ValidationError(problem)
+            raise ValueError(problem)
         if len(json.dumps(value)) > MAX_METADATA_BYTES:
-            raise serializers.ValidationError(f"At most {MAX_METADATA_BYTES} bytes of JSON.")
+            raise ValueError(f"At most {MAX_METADATA_BYTES} bytes of JSON.")
         return value
+
+
+class AgentOut(Schema):
+    name: str
+    framework: str
+    role: str
+    capabilities: list[Any]
+    version: str
+    status: str
+    last_seen: str | None
+    heartbeat_interval_s: int
+
+
+class RegisterOut(Schema):
+    agent: AgentOut
+    api_key: str | None = Field(None, description="Only when a new agent was made: shown once.")
+    api_key_note: str | None = None
+
+
+class TaskOut(Schema):
+    id: int
+    title: str
+    description: str
+    status: str
+    priority: str
+    labels: list[str]
+    blocked: bool
+    blocked_reason: str
+    version: int
+    url: str
+
+
+class TasksOut(Schema):
+    tasks: list[TaskOut]
+
+
+class TaskAnswer(Schema):
+    task: TaskOut
+
+
+class TaskPatch(Schema):
+    status: Task.Status | None = None
+    blocked: bool | None = None
+    blocked_reason: Text(500) = ""  # type: ignore[valid-type]
+
+
+class CommentIn(Schema):
+    body: Text(20000)  # type: ignore[valid-type]
+
+
+class CommentOut(Schema):
+    id: int
+    task: int
+
+
+class CommentAnswer(Schema):
+    comment: CommentOut
+
+
+router = Router(tags=["agents"], auth=AgentKeyAuth())
 
 
 def agent_json(agent: Any) -> dict[str, Any]:
@@ -69,37 +135,30 @@ def agent_json(agent: Any) -> dict[str, Any]:
     }
 
 
-class RegisterView(AgentAPIView):
-    """POST /api/v1/agents/register"""
-
-    @extend_schema(
-        request=RegisterSerializer,
-        responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT},
-        summary="Register an agent (enrollment key: returns its own key once; agent key: idempotent)",
-    )
-    def post(self, request: Request) -> Response:
-        key: KeyInfo = request.auth
-        data = RegisterSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
-        name = fields.pop("name")
-        registration = actions.register_agent(
-            key, name=name, profile=actions.AgentProfile(**fields)
-        )
-        body: dict[str, Any] = {"agent": agent_json(registration.agent)}
-        if registration.new_key:
-            body["api_key"] = registration.new_key
-            body["api_key_note"] = "Shown once: store it now. Use it for heartbeats and usage."
-        return Response(
-            body, status=status.HTTP_201_CREATED if registration.created else status.HTTP_200_OK
-        )
+@router.post(
+    "/agents/register",
+    auth=AgentKeyAuth(enrollment_ok=True),
+    response={200: RegisterOut, 201: RegisterOut, codes_4xx: ApiError},
+    exclude_none=True,
+    summary="Register an agent (enrollment key: returns its own key once; agent key: idempotent)",
+)
+def register(request: HttpRequest, body: RegisterIn) -> Status[dict[str, Any]]:
+    key: KeyInfo = request.auth  # type: ignore[attr-defined]
+    fields = body.model_dump()
+    name = fields.pop("name")
+    registration = actions.register_agent(key, name=name, profile=actions.AgentProfile(**fields))
+    answer: dict[str, Any] = {"agent": agent_json(registration.agent)}
+    if registration.new_key:
+        answer["api_key"] = registration.new_key
+        answer["api_key_note"] = "Shown once: store it now. Use it for heartbeats and usage."
+    return Status(201 if registration.created else 200, answer)
 
 
-def _own_agent(request: Request) -> tuple[int, Actor]:
-    """The calling agent's id and actor; 403 for enrollment keys."""
-    key: KeyInfo = request.auth
-    if key.kind != AgentKey.Kind.AGENT or key.agent_name is None or key.agent_id is None:
-        raise Forbidden("Only an agent's own key can act on tasks.")
+def _own_agent(request: HttpRequest) -> tuple[int, Actor]:
+    """The calling agent's id and actor (AgentKeyAuth admits only agents' own keys here)."""
+    key: KeyInfo = request.auth  # type: ignore[attr-defined]
+    assert key.agent_id is not None
+    assert key.agent_name is not None
     return key.agent_id, Actor.agent(key.agent_name)
 
 
@@ -118,30 +177,19 @@ def task_json(task: Task) -> dict[str, Any]:
     }
 
 
-class TasksView(AgentAPIView):
-    """GET /api/v1/tasks?assignee=me&status=…: the agent's tasks."""
-
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("status", str, enum=Task.Status.values),
-            OpenApiParameter("assignee", str, enum=["me"]),
-        ],
-        responses={200: OpenApiTypes.OBJECT},
-        summary="The agent's own tasks",
-    )
-    def get(self, request: Request) -> Response:
-        agent_id, _actor = _own_agent(request)
-        qs = (
-            Task.objects.on_board()
-            .filter(assignee_agent_id=agent_id)
-            .order_by("priority", "position")
-        )
-        wanted = request.query_params.get("status")
-        if wanted:
-            if wanted not in Task.Status.values:
-                raise Invalid({"status": [f"One of {', '.join(Task.Status.values)}."]})
-            qs = qs.filter(status=wanted)
-        return Response({"tasks": [task_json(t) for t in qs[:200]]})
+@router.get(
+    "/tasks",
+    response={200: TasksOut, codes_4xx: ApiError},
+    summary="The agent's own tasks (open ones on the board), most urgent first",
+)
+def tasks(
+    request: HttpRequest, status: Task.Status | None = None, assignee: Literal["me"] = "me"
+) -> dict[str, Any]:
+    agent_id, _actor = _own_agent(request)
+    qs = Task.objects.on_board().filter(assignee_agent_id=agent_id).order_by("priority", "position")
+    if status:
+        qs = qs.filter(status=status)
+    return {"tasks": [task_json(t) for t in qs[:200]]}
 
 
 def _task_for(pk: int) -> Task:
@@ -151,68 +199,44 @@ def _task_for(pk: int) -> Task:
     return task
 
 
-class ClaimView(AgentAPIView):
-    """POST /api/v1/tasks/{id}/claim: take an unassigned task (409 if someone holds it)."""
+@router.post(
+    "/tasks/{id:task_id}/claim",
+    response={200: TaskAnswer, codes_4xx: ApiError},
+    summary="Claim an unassigned task (409 when someone holds it)",
+)
+def claim(request: HttpRequest, task_id: int) -> dict[str, Any]:
+    agent_id, actor = _own_agent(request)
+    task = _task_for(task_id)
+    return {"task": task_json(task_actions.claim_task(actor, task.pk, agent_id=agent_id))}
 
-    @extend_schema(
-        request=None, responses={200: OpenApiTypes.OBJECT}, summary="Claim an unassigned task"
+
+@router.patch(
+    "/tasks/{id:task_id}",
+    response={200: TaskAnswer, codes_4xx: ApiError},
+    summary="Move and/or block its own task (all of it or nothing)",
+)
+def change(request: HttpRequest, task_id: int, body: TaskPatch | None = None) -> dict[str, Any]:
+    agent_id, actor = _own_agent(request)
+    body = body or TaskPatch()
+    update = task_actions.OwnTaskChange(
+        agent_id=agent_id,
+        task_id=task_id,
+        status=body.status.value if body.status else None,
+        blocked=body.blocked,
+        blocked_reason=body.blocked_reason,
     )
-    def post(self, request: Request, pk: int) -> Response:
-        agent_id, actor = _own_agent(request)
-        task = _task_for(pk)
-        claimed = task_actions.claim_task(actor, task.pk, agent_id=agent_id)
-        return Response({"task": task_json(claimed)})
+    return {"task": task_json(task_actions.change_own_task(actor, update))}
 
 
-class TaskPatchSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=Task.Status.values, required=False)
-    blocked = serializers.BooleanField(required=False)
-    blocked_reason = Text(max_length=500, required=False, allow_blank=True)
-
-
-class TaskView(AgentAPIView):
-    """PATCH /api/v1/tasks/{id} {status?, blocked?, blocked_reason?} on the agent's own task."""
-
-    @extend_schema(
-        request=TaskPatchSerializer,
-        responses={200: OpenApiTypes.OBJECT},
-        summary="Move or block its own task",
-    )
-    def patch(self, request: Request, pk: int) -> Response:
-        agent_id, actor = _own_agent(request)
-        data = TaskPatchSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        values = data.validated_data
-        change = task_actions.OwnTaskChange(
-            agent_id=agent_id,
-            task_id=pk,
-            status=values.get("status"),
-            blocked=values.get("blocked"),
-            blocked_reason=values.get("blocked_reason", ""),
-        )
-        return Response({"task": task_json(task_actions.change_own_task(actor, change))})
-
-
-class CommentSerializer(serializers.Serializer):
-    body = Text(max_length=20000)
-
-
-class CommentsView(AgentAPIView):
-    """POST /api/v1/tasks/{id}/comments {body}: a comment by the agent."""
-
-    @extend_schema(
-        request=CommentSerializer, responses={201: OpenApiTypes.OBJECT}, summary="Comment on a task"
-    )
-    def post(self, request: Request, pk: int) -> Response:
-        agent_id, actor = _own_agent(request)
-        task = _task_for(pk)
-        if task.assignee_agent_id != agent_id and (task.assignee_agent_id or task.assignee_user_id):
-            raise Forbidden("You may comment on your own tasks and on unassigned ones.")
-        data = CommentSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        comment = task_actions.add_comment(
-            actor, task.pk, data.validated_data["body"], agent=Agent.objects.get(pk=agent_id)
-        )
-        return Response(
-            {"comment": {"id": comment.pk, "task": task.pk}}, status=status.HTTP_201_CREATED
-        )
+@router.post(
+    "/tasks/{id:task_id}/comments",
+    response={201: CommentAnswer, codes_4xx: ApiError},
+    summary="Comment on its own task or an unassigned one (markdown)",
+)
+def comment(request: HttpRequest, task_id: int, body: CommentIn) -> Status[dict[str, Any]]:
+    agent_id, actor = _own_agent(request)
+    task = _task_for(task_id)
+    if task.assignee_agent_id != agent_id and (task.assignee_agent_id or task.assignee_user_id):
+        raise Forbidden("You may comment on your own tasks and on unassigned ones.")
+    made = task_actions.add_comment(actor, task.pk, body.body, agent=Agent.objects.get(pk=agent_id))
+    return Status(201, {"comment": {"id": made.pk, "task": task.pk}})

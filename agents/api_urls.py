@@ -1,80 +1,26 @@
+"""`/api/v1/`: the API's routes (missioncontrol/api.py), and the agents' event stream.
+
+Mounted by missioncontrol/urls.py as a lazy, namespaced URLconf: this module (and with it
+django-ninja and pydantic, ~17 MB and ~0.5 s: docs/benchmarks.md) is imported on the first
+request under /api/v1/, not when the server starts.
+"""
+
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import cache
-from typing import Any
-
-from django.http import HttpRequest, HttpResponse
-from django.urls import path
-from django.views.decorators.csrf import csrf_exempt
+from django.urls import URLPattern, path
 
 from agents import stream
+from missioncontrol import api, converters  # noqa: F401 - converters: <id:…>
 
+_api = api.build()
+_patterns, app_name, _namespace = _api.urls
 
-def _lazy(build: Callable[[], Callable[..., HttpResponse]]) -> Callable[..., HttpResponse]:
-    """A view whose module is imported on first use: the OpenAPI machinery (~80 ms of start-up)
-    is only needed by the schema and docs pages, and DRF itself only once an agent calls one
-    of its routes (it imports every optional package it finds — psycopg, requests, yaml,
-    pygments … — ~15 MB a server whose agents only heartbeat never needs: idle memory,
-    bench/startup.py). Heartbeats and usage are the fast path's, without DRF."""
-    built = cache(build)
-
-    @csrf_exempt
-    def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return built()(request, *args, **kwargs)
-
-    return view
-
-
-# The DRF routes: path, view class in agents/api.py, name.
-DRF_ROUTES = [
-    ("agents/register", "RegisterView", "api-register"),
-    ("tasks", "TasksView", "api-tasks"),
-    ("tasks/<id:pk>", "TaskView", "api-task"),
-    ("tasks/<id:pk>/claim", "ClaimView", "api-claim"),
-    ("tasks/<id:pk>/comments", "CommentsView", "api-comments"),
-]
-
-
-def _schema() -> Callable[..., HttpResponse]:
-    from types import SimpleNamespace
-
-    from django.urls import include
-    from drf_spectacular.views import SpectacularAPIView
-
-    from agents import (
-        api,
-        openapi,  # noqa: F401 - registers the API key scheme for the schema
-    )
-
-    # The generator finds DRF views by their class, which the lazy routes hide: it reads the
-    # same table with the views themselves.
-    views = [path(route, getattr(api, view).as_view()) for route, view, _name in DRF_ROUTES]
-    urlconf = SimpleNamespace(urlpatterns=[path("api/v1/", include(views))])
-    return SpectacularAPIView.as_view(urlconf=urlconf)
-
-
-def _docs() -> Callable[..., HttpResponse]:
-    from drf_spectacular.views import SpectacularSwaggerSplitView
-
-    return SpectacularSwaggerSplitView.as_view(url_name="api-schema")
-
-
-# /api/v1/agents/<name>/heartbeat and /api/v1/usage are served by agents/ingest.py at the ASGI
-# layer; under WSGI-less test clients they are not routed here.
-def _api(name: str) -> Callable[..., HttpResponse]:
-    def build() -> Callable[..., HttpResponse]:
-        from agents import api
-
-        return getattr(api, name).as_view()
-
-    return _lazy(build)
-
+for _pattern in _patterns:
+    if isinstance(_pattern, URLPattern):
+        _pattern.callback = api.json_refusals(_pattern.callback)
 
 urlpatterns = [
-    *(path(route, _api(view), name=name) for route, view, name in DRF_ROUTES),
-    path("events", stream.agent_events, name="api-events"),
-    path("schema/", _lazy(_schema), name="api-schema"),
-    # The split view serves its start-up script as a file: no inline script for the CSP.
-    path("docs/", _lazy(_docs), name="api-docs"),
+    path("events", stream.agent_events, name="events"),
+    # Not ninja's root page (a 404 naming the docs): /api/v1/ is the JSON 404 of any unknown path.
+    *(p for p in _patterns if getattr(p, "name", None) != "api-root"),
 ]

@@ -11,7 +11,6 @@ committed. The writer calls agents/actions.py and billing/actions.py like every 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -23,11 +22,10 @@ from django.db import connection
 from django.utils import timezone
 
 from agents import actions, keys, validation
-from agents.models import AgentKey
 from billing import actions as billing
 from billing import budgets
 from billing import validation as usage_validation
-from missioncontrol.errors import CODES
+from missioncontrol.errors import CODES, ActionError, Forbidden, Unauthenticated, Unavailable
 from missioncontrol.fastpath import writer as fastwriter
 from missioncontrol.fastpath.http import (
     Receive,
@@ -37,6 +35,7 @@ from missioncontrol.fastpath.http import (
     header,
     host_allowed,
     read_body,
+    refuse,
     respond,
 )
 from tasks.models import Task
@@ -49,28 +48,6 @@ AGENT_GONE: dict[str, Any] = {"gone": True}
 
 
 # --- The handler --------------------------------------------------------------------------------
-
-
-async def authenticate(scope: Scope) -> tuple[keys.KeyInfo | None, str]:
-    raw = keys.from_headers(header(scope, b"authorization"), header(scope, b"x-api-key"))
-    if not raw:
-        return None, "Send the agent's API key as 'Authorization: Bearer <key>' or 'X-Api-Key'."
-    parts = keys.split(raw)
-    if parts is None:
-        return None, "That is not a Mission Control API key."
-    prefix, secret = parts
-    if keys.claim_check():
-        # Keys changed anywhere (admin, shell, another process) are forgotten first; one
-        # request in CHANGE_CHECK_S does it (and waits for it), the others go on.
-        await asyncio.get_running_loop().run_in_executor(None, keys.refresh_changed)
-    hit, info = keys.cached(prefix)
-    if not hit:
-        info = await asyncio.get_running_loop().run_in_executor(None, keys.load, prefix)
-        keys.remember(prefix, info)
-    checked = keys.check(info, secret)
-    if checked is None:
-        return None, "This API key is unknown, revoked or expired."
-    return checked, ""
 
 
 async def handle(scope: Scope, receive: Receive, send: Send, kind: str, name: str | None) -> None:
@@ -87,22 +64,12 @@ async def handle(scope: Scope, receive: Receive, send: Send, kind: str, name: st
             "payload_too_large",
             f"Bodies are limited to {settings.MC_API_MAX_BODY} bytes.",
         )
-    key, why = await authenticate(scope)
-    if key is None:
-        return await error(send, 401, "unauthenticated", why, [(b"www-authenticate", b"Bearer")])
-    if key.kind != AgentKey.Kind.AGENT:
-        return await error(send, 403, "forbidden", "Enrollment keys can only register agents.")
-    if kind == "heartbeat" and key.agent_name != name:
-        return await error(send, 403, "forbidden", "This key belongs to another agent.")
-    wait = await keys.arate_limited(key.id)
-    if wait:
-        return await error(
-            send,
-            429,
-            "rate_limited",
-            "Too many requests for this key.",
-            [(b"retry-after", str(max(1, round(wait))).encode())],
-        )
+    try:
+        key = await keys.aauthenticate(header(scope, b"authorization"), header(scope, b"x-api-key"))
+        if kind == "heartbeat" and key.agent_name != name:
+            raise Forbidden("This key belongs to another agent.")
+    except ActionError as refused:
+        return await refuse(send, refused)
     try:
         data = json.loads(body or b"{}")
     except RecursionError:
@@ -135,23 +102,13 @@ async def handle(scope: Scope, receive: Receive, send: Send, kind: str, name: st
     try:
         result = await fastwriter.writer("ingest", IngestWriter).submit(job)
     except fastwriter.WriteFailed:
-        return await error(
-            send,
-            503,
-            "unavailable",
-            "Could not store this; nothing was recorded. Try again.",
-            [(b"retry-after", b"1")],
+        return await refuse(
+            send, Unavailable("Could not store this; nothing was recorded. Try again.")
         )
     if result is AGENT_GONE:
         # The key's agent was deleted since the key was cached: the key is dead with it.
         keys.invalidate(key.prefix)
-        return await error(
-            send,
-            401,
-            "unauthenticated",
-            "This API key's agent no longer exists.",
-            [(b"www-authenticate", b"Bearer")],
-        )
+        return await refuse(send, Unauthenticated("This API key's agent no longer exists."))
     return await respond(send, 200, result)
 
 

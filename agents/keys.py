@@ -8,6 +8,7 @@ a change made anywhere is honoured everywhere within that. Expiry is checked on 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -24,6 +25,7 @@ from django.utils import timezone
 
 from agents.models import AgentKey
 from missioncontrol import ratelimit, state
+from missioncontrol.errors import Forbidden, RateLimited, Unauthenticated
 
 KEY_RE = re.compile(r"^mc_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{43})$")
 KEY_TTL_S = 600.0
@@ -142,12 +144,79 @@ def invalidate(prefix: str) -> None:
 
 
 def from_headers(authorization: str | None, x_api_key: str | None) -> str:
-    """The key a request sends: `Authorization: Bearer <key>`, else `X-Api-Key` ("" if none).
-    The one reader of agent keys, for every agent-key route (fast path, DRF, SSE)."""
+    """The key a request sends: `Authorization: Bearer <key>`, else `X-Api-Key` ("" if none)."""
     raw = authorization or ""
     if raw[:7].lower() == "bearer ":
         return raw[7:].strip()
     return (x_api_key or "").strip()
+
+
+NO_KEY = "Send the agent's API key as 'Authorization: Bearer <key>' or 'X-Api-Key'."
+NOT_A_KEY = "That is not a Mission Control API key."
+UNKNOWN = "This API key is unknown, revoked or expired."
+ENROLLMENT_ONLY = "An enrollment key can only register agents."
+TOO_MANY = "Too many requests for this key."
+
+
+def _parts(authorization: str | None, x_api_key: str | None) -> tuple[str, str]:
+    raw = from_headers(authorization, x_api_key)
+    if not raw:
+        raise Unauthenticated(NO_KEY)
+    parts = split(raw)
+    if parts is None:
+        raise Unauthenticated(NOT_A_KEY)
+    return parts
+
+
+def _admit(info: KeyInfo | None, enrollment_ok: bool) -> KeyInfo:
+    if info is None:
+        raise Unauthenticated(UNKNOWN)
+    if not enrollment_ok and (info.kind != AgentKey.Kind.AGENT or info.agent_id is None):
+        raise Forbidden(ENROLLMENT_ONLY)
+    return info
+
+
+def authenticate(
+    authorization: str | None, x_api_key: str | None, *, enrollment_ok: bool = False
+) -> KeyInfo:
+    """The one agent-key check of every agent-key route (synchronous callers: the API's views
+    and the agents' event stream): the key from the headers, verified (cache, then the
+    database), of the right kind, within its rate limit. Raises Unauthenticated (401),
+    Forbidden (403: an enrollment key where an agent's own key is needed) or RateLimited
+    (429). `aauthenticate` is the same for the event loop's fast routes."""
+    prefix, secret = _parts(authorization, x_api_key)
+    if claim_check():
+        refresh_changed()
+    hit, info = cached(prefix)
+    if not hit:
+        info = _load(prefix)
+        remember(prefix, info)
+    key = _admit(check(info, secret), enrollment_ok)
+    wait = rate_limited(key.id)
+    if wait:
+        raise RateLimited(TOO_MANY, retry_after=wait)
+    return key
+
+
+async def aauthenticate(
+    authorization: str | None, x_api_key: str | None, *, enrollment_ok: bool = False
+) -> KeyInfo:
+    """authenticate(), on the event loop: the database only in the executor, on a cache miss."""
+    prefix, secret = _parts(authorization, x_api_key)
+    loop = asyncio.get_running_loop()
+    if claim_check():
+        # Keys changed anywhere (admin, shell, another process) are forgotten first; one
+        # request in CHANGE_CHECK_S does it (and waits for it), the others go on.
+        await loop.run_in_executor(None, refresh_changed)
+    hit, info = cached(prefix)
+    if not hit:
+        info = await loop.run_in_executor(None, _load, prefix)
+        remember(prefix, info)
+    key = _admit(check(info, secret), enrollment_ok)
+    wait = await arate_limited(key.id)
+    if wait:
+        raise RateLimited(TOO_MANY, retry_after=wait)
+    return key
 
 
 # Per key: sustained requests per second and burst, on every agent-key route (a runaway loop
@@ -192,7 +261,8 @@ def check(info: KeyInfo | None, secret: str) -> KeyInfo | None:
 
 
 def verify(raw: str) -> KeyInfo | None:
-    """Synchronous verification (DRF views, commands): cache first, then the database."""
+    """Whether a key is (still) good: cache first, then the database (no rate limit: a stream
+    checks the key that opened it)."""
     parts = split(raw)
     if parts is None:
         return None
@@ -204,10 +274,6 @@ def verify(raw: str) -> KeyInfo | None:
         info = _load(prefix)
         remember(prefix, info)
     return check(info, secret)
-
-
-def load(prefix: str) -> KeyInfo | None:
-    return _load(prefix)
 
 
 state.register("agent keys", reset)

@@ -1,25 +1,10 @@
-"""The fast-path endpoints (agents/ingest.py) are not DRF views; their schema is written here."""
+"""The schema of the agent API's routes that are not django-ninja operations — the fast routes
+(heartbeats, usage: agents/ingest.py) and the agents' event stream (agents/stream.py) — added to
+the generated schema (missioncontrol/api.py)."""
 
 from __future__ import annotations
 
 from typing import Any
-
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
-
-
-class AgentKeyScheme(OpenApiAuthenticationExtension):
-    """Documents agents.api_auth.AgentKeyAuthentication as a bearer scheme."""
-
-    target_class = "agents.api_auth.AgentKeyAuthentication"
-    name = "agentKey"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "An agent key or an enrollment key (mc_…); X-Api-Key works too.",
-        }
-
 
 USAGE_ITEM = {
     "type": "object",
@@ -43,6 +28,11 @@ USAGE_ITEM = {
         "occurred_at": {"type": "string", "format": "date-time", "description": "Default: now."},
     },
 }
+AGENT_KEY = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "An agent key or an enrollment key (mc_…); X-Api-Key works too.",
+}
 ERROR = {
     "type": "object",
     "properties": {"error": {"type": "string"}, "detail": {}},
@@ -63,11 +53,10 @@ ERRORS = {
 }
 
 
-def add_lean_paths(
-    result: dict[str, Any], generator: Any, request: Any, public: bool
-) -> dict[str, Any]:
-    """drf-spectacular postprocessing hook: add the fast-path endpoints."""
+def add_lean_paths(result: dict[str, Any]) -> dict[str, Any]:
+    """The generated schema with the fast routes and the event stream added."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    result["components"].setdefault("securitySchemes", {}).setdefault("AgentKeyAuth", AGENT_KEY)
     schemas["UsageItem"] = USAGE_ITEM
     schemas["ApiError"] = ERROR
     heartbeat_body = {
@@ -131,7 +120,7 @@ def add_lean_paths(
             "parameters": [
                 {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
             ],
-            "security": [{"agentKey": []}],
+            "security": [{"AgentKeyAuth": []}],
             "requestBody": {"content": {"application/json": {"schema": heartbeat_body}}},
             "responses": {
                 "200": {
@@ -147,7 +136,7 @@ def add_lean_paths(
             "operationId": "usage_report",
             "summary": "Report token usage in bulk (idempotent by record id).",
             "tags": ["usage"],
-            "security": [{"agentKey": []}],
+            "security": [{"AgentKeyAuth": []}],
             "requestBody": {
                 "content": {
                     "application/json": {
@@ -189,7 +178,7 @@ def add_lean_paths(
             "operationId": "agent_events",
             "summary": "Server-Sent Events: changes to the agent's tasks (resume with Last-Event-ID).",
             "tags": ["agents"],
-            "security": [{"agentKey": []}],
+            "security": [{"AgentKeyAuth": []}],
             "responses": {
                 "200": {"description": "text/event-stream; each event: {type, seq, task}"},
                 **ERRORS,

@@ -16,9 +16,8 @@ from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from agents import keys
-from agents.models import AgentKey
 from missioncontrol import live, streaming
-from missioncontrol.errors import json_error
+from missioncontrol.errors import ActionError, error_response, json_error
 from missioncontrol.http import parse_int
 
 KEEPALIVE_S = 15.0
@@ -78,19 +77,14 @@ async def agent_events(request: HttpRequest) -> HttpResponseBase:
         refused = json_error(405, "method_not_allowed", "Use GET.")
         refused["Allow"] = "GET"
         return refused
+    try:
+        key = await keys.aauthenticate(
+            request.headers.get("Authorization"), request.headers.get("X-Api-Key")
+        )
+    except ActionError as refused:
+        return error_response(refused)
+    assert key.agent_id is not None
     raw = keys.from_headers(request.headers.get("Authorization"), request.headers.get("X-Api-Key"))
-    if not raw:
-        return json_error(401, "unauthenticated", "Send the agent's API key.")
-    key = await database_sync_to_async(keys.verify)(raw)
-    if key is None:
-        return json_error(401, "unauthenticated", "This API key is unknown, revoked or expired.")
-    if key.kind != AgentKey.Kind.AGENT or key.agent_id is None:
-        return json_error(403, "forbidden", "Only an agent's own key has events.")
-    wait = await keys.arate_limited(key.id)
-    if wait:
-        response = json_error(429, "rate_limited", "Too many requests for this key.")
-        response["Retry-After"] = str(max(1, round(wait)))
-        return response
     last_id = request.headers.get("Last-Event-ID", "") or request.GET.get("since", "")
     since = parse_int(last_id)
     # Agents see task events as a viewer would (their data, not the browsers' ops), filtered to

@@ -91,6 +91,7 @@ class Unavailable(ActionError):
     """Not stored this time; the same request may succeed (503 with Retry-After)."""
 
     status, code = 503, "unavailable"
+    retry_after = 1
 
 
 # The codes of the statuses that carry no ActionError (method not allowed, media type …).
@@ -121,11 +122,22 @@ def json_error(status: int, code: str, detail: Any = None, **extra: Any) -> Json
     return response
 
 
-def error_response(error: ActionError) -> JsonResponse:
-    """An ActionError as its JSON answer (with Retry-After where it applies)."""
-    response = json_error(error.status, error.code, error.detail, **error.extra)
+def error_headers(error: ActionError) -> dict[str, str]:
+    """The headers an error's answer carries on every transport (fast path, API views,
+    streams): Retry-After on 429 and 503, the scheme on 401."""
     if isinstance(error, RateLimited):
-        response["Retry-After"] = str(error.retry_after)
-    elif isinstance(error, Unavailable):
-        response["Retry-After"] = "1"
+        return {"Retry-After": str(error.retry_after)}
+    if isinstance(error, Unavailable):
+        return {"Retry-After": str(error.retry_after)}
+    if isinstance(error, Unauthenticated):
+        return {"WWW-Authenticate": "Bearer"}
+    return {}
+
+
+def error_response(error: ActionError) -> JsonResponse:
+    """An ActionError as its JSON answer (status, body, headers): the one JSON error writer of
+    Django's side; the fast path's twin (`fastpath.http.refuse`) sends the same bytes."""
+    response = json_error(error.status, error.code, error.detail, **error.extra)
+    for name, value in error_headers(error).items():
+        response[name] = value
     return response

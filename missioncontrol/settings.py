@@ -6,9 +6,11 @@ Every variable is listed in README.md. A bad value stops start-up with a message
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 from csp.constants import NONE, SELF
@@ -74,12 +76,6 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "missioncontrol",
-    # Not "rest_framework": listed, its template tags (and with them every optional package DRF
-    # imports — psycopg's postgres fields, requests, yaml, pygments …, ~15 MB) load with the
-    # first page of any kind. The agent API renders JSON only and needs none of its templates
-    # or static files; DRF itself loads with the first API call (agents/api_urls.py).
-    "drf_spectacular",
-    "drf_spectacular_sidecar",
     "gateways",
     "agents",
     "tasks",
@@ -291,7 +287,14 @@ SESSION_COOKIE_AGE = 60 * 60 * 24 * 14
 # --- Static files ---------------------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS: list[Any] = [BASE_DIR / "static"]
+# Swagger UI for /api/v1/docs/ from django-ninja's package (found without importing it: the
+# API loads with its first request, missioncontrol/urls.py).
+_ninja = importlib.util.find_spec("ninja")
+if _ninja is not None and _ninja.submodule_search_locations:
+    STATICFILES_DIRS.append(
+        ("ninja", Path(_ninja.submodule_search_locations[0]) / "static" / "ninja")
+    )
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "missioncontrol.storage.StaticStorage"},
@@ -340,37 +343,6 @@ MC_AGENT_SWEEP_INTERVAL_S = env_int("MC_AGENT_SWEEP_INTERVAL", 5, low=1, high=36
 MC_API_RATE_LIMIT_OFF = env_bool("MC_BENCH_NO_RATE_LIMIT", False)
 MC_API_MAX_BODY = env_int("MC_API_MAX_BODY", 1024 * 1024, low=1024, high=64 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(MC_API_MAX_BODY, 2621440)
-
-REST_FRAMEWORK = {
-    # Neutral defaults: each API names its own authentication and permission (the agent API:
-    # agents.api_auth.AgentAPIView), so nothing inherits agent auth by accident.
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": ["missioncontrol.api.Nobody"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["missioncontrol.api.JSONParser"],
-    "EXCEPTION_HANDLER": "missioncontrol.api.exception_handler",
-    "UNAUTHENTICATED_USER": None,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-}
-SPECTACULAR_SETTINGS = {
-    "TITLE": "Mission Control agent API",
-    "DESCRIPTION": "For agents reporting directly: register, heartbeats with inline token usage, bulk usage, and their tasks. Authenticate with `Authorization: Bearer <key>` (or `X-Api-Key`).",
-    "VERSION": "1",
-    "SERVE_INCLUDE_SCHEMA": False,
-    # Swagger UI from the installed sidecar package: no CDN.
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-    "SERVE_PERMISSIONS": ["agents.api_auth.ViewerOrAgent"],
-    "SERVE_AUTHENTICATION": [
-        "agents.api_auth.AgentKeyAuthentication",
-        "agents.api_auth.SessionNoCsrf",
-    ],
-    "POSTPROCESSING_HOOKS": [
-        "drf_spectacular.hooks.postprocess_schema_enums",
-        "agents.openapi.add_lean_paths",
-    ],
-}
 
 LOGGING = {
     "version": 1,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path, re_path
+from django.urls import URLResolver, include, path, re_path
+from django.urls.resolvers import RoutePattern
 
 from missioncontrol import (  # noqa: F401 - converters: <id:…>
     audit_views,
@@ -12,6 +15,39 @@ from missioncontrol import (  # noqa: F401 - converters: <id:…>
     two_factor,
     views,
 )
+
+
+class LazyURLconf(URLResolver):
+    """A namespaced URLconf imported on the first request it matches (or the first reverse of
+    one of its names), not with the rest of the URLs: the API (`agents.api_urls`) brings
+    django-ninja and pydantic, which a server whose agents only send heartbeats never needs."""
+
+    def __init__(self, route: str, urlconf: str, namespace: str) -> None:
+        super().__init__(RoutePattern(route), urlconf, app_name=namespace, namespace=namespace)
+
+    def _populate(self) -> None:
+        # Called by the root's own populate (every page's {% url %}): not yet.
+        if "urlconf_module" in self.__dict__:
+            super()._populate()
+
+    def _imported(self) -> None:
+        self.url_patterns  # noqa: B018 - imports the module
+
+    @property
+    def reverse_dict(self) -> Any:
+        self._imported()
+        return super().reverse_dict
+
+    @property
+    def namespace_dict(self) -> Any:
+        self._imported()
+        return super().namespace_dict
+
+    @property
+    def app_dict(self) -> Any:
+        self._imported()
+        return super().app_dict
+
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -50,7 +86,7 @@ urlpatterns = [
     path("", include("billing.urls")),
     path("", include("webhooks.urls")),
     path("", include("crons.urls")),
-    path("api/v1/", include("agents.api_urls")),
+    LazyURLconf("api/v1/", "agents.api_urls", namespace="api"),
     path("favicon.ico", views.favicon),
     # Last: anything else under /api/ is a JSON 404 (API clients parse the body).
     re_path(r"^api/(?P<rest>.*)$", views.api_not_found),

@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from missioncontrol.errors import ActionError, RateLimited, Unavailable, error_body
+from missioncontrol.errors import ActionError, error_body, error_headers
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -81,10 +81,7 @@ async def error(
 
 
 async def refuse(send: Send, refused: ActionError) -> None:
-    """An action's refusal as its JSON answer (status, body and Retry-After as everywhere)."""
-    headers: list[tuple[bytes, bytes]] = []
-    if isinstance(refused, RateLimited):
-        headers.append((b"retry-after", str(refused.retry_after).encode()))
-    elif isinstance(refused, Unavailable):
-        headers.append((b"retry-after", b"1"))
+    """An action's refusal as its JSON answer: the status, body and headers of
+    `errors.error_response`, the one writer of JSON errors."""
+    headers = [(k.lower().encode(), v.encode()) for k, v in error_headers(refused).items()]
     await respond(send, refused.status, refused.body(), headers)

@@ -81,17 +81,16 @@ CLASSES: dict[str, dict[str, dict[str, str]]] = {
         {**ALL_405, "anonymous": "login", "agent_key": "login", "enrollment_key": "login"},
     ),
     "sign-out": _table(ALL_405, dict.fromkeys(PRINCIPALS, "login")),
-    # The agent API: a key, never a session (DRF authenticates before it looks at the method).
-    # An agent key acts as its agent (made-up ids: its JSON 404); an enrollment key only
-    # registers (an agent key may register again: idempotent).
-    "enroll-api": _table(_api("405", "405"), _api("ok", "ok")),
-    "agent-api-get": _table(_api("ok"), _api("405", "405")),
-    "agent-api-post": _table(_api("405", "405"), _api("404")),
-    "agent-api-patch": {
-        "GET": _api("405", "405"),
-        "POST": _api("405", "405"),
-        "PATCH": _api("404"),
-    },
+    # The API: a key, never a session. A method the route lacks is 405 for everyone (before
+    # any key is read: the routes are public in the schema). An agent key acts as its agent
+    # (made-up ids: its JSON 404); an enrollment key only registers (an agent key may register
+    # again: idempotent).
+    "enroll-api": _table(ALL_405, _api("ok", "ok")),
+    "agent-api-get": _table(_api("ok"), ALL_405),
+    "agent-api-post": _table(ALL_405, _api("404")),
+    # … and one whose body is read first (an empty one: its 400).
+    "agent-api-post-body": _table(ALL_405, _api("ok")),
+    "agent-api-patch": {"GET": ALL_405, "POST": ALL_405, "PATCH": _api("404")},
     # The API's schema and docs: people with a role and key holders.
     "api-docs": _table(
         {**_by_rank("viewer"), "anonymous": "401", "agent_key": "ok", "enrollment_key": "ok"},
@@ -199,9 +198,9 @@ ROUTES: dict[str, str] = {
     "api/v1/checkins/<uuid:token>/fail": "checkin",
     "api/v1/agents/register": "enroll-api",
     "api/v1/tasks": "agent-api-get",
-    "api/v1/tasks/<id:pk>": "agent-api-patch",
-    "api/v1/tasks/<id:pk>/claim": "agent-api-post",
-    "api/v1/tasks/<id:pk>/comments": "agent-api-post",
+    "api/v1/tasks/<id:task_id>": "agent-api-patch",
+    "api/v1/tasks/<id:task_id>/claim": "agent-api-post",
+    "api/v1/tasks/<id:task_id>/comments": "agent-api-post-body",
     "api/v1/events": "stream:agent",
     "api/v1/schema/": "api-docs",
     "api/v1/docs/": "api-docs",
