@@ -25,7 +25,7 @@ from agents import actions, keys, validation
 from billing import actions as billing
 from billing import budgets
 from billing import validation as usage_validation
-from missioncontrol.errors import CODES, ActionError, Forbidden, Unauthenticated, Unavailable
+from missioncontrol.errors import ActionError, Forbidden, Unauthenticated, Unavailable
 from missioncontrol.fastpath import writer as fastwriter
 from missioncontrol.fastpath.http import (
     Receive,
@@ -52,7 +52,7 @@ AGENT_GONE: dict[str, Any] = {"gone": True}
 
 async def handle(scope: Scope, receive: Receive, send: Send, kind: str, name: str | None) -> None:
     if not host_allowed(scope):
-        return await error(send, 400, CODES[400], "Unknown host.")
+        return await error(send, 400, "Unknown host.")
     try:
         body = await read_body(receive, scope, settings.MC_API_MAX_BODY)
     except ConnectionResetError:
@@ -61,7 +61,6 @@ async def handle(scope: Scope, receive: Receive, send: Send, kind: str, name: st
         return await error(
             send,
             413,
-            "payload_too_large",
             f"Bodies are limited to {settings.MC_API_MAX_BODY} bytes.",
         )
     try:
@@ -73,11 +72,9 @@ async def handle(scope: Scope, receive: Receive, send: Send, kind: str, name: st
     try:
         data = json.loads(body or b"{}")
     except RecursionError:
-        return await error(
-            send, 400, "validation_error", {"body": ["The JSON is nested too deeply."]}
-        )
+        return await error(send, 400, {"body": ["The JSON is nested too deeply."]})
     except ValueError:  # includes bodies that are not UTF-8
-        return await error(send, 400, "validation_error", {"body": ["The body is not valid JSON."]})
+        return await error(send, 400, {"body": ["The body is not valid JSON."]})
     now = timezone.now()
     assert key.agent_id is not None
     if kind == "heartbeat":
@@ -97,7 +94,7 @@ async def handle(scope: Scope, receive: Receive, send: Send, kind: str, name: st
             )
         cleaned = {"usage": items}
     if errors:
-        return await error(send, 400, "validation_error", errors)
+        return await error(send, 400, errors)
     job = Job(kind=kind, key=key, cleaned=cleaned, received_at=now)
     try:
         result = await fastwriter.writer("ingest", IngestWriter).submit(job)

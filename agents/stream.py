@@ -74,7 +74,7 @@ def _key_still_good(raw: str) -> live.StillAllowed:
 @csrf_exempt  # authenticated by the agent's key, never by cookies
 async def agent_events(request: HttpRequest) -> HttpResponseBase:
     if request.method != "GET":
-        refused = json_error(405, "method_not_allowed", "Use GET.")
+        refused = json_error(405, "Use GET.")
         refused["Allow"] = "GET"
         return refused
     try:

@@ -355,12 +355,12 @@ def checkin(request: HttpRequest, token: uuid.UUID, signal: str = "success") -> 
     """POST /api/v1/checkins/<uuid>[/start|/fail]: a run's start, success or failure; the body
     (≤ 10,000 bytes, else 413) is kept as the run's output."""
     if request.method != "POST":
-        response = json_error(405, "method_not_allowed", "Check in with POST.")
+        response = json_error(405, "Check in with POST.")
         response["Allow"] = "POST"
         return response
     wait = _per_check.take(str(token))
     if wait:
-        response = json_error(429, "rate_limited", "Too many check-ins for this check.")
+        response = json_error(429, "Too many check-ins for this check.")
         response["Retry-After"] = str(max(1, int(wait + 0.999)))
         return response
     length = request.META.get("CONTENT_LENGTH") or ""
@@ -374,14 +374,13 @@ def checkin(request: HttpRequest, token: uuid.UUID, signal: str = "success") -> 
     except NotFound:
         address = request.META.get("REMOTE_ADDR", "")
         if _misses.take(address):
-            return json_error(429, "rate_limited", "Too many unknown check ids from this address.")
-        return json_error(404, "not_found", "No check has that id.")
+            return json_error(429, "Too many unknown check ids from this address.")
+        return json_error(404, "No check has that id.")
     return JsonResponse({"ok": True, "run": run.pk, "status": run.status})
 
 
 def _too_large() -> HttpResponse:
     return json_error(
         413,
-        "payload_too_large",
         f"A check-in's body is limited to {actions.CHECKIN_BODY_MAX} bytes.",
     )

@@ -106,7 +106,7 @@ def viewer_or_key(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
         except ActionError as refused:
             return error_response(refused)
         if request.method not in ("GET", "HEAD"):
-            refused_method = json_error(405, CODES[405], "Use GET.")
+            refused_method = json_error(405, "Use GET.")
             refused_method["Allow"] = "GET, HEAD"
             return refused_method
         return view(request, *args, **kwargs)
@@ -149,7 +149,7 @@ def build() -> NinjaAPI:
 
     @api.exception_handler(NinjaValidationError)
     def invalid(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
-        return json_error(400, CODES[400], field_errors(exc.errors))
+        return json_error(400, field_errors(exc.errors))
 
     @api.exception_handler(AuthenticationError)
     def unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
@@ -159,12 +159,12 @@ def build() -> NinjaAPI:
     def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
         # Ninja's own: a body that is not JSON (400) and the like.
         if exc.status_code == 400:
-            return json_error(400, CODES[400], {"body": [f"{exc.message}: it is not valid JSON."]})
-        return json_error(exc.status_code, CODES.get(exc.status_code, CODES[400]), exc.message)
+            return json_error(400, {"body": [f"{exc.message}: it is not valid JSON."]})
+        return json_error(exc.status_code if exc.status_code in CODES else 400, exc.message)
 
     @api.exception_handler(Http404)
     def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
-        return json_error(404, CODES[404], f"No API endpoint at {request.path}.")
+        return json_error(404, f"No API endpoint at {request.path}.")
 
     api.add_router("/", agents_api.router)
     return api
@@ -179,7 +179,7 @@ def json_refusals(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
         response = view(request, *args, **kwargs)
         if isinstance(response, HttpResponseNotAllowed):
             allowed = response["Allow"]
-            refused = json_error(405, CODES[405], f"Use {allowed}.")
+            refused = json_error(405, f"Use {allowed}.")
             refused["Allow"] = allowed
             return refused
         return response

@@ -115,9 +115,10 @@ def error_body(code: str, detail: Any = None, **extra: Any) -> dict[str, Any]:
     return {"error": code, "detail": detail, **extra}
 
 
-def json_error(status: int, code: str, detail: Any = None, **extra: Any) -> JsonResponse:
-    """`{"error": ..., "detail": ...}` with the given 4xx/5xx status."""
-    response = JsonResponse(error_body(code, detail, **extra), status=status)
+def json_error(status: int, detail: Any = None, *, code: str = "", **extra: Any) -> JsonResponse:
+    """`{"error": code, "detail": ...}` with the given 4xx/5xx status; the code is the table's
+    for the status (CODES), or an ActionError's own (`AgentPaused`)."""
+    response = JsonResponse(error_body(code or CODES[status], detail, **extra), status=status)
     response["Cache-Control"] = "no-store"
     return response
 
@@ -137,7 +138,7 @@ def error_headers(error: ActionError) -> dict[str, str]:
 def error_response(error: ActionError) -> JsonResponse:
     """An ActionError as its JSON answer (status, body, headers): the one JSON error writer of
     Django's side; the fast path's twin (`fastpath.http.refuse`) sends the same bytes."""
-    response = json_error(error.status, error.code, error.detail, **error.extra)
+    response = json_error(error.status, error.detail, code=error.code, **error.extra)
     for name, value in error_headers(error).items():
         response[name] = value
     return response

@@ -47,9 +47,7 @@ class ApiBodyLimitMiddleware:
 
         from missioncontrol.errors import json_error
 
-        return json_error(
-            413, "payload_too_large", f"Bodies are limited to {settings.MC_API_MAX_BODY} bytes."
-        )
+        return json_error(413, f"Bodies are limited to {settings.MC_API_MAX_BODY} bytes.")
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         from django.conf import settings

@@ -33,7 +33,7 @@ from django.views.decorators.http import require_POST, require_safe
 from missioncontrol import actions, audit, deployment, live, overview, streaming
 from missioncontrol.consumers import parse_live_query
 from missioncontrol.context_processors import live_seq_for
-from missioncontrol.errors import CODES, json_error
+from missioncontrol.errors import json_error
 from missioncontrol.http import parse_int, safe_next
 from missioncontrol.models import Acknowledgement, AuditEvent, DeploymentFinding
 from missioncontrol.ratelimit import TokenBucket
@@ -176,9 +176,7 @@ def acknowledge(request: HttpRequest) -> HttpResponse:
     key = request.POST.get("key", "").strip()[:200]
     snooze = request.POST.get("for", "")
     if not key or (snooze and snooze not in SNOOZES):
-        return json_error(
-            400, "validation_error", "Give the item's key and 1h, 4h, 24h or nothing."
-        )
+        return json_error(400, "Give the item's key and 1h, 4h, 24h or nothing.")
     until = timezone.now() + SNOOZES[snooze] if snooze else None
     actions.acknowledge(
         audit.Actor.user(request.user),
@@ -205,27 +203,27 @@ def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
             match = None
         if match is not None and match.func is not api_not_found:
             return HttpResponsePermanentRedirect(request.get_full_path(force_append_slash=True))
-    return json_error(404, "not_found", f"No API endpoint at {request.path}.")
+    return json_error(404, f"No API endpoint at {request.path}.")
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """handler404: JSON under /api/, the styled page elsewhere."""
     if _is_api(request):
-        return json_error(404, "not_found", "Not found.")
+        return json_error(404, "Not found.")
     return defaults.page_not_found(request, exception or Http404())
 
 
 def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """handler403: JSON under /api/, the styled page elsewhere."""
     if _is_api(request):
-        return json_error(403, "forbidden", str(exception or "") or "Not allowed.")
+        return json_error(403, str(exception or "") or "Not allowed.")
     return defaults.permission_denied(request, exception or PermissionDenied())
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
     """handler500: JSON under /api/ (the error is logged; nothing about it is shown)."""
     if _is_api(request):
-        return json_error(500, "server_error", "Something went wrong on our side; it was logged.")
+        return json_error(500, "Something went wrong on our side; it was logged.")
     return defaults.server_error(request)
 
 
@@ -234,7 +232,7 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     page (Django's is styled inline, which our CSP blocks). A refused origin is a deployment
     finding naming MC_CSRF_TRUSTED_ORIGINS; the page itself names no configuration."""
     if _is_api(request):
-        return json_error(403, "forbidden", "CSRF check failed (send an agent key, not cookies).")
+        return json_error(403, "CSRF check failed (send an agent key, not cookies).")
     origin = str(request.META.get("HTTP_ORIGIN", ""))[:200]
     if origin and "origin" in reason.lower():
         deployment.note(
@@ -257,7 +255,7 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
             f"If {host} is a name people use for Mission Control, add it to MC_ALLOWED_HOSTS.",
         )
     if request.path.startswith("/api/"):
-        return json_error(400, CODES[400], "Bad request.")
+        return json_error(400, "Bad request.")
     # Standalone: the shell would ask for the host again.
     return render(request, "errors/400.html", status=400)
 
@@ -307,20 +305,18 @@ def csp_report(request: HttpRequest) -> HttpResponse:
     """POST /csp-report/: a browser's report of something the Content-Security-Policy blocked,
     logged as one line (rate limited per client; bodies over 8 KB refused)."""
     if request.method != "POST":
-        response = json_error(405, "method_not_allowed", "Reports are POSTed by browsers.")
+        response = json_error(405, "Reports are POSTed by browsers.")
         response["Allow"] = "POST"
         return response
     length = request.META.get("CONTENT_LENGTH") or ""
     if (length.isdigit() and int(length) > CSP_REPORT_MAX) or len(request.body) > CSP_REPORT_MAX:
-        return json_error(
-            413, "payload_too_large", f"Reports are limited to {CSP_REPORT_MAX} bytes."
-        )
+        return json_error(413, f"Reports are limited to {CSP_REPORT_MAX} bytes.")
     if _csp_reports.take(request.META.get("REMOTE_ADDR", "")):
         return HttpResponse(status=204)  # counted, not logged again
     try:
         body = json.loads(request.body or b"{}")
     except (ValueError, UnicodeDecodeError):
-        return json_error(400, CODES[400], "A report is JSON.")
+        return json_error(400, "A report is JSON.")
     reports = body if isinstance(body, list) else [body]
     for item in reports[:5]:
         report = item.get("csp-report") or item.get("body") if isinstance(item, dict) else None
@@ -430,15 +426,15 @@ def sso_callback(request: HttpRequest) -> HttpResponse:
 async def event_stream(request: HttpRequest) -> HttpResponseBase:
     """SSE fallback of /ws/live/: same topics, same replay rules, `Last-Event-ID` resume."""
     if request.method != "GET":
-        refused = json_error(405, "method_not_allowed", "Use GET.")
+        refused = json_error(405, "Use GET.")
         refused["Allow"] = "GET"
         return refused
     user = await request.auser()
     role = await database_sync_to_async(role_of)(user)
     if role is None:
-        return json_error(
-            401 if not user.is_authenticated else 403, "forbidden", "Sign in with a role."
-        )
+        if not user.is_authenticated:
+            return json_error(401, "Sign in first.")
+        return json_error(403, "This needs a role in Mission Control: ask an admin for one.")
     query = request.META.get("QUERY_STRING", "")
     topics, since = parse_live_query(query)
     if "fallback=ws" in query.split("&"):

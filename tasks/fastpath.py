@@ -16,7 +16,7 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 
 from missioncontrol.audit import Actor
-from missioncontrol.errors import CODES, ActionError
+from missioncontrol.errors import ActionError, Unavailable
 from missioncontrol.fastpath import browser
 from missioncontrol.fastpath import writer as fastwriter
 from missioncontrol.fastpath.http import (
@@ -26,6 +26,7 @@ from missioncontrol.fastpath.http import (
     error,
     host_allowed,
     read_body,
+    refuse,
     respond,
 )
 from missioncontrol.models import AuditEvent
@@ -61,23 +62,23 @@ def _writer() -> fastwriter.BatchWriter:
 
 async def move(scope: Scope, receive: Receive, send: Send, match: Any) -> None:
     if not host_allowed(scope):
-        return await error(send, 400, CODES[400], "Unknown host.")
+        return await error(send, 400, "Unknown host.")
     try:
         body = await read_body(receive, scope, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
     except ConnectionResetError:
         return None
     if body is None:
-        return await error(send, 413, "payload_too_large", "The request is too large.")
+        return await error(send, 413, "The request is too large.")
     request = browser.django_request(scope, body)
     # In Django's order: the CSRF check (middleware), then sign-in (redirect), then the role.
     refused = browser.csrf_failure(request)
     if refused:
-        return await error(send, 403, "forbidden", refused)
+        return await error(send, 403, refused)
     user = await browser.session_user(request)
     if user is None:
         return await browser.send_django_response(send, redirect_to_login(request.get_full_path()))
     if user.role is None or RANK[user.role] < RANK["operator"]:
-        return await error(send, 403, "forbidden", "This needs the operator role.")
+        return await error(send, 403, "This needs the operator role.")
     form = MoveForm(request.POST)
     if not form.is_valid():
         status, answer = move_form_error(form)
@@ -90,8 +91,6 @@ async def move(scope: Scope, receive: Receive, send: Send, match: Any) -> None:
     try:
         result = await fastwriter.writer("moves", _writer).submit(job)
     except fastwriter.WriteFailed:
-        return await error(
-            send, 503, "unavailable", "The move was not saved; try again.", [(b"retry-after", b"1")]
-        )
+        return await refuse(send, Unavailable("The move was not saved; try again."))
     status, answer = move_answer(result)
     return await respond(send, status, answer)

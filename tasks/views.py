@@ -249,7 +249,7 @@ def task_edit(request: MCRequest, pk: int) -> HttpResponse:
 def task_block(request: HttpRequest, pk: int) -> HttpResponse:
     form = BlockForm(request.POST)
     if not form.is_valid():
-        return json_error(400, "validation_error", form.errors.get_json_data())
+        return json_error(400, form.errors.get_json_data())
     try:
         actions.set_blocked(
             Actor.user(request.user),

@@ -63,7 +63,6 @@ class FastPathRouter:
                 return await error(
                     send,
                     405,
-                    "method_not_allowed",
                     f"Use {', '.join(allowed)}.",
                     [(b"allow", ", ".join(allowed).encode())],
                 )

@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from missioncontrol.errors import ActionError, error_body, error_headers
+from missioncontrol.errors import CODES, ActionError, error_body, error_headers
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -70,14 +70,11 @@ async def respond(
 
 
 async def error(
-    send: Send,
-    status: int,
-    code: str,
-    detail: Any,
-    headers: list[tuple[bytes, bytes]] | None = None,
+    send: Send, status: int, detail: Any, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    """`{"error": code, "detail": detail}`, like every JSON error of the product."""
-    await respond(send, status, error_body(code, detail), headers)
+    """`{"error": code, "detail": detail}` with the table's code for the status (CODES), like
+    every JSON error of the product."""
+    await respond(send, status, error_body(CODES[status], detail), headers)
 
 
 async def refuse(send: Send, refused: ActionError) -> None:
