@@ -103,7 +103,7 @@ def test_every_error_code_written_is_in_the_table():
                     if keyword.arg == "code" and isinstance(keyword.value, ast.Constant):
                         wrong.append(f"{path.relative_to(root)}:{node.lineno}")
                 args = node.args[1:] if name == "error" else node.args
-                spelled = len(args) >= 2 and isinstance(args[1], ast.Constant)
-                if spelled and args[1].value in CODES.values():
+                code = args[1] if len(args) >= 2 else None
+                if isinstance(code, ast.Constant) and code.value in CODES.values():
                     wrong.append(f"{path.relative_to(root)}:{node.lineno} spells a code")
     assert wrong == []
