@@ -16,7 +16,7 @@ from django.urls import path  # noqa: E402
 
 from agents import ingest  # noqa: E402
 from missioncontrol.consumers import LiveConsumer, SameOriginOnly  # noqa: E402
-from missioncontrol.fastpath import FastPathRouter, Route  # noqa: E402
+from missioncontrol.fastpath import Check, FastPathRouter, Route  # noqa: E402
 from missioncontrol.guard import HTTPGuard  # noqa: E402
 from missioncontrol.proxy import TrustedProxyMiddleware  # noqa: E402
 from tasks import fastpath as board  # noqa: E402
@@ -24,18 +24,18 @@ from tasks import fastpath as board  # noqa: E402
 # The fast path (missioncontrol/fastpath: its admission rule). Every route here has a
 # benchmark, a batch action, and its checks listed and tested.
 AGENT_CHECKS = (
-    "host allowlist",
-    "body <= MC_API_MAX_BODY (413)",
-    "agent key (401), own agent only (403)",
-    "per-key rate limit (429)",
-    "validation (400)",
+    Check.HOST,
+    Check.BODY_LIMIT,
+    Check.AGENT_KEY,
+    Check.RATE_LIMIT,
+    Check.VALIDATION,
 )
 FAST_ROUTES = [
     Route(
         "POST",
         r"^/api/(?:v1/)?agents/(?P<name>[^/]+)/heartbeat/?$",
         ingest.heartbeat,
-        checks=AGENT_CHECKS,
+        checks=(*AGENT_CHECKS, Check.OWN_AGENT),
         bench="bench/heartbeat.py",
     ),
     Route(
@@ -43,15 +43,15 @@ FAST_ROUTES = [
     ),
     Route(
         "POST",
-        r"^/tasks/(?P<pk>[0-9]{1,18})/move/$",
+        board.PATTERN,
         board.move,
         checks=(
-            "host allowlist",
-            "body <= DATA_UPLOAD_MAX_MEMORY_SIZE (413)",
-            "CSRF token and Origin (403)",
-            "session sign-in (redirect)",
-            "operator role (403)",
-            "MoveForm validation (400)",
+            Check.HOST,
+            Check.BODY_LIMIT,
+            Check.CSRF,
+            Check.SESSION,
+            Check.OPERATOR,
+            Check.VALIDATION,
         ),
         bench="bench/board.py",
     ),

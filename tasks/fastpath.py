@@ -4,8 +4,8 @@ Every drag and drop, keyboard move and move-menu choice is one request here. Thr
 full stack a move cost ~11 ms of CPU (47 moves/s on two cores); here the same checks are done
 explicitly with Django's own pieces (host, CSRF, the session's user, the operator role, MoveForm)
 and the moves go to a group-commit writer (`tasks.actions.move_tasks`: many moves, one
-transaction, each with its audit row and live event). The Django view `tasks.views.task_move`
-answers the same way for WSGI and the test client; both build the answer with `move_answer`.
+transaction, each with its audit row and live event). It is the only move route: there is no
+Django twin (the permission matrix walks this route through the ASGI application).
 """
 
 from __future__ import annotations
@@ -36,9 +36,12 @@ from tasks.forms import MoveForm
 from tasks.models import Task
 
 MAX_BATCH = 200
+# The route (FAST_ROUTES in missioncontrol/asgi.py); the board's script reads it from the page.
+MOVE_URL = "/tasks/{pk}/move/"
+PATTERN = r"^/tasks/(?P<pk>[0-9]{1,18})/move/$"
 
 
-def move_answer(result: Task | ActionError) -> tuple[int, dict[str, Any]]:
+def _answer(result: Task | ActionError) -> tuple[int, dict[str, Any]]:
     """(status, JSON body) for a move's result, as the board's script expects them."""
     if isinstance(result, ActionError):
         return result.status, result.body()
@@ -46,10 +49,6 @@ def move_answer(result: Task | ActionError) -> tuple[int, dict[str, Any]]:
         "ok": True,
         "task": {"id": result.pk, "status": result.status, "version": result.version},
     }
-
-
-def move_form_error(form: MoveForm) -> tuple[int, dict[str, Any]]:
-    return 400, {"error": "validation_error", "detail": form.errors.get_json_data()}
 
 
 def _writer() -> fastwriter.BatchWriter:
@@ -81,8 +80,7 @@ async def move(scope: Scope, receive: Receive, send: Send, match: Any) -> None:
         return await error(send, 403, "This needs the operator role.")
     form = MoveForm(request.POST)
     if not form.is_valid():
-        status, answer = move_form_error(form)
-        return await respond(send, status, answer)
+        return await error(send, 400, form.errors.get_json_data())
     data = form.cleaned_data
     actor = Actor(AuditEvent.ActorType.USER, user.username, user.id)
     job = actions.Move(
@@ -92,5 +90,5 @@ async def move(scope: Scope, receive: Receive, send: Send, match: Any) -> None:
         result = await fastwriter.writer("moves", _writer).submit(job)
     except fastwriter.WriteFailed:
         return await refuse(send, Unavailable("The move was not saved; try again."))
-    status, answer = move_answer(result)
+    status, answer = _answer(result)
     return await respond(send, status, answer)

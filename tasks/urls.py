@@ -12,7 +12,6 @@ urlpatterns = [
     path("tasks/", views.task_list, name="list"),
     path("tasks/new/", views.task_new, name="new"),
     path("tasks/<id:pk>/", views.task_detail, name="detail"),
-    path("tasks/<id:pk>/move/", views.task_move, name="move"),
     path("tasks/<id:pk>/edit/", views.task_edit, name="edit"),
     path("tasks/<id:pk>/block/", views.task_block, name="block"),
     path("tasks/<id:pk>/comments/", views.task_comment, name="comment"),

@@ -5,7 +5,7 @@ from typing import Any, cast
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
@@ -20,7 +20,7 @@ from missioncontrol.roles import has_role, role_required
 from tasks import actions, fastpath
 from tasks.cards import render_card
 from tasks.filters import TaskFilters
-from tasks.forms import BlockForm, CommentForm, MoveForm, TaskForm, assignee_choices
+from tasks.forms import BlockForm, CommentForm, TaskForm, assignee_choices
 from tasks.models import Task
 
 # Cards per column on first load and per "load more" (loaded as the column scrolls). 50 fills
@@ -78,6 +78,8 @@ def board(request: HttpRequest) -> HttpResponse:
             "filter_qs": filters.querystring(),
             "assignees": choices,
             "priorities": [p.label.lower() for p in Task.Priority],
+            # Answered at the ASGI layer only (tasks/fastpath.py, missioncontrol/asgi.py).
+            "move_url": fastpath.MOVE_URL.format(pk=0),
             "form": TaskForm(user=request.user, assignees=choices)
             if has_role(request.user, "operator")
             else None,
@@ -108,23 +110,6 @@ def board_column(request: HttpRequest, status: str) -> HttpResponse:
             "filter_qs": filters.querystring(),
         },
     )
-
-
-@require_POST
-@role_required("operator")
-def task_move(request: HttpRequest, pk: int) -> JsonResponse:
-    """Move a card (drag and drop, keyboard, menu): JSON in, JSON out. Served by tasks/fastpath.py
-    under ASGI; this view answers the same way under WSGI and the test client."""
-    form = MoveForm(request.POST)
-    if not form.is_valid():
-        status, answer = fastpath.move_form_error(form)
-        return JsonResponse(answer, status=status)
-    data = form.cleaned_data
-    move = actions.Move(
-        Actor.user(request.user), pk, data["status"], data["before"], data["version"]
-    )
-    status, answer = fastpath.move_answer(actions.move_tasks([move])[0])
-    return JsonResponse(answer, status=status)
 
 
 @require_http_methods(["GET", "POST"])

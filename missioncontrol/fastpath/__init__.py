@@ -9,8 +9,10 @@ Admission rule (also in the design notes). A route joins only with
 1. a benchmark in `bench/` showing the ordinary Django/DRF path cannot meet its target,
 2. a batch form of its action in `<app>/actions.py` (the fast path never writes on its own;
    writes go through a `writer.BatchWriter`), and
-3. its checks listed next to it in the table (host, body limit, authentication, CSRF + Origin
-   for browser routes, role, validation, rate limit), each tested.
+3. its checks named next to it in the table (`Check`: host, body limit, authentication, CSRF +
+   Origin for browser routes, role, validation, rate limit): tests/missioncontrol/
+   test_fast_routes.py probes every named check of every route, and fails on a check no probe
+   knows.
 Everything else is a Django view or a DRF view.
 
 Pieces: `http` (scope, body, JSON answers in the product's error shape), `writer` (the
@@ -19,6 +21,7 @@ group-commit writer), `browser` (Django's session and CSRF checks for browser ro
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,15 +32,29 @@ from missioncontrol.fastpath.http import Receive, Scope, Send, error
 Handler = Callable[[Scope, Receive, Send, re.Match[str]], Awaitable[None]]
 
 
+class Check(enum.Enum):
+    """What a fast route checks before its action, each with the answer when it fails."""
+
+    HOST = "host allowlist (400)"
+    BODY_LIMIT = "body limit (413)"
+    CSRF = "CSRF token and Origin (403)"
+    SESSION = "session sign-in (redirect to sign in)"
+    OPERATOR = "operator role (403)"
+    AGENT_KEY = "an agent's own key (401; an enrollment key 403)"
+    OWN_AGENT = "the key's own agent only (403)"
+    RATE_LIMIT = "per-key rate limit (429 with Retry-After)"
+    VALIDATION = "validation (400, by field)"
+
+
 @dataclass(frozen=True)
 class Route:
-    """One fast route: method, path pattern, handler, and what it checks (documentation the
-    tests hold it to) and the benchmark that earned it its place."""
+    """One fast route: method, path pattern, handler, the checks it makes (each probed by the
+    tests) and the benchmark that earned it its place (a file in bench/, checked to exist)."""
 
     method: str
     pattern: str
     handler: Handler
-    checks: tuple[str, ...]
+    checks: tuple[Check, ...]
     bench: str
 
 

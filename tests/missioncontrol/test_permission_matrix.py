@@ -96,6 +96,14 @@ CLASSES: dict[str, dict[str, dict[str, str]]] = {
         {**_by_rank("viewer"), "anonymous": "401", "agent_key": "ok", "enrollment_key": "ok"},
         {**dict.fromkeys(PRINCIPALS, "405"), "anonymous": "401", "outsider": "403"},
     ),
+    # The fast routes of the agent API: a POST with an agent key (an empty heartbeat is one; an
+    # empty usage report a 400); a person's session is no key; other methods 405.
+    "fast-agent": _table(ALL_405, _api("ok")),
+    # The board's move: operators; a key holder sends no CSRF token (403, Django's order: the
+    # CSRF check before sign-in).
+    "board-move": _table(
+        ALL_405, {**_by_rank("operator"), "agent_key": "403", "enrollment_key": "403"}
+    ),
     # Browsers' reports of what the CSP blocked: anyone may send one (an empty body: 400).
     "csp-report": _table(ALL_405, dict.fromkeys(PRINCIPALS, "ok")),
     # Check-ins: the unguessable id is the credential; a made-up one is 404 for everyone.
@@ -140,7 +148,6 @@ ROUTES: dict[str, str] = {
     "tasks/": "viewer-page",
     "tasks/new/": "operator-form",
     "tasks/<id:pk>/": "viewer-page",
-    "tasks/<id:pk>/move/": "operator-post",
     "tasks/<id:pk>/edit/": "operator-post",
     "tasks/<id:pk>/block/": "operator-post",
     "tasks/<id:pk>/comments/": "operator-post",
@@ -210,12 +217,16 @@ ROUTES: dict[str, str] = {
 # Every Django admin route: one class (the admin site guards them all).
 ADMIN_PREFIX = "admin/"
 
-# Routes answered at the ASGI layer, before Django (missioncontrol/asgi.py): each listed with
-# the test module that walks its principals.
-ASGI_ROUTES: dict[str, str] = {
-    "POST ^/api/(?:v1/)?agents/(?P<name>[^/]+)/heartbeat/?$": "tests/agents/test_api.py",
-    "POST ^/api/v1/usage/?$": "tests/agents/test_api.py::test_usage_needs_an_agent_key",
-    "POST ^/tasks/(?P<pk>[0-9]{1,18})/move/$": "tests/tasks/test_fastpath_move.py",
+# Routes answered at the ASGI layer, before Django (missioncontrol/asgi.py): the fast routes are
+# walked here through the real ASGI application (test_the_matrix_holds_for_the_fast_routes),
+# with the path and class each is walked with; the WebSocket by its own test.
+ASGI_ROUTES: dict[str, tuple[str, str] | str] = {
+    "POST ^/api/(?:v1/)?agents/(?P<name>[^/]+)/heartbeat/?$": (
+        "/api/v1/agents/matrix-agent/heartbeat",
+        "fast-agent",
+    ),
+    "POST ^/api/v1/usage/?$": ("/api/v1/usage", "fast-agent"),
+    "POST ^/tasks/(?P<pk>[0-9]{1,18})/move/$": ("/tasks/999999/move/", "board-move"),
     "ws/live/": "tests/missioncontrol/test_live.py (origin, session, role)",
 }
 
@@ -248,6 +259,9 @@ def test_every_asgi_route_is_classified():
     from missioncontrol import asgi
 
     listed = {f"{r.method} {r.pattern}" for r in asgi.FAST_ROUTES}
+    assert all(
+        not isinstance(ASGI_ROUTES[f"{r.method} {r.pattern}"], str) for r in asgi.FAST_ROUTES
+    )
     listed |= {str(p.pattern) for p in asgi.websocket_urlpatterns}
     assert listed == set(ASGI_ROUTES), "classify the ASGI routes in ASGI_ROUTES"
 
@@ -262,12 +276,15 @@ def _path(route: str) -> str:
 
 
 def _outcome(response: Any) -> str:
-    status = response.status_code
-    if status == 302 and "/login/" in response["Location"]:
+    return _outcome_of(response.status_code, response, response)
+
+
+def _outcome_of(status: int, headers: Any, response: Any) -> str:
+    if status == 302 and "/login/" in headers["Location"]:
         return "login"
     if status in (401, 403, 405, 429):
         return str(status)
-    if status == 404 and response.get("Content-Type", "").startswith("application/json"):
+    if status == 404 and headers.get("Content-Type", "").startswith("application/json"):
         # The JSON 404 of /api/ (an unknown check id, an unknown path) is its own outcome; an
         # HTML page's 404 for the made-up id means the caller got past the access check.
         return "404" if response.json().get("error") == "not_found" else "ok"
@@ -317,6 +334,67 @@ def test_the_matrix_holds_for_every_route(callers):
         if kind.startswith("stream:"):
             continue  # test_streams_refuse_whoever_may_not_listen
         wrong += _check(callers, path, CLASSES[kind])
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_matrix_holds_for_the_fast_routes(
+    alice_viewer, bob_operator, carol_admin, oscar_outsider
+):
+    """The routes browsers and agents use at the ASGI layer, walked like the Django ones: every
+    principal, GET and POST, through missioncontrol.asgi.application (sessions and the CSRF
+    token as a browser sends them, keys as agents do)."""
+    import httpx
+    from asgiref.sync import sync_to_async
+
+    from missioncontrol import ratelimit
+    from missioncontrol.asgi import application
+
+    def principals() -> dict[str, dict[str, Any]]:
+        agent = Agent.objects.create(name="matrix-agent")
+        csrf = "a" * 32
+        found: dict[str, dict[str, Any]] = {}
+        for name, user in (
+            ("anonymous", None),
+            ("outsider", oscar_outsider),
+            ("viewer", alice_viewer),
+            ("operator", bob_operator),
+            ("admin", carol_admin),
+        ):
+            cookies = {"csrftoken": csrf}
+            if user is not None:
+                client = Client()
+                client.force_login(user)
+                cookies["sessionid"] = client.cookies["sessionid"].value
+            found[name] = {"cookies": cookies, "headers": {"X-CSRFToken": csrf}}
+        keys = {
+            "agent_key": issue(AgentKey.Kind.AGENT, agent)[1],
+            "enrollment_key": issue(AgentKey.Kind.ENROLLMENT, max_uses=1000)[1],
+        }
+        for name, key in keys.items():
+            found[name] = {"cookies": {}, "headers": {"Authorization": f"Bearer {key}"}}
+        return found
+
+    callers = await sync_to_async(principals)()
+    wrong: list[str] = []
+    for walked in ASGI_ROUTES.values():
+        if isinstance(walked, str):
+            continue
+        path, kind = walked
+        for method, expected_by in CLASSES[kind].items():
+            ratelimit.reset()
+            for principal, expected in expected_by.items():
+                caller = callers[principal]
+                async with httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=application),  # type: ignore[arg-type]
+                    base_url="http://localhost",
+                    cookies=caller["cookies"],
+                    headers=caller["headers"],
+                ) as http:
+                    response = await http.request(method, path)
+                got = _outcome_of(response.status_code, response.headers, response)
+                if got != expected:
+                    wrong.append(f"{method} {path} as {principal}: {got}, expected {expected}")
     assert not wrong, "\n".join(wrong)
 
 

@@ -1,6 +1,6 @@
-"""The board's move endpoint as served under ASGI (tasks/fastpath.py): the same checks as the Django
-view (host, CSRF, sign-in, operator role, MoveForm), the same answers, through the group-commit
-writer (tasks.actions.move_tasks)."""
+"""The board's move endpoint, served only at the ASGI layer (tasks/fastpath.py): Django's own checks
+(host, CSRF, sign-in, operator role, MoveForm) done explicitly, through the group-commit writer
+(tasks.actions.move_tasks)."""
 
 from __future__ import annotations
 
@@ -108,12 +108,15 @@ async def test_bad_input_stale_and_unknown_answer_like_the_view(bob_operator):
     task = await sync_to_async(make_task)()
     async with board(await sync_to_async(signed_in)(bob_operator)) as http:
         bad = await move(http, task.pk, status="limbo")
+        huge = await move(http, task.pk, status="todo", before="9" * 19)
         unknown = await move(http, 999999, status="todo")
         first = await move(http, task.pk, status="review", version=task.version)
         stale = await move(http, task.pk, status="done", version=task.version)
     assert bad.status_code == 400
     assert bad.json()["error"] == "validation_error"
     assert "status" in bad.json()["detail"]
+    assert huge.status_code == 400
+    assert "before" in huge.json()["detail"]
     assert unknown.status_code == 404
     assert first.status_code == 200
     assert stale.status_code == 409

@@ -3,7 +3,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from missioncontrol.audit import Actor
 from missioncontrol.models import AuditEvent
+from tasks import actions
 from tasks.models import Task
 from tests.agents.factories import AgentFactory
 from tests.tasks.factories import make_task
@@ -33,7 +35,6 @@ class TestRoleMatrix:
     @pytest.mark.parametrize(
         ("name", "data"),
         [
-            ("move", {"status": "done"}),
             ("edit", {"title": "x", "status": "todo", "priority": 2}),
             ("block", {"blocked": "1", "reason": "r"}),
             ("comment", {"body": "hi"}),
@@ -59,7 +60,6 @@ class TestRoleMatrix:
         task = make_task()
         assert outsider.get(url("board")).status_code == 403
         assert outsider.get(url("detail", task.pk)).status_code == 403
-        assert outsider.post(url("move", task.pk), {"status": "done"}).status_code == 403
 
     def test_anonymous_is_sent_to_login(self, client):
         assert client.get(url("board")).status_code == 302
@@ -76,7 +76,7 @@ class TestRoleMatrix:
         assert admin.post(url("delete", task.pk)).status_code == 302
         assert not Task.objects.filter(pk=task.pk).exists()
 
-    @pytest.mark.parametrize("name", ["move", "block", "comment", "archive", "delete", "edit"])
+    @pytest.mark.parametrize("name", ["block", "comment", "archive", "delete", "edit"])
     def test_writes_need_post(self, admin, name):
         task = make_task()
         assert admin.get(url(name, task.pk)).status_code == 405
@@ -170,40 +170,6 @@ class TestBoardPage:
         assert "Page 2 of 3" in page2
 
 
-class TestMoveEndpoint:
-    def test_moves_and_answers_json(self, operator):
-        task = make_task()
-        response = operator.post(
-            url("move", task.pk), {"status": "review", "version": task.version}
-        )
-        assert response.status_code == 200
-        assert response.json() == {
-            "ok": True,
-            "task": {"id": task.pk, "status": "review", "version": task.version + 1},
-        }
-
-    def test_stale_move_is_409_with_the_current_state(self, operator):
-        task = make_task()
-        operator.post(url("move", task.pk), {"status": "review", "version": task.version})
-        response = operator.post(url("move", task.pk), {"status": "done", "version": task.version})
-        assert response.status_code == 409
-        body = response.json()
-        assert body["error"] == "conflict"
-        assert body["task"]["status"] == "review"
-
-    @pytest.mark.parametrize("data", [{"status": "limbo"}, {}, {"status": "todo", "before": "abc"}])
-    def test_bad_input_is_400_json(self, operator, data):
-        task = make_task()
-        response = operator.post(url("move", task.pk), data)
-        assert response.status_code == 400
-        assert response.json()["error"] == "validation_error"
-
-    def test_unknown_task_is_404_json(self, operator):
-        response = operator.post(url("move", 999999), {"status": "todo"})
-        assert response.status_code == 404
-        assert response.json()["error"] == "not_found"
-
-
 class TestCreateAndEdit:
     def test_create_through_htmx(self, operator):
         response = operator.post(
@@ -257,7 +223,7 @@ class TestCreateAndEdit:
 
     def test_edit_with_stale_version_is_409_and_keeps_data(self, operator):
         task = make_task()
-        operator.post(url("move", task.pk), {"status": "review"})
+        actions.move_task(Actor.system("t"), task.pk, to_status="review")
         response = operator.post(
             url("edit", task.pk),
             {"title": "Clobber", "status": "todo", "priority": 2, "version": task.version},
@@ -267,10 +233,10 @@ class TestCreateAndEdit:
         task.refresh_from_db()
         assert (task.title, task.status) == ("A task", "review")
 
-    def test_comment_and_history(self, operator, viewer):
+    def test_comment_and_history(self, operator, viewer, bob_operator):
         task = make_task()
         operator.post(url("comment", task.pk), {"body": "**bold** <script>alert(1)</script>"})
-        operator.post(url("move", task.pk), {"status": "review"})
+        actions.move_task(Actor.user(bob_operator), task.pk, to_status="review")
         html = viewer.get(url("detail", task.pk)).content.decode()
         assert "<strong>bold</strong>" in html
         assert "<script>alert(1)" not in html
