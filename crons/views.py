@@ -27,7 +27,7 @@ from gateways.context_processors import chosen_gateway_id
 from gateways.protocol import GatewayError
 from missioncontrol.audit import Actor
 from missioncontrol.context_processors import live_seq_for
-from missioncontrol.errors import ActionError, NotFound, json_error
+from missioncontrol.errors import ActionError, NotFound, RateLimited, error_response, json_error
 from missioncontrol.ratelimit import TokenBucket
 from missioncontrol.roles import has_role, role_required
 from missioncontrol.templatetags.mc import millis
@@ -360,9 +360,7 @@ def checkin(request: HttpRequest, token: uuid.UUID, signal: str = "success") -> 
         return response
     wait = _per_check.take(str(token))
     if wait:
-        response = json_error(429, "Too many check-ins for this check.")
-        response["Retry-After"] = str(max(1, int(wait + 0.999)))
-        return response
+        return error_response(RateLimited("Too many check-ins for this check.", retry_after=wait))
     length = request.META.get("CONTENT_LENGTH") or ""
     if length.isdigit() and int(length) > actions.CHECKIN_BODY_MAX:
         return _too_large()
@@ -373,8 +371,11 @@ def checkin(request: HttpRequest, token: uuid.UUID, signal: str = "success") -> 
         run = actions.checkin(token, signal, body.decode("utf-8", errors="replace"))  # type: ignore[arg-type]
     except NotFound:
         address = request.META.get("REMOTE_ADDR", "")
-        if _misses.take(address):
-            return json_error(429, "Too many unknown check ids from this address.")
+        missed = _misses.take(address)
+        if missed:
+            return error_response(
+                RateLimited("Too many unknown check ids from this address.", retry_after=missed)
+            )
         return json_error(404, "No check has that id.")
     return JsonResponse({"ok": True, "run": run.pk, "status": run.status})
 
