@@ -69,7 +69,8 @@ def static_stamp() -> str:
     """What the collected files are made from: our static sources and the installed packages
     (whose static files — the admin's, Swagger UI's — come along)."""
     digest = hashlib.sha256()
-    for root in settings.STATICFILES_DIRS:
+    for entry in settings.STATICFILES_DIRS:
+        root = entry[1] if isinstance(entry, tuple) else entry  # (prefix, folder) or a folder
         for line in _files(Path(root)):
             digest.update(line.encode())
     # The installed packages, by their dist-info folders' names (name and version): a listing,
