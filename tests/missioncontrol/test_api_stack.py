@@ -75,11 +75,15 @@ def test_the_stack_loads_with_the_first_api_request_not_with_the_server(tmp_path
         django.setup()
         from django.urls import resolve, reverse
         import missioncontrol.asgi  # the whole server, fast routes included
+        from django.core import checks
+        from missioncontrol.management.commands.serve import START_CHECKS
+        assert not checks.run_checks(tags=START_CHECKS), "system checks"  # as serve runs them
         reverse("home"), reverse("tasks:board"), reverse("login")
         assert "ninja" not in sys.modules and "pydantic" not in sys.modules, "loaded at start"
         match = resolve("/api/v1/tasks")
         assert "ninja" in sys.modules, "not loaded by the first API request"
         assert reverse("api:events") == "/api/v1/events"
+        assert not checks.run_checks(), "every check, the API's URLs included, once it is loaded"
         print("ok")
         """
     )

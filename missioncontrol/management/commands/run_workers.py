@@ -8,10 +8,12 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from missioncontrol.management.commands.serve import START_CHECKS
 from missioncontrol.supervisor import Supervisor
 
 
 class Command(BaseCommand):
+    requires_system_checks = START_CHECKS  # as serve: the API's URLconf stays unloaded
     help = "Run Mission Control's background loops without serving HTTP."
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from django.conf import settings
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand
 from django.urls import get_resolver
 
@@ -69,8 +70,19 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
+# Every system check but the URL ones: Django's namespace check imports every URLconf, and the
+# API's is loaded with its first request, not at start (missioncontrol.urls.LazyURLconf). The
+# URL checks run in `manage.py check` and the suite (tests/missioncontrol/test_api_stack.py).
+START_CHECKS = sorted(
+    tag
+    for name, tag in vars(Tags).items()
+    if not name.startswith("_") and isinstance(tag, str) and tag != Tags.urls
+)
+
+
 class Command(BaseCommand):
     help = "Serve Mission Control (HTTP + WebSocket) and run its background loops."
+    requires_system_checks = START_CHECKS
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--host", default=settings.MC_HOST)
