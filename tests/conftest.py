@@ -38,6 +38,16 @@ def fresh_process_state() -> Iterator[None]:
     state.reset_all()
 
 
+@pytest.fixture
+def clock(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Time frozen (not ticking) at the test module's `NOW`; `clock.shift(seconds)` or
+    `clock.move_to(when)` moves it."""
+    import time_machine
+
+    with time_machine.travel(request.module.NOW, tick=False) as traveller:
+        yield traveller
+
+
 def _persona(role: str | None, username: str) -> Any:
     return UserFactory.create(username=username, role=role)
 

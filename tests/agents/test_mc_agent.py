@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import httpx
 import pytest
 
 from agents.models import Agent, AgentKey, AgentStatusChange
@@ -188,7 +189,17 @@ def test_run_refuses_to_start_while_a_budget_pauses_the_agent(live, tmp_path):
     )
     with transaction.atomic():
         record_usage([UsageItem(agent.pk, "gpt-4o", 4000, 2000, timezone.now(), provider="openai")])
-    time.sleep(2 * budgets.RULES_TTL_S + 0.3)  # the server process's caches catch up
+    # Until the server process's caches know of the spend (its answer says so, within about
+    # budgets.RULES_TTL_S): waited for, not slept for.
+    deadline = time.monotonic() + 10 * budgets.RULES_TTL_S
+    while not httpx.post(
+        f"{live.url}/api/v1/agents/spender/heartbeat",
+        headers={"Authorization": f"Bearer {own}"},
+        json={"status": "idle"},
+        timeout=5,
+    ).json().get("paused"):
+        assert time.monotonic() < deadline, "the server never learnt of the pause"
+        time.sleep(0.05)
     marker = tmp_path / "started"
     result = mc_agent(live, own, tmp_path, "run", "--name", "spender", "--", "touch", str(marker))
     assert result.returncode == 75, result.stderr

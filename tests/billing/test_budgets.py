@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-import time_machine
 from django.db import connection, transaction
 
 from billing import actions
@@ -25,11 +24,6 @@ NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 QUERIES = 9
 ADMIN = Actor.system("test")
 
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(NOW, tick=False):
-        yield
 
 
 def call(agent, at=None, model="gpt-4o", provider="openai", n=1000, **kw) -> None:

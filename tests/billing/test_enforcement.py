@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-import time_machine
 from asgiref.sync import sync_to_async
 from django.db import transaction
 
@@ -31,11 +30,6 @@ from tests.tasks.factories import make_task
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 ADMIN = Actor.system("test")
 
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
 
 
 def spend(agent: Agent, n: int = 1000) -> None:

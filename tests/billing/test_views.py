@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-import time_machine
 from django.contrib.auth.models import Permission
 
 from billing.actions import UsageItem, record_usage
@@ -25,11 +24,6 @@ pytestmark = pytest.mark.django_db
 
 NOW = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
 
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(NOW, tick=False):
-        yield
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-import time_machine
 
 from agents import actions as agent_actions
 from billing import actions as billing_actions
@@ -30,11 +29,6 @@ pytestmark = pytest.mark.django_db
 
 NOW = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
 
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(NOW, tick=False):
-        yield
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
-import time_machine
 
 from crons import actions
 from crons.models import Job, Run
@@ -25,6 +24,7 @@ from webhooks.models import Delivery, Endpoint
 pytestmark = pytest.mark.django_db
 ADMIN = Actor.system("tests")
 T0 = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
+NOW = T0  # where the `clock` fixture starts
 
 
 def ms(when: datetime) -> int:
@@ -34,11 +34,6 @@ def ms(when: datetime) -> int:
 def events(*types: str) -> list[LiveEvent]:
     return list(LiveEvent.objects.filter(type__in=types).order_by("seq"))
 
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(T0, tick=False) as traveller:
-        yield traveller
 
 
 @pytest.fixture
