@@ -192,12 +192,16 @@ def test_run_refuses_to_start_while_a_budget_pauses_the_agent(live, tmp_path):
     # Until the server process's caches know of the spend (its answer says so, within about
     # budgets.RULES_TTL_S): waited for, not slept for.
     deadline = time.monotonic() + 10 * budgets.RULES_TTL_S
-    while not httpx.post(
-        f"{live.url}/api/v1/agents/spender/heartbeat",
-        headers={"Authorization": f"Bearer {own}"},
-        json={"status": "idle"},
-        timeout=5,
-    ).json().get("paused"):
+    while (
+        not httpx.post(
+            f"{live.url}/api/v1/agents/spender/heartbeat",
+            headers={"Authorization": f"Bearer {own}"},
+            json={"status": "idle"},
+            timeout=5,
+        )
+        .json()
+        .get("paused")
+    ):
         assert time.monotonic() < deadline, "the server never learnt of the pause"
         time.sleep(0.05)
     marker = tmp_path / "started"

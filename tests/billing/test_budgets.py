@@ -25,7 +25,6 @@ QUERIES = 9
 ADMIN = Actor.system("test")
 
 
-
 def call(agent, at=None, model="gpt-4o", provider="openai", n=1000, **kw) -> None:
     """One gpt-4o call of n input + n/2 output tokens: $0.0075 for n=1000."""
     with transaction.atomic():

@@ -31,7 +31,6 @@ NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 ADMIN = Actor.system("test")
 
 
-
 def spend(agent: Agent, n: int = 1000) -> None:
     """One gpt-4o call of n input + n/2 output tokens: $0.0075 for n=1000."""
     with transaction.atomic():

@@ -25,7 +25,6 @@ pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
 
 
-
 @pytest.fixture
 def usage(clock):
     """ada (direct) on gpt-4o and claude; gwen (gateway prod) on claude; a local model."""

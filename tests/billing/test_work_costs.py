@@ -30,7 +30,6 @@ pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
 
 
-
 @pytest.fixture
 def work(clock, django_capture_on_commit_callbacks):
     """ada (direct) works on a task in run-1; main@prod answers in its gateway session."""

@@ -35,7 +35,6 @@ def events(*types: str) -> list[LiveEvent]:
     return list(LiveEvent.objects.filter(type__in=types).order_by("seq"))
 
 
-
 @pytest.fixture
 def gateway(clock) -> Gateway:
     found = make_gateway(name="prod")
