@@ -18,8 +18,10 @@ class AgentsConfig(AppConfig):
         from agents.models import Agent, AgentKey
         from missioncontrol import live, nav, roles
 
-        live.register_topic("fleet")
-        live.register_topic("sessions")
+        live.register_topic(
+            "fleet", "agent.registered", "agent.created", "agent.status_changed", "agent.seen"
+        )
+        live.register_topic("sessions", "session.changed", "session.message", "session.run_ended")
         roles.register_app("agents", {"agent": ("change",), "agentsession": ("change",)})
         nav.register(nav.NavItem("Agents", "agents:list", order=20, prefix="/agents/"))
         nav.register(nav.NavItem("Sessions", "agents:sessions", order=25, prefix="/sessions/"))

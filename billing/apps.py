@@ -12,8 +12,13 @@ class BillingConfig(AppConfig):
         from billing.models import Budget, PriceOverride
         from missioncontrol import live, nav, roles
 
-        live.register_topic("costs")
-        live.register_topic("alerts")
+        live.register_topic("costs", "usage.recorded")
+        live.register_topic(
+            "alerts",
+            "budget.threshold_crossed",
+            "budget.pause_lifted",
+            "budget.alert_acknowledged",
+        )
         roles.register_app("billing")
         nav.register(nav.NavItem("Costs", "billing:costs", order=28, prefix="/costs/"))
         loops.register()

@@ -11,7 +11,10 @@ class CronsConfig(AppConfig):
         from crons import loops, presenters  # noqa: F401 - registers presenters
         from missioncontrol import live, nav, roles
 
-        live.register_topic("crons")
+        live.register_topic(
+            "crons", "cron.job_changed", "cron.job_removed", "cron.run_started", "cron.run_finished"
+        )
+        live.register_events("alerts", "cron.late", "cron.failed", "cron.recovered")
         roles.register_app("crons")
         nav.register(nav.NavItem("Crons", "crons:list", order=32, prefix="/crons/"))
         loops.register()

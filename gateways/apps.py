@@ -11,7 +11,13 @@ class GatewaysConfig(AppConfig):
         from gateways import access, commands, connector, presenters  # noqa: F401 - registers presenters
         from missioncontrol import live, nav, roles
 
-        live.register_topic("gateways")
+        live.register_topic(
+            "gateways",
+            "gateway.added",
+            "gateway.updated",
+            "gateway.deleted",
+            "gateway.state_changed",
+        )
         live.register_gateway_scope(access.visible_ids)
         roles.register_app("gateways")
         nav.register(nav.NavItem("Gateways", "gateways:list", order=30, prefix="/gateways/"))

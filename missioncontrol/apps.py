@@ -20,7 +20,7 @@ class MissionControlConfig(AppConfig):
             signals,
         )
 
-        live.register_topic("activity")
+        live.register_topic("activity", "audit.recorded")
         from missioncontrol import nav, overview
 
         overview.register_search("pages", nav.find_pages)

@@ -67,9 +67,27 @@ def register_sink(sink: Sink) -> None:
         _sinks.append(sink)
 
 
-def register_topic(name: str) -> None:
-    """Make `name` a topic pages may subscribe to (idempotent)."""
+def register_topic(name: str, *event_types: str) -> None:
+    """Make `name` a topic pages may subscribe to (idempotent), with the event types its app
+    publishes there (register_events)."""
     _topics[name] = None
+    register_events(name, *event_types)
+
+
+# Every domain event type, with the topic it is published on: the catalogue's code side (docs/
+# events.md is its text; tests/missioncontrol/test_event_catalogue.py keeps them equal).
+_event_types: dict[str, Topic] = {}
+
+
+def register_events(topic: Topic, *event_types: str) -> None:
+    """An app's event types on a topic (an app may publish on a topic another app owns)."""
+    for event_type in event_types:
+        _event_types[event_type] = topic
+
+
+def event_types() -> dict[str, Topic]:
+    """Every registered domain event type → its topic."""
+    return dict(_event_types)
 
 
 def topics() -> tuple[str, ...]:

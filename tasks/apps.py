@@ -11,7 +11,20 @@ class TasksConfig(AppConfig):
         from missioncontrol import live, nav, roles
         from tasks import presenters  # noqa: F401 - registers the board's presenters
 
-        live.register_topic("board")
+        live.register_topic(
+            "board",
+            "task.created",
+            "task.updated",
+            "task.moved",
+            "task.reordered",
+            "task.blocked",
+            "task.unblocked",
+            "task.claimed",
+            "task.archived",
+            "task.commented",
+            "task.deleted",
+            "task.cost_changed",
+        )
         roles.register_app("tasks", {"task": ("add", "change"), "comment": ("add", "change")})
 
         nav.register(nav.NavItem("Board", "tasks:board", order=10, prefix="/board/"))

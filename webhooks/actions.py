@@ -17,7 +17,7 @@ from django.utils import timezone
 from missioncontrol import audit, live
 from missioncontrol.audit import Actor
 from missioncontrol.db import bulk
-from webhooks import outbox
+from webhooks import events, outbox
 from webhooks.models import Attempt, Delivery, Endpoint
 
 # After the n-th failed attempt, the next one waits SCHEDULE[n - 1] seconds (±10 %); after the
@@ -327,19 +327,7 @@ def _health(endpoint_id: int, outcomes: list[Outcome]) -> None:
             endpoint,
             after={"reason": reason},
         )
-        live.publish(
-            "alerts",
-            {
-                "type": "webhook.endpoint_disabled",
-                "endpoint": {
-                    "id": endpoint.pk,
-                    "url": endpoint.url,
-                    "description": endpoint.description,
-                },
-                "reason": reason,
-            },
-            min_role="admin",
-        )
+        live.publish("alerts", events.endpoint_disabled(endpoint, reason), min_role="admin")
         return
     endpoint.save(update_fields=fields)
 

@@ -16,9 +16,15 @@ from missioncontrol.cached import Reloaded
 from missioncontrol.models import LiveEvent
 from webhooks.models import Delivery, Endpoint
 
-# The event types an endpoint can subscribe to (docs/events.md has their fields). Left out:
-# `agent.seen` (every heartbeat), `session.message` (transcript lines, streamed) and
-# `audit.recorded` (the activity feed's copy of other events).
+# The event types an endpoint can subscribe to (docs/events.md has their fields): every domain
+# event but NOT_SENT, plus the two derived from `gateway.state_changed` and the test.
+# tests/missioncontrol/test_event_catalogue.py keeps this, the apps' registered types and the
+# catalogue's text equal.
+NOT_SENT = {
+    "agent.seen": "every heartbeat",
+    "session.message": "transcript lines, streamed",
+    "audit.recorded": "the activity feed's copy of other events",
+}
 CATALOGUE: dict[str, str] = {
     "task.created": "a task was created",
     "task.updated": "a task's fields were edited",
@@ -53,6 +59,7 @@ CATALOGUE: dict[str, str] = {
     "budget.threshold_crossed": "a budget reached one of its thresholds",
     "budget.pause_lifted": "an admin let a spent budget's agents work on",
     "budget.alert_acknowledged": "a budget alert was acknowledged",
+    "webhook.endpoint_disabled": "an endpoint kept failing and was disabled",
     "webhook.test": "a test an admin sent (to one endpoint)",
 }
 TEST = "webhook.test"

@@ -1,0 +1,29 @@
+"""The webhooks app's domain events (docs/events.md, "Webhooks")."""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict
+
+from webhooks.models import Endpoint
+
+
+class EndpointRef(TypedDict):
+    id: int
+    url: str
+    description: str
+
+
+class EndpointDisabled(TypedDict):
+    """An endpoint kept failing and was disabled (docs/webhooks.md)."""
+
+    type: Literal["webhook.endpoint_disabled"]
+    endpoint: EndpointRef
+    reason: str
+
+
+def endpoint_disabled(endpoint: Endpoint, reason: str) -> EndpointDisabled:
+    return {
+        "type": "webhook.endpoint_disabled",
+        "endpoint": {"id": endpoint.pk, "url": endpoint.url, "description": endpoint.description},
+        "reason": reason,
+    }
