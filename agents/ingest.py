@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from agents import actions, keys, validation
 from billing import actions as billing
-from billing import budgets
+from billing import announcer, budgets
 from billing import validation as usage_validation
 from missioncontrol.errors import ActionError, Forbidden, Unauthenticated, Unavailable
 from missioncontrol.fastpath import writer as fastwriter
@@ -152,7 +152,7 @@ class IngestWriter(fastwriter.BatchWriter):
             seen, self.seen = self.seen, {}
             self.seen_flushed = time.monotonic()
             actions.publish_seen(seen)
-        billing.announce_usage()
+        announcer.announce_usage()
 
 
 def apply_batch(batch: list[Job]) -> list[dict[str, Any] | None]:

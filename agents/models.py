@@ -177,7 +177,7 @@ class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
 class AgentSession(models.Model):
     """A session of a gateway's agent (OpenClaw `sessions.list`), as the gateway last told us.
 
-    Written only by agents.actions.sync_gateway_sessions (the connector's re-sync and its
+    Written only by agents.sessions.sync_gateway_sessions (the connector's re-sync and its
     `sessions.changed` events); the transcript itself stays on the gateway (`chat.history`)."""
 
     gateway = models.ForeignKey(

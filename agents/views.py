@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from agents import actions, rows
+from agents import sessions as agent_sessions
 from agents.forms import KeyForm
 from agents.models import Agent, AgentKey, AgentQuerySet, AgentSession, AgentSessionQuerySet
 from billing import budgets, reports
@@ -335,7 +336,7 @@ def _session_command(
         }
         if run := frames.run_id(answer):
             shown["run_id"] = run
-        actions.record_session_action(Actor.user(request.user), session, verb, shown)
+        agent_sessions.record_session_action(Actor.user(request.user), session, verb, shown)
         messages.success(request, done)
     return redirect(safe_next(request, reverse("agents:session", args=[session.pk])))
 
@@ -396,11 +397,13 @@ def agent_message(request: HttpRequest, name: str) -> HttpResponse:
     except GatewayError as refused:
         messages.error(request, f"The gateway refused it: {refused.message} ({refused.code})")
         return redirect("agents:detail", name=agent.name)
-    session = actions.ensure_gateway_session(agent.gateway_id, key, agent)
+    session = agent_sessions.ensure_gateway_session(agent.gateway_id, key, agent)
     detail: dict[str, Any] = {"message": text[:500]}
     if run := frames.run_id(answer):
         detail["run_id"] = run
-    actions.record_session_action(Actor.user(request.user), session, "session.message_sent", detail)
+    agent_sessions.record_session_action(
+        Actor.user(request.user), session, "session.message_sent", detail
+    )
     messages.success(request, "Sent. The reply appears below as the agent writes it.")
     return redirect("agents:session", pk=session.pk)
 

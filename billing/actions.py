@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import fnmatch
-import threading
-import time
 import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal, TypedDict
+from typing import Any
 
 from django.apps import apps
 from django.conf import settings
@@ -19,6 +17,8 @@ from django.utils import timezone
 
 from agents import actions as agent_actions
 from billing import budgets, prices, reports, rollups
+from billing.announcer import note_usage
+from billing.events import BudgetDeleted, BudgetSaved
 from billing.models import (
     Budget,
     BudgetAlert,
@@ -29,7 +29,7 @@ from billing.models import (
 )
 from gateways import frames
 from gateways.models import Gateway
-from missioncontrol import audit, live, state
+from missioncontrol import audit, live
 from missioncontrol.audit import Actor
 from missioncontrol.db import bulk
 from tasks import actions as task_actions
@@ -580,82 +580,8 @@ def recount_task_costs() -> int:
 # --- The costs topic: usage moves the numbers on screen, coalesced -----------------------------
 
 
-class UsageRecorded(TypedDict):
-    """Usage stored since the last such event (at most one a second per process): what the
-    cost pages reload on; `cost_usd` is what it added."""
-
-    type: Literal["usage.recorded"]
-    records: int
-    cost_usd: str
-
-
-_pending_lock = threading.Lock()
-_pending = [0, 0]  # records, nano-dollars: committed, not yet announced
-_pending_tasks: set[int] = set()  # tasks whose cost those records moved
-_announced = [0.0]  # monotonic time of the last announcement
-ANNOUNCE_EVERY_S = 1.0
-
-
 # Usage older than this may fall in a span the cost pages treat as closed (reports.closed_cost).
 LATE = timedelta(minutes=5)
-
-
-def note_usage(
-    records: int, nanos: int, tasks: set[int] | None = None, *, late: bool = False
-) -> None:
-    """Count committed usage for the next costs event, and the tasks it named (after commit: a
-    rolled-back batch never moved a number); `late` usage (an import, a backfill) makes this
-    process forget the closed spans' costs it keeps."""
-
-    def add() -> None:
-        with _pending_lock:
-            _pending[0] += records
-            _pending[1] += nanos
-            _pending_tasks.update(tasks or ())
-        if late:
-            reports.forget_closed()
-
-    if connection.in_atomic_block:
-        transaction.on_commit(add)
-    else:
-        add()
-
-
-def announce_usage() -> bool:
-    """Publish one `usage.recorded` event for the usage committed since the last one, at most
-    once a second. Called by the ingest writer's chores (web processes, where heartbeats land)
-    and by a loop (where the gateway connectors run): whichever comes first."""
-    with _pending_lock:
-        records, nanos = _pending
-        if not (records or nanos) or time.monotonic() - _announced[0] < ANNOUNCE_EVERY_S:
-            return False
-        _pending[0] = _pending[1] = 0
-        _announced[0] = time.monotonic()
-        tasks = sorted(_pending_tasks)
-        _pending_tasks.clear()
-    with transaction.atomic():
-        event: UsageRecorded = {
-            "type": "usage.recorded",
-            "records": records,
-            "cost_usd": str(prices.from_nanos(nanos)),
-        }
-        live.publish("costs", event)
-    if tasks:
-        # Each task's total read again from the task rollup (not added up here): exact
-        # whichever process recorded which part, and a reprice's totals stand.
-        found = reports.task_costs(tasks)
-        task_actions.set_costs({t: found.get(t, 0) for t in tasks})
-    return True
-
-
-def _reset_pending() -> None:
-    with _pending_lock:
-        _pending[0] = _pending[1] = 0
-        _pending_tasks.clear()
-        _announced[0] = 0.0
-
-
-state.register("usage announcements", _reset_pending)
 
 
 # --- Budgets ------------------------------------------------------------------------------------
@@ -680,10 +606,17 @@ def budget_data(budget: Budget) -> dict[str, Any]:
 def save_budget(actor: Actor, budget: Budget) -> Budget:
     """Add or change a budget (audited). Its running total for the current period starts from
     the usage already recorded in it, and thresholds already passed alert at once."""
-    from billing import reports
 
     with transaction.atomic():
+        created = budget.pk is None
         _save_audited(actor, budget, budget_data, "budget", budgets.concerns)
+        saved: BudgetSaved = {
+            "type": "budget.saved",
+            "actor": actor.as_dict(),
+            "budget": budget_data(budget),
+            "created": created,
+        }
+        live.publish("costs", saved, gateway_id=budgets.concerns(budget))
         now = timezone.now()
         start = budgets.period_start(budget.period, now)
         tz = zoneinfo.ZoneInfo(settings.TIME_ZONE)
@@ -709,6 +642,12 @@ def delete_budget(actor: Actor, budget: Budget) -> None:
             before=budget_data(budget),
             gateway_id=budgets.concerns(budget),
         )
+        deleted: BudgetDeleted = {
+            "type": "budget.deleted",
+            "actor": actor.as_dict(),
+            "budget": budget_data(budget),
+        }
+        live.publish("costs", deleted, gateway_id=budgets.concerns(budget))
         budget.delete()
     budgets.forget()
 

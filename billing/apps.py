@@ -12,7 +12,7 @@ class BillingConfig(AppConfig):
         from billing.models import Budget, PriceOverride
         from missioncontrol import live, nav, roles
 
-        live.register_topic("costs", "usage.recorded")
+        live.register_topic("costs", "usage.recorded", "budget.saved", "budget.deleted")
         live.register_topic(
             "alerts",
             "budget.threshold_crossed",

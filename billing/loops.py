@@ -7,7 +7,7 @@ import asyncio
 
 from channels.db import database_sync_to_async
 
-from billing.actions import ANNOUNCE_EVERY_S, announce_usage
+from billing.announcer import ANNOUNCE_EVERY_S, announce_usage
 from missioncontrol.supervisor import register_loop
 
 

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.models import Agent
+from crons import events
 from crons.models import Job, Run, new_token
 from crons.schedules import EVERY_MAX_S, EVERY_MIN_S, BadSchedule, Schedule
 from gateways import frames
@@ -28,160 +29,10 @@ from missioncontrol.retention import delete_in_batches
 H = Job.Health
 SUMMARY_MAX = 4000
 ERROR_MAX = 2000
-SHORT = 300
+SHORT = events.SHORT
 CHECKIN_BODY_MAX = 10_000  # bytes a check-in may send as its run's output (more: 413)
 GRACE_MAX_S = 7 * 24 * 3600
 CHECK_BATCH = 100
-
-# --- Events -------------------------------------------------------------------------------------
-
-
-class GatewayRef(TypedDict):
-    id: int
-    name: str
-    colour: str
-
-
-class AgentRef(TypedDict):
-    id: int
-    name: str
-
-
-class JobData(TypedDict):
-    """A job as events carry it (never a direct check's check-in id)."""
-
-    id: int
-    source: str
-    gateway: GatewayRef | None
-    external_id: str
-    name: str
-    agent: AgentRef | None
-    schedule: str
-    schedule_words: str
-    enabled: bool
-    health: str
-    health_since: str | None
-    health_reason: str
-    next_run_at: str | None
-    last_run_at: str | None
-    last_status: str
-    last_duration_ms: int | None
-    last_summary: str
-    last_error: str
-    running_since: str | None
-    consecutive_failures: int
-    grace_s: int
-    failure_threshold: int
-
-
-class RunData(TypedDict):
-    id: int
-    status: str
-    trigger: str
-    started_at: str
-    finished_at: str | None
-    duration_ms: int | None
-    summary: str
-    error: str
-    model: str
-    provider: str
-    input_tokens: int | None
-    output_tokens: int | None
-    session_key: str
-
-
-class JobChanged(TypedDict):
-    type: Literal["cron.job_changed", "cron.job_removed"]
-    job: JobData
-    created: bool
-
-
-class RunChanged(TypedDict):
-    type: Literal["cron.run_started", "cron.run_finished"]
-    job: JobData
-    run: RunData
-    created: bool
-
-
-class HealthChanged(TypedDict):
-    """An alert: the job became late or failing, or came back from either."""
-
-    type: Literal["cron.late", "cron.failed", "cron.recovered"]
-    job: JobData
-    before: str
-    reason: str
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def job_data(job: Job, gateway: Gateway | None = None, agent: Agent | None = None) -> JobData:
-    gateway = gateway or (job.gateway if job.gateway_id else None)
-    agent = agent or (job.agent if job.agent_id else None)
-    return {
-        "id": job.pk,
-        "source": job.source,
-        "gateway": {"id": gateway.pk, "name": gateway.name, "colour": gateway.colour}
-        if gateway
-        else None,
-        "external_id": job.external_id,
-        "name": job.name,
-        "agent": {"id": agent.pk, "name": agent.name} if agent else None,
-        "schedule": job.schedule_raw,
-        "schedule_words": job.schedule_words,
-        "enabled": job.enabled,
-        "health": job.health,
-        "health_since": _iso(job.health_since),
-        "health_reason": job.health_reason,
-        # A direct check's next run is what its schedule expects (a gateway says its own).
-        "next_run_at": _iso(
-            job.next_run_at or (job.expected_next(timezone.now()) if job.is_direct else None)
-        ),
-        "last_run_at": _iso(job.last_run_at),
-        "last_status": job.last_status,
-        "last_duration_ms": job.last_duration_ms,
-        "last_summary": job.last_summary[:SHORT],
-        "last_error": job.last_error[:SHORT],
-        "running_since": _iso(job.running_since),
-        "consecutive_failures": job.consecutive_failures,
-        "grace_s": job.grace_s,
-        "failure_threshold": job.failure_threshold,
-    }
-
-
-def run_data(run: Run) -> RunData:
-    return {
-        "id": run.pk,
-        "status": run.status,
-        "trigger": run.trigger,
-        "started_at": run.started_at.isoformat(),
-        "finished_at": _iso(run.finished_at),
-        "duration_ms": run.duration_ms,
-        "summary": run.summary[:SHORT],
-        "error": run.error[:SHORT],
-        "model": run.model,
-        "provider": run.provider,
-        "input_tokens": run.input_tokens,
-        "output_tokens": run.output_tokens,
-        "session_key": run.session_key,
-    }
-
-
-def _publish_job(job: Job, kind: str = "cron.job_changed", *, created: bool = False) -> None:
-    event: JobChanged = {"type": kind, "job": job_data(job), "created": created}  # type: ignore[typeddict-item]
-    live.publish("crons", event, gateway_id=job.gateway_id)
-
-
-def _publish_run(job: Job, run: Run, kind: str, *, created: bool) -> None:
-    event: RunChanged = {
-        "type": kind,  # type: ignore[typeddict-item]
-        "job": job_data(job),
-        "run": run_data(run),
-        "created": created,
-    }
-    live.publish("crons", event, gateway_id=job.gateway_id)
-
 
 # --- Health ---------------------------------------------------------------------------------------
 
@@ -227,7 +78,7 @@ def _save(job: Job, change: Change, *, publish: bool = True) -> None:
         return
     job.save(update_fields=sorted({*change.fields, "updated_at"}))
     if publish:
-        _publish_job(job)
+        events.publish_job(job)
     _alert(job, change)
 
 
@@ -235,9 +86,9 @@ def _alert(job: Job, change: Change) -> None:
     if change.alert is None:
         return
     kind, before, reason = change.alert
-    alert: HealthChanged = {
+    alert: events.HealthChanged = {
         "type": kind,  # type: ignore[typeddict-item]
-        "job": job_data(job),
+        "job": events.job_data(job),
         "before": before,
         "reason": reason,
     }
@@ -332,7 +183,7 @@ def _upsert(
         job.health, job.health_reason, job.deadline = health, reason[:SHORT], deadline
         job.save()
         known[external] = job
-        _publish_job(job, created=True)
+        events.publish_job(job, created=True)
         return job
     change = Change([name for name, value in fields.items() if getattr(job, name) != value])
     for name in change.fields:
@@ -380,7 +231,7 @@ def _remove(job: Job, now: datetime) -> None:
     change = Change(["removed_at"])
     _apply_health(job, now, change)  # paused: a removed job raises no alert
     job.save(update_fields=[*change.fields, "updated_at"])
-    _publish_job(job, "cron.job_removed")
+    events.publish_job(job, "cron.job_removed")
 
 
 def _run_fields(entry: frames.CronRunEntry) -> dict[str, Any]:
@@ -427,13 +278,13 @@ def _record_run(job: Job | None, entry: frames.CronRunEntry) -> int:
     run = Run.objects.filter(job=job, run_key=key).first()
     if run is None:
         run = Run.objects.create(job=job, run_key=key, **fields)
-        _publish_run(job, run, "cron.run_finished", created=True)
+        events.publish_run(job, run, "cron.run_finished", created=True)
         return 1
     if run.status == Run.Status.RUNNING:
         for name, value in fields.items():
             setattr(run, name, value)
         run.save()
-        _publish_run(job, run, "cron.run_finished", created=False)
+        events.publish_run(job, run, "cron.run_finished", created=False)
         return 1
     return 0
 
@@ -470,7 +321,7 @@ def gateway_cron_event(gateway_id: int, event: frames.CronEvent) -> Job | None:
                 defaults={"status": Run.Status.RUNNING, "started_at": run.started_at or now},
             )
             if created:
-                _publish_run(job, started, "cron.run_started", created=True)
+                events.publish_run(job, started, "cron.run_started", created=True)
         elif event.action == "finished":
             fields = _run_fields(run)
             finished, created = Run.objects.get_or_create(
@@ -480,7 +331,7 @@ def gateway_cron_event(gateway_id: int, event: frames.CronEvent) -> Job | None:
                 for name, value in fields.items():
                     setattr(finished, name, value)
                 finished.save()
-            _publish_run(job, finished, "cron.run_finished", created=created)
+            events.publish_run(job, finished, "cron.run_finished", created=created)
     return job
 
 
@@ -608,7 +459,7 @@ def create_check(actor: Actor, fields: CheckSettings) -> Job:
         job.health, job.health_reason, job.deadline = health, reason[:SHORT], deadline
         job.save()
         audit.record(actor, "cron.check_created", job, after=_shown(job))
-        _publish_job(job, created=True)
+        events.publish_job(job, created=True)
     return job
 
 
@@ -654,7 +505,7 @@ def delete_check(actor: Actor, job_id: int) -> None:
         if not job.is_direct:
             raise Invalid("A gateway's job is removed on its gateway, not here.")
         audit.record(actor, "cron.check_deleted", job, before=_shown(job))
-        _publish_job(job, "cron.job_removed")
+        events.publish_job(job, "cron.job_removed")
         job.delete()
 
 
@@ -748,7 +599,7 @@ def checkin(
             kind = "cron.run_finished"
         _apply_health(job, now, change)
         job.save(update_fields=[*change.fields, "updated_at"])
-        _publish_run(job, run, kind, created=kind == "cron.run_started" or open_run is None)
+        events.publish_run(job, run, kind, created=kind == "cron.run_started" or open_run is None)
         _alert(job, change)
     return run
 

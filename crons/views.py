@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from crons import actions
+from crons import actions, events
 from crons.forms import CheckForm, MonitoringForm
 from crons.models import Job, Run
 from crons.presenters import job_view, run_view
@@ -96,7 +96,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
     if gateway_id is not None:
         jobs = jobs.filter(gateway_id=gateway_id)
     page = Paginator(jobs.order_by(_ORDER, "name", "pk"), PAGE).get_page(request.GET.get("page"))
-    rows = [job_view(actions.job_data(j)) for j in page.object_list]
+    rows = [job_view(events.job_data(j)) for j in page.object_list]
     query = "&".join(f"{k}={v}" for k, v in chosen.items() if v)
     counts = dict(
         _visible(request)
@@ -184,9 +184,9 @@ def _detail_page(
         request,
         "crons/detail.html",
         {
-            "job": job_view(actions.job_data(job)),
+            "job": job_view(events.job_data(job)),
             "row": job,
-            "runs": [run_view(actions.run_data(r)) for r in runs],
+            "runs": [run_view(events.run_data(r)) for r in runs],
             "chart": _chart(runs),
             "streaks": _streaks(runs),
             "can_run": not job.is_direct and access.can_operate(request.user, job.gateway_id),

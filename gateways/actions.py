@@ -202,6 +202,16 @@ def create_gateway(
     return gateway
 
 
+class GrantChanged(TypedDict):
+    """An admin granted a user `view` or `operate` on a gateway, or took it away (`none`)."""
+
+    type: Literal["gateway.grant_changed"]
+    actor: audit.ActorData
+    gateway: dict[str, Any]
+    user: dict[str, Any]
+    level: str
+
+
 class GatewayChanges(TypedDict, total=False):
     """What an edit of a gateway may change; each value checked by `update_gateway`."""
 
@@ -455,6 +465,14 @@ def set_grant(actor: Actor, gateway: Gateway, user: AbstractBaseUser, level: str
             after={"user": user.get_username(), "level": level},
             gateway_id=gateway.pk,
         )
+        changed: GrantChanged = {
+            "type": "gateway.grant_changed",
+            "actor": actor.as_dict(),
+            "gateway": {"id": gateway.pk, "name": gateway.name},
+            "user": {"id": user.pk, "username": user.get_username()},
+            "level": level,
+        }
+        live.publish("gateways", changed, min_role="admin", gateway_id=gateway.pk)
     access.forget(user)
 
 

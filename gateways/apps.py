@@ -17,6 +17,7 @@ class GatewaysConfig(AppConfig):
             "gateway.updated",
             "gateway.deleted",
             "gateway.state_changed",
+            "gateway.grant_changed",
         )
         live.register_gateway_scope(access.visible_ids)
         roles.register_app("gateways")

@@ -25,6 +25,7 @@ from channels.db import database_sync_to_async
 from django.db import InterfaceError, OperationalError
 
 from agents import actions as agent_actions
+from agents import sessions as agent_sessions
 from billing import actions as billing_actions
 from crons import actions as cron_actions
 from gateways import actions, frames, history, protocol
@@ -91,7 +92,7 @@ class Link:
         if "sessions.list" in hello.methods:
             sessions = frames.sessions(await protocol.list_sessions(self.connection), self.skipped)
             changed = await guarded(
-                "sessions", self.skipped, db(agent_actions.sync_gateway_sessions),
+                "sessions", self.skipped, db(agent_sessions.sync_gateway_sessions),
                 self.gateway_id, sessions, complete=True,
             )  # fmt: skip
             if "chat.history" in hello.methods and changed:
@@ -194,7 +195,7 @@ class Link:
                 if row is not None:
                     # A new session appears with its first line.
                     await self.writer.write_now(self.gateway_id, row)
-                await db(agent_actions.publish_session_message)(self.gateway_id, key, line)
+                await db(agent_sessions.publish_session_message)(self.gateway_id, key, line)
                 if line.usage is not None:
                     # Its tokens, once (keyed by the message id: a backfill finds it again).
                     await db(billing_actions.record_gateway_usage)(
@@ -215,7 +216,7 @@ class Link:
             self.writer.stream(self.gateway_id, chat.run_id, chat.session_key, chat.message)
         elif chat.state in {"final", "error", "aborted"}:
             self.writer.drop_stream(self.gateway_id, chat.run_id)
-            await db(agent_actions.end_session_run)(
+            await db(agent_sessions.end_session_run)(
                 self.gateway_id, chat.session_key, chat.run_id, chat.end
             )
 
@@ -345,7 +346,7 @@ class SessionWriter:
         """One session written at once (its first transcript line needs its row)."""
         self.changed.pop((gateway_id, row.key), None)
         self.written[(gateway_id, row.key)] = time.monotonic()
-        await db(agent_actions.sync_gateway_sessions)(gateway_id, [row])
+        await db(agent_sessions.sync_gateway_sessions)(gateway_id, [row])
 
     def _soon(self) -> None:
         if self.flusher is None or self.flusher.done():
@@ -381,11 +382,11 @@ class SessionWriter:
             batch: dict[int, list[frames.SessionSnapshot]] = {}
             for (gateway_id, _key), row in rows.items():
                 batch.setdefault(gateway_id, []).append(row)
-            await db(agent_actions.sync_sessions_batch)(batch)
+            await db(agent_sessions.sync_sessions_batch)(batch)
         for (gateway_id, run), (key, message) in self._due(self.streaming).items():
             if (gateway_id, run[4:]) in self.ended:
                 continue  # it ended while earlier lines of this flush were written
-            await db(agent_actions.publish_session_message)(
+            await db(agent_sessions.publish_session_message)(
                 gateway_id, key, message, message_id=f"run-{run[4:]}", streaming=True
             )
 

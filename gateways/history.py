@@ -14,6 +14,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from agents import actions as agent_actions
+from agents import sessions as agent_sessions
 from agents.models import AgentSession
 from billing import actions as billing_actions
 from gateways import actions, frames, protocol
@@ -141,7 +142,7 @@ async def _ensure_sessions(
         listed = await connection.request("agents.list")
         agents = frames.agents(listed.get("agents") if isinstance(listed, dict) else None)
         await db(agent_actions.sync_gateway_agents)(gateway_id, agents)
-    await db(agent_actions.sync_gateway_sessions)(gateway_id, missing)
+    await db(agent_sessions.sync_gateway_sessions)(gateway_id, missing)
 
 
 def _known_keys(gateway_id: int) -> set[str]:

@@ -62,12 +62,25 @@ def save_endpoint(actor: Actor, endpoint: Endpoint) -> Endpoint:
         endpoint.save()
         verb = "webhook.endpoint_changed" if before else "webhook.endpoint_added"
         audit.record(actor, verb, endpoint, before=before, after=endpoint_data(endpoint))
+        saved: events.EndpointSaved = {
+            "type": "webhook.endpoint_saved",
+            "actor": actor.as_dict(),
+            "endpoint": {"id": endpoint.pk, **endpoint_data(endpoint)},
+            "created": before is None,
+        }
+        live.publish("alerts", saved, min_role="admin")
     return endpoint
 
 
 def delete_endpoint(actor: Actor, endpoint: Endpoint) -> None:
     with transaction.atomic():
         audit.record(actor, "webhook.endpoint_deleted", endpoint, before=endpoint_data(endpoint))
+        deleted: events.EndpointDeleted = {
+            "type": "webhook.endpoint_deleted",
+            "actor": actor.as_dict(),
+            "endpoint": {"id": endpoint.pk, **endpoint_data(endpoint)},
+        }
+        live.publish("alerts", deleted, min_role="admin")
         endpoint.delete()
 
 

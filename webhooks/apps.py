@@ -19,7 +19,12 @@ class WebhooksConfig(AppConfig):
             )
         )
         live.register_sink(outbox.enqueue)
-        live.register_events("alerts", "webhook.endpoint_disabled")
+        live.register_events(
+            "alerts",
+            "webhook.endpoint_saved",
+            "webhook.endpoint_deleted",
+            "webhook.endpoint_disabled",
+        )
         outbox._endpoints.forget_on_change(Endpoint)
         from django.conf import settings
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
+from missioncontrol.audit import ActorData
 from webhooks.models import Endpoint
 
 
@@ -19,6 +20,21 @@ class EndpointDisabled(TypedDict):
     type: Literal["webhook.endpoint_disabled"]
     endpoint: EndpointRef
     reason: str
+
+
+class EndpointSaved(TypedDict):
+    """An admin added or changed an endpoint (never its secret)."""
+
+    type: Literal["webhook.endpoint_saved"]
+    actor: ActorData
+    endpoint: dict[str, Any]
+    created: bool
+
+
+class EndpointDeleted(TypedDict):
+    type: Literal["webhook.endpoint_deleted"]
+    actor: ActorData
+    endpoint: dict[str, Any]
 
 
 def endpoint_disabled(endpoint: Endpoint, reason: str) -> EndpointDisabled:

@@ -46,6 +46,7 @@ CATALOGUE: dict[str, str] = {
     "gateway.updated": "an admin changed a gateway",
     "gateway.deleted": "an admin deleted a gateway",
     "gateway.state_changed": "a gateway's connection state, error or health changed",
+    "gateway.grant_changed": "an admin granted someone a gateway, or took it away",
     "gateway.connected": "a gateway's connection came up",
     "gateway.disconnected": "a gateway's connection was lost or refused",
     "cron.late": "a scheduled job's expected run did not come within its grace period",
@@ -59,6 +60,10 @@ CATALOGUE: dict[str, str] = {
     "budget.threshold_crossed": "a budget reached one of its thresholds",
     "budget.pause_lifted": "an admin let a spent budget's agents work on",
     "budget.alert_acknowledged": "a budget alert was acknowledged",
+    "budget.saved": "an admin added or changed a budget",
+    "budget.deleted": "an admin deleted a budget",
+    "webhook.endpoint_saved": "an admin added or changed an endpoint",
+    "webhook.endpoint_deleted": "an admin deleted an endpoint",
     "webhook.endpoint_disabled": "an endpoint kept failing and was disabled",
     "webhook.test": "a test an admin sent (to one endpoint)",
 }

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from django.db import transaction
 
-from billing import actions
+from billing import announcer
 from billing.actions import UsageItem, record_usage
 from missioncontrol.models import LiveEvent
 from tests.agents.factories import AgentFactory
@@ -19,17 +19,17 @@ def test_committed_usage_is_announced_once_a_second(broadcasts):
     with transaction.atomic():
         record_usage([UsageItem(agent.pk, "gpt-4o", 1000, 500, AT, provider="openai")])
         record_usage([UsageItem(agent.pk, "gpt-4o", 1000, 500, AT, provider="openai")])
-    assert actions.announce_usage() is True
+    assert announcer.announce_usage() is True
     (event,) = LiveEvent.objects.filter(type="usage.recorded")
     assert event.topic == "costs"
     assert event.payload == {"type": "usage.recorded", "records": 2, "cost_usd": "0.015000000"}
     # Nothing new: nothing announced; new usage within the second waits for the next one.
-    assert actions.announce_usage() is False
+    assert announcer.announce_usage() is False
     with transaction.atomic():
         record_usage([UsageItem(agent.pk, "gpt-4o", 10, 10, AT, provider="openai")])
-    assert actions.announce_usage() is False
-    actions._announced[0] -= 2  # as if a second and more had passed
-    assert actions.announce_usage() is True
+    assert announcer.announce_usage() is False
+    announcer._announced[0] -= 2  # as if a second and more had passed
+    assert announcer.announce_usage() is True
     assert LiveEvent.objects.filter(type="usage.recorded").count() == 2
 
 
@@ -41,5 +41,5 @@ def test_rolled_back_usage_moves_nothing(transactional_db):
             raise RuntimeError("the batch failed")
     except RuntimeError:
         pass
-    assert actions.announce_usage() is False
+    assert announcer.announce_usage() is False
     assert not LiveEvent.objects.filter(type="usage.recorded").exists()

@@ -11,7 +11,9 @@ from decimal import Decimal
 import pytest
 
 from agents import actions as agent_actions
+from agents import sessions as agent_sessions
 from billing import actions as billing_actions
+from billing import announcer
 from billing.actions import UsageItem, record_usage
 from billing.models import PriceOverride
 from gateways import frames
@@ -36,7 +38,7 @@ def work(clock, django_capture_on_commit_callbacks):
     prod = make_gateway(name="prod", url="ws://127.0.0.1:9/")
     ada = AgentFactory.create(name="ada")
     agent_actions.sync_gateway_agents(prod.pk, frames.agents([{"id": "main"}]))
-    (session,) = agent_actions.sync_gateway_sessions(prod.pk, frames.sessions([session_row()]))
+    (session,) = agent_sessions.sync_gateway_sessions(prod.pk, frames.sessions([session_row()]))
     task = make_task("Ship the release")
     main = session.agent_id
     assert main is not None
@@ -87,7 +89,7 @@ class TestTaskCost:
         self, work, operator
     ):
         task = work["task"]
-        assert billing_actions.announce_usage()
+        assert announcer.announce_usage()
         task.refresh_from_db()
         assert task.cost == Decimal("0.015")
         event = LiveEvent.objects.get(type="task.cost_changed")
@@ -118,7 +120,7 @@ class TestTaskCost:
 
     def test_the_task_page_and_a_reprice_agree(self, work, admin):
         task = work["task"]
-        billing_actions.announce_usage()
+        announcer.announce_usage()
         assert admin.get(f"/tasks/{task.pk}/").context["cost"].cost == Decimal("0.015")
         PriceOverride.objects.create(
             model_pattern="gpt-4o", input_per_mtok=1, output_per_mtok=2, effective_from="2000-01-01"
@@ -137,8 +139,8 @@ class TestTaskCost:
         reads from the rollup, so the last word is always the whole."""
         task = work["task"]
         Task.objects.filter(pk=task.pk).update(cost_nanos=1)  # as another process left it
-        billing_actions.note_usage(0, 1, {task.pk})
-        billing_actions.announce_usage()
+        announcer.note_usage(0, 1, {task.pk})
+        announcer.announce_usage()
         task.refresh_from_db()
         assert task.cost == Decimal("0.015")
 

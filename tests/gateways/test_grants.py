@@ -10,6 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from agents import actions as agent_actions
+from agents import sessions as agent_sessions
 from agents.models import Agent, AgentSession
 from gateways import access, commands, frames
 from gateways import actions as gateway_actions
@@ -30,7 +31,7 @@ def two() -> dict[str, Any]:
     lab = make_gateway(name="lab", url="ws://127.0.0.1:10/")
     for gateway, key in ((prod, "agent:main:prod-session"), (lab, "agent:main:lab-session")):
         agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
-        agent_actions.sync_gateway_sessions(gateway.pk, frames.sessions([session_row(key)]))
+        agent_sessions.sync_gateway_sessions(gateway.pk, frames.sessions([session_row(key)]))
     return {"prod": prod, "lab": lab}
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from agents import actions as agent_actions
+from agents import sessions as agent_sessions
 from crons import actions as cron_actions
 from crons.models import Job
 from gateways import frames
@@ -54,7 +55,7 @@ def test_hostile_times_in_sessions_and_jobs_break_no_page(viewer) -> None:
         session_row(f"agent:main:s{i}", sessionId=f"sid-{i}", updatedAt=value)
         for i, value in enumerate(HOSTILE_MS)
     ]
-    agent_actions.sync_gateway_sessions(gateway.pk, frames.sessions(rows), complete=True)
+    agent_sessions.sync_gateway_sessions(gateway.pk, frames.sessions(rows), complete=True)
     jobs = [
         {
             "id": f"job-{i}",

@@ -12,6 +12,7 @@ from channels.db import database_sync_to_async
 from django.urls import reverse
 
 from agents import actions as agent_actions
+from agents import sessions as agent_sessions
 from agents.models import Agent, AgentSession
 from gateways import commands, frames
 from gateways.protocol import GatewayError
@@ -50,7 +51,7 @@ class TestIngest:
     def test_a_resync_upserts_marks_unlisted_gone_and_is_idempotent(self):
         gateway = make_gateway()
         agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
-        changed = agent_actions.sync_gateway_sessions(
+        changed = agent_sessions.sync_gateway_sessions(
             gateway.pk,
             frames.sessions([session_row(), session_row("agent:main:other")]),
             complete=True,
@@ -64,7 +65,7 @@ class TestIngest:
         events_before = LiveEvent.objects.filter(topic="sessions").count()
         # The same list again: nothing changes, nothing is published.
         assert (
-            agent_actions.sync_gateway_sessions(
+            agent_sessions.sync_gateway_sessions(
                 gateway.pk,
                 frames.sessions([session_row(), session_row("agent:main:other")]),
                 complete=True,
@@ -72,7 +73,7 @@ class TestIngest:
             == []
         )
         assert LiveEvent.objects.filter(topic="sessions").count() == events_before
-        agent_actions.sync_gateway_sessions(
+        agent_sessions.sync_gateway_sessions(
             gateway.pk, frames.sessions([session_row()]), complete=True
         )
         assert AgentSession.objects.get(key="agent:main:other").gone
@@ -81,18 +82,18 @@ class TestIngest:
     def test_an_active_run_makes_its_agent_busy_and_its_end_idle_again(self):
         gateway = make_gateway()
         agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
-        agent_actions.sync_gateway_sessions(
+        agent_sessions.sync_gateway_sessions(
             gateway.pk, frames.sessions([session_row(hasActiveRun=True)])
         )
         assert Agent.objects.get(name="main@prod").status == "busy"
-        agent_actions.sync_gateway_sessions(
+        agent_sessions.sync_gateway_sessions(
             gateway.pk, frames.sessions([session_row(hasActiveRun=False)])
         )
         assert Agent.objects.get(name="main@prod").status == "idle"
 
     def test_bad_values_from_a_gateway_are_stored_safely(self):
         gateway = make_gateway()
-        agent_actions.sync_gateway_sessions(
+        agent_sessions.sync_gateway_sessions(
             gateway.pk,
             frames.sessions(
                 [
@@ -110,16 +111,16 @@ class TestIngest:
 
     def test_a_transcript_line_is_published_for_its_session_only(self):
         gateway = make_gateway()
-        agent_actions.sync_gateway_sessions(gateway.pk, frames.sessions([session_row()]))
+        agent_sessions.sync_gateway_sessions(gateway.pk, frames.sessions([session_row()]))
         message = {
             "role": "assistant",
             "content": [{"type": "text", "text": "Hi"}],
             "timestamp": 1795460842274,
         }
-        assert agent_actions.publish_session_message(
+        assert agent_sessions.publish_session_message(
             gateway.pk, "agent:main:main", frames.TranscriptMessage.read(message), message_id="m1"
         )
-        assert not agent_actions.publish_session_message(
+        assert not agent_sessions.publish_session_message(
             gateway.pk, "agent:nope", frames.TranscriptMessage.read(message)
         )
         event = LiveEvent.objects.filter(type="session.message").get()
@@ -241,7 +242,7 @@ class TestSessionPages:
     def session(self) -> AgentSession:
         gateway = make_gateway(token="tok")
         agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
-        agent_actions.sync_gateway_sessions(gateway.pk, frames.sessions([session_row()]))
+        agent_sessions.sync_gateway_sessions(gateway.pk, frames.sessions([session_row()]))
         return AgentSession.objects.get()
 
     @pytest.fixture
@@ -286,7 +287,7 @@ class TestSessionPages:
 
     def test_the_list_filters_by_gateway(self, viewer, session):
         other = make_gateway(name="staging", url="ws://127.0.0.1:10/")
-        agent_actions.sync_gateway_sessions(
+        agent_sessions.sync_gateway_sessions(
             other.pk, frames.sessions([session_row("agent:main:staging-only")])
         )
         html = viewer.get(reverse("agents:sessions"), {"gateway": other.pk}).content.decode()

@@ -11,6 +11,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from agents import actions as agent_actions
+from agents import sessions as agent_sessions
 from billing import actions as billing_actions
 from billing.models import UsageRecord
 from gateways import frames
@@ -45,7 +46,7 @@ class TestRecording:
     def test_each_assistant_message_counts_once_with_its_tokens_and_cost(self):
         gateway = make_gateway()
         agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
-        agent_actions.sync_gateway_sessions(gateway.pk, frames.sessions([session_row()]))
+        agent_sessions.sync_gateway_sessions(gateway.pk, frames.sessions([session_row()]))
         user_line = {"role": "user", "content": "hi", "__openclaw": {"id": "u1"}}
         first = [user_line, assistant("m1")]
         assert (
@@ -79,7 +80,7 @@ class TestRecording:
             == 0
         )
         agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
-        agent_actions.sync_gateway_sessions(gateway.pk, frames.sessions([session_row()]))
+        agent_sessions.sync_gateway_sessions(gateway.pk, frames.sessions([session_row()]))
         bad = [
             {"role": "assistant", "usage": "lots", "__openclaw": {"id": "a"}},
             {"role": "assistant", "usage": {"input": -4, "output": "x"}, "__openclaw": {"id": "b"}},
@@ -211,7 +212,7 @@ class TestBackfillCommand:
         try:
             gateway = await db(make_gateway)(url=fake.url, token=TOKEN)
             await db(agent_actions.sync_gateway_agents)(gateway.pk, frames.agents([{"id": "main"}]))
-            await db(agent_actions.sync_gateway_sessions)(
+            await db(agent_sessions.sync_gateway_sessions)(
                 gateway.pk, frames.sessions([session_row()])
             )
             # One message the connector already stored from an event.

@@ -15,6 +15,7 @@ from django.db import connection
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from agents import actions as agent_actions
+from agents import sessions as agent_sessions
 from agents.models import Agent, AgentKey, AgentSession
 from billing import actions as billing_actions
 from billing.models import Budget
@@ -65,7 +66,7 @@ def one_of_everything(settings) -> dict[str, str]:
     gateway = make_gateway(name="prod", token="t")
     make_gateway(name="edge", token="t")  # two: the shell's switch is shown
     agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
-    agent_actions.sync_gateway_sessions(gateway.pk, frames.sessions([session_row()]))
+    agent_sessions.sync_gateway_sessions(gateway.pk, frames.sessions([session_row()]))
     session = AgentSession.objects.get()
     agent = Agent.objects.create(name="ada", framework="claude-code")
     issue(AgentKey.Kind.AGENT, agent)

@@ -98,13 +98,13 @@ def test_every_page_in_the_navigation_fits_390px(browser, live):
     agent, task = _wide_content()
     # A gateway session whose key has no place to break (as gateways name cron and sub-agent
     # sessions): its page was 1,004 px wide before titles could break anywhere.
-    from agents import actions as agent_actions
+    from agents import sessions as agent_sessions
     from agents.models import AgentSession
     from tests.gateways.factories import make_gateway
     from tests.gateways.test_sessions import session_row
 
     gateway = make_gateway(name="prod", token="t")
-    agent_actions.sync_gateway_sessions(
+    agent_sessions.sync_gateway_sessions(
         gateway.pk,
         frames.sessions([session_row("agent:main:cron:" + ":".join(["nightlyreport"] * 6))]),
     )

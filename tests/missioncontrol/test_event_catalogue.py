@@ -67,3 +67,55 @@ def test_webhooks_offer_every_event_but_the_named_few():
     registered = set(live.event_types())
     assert set(outbox.NOT_SENT) <= registered
     assert set(outbox.CATALOGUE) == (registered - set(outbox.NOT_SENT)) | WEBHOOK_ONLY
+
+
+def test_configuration_changes_are_typed_events(db, carol_admin, alice_viewer):
+    """Budgets, webhook endpoints and gateway grants changed by an admin are domain events (a
+    webhook subscriber can follow them), each once, with what it now is."""
+    from decimal import Decimal
+
+    from billing import actions as billing
+    from billing.models import Budget
+    from gateways import actions as gateways
+    from missioncontrol.audit import Actor
+    from missioncontrol.models import LiveEvent
+    from tests.gateways.factories import make_gateway
+    from webhooks import actions as webhooks
+    from webhooks.models import Endpoint
+
+    actor = Actor.user(carol_admin)
+    budget = billing.save_budget(
+        actor, Budget(name="Cap", amount_usd=Decimal("5"), thresholds=[80])
+    )
+    budget.amount_usd = Decimal("7")
+    billing.save_budget(actor, budget)
+    billing.delete_budget(actor, budget)
+    endpoint = webhooks.save_endpoint(actor, Endpoint(url="https://example.com/hook"))
+    webhooks.delete_endpoint(actor, Endpoint.objects.get(pk=endpoint.pk))
+    gateways.set_grant(actor, make_gateway(), alice_viewer, "operate")
+
+    seen = [(e.type, e.topic, e.payload) for e in LiveEvent.objects.order_by("seq")]
+    config = [
+        (t, topic, p)
+        for t, topic, p in seen
+        if t in live.event_types() and "actor" in p and t != "gateway.added"  # the factory's
+    ]
+    kinds = [(t, topic) for t, topic, _p in config]
+    assert kinds == [
+        ("budget.saved", "costs"),
+        ("budget.saved", "costs"),
+        ("budget.deleted", "costs"),
+        ("webhook.endpoint_saved", "alerts"),
+        ("webhook.endpoint_deleted", "alerts"),
+        ("gateway.grant_changed", "gateways"),
+    ]
+    payloads = [p for _t, _topic, p in config]
+    assert [p.get("created") for p in payloads[:2]] == [True, False]
+    assert Decimal(payloads[1]["budget"]["amount_usd"]) == 7
+    assert "secret" not in payloads[3]["endpoint"]
+    assert payloads[3]["endpoint"]["url"] == "https://example.com/hook"
+    assert payloads[5]["user"]["username"] == "alice"
+    assert payloads[5]["level"] == "operate"
+    for event_type, _topic, payload in config:
+        assert live.event_types()[event_type]
+        assert payload["actor"]["label"] == "carol", event_type

@@ -13,6 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from agents import actions as agent_actions
+from agents import sessions as agent_sessions
 from agents.models import Agent
 from billing import actions as billing_actions
 from billing.models import Budget
@@ -129,16 +130,16 @@ class TestItems:
         gateway = make_gateway(name="prod")
         Gateway.objects.filter(pk=gateway.pk).update(state="connected")
         agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
-        agent_actions.sync_gateway_sessions(
+        agent_sessions.sync_gateway_sessions(
             gateway.pk, frames.sessions([session_row(label="nightly triage")])
         )
-        agent_actions.end_session_run(
+        agent_sessions.end_session_run(
             gateway.pk, "agent:main:main", "r1", frames.RunEnd("error", "No route to model")
         )
         shown = attention(operator)
         assert "nightly triage" in shown
         assert "No route to model" in shown
-        agent_actions.end_session_run(gateway.pk, "agent:main:main", "r2", None)
+        agent_sessions.end_session_run(gateway.pk, "agent:main:main", "r2", None)
         assert "nightly triage" not in attention(operator)
 
     def test_a_gateway_not_connected_with_its_remedy(self, operator):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from agents import actions as agent_actions
+from agents import sessions as agent_sessions
 from agents.models import Agent
 from crons import actions as cron_actions
 from gateways import actions as gateway_actions
@@ -30,7 +31,7 @@ class TestSearch:
         Agent.objects.create(name="deployer")
         gateway = make_gateway(name="prod")
         agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
-        agent_actions.sync_gateway_sessions(
+        agent_sessions.sync_gateway_sessions(
             gateway.pk, frames.sessions([session_row(label="deploy review")])
         )
         cron_actions.create_check(
