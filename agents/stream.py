@@ -1,7 +1,7 @@
 """GET /api/v1/events: Server-Sent Events for an agent — changes to its tasks and comments on them.
 
 Authenticated with the agent's key. Resumes with Last-Event-ID (the global seq) through the
-same replay rules as the browsers' stream (missioncontrol.live.Subscription), reading the task
+same replay rules as the browsers' stream (missioncontrol.subscriptions.Subscription), reading the task
 events' data directly (no query per event).
 """
 
@@ -16,7 +16,7 @@ from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from agents import keys
-from missioncontrol import live, streaming
+from missioncontrol import streaming, subscriptions
 from missioncontrol.errors import ActionError, error_response, json_error
 from missioncontrol.http import parse_int
 
@@ -61,11 +61,11 @@ def frame(text: str, agent_id: int) -> str | None:
     return f"id: {message['seq']}\nevent: {message['event']}\ndata: {body}\n\n"
 
 
-def _key_still_good(raw: str) -> live.StillAllowed:
+def _key_still_good(raw: str) -> subscriptions.StillAllowed:
     """The key that opened the stream must still be good: a revoked (or expired, or deleted)
     key ends it within KEY_CHECK_S + the key cache's own check (≤ 2 s)."""
 
-    async def check(sub: live.Subscription) -> bool:
+    async def check(sub: subscriptions.Subscription) -> bool:
         return await database_sync_to_async(keys.verify)(raw) is not None
 
     return check
@@ -89,11 +89,11 @@ async def agent_events(request: HttpRequest) -> HttpResponseBase:
     since = parse_int(last_id)
     # Agents see task events as a viewer would (their data, not the browsers' ops), filtered to
     # their own tasks.
-    sub = live.Subscription(["board"], "viewer", form="data")
+    sub = subscriptions.Subscription(["board"], "viewer", form="data")
     agent_id = key.agent_id
     return streaming.event_stream(
         "retry: 2000\n\n",
-        live.sse(
+        subscriptions.sse(
             sub,
             since,
             still_allowed=_key_still_good(raw),

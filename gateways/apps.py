@@ -9,7 +9,7 @@ class GatewaysConfig(AppConfig):
 
     def ready(self) -> None:
         from gateways import access, commands, connector, presenters  # noqa: F401 - registers presenters
-        from missioncontrol import live, nav, roles
+        from missioncontrol import live, nav, roles, subscriptions
 
         live.register_topic(
             "gateways",
@@ -19,7 +19,7 @@ class GatewaysConfig(AppConfig):
             "gateway.state_changed",
             "gateway.grant_changed",
         )
-        live.register_gateway_scope(access.visible_ids)
+        subscriptions.register_gateway_scope(access.visible_ids)
         roles.register_app("gateways")
         nav.register(nav.NavItem("Gateways", "gateways:list", order=30, prefix="/gateways/"))
         from django.conf import settings

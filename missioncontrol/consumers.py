@@ -14,7 +14,7 @@ from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from missioncontrol import live
+from missioncontrol import live, subscriptions
 from missioncontrol.http import parse_int
 from missioncontrol.roles import role_of
 
@@ -31,7 +31,7 @@ def parse_live_query(query: str) -> tuple[list[str], int | None]:
 class LiveConsumer(AsyncWebsocketConsumer):
     """Sends a page the events of its topics; never writes to the database.
 
-    Events arrive from the process's live.Hub (not through a channel of its own), so the
+    Events arrive from the process's subscriptions.Hub (not through a channel of its own), so the
     per-connection cost of an event is a seq check and one socket write.
     """
 
@@ -40,8 +40,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
     # per browser, and their read time-outs dropped connections). An alias that names no
     # layer makes Channels skip it.
     channel_layer_alias = "mc-no-layer"
-    sub: live.Subscription
-    hub: live.Hub | None = None
+    sub: subscriptions.Subscription
+    hub: subscriptions.Hub | None = None
     # While not None, events wait here: during the initial replay and while a gap is repaired.
     pending: list[Any] | None = None
 
@@ -58,21 +58,21 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.close(code=4401)
             return
         topics, since = parse_live_query(self.scope.get("query_string", b"").decode("latin-1"))
-        scope = await database_sync_to_async(live.gateway_scope)(user)
-        self.sub = live.Subscription(topics, role, gateways=scope)
+        scope = await database_sync_to_async(subscriptions.gateway_scope)(user)
+        self.sub = subscriptions.Subscription(topics, role, gateways=scope)
         session = self.scope.get("session")
-        self.still_allowed = live.session_still_allowed(
+        self.still_allowed = subscriptions.session_still_allowed(
             getattr(session, "session_key", None), getattr(user, "pk", None)
         )
         await self.accept()
         # Listen before reading the log: an event committed in between arrives both ways and
         # the duplicate is dropped by seq, but none can fall between the two.
         self.pending = []
-        self.hub = await live.get_hub()
+        self.hub = await subscriptions.get_hub()
         self.hub.add(self)
         try:
             texts = await self.sub.start(since)
-        except live.Resync:
+        except subscriptions.Resync:
             await self.sub.start(None)
             texts = [self.sub.resync_text()]
         for text in texts:
@@ -117,7 +117,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
                 message = self.pending.pop(0)
                 try:
                     texts = await self.sub.accept(message)
-                except live.Resync:
+                except subscriptions.Resync:
                     self.pending = []
                     await self.sub.start(None)
                     texts = [self.sub.resync_text()]
@@ -127,13 +127,13 @@ class LiveConsumer(AsyncWebsocketConsumer):
             self.pending = None
 
     async def _recheck_access(self) -> None:
-        """The connection ends with the right that opened it: every live.ACCESS_CHECK_S it
+        """The connection ends with the right that opened it: every subscriptions.ACCESS_CHECK_S it
         re-reads the session, person, role and grants from fresh rows (the scope's user and
         session are a snapshot of the handshake); sign-out, a password change, deactivation
         or the last role gone close it, a changed role or grants re-scope it."""
         with contextlib.suppress(asyncio.CancelledError):
             while True:
-                await asyncio.sleep(live.ACCESS_CHECK_S)
+                await asyncio.sleep(subscriptions.ACCESS_CHECK_S)
                 if not await self.still_allowed(self.sub):
                     await self.close(code=4403)
                     return

@@ -138,13 +138,13 @@ def register_gateway_choice(chooser: Callable[[Any], int | None]) -> None:
 
 
 def viewer_for(request: Any) -> Viewer:
-    from missioncontrol import live
+    from missioncontrol import subscriptions
     from missioncontrol.roles import role_of
 
     role = role_of(request.user)
     assert role is not None
     chosen = _chooser[0](request) if _chooser else None
-    return Viewer(request.user, role, live.gateway_scope(request.user), chosen)
+    return Viewer(request.user, role, subscriptions.gateway_scope(request.user), chosen)
 
 
 def providers() -> list[tuple[str, Provider, Role]]:

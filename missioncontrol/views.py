@@ -30,7 +30,7 @@ from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
 
-from missioncontrol import actions, audit, deployment, live, overview, streaming
+from missioncontrol import actions, audit, deployment, overview, streaming, subscriptions
 from missioncontrol.consumers import parse_live_query
 from missioncontrol.context_processors import live_seq_for
 from missioncontrol.errors import json_error
@@ -452,14 +452,14 @@ async def event_stream(request: HttpRequest) -> HttpResponseBase:
     resumed = parse_int(request.headers.get("Last-Event-ID"))
     if resumed is not None:
         since = resumed
-    scope = await database_sync_to_async(live.gateway_scope)(user)
-    sub = live.Subscription(topics, role, gateways=scope)
+    scope = await database_sync_to_async(subscriptions.gateway_scope)(user)
+    sub = subscriptions.Subscription(topics, role, gateways=scope)
     return streaming.event_stream(
         "retry: 2000\n\n",
-        live.sse(
+        subscriptions.sse(
             sub,
             since,
-            still_allowed=live.session_still_allowed(request.session.session_key, user.pk),
+            still_allowed=subscriptions.session_still_allowed(request.session.session_key, user.pk),
             frame=_sse_frame,
             keepalive_s=SSE_KEEPALIVE_S,
         ),
@@ -469,6 +469,6 @@ async def event_stream(request: HttpRequest) -> HttpResponseBase:
 
 def _sse_frame(text: str) -> str:
     # Every frame carries its seq as the event id: a reconnect resumes exactly there.
-    seq = live.seq_of(text)
+    seq = subscriptions.seq_of(text)
     head = f"id: {seq}\n" if seq is not None else ""
     return f"{head}data: {text}\n\n"

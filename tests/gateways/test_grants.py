@@ -14,7 +14,7 @@ from agents import sessions as agent_sessions
 from agents.models import Agent, AgentSession
 from gateways import access, commands, frames
 from gateways import actions as gateway_actions
-from missioncontrol import live
+from missioncontrol import live, subscriptions
 from missioncontrol.audit import Actor
 from missioncontrol.models import AuditEvent, LiveEvent
 from tests.gateways import fake
@@ -109,9 +109,9 @@ def test_an_operate_grant_lets_a_viewer_act_on_that_gateway(two, sent):
 def test_live_events_of_other_gateways_never_reach_a_narrowed_user(two):
     otto, _client = client_for("otto", "operator")
     gateway_actions.set_grant(Actor.system("test"), two["prod"], otto, "view")
-    scope = live.gateway_scope(otto)
+    scope = subscriptions.gateway_scope(otto)
     assert scope == frozenset({two["prod"].pk})
-    sub = live.Subscription(["sessions"], "operator", gateways=scope)
+    sub = subscriptions.Subscription(["sessions"], "operator", gateways=scope)
     sub.last_seq, sub.topic_last = 0, {"sessions": 0}
     shown = []
     for event in LiveEvent.objects.filter(topic="sessions").order_by("seq"):
@@ -210,7 +210,9 @@ def test_the_activity_feed_never_shows_a_narrowed_user_another_gateways_changes(
     assert "main@lab" not in home
     _viewer, everyone = client_for("vera", "viewer")
     assert "main@lab" in everyone.get(reverse("home")).content.decode()
-    sub = live.Subscription(["activity"], "operator", gateways=live.gateway_scope(otto))
+    sub = subscriptions.Subscription(
+        ["activity"], "operator", gateways=subscriptions.gateway_scope(otto)
+    )
     sub.last_seq, sub.topic_last = 0, {"activity": 0}
     shown = {
         event.gateway_id

@@ -22,7 +22,7 @@ from billing.actions import UsageItem, record_usage
 from billing.models import Budget, BudgetAlert
 from gateways import actions as gateway_actions
 from gateways import frames
-from missioncontrol import live
+from missioncontrol import live, subscriptions
 from missioncontrol.audit import Actor
 from missioncontrol.models import AuditEvent, LiveEvent
 from tasks.models import Task
@@ -128,7 +128,7 @@ def test_alert_events_and_audit_rows_carry_the_gateway_they_concern(world):
     }
     assert rows == expected
     # And the live filter leaves out what the narrowed user may not see.
-    sub = live.Subscription(["alerts"], "operator", gateways=frozenset({seen}))
+    sub = subscriptions.Subscription(["alerts"], "operator", gateways=frozenset({seen}))
     shown = {name for name, gid in events.items() if sub._shows("operator", gid)}
     assert shown == {"SeenGatewayBudget", "DirectAgentBudget"}
 

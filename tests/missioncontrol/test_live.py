@@ -13,7 +13,7 @@ from channels.testing import WebsocketCommunicator
 from django.db import transaction
 from django.test import Client
 
-from missioncontrol import live
+from missioncontrol import live, subscriptions
 from missioncontrol.asgi import application
 from missioncontrol.models import LiveEvent
 from tests.missioncontrol.factories import UserFactory
@@ -350,7 +350,9 @@ class TestEventStream:
     def test_anonymous_gets_401_json(self, transactional_db):
         response = Client().get("/events/stream?topics=activity")
         assert response.status_code == 401
-        assert response.json()["error"] == "forbidden"
+        assert (
+            response.json()["error"] == "unauthenticated"
+        )  # a 401 is never coded forbidden (#26 §3)
 
     def test_outsider_gets_403(self, transactional_db, outsider):
         assert outsider.get("/events/stream?topics=activity").status_code == 403
@@ -358,7 +360,9 @@ class TestEventStream:
 
 class TestStreamingClients:
     async def test_a_client_that_falls_behind_is_marked_for_resync(self):
-        listener = live.QueueListener(live.Subscription(["fleet"], "viewer"), size=2)
+        listener = subscriptions.QueueListener(
+            subscriptions.Subscription(["fleet"], "viewer"), size=2
+        )
         message = {
             "type": "live.event",
             "seq": 1,
@@ -375,9 +379,9 @@ class TestStreamingClients:
         assert listener.overflowed
 
     def test_seq_of_every_message_kind(self):
-        assert live.seq_of('{"type":"event","seq":12,"prev":null}') == 12
-        assert live.seq_of('{"type": "ready", "seq": 7, "topics": []}') == 7
-        assert live.seq_of("{}") is None
+        assert subscriptions.seq_of('{"type":"event","seq":12,"prev":null}') == 12
+        assert subscriptions.seq_of('{"type": "ready", "seq": 7, "topics": []}') == 7
+        assert subscriptions.seq_of("{}") is None
 
 
 async def test_the_hub_keeps_receiving_after_the_layer_fails_once():
@@ -401,12 +405,12 @@ async def test_the_hub_keeps_receiving_after_the_layer_fails_once():
     got = []
 
     class Listener:
-        sub = live.Subscription(["board"], "viewer")
+        sub = subscriptions.Subscription(["board"], "viewer")
 
         async def deliver(self, msg):
             got.append(msg)
 
-    hub = live.Hub()
+    hub = subscriptions.Hub()
     hub.channel = "specific.test!1"
     hub.add(Listener())
     pump = asyncio.create_task(hub._pump(FlakyLayer()))
@@ -423,12 +427,12 @@ async def test_the_hub_keeps_receiving_after_the_layer_fails_once():
 async def test_a_commits_events_travel_as_one_batch_and_arrive_in_order():
     """Several events of one commit are one layer message (one group_send); the hub hands
     each to its listeners in seq order."""
-    hub = live.Hub()
+    hub = subscriptions.Hub()
     await hub.start()
     got: list[int] = []
 
     class Listener:
-        sub = live.Subscription(["board", "activity"], "viewer")
+        sub = subscriptions.Subscription(["board", "activity"], "viewer")
 
         async def deliver(self, message):
             got.append(message["seq"])
@@ -511,7 +515,7 @@ def _revoke(how: str, user: Any, url: str, client: Any) -> None:
 def test_an_open_websocket_ends_with_the_right_that_opened_it(live, how):
     """Issue #30 §1: a WebSocket kept receiving for 67 s after its session signed out (its
     30 s re-check read the user cached in the scope). It re-reads session, person and role
-    from fresh rows every live.ACCESS_CHECK_S and closes with 4403."""
+    from fresh rows every subscriptions.ACCESS_CHECK_S and closes with 4403."""
     import time
 
     import websockets
@@ -542,7 +546,7 @@ def test_an_open_websocket_ends_with_the_right_that_opened_it(live, how):
 def live_module_bound() -> float:
     """How long a revoked stream may take to end in a test: the promise (ACCESS_CHECK_S) plus
     room for a loaded CI machine; a stream that never ends fails on the 10 s read instead."""
-    return live.ACCESS_CHECK_S + 4
+    return subscriptions.ACCESS_CHECK_S + 4
 
 
 @pytest.mark.slow
@@ -551,12 +555,12 @@ def live_module_bound() -> float:
 def test_a_narrowed_grant_rescopes_open_streams(live, transport):
     """Issue #30 §1: after an admin narrowed a user's gateway grants, open WS and SSE streams
     kept delivering the other gateway's events. Both re-read the grants with the session, so
-    events of the gateway taken away stop within live.ACCESS_CHECK_S, without a reconnect."""
+    events of the gateway taken away stop within subscriptions.ACCESS_CHECK_S, without a reconnect."""
     import time
 
     from gateways import actions as gateway_actions
     from missioncontrol.audit import Actor
-    from missioncontrol.live import ACCESS_CHECK_S
+    from missioncontrol.subscriptions import ACCESS_CHECK_S
     from tests.gateways.factories import make_gateway
     from tests.live import live_socket, login
 
