@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.exceptions import NotRegistered
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import FieldDoesNotExist
 from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest
@@ -10,6 +14,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from missioncontrol import audit, two_factor
 from missioncontrol.models import AuditEvent, ExternalIdentity, LiveEvent
+from missioncontrol.roles import role_of
 
 # Fields that hold a secret or a secret's hash: never filtered on in a changelist, where
 # `?key__startswith=a` answers yes or no and so reads a secret a character at a time (a TOTP
@@ -121,3 +126,19 @@ class ExternalIdentityAdmin(ReadOnlyAdmin):
 
     list_display = ["user", "issuer", "subject", "created_at", "last_signed_in_at"]
     search_fields = ["user__username", "subject"]
+
+
+# The users list shows each person's role (the People page, /settings/people/, is where a team
+# lead manages them; the Django admin stays for everything else).
+User = get_user_model()
+with contextlib.suppress(NotRegistered):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class PersonAdmin(UserAdmin):
+    list_display = ["username", "email", "role", "is_active", "last_login"]
+
+    @admin.display(description="Role")
+    def role(self, obj: Any) -> str:
+        return role_of(obj) or "—"

@@ -12,6 +12,7 @@ from django.urls.resolvers import RoutePattern
 from missioncontrol import (  # noqa: F401 - converters: <id:…>
     audit_views,
     converters,
+    people_views,
     two_factor,
     views,
 )
@@ -84,6 +85,11 @@ urlpatterns = [
     ),
     path("audit/", audit_views.audit_log, name="audit"),
     path("settings/deployment/", views.deployment_page, name="deployment"),
+    path("settings/people/", people_views.people_page, name="people"),
+    path("settings/people/<id:pk>/role/", people_views.person_role, name="person-role"),
+    path("settings/people/<id:pk>/active/", people_views.person_active, name="person-active"),
+    path("settings/people/<id:pk>/password/", people_views.person_password, name="person-password"),
+    path("settings/people/<id:pk>/gateways/", people_views.person_grants, name="person-grants"),
     path("settings/deployment/clear/", views.deployment_clear, name="deployment-clear"),
     path("audit/export.csv", audit_views.audit_export, name="audit-export"),
     path("admin/", admin.site.urls),
