@@ -56,6 +56,20 @@ def grants(user: Any) -> dict[int, set[str]] | None:
     return result
 
 
+def prime_grants(users: list[Any]) -> None:
+    """grants() for many people at once (the People page): one query, then each answers from
+    its cache."""
+    rows = UserObjectPermission.objects.filter(
+        user_id__in=[u.pk for u in users], **_GATEWAY_ROWS
+    ).values_list("user_id", "object_pk", "permission__codename")
+    found: dict[int, dict[int, set[str]]] = {}
+    for user_id, object_pk, codename in rows:
+        if (pk := parse_int(str(object_pk))) is not None:
+            found.setdefault(user_id, {}).setdefault(pk, set()).add(codename)
+    for user in users:
+        user._mc_gateway_grants = found.get(user.pk) or None
+
+
 def visible_ids(user: Any) -> frozenset[int] | None:
     """The gateways whose data the user sees (None: all)."""
     granted = grants(user)

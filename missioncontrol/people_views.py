@@ -20,7 +20,7 @@ from gateways.models import Gateway
 from missioncontrol import people
 from missioncontrol.audit import Actor
 from missioncontrol.errors import ActionError
-from missioncontrol.roles import ROLES, has_role, role_of, role_required
+from missioncontrol.roles import ROLES, has_role, prime_roles, role_of, role_required
 
 ROLE_CHOICES = [(r, r.capitalize()) for r in ROLES] + [("", "No role (signs in, sees nothing)")]
 LEVELS = [("none", "—"), ("view", "View"), ("operate", "Operate")]
@@ -42,7 +42,10 @@ def _rows(gateways: list[Gateway]) -> list[dict[str, Any]]:
         TOTPDevice.objects.filter(confirmed=True).values_list("user_id", flat=True)
     )
     rows = []
-    for user in get_user_model().objects.order_by("-is_active", "username"):
+    people = list(get_user_model().objects.order_by("-is_active", "username"))
+    prime_roles(people)
+    access.prime_grants(people)
+    for user in people:
         role = role_of(user) if user.is_active else None
         granted = access.grants(user) if role != "admin" else None
         rows.append(
