@@ -53,6 +53,12 @@ def _rows(gateways: list[Gateway]) -> list[dict[str, Any]]:
                 "user": user,
                 "role": role_of(user),
                 "gateways": _levels(gateways, granted or {}),
+                "granted_text": ", ".join(
+                    f"{g.name} ({level})"
+                    for g, level in _levels(gateways, granted or {})
+                    if level != "none"
+                )
+                or "every gateway",
                 "narrowed": granted is not None,
                 "two_factor": user.pk in with_two_factor,
             }
