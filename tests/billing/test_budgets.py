@@ -8,14 +8,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 
-from billing import actions
-from billing.actions import UsageItem, record_usage
 from billing.models import Budget, BudgetAlert, BudgetSpend
 from missioncontrol.audit import Actor
 from missioncontrol.models import AuditEvent, LiveEvent
 from tests.agents.factories import AgentFactory
+from tests.billing.factories import make_budget, spend
 from tests.gateways.factories import make_gateway
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
@@ -25,15 +24,12 @@ QUERIES = 9
 ADMIN = Actor.system("test")
 
 
-def call(agent, at=None, model="gpt-4o", provider="openai", n=1000, **kw) -> None:
-    """One gpt-4o call of n input + n/2 output tokens: $0.0075 for n=1000."""
-    with transaction.atomic():
-        record_usage([UsageItem(agent.pk, model, n, n // 2, at or NOW, provider=provider, **kw)])
+def call(agent, at=None, **kw) -> None:
+    """One gpt-4o call of n input + n/2 output tokens: $0.0075 for n=1000 (at NOW)."""
+    spend(agent.pk, at=at or NOW, **kw)
 
 
-def budget(**kw) -> Budget:
-    fields = {"name": "Everything", "amount_usd": Decimal("0.02"), "thresholds": [50, 100]}
-    return actions.save_budget(ADMIN, Budget(**{**fields, **kw}))
+budget = make_budget
 
 
 @pytest.mark.django_db

@@ -10,12 +10,10 @@ from decimal import Decimal
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import transaction
 
 from agents import events
 from agents.models import Agent, AgentKey, AgentSession
 from billing import actions, budgets
-from billing.actions import UsageItem, record_usage
 from billing.models import Budget, BudgetAlert, BudgetSpend
 from missioncontrol.audit import Actor
 from missioncontrol.errors import AgentPaused
@@ -24,6 +22,7 @@ from tasks import actions as task_actions
 from tasks.models import Task
 from tests.agents.conftest import issue
 from tests.agents.factories import AgentFactory
+from tests.billing import factories
 from tests.gateways.factories import make_gateway
 from tests.tasks.factories import make_task
 
@@ -33,8 +32,7 @@ ADMIN = Actor.system("test")
 
 def spend(agent: Agent, n: int = 1000) -> None:
     """One gpt-4o call of n input + n/2 output tokens: $0.0075 for n=1000."""
-    with transaction.atomic():
-        record_usage([UsageItem(agent.pk, "gpt-4o", n, n // 2, timezone_now(), provider="openai")])
+    factories.spend(agent.pk, n=n)
 
 
 def timezone_now() -> datetime:
@@ -44,13 +42,8 @@ def timezone_now() -> datetime:
 
 
 def budget(**kw) -> Budget:
-    fields = {
-        "name": "Team",
-        "amount_usd": Decimal("0.01"),
-        "thresholds": [80],
-        "enforce": True,
-    }
-    return actions.save_budget(ADMIN, Budget(**{**fields, **kw}))
+    fields = {"name": "Team", "amount_usd": Decimal("0.01"), "thresholds": [80], "enforce": True}
+    return factories.make_budget(**{**fields, **kw})
 
 
 async def beat(api, key: str, name: str) -> dict:

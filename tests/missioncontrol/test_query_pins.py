@@ -5,23 +5,21 @@ seen (raise the pin on purpose, with the reason in the commit)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from agents import sessions as agent_sessions
 from agents.models import Agent
-from billing.actions import UsageItem, record_usage
-from crons import actions as cron_actions
 from gateways import frames
 from missioncontrol.audit import Actor
+from tests.billing.factories import spend
+from tests.crons.factories import make_check
 from tests.gateways.factories import make_gateway
 from tests.tasks.factories import make_task
-from webhooks import actions as webhook_actions
-from webhooks.models import Endpoint
+from tests.webhooks.factories import make_endpoint
 
 pytestmark = pytest.mark.django_db
 ADMIN = Actor.system("pins")
@@ -63,11 +61,7 @@ def grow_sessions(start: int, n: int) -> None:
 
 def grow_usage(start: int, n: int) -> None:
     for i in range(start, start + n):
-        agent = Agent.objects.create(name=f"spender-{i}")
-        with transaction.atomic():
-            record_usage(
-                [UsageItem(agent.pk, f"model-{i}", 1000, 500, datetime.now(UTC), provider="openai")]
-            )
+        spend(Agent.objects.create(name=f"spender-{i}").pk, model=f"model-{i}")
 
 
 def grow_audit(start: int, n: int) -> None:
@@ -77,14 +71,12 @@ def grow_audit(start: int, n: int) -> None:
 
 def grow_crons(start: int, n: int) -> None:
     for i in range(start, start + n):
-        cron_actions.create_check(ADMIN, {"name": f"check {i}", "kind": "every", "every_s": 3600})
+        make_check(f"check {i}")
 
 
 def grow_webhooks(start: int, n: int) -> None:
     for i in range(start, start + n):
-        webhook_actions.save_endpoint(
-            ADMIN, Endpoint(url=f"https://example.com/hook-{i}", event_types=["task.*"])
-        )
+        make_endpoint(f"https://example.com/hook-{i}", ["task.*"])
 
 
 def grow_agents(start: int, n: int) -> None:
