@@ -166,10 +166,13 @@ class Job(models.Model):
         expected = self.expected_next(now)
         deadline = expected + grace if expected is not None else None
         if deadline is not None and now >= deadline:
-            return H.LATE, f"expected at {expected:%b %-d %H:%M} UTC, no run since", None
+            return H.LATE, f"expected at {expected:%b %-d %H:%M} UTC and has not run since", None
         if self.consecutive_failures >= max(1, self.failure_threshold):
             n = self.consecutive_failures
             return H.FAILING, f"last {n} run{'s' if n != 1 else ''} failed", deadline
+        if self.is_direct and self.last_run_at is None:
+            # Not "ok" yet: nothing has checked in.
+            return H.OK, "waiting for its first check-in", deadline
         return H.OK, "", deadline
 
 

@@ -18,6 +18,7 @@ from django.utils.dateparse import parse_datetime
 from missioncontrol import live
 from missioncontrol.fragments import FragmentCache, mark
 from missioncontrol.models import AuditEvent
+from missioncontrol.templatetags.mc import went_to_text
 
 FEED_LENGTH = 30
 _items = FragmentCache("activity item cache", 5000)
@@ -35,6 +36,7 @@ def feed_item(entry: dict[str, Any]) -> AuditEvent:
         object_type=entry["object"]["type"],
         object_id=entry["object"]["id"],
         object_repr=entry["object"]["repr"],
+        changes=entry.get("changes") or {},
         created_at=_when(entry["created_at"]),
     )
 
@@ -77,6 +79,7 @@ def item_html(entry: dict[str, Any]) -> str:
         entry["verb"],
         entry["object"]["type"],
         entry["object"]["repr"],
+        went_to_text(entry["verb"], entry.get("changes")),  # the line ends with it
         zone,
     )
     return _items.render(

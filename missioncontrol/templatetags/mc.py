@@ -65,6 +65,27 @@ def until(value: Any, never: str = "—") -> str:
 
 
 @register.filter
+def due(value: Any) -> str:
+    """When something is expected: 'in 5 minutes', 'now', or 'overdue by 7 minutes' (not
+    '7 minutes ago', which reads as if it happened)."""
+    if not value:
+        return "—"
+    seconds = (value - timezone.now()).total_seconds()
+    if seconds <= -60:
+        return f"overdue by {duration_text(timedelta(seconds=-seconds))}"
+    return until(value)
+
+
+@register.filter
+def elapsed(value: Any) -> str:
+    """How long since `value`: '12 seconds', '5 minutes' (Django's timesince says '0 minutes'
+    for the first minute)."""
+    if not value:
+        return ""
+    return duration_text(max(timedelta(0), timezone.now() - value))
+
+
+@register.filter
 def millis(value: Any) -> str:
     """A duration in milliseconds as '240 ms', '3.1 s', '2 min 5 s' ('—' for none)."""
     if value is None or value == "":
@@ -80,6 +101,7 @@ def millis(value: Any) -> str:
 VERBS = {
     "signed_in": "signed in",
     "signed_out": "signed out",
+    "agent.status_changed": "marked agent",
 }
 
 
@@ -160,6 +182,26 @@ def change_rows(changes: Any) -> list[dict[str, str | None]]:
             }
         )
     return rows
+
+
+# Verbs whose feed line ends with where the thing went (#31.14: "status sweep status changed
+# agent codex-2" said nothing of the new status).
+GOES_TO = ("agent.status_changed", "task.moved")
+
+
+def went_to_text(verb: str, changes: Any) -> str:
+    """The status or column an audit row's change went to ('stale', 'Review'), or ''."""
+    if verb not in GOES_TO or not isinstance(changes, dict):
+        return ""
+    after = changes.get("after")
+    status = after.get("status") if isinstance(after, dict) else None
+    return _value_text(status) if isinstance(status, str) and status else ""
+
+
+@register.filter
+def went_to(event: Any) -> str:
+    """For a feed item: where its change went (went_to_text)."""
+    return went_to_text(getattr(event, "verb", ""), getattr(event, "changes", None))
 
 
 @functools.cache

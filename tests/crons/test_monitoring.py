@@ -149,7 +149,7 @@ class TestHealth:
         assert actions.check_health() == 0  # once per transition
         job.refresh_from_db()
         assert job.health == "late"
-        assert "no run since" in job.health_reason
+        assert "has not run since" in job.health_reason
         late = events("cron.late")
         assert len(late) == 1
         assert late[0].topic == "alerts"

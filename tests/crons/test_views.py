@@ -159,6 +159,25 @@ class TestPages:
             viewer.get("/crons/")
         assert len(more) == len(queries)
 
+    def test_words_a_person_reads(self, viewer, check):
+        """(#31.14) A new check is waiting, not "ok"; a next run in the past is overdue, not
+        "7 minutes ago" (as if it had run)."""
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        job = Job.objects.get(pk=check.pk)
+        assert (job.health, job.health_reason) == ("ok", "waiting for its first check-in")
+        row = viewer.get("/crons/").content.decode()
+        assert ">waiting</span>" in row
+        assert "waiting for its first check-in" in row
+        actions.checkin(job.token, "success", "")
+        job.refresh_from_db()
+        assert job.health_reason == ""
+        assert ">ok</span>" in viewer.get("/crons/").content.decode()
+        Job.objects.filter(pk=job.pk).update(next_run_at=timezone.now() - timedelta(minutes=7))
+        assert "overdue by 7 minutes" in viewer.get(f"/crons/{job.pk}/").content.decode()
+
     def test_the_banner_names_a_late_job_on_every_page(self, viewer, check):
         Job.objects.filter(pk=check.pk).update(health="late", health_reason="expected at 10:00")
         page = viewer.get("/board/").content.decode()

@@ -51,3 +51,27 @@ def test_only_the_newest_items_a_feed_can_hold_are_rendered():
     event = {"entries": [entry(i, now, repr_=f"T{i}") for i in range(100)]}
     ops = presenters.audit_recorded(event)["ops"]
     assert [op["id"] for op in ops] == [f"activity-{i}" for i in range(70, 100)]
+
+
+def test_a_line_says_where_the_change_went():
+    """(#31.14) 'status sweep marked agent codex-2 → stale', 'bob moved task … → Review' — not a
+    status change with no status; cached per destination (the same line to another column is
+    another item)."""
+    moved = entry(1, "2026-12-01T10:11:12+00:00")
+    moved["changes"] = {"before": {"status": "todo"}, "after": {"status": "review"}}
+    done = {**moved, "id": 2, "changes": {"after": {"status": "done"}}}
+    swept = {
+        "id": 3,
+        "actor": {"type": "system", "label": "status sweep", "user_id": None},
+        "verb": "agent.status_changed",
+        "object": {"type": "agents.agent", "id": "4", "repr": "codex-2"},
+        "changes": {"before": {"status": "idle"}, "after": {"status": "stale"}},
+        "created_at": "2026-12-01T10:11:13+00:00",
+    }
+    assert "Fix the login page</span> → Review" in presenters.item_html(moved)
+    assert "Fix the login page</span> → Done" in presenters.item_html(done)
+    text = presenters.item_html(swept)
+    assert "<strong>status sweep</strong> marked agent" in text
+    assert "codex-2</span> → stale" in text
+    for item in (moved, done, swept):
+        assert presenters.item_html(item) == direct(item)

@@ -40,3 +40,20 @@ def test_markdown_still_has_no_raw_html():
     html = markdown('<input type="checkbox" onclick="x()"> <script>alert(1)</script>')
     assert "<input" not in html
     assert "<script" not in html
+
+
+def test_due_and_elapsed_read_as_words():
+    """(#31.14) 'overdue by 7 minutes', not '7 minutes ago'; '12 seconds', not '0 minutes'."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from missioncontrol.templatetags.mc import due, elapsed
+
+    now = timezone.now()
+    assert due(now - timedelta(minutes=7, seconds=5)) == "overdue by 7 minutes"
+    assert due(now + timedelta(minutes=5, seconds=5)) == "in 5 minutes"
+    assert due(now) == "now"
+    assert due(None) == "—"
+    assert elapsed(now - timedelta(seconds=12)) in ("12 seconds", "13 seconds")
+    assert elapsed(now - timedelta(minutes=3)) == "3 minutes"
