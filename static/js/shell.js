@@ -77,6 +77,24 @@ document.addEventListener("submit", (e) => {
   if (message && !window.confirm(message)) e.preventDefault();
 });
 
+// `[data-shown-when="name=a,b"]`: a field that applies only to some choices of another (a
+// budget's agent when it covers one agent; an enrollment key's registrations) is hidden while
+// another is chosen. Without scripts every field shows; the server ignores what does not apply.
+function applyShownWhen(root) {
+  root.querySelectorAll("[data-shown-when]").forEach((el) => {
+    const form = el.closest("form");
+    const [name, values] = el.dataset.shownWhen.split("=");
+    const control = form && form.elements.namedItem(name);
+    if (!control) return;
+    el.hidden = !values.split(",").includes(control.value);
+  });
+}
+applyShownWhen(document);
+document.addEventListener("change", (e) => {
+  if (e.target.form) applyShownWhen(e.target.form);
+});
+document.addEventListener("htmx:afterSwap", (e) => applyShownWhen(e.target));
+
 // `[data-copy=ID]`: copies the text of the element with that id (a new key, a snippet).
 document.addEventListener("click", async (e) => {
   const button = e.target.closest("[data-copy]");

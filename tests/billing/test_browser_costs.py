@@ -153,3 +153,39 @@ def test_a_heartbeat_with_usage_on_a_task_moves_its_card_live(browser, live):
     assert page.inner_text(cost) == "$0.0075"
     assert page.evaluate("window.__marker") == 1
     assert browser.csp_violations() == []
+
+
+def test_forms_show_only_the_fields_the_choice_needs(browser, live):
+    """(#31.16) A budget's gateway/agent/model field shows only for that scope; a key's agent
+    only for an agent key, its registrations only for an enrollment key; a check's cron
+    expression only for a cron schedule — and a checkbox sits beside its label."""
+    UserFactory.create(username="boss", role="admin")
+    browser.login("boss")
+    page = browser.page
+    page.goto("/costs/budgets/")
+    field = lambda name: page.locator(f"label.field:has([name={name}])")  # noqa: E731
+    assert [field(n).is_visible() for n in ("gateway", "agent", "model")] == [False] * 3
+    page.select_option("select[name=scope]", "agent")
+    assert [field(n).is_visible() for n in ("gateway", "agent", "model")] == [False, True, False]
+    page.select_option("select[name=scope]", "model")
+    assert [field(n).is_visible() for n in ("gateway", "agent", "model")] == [False, False, True]
+    page.goto("/settings/keys/")
+    assert field("agent").is_visible()
+    assert not field("max_uses").is_visible()
+    page.select_option("select[name=kind]", "enrollment")
+    assert not field("agent").is_visible()
+    assert field("max_uses").is_visible()
+    page.goto("/crons/checks/new/")
+    page.select_option("select[name=kind]", "every")
+    assert field("every_min").is_visible()
+    assert not field("expr").is_visible()
+    page.select_option("select[name=kind]", "cron")
+    assert field("expr").is_visible()
+    assert not field("every_min").is_visible()
+    # A checkbox and its words on one line.
+    page.goto("/costs/prices/")
+    box = page.locator("input[name=reprice]").bounding_box()
+    words = page.locator("label.check:has(input[name=reprice])").bounding_box()
+    assert box is not None
+    assert words is not None
+    assert abs((box["y"] + box["height"] / 2) - (words["y"] + words["height"] / 2)) < 12
