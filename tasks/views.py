@@ -78,6 +78,8 @@ def board(request: HttpRequest) -> HttpResponse:
             "filter_qs": filters.querystring(),
             "assignees": choices,
             "priorities": [p.label.lower() for p in Task.Priority],
+            # An empty board (a new install): how to begin, above it.
+            "fresh": not filters.active and not any(c["count"] for c in columns),
             # Answered at the ASGI layer only (tasks/fastpath.py, missioncontrol/asgi.py).
             "move_url": fastpath.MOVE_URL.format(pk=0),
             "form": TaskForm(user=request.user, assignees=choices)

@@ -163,11 +163,14 @@ class TestKeysPage:
 
 
 class TestCreateAgentKeyCommand:
-    def test_agent_key_on_its_own_line(self):
-        out = io.StringIO()
-        call_command("create_agent_key", "--agent", "cli-bot", stdout=out)
+    def test_agent_key_on_its_own_line_and_the_next_step_beside_it(self):
+        out, err = io.StringIO(), io.StringIO()
+        call_command("create_agent_key", "--agent", "cli-bot", stdout=out, stderr=err)
         full = out.getvalue().strip()
         assert getattr(keys.verify(full), "agent_name", None) == "cli-bot"
+        # (#31.17) What to do with it, on stderr (stdout stays the key alone for scripts).
+        assert f"export MC_URL=http://127.0.0.1:3200 MC_API_KEY={full}" in err.getvalue()
+        assert "mc-agent run --name cli-bot -- your-command" in err.getvalue()
 
     def test_enrollment_key(self):
         out = io.StringIO()

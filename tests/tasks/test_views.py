@@ -277,3 +277,20 @@ class TestCreateAndEdit:
 
     def test_unknown_task_is_404(self, viewer):
         assert viewer.get(url("detail", 424242)).status_code == 404
+
+
+class TestFirstSteps:
+    """(#31.17) Empty pages say how to begin, with this server's real URL."""
+
+    def test_an_empty_board_agents_and_sessions_page_say_how_to_connect_an_agent(
+        self, admin, viewer
+    ):
+        for path in ("/board/", "/agents/"):
+            page = admin.get(path).content.decode()
+            assert "export MC_URL=http://testserver MC_API_KEY=mc_…" in page, path
+            assert "mc-agent run --name my-agent -- your-command" in page
+            assert 'href="/settings/keys/"' in page  # an admin is shown where keys come from
+        assert "ask an admin for one" in viewer.get("/agents/").content.decode()
+        assert "Agents that report directly" in viewer.get("/sessions/").content.decode()
+        make_task("The first")
+        assert "An empty board" not in admin.get("/board/").content.decode()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
@@ -51,3 +52,17 @@ class Command(BaseCommand):
             expires_at=expires,
         )
         self.stdout.write(full)
+        # What to do with it, on stderr: `KEY=$(./mc manage create_agent_key …)` still gets the
+        # key alone.
+        wildcard = settings.MC_HOST in ("0.0.0.0", "::", "")  # noqa: S104 - reading it, not binding
+        host = "127.0.0.1" if wildcard else settings.MC_HOST
+        url = f"http{'s' if settings.MC_TLS else ''}://{host}:{settings.MC_PORT}"
+        name = agent.name if agent else "my-agent"
+        first = "registers the agent and keeps its own key" if agent is None else "acts as it"
+        self.stderr.write(
+            "Shown once: store it now. Next, where the agent runs "
+            f"(the first run {first}):\n"
+            f"  export MC_URL={url} MC_API_KEY={full}\n"
+            f"  mc-agent run --name {name} -- your-command\n"
+            "Claude Code and curl snippets: API keys, in the user menu (/settings/keys/)."
+        )
