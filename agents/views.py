@@ -110,6 +110,28 @@ def agent_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+def fold_messages(messages: list[Any]) -> list[dict[str, Any]]:
+    """Heartbeat messages, newest first, with runs of the same status and words folded into
+    one line (#31.16: a run sent the same line 50 times)."""
+    folded: list[dict[str, Any]] = []
+    for m in messages:
+        last = folded[-1] if folded else None
+        if last is not None and (last["status"], last["message"]) == (m.status, m.message):
+            last["count"] += 1
+            last["since"] = m.created_at
+            continue
+        folded.append(
+            {
+                "status": m.status,
+                "message": m.message,
+                "at": m.created_at,
+                "since": m.created_at,
+                "count": 1,
+            }
+        )
+    return folded
+
+
 @require_safe
 @role_required("viewer")
 def agent_detail(request: HttpRequest, name: str) -> HttpResponse:
@@ -127,7 +149,7 @@ def agent_detail(request: HttpRequest, name: str) -> HttpResponse:
         {
             "agent": agent,
             "history": agent.status_changes.all()[:50],
-            "messages_": agent.messages.all()[:30],
+            "messages_": fold_messages(list(agent.messages.all()[:300]))[:30],
             "tasks": Task.objects.on_board()
             .filter(assignee_agent=agent)
             .exclude(status="done")

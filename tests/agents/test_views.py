@@ -176,3 +176,29 @@ class TestCreateAgentKeyCommand:
         out = io.StringIO()
         call_command("create_agent_key", "--enrollment", "--max-uses", "5", stdout=out)
         assert getattr(keys.verify(out.getvalue().strip()), "kind", None) == "enrollment"
+
+
+class TestAgentPageRecords:
+    def test_repeated_messages_fold_and_the_records_link_to_the_rest(self, viewer):
+        """(#31.16) 50 identical heartbeat lines are one, ×50; '253 records' links to them."""
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from agents.models import AgentMessage
+        from tests.agents.factories import UsageRecordFactory
+
+        agent = Agent.objects.create(name="chatty", framework="codex")
+        now = timezone.now()
+        rows = [AgentMessage(agent=agent, status="busy", message="running tests") for _ in range(50)]
+        rows.append(AgentMessage(agent=agent, status="idle", message="done"))
+        AgentMessage.objects.bulk_create(rows)
+        AgentMessage.objects.filter(agent=agent).update(created_at=now - timedelta(minutes=5))
+        UsageRecordFactory.create_batch(25, agent=agent)
+        page = viewer.get("/agents/chatty/").content.decode()
+        assert page.count("running tests") == 1
+        assert "×50 since" in page
+        assert "the latest 20 of 25 records" in page
+        assert "/costs/records.csv?range=all&amp;agent=chatty" in page
+        assert "/costs/?range=all&amp;agent=chatty" in page
+        assert viewer.get("/costs/records.csv?range=all&agent=chatty").status_code == 200
