@@ -8,6 +8,7 @@ app_name = "billing"
 
 urlpatterns = [
     path("costs/", views.costs, name="costs"),
+    path("costs/today/", views.spend_chip, name="spend-chip"),
     path("costs/records.csv", views.export, name="export"),
     path("costs/prices/", views.price_list, name="prices"),
     path("costs/prices/<id:pk>/delete/", views.price_delete, name="price-delete"),

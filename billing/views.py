@@ -569,3 +569,11 @@ def alert_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
     alert = get_object_or_404(BudgetAlert.objects.visible_to(request.user), pk=pk)
     actions.acknowledge_alert(Actor.user(request.user), alert)
     return redirect(safe_next(request, reverse("billing:budgets")))
+
+
+@require_safe
+@role_required("operator")
+def spend_chip(request: HttpRequest) -> HttpResponse:
+    """The shell's "spent today" chip alone: the page fetches it again when usage is recorded
+    (a `usage.recorded` event names no person's total: each sees their own gateways')."""
+    return render(request, "billing/_spend_chip.html")

@@ -129,6 +129,28 @@ const OPS = {
 
 let refetchTimer = null;
 
+// `[data-live-fetch=URL][data-live-topic=T][id]`: a piece whose content is each person's own
+// (the spend chip: today's spend over the gateways they see), fetched again from its URL when an
+// event of its topic arrives — at most once a second.
+const pieceTimers = {};
+function refetchPieces(topic) {
+  document.querySelectorAll("[data-live-fetch][id]").forEach((piece) => {
+    if (!piece.dataset.liveTopic.split(" ").includes(topic) || pieceTimers[piece.id]) return;
+    pieceTimers[piece.id] = setTimeout(async () => {
+      delete pieceTimers[piece.id];
+      try {
+        const response = await fetch(piece.dataset.liveFetch, { credentials: "same-origin" });
+        if (!response.ok) return;
+        const fresh = fragment(await response.text());
+        const now = document.getElementById(piece.id);
+        if (fresh && now) now.replaceWith(fresh);
+      } catch (err) {
+        // Offline for a moment: the next event, or the next resync, brings it.
+      }
+    }, 1000);
+  });
+}
+
 function applyEvent(msg) {
   if (msg.seq <= state.seq) return;
   // A filtered panel (or the overview) cannot tell whether a change belongs in it: reload it
@@ -146,6 +168,7 @@ function applyEvent(msg) {
     return;
   }
   state.seq = msg.seq;
+  refetchPieces(msg.topic);
   const ops = (msg.payload && msg.payload.ops) || [];
   for (const op of ops) {
     try {

@@ -190,7 +190,9 @@ class TestAgentPageRecords:
 
         agent = Agent.objects.create(name="chatty", framework="codex")
         now = timezone.now()
-        rows = [AgentMessage(agent=agent, status="busy", message="running tests") for _ in range(50)]
+        rows = [
+            AgentMessage(agent=agent, status="busy", message="running tests") for _ in range(50)
+        ]
         rows.append(AgentMessage(agent=agent, status="idle", message="done"))
         AgentMessage.objects.bulk_create(rows)
         AgentMessage.objects.filter(agent=agent).update(created_at=now - timedelta(minutes=5))

@@ -189,3 +189,39 @@ def test_forms_show_only_the_fields_the_choice_needs(browser, live):
     assert box is not None
     assert words is not None
     assert abs((box["y"] + box["height"] / 2) - (words["y"] + words["height"] / 2)) < 12
+
+
+def test_the_spend_chip_follows_usage_live_on_any_page(browser, live):
+    """(#31.9) The shell's "spent today" chip moves when usage arrives, on the board too — its
+    own small fetch on the event, not a page reload."""
+    UserFactory.create(username="lead", role="operator")
+    agent = Agent.objects.create(name="chip-spender", framework="codex")
+    _key, full = issue(AgentKey.Kind.AGENT, agent)
+    browser.login("lead")
+    page = browser.page
+    page.goto("/board/")
+    page.wait_for_selector("#live-status[data-state=live]")
+    assert "$0.00" in page.inner_text("#spend-chip")
+    page.evaluate("window.__marker = 1")
+    r = httpx.post(
+        f"{live.url}/api/v1/agents/chip-spender/heartbeat",
+        json={
+            "status": "busy",
+            "usage": [
+                {
+                    "id": "c1",
+                    "model": "gpt-4o",
+                    "provider": "openai",
+                    "input_tokens": 1000,
+                    "output_tokens": 500,
+                }
+            ],
+        },
+        headers={"Authorization": f"Bearer {full}"},
+    )
+    assert r.status_code == 200, r.text
+    page.wait_for_function(
+        "() => document.querySelector('#spend-chip').textContent.includes('$0.0075')", timeout=8000
+    )
+    assert page.evaluate("window.__marker") == 1
+    assert browser.csp_violations() == []
