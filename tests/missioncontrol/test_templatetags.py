@@ -57,3 +57,24 @@ def test_due_and_elapsed_read_as_words():
     assert due(None) == "—"
     assert elapsed(now - timedelta(seconds=12)) in ("12 seconds", "13 seconds")
     assert elapsed(now - timedelta(minutes=3)) == "3 minutes"
+
+
+def test_one_percent_style_and_numbers_right_aligned_in_every_template():
+    """(#31.15) "80%", never "80 %"; a money or number column's cells are right-aligned (`num`)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "templates"
+    spaced, loose = [], []
+    for path in root.rglob("*.html"):
+        text = path.read_text()
+        for match in re.finditer(r"(\d|\}\}) %(?!\})", text):
+            spaced.append(
+                f"{path.relative_to(root)}: …{text[max(0, match.start() - 20) : match.end()]}"
+            )
+        for match in re.finditer(
+            r"<td(?![^>]*\bnum\b)[^>]*>\{\{ [\w.]+\|(money|num) \}\}</td>", text
+        ):
+            loose.append(f"{path.relative_to(root)}: {match.group(0)[:80]}")
+    assert spaced == []
+    assert loose == []
