@@ -59,15 +59,19 @@ def gateway_list(request: HttpRequest) -> HttpResponse:
 def gateway_detail(request: HttpRequest, pk: int) -> HttpResponse:
     live_seq_for(request)
     gateway = get_object_or_404(_visible(request), pk=pk)
+    test = request.session.pop(f"gateway-test-{gateway.pk}", None)
+    states = dict(Gateway.State.choices)
     return render(
         request,
         "gateways/detail.html",
         {
             "gateway": gateway,
+            # The state in the words the page uses elsewhere ("Token rejected", not AUTHFAILED).
+            "test_label": states.get(test["state"], "Failed") if isinstance(test, dict) else "",
             "grants": access.granted_users(gateway) if has_role(request.user, "admin") else [],
             "history": gateway.state_changes.all()[:50],
             "agents": Agent.objects.of_gateway(gateway.pk).order_by("name")[:200],
-            "test": request.session.pop(f"gateway-test-{gateway.pk}", None),
+            "test": test,
             "skipped": _skipped(gateway),
         },
     )

@@ -17,4 +17,18 @@ function tick() {
 
 tick();
 setInterval(tick, 1000);
+
+// A session's transcript opens at its newest line, and follows new ones while the reader is at
+// the end (not when they scrolled up to read).
+const transcript = document.querySelector(".transcript");
+let atEnd = true;
+if (transcript) {
+  transcript.scrollTop = transcript.scrollHeight;
+  transcript.addEventListener("scroll", () => {
+    atEnd = transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 40;
+  });
+  document.addEventListener("mc:live", () => {
+    if (atEnd) transcript.scrollTop = transcript.scrollHeight;
+  });
+}
 document.addEventListener("mc:live", tick);

@@ -172,6 +172,32 @@ class TestAdminManages:
         assert "Unreachable" in html
         assert "Nothing answered at ws://127.0.0.1:9/" in html
 
+    def test_words_of_a_result_and_of_stale_health(self, admin, gateway):
+        """(#31.6) "Token rejected", not AUTHFAILED; health kept from when it was connected
+        says so ("as of")."""
+        from django.utils import timezone
+
+        session = admin.session
+        session[f"gateway-test-{gateway.pk}"] = {"state": "auth_failed", "detail": "no"}
+        session.save()
+        Gateway.objects.filter(pk=gateway.pk).update(
+            state="unreachable", health={"uptime_s": 3600, "rss_mb": 210}, health_at=timezone.now()
+        )
+        html = admin.get(reverse("gateways:detail", args=[gateway.pk])).content.decode()
+        assert "Test connection: Token rejected" in html
+        assert "Last known, as of" in html
+
+
+class TestTaskOfAGatewayAgent:
+    def test_the_task_page_says_assigning_does_not_tell_it(self, viewer, gateway):
+        from agents.models import Agent
+        from tests.tasks.factories import make_task
+
+        agent = Agent.objects.create(name="main@prod", gateway=gateway, external_id="main")
+        task = make_task("Ask main", assignee=f"agent:{agent.pk}")
+        html = viewer.get(f"/tasks/{task.pk}/").content.decode()
+        assert "being assigned a task does not tell it" in html
+
 
 class TestAgentsOfGateways:
     def test_agents_page_shows_the_gateway_badge_next_to_direct_agents(self, viewer, gateway):
