@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from billing import reports
 from gateways import access
+from gateways.context_processors import chosen_gateway_id
 from missioncontrol.roles import has_role
 
 
@@ -16,12 +17,14 @@ def spend(request: HttpRequest) -> dict[str, Any]:
     if not has_role(user, "operator") or request.headers.get("HX-Request"):
         return {"spend_today": None, "budget_alerts": None}
     ids = access.visible_ids(user)
+    # The gateway switch too: one gateway's spend (0: the direct agents'), or all they see.
+    chosen = chosen_gateway_id(request)
 
     def today() -> Any:
         return reports.spend_today(
             timezone.now(),
             timezone.get_current_timezone(),
-            reports.Filters(visible_gateways=None if ids is None else set(ids)),
+            reports.Filters(gateway_id=chosen, visible_gateways=None if ids is None else set(ids)),
         )
 
     def alerts() -> Any:

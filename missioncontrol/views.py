@@ -119,6 +119,12 @@ def home(request: HttpRequest) -> HttpResponse:
     feed = AuditEvent.objects.select_related(None).order_by("-id")
     if viewer.visible is not None:
         feed = feed.filter(Q(gateway_id__isnull=True) | Q(gateway_id__in=viewer.visible))
+    # The gateway switch, as on the rest of the overview (Viewer.sees): one gateway's lines, or
+    # only what is no gateway's ("direct").
+    if viewer.chosen == 0:
+        feed = feed.filter(gateway_id__isnull=True)
+    elif viewer.chosen is not None:
+        feed = feed.filter(gateway_id=viewer.chosen)
     kind = request.GET.get("activity", "")
     if kind in ACTIVITY_KINDS:
         feed = feed.filter(verb__startswith=ACTIVITY_KINDS[kind][1])
@@ -142,7 +148,8 @@ def home(request: HttpRequest) -> HttpResponse:
             "activity_kind": kind,
             "activity_kinds": [(key, label) for key, (label, _prefix) in ACTIVITY_KINDS.items()],
             "activity_older": older,
-            "activity_paged": bool(kind) or before is not None,
+            # A filtered feed reloads on each event (the live push cannot tell what belongs).
+            "activity_paged": bool(kind) or before is not None or viewer.chosen is not None,
             "live_topics": ",".join(topics),
             "refetch_topics": " ".join(topics),
             "can_ack": RANK[viewer.role] >= RANK["operator"],

@@ -164,6 +164,23 @@ def test_the_shell_shows_todays_spend_to_operators_not_viewers(viewer, operator,
     assert "$0.018" in html
 
 
+def test_the_spend_chip_follows_the_gateway_switch(operator, bob_operator, usage):
+    """(#31.6) On one gateway, the chip is that gateway's spend today (0: the direct agents')."""
+    from gateways import actions as gateway_actions
+    from gateways.models import Gateway
+
+    def chip() -> str:
+        session = operator.session
+        session.pop("mc_gateway_view", None)  # the choice is copied into the session
+        session.save()
+        return operator.get("/costs/today/").content.decode()
+
+    gateway_actions.choose_view(bob_operator.pk, Gateway.objects.get(name="prod"))
+    assert ">$0.010<" in chip()  # main@prod's two records of today ($0.0105)
+    gateway_actions.choose_view(bob_operator.pk, None)
+    assert "$0.018" in chip()
+
+
 def test_times_follow_the_users_time_zone(viewer, usage):
     # 15:30 UTC is 00:30 the next day in Tokyo: "today" there is the last half hour (the
     # gateway agent's two records), and the gpt-4o call of 14:30 UTC was yesterday.

@@ -5,6 +5,7 @@ query counts that do not grow with the fleet."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -285,7 +286,9 @@ class TestPage:
         make_task("One")
         page = operator.get("/").content.decode()
         running = page[page.index("ov-running-title") : page.index("ov-fleet-title")]
-        assert "for 0\xa0minutes" in running or "for 0 minutes" in running
+        # (#31.14) Seconds, not "for 0 minutes".
+        assert re.search(r"for \d+ seconds?", running), running
+        assert "0 minutes" not in running
         assert "today" in running
         for title in ("Running now", "Fleet health", "Spend", "Board", "Activity"):
             assert f">{title}<" in page, title
@@ -356,3 +359,30 @@ class TestActivity:
         assert "feed job" in cron_page[cron_page.index('id="activity-list"') :]
         assert operator.get("/?activity=nonsense&before=x").status_code == 200
         assert check.pk
+
+    def test_the_gateway_switch_narrows_the_feed(self, operator, bob_operator):
+        """(#31.6) The switch on one gateway: the feed is that gateway's lines (and reloads on
+        each event, the live push not knowing the switch); all gateways: everything."""
+        from gateways import actions as gateway_actions
+        from tests.gateways.factories import make_gateway
+
+        make_gateway("prod")
+        staging = make_gateway("staging")
+        make_task("A task of nobody's gateway")
+
+        def feed() -> str:
+            page = operator.get("/").content.decode()
+            return page[page.index('id="activity-list"') :]
+
+        assert "prod" in feed()
+        assert "staging" in feed()
+        gateway_actions.choose_view(bob_operator.pk, staging)
+        session = operator.session
+        session.pop("mc_gateway_view", None)
+        session.save()
+        narrowed = feed()
+        assert "staging" in narrowed
+        assert ">prod<" not in narrowed
+        assert "A task of nobody" not in narrowed
+        page = operator.get("/").content.decode()
+        assert 'id="activity-panel" data-live-topic="activity" data-live-refetch="activity"' in page
