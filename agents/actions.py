@@ -259,7 +259,8 @@ def sync_gateway_agents(gateway_id: int, listed: Sequence[frames.ListedAgent]) -
                     framework=framework,
                     model=primary,
                     status=Agent.Status.IDLE,
-                    last_seen_at=now,
+                    # Seen when one of its sessions is active (agents.sessions), not when listed.
+                    last_seen_at=None,
                 )
                 audit.record(
                     actor,
@@ -280,7 +281,7 @@ def sync_gateway_agents(gateway_id: int, listed: Sequence[frames.ListedAgent]) -
             old = agent.status
             agent.gateway, agent.external_id = gateway, external
             agent.name, agent.framework, agent.model = name, framework, primary
-            agent.last_seen_at = now
+            # Its "last seen" is its sessions' last activity (agents.sessions), not this sync.
             if old not in Agent.LIVE_STATUSES:
                 agent.status = Agent.Status.IDLE
                 changes.append((agent, old, "its gateway connected"))

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from agents import events
@@ -157,6 +158,23 @@ def _agents_follow_sessions(gateway: Gateway, agents: dict[str, Agent]) -> None:
             agent.save(update_fields=["status"])
             changes.append((agent, old, "a run started" if wanted == "busy" else "its runs ended"))
     change_statuses(changes, Actor.gateway(gateway.name))
+    # "Last seen", for an agent of a gateway, is when one of its sessions was last active (not
+    # when the dashboard last synced its list: #31.6).
+    latest = dict(
+        AgentSession.objects.of_gateway(gateway.pk)
+        .filter(agent_id__in=[a.pk for a in agents.values()], last_activity_at__isnull=False)
+        .values_list("agent_id")
+        .annotate(at=Max("last_activity_at"))
+    )
+    seen: dict[int, Any] = {}
+    for agent in agents.values():
+        at = latest.get(agent.pk)
+        if at is not None and (agent.last_seen_at is None or at > agent.last_seen_at):
+            agent.last_seen_at = at
+            agent.save(update_fields=["last_seen_at"])
+            seen[agent.pk] = at
+    if seen:
+        live.publish("fleet", events.seen(seen), gateway_id=gateway.pk)
 
 
 def _session_pk(gateway_id: int, key: str) -> int | None:

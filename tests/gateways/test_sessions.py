@@ -382,3 +382,21 @@ class TestSessionPages:
             in response.content.decode()
         )
         assert not AuditEvent.objects.filter(verb="session.reset").exists()
+
+
+@pytest.mark.django_db
+def test_a_gateway_agents_last_seen_is_its_sessions_last_activity():
+    """(#31.6) Not the time the dashboard synced the list: when a session was last active."""
+    from datetime import UTC, datetime
+
+    gateway = make_gateway()
+    agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
+    assert Agent.objects.get(name="main@prod").last_seen_at is None  # listed, never active
+    agent_sessions.sync_gateway_sessions(gateway.pk, frames.sessions([session_row()]))
+    active = datetime.fromtimestamp(1795460842.274, tz=UTC)
+    assert Agent.objects.get(name="main@prod").last_seen_at == active
+    seen = LiveEvent.objects.filter(type="agent.seen").latest("seq")
+    assert seen.gateway_id == gateway.pk
+    # A re-sync of its list does not make it "seen now".
+    agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
+    assert Agent.objects.get(name="main@prod").last_seen_at == active
