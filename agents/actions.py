@@ -230,7 +230,6 @@ def gateway_agent_name(gateway: Gateway, external_id: str) -> str:
 def sync_gateway_agents(gateway_id: int, listed: Sequence[frames.ListedAgent]) -> list[Agent]:
     """A gateway's agents as its `agents.list` gave them: new ones added, known ones updated
     (and live again), ones it no longer lists offline. One transaction; idempotent."""
-    now = timezone.now()
     with transaction.atomic():
         gateway = Gateway.objects.filter(pk=gateway_id).first()
         if gateway is None:
