@@ -12,6 +12,7 @@ urlpatterns = [
     path("agents/<name:name>/message/", views.agent_message, name="message"),
     path("sessions/", views.session_list, name="sessions"),
     path("sessions/<id:pk>/", views.session_detail, name="session"),
+    path("sessions/<id:pk>/facts/", views.session_facts, name="session-facts"),
     path("sessions/<id:pk>/send/", views.session_send, name="session-send"),
     path("sessions/<id:pk>/abort/", views.session_abort, name="session-abort"),
     path("sessions/<id:pk>/reset/", views.session_reset, name="session-reset"),

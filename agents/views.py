@@ -304,6 +304,21 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
+@require_safe
+@role_required("viewer")
+def session_facts(request: HttpRequest, pk: int) -> HttpResponse:
+    """The session page's Cost and Details cards alone: the page fetches them again when its
+    session changes or usage is recorded (at most once a second; live.js data-live-fetch)."""
+    session = get_object_or_404(
+        _visible_sessions(request, AgentSession.objects.select_related("gateway", "agent")), pk=pk
+    )
+    return render(
+        request,
+        "agents/session.html#session_facts",
+        {"session": session, "spend": _session_spend(session)},
+    )
+
+
 def _session_spend(session: AgentSession) -> dict[str, Any] | None:
     """What the session cost by our prices (usage records keep its key, cut to 128)."""
     if session.agent is None:

@@ -135,7 +135,8 @@ let refetchTimer = null;
 const pieceTimers = {};
 function refetchPieces(topic) {
   document.querySelectorAll("[data-live-fetch][id]").forEach((piece) => {
-    if (!piece.dataset.liveTopic.split(" ").includes(topic) || pieceTimers[piece.id]) return;
+    const wanted = piece.dataset.liveTopic.split(",").map((t) => t.trim());
+    if (!wanted.includes(topic) || pieceTimers[piece.id]) return;
     pieceTimers[piece.id] = setTimeout(async () => {
       delete pieceTimers[piece.id];
       try {

@@ -58,6 +58,17 @@ def test_an_operator_messages_an_agent_and_the_reply_streams_in(
         f"() => !document.querySelector('#session-head-{session.pk}').textContent.includes(' 0 tokens')",
         timeout=15000,
     )
+    # (#31.6) The Cost and Details cards follow too (fetched again on the events), and "Nothing
+    # said yet" went with the first line.
+    page.wait_for_function(
+        f"""() => {{
+            const facts = document.querySelector('#session-facts-{session.pk}');
+            const calls = [...facts.querySelectorAll('dt')].find((dt) => dt.textContent === 'Model calls');
+            return calls && calls.nextElementSibling.textContent.trim() !== '0';
+        }}""",
+        timeout=15000,
+    )
+    assert not page.locator(f"{transcript} .empty-transcript").is_visible()
     assert fake_model.server.requests, "the gateway asked the fake model"
     assert browser.csp_violations() == []
     browser.close()

@@ -145,6 +145,7 @@ ROUTES: dict[str, str] = {
     "settings/deployment/clear/": "admin-post",
     "settings/people/": "admin-form",
     "costs/today/": "operator-page",
+    "sessions/<id:pk>/facts/": "viewer-page",
     "settings/people/<id:pk>/role/": "admin-post",
     "settings/people/<id:pk>/active/": "admin-post",
     "settings/people/<id:pk>/password/": "admin-post",
