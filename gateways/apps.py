@@ -8,7 +8,7 @@ class GatewaysConfig(AppConfig):
     verbose_name = "Gateways"
 
     def ready(self) -> None:
-        from gateways import access, commands, connector, presenters  # noqa: F401 - registers presenters
+        from gateways import access, commands, connector, presenters
         from missioncontrol import live, nav, roles, subscriptions
 
         live.register_topic(
@@ -19,6 +19,7 @@ class GatewaysConfig(AppConfig):
             "gateway.state_changed",
             "gateway.grant_changed",
         )
+        presenters.register()
         subscriptions.register_gateway_scope(access.visible_ids)
         roles.register_app("gateways")
         nav.register(nav.NavItem("Gateways", "gateways:list", order=30, prefix="/gateways/"))

@@ -8,6 +8,8 @@ from django.template.loader import render_to_string
 
 from gateways.models import Gateway
 from missioncontrol import live
+from missioncontrol import presenters as mc_presenters
+from missioncontrol.cached import Reloaded
 
 
 def _gateway(data: dict[str, Any]) -> Gateway:
@@ -52,3 +54,23 @@ def gateway_changed(event: dict[str, Any]) -> live.BrowserPayload:
 @live.presents("gateway.deleted")
 def gateway_deleted(event: dict[str, Any]) -> live.BrowserPayload:
     return {"ops": [{"op": "remove", "id": f"gateway-{event['gateway']['id']}"}]}
+
+
+def _badges() -> dict[int, str]:
+    return {
+        g.pk: render_to_string("gateways/_badge.html", {"gateway": g}).strip()
+        for g in Gateway.objects.only("pk", "name", "colour")
+    }
+
+
+# Each gateway's badge, rendered once: the activity feed names the gateway of a line with it.
+_badge_cache = Reloaded("gateway badges", _badges, ttl_s=5.0)
+
+
+def badge(gateway_id: int | None) -> str:
+    return _badge_cache.get().get(gateway_id or 0, "")
+
+
+def register() -> None:
+    _badge_cache.forget_on_change(Gateway)
+    mc_presenters.register_gateway_badge(badge)

@@ -175,6 +175,7 @@ class AuditEntryData(TypedDict):
     object: dict[str, str]
     changes: dict[str, Any]
     created_at: str
+    gateway_id: int | None  # the gateway whose data it concerns (its feed line names it)
 
 
 class AuditRecorded(TypedDict):
@@ -196,6 +197,7 @@ def entry_data(event: AuditEvent) -> AuditEntryData:
         "object": {"type": event.object_type, "id": event.object_id, "repr": event.object_repr},
         "changes": event.changes,
         "created_at": event.created_at.isoformat(),
+        "gateway_id": event.gateway_id,
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from django.template.loader import render_to_string
@@ -26,8 +27,28 @@ _items = FragmentCache("activity item cache", 5000)
 _MARKED_TIME = datetime.datetime(2001, 2, 3, 4, 5, 6, 789, tzinfo=datetime.UTC)
 
 
+# The badge of the gateway a feed line concerns (HTML, "" for none): the gateways app's, from its
+# cached list (missioncontrol knows no app).
+GatewayBadge = Callable[[int | None], str]
+_badge: list[GatewayBadge] = []
+
+
+def register_gateway_badge(badge: GatewayBadge) -> None:
+    _badge[:] = [badge]
+
+
+def gateway_badge(gateway_id: int | None) -> str:
+    return _badge[0](gateway_id) if _badge and gateway_id else ""
+
+
 def feed_item(entry: dict[str, Any]) -> AuditEvent:
     """An unsaved AuditEvent carrying what a feed item shows."""
+    item = _feed_item(entry)
+    item.gateway_badge = gateway_badge(entry.get("gateway_id"))  # type: ignore[attr-defined]
+    return item
+
+
+def _feed_item(entry: dict[str, Any]) -> AuditEvent:
     return AuditEvent(
         pk=entry["id"],
         actor_type=entry["actor"]["type"],
@@ -80,6 +101,7 @@ def item_html(entry: dict[str, Any]) -> str:
         entry["object"]["type"],
         entry["object"]["repr"],
         went_to_text(entry["verb"], entry.get("changes")),  # the line ends with it
+        entry.get("gateway_id"),  # and names its gateway
         zone,
     )
     return _items.render(

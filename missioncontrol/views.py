@@ -30,7 +30,15 @@ from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
 
-from missioncontrol import actions, audit, deployment, overview, streaming, subscriptions
+from missioncontrol import (
+    actions,
+    audit,
+    deployment,
+    overview,
+    presenters,
+    streaming,
+    subscriptions,
+)
 from missioncontrol.consumers import parse_live_query
 from missioncontrol.context_processors import live_seq_for
 from missioncontrol.errors import json_error
@@ -134,6 +142,8 @@ def home(request: HttpRequest) -> HttpResponse:
     if before is not None:
         feed = feed.filter(id__lt=before)
     activity = list(feed[: ACTIVITY_PAGE + 1])
+    for line in activity:
+        line.gateway_badge = presenters.gateway_badge(line.gateway_id)  # type: ignore[attr-defined]
     older = activity[ACTIVITY_PAGE - 1].pk if len(activity) > ACTIVITY_PAGE else None
     topics = overview.topics()
     return render(

@@ -75,3 +75,43 @@ def test_a_line_says_where_the_change_went():
     assert "codex-2</span> → stale" in text
     for item in (moved, done, swept):
         assert presenters.item_html(item) == direct(item)
+
+
+@pytest.mark.django_db
+def test_a_line_about_a_gateways_data_names_the_gateway(admin):
+    """(#31.6) A session's or a scheduled job's line says which gateway, live and on load."""
+    from crons import actions as cron_actions
+    from gateways import frames
+    from missioncontrol.audit import Actor
+    from tests.gateways.factories import make_gateway
+
+    prod = make_gateway("prod", colour="teal")
+    cron_actions.sync_gateway_jobs(
+        prod.pk,
+        frames.cron_jobs(
+            [
+                {
+                    "id": "j1",
+                    "name": "nightly",
+                    "enabled": True,
+                    "schedule": {"kind": "cron", "expr": "0 3 * * *"},
+                }
+            ]
+        ),
+        complete=True,
+    )
+    cron_actions.record_run_requested(Actor.system("t"), cron_actions.Job.objects.get(), "r1")
+    entry = {
+        "id": 99,
+        "actor": {"type": "system", "label": "t", "user_id": None},
+        "verb": "cron.run_requested",
+        "object": {"type": "crons.job", "id": "1", "repr": "nightly"},
+        "changes": {},
+        "created_at": "2026-12-01T10:11:13+00:00",
+        "gateway_id": prod.pk,
+    }
+    assert 'class="gw-badge gw-teal"' in presenters.item_html(entry)
+    assert presenters.item_html(entry) == direct(entry)
+    page = admin.get("/").content.decode()
+    feed = page[page.index('id="activity-list"') :]
+    assert 'class="gw-badge gw-teal"' in feed
