@@ -18,6 +18,7 @@ enrollment key: the first run registers the agent and keeps its own key in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -179,6 +180,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             if answer.get("paused"):
                 reason = (answer.get("pause") or {}).get("reason") or "a budget is spent"
                 say(f"paused, not starting: {reason}")
+                # Its page must not keep saying "starting" for a command that never ran.
+                with contextlib.suppress(ApiError, OSError, urllib.error.URLError):
+                    heartbeat(
+                        client, name, "idle", f"not started (paused): {' '.join(command)[:180]}"
+                    )
                 return EXIT_PAUSED
     stop = threading.Event()
     interval = args.interval

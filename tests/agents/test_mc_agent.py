@@ -210,6 +210,12 @@ def test_run_refuses_to_start_while_a_budget_pauses_the_agent(live, tmp_path):
     assert "paused, not starting" in result.stderr
     assert "Cap" in result.stderr
     assert not marker.exists()
+    # (#31.9) Its last word is that the command did not start, not "starting: …".
+    from agents.models import AgentMessage
+
+    last = AgentMessage.objects.filter(agent__name="spender").first()
+    assert last is not None
+    assert last.message.startswith("not started (paused): touch"), last.message
     beat = mc_agent(live, own, tmp_path, "heartbeat", "--name", "spender")
     shown = json.loads(beat.stdout)
     assert shown["paused"] is True
