@@ -122,6 +122,7 @@ def send_test(actor: Actor, endpoint_id: int) -> Delivery:
             created_at=now,
         )
         audit.record(actor, "webhook.test_sent", endpoint)
+        live.publish("alerts", events.deliveries_changed([delivery]), min_role="admin")
         transaction.on_commit(outbox.woken.set)
     return delivery
 
@@ -277,6 +278,11 @@ def record_attempts(results: list[tuple[int, Outcome]]) -> dict[int, Delivery]:
         )
         for endpoint_id in sorted(health):
             _health(endpoint_id, health[endpoint_id])
+        live.publish(
+            "alerts",
+            events.deliveries_changed([deliveries[k] for k in sorted(deliveries)]),
+            min_role="admin",
+        )
     return deliveries
 
 

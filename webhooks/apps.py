@@ -24,6 +24,7 @@ class WebhooksConfig(AppConfig):
             "webhook.endpoint_saved",
             "webhook.endpoint_deleted",
             "webhook.endpoint_disabled",
+            "webhook.deliveries_changed",
         )
         outbox._endpoints.forget_on_change(Endpoint)
         from django.conf import settings

@@ -37,6 +37,38 @@ class EndpointDeleted(TypedDict):
     endpoint: dict[str, Any]
 
 
+class DeliveryData(TypedDict):
+    id: int
+    endpoint_id: int
+    event_type: str
+    status: str
+    attempts: int
+
+
+class DeliveriesChanged(TypedDict):
+    """Deliveries were queued or attempted (the deliveries pages follow it; never sent to an
+    endpoint: a delivery about deliveries would feed itself)."""
+
+    type: Literal["webhook.deliveries_changed"]
+    deliveries: list[DeliveryData]
+
+
+def deliveries_changed(deliveries: list[Any]) -> DeliveriesChanged:
+    return {
+        "type": "webhook.deliveries_changed",
+        "deliveries": [
+            {
+                "id": d.pk,
+                "endpoint_id": d.endpoint_id,
+                "event_type": d.event_type,
+                "status": d.status,
+                "attempts": d.attempts,
+            }
+            for d in deliveries
+        ],
+    }
+
+
 def endpoint_disabled(endpoint: Endpoint, reason: str) -> EndpointDisabled:
     return {
         "type": "webhook.endpoint_disabled",

@@ -24,6 +24,7 @@ NOT_SENT = {
     "agent.seen": "every heartbeat",
     "session.message": "transcript lines, streamed",
     "audit.recorded": "the activity feed's copy of other events",
+    "webhook.deliveries_changed": "deliveries themselves (one would feed itself)",
 }
 CATALOGUE: dict[str, str] = {
     "task.created": "a task was created",

@@ -166,7 +166,7 @@ def endpoint_rotate(request: HttpRequest, pk: int) -> HttpResponse:
 def endpoint_test(request: HttpRequest, pk: int) -> HttpResponse:
     endpoint = get_object_or_404(Endpoint, pk=pk)
     delivery = actions.send_test(Actor.user(request.user), endpoint.pk)
-    messages.success(request, "Test event queued; its attempt shows here within seconds.")
+    messages.success(request, "Test event queued; its attempt shows here as it happens.")
     return redirect("webhooks:delivery", delivery.pk)
 
 

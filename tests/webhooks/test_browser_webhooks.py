@@ -92,3 +92,44 @@ def test_an_endpoint_disabled_for_failing_shows_live_to_an_admin(
         browser.close()
         server.stop()
         down.stop()
+
+
+def test_a_test_event_shows_queued_then_delivered_without_a_reload(
+    chromium, transactional_db, test_db_path
+):
+    """(#31.9) A test event's page follows it live: queued, then delivered, its attempt shown."""
+    from tests.conftest import LIVE_SERVER_ENV, BrowserSession
+    from tests.live import ServerProcess
+    from tests.webhooks.receiver import Receiver
+
+    UserFactory.create(username="root", role="admin")
+    # It answers after 3 s: the page is open (and pending) before the attempt ends.
+    up = Receiver(answers=[200] * 10, delay_s=3.0).start()
+    env = {**LIVE_SERVER_ENV, "MC_WEBHOOK_DISPATCHER": "1", "MC_WEBHOOK_ALLOW_PRIVATE": "1"}
+    server = ServerProcess(test_db_path, extra_env=env).start()
+    browser = BrowserSession(chromium, server.url)
+    try:
+        hook = actions.save_endpoint(
+            Actor.system("tests"), Endpoint(url=up.url, description="CI", event_types=["task.*"])
+        )
+        browser.login("root")
+        page = browser.page
+        page.goto(f"/webhooks/{hook.pk}/")
+        page.wait_for_selector("#live-status[data-state=live]")
+        page.evaluate("window.__marker = 1")
+        page.click("button:has-text('Send a test event')")
+        page.wait_for_url("**/webhooks/deliveries/*/")
+        page.wait_for_selector("#live-status[data-state=live]")
+        page.evaluate("window.__marker = 2")
+        assert "Delivered" not in page.inner_text("#delivery-status")
+        page.wait_for_selector("#delivery-status:has-text('Delivered')", timeout=15_000)
+        assert page.locator(".attempt:has-text('HTTP 200')").count() == 1
+        assert page.evaluate("window.__marker") == 2  # followed, not reloaded
+        # And the endpoint's list of deliveries shows it.
+        page.goto(f"/webhooks/{hook.pk}/")
+        assert page.locator("#deliveries-panel tr:has-text('webhook.test')").count() == 1
+        assert browser.csp_violations() == []
+    finally:
+        browser.close()
+        server.stop()
+        up.stop()
