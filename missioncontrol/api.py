@@ -31,6 +31,7 @@ from ninja.openapi.docs import DocsBase
 from ninja.security import HttpBearer
 
 from agents import keys
+from missioncontrol import tokens
 from missioncontrol.errors import (
     CODES,
     ActionError,
@@ -49,7 +50,9 @@ class AgentKeyAuth(HttpBearer):
         super().__init__()
         self.enrollment_ok = enrollment_ok
 
-    def __call__(self, request: HttpRequest) -> keys.KeyInfo:
+    def __call__(self, request: HttpRequest) -> keys.KeyInfo | None:
+        if tokens.is_token(tokens.bearer(request.headers.get("Authorization"))):
+            return None  # a person's token: PersonTokenAuth's, where a route takes one
         return keys.authenticate(
             request.headers.get("Authorization"),
             request.headers.get("X-Api-Key"),
@@ -58,6 +61,24 @@ class AgentKeyAuth(HttpBearer):
 
     def authenticate(self, request: HttpRequest, token: str) -> Any:  # pragma: no cover
         raise NotImplementedError  # __call__ reads both headers itself
+
+
+class PersonTokenAuth(HttpBearer):
+    """A person's API token (`Authorization: Bearer mct_…`), acting with that person's role
+    (at least `least`) and gateway grants. `request.auth` is the user."""
+
+    def __init__(self, *, least: str = "viewer") -> None:
+        super().__init__()
+        self.least = least
+
+    def __call__(self, request: HttpRequest) -> Any:
+        authorization = request.headers.get("Authorization")
+        if not tokens.is_token(tokens.bearer(authorization)):
+            return None  # an agent's key, or nothing: another auth's (or a 401)
+        return tokens.authenticate(authorization, least=self.least)
+
+    def authenticate(self, request: HttpRequest, token: str) -> Any:  # pragma: no cover
+        raise NotImplementedError  # __call__ reads the header itself
 
 
 def field_errors(errors: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -115,6 +136,10 @@ def viewer_or_key(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
 
 
 ROOT = "/api/v1/"
+NO_CREDENTIAL = (
+    "Send an API key as 'Authorization: Bearer <key>': an agent's key (mc_…) for the agent "
+    "routes, a person's API token (mct_…) for the operator routes."
+)
 
 
 def build() -> NinjaAPI:
@@ -153,7 +178,7 @@ def build() -> NinjaAPI:
 
     @api.exception_handler(AuthenticationError)
     def unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-        return error_response(Unauthenticated(keys.NO_KEY))
+        return error_response(Unauthenticated(NO_CREDENTIAL))
 
     @api.exception_handler(HttpError)
     def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
@@ -166,7 +191,10 @@ def build() -> NinjaAPI:
     def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
         return json_error(404, f"No API endpoint at {request.path}.")
 
+    from tasks import api as tasks_api
+
     api.add_router("/", agents_api.router)
+    api.add_router("/", tasks_api.router)
     return api
 
 

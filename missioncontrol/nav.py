@@ -49,6 +49,11 @@ def find_pages(viewer: Any, text: str) -> list[Any]:
 
 register(NavItem("Overview", "home", order=0))
 register(NavItem("People", "people", role="admin", order=94, prefix="/settings/people/", menu=True))
+register(
+    NavItem(
+        "API tokens", "my-tokens", role="viewer", order=93, prefix="/account/tokens/", menu=True
+    )
+)
 register(NavItem("Audit log", "audit", role="admin", order=95, prefix="/audit/", menu=True))
 register(
     NavItem(

@@ -17,9 +17,10 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from gateways import access
 from gateways import actions as gateway_actions
 from gateways.models import Gateway
-from missioncontrol import people
+from missioncontrol import people, tokens
 from missioncontrol.audit import Actor
 from missioncontrol.errors import ActionError
+from missioncontrol.models import ApiToken
 from missioncontrol.roles import ROLES, has_role, prime_roles, role_of, role_required
 
 ROLE_CHOICES = [(r, r.capitalize()) for r in ROLES] + [("", "No role (signs in, sees nothing)")]
@@ -105,13 +106,7 @@ def _person(pk: int) -> Any:
 
 
 def _done(request: HttpRequest, action: Any, success: str) -> HttpResponse:
-    try:
-        action()
-    except ActionError as error:
-        messages.error(request, " ".join(error.messages))
-    else:
-        messages.success(request, success)
-    return redirect("people")
+    return _done_at(request, action, success, "people")
 
 
 @require_POST
@@ -194,3 +189,63 @@ def _levels(gateways: list[Gateway], granted: dict[int, set[str]]) -> list[tuple
 
 def _rows_for(user: Any) -> list[tuple[Gateway, str]]:
     return _levels(list(Gateway.objects.order_by("name")), access.grants(user) or {})
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(max_length=100, required=False)
+    days = forms.IntegerField(min_value=1, max_value=tokens.MAX_DAYS, required=False)
+
+
+@require_http_methods(["GET", "POST"])
+@role_required("viewer")
+def my_tokens(request: HttpRequest) -> HttpResponse:
+    """A person's own API tokens: make one (shown once), see when each was used, revoke."""
+    form = TokenForm(request.POST or None)
+    shown = ""
+    if request.method == "POST" and form.is_valid():
+        try:
+            _token, shown = tokens.issue(
+                Actor.user(request.user),
+                request.user,
+                name=form.cleaned_data["name"] or "",
+                days=form.cleaned_data["days"],
+            )
+        except ActionError as error:
+            for field, problems in error.message_dict.items():
+                for problem in problems:
+                    form.add_error(field if field in form.fields else None, problem)
+        else:
+            form = TokenForm()
+    return render(
+        request,
+        "missioncontrol/tokens.html",
+        {
+            "form": form,
+            "shown": shown,
+            "tokens": ApiToken.objects.filter(user_id=request.user.pk or 0),
+            "role": role_of(request.user),
+            "mc_url": request.build_absolute_uri("/").rstrip("/"),
+        },
+        status=400 if form.errors else 200,
+    )
+
+
+@require_POST
+@role_required("viewer")
+def my_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    return _done_at(
+        request,
+        lambda: tokens.revoke(Actor.user(request.user), pk, owner=request.user),
+        "Token revoked: requests with it are refused from now on.",
+        "my-tokens",
+    )
+
+
+def _done_at(request: HttpRequest, action: Any, success: str, where: str) -> HttpResponse:
+    try:
+        action()
+    except ActionError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, success)
+    return redirect(where)

@@ -91,7 +91,12 @@ CLASSES: dict[str, dict[str, dict[str, str]]] = {
     "agent-api-post": _table(ALL_405, _api("404")),
     # … and one whose body is read first (an empty one: its 400).
     "agent-api-post-body": _table(ALL_405, _api("ok")),
-    "agent-api-patch": {"GET": ALL_405, "POST": ALL_405, "PATCH": _api("404")},
+    "agent-api-patch": {"GET": NO_KEY, "POST": ALL_405, "PATCH": _api("404")},
+    # GET: an agent's own tasks; POST: a person's token (operators) creates one — neither a
+    # session nor an agent key may (tests/missioncontrol/test_api_tokens.py walks the tokens).
+    "tasks-api": _table(_api("ok"), NO_KEY),
+    # Who the credential acts as: any key or token.
+    "api-me": _table(_api("ok", "ok"), ALL_405),
     # The API's schema and docs: people with a role and key holders.
     "api-docs": _table(
         {**_by_rank("viewer"), "anonymous": "401", "agent_key": "ok", "enrollment_key": "ok"},
@@ -144,6 +149,8 @@ ROUTES: dict[str, str] = {
     "settings/deployment/": "admin-page",
     "settings/deployment/clear/": "admin-post",
     "settings/people/": "admin-form",
+    "account/tokens/": "viewer-form",
+    "account/tokens/<id:pk>/revoke/": "viewer-post",
     "costs/today/": "operator-page",
     "sessions/<id:pk>/facts/": "viewer-page",
     "settings/people/<id:pk>/role/": "admin-post",
@@ -212,7 +219,8 @@ ROUTES: dict[str, str] = {
     "api/v1/checkins/<uuid:token>/start": "checkin",
     "api/v1/checkins/<uuid:token>/fail": "checkin",
     "api/v1/agents/register": "enroll-api",
-    "api/v1/tasks": "agent-api-get",
+    "api/v1/tasks": "tasks-api",
+    "api/v1/me": "api-me",
     "api/v1/tasks/<id:task_id>": "agent-api-patch",
     "api/v1/tasks/<id:task_id>/claim": "agent-api-post",
     "api/v1/tasks/<id:task_id>/comments": "agent-api-post-body",

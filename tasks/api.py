@@ -1,0 +1,330 @@
+"""The operator API's task routes (people's API tokens, `mct_…`: missioncontrol/tokens.py), on
+the one API stack (missioncontrol/api.py): who am I, create a task, list and read tasks. Each
+write is the same action as the board's (audited, live, webhooks). The agents' own task routes
+are agents/api.py; `GET /tasks` answers both (an agent: its own tasks; a person: the board)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from django.db.models import Count
+from django.http import HttpRequest
+from ninja import Router, Schema, Status
+from ninja.responses import codes_4xx
+from pydantic import AfterValidator, Field
+
+from agents import validation
+from agents.keys import KeyInfo
+from agents.models import Agent
+from missioncontrol.api import AgentKeyAuth, PersonTokenAuth
+from missioncontrol.audit import Actor
+from missioncontrol.errors import Forbidden, Invalid, NotFound
+from missioncontrol.roles import role_of
+from tasks import actions
+from tasks.models import Task
+
+router = Router(tags=["tasks"])
+
+
+def _storable(value: str) -> str:
+    problem = validation.text_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def Text(max_length: int) -> Any:
+    return Annotated[str, Field(max_length=max_length), AfterValidator(_storable)]
+
+
+class ApiError(Schema):
+    error: str
+    detail: Any = None
+
+
+class TaskOut(Schema):
+    id: int
+    title: str
+    description: str
+    status: str
+    priority: str
+    labels: list[str]
+    blocked: bool
+    blocked_reason: str
+    version: int
+    url: str
+
+
+class TasksOut(Schema):
+    tasks: list[TaskOut]
+
+
+class TaskAnswer(Schema):
+    task: TaskOut
+
+
+class TaskPatch(Schema):
+    status: Task.Status | None = None
+    blocked: bool | None = None
+    blocked_reason: Text(500) = ""  # type: ignore[valid-type]
+
+
+class CommentIn(Schema):
+    body: Text(20000)  # type: ignore[valid-type]
+
+
+class CommentOut(Schema):
+    id: int
+    task: int
+
+
+class CommentAnswer(Schema):
+    comment: CommentOut
+
+
+class TaskIn(Schema):
+    title: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_storable)]
+    description: Annotated[str, Field(max_length=20000), AfterValidator(_storable)] = ""
+    status: Task.Status = Task.Status.INBOX
+    priority: Literal["urgent", "high", "normal", "low"] = "normal"
+    labels: list[Annotated[str, Field(max_length=40), AfterValidator(_storable)]] = Field(
+        default_factory=list, max_length=20
+    )
+    assignee: Annotated[str, Field(max_length=150), AfterValidator(_storable)] = Field(
+        "", description="An agent's name or a person's username; empty: nobody."
+    )
+
+
+class Person(Schema):
+    kind: Literal["person"] = "person"
+    username: str
+    role: str | None
+
+
+class AgentWho(Schema):
+    kind: Literal["agent"] = "agent"
+    name: str | None
+    key: str
+
+
+class PersonTask(Schema):
+    id: int
+    title: str
+    description: str
+    status: str
+    priority: str
+    labels: list[str]
+    assignee: str | None
+    blocked: bool
+    blocked_reason: str
+    comments: int
+    version: int
+    url: str
+
+
+class PersonTasks(Schema):
+    tasks: list[PersonTask]
+
+
+class PersonTaskAnswer(Schema):
+    task: PersonTask
+
+
+def person_task_json(task: Task, comments: int = 0) -> dict[str, Any]:
+    return {
+        "id": task.pk,
+        "title": task.title,
+        "description": task.description,
+        "status": task.status,
+        "priority": Task.Priority(task.priority).label.lower(),
+        "labels": task.label_list,
+        "assignee": task.assignee_display or None,
+        "blocked": task.blocked,
+        "blocked_reason": task.blocked_reason,
+        "comments": comments,
+        "version": task.version,
+        "url": f"/tasks/{task.pk}/",
+    }
+
+
+def _assignee(name: str) -> actions.Assignee:
+    """An agent's name or a person's username (an agent first: their names are distinct)."""
+    from django.contrib.auth import get_user_model
+
+    if not name:
+        return actions.Assignee()
+    agent = Agent.objects.filter(name=name).values_list("pk", flat=True).first()
+    if agent is not None:
+        return actions.Assignee(agent_id=agent)
+    user = (
+        get_user_model()
+        .objects.filter(username=name, is_active=True)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if user is not None:
+        return actions.Assignee(user_id=user)
+    raise Invalid({"assignee": [f"No agent or person is called {name!r}."]})
+
+
+@router.get(
+    "/me",
+    auth=[PersonTokenAuth(), AgentKeyAuth(enrollment_ok=True)],
+    response={200: Person | AgentWho, codes_4xx: ApiError},
+    summary="Who the key or token acts as",
+)
+def me(request: HttpRequest) -> dict[str, Any]:
+    who = request.auth  # type: ignore[attr-defined]
+    if isinstance(who, KeyInfo):
+        return {"kind": "agent", "name": who.agent_name, "key": who.kind}
+    return {"kind": "person", "username": who.get_username(), "role": role_of(who)}
+
+
+def list_for_person(status: str | None, assignee: str) -> dict[str, Any]:
+    """The board's tasks for a person's token (open ones first, then done; at most 200)."""
+    qs = Task.objects.on_board().select_related("assignee_agent", "assignee_user")
+    if status:
+        qs = qs.filter(status=status)
+    if assignee:
+        who = _assignee(assignee)
+        qs = qs.filter(assignee_agent_id=who.agent_id, assignee_user_id=who.user_id)
+    qs = qs.annotate(n_comments=Count("comments")).order_by("priority", "status", "position")
+    return {"tasks": [person_task_json(t, t.n_comments) for t in qs[:200]]}
+
+
+@router.post(
+    "/tasks",
+    auth=PersonTokenAuth(least="operator"),
+    response={201: PersonTaskAnswer, codes_4xx: ApiError},
+    summary="Create a task (operators' tokens), as the board's New task does",
+)
+def create(request: HttpRequest, body: TaskIn) -> Status[dict[str, Any]]:
+    user = request.auth  # type: ignore[attr-defined]
+    task = actions.create_task(
+        Actor.user(user),
+        title=body.title,
+        description=body.description,
+        status=body.status.value,
+        priority=Task.Priority[body.priority.upper()].value,
+        labels=body.labels,
+        assignee=_assignee(body.assignee),
+    )
+    return Status(201, {"task": person_task_json(task)})
+
+
+@router.get(
+    "/tasks/{id:task_id}",
+    auth=PersonTokenAuth(),
+    response={200: PersonTaskAnswer, codes_4xx: ApiError},
+    summary="A task (people's tokens)",
+)
+def read(request: HttpRequest, task_id: int) -> dict[str, Any]:
+    task = (
+        Task.objects.on_board()
+        .select_related("assignee_agent", "assignee_user")
+        .annotate(n_comments=Count("comments"))
+        .filter(pk=task_id)
+        .first()
+    )
+    if task is None:
+        raise NotFound("That task does not exist (any more).")
+    return {"task": person_task_json(task, task.n_comments)}
+
+
+def _own_agent(request: HttpRequest) -> tuple[int, Actor]:
+    """The calling agent's id and actor (AgentKeyAuth admits only agents' own keys here)."""
+    key: KeyInfo = request.auth  # type: ignore[attr-defined]
+    assert key.agent_id is not None
+    assert key.agent_name is not None
+    return key.agent_id, Actor.agent(key.agent_name)
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.pk,
+        "title": task.title,
+        "description": task.description,
+        "status": task.status,
+        "priority": Task.Priority(task.priority).label.lower(),
+        "labels": task.label_list,
+        "blocked": task.blocked,
+        "blocked_reason": task.blocked_reason,
+        "version": task.version,
+        "url": f"/tasks/{task.pk}/",
+    }
+
+
+@router.get(
+    "/tasks",
+    auth=[AgentKeyAuth(), PersonTokenAuth()],
+    response={200: TasksOut | PersonTasks, codes_4xx: ApiError},
+    summary="Tasks: an agent's key, its own (open ones on the board, most urgent first); a "
+    "person's token, the board's (filter by assignee: an agent's name, a username, or me)",
+)
+def tasks(
+    request: HttpRequest,
+    status: Task.Status | None = None,
+    assignee: Annotated[str, Field(max_length=150)] = "",
+) -> dict[str, Any]:
+    who = request.auth  # type: ignore[attr-defined]
+    if not isinstance(who, KeyInfo):
+        name = who.get_username() if assignee == "me" else assignee
+        return list_for_person(status.value if status else None, name)
+    agent_id, _actor = _own_agent(request)
+    qs = Task.objects.on_board().filter(assignee_agent_id=agent_id).order_by("priority", "position")
+    if status:
+        qs = qs.filter(status=status)
+    return {"tasks": [task_json(t) for t in qs[:200]]}
+
+
+def _task_for(pk: int) -> Task:
+    task = Task.objects.on_board().filter(pk=pk).first()
+    if task is None:
+        raise NotFound("That task does not exist (any more).")
+    return task
+
+
+@router.post(
+    "/tasks/{id:task_id}/claim",
+    auth=AgentKeyAuth(),
+    response={200: TaskAnswer, codes_4xx: ApiError},
+    summary="Claim an unassigned task (409 when someone holds it)",
+)
+def claim(request: HttpRequest, task_id: int) -> dict[str, Any]:
+    agent_id, actor = _own_agent(request)
+    task = _task_for(task_id)
+    return {"task": task_json(actions.claim_task(actor, task.pk, agent_id=agent_id))}
+
+
+@router.patch(
+    "/tasks/{id:task_id}",
+    auth=AgentKeyAuth(),
+    response={200: TaskAnswer, codes_4xx: ApiError},
+    summary="Move and/or block its own task (all of it or nothing)",
+)
+def change(request: HttpRequest, task_id: int, body: TaskPatch | None = None) -> dict[str, Any]:
+    agent_id, actor = _own_agent(request)
+    body = body or TaskPatch()
+    update = actions.OwnTaskChange(
+        agent_id=agent_id,
+        task_id=task_id,
+        status=body.status.value if body.status else None,
+        blocked=body.blocked,
+        blocked_reason=body.blocked_reason,
+    )
+    return {"task": task_json(actions.change_own_task(actor, update))}
+
+
+@router.post(
+    "/tasks/{id:task_id}/comments",
+    auth=AgentKeyAuth(),
+    response={201: CommentAnswer, codes_4xx: ApiError},
+    summary="Comment on its own task or an unassigned one (markdown)",
+)
+def comment(request: HttpRequest, task_id: int, body: CommentIn) -> Status[dict[str, Any]]:
+    agent_id, actor = _own_agent(request)
+    task = _task_for(task_id)
+    if task.assignee_agent_id != agent_id and (task.assignee_agent_id or task.assignee_user_id):
+        raise Forbidden("You may comment on your own tasks and on unassigned ones.")
+    made = actions.add_comment(actor, task.pk, body.body, agent=Agent.objects.get(pk=agent_id))
+    return Status(201, {"comment": {"id": made.pk, "task": task.pk}})
