@@ -85,8 +85,19 @@ def sync_sessions_batch(batch: dict[int, list[frames.SessionSnapshot]]) -> int:
         return sum(len(_sync_sessions(gid, rows, complete=False)) for gid, rows in batch.items())
 
 
+def session_deleted(gateway_id: int, key: str) -> list[AgentSession]:
+    """The gateway deleted a session (`sessions.changed` with reason `delete`): gone from the
+    lists at once, as an unlisted one is on a re-sync (its history stays here)."""
+    with transaction.atomic():
+        return _sync_sessions(gateway_id, [], complete=False, gone=(key,))
+
+
 def _sync_sessions(
-    gateway_id: int, rows: Sequence[frames.SessionSnapshot], *, complete: bool
+    gateway_id: int,
+    rows: Sequence[frames.SessionSnapshot],
+    *,
+    complete: bool,
+    gone: Sequence[str] = (),
 ) -> list[AgentSession]:
     now = timezone.now()
     changed: list[AgentSession] = []
@@ -101,7 +112,7 @@ def _sync_sessions(
         by_key[row.key] = _session_fields(row, agents)  # the latest of a batch wins
     listed = AgentSession.objects.of_gateway(gateway_id)
     if not complete:
-        listed = listed.filter(key__in=list(by_key))
+        listed = listed.filter(key__in=[*by_key, *gone])
     known = {s.key: s for s in listed}
     created: list[AgentSession] = []
     updated: list[AgentSession] = []
@@ -115,9 +126,9 @@ def _sync_sessions(
                 setattr(session, f, v)
             session.synced_at = now
             updated.append(session)
-    if complete:
+    if complete or gone:
         for key, session in known.items():
-            if key not in by_key and not session.gone:
+            if (complete or key in gone) and key not in by_key and not session.gone:
                 session.gone, session.has_active_run, session.synced_at = True, False, now
                 updated.append(session)
     if created:

@@ -181,6 +181,10 @@ class Link:
             # Every 60 s from the gateway; `status` (memory) along with it.
             await self.refresh_health(payload)
         elif name == "sessions.changed" and isinstance(payload, dict):
+            deleted = frames.deleted_session(payload)
+            if deleted is not None:
+                await self.writer.delete(self.gateway_id, deleted)
+                return
             row = frames.session(payload.get("session"))
             if row is not None:
                 self.writer.change(self.gateway_id, row)
@@ -341,6 +345,11 @@ class SessionWriter:
         self.ended[(gateway_id, run_id)] = None
         while len(self.ended) > 10_000:
             self.ended.pop(next(iter(self.ended)))
+
+    async def delete(self, gateway_id: int, key: str) -> None:
+        """A deleted session: its pending change dropped (it must not come back), gone now."""
+        self.changed.pop((gateway_id, key), None)
+        await db(agent_sessions.session_deleted)(gateway_id, key)
 
     async def write_now(self, gateway_id: int, row: frames.SessionSnapshot) -> None:
         """One session written at once (its first transcript line needs its row)."""

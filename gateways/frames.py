@@ -330,6 +330,14 @@ def sessions(raw: Any, skipped: Skipped | None = None) -> list[SessionSnapshot]:
     return listed(raw, "sessions", SessionSnapshot.read, skipped)
 
 
+def deleted_session(payload: Any) -> str | None:
+    """The key of the session a `sessions.changed` event says was deleted (`reason: "delete"`,
+    measured on 2026.9.6: it comes twice, once with `sessionKey` and once without), or none."""
+    if not isinstance(payload, dict) or payload.get("reason") != "delete":
+        return None
+    return ident(payload.get("sessionKey"), 300)
+
+
 def session(raw: Any) -> SessionSnapshot | None:
     """The session an event carries, when it names it by a usable key (else none)."""
     if not isinstance(raw, dict) or ident(raw.get("key"), 300) is None:

@@ -482,3 +482,44 @@ def real_params_schemas() -> dict[str, Any]:
             capture_output=True,
         )
         return dict(json.loads((Path(scratch) / "openclaw_params.json").read_text()))
+
+
+async def test_a_session_deleted_on_the_gateway_goes_from_the_lists_at_once(
+    alpha, connectors, fake_model
+):
+    """(#31.6) Deleted by another client of the gateway: gone here from its `sessions.changed`
+    (reason "delete"), not only at the next reconnect."""
+    from agents.models import AgentSession
+    from gateways import protocol
+
+    gateway = await db(make_gateway)(name="alpha", url=alpha.url, token=alpha.token)
+    connectors(gateway)
+    await until(lambda: row(gateway.pk).state == "connected")
+
+    async def ignore(name: str, payload: Any) -> None:
+        return None
+
+    other = await protocol.open_connection(
+        alpha.url,
+        token=alpha.token,
+        device_token="",
+        identity=protocol.Identity.generate(),
+        on_event=ignore,
+    )
+    reader = asyncio.ensure_future(other.run())
+    key = "agent:main:to-delete"
+    try:
+        await other.request(
+            "chat.send", {"sessionKey": key, "message": "hi", "idempotencyKey": "del-1"}, timeout=30
+        )
+        session = await until(
+            lambda: AgentSession.objects.filter(gateway=gateway, key=key, gone=False).first(), 40
+        )
+        # Its run settles before the gateway lets it go.
+        await until(lambda: not AgentSession.objects.get(pk=session.pk).has_active_run, 40)
+        await other.request("sessions.delete", {"key": key, "deleteTranscript": True}, timeout=30)
+        await until(lambda: AgentSession.objects.get(pk=session.pk).gone, 10)
+        assert (await db(row)(gateway.pk)).state == "connected"  # no reconnect did it
+    finally:
+        reader.cancel()
+        await other.close()

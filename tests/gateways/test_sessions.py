@@ -400,3 +400,24 @@ def test_a_gateway_agents_last_seen_is_its_sessions_last_activity():
     # A re-sync of its list does not make it "seen now".
     agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
     assert Agent.objects.get(name="main@prod").last_seen_at == active
+
+
+@pytest.mark.django_db
+def test_a_deleted_session_is_gone_at_once_and_stays_gone():
+    """(#31.6) `sessions.changed` {reason: "delete"} marks it gone, with its event."""
+    gateway = make_gateway()
+    agent_actions.sync_gateway_agents(gateway.pk, frames.agents([{"id": "main"}]))
+    agent_sessions.sync_gateway_sessions(
+        gateway.pk, frames.sessions([session_row(), session_row("agent:main:other")])
+    )
+    assert frames.deleted_session({"reason": "delete", "sessionKey": "agent:main:other"}) == (
+        "agent:main:other"
+    )
+    assert frames.deleted_session({"reason": "delete"}) is None
+    assert frames.deleted_session({"reason": "participants", "sessionKey": "x"}) is None
+    (gone,) = agent_sessions.session_deleted(gateway.pk, "agent:main:other")
+    assert gone.gone
+    assert not AgentSession.objects.get(key="agent:main:main").gone
+    event = LiveEvent.objects.filter(type="session.changed").latest("seq")
+    assert event.payload["session"]["gone"] is True
+    assert agent_sessions.session_deleted(gateway.pk, "agent:main:other") == []  # once

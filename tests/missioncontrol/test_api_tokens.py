@@ -43,7 +43,9 @@ def token_for(user: Any, **kwargs: Any) -> str:
 def test_the_account_page_makes_a_token_shown_once_and_revokes_it(operator, bob_operator):
     response = operator.post("/account/tokens/", {"name": "CI", "days": "30"})
     assert response.status_code == 200
-    full = re.search(r'id="new-token">(mct_[^<]+)</pre>', response.content.decode()).group(1)
+    found = re.search(r'id="new-token">(mct_[^<]+)</pre>', response.content.decode())
+    assert found is not None
+    full = found.group(1)
     row = ApiToken.objects.get(user=bob_operator)
     assert full.startswith(f"mct_{row.prefix}_")
     assert full.split("_", 2)[2] not in row.secret_hash  # only its hash is kept
