@@ -5,36 +5,18 @@ in, the actions' typed commands out; refusals are the actions' ActionErrors."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
 from django.http import HttpRequest
 from ninja import Router, Schema, Status
 from ninja.responses import codes_4xx
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import Field, field_validator
 
 from agents import actions, validation
 from agents.keys import KeyInfo
-from missioncontrol.api import AgentKeyAuth
-
-
-def _storable(value: str) -> str:
-    """A string every database stores as it is: no NUL, no lone surrogates."""
-    problem = validation.text_problem(value)
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
-def Text(max_length: int) -> Any:
-    return Annotated[str, Field(max_length=max_length), AfterValidator(_storable)]
-
+from missioncontrol.api import AgentKeyAuth, ApiError, Text
 
 MAX_METADATA_BYTES = 16384
-
-
-class ApiError(Schema):
-    error: str
-    detail: Any = None
 
 
 class RegisterIn(Schema):

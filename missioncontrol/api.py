@@ -20,15 +20,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Annotated, Any
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import render
-from ninja import NinjaAPI
+from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.openapi.docs import DocsBase
 from ninja.security import HttpBearer
+from pydantic import AfterValidator, Field
 
 from agents import keys
 from missioncontrol import tokens
@@ -40,6 +41,28 @@ from missioncontrol.errors import (
     error_response,
     json_error,
 )
+
+
+def _storable(value: str) -> str:
+    """A string every database stores as it is: no NUL, no lone surrogates."""
+    from agents import validation
+
+    problem = validation.text_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def Text(max_length: int) -> Any:
+    """A string input of at most `max_length` characters that every database stores as is."""
+    return Annotated[str, Field(max_length=max_length), AfterValidator(_storable)]
+
+
+class ApiError(Schema):
+    """Every refusal: `{"error": code, "detail": ...}` (missioncontrol/errors.py)."""
+
+    error: str
+    detail: Any = None
 
 
 class AgentKeyAuth(HttpBearer):

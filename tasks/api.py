@@ -11,12 +11,11 @@ from django.db.models import Count
 from django.http import HttpRequest
 from ninja import Router, Schema, Status
 from ninja.responses import codes_4xx
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
-from agents import validation
 from agents.keys import KeyInfo
 from agents.models import Agent
-from missioncontrol.api import AgentKeyAuth, PersonTokenAuth
+from missioncontrol.api import AgentKeyAuth, ApiError, PersonTokenAuth, Text
 from missioncontrol.audit import Actor
 from missioncontrol.errors import Forbidden, Invalid, NotFound
 from missioncontrol.roles import role_of
@@ -24,22 +23,6 @@ from tasks import actions
 from tasks.models import Task
 
 router = Router(tags=["tasks"])
-
-
-def _storable(value: str) -> str:
-    problem = validation.text_problem(value)
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
-def Text(max_length: int) -> Any:
-    return Annotated[str, Field(max_length=max_length), AfterValidator(_storable)]
-
-
-class ApiError(Schema):
-    error: str
-    detail: Any = None
 
 
 class TaskOut(Schema):
@@ -83,14 +66,14 @@ class CommentAnswer(Schema):
 
 
 class TaskIn(Schema):
-    title: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_storable)]
-    description: Annotated[str, Field(max_length=20000), AfterValidator(_storable)] = ""
+    title: Text(200) = Field(min_length=1)  # type: ignore[valid-type]
+    description: Text(20000) = ""  # type: ignore[valid-type]
     status: Task.Status = Task.Status.INBOX
     priority: Literal["urgent", "high", "normal", "low"] = "normal"
-    labels: list[Annotated[str, Field(max_length=40), AfterValidator(_storable)]] = Field(
+    labels: list[Text(40)] = Field(  # type: ignore[valid-type]
         default_factory=list, max_length=20
     )
-    assignee: Annotated[str, Field(max_length=150), AfterValidator(_storable)] = Field(
+    assignee: Text(150) = Field(  # type: ignore[valid-type]
         "", description="An agent's name or a person's username; empty: nobody."
     )
 
@@ -131,20 +114,7 @@ class PersonTaskAnswer(Schema):
 
 
 def person_task_json(task: Task, comments: int = 0) -> dict[str, Any]:
-    return {
-        "id": task.pk,
-        "title": task.title,
-        "description": task.description,
-        "status": task.status,
-        "priority": Task.Priority(task.priority).label.lower(),
-        "labels": task.label_list,
-        "assignee": task.assignee_display or None,
-        "blocked": task.blocked,
-        "blocked_reason": task.blocked_reason,
-        "comments": comments,
-        "version": task.version,
-        "url": f"/tasks/{task.pk}/",
-    }
+    return {**task_json(task), "assignee": task.assignee_display or None, "comments": comments}
 
 
 def _assignee(name: str) -> actions.Assignee:

@@ -15,6 +15,27 @@ from tests.missioncontrol.factories import UserFactory
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
+def spend_gpt4o(url: str, agent: str, key: str, usage_id: str) -> None:
+    """A heartbeat carrying one gpt-4o call at OpenAI: 1,000 input + 500 output = $0.0075."""
+    r = httpx.post(
+        f"{url}/api/v1/agents/{agent}/heartbeat",
+        json={
+            "status": "busy",
+            "usage": [
+                {
+                    "id": usage_id,
+                    "model": "gpt-4o",
+                    "provider": "openai",
+                    "input_tokens": 1000,
+                    "output_tokens": 500,
+                }
+            ],
+        },
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert r.status_code == 200, r.text
+
+
 def test_a_heartbeat_with_usage_moves_the_cost_page_live(browser, live):
     UserFactory.create(username="watcher", role="viewer")
     agent = Agent.objects.create(name="spender", framework="claude-code")
@@ -26,24 +47,7 @@ def test_a_heartbeat_with_usage_moves_the_cost_page_live(browser, live):
     assert page.inner_text("#cost-range-total") == "$0.00"
     page.evaluate("window.__marker = 1")  # gone if the page reloaded
 
-    # 1,000 input + 500 output tokens of gpt-4o at OpenAI: $0.0075.
-    r = httpx.post(
-        f"{live.url}/api/v1/agents/spender/heartbeat",
-        json={
-            "status": "busy",
-            "usage": [
-                {
-                    "id": "u1",
-                    "model": "gpt-4o",
-                    "provider": "openai",
-                    "input_tokens": 1000,
-                    "output_tokens": 500,
-                }
-            ],
-        },
-        headers={"Authorization": f"Bearer {full}"},
-    )
-    assert r.status_code == 200, r.text
+    spend_gpt4o(live.url, "spender", full, "u1")
     page.wait_for_function(
         "() => document.querySelector('#cost-range-total').textContent.trim() === '$0.0075'",
         timeout=5000,
@@ -78,22 +82,7 @@ def test_a_budget_alert_appears_live_and_goes_when_acknowledged(browser, live):
     # (waiting for the server's answer, not sleeping for the cache).
     deadline = time.monotonic() + 10 * budgets.RULES_TTL_S
     for n in range(1, 100):
-        r = httpx.post(
-            f"{live.url}/api/v1/agents/big-spender/heartbeat",
-            json={
-                "usage": [
-                    {
-                        "id": f"b{n}",
-                        "model": "gpt-4o",
-                        "provider": "openai",
-                        "input_tokens": 1000,
-                        "output_tokens": 500,
-                    }
-                ]
-            },
-            headers={"Authorization": f"Bearer {full}"},
-        )
-        assert r.status_code == 200, r.text
+        spend_gpt4o(live.url, "big-spender", full, f"b{n}")
         try:
             page.wait_for_selector(".budget-alert:has-text('Monthly cap')", timeout=500)
             break
@@ -209,23 +198,7 @@ def test_the_spend_chip_follows_usage_live_on_any_page(browser, live):
     page.wait_for_selector("#live-status[data-state=live]")
     assert "$0.00" in page.inner_text("#spend-chip")
     page.evaluate("window.__marker = 1")
-    r = httpx.post(
-        f"{live.url}/api/v1/agents/chip-spender/heartbeat",
-        json={
-            "status": "busy",
-            "usage": [
-                {
-                    "id": "c1",
-                    "model": "gpt-4o",
-                    "provider": "openai",
-                    "input_tokens": 1000,
-                    "output_tokens": 500,
-                }
-            ],
-        },
-        headers={"Authorization": f"Bearer {full}"},
-    )
-    assert r.status_code == 200, r.text
+    spend_gpt4o(live.url, "chip-spender", full, "c1")
     page.wait_for_function(
         "() => document.querySelector('#spend-chip').textContent.includes('$0.0075')", timeout=8000
     )
