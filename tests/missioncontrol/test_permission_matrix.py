@@ -87,7 +87,6 @@ CLASSES: dict[str, dict[str, dict[str, str]]] = {
     # (made-up ids: its JSON 404); an enrollment key only registers (an agent key may register
     # again: idempotent).
     "enroll-api": _table(ALL_405, _api("ok", "ok")),
-    "agent-api-get": _table(_api("ok"), ALL_405),
     "agent-api-post": _table(ALL_405, _api("404")),
     # … and one whose body is read first (an empty one: its 400).
     "agent-api-post-body": _table(ALL_405, _api("ok")),
