@@ -137,7 +137,7 @@ class TestRoles:
 
 class TestPages:
     def test_the_list_shows_schedule_words_gateway_and_health_in_urgency_order(
-        self, viewer, gateway, check
+        self, viewer, gateway, check, caches_hold
     ):
         for n in range(5):
             gateway_job(gateway, f"job-{n}")

@@ -317,7 +317,7 @@ class TestPage:
         assert ">Spend<" not in page
         assert ">Board<" in page
 
-    def test_query_count_does_not_grow_with_the_fleet(self, operator):
+    def test_query_count_does_not_grow_with_the_fleet(self, operator, caches_hold):
         def fleet(n: int, start: int) -> None:
             for i in range(start, start + n):
                 agent = Agent.objects.create(name=f"a{i}", status=Agent.Status.BUSY)

@@ -119,7 +119,7 @@ def _queries(client: Any, path: str) -> int:
 
 
 @pytest.mark.parametrize("path", list(PAGES))
-def test_a_list_page_makes_a_pinned_number_of_queries_whatever_its_rows(path, admin):
+def test_a_list_page_makes_a_pinned_number_of_queries_whatever_its_rows(path, admin, caches_hold):
     grow, pinned = PAGES[path]
     grow(0, 2)
     few = _queries(admin, path)

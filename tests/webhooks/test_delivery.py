@@ -118,7 +118,7 @@ async def test_patterns_choose_the_events(allow_private, receiver, sender):
 
 
 @pytest.mark.django_db
-def test_no_endpoint_no_query_and_events_outside_the_catalogue_are_not_sent():
+def test_no_endpoint_no_query_and_events_outside_the_catalogue_are_not_sent(caches_hold):
     from django.db import transaction
 
     from missioncontrol import live
