@@ -92,6 +92,14 @@ def session_deleted(gateway_id: int, key: str) -> list[AgentSession]:
         return _sync_sessions(gateway_id, [], complete=False, gone=(key,))
 
 
+def sessions_deleted(batch: dict[int, list[str]]) -> int:
+    """session_deleted for many, one transaction (the connectors' writer batches them)."""
+    with transaction.atomic():
+        return sum(
+            len(_sync_sessions(gid, [], complete=False, gone=keys)) for gid, keys in batch.items()
+        )
+
+
 def _sync_sessions(
     gateway_id: int,
     rows: Sequence[frames.SessionSnapshot],

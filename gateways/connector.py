@@ -183,7 +183,7 @@ class Link:
         elif name == "sessions.changed" and isinstance(payload, dict):
             deleted = frames.deleted_session(payload)
             if deleted is not None:
-                await self.writer.delete(self.gateway_id, deleted)
+                self.writer.delete(self.gateway_id, deleted)
                 return
             row = frames.session(payload.get("session"))
             if row is not None:
@@ -326,6 +326,7 @@ class SessionWriter:
         self.streaming: dict[tuple[int, str], tuple[str, frames.TranscriptMessage]] = {}
         self.written: dict[tuple[int, str], float] = {}  # → last write (monotonic)
         self.ended: dict[tuple[int, str], None] = {}  # runs that ended (insertion-ordered)
+        self.deleted: dict[tuple[int, str], None] = {}  # sessions the gateway deleted
         self.flusher: asyncio.Future[None] | None = None
 
     def change(self, gateway_id: int, row: frames.SessionSnapshot) -> None:
@@ -346,10 +347,12 @@ class SessionWriter:
         while len(self.ended) > 10_000:
             self.ended.pop(next(iter(self.ended)))
 
-    async def delete(self, gateway_id: int, key: str) -> None:
-        """A deleted session: its pending change dropped (it must not come back), gone now."""
+    def delete(self, gateway_id: int, key: str) -> None:
+        """A deleted session: its pending change dropped (it must not come back), and gone with
+        the next batch (deletes are batched like changes: a burst is one transaction)."""
         self.changed.pop((gateway_id, key), None)
-        await db(agent_sessions.session_deleted)(gateway_id, key)
+        self.deleted[(gateway_id, key)] = None
+        self._soon()
 
     async def write_now(self, gateway_id: int, row: frames.SessionSnapshot) -> None:
         """One session written at once (its first transcript line needs its row)."""
@@ -366,7 +369,7 @@ class SessionWriter:
         # that took longer (PostgreSQL's round trips, a busy machine) is followed by the next
         # at once instead of by another BATCH_S of waiting (bench/gateways.py, event → browser).
         started = time.monotonic() - BATCH_S
-        while self.changed or self.streaming:
+        while self.changed or self.streaming or self.deleted:
             await asyncio.sleep(max(0.0, BATCH_S - (time.monotonic() - started)))
             started = time.monotonic()
             try:
@@ -386,6 +389,13 @@ class SessionWriter:
         return due
 
     async def flush(self) -> None:
+        # Deletes first: a change that came after one (the session made again) wins.
+        deleted, self.deleted = self.deleted, {}
+        if deleted:
+            gone: dict[int, list[str]] = {}
+            for gateway_id, key in deleted:
+                gone.setdefault(gateway_id, []).append(key)
+            await db(agent_sessions.sessions_deleted)(gone)
         rows = self._due(self.changed)
         if rows:
             batch: dict[int, list[frames.SessionSnapshot]] = {}
