@@ -8,19 +8,15 @@ class TasksConfig(AppConfig):
     verbose_name = "Tasks"
 
     def ready(self) -> None:
+        from typing import get_args
+
         from missioncontrol import live, nav, roles
         from tasks import presenters  # noqa: F401 - registers the board's presenters
+        from tasks.events import TaskChangedType
 
         live.register_topic(
             "board",
-            "task.created",
-            "task.updated",
-            "task.moved",
-            "task.reordered",
-            "task.blocked",
-            "task.unblocked",
-            "task.claimed",
-            "task.archived",
+            *get_args(TaskChangedType),
             "task.commented",
             "task.deleted",
             "task.cost_changed",
