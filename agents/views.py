@@ -418,6 +418,10 @@ def agent_message(request: HttpRequest, name: str) -> HttpResponse:
         messages.error(request, f"Type a message (up to {MAX_MESSAGE:,} characters).")
         return redirect("agents:detail", name=agent.name)
     key = f"agent:{agent.external_id}:main"
+    # The row first: the gateway's echo of the message (its `session.message`) can reach the
+    # connector before chat.send's answer reaches us, and a line of an unknown session is
+    # dropped (the page then showed neither it nor, from the history it read, the reply).
+    session = agent_sessions.ensure_gateway_session(agent.gateway_id, key, agent)
     try:
         answer = commands.call(
             agent.gateway_id,
@@ -434,7 +438,6 @@ def agent_message(request: HttpRequest, name: str) -> HttpResponse:
     except GatewayError as refused:
         messages.error(request, f"The gateway refused it: {refused.message} ({refused.code})")
         return redirect("agents:detail", name=agent.name)
-    session = agent_sessions.ensure_gateway_session(agent.gateway_id, key, agent)
     detail: dict[str, Any] = {"message": text[:500]}
     if run := frames.run_id(answer):
         detail["run_id"] = run

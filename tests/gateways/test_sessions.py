@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from asgiref.sync import ThreadSensitiveContext
 from channels.db import database_sync_to_async
 from django.urls import reverse
 
@@ -202,6 +203,42 @@ class TestConnectorSessions:
         )()
         assert user.payload["text"] == "Say hello"
         assert not user.payload["streaming"]
+
+    async def test_the_echo_of_a_message_is_kept_when_it_beats_the_send_answer(
+        self, fake, running, operator
+    ):
+        """Messaging an agent whose main session is not known yet: the gateway's echo of the
+        line (a `session.message` without the session row) can reach the connector before
+        chat.send's answer reaches the view. The row is made first, so the line is kept."""
+        gateway = await db(make_gateway)(url=fake.url, token=TOKEN)
+        agent = await until(
+            lambda: Agent.objects.filter(gateway=gateway, external_id="helper").first()
+        )
+        fake.delays["chat.send"] = 1.0
+
+        async def post() -> Any:
+            async with ThreadSensitiveContext():  # a thread of its own, as daphne runs a view
+                return await db(operator.post)(
+                    f"/agents/{agent.name}/message/", {"message": "Say hello", "nonce": "n-1"}
+                )
+
+        sending = asyncio.ensure_future(post())
+        await until(lambda: any(m == "chat.send" for m, _p in fake.requests))
+        await fake.send_event(
+            "session.message",
+            {
+                "sessionKey": "agent:helper:main",
+                "messageId": "echo-1",
+                "message": {"role": "user", "content": "Say hello"},
+            },
+        )
+        assert (await sending).status_code == 302
+        line = await until(
+            lambda: LiveEvent.objects.filter(
+                type="session.message", payload__message_id="echo-1"
+            ).first()
+        )
+        assert line.payload["text"] == "Say hello"
 
     async def test_a_command_reaches_the_gateway_and_returns_its_answer(self, fake, running):
         gateway = await db(make_gateway)(url=fake.url, token=TOKEN)
