@@ -38,6 +38,7 @@ from missioncontrol.fastpath.http import (
     refuse,
     respond,
 )
+from runs import actions as run_actions
 from tasks.models import Task
 
 # How many requests one transaction may carry.
@@ -45,6 +46,7 @@ MAX_BATCH = 500
 WORK_LIMIT = 20
 # A writer's answer for a heartbeat whose agent no longer exists (401, not "try again").
 AGENT_GONE: dict[str, Any] = {"gone": True}
+NO_RUNS: dict[str, list[Any]] = {"runs": [], "stop": []}
 
 
 # --- The handler --------------------------------------------------------------------------------
@@ -177,6 +179,11 @@ def apply_batch(batch: list[Job]) -> list[dict[str, Any] | None]:
     done = billing.record_reports(reports)
     beating = {r.beat.agent_id for r in reports if r.beat is not None}
     work = _work(beating)
+    # Runs: the heartbeat renews the leases of the runs its agent holds, and its answer offers
+    # the queued ones it has room for (and names those an operator stopped).
+    now = timezone.now()
+    run_actions.renew_leases(beating, now)
+    runs = run_actions.work_for(beating, now)
     pauses = budgets.paused(beating)
     results: list[dict[str, Any] | None] = []
     for job, result in zip(batch, done, strict=True):
@@ -204,7 +211,7 @@ def apply_batch(batch: list[Job]) -> list[dict[str, Any] | None]:
             "next_heartbeat_s": state["interval"],
             "usage_recorded": result.recorded,
             "usage_duplicates": result.duplicates,
-            "work": {"tasks": work.get(agent_id or 0, [])},
+            "work": {"tasks": work.get(agent_id or 0, []), **runs.get(agent_id or 0, NO_RUNS)},
             "paused": False,
         }
         if result.refused_usage:

@@ -123,6 +123,8 @@ class Agent(models.Model):
     model = models.CharField(max_length=128, blank=True)
     # The task the agent says it works on (tasks → agents: no FK this way round).
     current_task_id = models.BigIntegerField(null=True, blank=True)
+    # At most this many runs at once (runs/); further dispatches wait their turn.
+    max_runs = models.PositiveSmallIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = AgentQuerySet.as_manager()

@@ -89,7 +89,21 @@ def add_lean_paths(result: dict[str, Any]) -> dict[str, Any]:
             "usage_duplicates": {"type": "integer"},
             "work": {
                 "type": "object",
-                "properties": {"tasks": {"type": "array", "items": {"type": "object"}}},
+                "properties": {
+                    "tasks": {"type": "array", "items": {"type": "object"}},
+                    "runs": {
+                        "type": "array",
+                        "items": {"type": "object"},
+                        "description": "Runs dispatched to this agent: the ones it holds (its "
+                        "heartbeat renewed their leases), then queued ones it has room for, "
+                        "oldest first, each with its `prompt` and `claim_url`.",
+                    },
+                    "stop": {
+                        "type": "array",
+                        "items": {"type": "integer"},
+                        "description": "Ids of runs it held that an operator aborted: stop them.",
+                    },
+                },
             },
             "paused": {
                 "type": "boolean",

@@ -47,6 +47,8 @@ def frame(text: str, agent_id: int) -> str | None:
     task = data.get("task")
     if not isinstance(task, dict) or not _was_assigned(data, agent_id):
         return None
+    if message["event"] == "run.progress":
+        return None  # what the agent said itself
     if message["event"] == "task.deleted":
         shown: dict[str, Any] = {"id": task["id"], "deleted": True}
     elif _assignee_id(task.get("assignee")) != agent_id:
@@ -55,9 +57,11 @@ def frame(text: str, agent_id: int) -> str | None:
         shown = {
             k: task[k] for k in ("id", "title", "status", "priority", "blocked", "version", "url")
         }
-    body = json.dumps(
-        {"type": message["event"], "seq": message["seq"], "task": shown}, separators=(",", ":")
-    )
+    out: dict[str, Any] = {"type": message["event"], "seq": message["seq"], "task": shown}
+    run = data.get("run")
+    if isinstance(run, dict):
+        out["run"] = {k: run.get(k) for k in ("id", "attempt", "state", "land_in", "url")}
+    body = json.dumps(out, separators=(",", ":"))
     return f"id: {message['seq']}\nevent: {message['event']}\ndata: {body}\n\n"
 
 

@@ -75,6 +75,18 @@ class AgentPaused(Conflict):
     code = "agent_paused"
 
 
+class RunActive(Conflict):
+    """The task already has a run queued or going (409): `run` in the body is that run."""
+
+    code = "run_active"
+
+
+class RunEnded(Conflict):
+    """The run has ended (aborted by an operator, lost, finished): `run` says how (409)."""
+
+    code = "run_ended"
+
+
 class TooLarge(ActionError):
     status, code = 413, "payload_too_large"
 

@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "billing",
     "webhooks",
     "crons",
+    "runs",
 ]
 
 MIDDLEWARE = [
@@ -338,6 +339,9 @@ MC_AGENT_DEFAULT_INTERVAL_S = env_int("MC_AGENT_HEARTBEAT_INTERVAL", 30, low=1, 
 # it holds none (e.g. a second `serve` beside the one that does, on one database).
 MC_GATEWAY_CONNECTORS = env_bool("MC_GATEWAY_CONNECTORS", True)
 MC_AGENT_SWEEP_INTERVAL_S = env_int("MC_AGENT_SWEEP_INTERVAL", 5, low=1, high=3600)
+# A run's lease: an agent that neither heartbeats nor reports on it for this long loses it (the
+# run is lost, the task goes back to To do). At least three of the agent's heartbeat intervals.
+MC_RUN_LEASE_S = env_int("MC_RUN_LEASE", 120, low=5, high=86400)
 # Bodies larger than this are refused with 413 on the agent API.
 # Per-key rate limit of the agent API (benchmarks drive one key far beyond it).
 MC_API_RATE_LIMIT_OFF = env_bool("MC_BENCH_NO_RATE_LIMIT", False)

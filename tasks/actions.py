@@ -222,6 +222,16 @@ def _board(task: Task | None, statuses: set[str]) -> events.BoardData:
     }
 
 
+def board_data(task: Task, statuses: set[str] | None = None) -> events.BoardData:
+    """Where the card sits now, for another app's event about it (runs)."""
+    return _board(task, statuses or set())
+
+
+def lock_task(task_id: int) -> Task:
+    """The task, row-locked for the caller's transaction (NotFound if gone)."""
+    return _lock(task_id)
+
+
 def _publish_change(
     event_type: events.TaskChangedType,
     actor: Actor,

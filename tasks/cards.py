@@ -38,6 +38,7 @@ def card_key(
     done: bool,
     comment_count: int,
     cost_nanos: int,
+    run_state: str,
 ) -> tuple[object, ...]:
     """What a card shows, as its cache key (today's date too: the overdue mark)."""
     return (
@@ -54,6 +55,7 @@ def card_key(
         done,  # done cards are never overdue
         comment_count,
         cost_nanos,
+        run_state,
         timezone.localdate(),
     )
 
@@ -73,6 +75,7 @@ def _key(task: Task) -> tuple[object, ...]:
         task.status == Task.Status.DONE,
         task.comment_count,
         task.cost_nanos,
+        task.run_state,
     )
 
 

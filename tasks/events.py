@@ -36,6 +36,7 @@ class TaskData(TypedDict):
     version: int
     archived: bool
     url: str
+    run_state: str  # its latest run's state ("" if never dispatched)
 
 
 class Change(TypedDict):
@@ -154,6 +155,7 @@ def task_data(task: Task) -> TaskData:
         "version": task.version,
         "archived": task.archived_at is not None,
         "url": f"/tasks/{task.pk}/",
+        "run_state": task.run_state,
     }
 
 

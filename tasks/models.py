@@ -98,6 +98,9 @@ class Task(models.Model):
     # What the work on it cost so far (usage reported with its id), in nano-dollars: derived
     # from billing's rollups by tasks.actions.set_costs, never edited (its card shows it).
     cost_nanos = models.BigIntegerField(default=0)
+    # Its latest run's state ("" if never dispatched), kept by runs.actions in the run's own
+    # transaction: the card shows it without a query.
+    run_state = models.CharField(max_length=16, blank=True, default="")
     # Bumped on every change: a client acting on an older version gets "stale", not a clobber.
     version = models.PositiveIntegerField(default=1)
     created_by = models.ForeignKey(

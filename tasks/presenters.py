@@ -41,6 +41,7 @@ def card_task(data: events.TaskData) -> Task:
         comment_count=data["comment_count"],
         cost_nanos=cost_nanos(data),
         version=data["version"],
+        run_state=data.get("run_state", ""),
     )
     task.assignee_name = assignee.get("name", "")  # type: ignore[attr-defined]
     return task
@@ -69,6 +70,7 @@ def card_html(data: events.TaskData) -> str:
         data["status"] == Task.Status.DONE,
         data["comment_count"],
         cost_nanos(data),
+        data.get("run_state", ""),
     )
     return render_keyed(key, data["version"], data["status"], lambda: card_task(data))
 

@@ -17,6 +17,7 @@ from missioncontrol.errors import ActionError, Conflict, json_error
 from missioncontrol.http import MCRequest, parse_int, safe_next
 from missioncontrol.models import AuditEvent
 from missioncontrol.roles import has_role, role_required
+from runs.views import run_context
 from tasks import actions, fastpath
 from tasks.cards import render_card
 from tasks.filters import TaskFilters
@@ -178,6 +179,7 @@ def _detail_context(
         "comment_form": CommentForm(),
         "history": _history(task),
         "cost": reports.task_cost(task.pk),
+        **run_context(request, task),
     }
 
 

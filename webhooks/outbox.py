@@ -25,6 +25,7 @@ NOT_SENT = {
     "session.message": "transcript lines, streamed",
     "audit.recorded": "the activity feed's copy of other events",
     "webhook.deliveries_changed": "deliveries themselves (one would feed itself)",
+    "run.progress": "a run's live progress, coalesced for browsers",
 }
 CATALOGUE: dict[str, str] = {
     "task.created": "a task was created",
@@ -38,6 +39,12 @@ CATALOGUE: dict[str, str] = {
     "task.commented": "a comment was added to a task",
     "task.deleted": "a task was deleted for good",
     "task.cost_changed": "what the work on tasks cost moved",
+    "task.dispatched": "a task was handed to its agent (a run was queued)",
+    "run.started": "an agent started a run",
+    "run.succeeded": "a run succeeded: its reply is on the task, which moved on",
+    "run.failed": "a run failed: the task is blocked with the reason",
+    "run.aborted": "an operator aborted a run",
+    "run.lost": "a run's agent stopped reporting and its lease ran out",
     "agent.registered": "an agent registered itself",
     "agent.created": "someone created an agent",
     "agent.status_changed": "an agent's status changed",

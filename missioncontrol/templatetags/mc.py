@@ -311,3 +311,27 @@ def pct(value: Any) -> str:
     if share <= 0:
         return "0%"
     return "<1%" if share < 0.01 else f"{share * 100:.0f}%"
+
+
+@register.filter
+def iso(value: Any) -> Any:
+    """An ISO 8601 text (as events carry times) as a datetime; None for none or garbage."""
+    from django.utils.dateparse import parse_datetime
+
+    if not value:
+        return None
+    try:
+        return parse_datetime(str(value))
+    except ValueError:
+        return None
+
+
+@register.filter
+def took(start: Any, end: Any = None) -> str:
+    """How long from `start` to `end` (or now), both ISO texts or datetimes: '3 minutes'."""
+    begun, ended = iso(start) if isinstance(start, str) else start, end
+    if isinstance(end, str):
+        ended = iso(end)
+    if begun is None:
+        return ""
+    return duration_text(max(timedelta(0), (ended or timezone.now()) - begun))

@@ -11,7 +11,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = ("missioncontrol", "tasks", "agents", "gateways", "billing", "webhooks", "crons")
+APPS = ("missioncontrol", "tasks", "agents", "gateways", "billing", "webhooks", "crons", "runs")
 EDGES = (
     "views.py",
     "api.py",
@@ -111,6 +111,7 @@ LAYERS = {
     "tasks": 3,
     "crons": 3,
     "billing": 4,
+    "runs": 5,
 }
 EDGE_MODULES = {
     "views", "api", "api_urls", "api_auth", "ingest", "stream", "consumers", "fastpath",

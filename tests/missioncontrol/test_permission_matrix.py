@@ -94,6 +94,11 @@ CLASSES: dict[str, dict[str, dict[str, str]]] = {
     # GET: an agent's own tasks; POST: a person's token (operators) creates one — neither a
     # session nor an agent key may (tests/missioncontrol/test_api_tokens.py walks the tokens).
     "tasks-api": _table(_api("ok"), NO_KEY),
+    # A person's token only (operators: tests/runs walks the roles): a session is no
+    # credential and an agent's key may not (dispatch, abort).
+    "person-api-post": _table(ALL_405, NO_KEY),
+    # A run: a person's token, or an agent's key for its own (a made-up id: its 404).
+    "run-api": _table(_api("404"), ALL_405),
     # Who the credential acts as: any key or token.
     "api-me": _table(_api("ok", "ok"), ALL_405),
     # The API's schema and docs: people with a role and key holders.
@@ -167,6 +172,8 @@ ROUTES: dict[str, str] = {
     "tasks/<id:pk>/comments/": "operator-post",
     "tasks/<id:pk>/archive/": "operator-post",
     "tasks/<id:pk>/delete/": "admin-post",
+    "tasks/<id:pk>/dispatch/": "operator-post",
+    "runs/<id:pk>/abort/": "operator-post",
     "agents/": "viewer-page",
     "agents/<name:name>/": "viewer-page",
     "agents/<name:name>/message/": "gateway-operate-post",
@@ -224,6 +231,12 @@ ROUTES: dict[str, str] = {
     "api/v1/tasks/<id:task_id>/claim": "agent-api-post",
     "api/v1/tasks/<id:task_id>/comments": "agent-api-post-body",
     "api/v1/events": "stream:agent",
+    "api/v1/tasks/<id:task_id>/runs": "person-api-post",
+    "api/v1/runs/<id:run_id>": "run-api",
+    "api/v1/runs/<id:run_id>/abort": "person-api-post",
+    "api/v1/runs/<id:run_id>/claim": "agent-api-post",
+    "api/v1/runs/<id:run_id>/progress": "agent-api-post-body",
+    "api/v1/runs/<id:run_id>/finish": "agent-api-post-body",
     "api/v1/schema/": "api-docs",
     "api/v1/docs/": "api-docs",
     "favicon.ico": "public-get",

@@ -1,0 +1,454 @@
+"""Runs: dispatch a task to its agent, follow the attempt, end it once.
+
+Every function here is one transaction (the run row, the task's change, the audit row and the
+events together) and never holds one across a call to an agent or a gateway. A CLI agent takes
+a queued run with `claim` (its heartbeats' answer offers it), reports with `report_progress`
+and ends it with `finish`; an operator may `abort` it; the sweep loses runs whose lease ran out.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q, Sum
+from django.utils import timezone
+
+from agents.models import Agent
+from billing.models import UsageRecord
+from missioncontrol import audit, live
+from missioncontrol.audit import Actor
+from missioncontrol.errors import Conflict, Forbidden, Invalid, NotFound, RunActive, RunEnded
+from runs import events
+from runs.models import Run
+from tasks import actions as tasks
+from tasks import events as task_events
+from tasks.models import Task
+
+MAX_INSTRUCTIONS = 20000
+MAX_REPLY = 100_000
+# run.progress reaches browsers at most this often per run (the latest text always lands with
+# the run's next change).
+PROGRESS_EVERY_S = 0.25
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """Hand `task_id` to the agent it is assigned to. `idempotency_key`: a retry of the same
+    request (same person, same key) returns the run the first one made."""
+
+    task_id: int
+    instructions: str = ""
+    land_in: str = Run.LandIn.REVIEW
+    idempotency_key: str = ""
+
+
+def lease_s(agent: Agent) -> int:
+    """How long a run's lease lasts: the setting, and never under three heartbeat intervals."""
+    return max(settings.MC_RUN_LEASE_S, 3 * (agent.heartbeat_interval_s or 30))
+
+
+def brief(task: Task, instructions: str) -> str:
+    """What the agent is asked: the task as the board has it, and the operator's words."""
+    parts = [f"Task #{task.pk}: {task.title}"]
+    if task.description.strip():
+        parts.append(task.description.strip())
+    if instructions.strip():
+        parts.append(f"Instructions: {instructions.strip()}")
+    parts.append("When you are done, answer with what you did; your answer is posted on the task.")
+    return "\n\n".join(parts)
+
+
+def _publish(event_type: events.RunEventType, actor: Actor, run: Run, task: Task) -> None:
+    live.publish(
+        "board",
+        events.changed(event_type, actor, run, task_events.task_data(task), tasks.board_data(task)),
+    )
+
+
+def _set_task_run_state(task: Task, state: str) -> Task:
+    """The card's run state (and the version, so a stale edit is refused), reloaded for events."""
+    from django.db.models import F
+
+    Task.objects.filter(pk=task.pk).update(
+        run_state=state, version=F("version") + 1, updated_at=timezone.now()
+    )
+    return Task.objects.for_cards().get(pk=task.pk)
+
+
+def dispatch(actor: Actor, order: Dispatch) -> tuple[Run, bool]:
+    """The run (queued) of `order` and whether it is new. Refused: the task has no agent, its
+    agent is paused by a budget (AgentPaused, naming it), it already has an active run."""
+    instructions = (order.instructions or "").strip()
+    if len(instructions) > MAX_INSTRUCTIONS:
+        raise Invalid(
+            {"instructions": [f"Keep instructions under {MAX_INSTRUCTIONS:,} characters."]}
+        )
+    if order.land_in not in Run.LandIn.values:
+        raise Invalid({"land_in": ["Choose review or done."]})
+    key = (order.idempotency_key or "").strip()
+    if len(key) > 100:
+        raise Invalid({"idempotency_key": ["Keep the Idempotency-Key under 100 characters."]})
+    try:
+        with transaction.atomic():
+            return _dispatch(actor, order, instructions, key)
+    except IntegrityError:
+        # Two requests with one key for two tasks at once: the other one won.
+        raise Conflict("That Idempotency-Key was used for another run.") from None
+
+
+def _dispatch(actor: Actor, order: Dispatch, instructions: str, key: str) -> tuple[Run, bool]:
+    task = tasks.lock_task(order.task_id)
+    if key and actor.user_id is not None:
+        earlier = Run.objects.filter(requested_by_id=actor.user_id, idempotency_key=key).first()
+        if earlier is not None:
+            if earlier.task_id != task.pk:
+                raise Conflict("That Idempotency-Key was used for another task's run.")
+            return earlier, False
+    if task.archived_at is not None:
+        raise NotFound("That task is archived.")
+    if task.assignee_agent_id is None:
+        raise Invalid({"assignee": ["Assign the task to an agent first."]})
+    active = Run.objects.filter(task=task).active().first()
+    if active is not None:
+        raise RunActive(
+            f"Task #{task.pk} already has a run {active.get_state_display().lower()} "
+            f"(attempt {active.attempt}).",
+            run=events.run_data(active),
+        )
+    agent = Agent.objects.get(pk=task.assignee_agent_id)
+    tasks.refuse_new_work(agent.pk, "Not dispatched")
+    attempt = (Run.objects.filter(task=task).aggregate(n=Max("attempt"))["n"] or 0) + 1
+    run = Run.objects.create(
+        task=task,
+        agent=agent,
+        agent_name=agent.name,
+        attempt=attempt,
+        instructions=instructions,
+        prompt=brief(task, instructions),
+        land_in=order.land_in,
+        requested_by_id=actor.user_id,
+        requested_label=actor.label[:150],
+        idempotency_key=key if actor.user_id is not None else "",
+    )
+    if task.blocked:
+        # A new attempt is the answer to what blocked it.
+        task = tasks.set_blocked(actor, task.pk, blocked=False)
+    task = _set_task_run_state(task, run.state)
+    audit.record(
+        actor,
+        "task.dispatched",
+        task,
+        after={"run": run.pk, "attempt": attempt, "agent": agent.name, "land_in": run.land_in},
+    )
+    _publish("task.dispatched", actor, run, task)
+    return run, True
+
+
+def _lock_run(run_id: int) -> Run:
+    run = Run.objects.select_for_update(of=("self",)).filter(pk=run_id).first()
+    if run is None:
+        raise NotFound("That run does not exist.")
+    return run
+
+
+def _own(run: Run, agent_id: int) -> None:
+    if run.agent_id != agent_id:
+        raise Forbidden("That run was given to another agent.")
+
+
+def _ended(run: Run) -> RunEnded:
+    return RunEnded(
+        f"This run has ended: {run.get_state_display().lower()}.", run=events.run_data(run)
+    )
+
+
+def busy_slots(agent_id: int) -> int:
+    return (
+        Run.objects.of_agent(agent_id)
+        .filter(state__in=(Run.State.SENDING, Run.State.RUNNING))
+        .count()
+    )
+
+
+def claim(agent_id: int, run_id: int) -> Run:
+    """A CLI agent takes a run offered to it: running, with a lease, the task In progress.
+    Claiming a run it already holds returns it (a retried request)."""
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        _own(run, agent_id)
+        if run.state == Run.State.RUNNING:
+            return run
+        if run.state != Run.State.QUEUED:
+            raise _ended(run)
+        agent = Agent.objects.get(pk=agent_id)
+        if busy_slots(agent_id) >= agent.max_runs:
+            raise Conflict(
+                f"You already run {agent.max_runs} at once (your limit): finish one first."
+            )
+        tasks.refuse_new_work(agent_id, "Not started")
+        now = timezone.now()
+        run.state, run.started_at = Run.State.RUNNING, now
+        run.lease_expires_at = now + timedelta(seconds=lease_s(agent))
+        run.version += 1
+        run.save(update_fields=["state", "started_at", "lease_expires_at", "version"])
+        actor = Actor.agent(agent.name)
+        task = Task.objects.get(pk=run.task_id)
+        if task.status != Task.Status.IN_PROGRESS:
+            task = tasks.move_task(actor, task.pk, to_status=Task.Status.IN_PROGRESS)
+        task = _set_task_run_state(task, run.state)
+        audit.record(actor, "run.started", task, after={"run": run.pk, "attempt": run.attempt})
+        _publish("run.started", actor, run, task)
+    return run
+
+
+_progress_sent: dict[int, float] = {}
+_progress_lock = threading.Lock()
+
+
+def _progress_due(run_id: int) -> bool:
+    now = time.monotonic()
+    with _progress_lock:
+        if now - _progress_sent.get(run_id, 0.0) < PROGRESS_EVERY_S:
+            return False
+        _progress_sent[run_id] = now
+        if len(_progress_sent) > 10_000:
+            _progress_sent.clear()
+        return True
+
+
+def report_progress(agent_id: int, run_id: int, text: str) -> Run:
+    """What the agent is doing now (renews its lease). Shown live, at most 4 times a second."""
+    text = " ".join((text or "").split())[:500]
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        _own(run, agent_id)
+        if run.state != Run.State.RUNNING:
+            raise _ended(run) if run.state in Run.ENDED else Conflict("Claim the run first.")
+        agent = Agent.objects.get(pk=agent_id)
+        run.progress = text
+        run.lease_expires_at = timezone.now() + timedelta(seconds=lease_s(agent))
+        run.save(update_fields=["progress", "lease_expires_at"])
+        if _progress_due(run.pk):
+            task = Task.objects.for_cards().get(pk=run.task_id)
+            _publish("run.progress", Actor.agent(agent.name), run, task)
+    return run
+
+
+Outcome = Literal["succeeded", "failed"]
+
+
+def _usage(run: Run, until: datetime) -> None:
+    """The run's tokens and cost: its agent's usage reported for its task while it ran."""
+    if run.agent_id is None or run.started_at is None:
+        return
+    totals = UsageRecord.objects.filter(
+        agent_id=run.agent_id,
+        task_id=run.task_id,
+        occurred_at__gte=run.started_at,
+        occurred_at__lte=until,
+    ).aggregate(i=Sum("input_tokens"), o=Sum("output_tokens"), c=Sum("cost_usd"))
+    run.input_tokens, run.output_tokens = totals["i"] or 0, totals["o"] or 0
+    run.cost_nanos = int((totals["c"] or Decimal(0)).scaleb(9))
+
+
+def finish(agent_id: int, run_id: int, outcome: Outcome, reply: str = "", error: str = "") -> Run:
+    """The agent ends its run. Succeeded: its reply is posted on the task as its comment and
+    the task moves where the dispatch said (Review or Done). Failed: the task is blocked with
+    the agent's reason. Finishing again the same way returns the run (a retried request)."""
+    reply, error = (reply or "").strip(), (error or "").strip()
+    if len(reply) > MAX_REPLY:
+        raise Invalid({"reply": [f"Keep the reply under {MAX_REPLY:,} characters."]})
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        _own(run, agent_id)
+        if run.state == outcome:
+            return run
+        if run.state in Run.ENDED:
+            raise _ended(run)
+        if run.state == Run.State.QUEUED:
+            raise Conflict("Claim the run first.")
+        agent = Agent.objects.get(pk=agent_id)
+        return _end(
+            Actor.agent(agent.name),
+            run,
+            Run.State.SUCCEEDED if outcome == "succeeded" else Run.State.FAILED,
+            reply=reply,
+            error=error[:1000],
+            agent=agent,
+        )
+
+
+def _end(
+    actor: Actor,
+    run: Run,
+    state: str,
+    *,
+    reply: str = "",
+    error: str = "",
+    error_kind: str = "",
+    agent: Agent | None = None,
+    to_status: str | None = None,
+    blocked_reason: str = "",
+) -> Run:
+    """End `run` (locked, active) as `state`, with the task's side of it; in the caller's
+    transaction."""
+    now = timezone.now()
+    _usage(run, now)
+    run.state, run.ended_at, run.lease_expires_at = state, now, None
+    run.reply, run.error, run.error_kind = reply, error, error_kind
+    run.version += 1
+    run.save()
+    task = Task.objects.get(pk=run.task_id)
+    if state == Run.State.SUCCEEDED:
+        if reply:
+            tasks.add_comment(actor, task.pk, reply[:20000], agent=agent)
+        if task.blocked:
+            tasks.set_blocked(actor, task.pk, blocked=False)
+        task = Task.objects.get(pk=task.pk)
+        if task.status != run.land_in:
+            tasks.move_task(actor, task.pk, to_status=run.land_in)
+    else:
+        if to_status is not None and task.status != to_status:
+            tasks.move_task(actor, task.pk, to_status=to_status)
+        reason = blocked_reason or f"Run {run.attempt} {run.get_state_display().lower()}: " + (
+            error or "no reason given"
+        )
+        tasks.set_blocked(actor, task.pk, blocked=True, reason=reason[:500])
+    task = _set_task_run_state(task, state)
+    verb: events.RunEventType = {
+        Run.State.SUCCEEDED: "run.succeeded",
+        Run.State.FAILED: "run.failed",
+        Run.State.TIMED_OUT: "run.failed",
+        Run.State.ABORTED: "run.aborted",
+        Run.State.LOST: "run.lost",
+    }[Run.State(state)]  # type: ignore[assignment]
+    audit.record(
+        actor,
+        verb,
+        task,
+        after={"run": run.pk, "attempt": run.attempt, "state": state, "error": error[:200]},
+    )
+    _publish(verb, actor, run, task)
+    with _progress_lock:
+        _progress_sent.pop(run.pk, None)
+    return run
+
+
+def abort(actor: Actor, run_id: int) -> Run:
+    """An operator stops a run: aborted now, the task blocked saying by whom. A CLI agent
+    learns it from its next heartbeat's answer (`stop`) or its next report (409)."""
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        if run.state in Run.ENDED:
+            raise _ended(run)
+        return _end(
+            actor,
+            run,
+            Run.State.ABORTED,
+            error=f"Aborted by {actor.label}.",
+            error_kind="aborted",
+            blocked_reason=f"Run {run.attempt} aborted by {actor.label}.",
+        )
+
+
+def sweep_leases(now: datetime | None = None) -> int:
+    """Runs whose agent stopped reporting past their lease: lost, the task back in To do
+    (blocked, saying so: it needs the operator). The number lost."""
+    now = now or timezone.now()
+    lost = 0
+    for run_id in list(Run.objects.lease_expired(now).values_list("pk", flat=True)[:100]):
+        with transaction.atomic():
+            run = _lock_run(run_id)
+            if run.state not in (Run.State.SENDING, Run.State.RUNNING):
+                continue
+            if run.lease_expires_at is None or run.lease_expires_at >= now:
+                continue
+            reason = f"{run.agent_name} stopped reporting on it (its lease ran out)."
+            _end(
+                Actor.system(),
+                run,
+                Run.State.LOST,
+                error=reason,
+                error_kind="lease_expired",
+                to_status=Task.Status.TODO,
+                blocked_reason=f"Run {run.attempt} lost: {reason}"[:500],
+            )
+            lost += 1
+    return lost
+
+
+# --- What a CLI agent's heartbeat answer carries ---------------------------------------------
+
+
+def renew_leases(agent_ids: set[int], now: datetime) -> None:
+    """A heartbeat renews the leases of the runs its agent holds (inside its batch's write)."""
+    if not agent_ids:
+        return
+    by_lease: dict[int, list[int]] = {}
+    for agent in Agent.objects.filter(pk__in=agent_ids).only("pk", "heartbeat_interval_s"):
+        by_lease.setdefault(lease_s(agent), []).append(agent.pk)
+    with transaction.atomic():
+        for seconds, ids in by_lease.items():
+            Run.objects.filter(agent_id__in=ids, state=Run.State.RUNNING).update(
+                lease_expires_at=now + timedelta(seconds=seconds)
+            )
+
+
+def offered(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.pk,
+        "task_id": run.task_id,
+        "title": run.task.title,
+        "attempt": run.attempt,
+        "state": run.state,
+        "prompt": run.prompt,
+        "land_in": run.land_in,
+        "lease_expires_at": run.lease_expires_at.isoformat() if run.lease_expires_at else None,
+        "claim_url": f"/api/v1/runs/{run.pk}/claim",
+    }
+
+
+def work_for(agent_ids: set[int], now: datetime) -> dict[int, dict[str, Any]]:
+    """Per agent: `runs` (the ones it holds, then the queued ones it has room for, oldest
+    first) and `stop` (runs it held that an operator ended in the last lease period)."""
+    if not agent_ids:
+        return {}
+    out: dict[int, dict[str, Any]] = {a: {"runs": [], "stop": []} for a in agent_ids}
+    limits = dict(Agent.objects.filter(pk__in=agent_ids).values_list("pk", "max_runs"))
+    rows = (
+        Run.objects.filter(agent_id__in=agent_ids)
+        .filter(
+            Q(state__in=Run.ACTIVE)
+            | Q(
+                state=Run.State.ABORTED,
+                started_at__isnull=False,
+                ended_at__gte=now - timedelta(seconds=settings.MC_RUN_LEASE_S),
+            )
+        )
+        .select_related("task")
+        .order_by("created_at", "id")
+    )
+    held: dict[int, int] = {}
+    queued: list[Run] = []
+    for run in rows:
+        assert run.agent_id is not None
+        if run.state == Run.State.ABORTED:
+            out[run.agent_id]["stop"].append(run.pk)
+        elif run.state == Run.State.QUEUED:
+            queued.append(run)
+        else:
+            out[run.agent_id]["runs"].append(offered(run))
+            held[run.agent_id] = held.get(run.agent_id, 0) + 1
+    for run in queued:
+        assert run.agent_id is not None
+        if held.get(run.agent_id, 0) < (limits.get(run.agent_id) or 1):
+            out[run.agent_id]["runs"].append(offered(run))
+            held[run.agent_id] = held.get(run.agent_id, 0) + 1
+    return out

@@ -1,0 +1,168 @@
+"""The runs' API routes, on the one API stack (missioncontrol/api.py).
+
+People's tokens (operators): dispatch a task (`POST /tasks/{id}/runs`, 202; an
+`Idempotency-Key` header makes a retry return the same run), read a run, abort it.
+Agents' keys: claim a run offered in their heartbeat's answer, report progress, finish it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from django.http import HttpRequest
+from ninja import Router, Schema, Status
+from ninja.responses import codes_4xx
+from pydantic import Field
+
+from agents.keys import KeyInfo
+from missioncontrol.api import AgentKeyAuth, ApiError, PersonTokenAuth, Text
+from missioncontrol.audit import Actor
+from runs import access, actions, events
+from runs.models import Run
+
+router = Router(tags=["runs"])
+
+
+class RunOut(Schema):
+    id: int
+    task_id: int
+    attempt: int
+    agent: str
+    state: str
+    land_in: str
+    created_at: str
+    started_at: str | None
+    ended_at: str | None
+    progress: str
+    error_kind: str
+    error: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: str
+    url: str
+
+
+class RunAnswer(Schema):
+    run: RunOut
+
+
+class AgentRunOut(RunOut):
+    prompt: str
+
+
+class AgentRunAnswer(Schema):
+    run: AgentRunOut
+
+
+class DispatchIn(Schema):
+    instructions: Text(actions.MAX_INSTRUCTIONS) = ""  # type: ignore[valid-type]
+    land_in: Literal["review", "done"] = Field(
+        "review", description="Where the task goes when the run succeeds."
+    )
+
+
+class ProgressIn(Schema):
+    text: Text(2000) = Field(description="What the agent is doing now (the first 500 shown).")  # type: ignore[valid-type]
+
+
+class FinishIn(Schema):
+    outcome: Literal["succeeded", "failed"]
+    reply: Text(actions.MAX_REPLY) = Field(  # type: ignore[valid-type]
+        "", description="The final answer (markdown), posted on the task as the agent's comment."
+    )
+    error: Text(1000) = Field("", description="Why it failed, in the agent's words.")  # type: ignore[valid-type]
+
+
+def _agent_run(run: Run) -> dict[str, Any]:
+    return {**events.run_data(run), "prompt": run.prompt}
+
+
+@router.post(
+    "/tasks/{id:task_id}/runs",
+    auth=PersonTokenAuth(least="operator"),
+    response={200: RunAnswer, 202: RunAnswer, codes_4xx: ApiError},
+    summary="Dispatch a task to the agent it is assigned to (202 with the queued run; with an "
+    "Idempotency-Key header a retry answers 200 with the same run)",
+)
+def dispatch(
+    request: HttpRequest, task_id: int, body: DispatchIn | None = None
+) -> Status[dict[str, Any]]:
+    user = request.auth  # type: ignore[attr-defined]
+    body = body or DispatchIn(land_in="review")
+    access.check_dispatch(user, task_id)
+    run, created = actions.dispatch(
+        Actor.user(user),
+        actions.Dispatch(
+            task_id=task_id,
+            instructions=body.instructions,
+            land_in=body.land_in,
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
+        ),
+    )
+    return Status(202 if created else 200, {"run": events.run_data(run)})
+
+
+@router.get(
+    "/runs/{id:run_id}",
+    auth=[PersonTokenAuth(), AgentKeyAuth()],
+    response={200: RunAnswer | AgentRunAnswer, codes_4xx: ApiError},
+    summary="A run (people's tokens: any they may see; an agent's key: its own, with its prompt)",
+)
+def read(request: HttpRequest, run_id: int) -> dict[str, Any]:
+    who = request.auth  # type: ignore[attr-defined]
+    if isinstance(who, KeyInfo):
+        assert who.agent_id is not None
+        run = access.own_run(who.agent_id, run_id)
+        return {"run": _agent_run(run)}
+    return {"run": events.run_data(access.visible_run(who, run_id))}
+
+
+@router.post(
+    "/runs/{id:run_id}/abort",
+    auth=PersonTokenAuth(least="operator"),
+    response={200: RunAnswer, codes_4xx: ApiError},
+    summary="Abort a run (409 run_ended when it has ended)",
+)
+def abort(request: HttpRequest, run_id: int) -> dict[str, Any]:
+    user = request.auth  # type: ignore[attr-defined]
+    access.check_operate_run(user, run_id)
+    return {"run": events.run_data(actions.abort(Actor.user(user), run_id))}
+
+
+def _agent(request: HttpRequest) -> int:
+    key: KeyInfo = request.auth  # type: ignore[attr-defined]
+    assert key.agent_id is not None
+    return key.agent_id
+
+
+@router.post(
+    "/runs/{id:run_id}/claim",
+    auth=AgentKeyAuth(),
+    response={200: AgentRunAnswer, codes_4xx: ApiError},
+    summary="Take a run offered in your heartbeat's answer: running, with a lease your "
+    "heartbeats renew (409 when it ended or you run your limit already)",
+)
+def claim(request: HttpRequest, run_id: int) -> dict[str, Any]:
+    return {"run": _agent_run(actions.claim(_agent(request), run_id))}
+
+
+@router.post(
+    "/runs/{id:run_id}/progress",
+    auth=AgentKeyAuth(),
+    response={200: RunAnswer, codes_4xx: ApiError},
+    summary="Say what you are doing now (renews the lease; 409 run_ended: stop)",
+)
+def progress(request: HttpRequest, run_id: int, body: ProgressIn) -> dict[str, Any]:
+    return {"run": events.run_data(actions.report_progress(_agent(request), run_id, body.text))}
+
+
+@router.post(
+    "/runs/{id:run_id}/finish",
+    auth=AgentKeyAuth(),
+    response={200: RunAnswer, codes_4xx: ApiError},
+    summary="End your run: succeeded (the reply is posted on the task, which moves on) or failed "
+    "(the task is blocked with your reason)",
+)
+def finish(request: HttpRequest, run_id: int, body: FinishIn) -> dict[str, Any]:
+    run = actions.finish(_agent(request), run_id, body.outcome, body.reply, body.error)
+    return {"run": events.run_data(run)}

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class RunsConfig(AppConfig):
+    """Orchestration: a task handed to an agent (a run), followed to its end."""
+
+    name = "runs"
+    verbose_name = "Runs"
+
+    def ready(self) -> None:
+        from typing import get_args
+
+        from missioncontrol import live, roles
+        from runs import loops, presenters  # noqa: F401 - registers the runs' presenters
+        from runs.events import RunEventType
+
+        # On the board's topic: who sees a card sees its run.
+        live.register_events("board", *get_args(RunEventType))
+        roles.register_app("runs", {"run": ("add", "change")})
+        loops.register()

@@ -1,0 +1,371 @@
+"""Runs (#27): dispatch a task to a CLI agent and follow it to its end, through the real ASGI
+application — an operator's token dispatches (exactly once), the agent's heartbeat answer
+offers the run, the agent claims it (a lease its heartbeats renew), reports progress and
+finishes; its reply lands on the task as its comment and the task moves on. Abort, lease
+expiry, concurrency and budget pauses are refused or ended with the reason."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+
+from agents.models import Agent, AgentKey
+from billing.models import UsageRecord
+from missioncontrol import tokens
+from missioncontrol.audit import Actor
+from missioncontrol.errors import RunActive
+from missioncontrol.models import AuditEvent, LiveEvent
+from runs import actions
+from runs.models import Run
+from tasks.models import Comment, Task
+from tests.agents.conftest import issue
+from tests.billing import factories as billing_factories
+from tests.tasks.factories import make_task
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ADMIN = Actor.system("test")
+
+
+def token_for(user: Any) -> str:
+    return tokens.issue(ADMIN, user)[1]
+
+
+@pytest.fixture
+def ada(transactional_db) -> Agent:
+    return Agent.objects.create(name="ada", framework="codex", heartbeat_interval_s=30)
+
+
+@pytest.fixture
+def ada_key(ada) -> str:
+    return issue(AgentKey.Kind.AGENT, ada)[1]
+
+
+@pytest.fixture
+def task(ada) -> Task:
+    return make_task("Write the changelog", description="For 1.4.", assignee=f"agent:{ada.pk}")
+
+
+async def call(api, key: str, method: str, path: str, body: Any = None, **headers: str) -> Any:
+    async with api(key, **headers) as c:
+        return await c.request(
+            method,
+            path,
+            content=json.dumps(body) if body is not None else None,
+            headers={"Content-Type": "application/json"} if body is not None else {},
+        )
+
+
+async def beat(api, key: str, **body: Any) -> dict[str, Any]:
+    r = await call(api, key, "POST", "/api/v1/agents/ada/heartbeat", {"status": "idle", **body})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def test_an_operator_dispatches_and_a_cli_agent_runs_it_to_review(
+    api, bob_operator, ada, ada_key, task
+):
+    token = await sync_to_async(token_for)(bob_operator)
+    r = await call(
+        api, token, "POST", f"/api/v1/tasks/{task.pk}/runs", {"instructions": "Keep it short."}
+    )
+    assert r.status_code == 202, r.text
+    run = r.json()["run"]
+    assert (run["state"], run["attempt"], run["agent"]) == ("queued", 1, "ada")
+    assert await Task.objects.filter(pk=task.pk, run_state="queued").aexists()
+
+    # The agent's heartbeat answer offers it, with the brief.
+    answer = await beat(api, ada_key)
+    [offered] = answer["work"]["runs"]
+    assert offered["id"] == run["id"]
+    assert "Write the changelog" in offered["prompt"]
+    assert "Keep it short." in offered["prompt"]
+    assert answer["work"]["stop"] == []
+
+    r = await call(api, ada_key, "POST", f"/api/v1/runs/{run['id']}/claim")
+    assert r.status_code == 200, r.text
+    assert r.json()["run"]["state"] == "running"
+    row = await Task.objects.aget(pk=task.pk)
+    assert (row.status, row.run_state) == ("in_progress", "running")
+
+    r = await call(
+        api, ada_key, "POST", f"/api/v1/runs/{run['id']}/progress", {"text": "Reading the log"}
+    )
+    assert r.status_code == 200, r.text
+    # Usage reported for the task while it runs is the run's.
+    await beat(
+        api,
+        ada_key,
+        task_id=task.pk,
+        usage=[{"model": "gpt-4o", "input_tokens": 1000, "output_tokens": 500, "task_id": task.pk}],
+    )
+    r = await call(
+        api,
+        ada_key,
+        "POST",
+        f"/api/v1/runs/{run['id']}/finish",
+        {"outcome": "succeeded", "reply": "Wrote **CHANGELOG.md**."},
+    )
+    assert r.status_code == 200, r.text
+    ended = r.json()["run"]
+    assert ended["state"] == "succeeded"
+    assert (ended["input_tokens"], ended["output_tokens"]) == (1000, 500)
+    assert Decimal(ended["cost_usd"]) > 0
+    row = await Task.objects.aget(pk=task.pk)
+    assert (row.status, row.run_state, row.blocked) == ("review", "succeeded", False)
+    comment = await Comment.objects.aget(task=task)
+    assert comment.body == "Wrote **CHANGELOG.md**."
+    assert comment.author_label == "ada"
+    assert comment.author_agent_id == ada.pk
+    # Finishing again the same way is a retried request: the same run, nothing twice.
+    again = await call(
+        api, ada_key, "POST", f"/api/v1/runs/{run['id']}/finish", {"outcome": "succeeded"}
+    )
+    assert again.status_code == 200
+    assert await Comment.objects.filter(task=task).acount() == 1
+    types = [
+        t
+        async for t in LiveEvent.objects.filter(
+            type__in=["task.dispatched", "run.started", "run.progress", "run.succeeded"]
+        )
+        .order_by("seq")
+        .values_list("type", flat=True)
+    ]
+    assert types == ["task.dispatched", "run.started", "run.progress", "run.succeeded"]
+    verbs = {v async for v in AuditEvent.objects.values_list("verb", flat=True)}
+    assert {"task.dispatched", "run.started", "run.succeeded"} <= verbs
+
+
+async def test_a_retry_with_the_same_idempotency_key_is_the_same_run(api, bob_operator, task):
+    token = await sync_to_async(token_for)(bob_operator)
+    path = f"/api/v1/tasks/{task.pk}/runs"
+    first = await call(api, token, "POST", path, {}, **{"Idempotency-Key": "k-1"})
+    second = await call(api, token, "POST", path, {}, **{"Idempotency-Key": "k-1"})
+    assert (first.status_code, second.status_code) == (202, 200)
+    assert first.json()["run"]["id"] == second.json()["run"]["id"]
+    # Without the key, a second dispatch while one is queued is refused, naming it.
+    third = await call(api, token, "POST", path, {})
+    assert third.status_code == 409
+    assert third.json()["error"] == "run_active"
+    assert third.json()["run"]["id"] == first.json()["run"]["id"]
+    assert await Run.objects.acount() == 1
+
+
+def test_two_dispatches_at_once_make_one_run(bob_operator, task):
+    barrier = threading.Barrier(2)
+    results: list[Any] = []
+
+    def go() -> None:
+        barrier.wait()
+        try:
+            results.append(actions.dispatch(Actor.user(bob_operator), actions.Dispatch(task.pk)))
+        except RunActive as refused:
+            results.append(refused)
+        finally:
+            close_old_connections()
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert Run.objects.count() == 1
+    assert sorted(type(r).__name__ for r in results) == ["RunActive", "tuple"]
+
+
+async def test_who_may_dispatch(api, alice_viewer, bob_operator, ada_key, task):
+    viewer = await sync_to_async(token_for)(alice_viewer)
+    path = f"/api/v1/tasks/{task.pk}/runs"
+    assert (await call(api, viewer, "POST", path, {})).status_code == 403
+    assert (await call(api, ada_key, "POST", path, {})).status_code == 401  # a key is no person
+    token = await sync_to_async(token_for)(bob_operator)
+    unassigned = await sync_to_async(make_task)("Nobody's")
+    r = await call(api, token, "POST", f"/api/v1/tasks/{unassigned.pk}/runs", {})
+    assert r.status_code == 400
+    assert r.json()["detail"] == {"assignee": ["Assign the task to an agent first."]}
+    r = await call(api, token, "POST", path, {"land_in": "nowhere"})
+    assert r.status_code == 400
+    assert "land_in" in r.json()["detail"]
+    assert not await Run.objects.aexists()
+
+
+def test_a_failed_run_blocks_the_task_with_the_agents_reason(bob_operator, ada, task):
+    run, _ = actions.dispatch(Actor.user(bob_operator), actions.Dispatch(task.pk))
+    actions.claim(ada.pk, run.pk)
+    actions.finish(ada.pk, run.pk, "failed", error="The repository is read-only.")
+    task.refresh_from_db()
+    assert task.blocked
+    assert task.blocked_reason == "Run 1 failed: The repository is read-only."
+    assert task.run_state == "failed"
+    # A new attempt unblocks it and keeps the history.
+    again, created = actions.dispatch(Actor.user(bob_operator), actions.Dispatch(task.pk))
+    assert created
+    assert again.attempt == 2
+    task.refresh_from_db()
+    assert not task.blocked
+    assert list(Run.objects.order_by("attempt").values_list("state", flat=True)) == [
+        "failed",
+        "queued",
+    ]
+
+
+async def test_an_abort_reaches_the_agent_in_its_heartbeat_and_its_next_report(
+    api, bob_operator, ada, ada_key, task
+):
+    token = await sync_to_async(token_for)(bob_operator)
+    run = (await call(api, token, "POST", f"/api/v1/tasks/{task.pk}/runs", {})).json()["run"]
+    await call(api, ada_key, "POST", f"/api/v1/runs/{run['id']}/claim")
+    r = await call(api, token, "POST", f"/api/v1/runs/{run['id']}/abort")
+    assert r.status_code == 200
+    assert r.json()["run"]["state"] == "aborted"
+    answer = await beat(api, ada_key)
+    assert answer["work"]["stop"] == [run["id"]]
+    assert answer["work"]["runs"] == []
+    r = await call(api, ada_key, "POST", f"/api/v1/runs/{run['id']}/progress", {"text": "still"})
+    assert r.status_code == 409
+    assert r.json()["error"] == "run_ended"
+    row = await Task.objects.aget(pk=task.pk)
+    assert row.blocked
+    assert row.blocked_reason == "Run 1 aborted by bob."
+    again = await call(api, token, "POST", f"/api/v1/runs/{run['id']}/abort")
+    assert again.status_code == 409
+    assert again.json()["error"] == "run_ended"
+
+
+def test_a_run_whose_agent_goes_quiet_is_lost_and_the_task_goes_back(bob_operator, ada, task):
+    run, _ = actions.dispatch(Actor.user(bob_operator), actions.Dispatch(task.pk))
+    actions.claim(ada.pk, run.pk)
+    run.refresh_from_db()
+    assert run.lease_expires_at is not None
+    assert actions.sweep_leases(run.lease_expires_at - timedelta(seconds=1)) == 0
+    assert actions.sweep_leases(run.lease_expires_at + timedelta(seconds=1)) == 1
+    run.refresh_from_db()
+    task.refresh_from_db()
+    assert (run.state, run.error_kind) == ("lost", "lease_expired")
+    assert (task.status, task.run_state, task.blocked) == ("todo", "lost", True)
+    assert "ada stopped reporting" in task.blocked_reason
+    assert LiveEvent.objects.filter(type="run.lost").exists()
+
+
+async def test_heartbeats_renew_the_lease(api, bob_operator, ada, ada_key, task):
+    run, _ = await sync_to_async(actions.dispatch)(
+        Actor.user(bob_operator), actions.Dispatch(task.pk)
+    )
+    await sync_to_async(actions.claim)(ada.pk, run.pk)
+    await Run.objects.filter(pk=run.pk).aupdate(lease_expires_at=datetime(2000, 1, 1, tzinfo=UTC))
+    answer = await beat(api, ada_key)
+    assert [r["id"] for r in answer["work"]["runs"]] == [run.pk]
+    renewed = await Run.objects.aget(pk=run.pk)
+    assert renewed.lease_expires_at is not None
+    assert renewed.lease_expires_at.year > 2000
+    assert await sync_to_async(actions.sweep_leases)() == 0
+
+
+async def test_an_agent_runs_its_limit_at_once_and_the_rest_wait_in_order(
+    api, bob_operator, ada, ada_key, task
+):
+    second = await sync_to_async(make_task)("Second", assignee=f"agent:{ada.pk}")
+    actor = Actor.user(bob_operator)
+    first_run, _ = await sync_to_async(actions.dispatch)(actor, actions.Dispatch(task.pk))
+    second_run, _ = await sync_to_async(actions.dispatch)(actor, actions.Dispatch(second.pk))
+    answer = await beat(api, ada_key)
+    assert [r["id"] for r in answer["work"]["runs"]] == [first_run.pk]  # room for one
+    await call(api, ada_key, "POST", f"/api/v1/runs/{first_run.pk}/claim")
+    r = await call(api, ada_key, "POST", f"/api/v1/runs/{second_run.pk}/claim")
+    assert r.status_code == 409
+    assert "limit" in r.json()["detail"]
+    await sync_to_async(actions.finish)(ada.pk, first_run.pk, "succeeded", "Done.")
+    answer = await beat(api, ada_key)
+    assert [r["id"] for r in answer["work"]["runs"]] == [second_run.pk]
+
+
+def test_a_paused_agent_is_not_dispatched_and_says_which_budget(bob_operator, ada, task):
+    billing_factories.make_budget(
+        name="Team", amount_usd=Decimal("0.001"), thresholds=[80], enforce=True
+    )
+    billing_factories.spend(ada.pk, n=2000)
+    with pytest.raises(Exception) as refused:
+        actions.dispatch(Actor.user(bob_operator), actions.Dispatch(task.pk))
+    assert refused.value.body()["error"] == "agent_paused"  # type: ignore[attr-defined]
+    assert refused.value.body()["pause"]["budget"] == "Team"  # type: ignore[attr-defined]
+    assert not Run.objects.exists()
+    assert UsageRecord.objects.exists()
+
+
+def test_another_agent_cannot_touch_the_run(bob_operator, ada, task):
+    bob = Agent.objects.create(name="bob-agent")
+    run, _ = actions.dispatch(Actor.user(bob_operator), actions.Dispatch(task.pk))
+    from missioncontrol.errors import Forbidden
+
+    with pytest.raises(Forbidden):
+        actions.claim(bob.pk, run.pk)
+    with pytest.raises(Forbidden):
+        actions.finish(bob.pk, run.pk, "succeeded")
+
+
+def test_the_task_page_dispatches_and_shows_the_runs(operator, viewer, ada, task):
+    page = operator.get(f"/tasks/{task.pk}/").content.decode()
+    assert "Dispatch to ada" in page
+    assert "Not dispatched yet." in page
+    r = operator.post(
+        f"/tasks/{task.pk}/dispatch/",
+        {"instructions": "Go.", "land_in": "done", "nonce": "n-1"},
+    )
+    assert r.status_code == 302
+    assert r["Location"].endswith(f"/tasks/{task.pk}/#runs")
+    # A double click posts the nonce again: still one run.
+    operator.post(f"/tasks/{task.pk}/dispatch/", {"land_in": "done", "nonce": "n-1"})
+    run = Run.objects.get()
+    assert (run.land_in, run.instructions) == ("done", "Go.")
+    page = operator.get(f"/tasks/{task.pk}/").content.decode()
+    assert f'id="run-{run.pk}"' in page
+    assert "Waiting for ada to take it" in page
+    shown = viewer.get(f"/tasks/{task.pk}/").content.decode()
+    assert f'id="run-{run.pk}"' in shown
+    assert "Dispatch to ada" not in shown
+    assert viewer.post(f"/tasks/{task.pk}/dispatch/", {"land_in": "review"}).status_code == 403
+    assert viewer.post(f"/runs/{run.pk}/abort/").status_code == 403
+    r = operator.post(f"/runs/{run.pk}/abort/", HTTP_HX_REQUEST="true")
+    assert r.status_code == 204
+    run.refresh_from_db()
+    assert run.state == "aborted"
+    # The board's card shows a run while it is active, and the live push renders the same.
+    board = operator.get("/board/").content.decode()
+    assert "run-chip" not in board
+
+
+def test_the_live_push_shows_the_run_on_the_card_and_the_page(bob_operator, ada, task):
+    from missioncontrol import live
+
+    run, _ = actions.dispatch(Actor.user(bob_operator), actions.Dispatch(task.pk))
+    actions.claim(ada.pk, run.pk)
+    actions._progress_sent.clear()
+    actions.report_progress(ada.pk, run.pk, "Reading   the\nlog")
+    pushed = {
+        e.type: live.present(e)["ops"]
+        for e in LiveEvent.objects.filter(type__in=["task.dispatched", "run.progress"])
+    }
+    dispatched = {op["id"]: op for op in pushed["task.dispatched"]}
+    assert "run-chip run-queued" in dispatched[f"task-{task.pk}"]["html"]
+    assert dispatched[f"run-{run.pk}"]["parent"] == f"runs-{task.pk}"
+    progress = {op["id"]: op for op in pushed["run.progress"]}
+    assert progress[f"run-progress-{task.pk}"]["text"] == "Reading the log"
+    assert "Reading the log" in progress[f"run-{run.pk}"]["html"]
+    # The page renders a run as the push does.
+    page = client_for(bob_operator).get(f"/tasks/{task.pk}/").content.decode()
+    assert "Reading the log" in page
+
+
+def client_for(user: Any) -> Any:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
