@@ -1,9 +1,18 @@
 """mc-agent: heartbeats, usage reports and a Claude Code hook for Mission Control.
 
     mc-agent run --name NAME [--interval 30] -- COMMAND ...
+    mc-agent work --name NAME [--poll 5] [--once] -- COMMAND ... {prompt} ...
     mc-agent heartbeat [--name NAME] [--status idle|busy|error] [--message TEXT]
     mc-agent report [--name NAME] --model M --input N --output N [--cache-read N] [--cache-write N] [--id ID]
     mc-agent claude-hook [--name NAME]        (reads Claude Code's hook JSON on stdin)
+
+`work` makes COMMAND a worker: it waits for runs dispatched to the agent (from a task's page or
+the API), claims one, runs COMMAND with the run's brief in place of `{prompt}` (or on its stdin
+when no argument holds `{prompt}`), says what it is doing from the command's last output line,
+and finishes the run with the command's output as its reply (exit 0) or as failed with the end
+of its stderr. A line `MC_USAGE {"model": ..., "input_tokens": ..., "output_tokens": ...}`
+printed by the command (stdout or stderr) is reported as the run's token usage and left out of
+the reply. An operator's abort stops the command; Ctrl-C gives the run back (queued again).
 
 While a spent budget pauses the agent, `run` starts nothing and exits with code 75
 (EX_TEMPFAIL: try again later), printing the budget and why; a run already going is not
@@ -242,6 +251,220 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+# --- work --------------------------------------------------------------------------------------
+
+USAGE_MARK = "MC_USAGE "
+PROGRESS_EVERY_S = 1.0
+REPLY_LIMIT = 100_000
+
+
+def _command_for(template: list[str], prompt: str) -> tuple[list[str], bytes | None]:
+    """The command with the brief in place of {prompt}, or the brief for its stdin."""
+    if any("{prompt}" in arg for arg in template):
+        return [arg.replace("{prompt}", prompt) for arg in template], None
+    return list(template), prompt.encode()
+
+
+class RunOutput:
+    """A child's stdout and stderr, read as they come: the reply, the usage lines, the last line
+    (what it is doing now) and the end of stderr (why it failed)."""
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.err = b""
+        self.usage: list[dict[str, Any]] = []
+        self.last = ""
+        self.lock = threading.Lock()
+        self.threads: list[threading.Thread] = []
+
+    def _line(self, line: str, stdout: bool) -> None:
+        text = line.rstrip("\n")
+        if text.startswith(USAGE_MARK):
+            with contextlib.suppress(ValueError):
+                record = json.loads(text[len(USAGE_MARK) :])
+                if isinstance(record, dict):
+                    with self.lock:
+                        self.usage.append(record)
+            return
+        with self.lock:
+            if stdout:
+                self.out.append(line)
+            if text.strip():
+                self.last = text.strip()[:500]
+
+    def follow(self, child: subprocess.Popen[bytes]) -> None:
+        def pump(stream: Any, stdout: bool) -> None:
+            for raw in iter(stream.readline, b""):
+                if not stdout:
+                    sys.stderr.buffer.write(raw)
+                    sys.stderr.flush()
+                    self.err = (self.err + raw)[-4096:]
+                self._line(raw.decode("utf-8", "replace"), stdout)
+
+        for stream, is_out in ((child.stdout, True), (child.stderr, False)):
+            thread = threading.Thread(target=pump, args=(stream, is_out), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(timeout=TIMEOUT_S)
+
+    def reply(self) -> str:
+        return "".join(self.out).strip()[-REPLY_LIMIT:]
+
+    def take_usage(self) -> list[dict[str, Any]]:
+        with self.lock:
+            taken, self.usage = self.usage, []
+        return taken
+
+    def why(self, code: int) -> str:
+        tail = self.err.decode("utf-8", "replace").strip()
+        lines = " | ".join(line.strip() for line in tail.splitlines() if line.strip())
+        return (f"exited with code {code}: {lines}" if lines else f"exited with code {code}")[
+            -1000:
+        ]
+
+
+def _quiet(call: Any) -> Any:
+    """A report that may fail without stopping the work (the next one tries again)."""
+    try:
+        return call()
+    except (ApiError, OSError, urllib.error.URLError) as error:
+        say(f"report failed ({error})")
+        return None
+
+
+def _report_usage(client: Client, run: dict[str, Any], output: RunOutput) -> None:
+    records = []
+    for n, raw in enumerate(output.take_usage()):
+        record = {k: raw[k] for k in raw if k != "task_id"}
+        record["task_id"] = run["task_id"]
+        record.setdefault("id", f"run-{run['id']}-{time.time_ns()}-{n}")
+        records.append(record)
+    if records:
+        _quiet(lambda: client.post("/api/v1/usage", {"records": records}))
+
+
+def work_one(
+    client: Client, name: str, run: dict[str, Any], template: list[str], interval: int
+) -> str:
+    """Claim `run`, run the command on it and end it: "succeeded", "failed", "aborted" or
+    "released" (Ctrl-C), or "taken" when it was no longer there to claim."""
+    try:
+        claimed = client.post(f"/api/v1/runs/{run['id']}/claim", {})["run"]
+    except ApiError as refused:
+        if refused.status == 409:
+            return "taken"
+        raise
+    run_path = f"/api/v1/runs/{claimed['id']}"
+    say(f"run {claimed['id']}: task #{claimed['task_id']} (attempt {claimed['attempt']})")
+    command, stdin = _command_for(template, claimed["prompt"])
+    try:
+        child = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    except FileNotFoundError:
+        failed = {"outcome": "failed", "error": f"command not found: {command[0]}"}
+        _quiet(lambda: client.post(f"{run_path}/finish", failed))
+        return "failed"
+    if stdin is not None and child.stdin is not None:
+        with contextlib.suppress(BrokenPipeError):
+            child.stdin.write(stdin)
+        child.stdin.close()
+    output = RunOutput()
+    output.follow(child)
+    interrupted = [False]
+
+    def interrupt(_sig: int, _frame: Any) -> None:
+        interrupted[0] = True
+        child.terminate()
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    aborted = False
+    said, last_beat, last_said = "", time.monotonic(), 0.0
+    try:
+        while child.poll() is None:
+            time.sleep(0.2)
+            now = time.monotonic()
+            if now - last_beat >= interval:
+                last_beat = now
+                answer = _quiet(lambda: heartbeat(client, name, "busy", f"run {claimed['id']}"))
+                if answer and claimed["id"] in (answer.get("work") or {}).get("stop", []):
+                    say(f"run {claimed['id']} was aborted: stopping the command")
+                    aborted = True
+                    child.terminate()
+            if output.last != said and now - last_said >= PROGRESS_EVERY_S:
+                said, last_said = output.last, now
+                try:
+                    client.post(f"{run_path}/progress", {"text": said})
+                except ApiError as refused:
+                    if refused.status == 409:  # an operator ended it
+                        aborted = True
+                        child.terminate()
+                except (OSError, urllib.error.URLError):
+                    pass
+        code = child.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    output.join()
+    _report_usage(client, claimed, output)
+    if interrupted[0]:
+        _quiet(lambda: client.post(f"{run_path}/release", {}))
+        say(f"run {claimed['id']} given back")
+        return "released"
+    if aborted:
+        return "aborted"
+    body: dict[str, Any] = (
+        {"outcome": "succeeded", "reply": output.reply()}
+        if code == 0
+        else {"outcome": "failed", "error": output.why(code)}
+    )
+    with_retries(lambda: client.post(f"{run_path}/finish", body), attempts=5)
+    say(f"run {claimed['id']}: {body['outcome']}")
+    return str(body["outcome"])
+
+
+def cmd_work(args: argparse.Namespace) -> int:
+    template = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not template:
+        raise SystemExit(
+            "mc-agent work: give the command after --, e.g. "
+            "mc-agent work --name codex-1 -- codex exec {prompt}"
+        )
+    name = agent_name(args)
+    client = connect(name)
+    say(f"{name} waiting for runs (Ctrl-C to stop)")
+    interval = 30
+    try:
+        while True:
+            try:
+                answer = heartbeat(client, name, "idle", "waiting for work")
+            except (ApiError, OSError, urllib.error.URLError) as error:
+                say(f"heartbeat failed ({error}); retrying")
+                time.sleep(args.poll)
+                continue
+            interval = max(1, int(answer.get("next_heartbeat_s") or interval))
+            offered = (answer.get("work") or {}).get("runs", [])
+            queued = [r for r in offered if r.get("state") == "queued"]
+            if answer.get("paused") or not queued:
+                if args.once:
+                    return 0
+                time.sleep(args.poll)
+                continue
+            ended = work_one(client, name, queued[0], template, interval)
+            if ended == "released":
+                return 130
+            if args.once and ended != "taken":
+                return 0 if ended == "succeeded" else 1
+    except KeyboardInterrupt:
+        say("stopped")
+        return 130
+
+
 class StderrTail:
     """The child's stderr, passed through to ours as it comes, its last lines kept: a failed
     run's heartbeat says why it failed, not only its exit code."""
@@ -408,6 +631,15 @@ def main(argv: list[str] | None = None) -> int:
         "--interval", type=int, default=30, help="seconds between heartbeats (default 30)"
     )
     run.add_argument("command", nargs=argparse.REMAINDER)
+    work = sub.add_parser(
+        "work", help="a worker: run COMMAND on each run dispatched to the agent, one at a time"
+    )
+    work.add_argument("--name")
+    work.add_argument(
+        "--poll", type=float, default=5, help="seconds between looks for work (default 5)"
+    )
+    work.add_argument("--once", action="store_true", help="one run (or none waiting), then exit")
+    work.add_argument("command", nargs=argparse.REMAINDER)
     hb = sub.add_parser("heartbeat", help="send one heartbeat; prints the agent's tasks")
     hb.add_argument("--name")
     hb.add_argument("--status", choices=["idle", "busy", "error"], default="idle")
@@ -428,6 +660,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {
         "run": cmd_run,
+        "work": cmd_work,
         "heartbeat": cmd_heartbeat,
         "report": cmd_report,
         "claude-hook": cmd_claude_hook,

@@ -241,6 +241,28 @@ def report_progress(agent_id: int, run_id: int, text: str) -> Run:
     return run
 
 
+def release(agent_id: int, run_id: int) -> Run:
+    """The agent gives a run back before it ends (a worker stopped with Ctrl-C): queued again,
+    same attempt, for the next free worker. Releasing a run not held is a no-op."""
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        _own(run, agent_id)
+        if run.state in Run.ENDED:
+            raise _ended(run)
+        if run.state == Run.State.QUEUED:
+            return run
+        run.state, run.started_at, run.lease_expires_at = Run.State.QUEUED, None, None
+        run.progress = ""
+        run.version += 1
+        run.save(update_fields=["state", "started_at", "lease_expires_at", "progress", "version"])
+        agent = Agent.objects.get(pk=agent_id)
+        actor = Actor.agent(agent.name)
+        task = _set_task_run_state(Task.objects.get(pk=run.task_id), run.state)
+        audit.record(actor, "run.released", task, after={"run": run.pk, "attempt": run.attempt})
+        _publish("run.released", actor, run, task)
+    return run
+
+
 Outcome = Literal["succeeded", "failed"]
 
 

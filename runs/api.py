@@ -157,6 +157,16 @@ def progress(request: HttpRequest, run_id: int, body: ProgressIn) -> dict[str, A
 
 
 @router.post(
+    "/runs/{id:run_id}/release",
+    auth=AgentKeyAuth(),
+    response={200: RunAnswer, codes_4xx: ApiError},
+    summary="Give your run back before it ends (queued again, same attempt, for another worker)",
+)
+def release(request: HttpRequest, run_id: int) -> dict[str, Any]:
+    return {"run": events.run_data(actions.release(_agent(request), run_id))}
+
+
+@router.post(
     "/runs/{id:run_id}/finish",
     auth=AgentKeyAuth(),
     response={200: RunAnswer, codes_4xx: ApiError},

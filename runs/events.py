@@ -13,6 +13,7 @@ from tasks import events as task_events
 RunEventType = Literal[
     "task.dispatched",
     "run.started",
+    "run.released",
     "run.progress",
     "run.succeeded",
     "run.failed",

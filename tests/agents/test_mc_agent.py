@@ -228,3 +228,50 @@ def test_run_refuses_to_start_while_a_budget_pauses_the_agent(live, tmp_path):
     ):
         assert time.monotonic() < deadline, "the server kept the pause"
         time.sleep(0.3)
+
+
+def test_work_runs_a_dispatched_task_to_review_with_a_script_for_codex(live, tmp_path):
+    """`mc-agent work` (#27): a script stands in for Codex. It is given the brief, says what it
+    does, prints its usage in the documented form and answers; the run succeeds, the answer is
+    the agent's comment, the task is in Review and the usage is the task's."""
+    from missioncontrol.audit import Actor
+    from runs import actions as run_actions
+    from runs.models import Run
+    from tasks.models import Comment, Task
+    from tests.tasks.factories import make_task
+
+    agent = Agent.objects.create(name="codex-1", heartbeat_interval_s=1)
+    _key, own = issue(AgentKey.Kind.AGENT, agent)
+    task = make_task("Rename the flag", assignee=f"agent:{agent.pk}")
+    run, _ = run_actions.dispatch(Actor.system("test"), run_actions.Dispatch(task.pk))
+    script = (
+        'echo "Reading the brief" >&2; '
+        'echo \'MC_USAGE {"model": "gpt-4o", "input_tokens": 900, "output_tokens": 100}\'; '
+        'sleep 1.5; printf "Renamed it.\\n\\nBrief was: %s\\n" "$1" | head -c 60'
+    )
+    result = mc_agent(
+        live, own, tmp_path, "work", "--name", "codex-1", "--once", "--poll", "0.2",
+        "--", "sh", "-c", script, "sh", "{prompt}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    run.refresh_from_db()
+    task.refresh_from_db()
+    assert run.state == "succeeded"
+    assert (task.status, task.run_state) == ("review", "succeeded")
+    comment = Comment.objects.get(task=task)
+    assert comment.body.startswith("Renamed it.")
+    assert "Task #" in comment.body  # the brief reached the command as {prompt}
+    assert "MC_USAGE" not in comment.body
+    usage = UsageRecord.objects.get(agent=agent)
+    assert (usage.task_id, usage.input_tokens, usage.output_tokens) == (task.pk, 900, 100)
+    assert (run.input_tokens, run.output_tokens) == (900, 100)
+    assert Run.objects.count() == 1
+    assert Task.objects.get(pk=task.pk).comment_count == 1
+
+
+def test_work_with_nothing_dispatched_waits_and_once_exits(live, tmp_path):
+    agent = Agent.objects.create(name="idle-worker")
+    _key, own = issue(AgentKey.Kind.AGENT, agent)
+    result = mc_agent(live, own, tmp_path, "work", "--name", "idle-worker", "--once", "--", "true")
+    assert result.returncode == 0, result.stderr
+    assert "waiting for runs" in result.stderr

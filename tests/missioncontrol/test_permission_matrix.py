@@ -235,6 +235,7 @@ ROUTES: dict[str, str] = {
     "api/v1/runs/<id:run_id>": "run-api",
     "api/v1/runs/<id:run_id>/abort": "person-api-post",
     "api/v1/runs/<id:run_id>/claim": "agent-api-post",
+    "api/v1/runs/<id:run_id>/release": "agent-api-post",
     "api/v1/runs/<id:run_id>/progress": "agent-api-post-body",
     "api/v1/runs/<id:run_id>/finish": "agent-api-post-body",
     "api/v1/schema/": "api-docs",
