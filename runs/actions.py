@@ -77,7 +77,7 @@ def _set_task_run_state(task: Task, state: str) -> Task:
     from django.db.models import F
 
     Task.objects.filter(pk=task.pk).update(
-        run_state=state, version=F("version") + 1, updated_at=timezone.now()
+        run_state=state, run_progress="", version=F("version") + 1, updated_at=timezone.now()
     )
     return Task.objects.for_cards().get(pk=task.pk)
 
@@ -235,6 +235,8 @@ def report_progress(agent_id: int, run_id: int, text: str) -> Run:
         run.progress = text
         run.lease_expires_at = timezone.now() + timedelta(seconds=lease_s(agent))
         run.save(update_fields=["progress", "lease_expires_at"])
+        # The card's line (no version bump: nothing an edit could clobber).
+        Task.objects.filter(pk=run.task_id).update(run_progress=text)
         if _progress_due(run.pk):
             task = Task.objects.for_cards().get(pk=run.task_id)
             _publish("run.progress", Actor.agent(agent.name), run, task)
@@ -355,7 +357,8 @@ def _end(
         actor,
         verb,
         task,
-        after={"run": run.pk, "attempt": run.attempt, "state": state, "error": error[:200]},
+        after={"run": run.pk, "attempt": run.attempt, "state": state}
+        | ({"error": error[:200]} if error else {}),
     )
     _publish(verb, actor, run, task)
     with _progress_lock:

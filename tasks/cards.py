@@ -39,6 +39,7 @@ def card_key(
     comment_count: int,
     cost_nanos: int,
     run_state: str,
+    run_progress: str,
 ) -> tuple[object, ...]:
     """What a card shows, as its cache key (today's date too: the overdue mark)."""
     return (
@@ -56,6 +57,7 @@ def card_key(
         comment_count,
         cost_nanos,
         run_state,
+        run_progress,
         timezone.localdate(),
     )
 
@@ -76,6 +78,7 @@ def _key(task: Task) -> tuple[object, ...]:
         task.comment_count,
         task.cost_nanos,
         task.run_state,
+        task.run_progress,
     )
 
 

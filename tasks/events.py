@@ -37,6 +37,7 @@ class TaskData(TypedDict):
     archived: bool
     url: str
     run_state: str  # its latest run's state ("" if never dispatched)
+    run_progress: str  # what the agent of its running run is doing now
 
 
 class Change(TypedDict):
@@ -156,6 +157,7 @@ def task_data(task: Task) -> TaskData:
         "archived": task.archived_at is not None,
         "url": f"/tasks/{task.pk}/",
         "run_state": task.run_state,
+        "run_progress": task.run_progress,
     }
 
 

@@ -101,6 +101,8 @@ class Task(models.Model):
     # Its latest run's state ("" if never dispatched), kept by runs.actions in the run's own
     # transaction: the card shows it without a query.
     run_state = models.CharField(max_length=16, blank=True, default="")
+    # What the agent of its running run says it is doing now (the card's line; "" otherwise).
+    run_progress = models.CharField(max_length=500, blank=True, default="")
     # Bumped on every change: a client acting on an older version gets "stale", not a clobber.
     version = models.PositiveIntegerField(default=1)
     created_by = models.ForeignKey(

@@ -42,6 +42,7 @@ def card_task(data: events.TaskData) -> Task:
         cost_nanos=cost_nanos(data),
         version=data["version"],
         run_state=data.get("run_state", ""),
+        run_progress=data.get("run_progress", ""),
     )
     task.assignee_name = assignee.get("name", "")  # type: ignore[attr-defined]
     return task
@@ -71,6 +72,7 @@ def card_html(data: events.TaskData) -> str:
         data["comment_count"],
         cost_nanos(data),
         data.get("run_state", ""),
+        data.get("run_progress", ""),
     )
     return render_keyed(key, data["version"], data["status"], lambda: card_task(data))
 

@@ -102,6 +102,9 @@ VERBS = {
     "signed_in": "signed in",
     "signed_out": "signed out",
     "agent.status_changed": "marked agent",
+    "run.succeeded": "finished run",
+    "run.failed": "ended run (failed)",
+    "run.released": "gave back run",
 }
 
 

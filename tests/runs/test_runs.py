@@ -361,6 +361,10 @@ def test_the_live_push_shows_the_run_on_the_card_and_the_page(bob_operator, ada,
     # The page renders a run as the push does.
     page = client_for(bob_operator).get(f"/tasks/{task.pk}/").content.decode()
     assert "Reading the log" in page
+    # … and the board's card, loaded afresh, says it too.
+    board = client_for(bob_operator).get("/board/").content.decode()
+    assert f'id="run-progress-{task.pk}"' in board
+    assert "Reading the log" in board
 
 
 def client_for(user: Any) -> Any:
