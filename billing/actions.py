@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -354,9 +355,20 @@ def gateway_usage_items(
             occurred_at=message.at or timezone.now(),
             client_id=f"gw{gateway_id}:{message.message_id}",
             session=session_key[:128],
+            task_id=task_of_session(session_key),
         )
         for message in messages
     ]
+
+
+_TASK_SESSION = re.compile(r":mc-task-(\d{1,18})$")
+
+
+def task_of_session(session_key: str) -> int | None:
+    """The task a gateway session works on: a run dispatched from a task has a session of its
+    own, `agent:<id>:mc-task-<task id>` (runs/), and its usage is that task's."""
+    found = _TASK_SESSION.search(session_key)
+    return int(found.group(1)) if found else None
 
 
 def record_gateway_usage(

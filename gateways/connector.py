@@ -32,6 +32,7 @@ from gateways import actions, frames, history, protocol
 from gateways.models import Gateway
 from missioncontrol import state
 from missioncontrol.supervisor import RowHandle, RowSpec, register_rows
+from runs import actions as run_actions
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +223,15 @@ class Link:
             self.writer.drop_stream(self.gateway_id, chat.run_id)
             await db(agent_sessions.end_session_run)(
                 self.gateway_id, chat.session_key, chat.run_id, chat.end
+            )
+            # A run dispatched from a task (runs/): its end, once, with the agent's reply.
+            await db(run_actions.gateway_run_ended)(
+                self.gateway_id,
+                chat.run_id,
+                chat.state,
+                reply=chat.message.text if chat.message is not None else "",
+                error=chat.end.text if chat.end is not None else "",
+                error_kind=chat.end.kind if chat.end is not None else "",
             )
 
     async def serve(self) -> None:

@@ -424,6 +424,7 @@ class RunEnd:
 
     status: Literal["error", "aborted"]
     text: str = ""
+    kind: str = ""  # the gateway's errorKind, when it names one
 
 
 @dataclass(frozen=True)
@@ -449,7 +450,11 @@ class ChatEvent:
         if state == "aborted":
             end = RunEnd("aborted", "Run aborted.")
         elif state == "error":
-            end = RunEnd("error", content_text(payload.get("errorMessage") or "", limit=2000))
+            end = RunEnd(
+                "error",
+                content_text(payload.get("errorMessage") or "", limit=2000),
+                kind=ident(payload.get("errorKind"), 64) or "",
+            )
         return cls(
             run_id=run_id,
             session_key=key,

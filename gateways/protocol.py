@@ -56,6 +56,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "live sessions": ("sessions.subscribe",),
     "transcripts": ("chat.history",),
     "send message": ("chat.send",),
+    "dispatch runs": ("agent",),
     "abort run": ("chat.abort",),
     "reset session": ("sessions.reset",),
     "usage": ("usage.cost",),
@@ -67,6 +68,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
 # And the scopes each needs (hello-ok.auth.scopes are the live effective scopes).
 FEATURE_SCOPES: dict[str, str] = {
     "send message": "operator.write",
+    "dispatch runs": "operator.write",
     "abort run": "operator.write",
     "reset session": "operator.admin",
     "run cron now": "operator.admin",

@@ -50,3 +50,22 @@ def own_run(agent_id: int, run_id: int) -> Run:
     if run is None or run.agent_id != agent_id:
         raise NotFound("No run of yours has that id.")
     return run
+
+
+def stop_on_gateway(run: Run) -> str:
+    """After an abort: a gateway agent's run is stopped there too (`chat.abort` on its session).
+    "" when done or nothing to stop; else why not (the run is aborted here either way)."""
+    from gateways import commands
+    from gateways.protocol import GatewayError
+
+    gateway_id = run.agent.gateway_id if run.agent is not None else None
+    if gateway_id is None or not run.session_key:
+        return ""
+    params = {"sessionKey": run.session_key, "runId": run.external_run_id}
+    try:
+        commands.call(gateway_id, "chat.abort", params, timeout=10)
+    except commands.Unavailable as unavailable:
+        return f"The gateway was not told to stop it: {unavailable}"
+    except GatewayError as refused:
+        return f"The gateway refused to stop it: {refused.message}"
+    return ""

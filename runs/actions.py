@@ -477,3 +477,190 @@ def work_for(agent_ids: set[int], now: datetime) -> dict[int, dict[str, Any]]:
             out[run.agent_id]["runs"].append(offered(run))
             held[run.agent_id] = held.get(run.agent_id, 0) + 1
     return out
+
+
+# --- Gateway agents: the sender loop hands runs to the connector; its events end them ----------
+
+
+@dataclass(frozen=True)
+class GatewaySend:
+    """A run to start on a gateway with its `agent` method (a session of its own per task)."""
+
+    run_id: int
+    gateway_id: int
+    agent_external_id: str
+    session_key: str
+    prompt: str
+    idempotency_key: str
+
+
+def gateway_idempotency_key(run: Run) -> str:
+    """Our durable run id, as the gateway's idempotency key (it keeps keys ~5 minutes only:
+    exactly once is ours to keep) and, as the gateway names runs by it, the run's id there."""
+    return f"mc-run-{run.pk}"
+
+
+def take_gateway_runs(limit: int = 20) -> list[GatewaySend]:
+    """Queued runs of connected gateways' agents that have a free slot, oldest first: now
+    `sending` (with a lease), each once — whoever takes it sends it."""
+    from gateways.models import Gateway
+
+    sends: list[GatewaySend] = []
+    with transaction.atomic():
+        queued = list(
+            Run.objects.queued_in_order()
+            .filter(
+                agent__source=Agent.Source.GATEWAY, agent__gateway__state=Gateway.State.CONNECTED
+            )
+            .select_related("agent")
+            .select_for_update(of=("self",))[:limit]
+        )
+        if not queued:
+            return []
+        busy: dict[int, int] = {}
+        for agent_id in {r.agent_id for r in queued}:
+            assert agent_id is not None
+            busy[agent_id] = busy_slots(agent_id)
+        now = timezone.now()
+        for run in queued:
+            agent = run.agent
+            assert agent is not None
+            assert agent.gateway_id is not None
+            if busy[agent.pk] >= agent.max_runs:
+                continue
+            busy[agent.pk] += 1
+            run.state = Run.State.SENDING
+            run.session_key = f"agent:{agent.external_id}:mc-task-{run.task_id}"[:300]
+            run.external_run_id = gateway_idempotency_key(run)
+            run.lease_expires_at = now + timedelta(seconds=lease_s(agent))
+            run.version += 1
+            run.save(
+                update_fields=[
+                    "state", "session_key", "external_run_id", "lease_expires_at", "version"
+                ]
+            )  # fmt: skip
+            sends.append(
+                GatewaySend(
+                    run_id=run.pk,
+                    gateway_id=agent.gateway_id,
+                    agent_external_id=agent.external_id,
+                    session_key=run.session_key,
+                    prompt=run.prompt,
+                    idempotency_key=run.external_run_id,
+                )
+            )
+    return sends
+
+
+def _gateway_actor(run: Run) -> Actor:
+    from gateways.models import Gateway
+
+    name = (
+        Gateway.objects.filter(agents__runs=run).values_list("name", flat=True).first() or "gateway"
+    )
+    return Actor.gateway(name)
+
+
+def _start(run: Run, actor: Actor) -> None:
+    """sending → running: the task In progress, run.started (in the caller's transaction)."""
+    now = timezone.now()
+    run.state, run.started_at = Run.State.RUNNING, run.started_at or now
+    run.version += 1
+    run.save(update_fields=["state", "started_at", "external_run_id", "version"])
+    task = Task.objects.get(pk=run.task_id)
+    if task.status != Task.Status.IN_PROGRESS:
+        task = tasks.move_task(actor, task.pk, to_status=Task.Status.IN_PROGRESS)
+    task = _set_task_run_state(task, run.state)
+    audit.record(actor, "run.started", task, after={"run": run.pk, "attempt": run.attempt})
+    _publish("run.started", actor, run, task)
+
+
+def gateway_accepted(run_id: int, external_run_id: str) -> Run:
+    """The gateway took the run (its `agent` answer): running."""
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        if run.state != Run.State.SENDING:
+            return run  # its end already arrived, or an operator aborted it
+        if external_run_id:
+            run.external_run_id = external_run_id[:100]
+        _start(run, _gateway_actor(run))
+    return run
+
+
+def gateway_refused(run_id: int, error: str, kind: str = "") -> Run:
+    """The gateway refused to start the run: failed, in its words; the task blocked."""
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        if run.state not in (Run.State.SENDING, Run.State.QUEUED):
+            return run
+        return _end(
+            _gateway_actor(run), run, Run.State.FAILED, error=error[:1000], error_kind=kind[:64]
+        )
+
+
+def gateway_unsent(run_id: int) -> Run:
+    """The gateway could not be reached: queued again (the next send carries the same key, so
+    a request that did arrive is not started twice)."""
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        if run.state == Run.State.SENDING:
+            run.state, run.lease_expires_at = Run.State.QUEUED, None
+            run.save(update_fields=["state", "lease_expires_at"])
+    return run
+
+
+GatewayOutcome = Literal["final", "error", "aborted"]
+
+
+def gateway_run_ended(
+    gateway_id: int,
+    external_run_id: str,
+    outcome: GatewayOutcome,
+    reply: str = "",
+    error: str = "",
+    error_kind: str = "",
+) -> Run | None:
+    """A gateway run of ours ended (its final `chat` event): succeeded with the agent's reply,
+    failed with the gateway's reason, or aborted. None when it is not one of our runs (or it
+    had ended already: its end is kept once)."""
+    with transaction.atomic():
+        # The gateway's id for the run, or ours (the idempotency key: the gateway names a run
+        # it was given one for by it).
+        ours = Q(external_run_id=external_run_id[:100])
+        if external_run_id.startswith("mc-run-") and external_run_id[7:].isdigit():
+            ours |= Q(pk=int(external_run_id[7:]))
+        run = (
+            Run.objects.select_for_update(of=("self",))
+            .filter(ours, agent__gateway_id=gateway_id)
+            .first()
+        )
+        if run is None or run.state not in (Run.State.SENDING, Run.State.RUNNING):
+            return None
+        agent = Agent.objects.get(pk=run.agent_id) if run.agent_id else None
+        # The agent ends its own run (its reply is its comment); the gateway if it is gone.
+        actor = Actor.agent(agent.name) if agent is not None else _gateway_actor(run)
+        if run.state == Run.State.SENDING:
+            _start(run, actor)  # the answer to `agent` is still on its way
+        if outcome == "final":
+            return _end(actor, run, Run.State.SUCCEEDED, reply=reply[:MAX_REPLY], agent=agent)
+        if outcome == "aborted":
+            return _end(
+                actor, run, Run.State.ABORTED, error=error or "Aborted on the gateway.",
+                error_kind="aborted",
+            )  # fmt: skip
+        return _end(
+            actor, run, Run.State.FAILED, error=error or "The gateway reported an error.",
+            error_kind=error_kind,
+        )  # fmt: skip
+
+
+def renew_gateway_leases() -> int:
+    """The runs of connected gateways are alive while their gateway is: leases renewed (a
+    gateway lost for longer than a lease loses its runs)."""
+    from gateways.models import Gateway
+
+    now = timezone.now()
+    return Run.objects.filter(
+        state__in=(Run.State.SENDING, Run.State.RUNNING),
+        agent__gateway__state=Gateway.State.CONNECTED,
+    ).update(lease_expires_at=now + timedelta(seconds=settings.MC_RUN_LEASE_S))

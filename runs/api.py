@@ -125,8 +125,10 @@ def read(request: HttpRequest, run_id: int) -> dict[str, Any]:
 )
 def abort(request: HttpRequest, run_id: int) -> dict[str, Any]:
     user = request.auth  # type: ignore[attr-defined]
-    access.check_operate_run(user, run_id)
-    return {"run": events.run_data(actions.abort(Actor.user(user), run_id))}
+    run = access.check_operate_run(user, run_id)
+    aborted = actions.abort(Actor.user(user), run_id)
+    access.stop_on_gateway(run)  # best effort: aborted here either way
+    return {"run": events.run_data(aborted)}
 
 
 def _agent(request: HttpRequest) -> int:

@@ -1,21 +1,73 @@
-"""The runs' background loop: leases that ran out are lost on time, even with no request."""
+"""The runs' background loops: leases that ran out are lost on time, even with no request; and
+runs dispatched to gateway agents are sent to their gateway (its `agent` method, through the
+connector that holds the connection: gateways/commands.py), each once."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from gateways import commands, frames
+from gateways.protocol import GatewayError
 from missioncontrol.supervisor import register_loop
-from runs.actions import sweep_leases
+from runs import actions
+
+logger = logging.getLogger(__name__)
+db = database_sync_to_async
+
+SEND_POLL_S = 0.2
+RENEW_EVERY_S = 30.0
+# A gateway not reachable now: its runs wait (queued again) this long before the next try.
+UNSENT_BACKOFF_S = 2.0
 
 
 async def lease_sweep_loop() -> None:
     while True:
-        await database_sync_to_async(sweep_leases)()
+        await db(actions.sweep_leases)()
         await asyncio.sleep(settings.MC_AGENT_SWEEP_INTERVAL_S)
+
+
+async def send(order: actions.GatewaySend) -> None:
+    """One run to its gateway: running when it answers, failed when it refuses (its words),
+    queued again when it cannot be reached."""
+    params = {
+        "message": order.prompt,
+        "agentId": order.agent_external_id,
+        "sessionKey": order.session_key,
+        "deliver": False,
+        "idempotencyKey": order.idempotency_key,
+    }
+    try:
+        answer = await commands.acall(order.gateway_id, "agent", params)
+    except GatewayError as refused:
+        await db(actions.gateway_refused)(order.run_id, refused.message, refused.code)
+    except commands.Unavailable as unavailable:
+        logger.info("run %s not sent yet: %s", order.run_id, unavailable)
+        await asyncio.sleep(UNSENT_BACKOFF_S)
+        await db(actions.gateway_unsent)(order.run_id)
+    else:
+        await db(actions.gateway_accepted)(order.run_id, frames.run_id(answer))
+
+
+async def gateway_sender_loop() -> None:
+    sending: set[asyncio.Task[None]] = set()
+    renewed = 0.0
+    while True:
+        for order in await db(actions.take_gateway_runs)():
+            task = asyncio.ensure_future(send(order))
+            sending.add(task)
+            task.add_done_callback(sending.discard)
+        if time.monotonic() - renewed >= RENEW_EVERY_S:
+            renewed = time.monotonic()
+            await db(actions.renew_gateway_leases)()
+        await asyncio.sleep(SEND_POLL_S)
 
 
 def register() -> None:
     register_loop("run-lease-sweep", lease_sweep_loop, restart="always")
+    if settings.MC_GATEWAY_CONNECTORS:
+        register_loop("run-gateway-sender", gateway_sender_loop, restart="always")

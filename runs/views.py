@@ -88,6 +88,8 @@ def abort(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         run = access.check_operate_run(request.user, pk)
         actions.abort(Actor.user(request.user), pk)
+        if problem := access.stop_on_gateway(run):
+            messages.warning(request, problem)
     except Forbidden as refused:
         raise PermissionDenied(refused.detail) from None
     except ActionError as refused:

@@ -523,3 +523,45 @@ async def test_a_session_deleted_on_the_gateway_goes_from_the_lists_at_once(
     finally:
         reader.cancel()
         await other.close()
+
+
+async def test_a_task_dispatched_to_a_gateway_agent_runs_to_review_with_its_reply(alpha, running):
+    """#27 against the real gateway and the fake model: the sender loop starts the run with
+    `agent` on the task's own session (our run id as the idempotency key), the final chat event
+    ends it, the agent's reply is its comment on the task, the task is in Review and the run's
+    session usage is the task's."""
+    from billing.models import UsageRecord
+    from missioncontrol.audit import Actor
+    from runs import actions as run_actions
+    from runs import loops as run_loops
+    from runs.models import Run
+    from tasks.models import Comment, Task
+    from tests.tasks.factories import make_task
+
+    gateway = await db(make_gateway)(name="alpha", url=alpha.url, token=alpha.token)
+    await until(lambda: row(gateway.pk).state == "connected")
+    agent = await until(lambda: Agent.objects.filter(gateway=gateway, external_id="main").first())
+    task = await db(make_task)("Say hello to the team", assignee=f"agent:{agent.pk}")
+    sender = asyncio.ensure_future(run_loops.gateway_sender_loop())
+    try:
+        run, _ = await db(run_actions.dispatch)(Actor.system("test"), run_actions.Dispatch(task.pk))
+        ended = await until(
+            lambda: Run.objects.filter(pk=run.pk, state__in=Run.ENDED).first(), timeout=60
+        )
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+    assert ended.state == "succeeded", (ended.error_kind, ended.error)
+    assert ended.session_key == f"agent:main:mc-task-{task.pk}"
+    assert ended.reply
+    comment = await Comment.objects.aget(task=task)
+    assert comment.body == ended.reply
+    assert comment.author_agent_id == agent.pk
+    done = await Task.objects.aget(pk=task.pk)
+    assert (done.status, done.run_state, done.blocked) == ("review", "succeeded", False)
+    # Its model calls are billed once, to the task (from the run's own session).
+    usage = await until(
+        lambda: list(UsageRecord.objects.filter(session=ended.session_key)), timeout=20
+    )
+    assert {u.task_id for u in usage} == {task.pk}
+    assert await Run.objects.filter(task=task).acount() == 1

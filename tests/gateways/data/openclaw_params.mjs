@@ -15,6 +15,7 @@ const METHODS = {
   "chat.history": "ChatHistoryParamsSchema",
   "chat.send": "ChatSendParamsSchema",
   "chat.abort": "ChatAbortParamsSchema",
+  "agent": "AgentParamsSchema",
   "cron.list": "CronListParamsSchema",
   "cron.runs": "CronRunsParamsSchema",
   "cron.run": "CronRunParamsSchema",
