@@ -21,6 +21,7 @@ from django.db.models import Max, Q, Sum
 from django.utils import timezone
 
 from agents.models import Agent
+from billing import budgets
 from billing.models import UsageRecord
 from missioncontrol import audit, live
 from missioncontrol.audit import Actor
@@ -407,6 +408,42 @@ def sweep_leases(now: datetime | None = None) -> int:
             )
             lost += 1
     return lost
+
+
+def stop_paused_runs() -> list[Run]:
+    """Runs whose agent a spent budget now pauses: aborted, the task blocked naming the budget
+    (the budget counts usage as it arrives, so a run is stopped mid-way, not when it ends). A
+    CLI agent learns it from its heartbeat (`stop`) or its next report; a gateway's run is
+    stopped there by the caller (runs/loops.py)."""
+    going = dict(
+        Run.objects.filter(state__in=(Run.State.SENDING, Run.State.RUNNING)).values_list(
+            "pk", "agent_id"
+        )
+    )
+    if not going:
+        return []
+    held = budgets.paused({a for a in going.values() if a is not None})
+    stopped: list[Run] = []
+    for run_id, agent_id in going.items():
+        pause = held.get(agent_id) if agent_id is not None else None
+        if pause is None:
+            continue
+        with transaction.atomic():
+            run = _lock_run(run_id)
+            if run.state not in (Run.State.SENDING, Run.State.RUNNING):
+                continue
+            why = f"the budget {pause.budget} is spent. {pause.reason}"
+            stopped.append(
+                _end(
+                    Actor.system("budget"),
+                    run,
+                    Run.State.ABORTED,
+                    error=f"Stopped: {why}"[:1000],
+                    error_kind="budget",
+                    blocked_reason=f"Run {run.attempt} stopped: {why}"[:500],
+                )
+            )
+    return stopped
 
 
 # --- What a CLI agent's heartbeat answer carries ---------------------------------------------

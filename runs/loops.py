@@ -14,7 +14,7 @@ from django.conf import settings
 from gateways import commands, frames
 from gateways.protocol import GatewayError
 from missioncontrol.supervisor import register_loop
-from runs import actions
+from runs import access, actions
 
 logger = logging.getLogger(__name__)
 db = database_sync_to_async
@@ -25,10 +25,17 @@ RENEW_EVERY_S = 30.0
 UNSENT_BACKOFF_S = 2.0
 
 
+# How often leases and budgets are checked: a run a spent budget pauses is stopped within this
+# (plus the budgets' own 1 s cache).
+SWEEP_S = 2.0
+
+
 async def lease_sweep_loop() -> None:
     while True:
         await db(actions.sweep_leases)()
-        await asyncio.sleep(settings.MC_AGENT_SWEEP_INTERVAL_S)
+        for run in await db(actions.stop_paused_runs)():
+            await db(access.stop_on_gateway)(run)
+        await asyncio.sleep(min(SWEEP_S, settings.MC_AGENT_SWEEP_INTERVAL_S))
 
 
 async def send(order: actions.GatewaySend) -> None:

@@ -373,3 +373,49 @@ def client_for(user: Any) -> Any:
     client = Client()
     client.force_login(user)
     return client
+
+
+async def test_a_budget_spent_during_a_run_stops_it_mid_way(
+    api, bob_operator, ada, ada_key, task
+):
+    """The run's own usage crosses a pausing budget while it runs: the sweep stops it (not when
+    it ends), the task says which budget, and the agent's next heartbeat says stop. By
+    construction within 5 s (the sweep every loops.SWEEP_S = 2 s, the budgets' 1 s cache);
+    here 30 s only stops a hang on a loaded machine (about 2 s measured)."""
+    import asyncio
+    import time
+
+    from runs import loops
+
+    run, _ = await sync_to_async(actions.dispatch)(
+        Actor.user(bob_operator), actions.Dispatch(task.pk)
+    )
+    await call(api, ada_key, "POST", f"/api/v1/runs/{run.pk}/claim")
+    await sync_to_async(billing_factories.make_budget)(
+        name="Team", amount_usd=Decimal("0.001"), thresholds=[100], enforce=True
+    )
+    sweeper = asyncio.ensure_future(loops.lease_sweep_loop())
+    try:
+        spent = time.monotonic()
+        await beat(
+            api,
+            ada_key,
+            usage=[
+                {"model": "gpt-4o", "input_tokens": 2000, "output_tokens": 1000, "task_id": task.pk}
+            ],
+        )
+        while not await Run.objects.filter(pk=run.pk, state="aborted").aexists():
+            assert time.monotonic() - spent < 30, "still running 30 s after the budget was spent"
+            await asyncio.sleep(0.05)
+    finally:
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)
+    stopped = await Run.objects.aget(pk=run.pk)
+    assert stopped.error_kind == "budget"
+    assert "Team" in stopped.error
+    row = await Task.objects.aget(pk=task.pk)
+    assert row.blocked
+    assert "Team" in row.blocked_reason
+    answer = await beat(api, ada_key)
+    assert answer["work"]["stop"] == [run.pk]
+    assert answer["paused"] is True
