@@ -701,3 +701,35 @@ def renew_gateway_leases() -> int:
         state__in=(Run.State.SENDING, Run.State.RUNNING),
         agent__gateway__state=Gateway.State.CONNECTED,
     ).update(lease_expires_at=now + timedelta(seconds=settings.MC_RUN_LEASE_S))
+
+
+def requeue_unsent() -> int:
+    """At the sender's start: runs left `sending` by a process that stopped before it heard the
+    gateway's answer go out again, with the same key (the gateway starts a key once)."""
+    with transaction.atomic():
+        return Run.objects.filter(state=Run.State.SENDING).update(
+            state=Run.State.QUEUED, lease_expires_at=None
+        )
+
+
+@dataclass(frozen=True)
+class GatewayCheck:
+    """A gateway run to ask about: its end may have come while no one was listening."""
+
+    run_id: int
+    gateway_id: int
+    external_run_id: str
+    session_key: str
+
+
+def gateway_runs_to_check(older_than_s: float) -> list[GatewayCheck]:
+    """Running runs of connected gateways' agents started more than `older_than_s` ago."""
+    from gateways.models import Gateway
+
+    since = timezone.now() - timedelta(seconds=older_than_s)
+    rows = Run.objects.filter(
+        state=Run.State.RUNNING,
+        started_at__lt=since,
+        agent__gateway__state=Gateway.State.CONNECTED,
+    ).values_list("pk", "agent__gateway_id", "external_run_id", "session_key")
+    return [GatewayCheck(pk, gid, ext, key) for pk, gid, ext, key in rows if gid is not None]

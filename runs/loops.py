@@ -60,9 +60,48 @@ async def send(order: actions.GatewaySend) -> None:
         await db(actions.gateway_accepted)(order.run_id, frames.run_id(answer))
 
 
+# A gateway run older than this is asked about on each renewal (its end may have been missed:
+# either side restarted, the connection dropped).
+CHECK_AFTER_S = 20.0
+
+
+async def adopt(check: actions.GatewayCheck) -> None:
+    """A run whose end we may have missed: `agent.wait` (no waiting) says whether it ended;
+    the reply is read from the session's transcript (agent.wait carries only the status)."""
+    try:
+        waited = await commands.acall(
+            check.gateway_id, "agent.wait", {"runId": check.external_run_id, "timeoutMs": 0}
+        )
+    except (GatewayError, commands.Unavailable):
+        return  # asked again at the next renewal; the lease loses it if the gateway is gone
+    status = waited.get("status") if isinstance(waited, dict) else None
+    if status == "ok":
+        reply = ""
+        try:
+            history = await commands.acall(
+                check.gateway_id, "chat.history", {"sessionKey": check.session_key, "limit": 20}
+            )
+        except (GatewayError, commands.Unavailable):
+            return
+        messages = history.get("messages") if isinstance(history, dict) else None
+        for raw in reversed(messages if isinstance(messages, list) else []):
+            if isinstance(raw, dict) and raw.get("role") == "assistant":
+                reply = frames.TranscriptMessage.read(raw).text
+                break
+        await db(actions.gateway_run_ended)(
+            check.gateway_id, check.external_run_id, "final", reply=reply
+        )
+    elif status == "error":
+        error = frames.text(waited.get("error"), 1000) if isinstance(waited, dict) else ""
+        await db(actions.gateway_run_ended)(
+            check.gateway_id, check.external_run_id, "error", error=error
+        )
+
+
 async def gateway_sender_loop() -> None:
     sending: set[asyncio.Task[None]] = set()
     renewed = 0.0
+    await db(actions.requeue_unsent)()
     while True:
         for order in await db(actions.take_gateway_runs)():
             task = asyncio.ensure_future(send(order))
@@ -71,6 +110,10 @@ async def gateway_sender_loop() -> None:
         if time.monotonic() - renewed >= RENEW_EVERY_S:
             renewed = time.monotonic()
             await db(actions.renew_gateway_leases)()
+            for check in await db(actions.gateway_runs_to_check)(CHECK_AFTER_S):
+                task = asyncio.ensure_future(adopt(check))
+                sending.add(task)
+                task.add_done_callback(sending.discard)
         await asyncio.sleep(SEND_POLL_S)
 
 

@@ -565,3 +565,57 @@ async def test_a_task_dispatched_to_a_gateway_agent_runs_to_review_with_its_repl
     )
     assert {u.task_id for u in usage} == {task.pk}
     assert await Run.objects.filter(task=task).acount() == 1
+
+
+async def test_a_gateway_run_whose_end_was_missed_is_adopted_once(alpha, running, monkeypatch):
+    """Mission Control stopped between sending a run and hearing of it (kill -9): the run is
+    sent again with the same key after the restart — the gateway starts it once — and its end,
+    which came while no one listened, is read with agent.wait and chat.history: the reply
+    lands once."""
+    from types import SimpleNamespace
+
+    from gateways import commands
+    from missioncontrol.audit import Actor
+    from runs import actions as run_actions
+    from runs import loops as run_loops
+    from runs.models import Run
+    from tasks.models import Comment, Task
+    from tests.tasks.factories import make_task
+
+    # The connector hears nothing of our runs' ends (as if it was down when they came).
+    monkeypatch.setattr(
+        connector, "run_actions", SimpleNamespace(gateway_run_ended=lambda *a, **k: None)
+    )
+    gateway = await db(make_gateway)(name="alpha", url=alpha.url, token=alpha.token)
+    await until(lambda: row(gateway.pk).state == "connected")
+    agent = await until(lambda: Agent.objects.filter(gateway=gateway, external_id="main").first())
+    task = await db(make_task)("Say hello once", assignee=f"agent:{agent.pk}")
+    run, _ = await db(run_actions.dispatch)(Actor.system("test"), run_actions.Dispatch(task.pk))
+    [order] = await db(run_actions.take_gateway_runs)()
+    await run_loops.send(order)
+    # Killed before the answer was recorded: after the restart it is sent again, same key.
+    await Run.objects.filter(pk=run.pk).aupdate(state="sending")
+    assert await db(run_actions.requeue_unsent)() == 1
+    [again] = await db(run_actions.take_gateway_runs)()
+    assert again.idempotency_key == order.idempotency_key
+    await run_loops.send(again)
+    sent = await Run.objects.aget(pk=run.pk)
+    assert sent.state == "running"
+    # The run ends on the gateway; nobody hears it.
+    waited = await commands.acall(
+        gateway.pk, "agent.wait", {"runId": sent.external_run_id, "timeoutMs": 30000}, timeout=40
+    )
+    assert waited["status"] == "ok", waited
+    [check] = await db(run_actions.gateway_runs_to_check)(0)
+    await run_loops.adopt(check)
+    await run_loops.adopt(check)  # asked twice: kept once
+    ended = await Run.objects.aget(pk=run.pk)
+    assert ended.state == "succeeded"
+    assert ended.reply
+    assert await Comment.objects.filter(task=task).acount() == 1
+    assert (await Task.objects.aget(pk=task.pk)).status == "review"
+    history = await commands.acall(
+        gateway.pk, "chat.history", {"sessionKey": ended.session_key, "limit": 50}
+    )
+    users = [m for m in history["messages"] if m.get("role") == "user"]
+    assert len(users) == 1, "the gateway started the run twice"
