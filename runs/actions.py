@@ -152,6 +152,10 @@ def _dispatch(actor: Actor, order: Dispatch, instructions: str, key: str) -> tup
     return run, True
 
 
+def _tasks_text(ids: list[int]) -> str:
+    return ", ".join(f"#{n}" for n in sorted(ids))
+
+
 def _lock_run(run_id: int) -> Run:
     run = Run.objects.select_for_update(of=("self",)).filter(pk=run_id).first()
     if run is None:
@@ -194,6 +198,8 @@ def claim(agent_id: int, run_id: int) -> Run:
                 f"You already run {agent.max_runs} at once (your limit): finish one first."
             )
         tasks.refuse_new_work(agent_id, "Not started")
+        if waiting := list(Task.objects.waiting_on(run.task_id).values_list("pk", flat=True)):
+            raise Conflict(f"It waits for {_tasks_text(waiting)} to be done first.")
         now = timezone.now()
         run.state, run.started_at = Run.State.RUNNING, now
         run.lease_expires_at = now + timedelta(seconds=lease_s(agent))
@@ -495,6 +501,7 @@ def work_for(agent_ids: set[int], now: datetime) -> dict[int, dict[str, Any]]:
             )
         )
         .select_related("task")
+        .with_waiting()
         .order_by("created_at", "id")
     )
     held: dict[int, int] = {}
@@ -504,7 +511,8 @@ def work_for(agent_ids: set[int], now: datetime) -> dict[int, dict[str, Any]]:
         if run.state == Run.State.ABORTED:
             out[run.agent_id]["stop"].append(run.pk)
         elif run.state == Run.State.QUEUED:
-            queued.append(run)
+            if not run.waits:  # type: ignore[attr-defined]
+                queued.append(run)
         else:
             out[run.agent_id]["runs"].append(offered(run))
             held[run.agent_id] = held.get(run.agent_id, 0) + 1
@@ -546,6 +554,7 @@ def take_gateway_runs(limit: int = 20) -> list[GatewaySend]:
     with transaction.atomic():
         queued = list(
             Run.objects.queued_in_order()
+            .ready()
             .filter(
                 agent__source=Agent.Source.GATEWAY, agent__gateway__state=Gateway.State.CONNECTED
             )

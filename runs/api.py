@@ -40,6 +40,7 @@ class RunOut(Schema):
     output_tokens: int
     cost_usd: str
     url: str
+    waiting_on: list[int]
 
 
 class RunAnswer(Schema):

@@ -9,6 +9,7 @@ from typing import Literal, TypedDict
 from missioncontrol.audit import Actor, ActorData
 from runs.models import Run
 from tasks import events as task_events
+from tasks.models import Task
 
 RunEventType = Literal[
     "task.dispatched",
@@ -39,6 +40,7 @@ class RunData(TypedDict):
     output_tokens: int
     cost_usd: str
     url: str
+    waiting_on: list[int]  # a queued run's task's blockers not Done yet (it waits for them)
 
 
 class RunChanged(TypedDict):
@@ -70,6 +72,11 @@ def run_data(run: Run) -> RunData:
         "output_tokens": run.output_tokens,
         "cost_usd": f"{run.cost:.9f}",
         "url": f"/tasks/{run.task_id}/#run-{run.pk}",
+        "waiting_on": (
+            sorted(Task.objects.waiting_on(run.task_id).values_list("pk", flat=True))
+            if run.state == Run.State.QUEUED
+            else []
+        ),
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -18,6 +19,14 @@ from django.db.models import Q
 
 from agents.models import Agent
 from tasks.models import Task
+
+
+def open_blockers() -> models.QuerySet[Any]:
+    """The blockers not Done yet of the run's task (a subquery on the run's `task_id`)."""
+    through = Task.blocked_by.through
+    return through.objects.filter(from_task_id=models.OuterRef("task_id")).exclude(
+        to_task__status=Task.Status.DONE
+    )
 
 
 class RunQuerySet(models.QuerySet["Run"]):
@@ -29,6 +38,13 @@ class RunQuerySet(models.QuerySet["Run"]):
 
     def queued_in_order(self) -> RunQuerySet:
         return self.filter(state=Run.State.QUEUED).order_by("created_at", "id")
+
+    def with_waiting(self) -> RunQuerySet:
+        """Annotated `waits`: its task is blocked by a task not Done yet (it does not go out)."""
+        return self.annotate(waits=models.Exists(open_blockers()))
+
+    def ready(self) -> RunQuerySet:
+        return self.exclude(models.Exists(open_blockers()))
 
     def lease_expired(self, now: object) -> RunQuerySet:
         return self.filter(

@@ -310,8 +310,10 @@ def create_task(
     labels: str | list[str] | None = None,
     due_date: datetime.date | None = None,
     assignee: str | Assignee | None = None,
+    blocked_by: list[int] | None = None,
 ) -> Task:
-    """Create a task at the bottom of its column (Inbox unless chosen)."""
+    """Create a task at the bottom of its column (Inbox unless chosen), waiting for the tasks
+    `blocked_by` (all of it or nothing)."""
     title = _clean_title(title)
     _check_status(status)
     if priority not in Task.Priority.values:
@@ -340,6 +342,8 @@ def create_task(
         audit.record(actor, "task.created", task, after=shown)
         created = {k: v for k, v in events.tracked(task).items() if v not in (None, "", [], False)}
         _publish_change("task.created", actor, task, events.changes({}, created), {task.status})
+        if blocked_by:
+            task = set_blocked_by(actor, task.pk, blocked_by)
     return task
 
 
@@ -640,6 +644,65 @@ def set_blocked(
         audit.record(actor, verb, task, after={"blocked_reason": reason} if blocked else None)
         delta = events.changes(tracked_before, events.tracked(task))
         _publish_change(verb, actor, task, delta, {task.status})
+    return task
+
+
+MAX_BLOCKERS = 50
+
+
+def set_blocked_by(actor: Actor, task_id: int, blocker_ids: list[int]) -> Task:
+    """The tasks that must be Done before this one (replacing the list). Refused: an unknown
+    task, the task itself, or a cycle (a blocker that waits, directly or through others, for
+    this task)."""
+    wanted = sorted(set(blocker_ids))
+    if len(wanted) > MAX_BLOCKERS:
+        raise Invalid({"blocked_by": [f"At most {MAX_BLOCKERS} tasks."]})
+    if task_id in wanted:
+        raise Invalid({"blocked_by": ["A task cannot wait for itself."]})
+    with transaction.atomic():
+        task = _lock(task_id)
+        known = set(Task.objects.filter(pk__in=wanted).values_list("pk", flat=True))
+        if missing := [n for n in wanted if n not in known]:
+            raise Invalid({"blocked_by": [f"No task #{n}." for n in missing]})
+        through = Task.blocked_by.through
+        # Who waits for whom, as it is now (one query): a blocker that reaches this task
+        # through its own blockers would close a cycle.
+        edges: dict[int, list[int]] = {}
+        for waiter, first in through.objects.values_list("from_task_id", "to_task_id"):
+            if waiter != task_id:
+                edges.setdefault(waiter, []).append(first)
+        for start in wanted:
+            seen, stack = set(), [start]
+            while stack:
+                current = stack.pop()
+                if current == task_id:
+                    raise Invalid(
+                        {
+                            "blocked_by": [
+                                f"#{start} waits for this task (directly or through others): "
+                                "that would be a cycle."
+                            ]
+                        }
+                    )
+                if current not in seen:
+                    seen.add(current)
+                    stack.extend(edges.get(current, ()))
+        before = sorted(task.blocked_by.values_list("pk", flat=True))
+        if before == wanted:
+            return task
+        task.blocked_by.set(wanted)
+        Task.objects.filter(pk=task.pk).update(version=F("version") + 1, updated_at=timezone.now())
+        task = Task.objects.for_cards().get(pk=task.pk)
+        audit.record(
+            actor, "task.updated", task, before={"blocked_by": before}, after={"blocked_by": wanted}
+        )
+        _publish_change(
+            "task.updated",
+            actor,
+            task,
+            {"blocked_by": {"before": before, "after": wanted}},
+            {task.status},
+        )
     return task
 
 

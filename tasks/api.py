@@ -76,6 +76,11 @@ class TaskIn(Schema):
     assignee: Text(150) = Field(  # type: ignore[valid-type]
         "", description="An agent's name or a person's username; empty: nobody."
     )
+    blocked_by: list[int] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Tasks to be Done first: a dispatch of this one waits for them.",
+    )
 
 
 class Person(Schema):
@@ -100,6 +105,7 @@ class PersonTask(Schema):
     assignee: str | None
     blocked: bool
     blocked_reason: str
+    blocked_by: list[int]
     comments: int
     version: int
     url: str
@@ -114,7 +120,13 @@ class PersonTaskAnswer(Schema):
 
 
 def person_task_json(task: Task, comments: int = 0) -> dict[str, Any]:
-    return {**task_json(task), "assignee": task.assignee_display or None, "comments": comments}
+    """A task for a person's token (its blockers prefetched, or read here)."""
+    return {
+        **task_json(task),
+        "assignee": task.assignee_display or None,
+        "comments": comments,
+        "blocked_by": sorted(t.pk for t in task.blocked_by.all()),
+    }
 
 
 def _assignee(name: str) -> actions.Assignee:
@@ -152,7 +164,11 @@ def me(request: HttpRequest) -> dict[str, Any]:
 
 def list_for_person(status: str | None, assignee: str) -> dict[str, Any]:
     """The board's tasks for a person's token (open ones first, then done; at most 200)."""
-    qs = Task.objects.on_board().select_related("assignee_agent", "assignee_user")
+    qs = (
+        Task.objects.on_board()
+        .select_related("assignee_agent", "assignee_user")
+        .prefetch_related("blocked_by")
+    )
     if status:
         qs = qs.filter(status=status)
     if assignee:
@@ -178,6 +194,7 @@ def create(request: HttpRequest, body: TaskIn) -> Status[dict[str, Any]]:
         priority=Task.Priority[body.priority.upper()].value,
         labels=body.labels,
         assignee=_assignee(body.assignee),
+        blocked_by=body.blocked_by,
     )
     return Status(201, {"task": person_task_json(task)})
 

@@ -46,6 +46,10 @@ class TaskQuerySet(models.QuerySet["Task"]):
     def blocked(self) -> TaskQuerySet:
         return self.filter(blocked=True)
 
+    def waiting_on(self, task_id: int) -> TaskQuerySet:
+        """The tasks `task_id` is blocked by that are not Done yet (what a dispatch waits for)."""
+        return self.filter(blocks=task_id).exclude(status=Task.Status.DONE)
+
     def with_label(self, label: str) -> TaskQuerySet:
         return self.filter(labels__contains=f",{label},")
 
@@ -103,6 +107,11 @@ class Task(models.Model):
     run_state = models.CharField(max_length=16, blank=True, default="")
     # What the agent of its running run says it is doing now (the card's line; "" otherwise).
     run_progress = models.CharField(max_length=500, blank=True, default="")
+    # Tasks that must be Done first: a dispatch of this one waits for them (runs/), and goes
+    # out by itself when the last is Done. Cycles are refused (tasks.actions.set_blocked_by).
+    blocked_by = models.ManyToManyField(
+        "self", symmetrical=False, related_name="blocks", blank=True
+    )
     # Bumped on every change: a client acting on an older version gets "stale", not a clobber.
     version = models.PositiveIntegerField(default=1)
     created_by = models.ForeignKey(

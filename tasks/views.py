@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from billing import reports
 from missioncontrol.audit import Actor
 from missioncontrol.context_processors import live_seq_for
-from missioncontrol.errors import ActionError, Conflict, json_error
+from missioncontrol.errors import ActionError, Conflict, Invalid, json_error
 from missioncontrol.http import MCRequest, parse_int, safe_next
 from missioncontrol.models import AuditEvent
 from missioncontrol.roles import has_role, role_required
@@ -179,6 +179,8 @@ def _detail_context(
         "comment_form": CommentForm(),
         "history": _history(task),
         "cost": reports.task_cost(task.pk),
+        "blockers": list(task.blocked_by.order_by("pk").only("pk", "title", "status")),
+        "blocking": list(task.blocks.order_by("pk").only("pk", "title", "status")),
         **run_context(request, task),
     }
 
@@ -251,6 +253,31 @@ def task_block(request: HttpRequest, pk: int) -> HttpResponse:
         for message in error.messages:
             messages.error(request, message)
     return redirect(safe_next(request, reverse("tasks:detail", args=[pk])))
+
+
+def parse_task_ids(raw: str) -> list[int]:
+    """'#12, 13 #14' → [12, 13, 14]; Invalid names what is not a task number."""
+    found: list[int] = []
+    for part in raw.replace(",", " ").split():
+        number = parse_int(part.removeprefix("#"), low=1)
+        if number is None:
+            raise Invalid({"blocked_by": [f"{part!r} is not a task number (like #12)."]})
+        found.append(number)
+    return found
+
+
+@require_POST
+@role_required("operator")
+def task_blocked_by(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        ids = parse_task_ids(request.POST.get("blocked_by", "")[:2000])
+        actions.set_blocked_by(Actor.user(request.user), pk, ids)
+    except ActionError as error:
+        for message in error.messages:
+            messages.error(request, message)
+    else:
+        messages.success(request, "Saved what it waits for.")
+    return redirect(reverse("tasks:detail", args=[pk]) + "#waits-for")
 
 
 @require_POST

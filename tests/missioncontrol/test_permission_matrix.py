@@ -169,6 +169,7 @@ ROUTES: dict[str, str] = {
     "tasks/<id:pk>/": "viewer-page",
     "tasks/<id:pk>/edit/": "operator-post",
     "tasks/<id:pk>/block/": "operator-post",
+    "tasks/<id:pk>/blocked-by/": "operator-post",
     "tasks/<id:pk>/comments/": "operator-post",
     "tasks/<id:pk>/archive/": "operator-post",
     "tasks/<id:pk>/delete/": "admin-post",

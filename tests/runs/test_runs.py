@@ -375,9 +375,7 @@ def client_for(user: Any) -> Any:
     return client
 
 
-async def test_a_budget_spent_during_a_run_stops_it_mid_way(
-    api, bob_operator, ada, ada_key, task
-):
+async def test_a_budget_spent_during_a_run_stops_it_mid_way(api, bob_operator, ada, ada_key, task):
     """The run's own usage crosses a pausing budget while it runs: the sweep stops it (not when
     it ends), the task says which budget, and the agent's next heartbeat says stop. By
     construction within 5 s (the sweep every loops.SWEEP_S = 2 s, the budgets' 1 s cache);
@@ -419,3 +417,75 @@ async def test_a_budget_spent_during_a_run_stops_it_mid_way(
     answer = await beat(api, ada_key)
     assert answer["work"]["stop"] == [run.pk]
     assert answer["paused"] is True
+
+
+def test_blockers_hold_a_dispatch_until_the_last_is_done_and_cycles_are_refused(
+    bob_operator, ada, task
+):
+    from missioncontrol.errors import Conflict, Invalid
+    from tasks import actions as task_actions
+
+    actor = Actor.user(bob_operator)
+    first = make_task("Migrate the schema")
+    second = make_task("Backfill the column")
+    task_actions.set_blocked_by(actor, task.pk, [first.pk, second.pk])
+    # A cycle, directly or through another task, is refused with the reason.
+    with pytest.raises(Invalid) as cycle:
+        task_actions.set_blocked_by(actor, first.pk, [task.pk])
+    assert "cycle" in cycle.value.messages[0]
+    task_actions.set_blocked_by(actor, second.pk, [first.pk])
+    with pytest.raises(Invalid):
+        task_actions.set_blocked_by(actor, first.pk, [second.pk])
+    with pytest.raises(Invalid):
+        task_actions.set_blocked_by(actor, task.pk, [task.pk])
+    with pytest.raises(Invalid):
+        task_actions.set_blocked_by(actor, task.pk, [999_999])
+
+    run, _ = actions.dispatch(actor, actions.Dispatch(task.pk))
+    from runs import events as run_events
+
+    assert run_events.run_data(run)["waiting_on"] == [first.pk, second.pk]
+    now = run.created_at
+    assert actions.work_for({ada.pk}, now)[ada.pk]["runs"] == []  # not offered yet
+    with pytest.raises(Conflict) as waits:
+        actions.claim(ada.pk, run.pk)
+    assert f"#{first.pk}, #{second.pk}" in waits.value.messages[0]
+    task_actions.move_task(actor, first.pk, to_status="done")
+    assert actions.work_for({ada.pk}, now)[ada.pk]["runs"] == []
+    task_actions.move_task(actor, second.pk, to_status="done")
+    # The last blocker Done: it goes out by itself.
+    [offered] = actions.work_for({ada.pk}, now)[ada.pk]["runs"]
+    assert offered["id"] == run.pk
+    assert actions.claim(ada.pk, run.pk).state == "running"
+
+
+def test_the_page_edits_what_a_task_waits_for(operator, viewer, task):
+    other = make_task("Ship the API")
+    r = operator.post(f"/tasks/{task.pk}/blocked-by/", {"blocked_by": f"#{other.pk}"})
+    assert r.status_code == 302
+    assert list(task.blocked_by.values_list("pk", flat=True)) == [other.pk]
+    page = operator.get(f"/tasks/{other.pk}/").content.decode()
+    assert f'Holds up <a href="/tasks/{task.pk}/">#{task.pk}</a>' in page
+    r = operator.post(f"/tasks/{other.pk}/blocked-by/", {"blocked_by": f"{task.pk}"}, follow=True)
+    assert "that would be a cycle" in r.content.decode()
+    r = operator.post(f"/tasks/{task.pk}/blocked-by/", {"blocked_by": "soon"}, follow=True)
+    assert "is not a task number" in r.content.decode()
+    assert list(task.blocked_by.values_list("pk", flat=True)) == [other.pk]
+    assert viewer.post(f"/tasks/{task.pk}/blocked-by/", {"blocked_by": ""}).status_code == 403
+
+
+async def test_the_api_creates_a_task_that_waits(api, bob_operator, ada):
+    token = await sync_to_async(token_for)(bob_operator)
+    first = await sync_to_async(make_task)("First")
+    r = await call(
+        api,
+        token,
+        "POST",
+        "/api/v1/tasks",
+        {"title": "Then", "assignee": "ada", "blocked_by": [first.pk]},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["task"]["blocked_by"] == [first.pk]
+    r = await call(api, token, "POST", "/api/v1/tasks", {"title": "Never", "blocked_by": [999_999]})
+    assert r.status_code == 400
+    assert not await Task.objects.filter(title="Never").aexists()  # all of it or nothing
