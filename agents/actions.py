@@ -544,3 +544,27 @@ def sweep_statuses(now: datetime | None = None) -> int:
             Agent.objects.filter(pk=agent.pk).update(status=agent.status)
         change_statuses(changes, Actor.system("status sweep"))
     return len(changes)
+
+
+def set_run_settings(actor: Actor, agent_id: int, *, max_runs: int, auto_dispatch: bool) -> Agent:
+    """How many runs the agent takes at once (1–20) and whether its tasks entering To do are
+    dispatched to it by themselves (runs/)."""
+    if not 1 <= max_runs <= 20:
+        raise Invalid({"max_runs": ["Between 1 and 20."]})
+    with transaction.atomic():
+        agent = Agent.objects.select_for_update().get(pk=agent_id)
+        before = {"max_runs": agent.max_runs, "auto_dispatch": agent.auto_dispatch}
+        after = {"max_runs": max_runs, "auto_dispatch": auto_dispatch}
+        if before == after:
+            return agent
+        agent.max_runs, agent.auto_dispatch = max_runs, auto_dispatch
+        agent.save(update_fields=["max_runs", "auto_dispatch"])
+        audit.record(
+            actor,
+            "agent.run_settings_changed",
+            agent,
+            before=before,
+            after=after,
+            gateway_id=agent.gateway_id,
+        )
+    return agent

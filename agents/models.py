@@ -125,6 +125,8 @@ class Agent(models.Model):
     current_task_id = models.BigIntegerField(null=True, blank=True)
     # At most this many runs at once (runs/); further dispatches wait their turn.
     max_runs = models.PositiveSmallIntegerField(default=1)
+    # A task of its that enters To do is dispatched to it by itself (runs/).
+    auto_dispatch = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = AgentQuerySet.as_manager()

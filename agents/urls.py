@@ -10,6 +10,7 @@ urlpatterns = [
     path("agents/", views.agent_list, name="list"),
     path("agents/<name:name>/", views.agent_detail, name="detail"),
     path("agents/<name:name>/message/", views.agent_message, name="message"),
+    path("agents/<name:name>/runs/", views.agent_runs, name="runs"),
     path("sessions/", views.session_list, name="sessions"),
     path("sessions/<id:pk>/", views.session_detail, name="session"),
     path("sessions/<id:pk>/facts/", views.session_facts, name="session-facts"),

@@ -403,6 +403,26 @@ MAX_MESSAGE = 20000
 
 
 @require_POST
+@role_required("operator")
+def agent_runs(request: HttpRequest, name: str) -> HttpResponse:
+    """The agent's run settings: runs at once, auto-dispatch."""
+    agent = get_object_or_404(_visible_agents(request, Agent.objects.all()), name=name)
+    _operate(request, agent.gateway_id)
+    max_runs = parse_int(request.POST.get("max_runs"), low=1, high=20)
+    if max_runs is None:
+        messages.error(request, "Runs at once: a whole number from 1 to 20.")
+    else:
+        actions.set_run_settings(
+            Actor.user(request.user),
+            agent.pk,
+            max_runs=max_runs,
+            auto_dispatch=request.POST.get("auto_dispatch") == "1",
+        )
+        messages.success(request, "Saved.")
+    return redirect(reverse("agents:detail", args=[agent.name]) + "#agent-runs")
+
+
+@require_POST
 @role_required("viewer")
 def agent_message(request: HttpRequest, name: str) -> HttpResponse:
     """Message a gateway agent in its main session (`agent:<id>:main`), then watch it there."""

@@ -156,6 +156,20 @@ def _tasks_text(ids: list[int]) -> str:
     return ", ".join(f"#{n}" for n in sorted(ids))
 
 
+def auto_dispatch(actor: Actor, task: Task, old_status: str) -> None:
+    """A task that entered To do, assigned to an agent set to auto-dispatch, is dispatched
+    (tasks' column hook, in the move's transaction). Declined quietly when it cannot go now:
+    blocked, already running, its agent paused (the card and the agent's page say why)."""
+    if task.status != Task.Status.TODO or task.assignee_agent_id is None or task.blocked:
+        return
+    if not Agent.objects.filter(pk=task.assignee_agent_id, auto_dispatch=True).exists():
+        return
+    try:
+        dispatch(Actor.system(f"auto-dispatch ({actor.label})"), Dispatch(task.pk))
+    except (Conflict, Invalid, NotFound):
+        return
+
+
 def _lock_run(run_id: int) -> Run:
     run = Run.objects.select_for_update(of=("self",)).filter(pk=run_id).first()
     if run is None:

@@ -20,3 +20,7 @@ class RunsConfig(AppConfig):
         live.register_events("board", *get_args(RunEventType))
         roles.register_app("runs", {"run": ("add", "change")})
         loops.register()
+        from runs import actions
+        from tasks.actions import register_column_hook
+
+        register_column_hook("auto-dispatch", actions.auto_dispatch)

@@ -344,6 +344,7 @@ def create_task(
         _publish_change("task.created", actor, task, events.changes({}, created), {task.status})
         if blocked_by:
             task = set_blocked_by(actor, task.pk, blocked_by)
+        _entered(actor, task, "")
     return task
 
 
@@ -429,6 +430,9 @@ def move_tasks(
                 )
             )
         live.publish_many("board", published)
+        for move, task, old_status, _next in done:
+            if task.status != old_status:
+                _entered(move.actor, task, old_status)
     return results
 
 
@@ -508,6 +512,24 @@ def _move_one(move: Move) -> tuple[Task, str, int | None]:
             ],
         )
     return task, old_status, next_id
+
+
+# --- What follows a task into a column ----------------------------------------------------------
+
+# An app that acts when a task enters a column registers here (runs: an agent set to
+# auto-dispatch is handed a task of its that enters To do), in the move's transaction; tasks'
+# core never imports it. A hook must not raise for what it declines to do.
+ColumnHook = Callable[[Actor, Task, str], None]
+_column_hooks: dict[str, ColumnHook] = {}
+
+
+def register_column_hook(name: str, hook: ColumnHook) -> None:
+    _column_hooks[name] = hook
+
+
+def _entered(actor: Actor, task: Task, old_status: str) -> None:
+    for hook in _column_hooks.values():
+        hook(actor, task, old_status)
 
 
 # --- Who may be given new work ------------------------------------------------------------------
@@ -603,6 +625,9 @@ def update_task(
                 new["description"] = "edited"
             audit.record(actor, "task.updated", task, before=old, after=new)
             _publish_change("task.updated", actor, task, delta, {old_status, task.status})
+        if "status" in delta or "assignee" in delta:
+            # Into a column, or to someone new while in it: as good as entering it for them.
+            _entered(actor, task, old_status if "status" in delta else "")
     return task
 
 

@@ -178,6 +178,7 @@ ROUTES: dict[str, str] = {
     "agents/": "viewer-page",
     "agents/<name:name>/": "viewer-page",
     "agents/<name:name>/message/": "gateway-operate-post",
+    "agents/<name:name>/runs/": "operator-post",
     "sessions/": "viewer-page",
     "sessions/<id:pk>/": "viewer-page",
     "sessions/<id:pk>/send/": "gateway-operate-post",

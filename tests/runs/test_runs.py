@@ -489,3 +489,32 @@ async def test_the_api_creates_a_task_that_waits(api, bob_operator, ada):
     r = await call(api, token, "POST", "/api/v1/tasks", {"title": "Never", "blocked_by": [999_999]})
     assert r.status_code == 400
     assert not await Task.objects.filter(title="Never").aexists()  # all of it or nothing
+
+
+def test_auto_dispatch_hands_an_agent_its_tasks_that_enter_to_do(operator, bob_operator, ada):
+    from tasks import actions as task_actions
+
+    actor = Actor.user(bob_operator)
+    waiting = make_task("In the backlog", status="backlog", assignee=f"agent:{ada.pk}")
+    r = operator.post(f"/agents/{ada.name}/runs/", {"max_runs": "2", "auto_dispatch": "1"})
+    assert r.status_code == 302
+    ada.refresh_from_db()
+    assert (ada.max_runs, ada.auto_dispatch) == (2, True)
+    assert AuditEvent.objects.filter(verb="agent.run_settings_changed").exists()
+    assert not Run.objects.exists()  # settings alone dispatch nothing
+    task_actions.move_task(actor, waiting.pk, to_status="todo")  # the board's move
+    run = Run.objects.get(task=waiting)
+    assert run.state == "queued"
+    assert run.requested_label == "auto-dispatch (bob)"
+    created = make_task("Born in To do", status="todo", assignee=f"agent:{ada.pk}")
+    assert Run.objects.filter(task=created).exists()
+    # Moving it back and forth while its run is going makes no second run.
+    task_actions.move_task(actor, created.pk, to_status="backlog")
+    task_actions.move_task(actor, created.pk, to_status="todo")
+    assert Run.objects.filter(task=created).count() == 1
+    # An agent without it, or a blocked task, is left alone.
+    other = Agent.objects.create(name="manual")
+    make_task("Manual", status="todo", assignee=f"agent:{other.pk}")
+    assert Run.objects.count() == 2
+    refused = operator.post(f"/agents/{ada.name}/runs/", {"max_runs": "0"}, follow=True)
+    assert "from 1 to 20" in refused.content.decode()
