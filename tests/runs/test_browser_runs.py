@@ -1,0 +1,64 @@
+"""A run in real Chromium against the real server (#27): an operator dispatches a task from its
+page, and the board — open in another tab — follows the run live as a CLI agent claims it,
+says what it is doing and finishes: the card shows Running and the agent's words, then goes to
+Review with the reply as a comment. No polling: the live spine."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from agents.models import Agent, AgentKey
+from runs.models import Run
+from tasks.models import Task
+from tests.agents.conftest import issue
+from tests.missioncontrol.factories import UserFactory
+from tests.tasks.factories import make_task
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+def test_dispatch_from_the_page_and_watch_the_run_on_the_board(browser_factory, live):
+    UserFactory.create(username="olga", role="operator")
+    agent = Agent.objects.create(name="codex-1", framework="codex")
+    _key, key = issue(AgentKey.Kind.AGENT, agent)
+    task = make_task("Rename the flag", assignee=f"agent:{agent.pk}")
+    session = browser_factory()
+    session.login("olga")
+    page = session.page
+    page.goto(f"/tasks/{task.pk}/")
+    page.fill("textarea[name=instructions]", "Keep the old name as an alias.")
+    page.click("form.dispatch-form button[type=submit]")
+    page.wait_for_selector(f"#runs-{task.pk} .run-entry.is-queued")
+    run = Run.objects.get(task=task)
+    assert "Keep the old name as an alias." in run.prompt
+
+    board = session.context.new_page()
+    board.goto("/board/")
+    board.wait_for_selector("#live-status[data-state=live]")
+    card = f"#task-{task.pk}"
+    assert board.inner_text(f"{card} .run-chip").strip() == "Queued"
+
+    agent_api = httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {key}"})
+    offered = agent_api.post("/api/v1/agents/codex-1/heartbeat", json={"status": "idle"}).json()
+    assert [r["id"] for r in offered["work"]["runs"]] == [run.pk]
+    assert agent_api.post(f"/api/v1/runs/{run.pk}/claim").status_code == 200
+    board.wait_for_selector(f"#col-in_progress-list {card} .run-chip.run-running")
+    said = agent_api.post(f"/api/v1/runs/{run.pk}/progress", json={"text": "Editing cli.py"})
+    assert said.status_code == 200
+    board.wait_for_function(
+        f"() => document.querySelector('#run-progress-{task.pk}')?.textContent === 'Editing cli.py'"
+    )
+    # The task page, still open, follows too.
+    page.wait_for_selector(f"#run-{run.pk}.is-running")
+    finished = agent_api.post(
+        f"/api/v1/runs/{run.pk}/finish",
+        json={"outcome": "succeeded", "reply": "Renamed; alias kept."},
+    )
+    assert finished.status_code == 200
+    board.wait_for_selector(f"#col-review-list {card}")
+    assert board.query_selector(f"{card} .run-chip") is None
+    page.wait_for_selector(f"#comments-{task.pk} >> text=Renamed; alias kept.")
+    page.wait_for_selector(f"#run-{run.pk}.is-succeeded")
+    assert Task.objects.get(pk=task.pk).status == "review"
+    assert session.csp_violations() == []
