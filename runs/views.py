@@ -75,9 +75,15 @@ def dispatch(request: HttpRequest, pk: int) -> HttpResponse:
     except Forbidden as refused:
         raise PermissionDenied(refused.detail) from None
     except ActionError as refused:
+        if getattr(request, "htmx", False):  # the board's menu and its D key: say it there
+            return HttpResponse(
+                " ".join(refused.messages), status=refused.status, content_type="text/plain"
+            )
         for message in refused.messages:
             messages.error(request, message)
         return redirect(back)
+    if getattr(request, "htmx", False):
+        return HttpResponse(status=204)
     messages.success(request, f"Dispatched to {run.agent_name}: attempt {run.attempt}.")
     return redirect(back)
 

@@ -169,6 +169,29 @@ if (canEdit) {
   });
 }
 
+// --- Dispatch: hand the card's task to its agent (the run then shows on the card, live) ---------
+async function dispatch(card) {
+  if (!card.dataset.agent) {
+    say("Assign the task to an agent first.");
+    return;
+  }
+  const body = new URLSearchParams({ land_in: "review", nonce: `${cardId(card)}-${Date.now()}` });
+  let response;
+  try {
+    response = await fetch(`/tasks/${cardId(card)}/dispatch/`, {
+      method: "POST",
+      body,
+      headers: { "X-CSRFToken": csrf(), "HX-Request": "true" },
+      credentials: "same-origin",
+    });
+  } catch {
+    say("Not dispatched: the server cannot be reached.");
+    return;
+  }
+  if (response.ok) say(`Dispatched to ${card.dataset.agent}.`, "ok");
+  else say((await response.text()) || "Not dispatched.");
+}
+
 // --- Keyboard and the move menu ------------------------------------------------------------------
 let menuCard = null;
 
@@ -188,6 +211,8 @@ function openMenu(card, anchor) {
   menu.style.top = `${window.scrollY + top}px`;
   menu.style.left = `${window.scrollX + left}px`;
   menu.querySelectorAll("[data-move-to]").forEach((b) => (b.disabled = b.dataset.moveTo === card.dataset.status));
+  const dispatchButton = menu.querySelector("[data-action=dispatch]");
+  if (dispatchButton) dispatchButton.disabled = !card.dataset.agent;
   const first = menu.querySelector("button:not([disabled])");
   if (first) first.focus();
 }
@@ -206,6 +231,7 @@ if (menu) {
     const card = menuCard;
     closeMenu(false);
     if (button.dataset.moveTo) move(card, button.dataset.moveTo, null);
+    else if (button.dataset.action === "dispatch") dispatch(card);
     else moveStep(card, Number(button.dataset.moveStep));
   });
   menu.addEventListener("keydown", (e) => {
@@ -235,6 +261,9 @@ if (menu) {
       card.querySelector(".card-title").click();
     } else if (!canEdit) {
       return;
+    } else if (e.key === "d" || e.key === "D") {
+      e.preventDefault();
+      dispatch(card);
     } else if (e.key === "m" || e.key === "M") {
       e.preventDefault();
       openMenu(card, card.querySelector("[data-action=move-menu]"));

@@ -62,3 +62,30 @@ def test_dispatch_from_the_page_and_watch_the_run_on_the_board(browser_factory, 
     page.wait_for_selector(f"#run-{run.pk}.is-succeeded")
     assert Task.objects.get(pk=task.pk).status == "review"
     assert session.csp_violations() == []
+
+
+def test_the_d_key_and_the_card_menu_dispatch_from_the_board(browser_factory, live):
+    UserFactory.create(username="olga", role="operator")
+    agent = Agent.objects.create(name="claude-2")
+    keyed = make_task("By key", assignee=f"agent:{agent.pk}")
+    menued = make_task("By menu", assignee=f"agent:{agent.pk}")
+    nobody = make_task("Nobody's")
+    session = browser_factory()
+    session.login("olga")
+    page = session.page
+    page.goto("/board/")
+    page.wait_for_selector("#live-status[data-state=live]")
+    page.focus(f"#task-{keyed.pk}")
+    page.keyboard.press("d")
+    page.wait_for_selector(f"#task-{keyed.pk} .run-chip.run-queued")
+    page.click(f"#task-{menued.pk} [data-action=move-menu]")
+    page.click("#move-menu [data-action=dispatch]")
+    page.wait_for_selector(f"#task-{menued.pk} .run-chip.run-queued")
+    # Twice is refused, saying why; a task with no agent cannot be dispatched from its menu.
+    page.focus(f"#task-{keyed.pk}")
+    page.keyboard.press("d")
+    page.wait_for_selector("#toast:not([hidden]) >> text=already has a run")
+    page.click(f"#task-{nobody.pk} [data-action=move-menu]")
+    assert page.is_disabled("#move-menu [data-action=dispatch]")
+    assert Run.objects.filter(task__in=[keyed, menued]).count() == 2
+    assert session.csp_violations() == []
