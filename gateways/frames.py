@@ -406,10 +406,13 @@ class TranscriptMessage:
 
     @classmethod
     def read(cls, message: dict[str, Any], message_id: str | None = None) -> Self:
-        """`message_id`: the event's id of the message (else the message's own)."""
+        """`message_id`: the event's id of the message (else the message's own: its `id`, or
+        the `__openclaw.id` the gateway's transcript names it by). One message has one id
+        whichever way it came, so a page's history line and its live line are one line."""
         meta = _object(message.get("__openclaw"))
+        own = text(message_id, 80) or text(message.get("id"), 80) or text(meta.get("id"), 80)
         return cls(
-            message_id=text(message.get("id") if message_id is None else message_id, 80),
+            message_id=own,
             role=text(message.get("role"), 32),
             text=content_text(message.get("content"), limit=8000),
             at=ms_time(message.get("timestamp")),

@@ -47,8 +47,10 @@ class TaskQuerySet(models.QuerySet["Task"]):
         return self.filter(blocked=True)
 
     def waiting_on(self, task_id: int) -> TaskQuerySet:
-        """The tasks `task_id` is blocked by that are not Done yet (what a dispatch waits for)."""
-        return self.filter(blocks=task_id).exclude(status=Task.Status.DONE)
+        """The tasks `task_id` is blocked by that are not Done yet (what a dispatch waits for):
+        from its own edges (the dependency table's index), not from every task."""
+        edges = Task.blocked_by.through.objects.filter(from_task_id=task_id)
+        return self.filter(pk__in=edges.values("to_task_id")).exclude(status=Task.Status.DONE)
 
     def with_label(self, label: str) -> TaskQuerySet:
         return self.filter(labels__contains=f",{label},")

@@ -51,7 +51,7 @@ def test_an_operator_messages_an_agent_and_the_reply_streams_in(
         timeout=20000,
     )
     # The one user line, once (the page's history and the live event are the same message).
-    assert page.locator(f"{transcript} .line-user").count() == 1
+    assert page.locator(f"{transcript} .line-user").count() == 1, page.inner_html(transcript)
     assert page.locator(f"{transcript} .streaming").count() == 0
     # The session's tokens and cost reach its header live too.
     page.wait_for_function(

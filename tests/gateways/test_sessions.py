@@ -458,3 +458,16 @@ def test_a_deleted_session_is_gone_at_once_and_stays_gone():
     event = LiveEvent.objects.filter(type="session.changed").latest("seq")
     assert event.payload["session"]["gone"] is True
     assert agent_sessions.session_deleted(gateway.pk, "agent:main:other") == []  # once
+
+
+def test_a_line_has_one_id_whichever_way_it_came():
+    """The event's `messageId`, else the message's `id`, else the `__openclaw.id` the gateway's
+    transcript names it by: a user's line echoed without a messageId and read again from
+    chat.history is one line on the page, not two."""
+    message = {"role": "user", "content": "Say hello", "__openclaw": {"id": "9af2"}}
+    assert frames.TranscriptMessage.read(message).message_id == "9af2"
+    assert frames.TranscriptMessage.read(message, message_id="").message_id == "9af2"
+    assert frames.TranscriptMessage.read(message, message_id="ev-1").message_id == "ev-1"
+    assert frames.TranscriptMessage.read({**message, "id": "own"}).message_id == "own"
+    [line] = frames.transcript([message])
+    assert line.message_id == "9af2"
