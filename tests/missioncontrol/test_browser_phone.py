@@ -90,6 +90,21 @@ def _wide_content() -> tuple[Agent, Task]:
         assignee_agent=agent,
         labels=",backend,frontend,ops,",
     )
+    # It waits for a task with a long title, and has a run that failed with a long reason.
+    blocker = Task.objects.create(title="Another long title " * 8, status="in_progress")
+    task.blocked_by.add(blocker)
+    from runs.models import Run
+
+    Run.objects.create(
+        task=task,
+        agent=agent,
+        agent_name=agent.name,
+        attempt=1,
+        state="failed",
+        prompt="p",
+        requested_label="phoebe",
+        error="averyveryverylongerrorwithoutspaces" * 6,
+    )
     return agent, task
 
 
