@@ -70,22 +70,15 @@ def main() -> None:
     token = manage(data, "create_api_token", ADMIN[0], "--name", "bench").strip().splitlines()[-1]
     ids = [row[0] for row in query(data, "SELECT id FROM tasks_task ORDER BY id")]
     # Dispatching is measured alone: no connector, no gateway; the agents are CLI agents.
-    server = Server(data, 3291, env={"MC_BENCH_NO_RATE_LIMIT": "1", "PYTHONFAULTHANDLER": "1"})
+    server = Server(data, 3291, env={"MC_BENCH_NO_RATE_LIMIT": "1"})
     try:
         cpu = server.cpu_s()
         done, elapsed, latencies = asyncio.run(
             drive(server.url, token, ids, args.clients, args.seconds)
         )
         cpu = server.cpu_s() - cpu
-        print("DONE", done, elapsed, summary(latencies), flush=True)
     finally:
-        import signal as _s
-        server.proc.send_signal(_s.SIGTERM)
-        try:
-            server.proc.wait(10)
-        except Exception:
-            server.proc.send_signal(_s.SIGABRT)
-            server.proc.wait(10)
+        server.stop()
     runs = query(data, "SELECT COUNT(*), COUNT(DISTINCT task_id) FROM runs_run")[0]
     assert runs == (done, done), f"{done} dispatches, runs in the database: {runs}"
     print(

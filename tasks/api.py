@@ -119,6 +119,32 @@ class PersonTaskAnswer(Schema):
     task: PersonTask
 
 
+class CommentRead(Schema):
+    id: int
+    author: str
+    by_agent: bool
+    body: str
+    created_at: str
+
+
+class AttemptRead(Schema):
+    id: int
+    attempt: int
+    agent: str
+    state: str
+    error: str
+    url: str
+
+
+class PersonTaskFull(PersonTask):
+    comment_list: list[CommentRead]
+    runs: list[AttemptRead]
+
+
+class PersonTaskFullAnswer(Schema):
+    task: PersonTaskFull
+
+
 def person_task_json(task: Task, comments: int = 0) -> dict[str, Any]:
     """A task for a person's token (its blockers prefetched, or read here)."""
     return {
@@ -202,8 +228,8 @@ def create(request: HttpRequest, body: TaskIn) -> Status[dict[str, Any]]:
 @router.get(
     "/tasks/{id:task_id}",
     auth=PersonTokenAuth(),
-    response={200: PersonTaskAnswer, codes_4xx: ApiError},
-    summary="A task (people's tokens)",
+    response={200: PersonTaskFullAnswer, codes_4xx: ApiError},
+    summary="A task with its comments and its runs, newest attempt first (people's tokens)",
 )
 def read(request: HttpRequest, task_id: int) -> dict[str, Any]:
     task = (
@@ -215,7 +241,31 @@ def read(request: HttpRequest, task_id: int) -> dict[str, Any]:
     )
     if task is None:
         raise NotFound("That task does not exist (any more).")
-    return {"task": person_task_json(task, task.n_comments)}
+    comments = [
+        {
+            "id": c.pk,
+            "author": c.author_label,
+            "by_agent": c.by_agent,
+            "body": c.body,
+            "created_at": c.created_at.isoformat(),
+        }
+        for c in task.comments.all()[:500]
+    ]
+    attempts = [
+        {
+            "id": pk,
+            "attempt": attempt,
+            "agent": agent,
+            "state": state,
+            "error": error,
+            "url": f"/tasks/{task.pk}/#run-{pk}",
+        }
+        for pk, attempt, agent, state, error in task.runs.order_by("-attempt").values_list(
+            "pk", "attempt", "agent_name", "state", "error"
+        )[:100]
+    ]
+    full = {**person_task_json(task, task.n_comments), "comment_list": comments, "runs": attempts}
+    return {"task": full}
 
 
 def _own_agent(request: HttpRequest) -> tuple[int, Actor]:

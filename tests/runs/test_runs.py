@@ -518,3 +518,22 @@ def test_auto_dispatch_hands_an_agent_its_tasks_that_enter_to_do(operator, bob_o
     assert Run.objects.count() == 2
     refused = operator.post(f"/agents/{ada.name}/runs/", {"max_runs": "0"}, follow=True)
     assert "from 1 to 20" in refused.content.decode()
+
+
+async def test_a_persons_token_reads_a_task_with_its_comments_and_runs(
+    api, bob_operator, ada, task
+):
+    token = await sync_to_async(token_for)(bob_operator)
+    run, _ = await sync_to_async(actions.dispatch)(
+        Actor.user(bob_operator), actions.Dispatch(task.pk)
+    )
+    await sync_to_async(actions.claim)(ada.pk, run.pk)
+    await sync_to_async(actions.finish)(ada.pk, run.pk, "failed", error="No network.")
+    r = await call(api, token, "GET", f"/api/v1/tasks/{task.pk}")
+    assert r.status_code == 200, r.text
+    body = r.json()["task"]
+    assert [(a["attempt"], a["state"], a["error"]) for a in body["runs"]] == [
+        (1, "failed", "No network.")
+    ]
+    assert body["blocked_reason"] == "Run 1 failed: No network."
+    assert body["comment_list"] == []
