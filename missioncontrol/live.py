@@ -423,6 +423,14 @@ def _send_in_order(
     task.add_done_callback(_pending.discard)
 
 
+def _caller_loop_stopped() -> bool:
+    """This thread runs sync_to_async work for a loop that is no longer running."""
+    from asgiref.sync import SyncToAsync
+
+    main = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    return main is not None and (main.is_closed() or not main.is_running())
+
+
 def _fan_out(messages: list[LayerMessage]) -> None:
     if _sent is not None:
         _sent.extend(messages)
@@ -440,6 +448,12 @@ def _fan_out(messages: list[LayerMessage]) -> None:
             _send_in_order(loop, layer, messages)
         elif home is not None and not home.is_closed():
             home.call_soon_threadsafe(_send_in_order, home, layer, messages)
+        elif _caller_loop_stopped():
+            # A thread a loop handed this work to (sync_to_async) whose loop has stopped since
+            # (its task was cancelled at shutdown; the thread ran on): async_to_sync would wait
+            # forever for that loop, and with it every later call on this thread. Nobody on
+            # that loop listens any more; the rows are committed and the log has the events.
+            logger.info("live: seq %s not fanned out: its loop stopped", messages[0]["seq"])
         else:
             async_to_sync(_send_all)(layer, messages)
     except Exception:

@@ -628,3 +628,39 @@ def test_a_narrowed_grant_rescopes_open_streams(live, transport):
         assert worker is not None
         worker.join()
     assert names == [f"taken-{transport}-1", f"kept-{transport}-2"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_commit_on_a_thread_whose_loop_stopped_does_not_hang():
+    """A sync_to_async thread still running after its loop stopped (a connector's write in
+    flight at shutdown) committed events: async_to_sync waited forever for that loop, and every
+    later database call on the shared thread with it (a PostgreSQL run hung this way)."""
+    import asyncio
+    import os
+    import threading
+
+    from asgiref.sync import SyncToAsync
+    from django.db import close_old_connections, transaction
+
+    from missioncontrol.models import LiveEvent
+
+    stopped = asyncio.new_event_loop()  # made, never running: as one that has stopped
+    finished = threading.Event()
+
+    def work() -> None:
+        SyncToAsync.threadlocal.main_event_loop = stopped
+        SyncToAsync.threadlocal.main_event_loop_pid = os.getpid()
+        try:
+            with transaction.atomic():
+                live.publish("board", {"type": "task.cost_changed", "tasks": []})
+        finally:
+            del SyncToAsync.threadlocal.main_event_loop
+            close_old_connections()
+            finished.set()
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    thread.join(10)
+    stopped.close()
+    assert finished.is_set(), "the commit hook waited for a loop that will never run"
+    assert LiveEvent.objects.filter(type="task.cost_changed").exists()
