@@ -127,6 +127,13 @@ def main() -> int:
     )
     results.append(
         run(
+            "dispatch: people's tokens, 8 clients",
+            "runs.py",
+            *(["--tasks", "1000", "--seconds", "3"] if args.quick else []),
+        )
+    )
+    results.append(
+        run(
             "fan-out to 50/200/500 WebSockets",
             "fanout.py",
             *(["--clients", "50", "200"] if args.quick else []),

@@ -15,6 +15,7 @@ import string
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -115,7 +116,7 @@ def authenticate(authorization: str | None, *, least: str = "viewer") -> Any:
         or not token.user.is_active
     ):
         raise Unauthenticated("This API token is unknown, revoked or expired.")
-    wait = _bucket.take(token.pk)
+    wait = 0.0 if settings.MC_API_RATE_LIMIT_OFF else _bucket.take(token.pk)
     if wait:
         raise RateLimited("Too many requests for this token.", retry_after=wait)
     role = role_of(token.user)
