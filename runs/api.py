@@ -23,36 +23,16 @@ from runs.models import Run
 router = Router(tags=["runs"])
 
 
-class RunOut(Schema):
-    id: int
-    task_id: int
-    attempt: int
-    agent: str
-    state: str
-    land_in: str
-    created_at: str
-    started_at: str | None
-    ended_at: str | None
-    progress: str
-    error_kind: str
-    error: str
-    input_tokens: int
-    output_tokens: int
-    cost_usd: str
-    url: str
-    waiting_on: list[int]
-
-
 class RunAnswer(Schema):
-    run: RunOut
+    run: events.RunData  # the event's own shape: one definition of a run for both
 
 
-class AgentRunOut(RunOut):
-    prompt: str
+class AgentRunData(events.RunData):
+    prompt: str  # the brief the agent is given
 
 
 class AgentRunAnswer(Schema):
-    run: AgentRunOut
+    run: AgentRunData
 
 
 class DispatchIn(Schema):
