@@ -13,7 +13,7 @@ from typing import Any, TypedDict
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Count, F
 from django.utils import timezone
 
 from agents.models import Agent
@@ -528,8 +528,43 @@ def register_column_hook(name: str, hook: ColumnHook) -> None:
 
 
 def _entered(actor: Actor, task: Task, old_status: str) -> None:
+    if Task.Status.DONE in (old_status, task.status) and old_status != task.status:
+        _blocker_moved(actor, task)
     for hook in _column_hooks.values():
         hook(actor, task, old_status)
+
+
+def _blocker_moved(actor: Actor, blocker: Task) -> None:
+    """A task entered or left Done: the tasks waiting for it count again (their cards say
+    "Waits for N"; a dispatch of one goes out when its count reaches 0)."""
+    through = Task.blocked_by.through
+    waiters = list(
+        through.objects.filter(to_task_id=blocker.pk).values_list("from_task_id", flat=True)
+    )
+    if not waiters:
+        return
+    counts = dict(
+        through.objects.filter(from_task_id__in=waiters)
+        .exclude(to_task__status=Task.Status.DONE)
+        .values_list("from_task_id")
+        .annotate(n=Count("to_task_id"))
+    )
+    for waiter in Task.objects.filter(pk__in=waiters).for_cards():
+        now_waiting = counts.get(waiter.pk, 0)
+        if waiter.waiting_count == now_waiting:
+            continue
+        before = waiter.waiting_count
+        Task.objects.filter(pk=waiter.pk).update(
+            waiting_count=now_waiting, version=F("version") + 1, updated_at=timezone.now()
+        )
+        waiter.waiting_count, waiter.version = now_waiting, waiter.version + 1
+        _publish_change(
+            "task.updated",
+            actor,
+            waiter,
+            {"waiting_count": {"before": before, "after": now_waiting}},
+            {waiter.status},
+        )
 
 
 # --- Who may be given new work ------------------------------------------------------------------
@@ -716,7 +751,10 @@ def set_blocked_by(actor: Actor, task_id: int, blocker_ids: list[int]) -> Task:
         if before == wanted:
             return task
         task.blocked_by.set(wanted)
-        Task.objects.filter(pk=task.pk).update(version=F("version") + 1, updated_at=timezone.now())
+        waiting = Task.objects.filter(pk__in=wanted).exclude(status=Task.Status.DONE).count()
+        Task.objects.filter(pk=task.pk).update(
+            waiting_count=waiting, version=F("version") + 1, updated_at=timezone.now()
+        )
         task = Task.objects.for_cards().get(pk=task.pk)
         audit.record(
             actor, "task.updated", task, before={"blocked_by": before}, after={"blocked_by": wanted}

@@ -40,6 +40,7 @@ def card_key(
     cost_nanos: int,
     run_state: str,
     run_progress: str,
+    waiting_count: int,
 ) -> tuple[object, ...]:
     """What a card shows, as its cache key (today's date too: the overdue mark)."""
     return (
@@ -58,6 +59,7 @@ def card_key(
         cost_nanos,
         run_state,
         run_progress,
+        waiting_count,
         timezone.localdate(),
     )
 
@@ -79,6 +81,7 @@ def _key(task: Task) -> tuple[object, ...]:
         task.cost_nanos,
         task.run_state,
         task.run_progress,
+        task.waiting_count,
     )
 
 

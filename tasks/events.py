@@ -38,6 +38,7 @@ class TaskData(TypedDict):
     url: str
     run_state: str  # its latest run's state ("" if never dispatched)
     run_progress: str  # what the agent of its running run is doing now
+    waiting_count: int  # how many of the tasks it waits for are not Done yet
 
 
 class Change(TypedDict):
@@ -158,6 +159,7 @@ def task_data(task: Task) -> TaskData:
         "url": f"/tasks/{task.pk}/",
         "run_state": task.run_state,
         "run_progress": task.run_progress,
+        "waiting_count": task.waiting_count,
     }
 
 

@@ -114,6 +114,9 @@ class Task(models.Model):
     blocked_by = models.ManyToManyField(
         "self", symmetrical=False, related_name="blocks", blank=True
     )
+    # How many of `blocked_by` are not Done yet (the card's "Waits for"), kept by
+    # tasks.actions when the list changes and when a blocker enters or leaves Done.
+    waiting_count = models.PositiveIntegerField(default=0)
     # Bumped on every change: a client acting on an older version gets "stale", not a clobber.
     version = models.PositiveIntegerField(default=1)
     created_by = models.ForeignKey(

@@ -43,6 +43,7 @@ def card_task(data: events.TaskData) -> Task:
         version=data["version"],
         run_state=data.get("run_state", ""),
         run_progress=data.get("run_progress", ""),
+        waiting_count=data.get("waiting_count", 0),
     )
     task.assignee_name = assignee.get("name", "")  # type: ignore[attr-defined]
     return task
@@ -73,6 +74,7 @@ def card_html(data: events.TaskData) -> str:
         cost_nanos(data),
         data.get("run_state", ""),
         data.get("run_progress", ""),
+        data.get("waiting_count", 0),
     )
     return render_keyed(key, data["version"], data["status"], lambda: card_task(data))
 

@@ -450,9 +450,20 @@ def test_blockers_hold_a_dispatch_until_the_last_is_done_and_cycles_are_refused(
     with pytest.raises(Conflict) as waits:
         actions.claim(ada.pk, run.pk)
     assert f"#{first.pk}, #{second.pk}" in waits.value.messages[0]
+    task.refresh_from_db()
+    assert task.waiting_count == 2
+    card = client_for(bob_operator).get("/board/").content.decode()
+    assert "Waits 2" in card
     task_actions.move_task(actor, first.pk, to_status="done")
+    task.refresh_from_db()
+    assert task.waiting_count == 1  # counted again when a blocker is Done
     assert actions.work_for({ada.pk}, now)[ada.pk]["runs"] == []
     task_actions.move_task(actor, second.pk, to_status="done")
+    task.refresh_from_db()
+    assert task.waiting_count == 0
+    assert LiveEvent.objects.filter(
+        type="task.updated", payload__task__id=task.pk, payload__changes__waiting_count__after=0
+    ).exists()
     # The last blocker Done: it goes out by itself.
     [offered] = actions.work_for({ada.pk}, now)[ada.pk]["runs"]
     assert offered["id"] == run.pk
