@@ -181,9 +181,7 @@ def apply_batch(batch: list[Job]) -> list[dict[str, Any] | None]:
     work = _work(beating)
     # Runs: the heartbeat renews the leases of the runs its agent holds, and its answer offers
     # the queued ones it has room for (and names those an operator stopped).
-    now = timezone.now()
-    run_actions.renew_leases(beating, now)
-    runs = run_actions.work_for(beating, now)
+    runs = run_actions.work_for(beating, timezone.now())
     pauses = budgets.paused(beating)
     results: list[dict[str, Any] | None] = []
     for job, result in zip(batch, done, strict=True):

@@ -469,10 +469,8 @@ def stop_paused_runs() -> list[Run]:
 # --- What a CLI agent's heartbeat answer carries ---------------------------------------------
 
 
-def renew_leases(agent_ids: set[int], now: datetime) -> None:
-    """A heartbeat renews the leases of the runs its agent holds (inside its batch's write)."""
-    if not agent_ids:
-        return
+def _renew(agent_ids: set[int], now: datetime) -> None:
+    """The leases of the runs these agents hold, renewed (their heartbeat arrived)."""
     by_lease: dict[int, list[int]] = {}
     for agent in Agent.objects.filter(pk__in=agent_ids).only("pk", "heartbeat_interval_s"):
         by_lease.setdefault(lease_s(agent), []).append(agent.pk)
@@ -498,13 +496,13 @@ def offered(run: Run) -> dict[str, Any]:
 
 
 def work_for(agent_ids: set[int], now: datetime) -> dict[int, dict[str, Any]]:
-    """Per agent: `runs` (the ones it holds, then the queued ones it has room for, oldest
-    first) and `stop` (runs it held that an operator ended in the last lease period)."""
+    """What heartbeating agents are told of runs, per agent: `runs` (the ones it holds — their
+    leases renewed by this heartbeat — then the queued ones it has room for, oldest first) and
+    `stop` (runs it held that an operator ended in the last lease period). Agents with none are
+    left out (one query for a batch with no runs at all: the heartbeat's hot path)."""
     if not agent_ids:
         return {}
-    out: dict[int, dict[str, Any]] = {a: {"runs": [], "stop": []} for a in agent_ids}
-    limits = dict(Agent.objects.filter(pk__in=agent_ids).values_list("pk", "max_runs"))
-    rows = (
+    rows = list(
         Run.objects.filter(agent_id__in=agent_ids)
         .filter(
             Q(state__in=Run.ACTIVE)
@@ -518,6 +516,16 @@ def work_for(agent_ids: set[int], now: datetime) -> dict[int, dict[str, Any]]:
         .with_waiting()
         .order_by("created_at", "id")
     )
+    if not rows:
+        return {}
+    if holding := {r.agent_id for r in rows if r.state == Run.State.RUNNING and r.agent_id}:
+        _renew(holding, now)
+    out: dict[int, dict[str, Any]] = {
+        r.agent_id: {"runs": [], "stop": []} for r in rows if r.agent_id
+    }
+    limits: dict[int, int] = {}
+    if any(r.state == Run.State.QUEUED for r in rows):
+        limits = dict(Agent.objects.filter(pk__in=out).values_list("pk", "max_runs"))
     held: dict[int, int] = {}
     queued: list[Run] = []
     for run in rows:
