@@ -24,3 +24,6 @@ class RunsConfig(AppConfig):
         from tasks.actions import register_column_hook
 
         register_column_hook("auto-dispatch", actions.auto_dispatch)
+        from runs import overview as overview_part
+
+        overview_part.register()

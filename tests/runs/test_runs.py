@@ -548,3 +548,21 @@ async def test_a_persons_token_reads_a_task_with_its_comments_and_runs(
     ]
     assert body["blocked_reason"] == "Run 1 failed: No network."
     assert body["comment_list"] == []
+
+
+def test_the_palette_offers_dispatch_to_operators_only(operator, viewer, ada, task):
+    found = operator.get("/search/", {"q": "changelog"}).json()["results"]
+    assert {
+        "kind": "Dispatch",
+        "title": f"#{task.pk} to ada",
+        "url": f"/tasks/{task.pk}/#runs",
+        "hint": task.title,
+    } in found
+    assert not [
+        r
+        for r in viewer.get("/search/", {"q": "changelog"}).json()["results"]
+        if r["kind"] == "Dispatch"
+    ]
+    actions.dispatch(ADMIN, actions.Dispatch(task.pk))
+    found = operator.get("/search/", {"q": f"#{task.pk}"}).json()["results"]
+    assert [r["kind"] for r in found] == ["Task"]  # a run is going: nothing to dispatch
