@@ -232,6 +232,7 @@ class Link:
                 reply=chat.message.text if chat.message is not None else "",
                 error=chat.end.text if chat.end is not None else "",
                 error_kind=chat.end.kind if chat.end is not None else "",
+                session_key=chat.session_key,
             )
 
     async def serve(self) -> None:

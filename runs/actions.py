@@ -687,16 +687,22 @@ def gateway_run_ended(
     reply: str = "",
     error: str = "",
     error_kind: str = "",
+    session_key: str = "",
 ) -> Run | None:
     """A gateway run of ours ended (its final `chat` event): succeeded with the agent's reply,
-    failed with the gateway's reason, or aborted. None when it is not one of our runs (or it
-    had ended already: its end is kept once)."""
+    failed with the gateway's reason, or aborted. Ours: by the gateway's run id, our key, or
+    the task's own session (`session_key`). None when it is not one of our runs (or it had
+    ended already: its end is kept once)."""
     with transaction.atomic():
         # The gateway's id for the run, or ours (the idempotency key: the gateway names a run
         # it was given one for by it).
         ours = Q(external_run_id=external_run_id[:100])
         if external_run_id.startswith("mc-run-") and external_run_id[7:].isdigit():
             ours |= Q(pk=int(external_run_id[7:]))
+        if ":mc-task-" in session_key:
+            # A run in a task's own session is that task's run, whatever id the gateway gave it
+            # (a gateway that restarted mid-run resumes it under a new one).
+            ours |= Q(session_key=session_key[:300])
         run = (
             Run.objects.select_for_update(of=("self",))
             .filter(ours, agent__gateway_id=gateway_id)
@@ -751,6 +757,7 @@ class GatewayCheck:
     gateway_id: int
     external_run_id: str
     session_key: str
+    started_ms: float = 0.0  # when it started (ms since the epoch): later replies are its
 
 
 def gateway_runs_to_check(older_than_s: float) -> list[GatewayCheck]:
@@ -762,5 +769,37 @@ def gateway_runs_to_check(older_than_s: float) -> list[GatewayCheck]:
         state=Run.State.RUNNING,
         started_at__lt=since,
         agent__gateway__state=Gateway.State.CONNECTED,
-    ).values_list("pk", "agent__gateway_id", "external_run_id", "session_key")
-    return [GatewayCheck(pk, gid, ext, key) for pk, gid, ext, key in rows if gid is not None]
+    ).values_list("pk", "agent__gateway_id", "external_run_id", "session_key", "started_at")
+    return [
+        GatewayCheck(pk, gid, ext, key, started.timestamp() * 1000 if started else 0.0)
+        for pk, gid, ext, key, started in rows
+        if gid is not None
+    ]
+
+
+def gateway_run_lost(run_id: int, reason: str) -> Run | None:
+    """A gateway run the gateway no longer has (it restarted, or dropped it) and that left no
+    reply: lost, the task back in To do, blocked saying so. None if it had ended meanwhile."""
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        if run.state not in (Run.State.SENDING, Run.State.RUNNING):
+            return None
+        return _end(
+            _gateway_actor(run),
+            run,
+            Run.State.LOST,
+            error=reason[:1000],
+            error_kind="gateway_lost",
+            to_status=Task.Status.TODO,
+            blocked_reason=f"Run {run.attempt} lost: {reason}"[:500],
+        )
+
+
+def gateway_run_resumed(run_id: int, external_run_id: str) -> None:
+    """The gateway resumed the run under an id of its own (after its restart): the run follows
+    that id, so the resumed run's end ends it."""
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        if run.state in (Run.State.SENDING, Run.State.RUNNING):
+            run.external_run_id = external_run_id[:100]
+            run.save(update_fields=["external_run_id"])

@@ -65,9 +65,56 @@ async def send(order: actions.GatewaySend) -> None:
 CHECK_AFTER_S = 20.0
 
 
+# A run the gateway neither runs nor answered (it restarted mid-run) is lost after it has been
+# missing this long (two looks at least: a run just queued behind another is not lost).
+LOST_AFTER_S = 60.0
+_missing: dict[int, float] = {}  # run id → when it was first found missing
+
+
+async def _reply_of(check: actions.GatewayCheck, *, only_its_own: bool) -> str | None:
+    """The run's final reply in its session's transcript (None: none there). `only_its_own`:
+    an assistant message written since the run started (the session is the task's own: a
+    reply in it since then is the run's, whatever id a resuming gateway gave it)."""
+    try:
+        history = await commands.acall(
+            check.gateway_id, "chat.history", {"sessionKey": check.session_key, "limit": 20}
+        )
+    except (GatewayError, commands.Unavailable):
+        return None
+    messages = history.get("messages") if isinstance(history, dict) else None
+    for raw in reversed(messages if isinstance(messages, list) else []):
+        if not isinstance(raw, dict) or raw.get("role") != "assistant":
+            continue
+        line = frames.TranscriptMessage.read(raw)
+        at_ms = line.at.timestamp() * 1000 if line.at else 0.0
+        if not only_its_own or line.run_id == check.external_run_id or at_ms >= check.started_ms:
+            return line.text
+    return None
+
+
+async def _active_in_session(check: actions.GatewayCheck) -> tuple[str, ...] | None:
+    """The runs the gateway lists as active in the run's own session (None: can't tell)."""
+    try:
+        listed = await commands.acall(
+            check.gateway_id, "sessions.list", {"activeOnly": True, "limit": 500}
+        )
+    except (GatewayError, commands.Unavailable):
+        return None
+    rows = frames.sessions(listed.get("sessions") if isinstance(listed, dict) else None)
+    for row in rows:
+        if (row.key == check.session_key or check.external_run_id in row.active_run_ids) and (
+            row.has_active_run or row.active_run_ids
+        ):
+            return row.active_run_ids or (check.external_run_id,)
+    return ()
+
+
 async def adopt(check: actions.GatewayCheck) -> None:
     """A run whose end we may have missed: `agent.wait` (no waiting) says whether it ended;
-    the reply is read from the session's transcript (agent.wait carries only the status)."""
+    the reply is read from the session's transcript (agent.wait carries only the status). A run
+    the gateway has forgotten (agent.wait answers `timeout` for any id it does not know) and
+    does not list as active, with no reply of its own, is lost once missing LOST_AFTER_S; one
+    the gateway resumed under a new id (its own restart recovery) is followed by that id."""
     try:
         waited = await commands.acall(
             check.gateway_id, "agent.wait", {"runId": check.external_run_id, "timeoutMs": 0}
@@ -76,26 +123,39 @@ async def adopt(check: actions.GatewayCheck) -> None:
         return  # asked again at the next renewal; the lease loses it if the gateway is gone
     status = waited.get("status") if isinstance(waited, dict) else None
     if status == "ok":
-        reply = ""
-        try:
-            history = await commands.acall(
-                check.gateway_id, "chat.history", {"sessionKey": check.session_key, "limit": 20}
-            )
-        except (GatewayError, commands.Unavailable):
-            return
-        messages = history.get("messages") if isinstance(history, dict) else None
-        for raw in reversed(messages if isinstance(messages, list) else []):
-            if isinstance(raw, dict) and raw.get("role") == "assistant":
-                reply = frames.TranscriptMessage.read(raw).text
-                break
+        reply = await _reply_of(check, only_its_own=False)
         await db(actions.gateway_run_ended)(
-            check.gateway_id, check.external_run_id, "final", reply=reply
+            check.gateway_id, check.external_run_id, "final", reply=reply or ""
         )
+        _missing.pop(check.run_id, None)
     elif status == "error":
         error = frames.text(waited.get("error"), 1000) if isinstance(waited, dict) else ""
         await db(actions.gateway_run_ended)(
             check.gateway_id, check.external_run_id, "error", error=error
         )
+        _missing.pop(check.run_id, None)
+    elif (active := await _active_in_session(check)) is None:
+        return
+    elif active:
+        _missing.pop(check.run_id, None)
+        if check.external_run_id not in active and len(active) == 1:
+            # Resumed by the gateway itself (after its restart) under a new id: follow it.
+            await db(actions.gateway_run_resumed)(check.run_id, active[0])
+    else:
+        reply = await _reply_of(check, only_its_own=True)
+        if reply is not None:
+            await db(actions.gateway_run_ended)(
+                check.gateway_id, check.external_run_id, "final", reply=reply
+            )
+            _missing.pop(check.run_id, None)
+            return
+        first = _missing.setdefault(check.run_id, time.monotonic())
+        if time.monotonic() - first >= LOST_AFTER_S:
+            _missing.pop(check.run_id, None)
+            await db(actions.gateway_run_lost)(
+                check.run_id,
+                "The gateway no longer runs it and left no reply (it restarted or dropped it).",
+            )
 
 
 async def gateway_sender_loop() -> None:

@@ -619,3 +619,78 @@ async def test_a_gateway_run_whose_end_was_missed_is_adopted_once(alpha, running
     )
     users = [m for m in history["messages"] if m.get("role") == "user"]
     assert len(users) == 1, "the gateway started the run twice"
+
+
+async def test_a_gateway_killed_mid_run_is_followed_to_its_end_never_started_twice(
+    alpha, running, fake_model, monkeypatch
+):
+    """kill -9 the gateway while the model is still answering a dispatched run. The restarted
+    gateway resumes it by itself under a new run id (observed: OpenClaw 2026.9.6), and
+    agent.wait answers `timeout` for the old one (as for any id it does not know): Mission
+    Control follows the resumed run to its end — one reply, one comment — and never starts it
+    again itself. (Had the gateway dropped it, it would be lost, the task back in To do.)"""
+    import threading
+
+    from runs import actions as run_actions
+    from runs import loops as run_loops
+    from runs.models import Run
+    from tasks.models import Comment, Task
+    from tests.gateways import fakellm
+    from tests.tasks.factories import make_task
+
+    release, thinking = threading.Event(), threading.Event()
+    original = fakellm._Handler.reply
+
+    def slow(self: Any, request: dict[str, Any]) -> list[str]:
+        if "Stay on it" in json_text(request):
+            thinking.set()
+            release.wait(60)  # still thinking when the gateway is killed
+        return original(self, request)
+
+    monkeypatch.setattr(fakellm._Handler, "reply", slow)
+    monkeypatch.setattr(run_loops, "LOST_AFTER_S", 0)
+    gateway = await db(make_gateway)(name="alpha", url=alpha.url, token=alpha.token)
+    await until(lambda: row(gateway.pk).state == "connected")
+    agent = await until(lambda: Agent.objects.filter(gateway=gateway, external_id="main").first())
+    task = await db(make_task)("Stay on it", assignee=f"agent:{agent.pk}")
+    try:
+        run, _ = await db(run_actions.dispatch)(
+            __import__("missioncontrol.audit", fromlist=["Actor"]).Actor.system("test"),
+            run_actions.Dispatch(task.pk),
+        )
+        [order] = await db(run_actions.take_gateway_runs)()
+        await run_loops.send(order)
+        assert (await Run.objects.aget(pk=run.pk)).state == "running"
+        await until(thinking.is_set, timeout=60)
+        alpha.kill9()
+        await until(lambda: row(gateway.pk).state == "unreachable", timeout=10)
+    finally:
+        release.set()
+        if alpha.proc is None or alpha.proc.poll() is not None:
+            alpha.start()
+        await asyncio.to_thread(alpha.wait_ready)
+    await until(lambda: row(gateway.pk).state == "connected", timeout=30)
+    # The gateway resumes the run on its own, under a new id: its end, in the task's own
+    # session, ends ours (as it comes, or found by adopt when it came while we were away;
+    # a run the gateway forgot with no reply would be lost: LOST_AFTER_S, here 0).
+    [check] = await db(run_actions.gateway_runs_to_check)(0)
+    await run_loops.adopt(check)
+    ended = await until(
+        lambda: Run.objects.filter(pk=run.pk, state__in=Run.ENDED).first(), timeout=60
+    )
+    assert ended.state in ("succeeded", "lost"), ended.state
+    if ended.state == "succeeded":
+        assert ended.reply
+        assert await Comment.objects.filter(task=task).acount() == 1
+        assert (await Task.objects.aget(pk=task.pk)).status == "review"
+    else:
+        assert ended.error_kind == "gateway_lost"
+        row_task = await Task.objects.aget(pk=task.pk)
+        assert (row_task.status, row_task.blocked) == ("todo", True)
+    assert await Run.objects.filter(task=task).acount() == 1  # never dispatched again by us
+
+
+def json_text(request: Any) -> str:
+    import json
+
+    return json.dumps(request)
