@@ -360,12 +360,14 @@ def _end(
         if task.status != run.land_in:
             tasks.move_task(actor, task.pk, to_status=run.land_in)
     else:
-        if to_status is not None and task.status != to_status:
-            tasks.move_task(actor, task.pk, to_status=to_status)
         reason = blocked_reason or f"Run {run.attempt} {run.get_state_display().lower()}: " + (
             error or "no reason given"
         )
+        # Blocked first, then moved: an agent set to auto-dispatch is not handed it again on
+        # its way back into To do (the operator decides).
         tasks.set_blocked(actor, task.pk, blocked=True, reason=reason[:500])
+        if to_status is not None and task.status != to_status:
+            tasks.move_task(actor, task.pk, to_status=to_status)
     task = _set_task_run_state(task, state)
     verb: events.RunEventType = {
         Run.State.SUCCEEDED: "run.succeeded",

@@ -566,3 +566,17 @@ def test_the_palette_offers_dispatch_to_operators_only(operator, viewer, ada, ta
     actions.dispatch(ADMIN, actions.Dispatch(task.pk))
     found = operator.get("/search/", {"q": f"#{task.pk}"}).json()["results"]
     assert [r["kind"] for r in found] == ["Task"]  # a run is going: nothing to dispatch
+
+
+def test_a_lost_run_of_an_auto_dispatch_agent_waits_for_the_operator(bob_operator, ada, task):
+    """Its task goes back to To do blocked, and is not handed to the agent again by itself."""
+    ada.auto_dispatch = True
+    ada.save(update_fields=["auto_dispatch"])
+    run, _ = actions.dispatch(Actor.user(bob_operator), actions.Dispatch(task.pk))
+    actions.claim(ada.pk, run.pk)
+    run.refresh_from_db()
+    assert run.lease_expires_at is not None
+    actions.sweep_leases(run.lease_expires_at + timedelta(seconds=1))
+    task.refresh_from_db()
+    assert (task.status, task.blocked, task.run_state) == ("todo", True, "lost")
+    assert Run.objects.filter(task=task).count() == 1
