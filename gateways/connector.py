@@ -419,6 +419,8 @@ class SessionWriter:
             await db(agent_sessions.publish_session_message)(
                 gateway_id, key, message, message_id=f"run-{run[4:]}", streaming=True
             )
+            if ":mc-task-" in key:  # a task's run (runs/): its words on the card
+                await db(run_actions.gateway_progress)(gateway_id, key, message.text)
 
 
 _writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SessionWriter] = (

@@ -805,3 +805,31 @@ def gateway_run_resumed(run_id: int, external_run_id: str) -> None:
         if run.state in (Run.State.SENDING, Run.State.RUNNING):
             run.external_run_id = external_run_id[:100]
             run.save(update_fields=["external_run_id"])
+
+
+def gateway_progress(gateway_id: int, session_key: str, text: str) -> bool:
+    """A gateway run's streaming reply (the connector's writer, ≤ 4 times a second a run): its
+    last words are what the agent is doing now, on the card and the task's page. False when
+    the session is no task's running run."""
+    if ":mc-task-" not in session_key:
+        return False
+    shown = " ".join(text.split())[-500:]
+    with transaction.atomic():
+        run = (
+            Run.objects.select_for_update(of=("self",))
+            .filter(
+                session_key=session_key[:300],
+                agent__gateway_id=gateway_id,
+                state__in=(Run.State.SENDING, Run.State.RUNNING),
+            )
+            .first()
+        )
+        if run is None or run.progress == shown:
+            return False
+        run.progress = shown
+        run.save(update_fields=["progress"])
+        Task.objects.filter(pk=run.task_id).update(run_progress=shown)
+        if _progress_due(run.pk):
+            task = Task.objects.for_cards().get(pk=run.task_id)
+            _publish("run.progress", _gateway_actor(run), run, task)
+    return True

@@ -124,3 +124,23 @@ async def test_a_refused_start_fails_the_run_and_an_unreachable_gateway_keeps_it
     await until(lambda: not Gateway.objects.filter(state="connected").exists())
     assert await db(actions.take_gateway_runs)() == []  # not sent to a gateway that is gone
     assert (await Run.objects.aget(pk=again.pk)).state == "queued"
+
+
+async def test_a_gateway_runs_streamed_words_show_as_its_progress(fake, running):
+    run, task = await dispatched(fake, running)
+    [order] = await send_all()
+    for text in ("Reading", "Reading the incident log"):
+        await fake.send_event(
+            "chat",
+            {
+                "runId": order.idempotency_key,
+                "sessionKey": order.session_key,
+                "state": "delta",
+                "message": {"role": "assistant", "content": [{"type": "text", "text": text}]},
+            },
+        )
+    shown = await until(
+        lambda: Task.objects.filter(pk=task.pk, run_progress="Reading the incident log").first()
+    )
+    assert shown.run_state == "running"
+    assert (await Run.objects.aget(pk=run.pk)).progress == "Reading the incident log"
