@@ -170,6 +170,16 @@ def auto_dispatch(actor: Actor, task: Task, old_status: str) -> None:
         return
 
 
+def blockers_moved(actor: Actor, task: Task, old_status: str) -> None:
+    """A task entered or left Done (tasks' column hook): the queued runs of the tasks waiting
+    for it say again what they wait for (`run.waiting_changed`; empty: it goes out now)."""
+    if old_status == task.status or Task.Status.DONE not in (old_status, task.status):
+        return
+    waiting = Task.blocked_by.through.objects.filter(to_task_id=task.pk).values("from_task_id")
+    for run in Run.objects.filter(task_id__in=waiting, state=Run.State.QUEUED):
+        _publish("run.waiting_changed", actor, run, Task.objects.for_cards().get(pk=run.task_id))
+
+
 def _lock_run(run_id: int) -> Run:
     run = Run.objects.select_for_update(of=("self",)).filter(pk=run_id).first()
     if run is None:

@@ -24,6 +24,7 @@ class RunsConfig(AppConfig):
         from tasks.actions import register_column_hook
 
         register_column_hook("auto-dispatch", actions.auto_dispatch)
+        register_column_hook("waiting runs", actions.blockers_moved)
         from runs import overview as overview_part
 
         overview_part.register()

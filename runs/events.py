@@ -14,6 +14,7 @@ from tasks.models import Task
 RunEventType = Literal[
     "task.dispatched",
     "run.started",
+    "run.waiting_changed",
     "run.released",
     "run.progress",
     "run.succeeded",

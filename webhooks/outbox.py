@@ -41,6 +41,7 @@ CATALOGUE: dict[str, str] = {
     "task.cost_changed": "what the work on tasks cost moved",
     "task.dispatched": "a task was handed to its agent (a run was queued)",
     "run.started": "an agent started a run",
+    "run.waiting_changed": "a task a queued run waits for was done (or reopened): `run.waiting_on` is what it still waits for",
     "run.released": "an agent gave a run back before it ended: queued again",
     "run.succeeded": "a run succeeded: its reply is on the task, which moved on",
     "run.failed": "a run failed: the task is blocked with the reason",

@@ -464,6 +464,8 @@ def test_blockers_hold_a_dispatch_until_the_last_is_done_and_cycles_are_refused(
     assert LiveEvent.objects.filter(
         type="task.updated", payload__task__id=task.pk, payload__changes__waiting_count__after=0
     ).exists()
+    waited = LiveEvent.objects.filter(type="run.waiting_changed", payload__run__id=run.pk)
+    assert [e.payload["run"]["waiting_on"] for e in waited.order_by("seq")] == [[second.pk], []]
     # The last blocker Done: it goes out by itself.
     [offered] = actions.work_for({ada.pk}, now)[ada.pk]["runs"]
     assert offered["id"] == run.pk
