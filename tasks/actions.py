@@ -861,6 +861,35 @@ def change_own_task(actor: Actor, change: OwnTaskChange) -> Task:
     return task
 
 
+@dataclass(frozen=True)
+class TaskEdit:
+    """A person's change to a task through the API: fields (TaskChanges), its block, what it
+    waits for — each None when left alone."""
+
+    task_id: int
+    changes: TaskChanges
+    blocked: bool | None = None
+    blocked_reason: str = ""
+    blocked_by: list[int] | None = None
+    expected_version: int | None = None
+
+
+def edit_task(actor: Actor, edit: TaskEdit) -> Task:
+    """All of a person's change in one transaction: a refused part leaves nothing applied."""
+    with transaction.atomic():
+        task = _lock(edit.task_id)
+        if task.archived_at is not None:
+            raise NotFound("That task is archived.")
+        _check_version(task, edit.expected_version)
+        if edit.changes:
+            task = update_task(actor, task.pk, edit.changes)
+        if edit.blocked is not None:
+            task = set_blocked(actor, task.pk, blocked=edit.blocked, reason=edit.blocked_reason)
+        if edit.blocked_by is not None:
+            task = set_blocked_by(actor, task.pk, edit.blocked_by)
+    return Task.objects.for_cards().get(pk=task.pk)
+
+
 def archive_task(actor: Actor, task_id: int) -> Task:
     """Take a task off the board (kept, and listed under archived)."""
     with transaction.atomic():

@@ -46,12 +46,6 @@ class TaskAnswer(Schema):
     task: TaskOut
 
 
-class TaskPatch(Schema):
-    status: Task.Status | None = None
-    blocked: bool | None = None
-    blocked_reason: Text(500) = ""  # type: ignore[valid-type]
-
-
 class CommentIn(Schema):
     body: Text(20000)  # type: ignore[valid-type]
 
@@ -333,15 +327,76 @@ def claim(request: HttpRequest, task_id: int) -> dict[str, Any]:
     return {"task": task_json(actions.claim_task(actor, task.pk, agent_id=agent_id))}
 
 
+class TaskChangeIn(Schema):
+    """A change to a task: an agent's key may move and block its own task (`status`,
+    `blocked`, `blocked_reason`); an operator's token may change any of these."""
+
+    title: Text(200) | None = Field(None, min_length=1)  # type: ignore[valid-type]
+    description: Text(20000) | None = None  # type: ignore[valid-type]
+    status: Task.Status | None = None
+    priority: Literal["urgent", "high", "normal", "low"] | None = None
+    labels: list[Text(40)] | None = Field(None, max_length=20)  # type: ignore[valid-type]
+    assignee: Text(150) | None = Field(  # type: ignore[valid-type]
+        None, description="An agent's name or a person's username; empty: nobody."
+    )
+    blocked: bool | None = None
+    blocked_reason: Text(500) = ""  # type: ignore[valid-type]
+    blocked_by: list[int] | None = Field(
+        None, max_length=50, description="Tasks to be Done first (replaces the list)."
+    )
+    version: int | None = Field(
+        None, description="Refuse the change (409) unless the task is still at this version."
+    )
+
+
+PERSON_ONLY = ("title", "description", "priority", "labels", "assignee", "blocked_by", "version")
+
+
+def person_change(request: HttpRequest, task_id: int, body: TaskChangeIn) -> dict[str, Any]:
+    """An operator's token edits a task: fields, block and what it waits for, all or nothing."""
+    user = request.auth  # type: ignore[attr-defined]
+    if role_of(user) not in ("operator", "admin"):
+        raise Forbidden("Changing tasks needs the operator role.")
+    changes: dict[str, Any] = {}
+    for name in ("title", "description"):
+        if getattr(body, name) is not None:
+            changes[name] = getattr(body, name)
+    if body.status is not None:
+        changes["status"] = body.status.value
+    if body.priority is not None:
+        changes["priority"] = Task.Priority[body.priority.upper()].value
+    if body.labels is not None:
+        changes["labels"] = body.labels
+    if body.assignee is not None:
+        changes["assignee"] = _assignee(body.assignee)
+    task = actions.edit_task(
+        Actor.user(user),
+        actions.TaskEdit(
+            task_id=task_id,
+            changes=changes,  # type: ignore[arg-type]
+            blocked=body.blocked,
+            blocked_reason=body.blocked_reason,
+            blocked_by=body.blocked_by,
+            expected_version=body.version,
+        ),
+    )
+    return {"task": person_task_json(task, task.comment_count)}
+
+
 @router.patch(
     "/tasks/{id:task_id}",
-    auth=AgentKeyAuth(),
-    response={200: TaskAnswer, codes_4xx: ApiError},
-    summary="Move and/or block its own task (all of it or nothing)",
+    auth=[AgentKeyAuth(), PersonTokenAuth()],
+    response={200: TaskAnswer | PersonTaskAnswer, codes_4xx: ApiError},
+    summary="An agent's key: move and/or block its own task. An operator's token: change any "
+    "field, its block and what it waits for. All of it or nothing.",
 )
-def change(request: HttpRequest, task_id: int, body: TaskPatch | None = None) -> dict[str, Any]:
+def change(request: HttpRequest, task_id: int, body: TaskChangeIn | None = None) -> dict[str, Any]:
+    body = body or TaskChangeIn.model_validate({})
+    if not isinstance(request.auth, KeyInfo):  # type: ignore[attr-defined]
+        return person_change(request, task_id, body)
     agent_id, actor = _own_agent(request)
-    body = body or TaskPatch()
+    if refused := [f for f in PERSON_ONLY if getattr(body, f) is not None]:
+        raise Invalid({f: ["An agent's key may change only status and blocked."] for f in refused})
     update = actions.OwnTaskChange(
         agent_id=agent_id,
         task_id=task_id,

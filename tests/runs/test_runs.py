@@ -582,3 +582,46 @@ def test_a_lost_run_of_an_auto_dispatch_agent_waits_for_the_operator(bob_operato
     task.refresh_from_db()
     assert (task.status, task.blocked, task.run_state) == ("todo", True, "lost")
     assert Run.objects.filter(task=task).count() == 1
+
+
+async def test_an_operators_token_changes_a_task_all_or_nothing(
+    api, bob_operator, alice_viewer, ada, ada_key, task
+):
+    token = await sync_to_async(token_for)(bob_operator)
+    first = await sync_to_async(make_task)("Schema first")
+    path = f"/api/v1/tasks/{task.pk}"
+    r = await call(
+        api,
+        token,
+        "PATCH",
+        path,
+        {
+            "title": "Changelog 1.4",
+            "priority": "urgent",
+            "status": "backlog",
+            "blocked_by": [first.pk],
+        },
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()["task"]
+    assert (body["title"], body["priority"], body["status"], body["blocked_by"]) == (
+        "Changelog 1.4",
+        "urgent",
+        "backlog",
+        [first.pk],
+    )
+    # A refused part (an unknown task to wait for) leaves the rest unapplied.
+    r = await call(api, token, "PATCH", path, {"title": "Never", "blocked_by": [999_999]})
+    assert r.status_code == 400
+    assert (await Task.objects.aget(pk=task.pk)).title == "Changelog 1.4"
+    # A stale version is refused; a viewer's token may not change tasks; an agent's key
+    # may move and block its own task, nothing else.
+    r = await call(api, token, "PATCH", path, {"title": "Old", "version": 1})
+    assert r.status_code == 409
+    viewer = await sync_to_async(token_for)(alice_viewer)
+    assert (await call(api, viewer, "PATCH", path, {"title": "x"})).status_code == 403
+    r = await call(api, ada_key, "PATCH", path, {"title": "Mine now"})
+    assert r.status_code == 400
+    assert r.json()["detail"] == {"title": ["An agent's key may change only status and blocked."]}
+    r = await call(api, ada_key, "PATCH", path, {"status": "in_progress"})
+    assert r.status_code == 200
