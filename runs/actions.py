@@ -73,16 +73,6 @@ def _publish(event_type: events.RunEventType, actor: Actor, run: Run, task: Task
     )
 
 
-def _set_task_run_state(task: Task, state: str) -> Task:
-    """The card's run state (and the version, so a stale edit is refused), reloaded for events."""
-    from django.db.models import F
-
-    Task.objects.filter(pk=task.pk).update(
-        run_state=state, run_progress="", version=F("version") + 1, updated_at=timezone.now()
-    )
-    return Task.objects.for_cards().get(pk=task.pk)
-
-
 def dispatch(actor: Actor, order: Dispatch) -> tuple[Run, bool]:
     """The run (queued) of `order` and whether it is new. Refused: the task has no agent, its
     agent is paused by a budget (AgentPaused, naming it), it already has an active run."""
@@ -141,7 +131,7 @@ def _dispatch(actor: Actor, order: Dispatch, instructions: str, key: str) -> tup
     if task.blocked:
         # A new attempt is the answer to what blocked it.
         task = tasks.set_blocked(actor, task.pk, blocked=False)
-    task = _set_task_run_state(task, run.state)
+    task = tasks.set_run_state(task.pk, run.state)
     audit.record(
         actor,
         "task.dispatched",
@@ -233,7 +223,7 @@ def claim(agent_id: int, run_id: int) -> Run:
         task = Task.objects.get(pk=run.task_id)
         if task.status != Task.Status.IN_PROGRESS:
             task = tasks.move_task(actor, task.pk, to_status=Task.Status.IN_PROGRESS)
-        task = _set_task_run_state(task, run.state)
+        task = tasks.set_run_state(task.pk, run.state)
         audit.record(actor, "run.started", task, after={"run": run.pk, "attempt": run.attempt})
         _publish("run.started", actor, run, task)
     return run
@@ -266,8 +256,7 @@ def report_progress(agent_id: int, run_id: int, text: str) -> Run:
         run.progress = text
         run.lease_expires_at = timezone.now() + timedelta(seconds=lease_s(agent))
         run.save(update_fields=["progress", "lease_expires_at"])
-        # The card's line (no version bump: nothing an edit could clobber).
-        Task.objects.filter(pk=run.task_id).update(run_progress=text)
+        tasks.set_run_progress(run.task_id, text)
         if _progress_due(run.pk):
             task = Task.objects.for_cards().get(pk=run.task_id)
             _publish("run.progress", Actor.agent(agent.name), run, task)
@@ -290,7 +279,7 @@ def release(agent_id: int, run_id: int) -> Run:
         run.save(update_fields=["state", "started_at", "lease_expires_at", "progress", "version"])
         agent = Agent.objects.get(pk=agent_id)
         actor = Actor.agent(agent.name)
-        task = _set_task_run_state(Task.objects.get(pk=run.task_id), run.state)
+        task = tasks.set_run_state(run.task_id, run.state)
         audit.record(actor, "run.released", task, after={"run": run.pk, "attempt": run.attempt})
         _publish("run.released", actor, run, task)
     return run
@@ -378,7 +367,7 @@ def _end(
         tasks.set_blocked(actor, task.pk, blocked=True, reason=reason[:500])
         if to_status is not None and task.status != to_status:
             tasks.move_task(actor, task.pk, to_status=to_status)
-    task = _set_task_run_state(task, state)
+    task = tasks.set_run_state(task.pk, state)
     verb: events.RunEventType = {
         Run.State.SUCCEEDED: "run.succeeded",
         Run.State.FAILED: "run.failed",
@@ -650,7 +639,7 @@ def _start(run: Run, actor: Actor) -> None:
     task = Task.objects.get(pk=run.task_id)
     if task.status != Task.Status.IN_PROGRESS:
         task = tasks.move_task(actor, task.pk, to_status=Task.Status.IN_PROGRESS)
-    task = _set_task_run_state(task, run.state)
+    task = tasks.set_run_state(task.pk, run.state)
     audit.record(actor, "run.started", task, after={"run": run.pk, "attempt": run.attempt})
     _publish("run.started", actor, run, task)
 
@@ -838,7 +827,7 @@ def gateway_progress(gateway_id: int, session_key: str, text: str) -> bool:
             return False
         run.progress = shown
         run.save(update_fields=["progress"])
-        Task.objects.filter(pk=run.task_id).update(run_progress=shown)
+        tasks.set_run_progress(run.task_id, shown)
         if _progress_due(run.pk):
             task = Task.objects.for_cards().get(pk=run.task_id)
             _publish("run.progress", _gateway_actor(run), run, task)

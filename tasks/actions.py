@@ -890,6 +890,21 @@ def edit_task(actor: Actor, edit: TaskEdit) -> Task:
     return Task.objects.for_cards().get(pk=task.pk)
 
 
+def set_run_state(task_id: int, state: str) -> Task:
+    """Its latest run's state, as the card shows it (runs/ keeps it in the run's transaction;
+    the version moves, so an edit made before is refused as stale); reloaded for events."""
+    Task.objects.filter(pk=task_id).update(
+        run_state=state, run_progress="", version=F("version") + 1, updated_at=timezone.now()
+    )
+    return Task.objects.for_cards().get(pk=task_id)
+
+
+def set_run_progress(task_id: int, text: str) -> None:
+    """What the agent of its running run says it is doing now (the card's line; no version
+    move: nothing an edit could clobber)."""
+    Task.objects.filter(pk=task_id).update(run_progress=text[:500])
+
+
 def archive_task(actor: Actor, task_id: int) -> Task:
     """Take a task off the board (kept, and listed under archived)."""
     with transaction.atomic():
