@@ -315,7 +315,7 @@ def gateway_agents_offline(gateway_id: int, reason: str) -> int:
         for agent in (
             Agent.objects.of_gateway(gateway_id)
             .filter(status__in=Agent.LIVE_STATUSES)
-            .select_for_update()
+            .select_for_update(no_key=True)
             .order_by("pk")
         ):
             old, agent.status = agent.status, Agent.Status.OFFLINE
@@ -362,7 +362,7 @@ def issue_key(
 def revoke_key(actor: Actor, key_id: int) -> AgentKey:
     """Revoke at once: this process forgets the key now; others within keys.KEY_TTL_S."""
     with transaction.atomic():
-        key = AgentKey.objects.select_for_update().get(pk=key_id)
+        key = AgentKey.objects.select_for_update(no_key=True).get(pk=key_id)
         if key.revoked_at is None:
             AgentKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
             key.refresh_from_db()
@@ -385,7 +385,7 @@ def change_key(actor: Actor, key_id: int, limits: KeyLimits) -> AgentKey:
     """Change a key's label and limits (audited); revoking is final (a revoked key stays
     revoked), and this process forgets the key at once, others within keys.KEY_TTL_S."""
     with transaction.atomic():
-        key = AgentKey.objects.select_for_update().get(pk=key_id)
+        key = AgentKey.objects.select_for_update(no_key=True).get(pk=key_id)
         before = {"name": key.name, "max_uses": key.max_uses, "expires_at": key.expires_at}
         key.name = limits.name[:100]
         key.max_uses = limits.max_uses
@@ -437,10 +437,10 @@ def apply_heartbeats(beats: list[Heartbeat]) -> dict[int, dict[str, Any]]:
     ids = sorted({b.agent_id for b in beats})
     with connection.cursor() as cursor:
         # Raw SQL: the ORM's compile step cost more than the query at 2,000 heartbeats/s.
-        # FOR UPDATE on PostgreSQL: two processes' writers (scale-out) applying heartbeats of the
+        # FOR NO KEY UPDATE on PostgreSQL: two processes' writers (scale-out) applying heartbeats of the
         # same agent take turns, so the status each computes from is the one the other wrote.
         # SQLite's write transaction already excludes every other writer.
-        lock = " ORDER BY id FOR UPDATE" if connection.vendor == "postgresql" else ""
+        lock = " ORDER BY id FOR NO KEY UPDATE" if connection.vendor == "postgresql" else ""
         cursor.execute(
             f"SELECT {', '.join(columns)} FROM agents_agent WHERE id IN ({', '.join(['%s'] * len(ids))}){lock}",  # noqa: S608 - fixed names, placeholders only
             ids,
@@ -531,12 +531,15 @@ def sweep_statuses(now: datetime | None = None) -> int:
         changes: list[tuple[Agent, str, str]] = []
         # Locked (PostgreSQL; SQLite's write transaction excludes writers anyway): a heartbeat
         # committing meanwhile is waited for, and the row is re-checked against it.
-        for agent in Agent.objects.gone(now).select_for_update().order_by("pk"):
+        for agent in Agent.objects.gone(now).select_for_update(no_key=True).order_by("pk"):
             old, agent.status = agent.status, Agent.Status.OFFLINE
             changes.append((agent, old, "no heartbeat"))
         gone = {a.pk for a, _o, _r in changes}
         for agent in (
-            Agent.objects.stale(now).exclude(pk__in=gone).select_for_update().order_by("pk")
+            Agent.objects.stale(now)
+            .exclude(pk__in=gone)
+            .select_for_update(no_key=True)
+            .order_by("pk")
         ):
             old, agent.status = agent.status, Agent.Status.STALE
             changes.append((agent, old, "missed heartbeats"))
@@ -552,7 +555,7 @@ def set_run_settings(actor: Actor, agent_id: int, *, max_runs: int, auto_dispatc
     if not 1 <= max_runs <= 20:
         raise Invalid({"max_runs": ["Between 1 and 20."]})
     with transaction.atomic():
-        agent = Agent.objects.select_for_update().get(pk=agent_id)
+        agent = Agent.objects.select_for_update(no_key=True).get(pk=agent_id)
         before = {"max_runs": agent.max_runs, "auto_dispatch": agent.auto_dispatch}
         after = {"max_runs": max_runs, "auto_dispatch": auto_dispatch}
         if before == after:

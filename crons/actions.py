@@ -120,7 +120,7 @@ def check_health(now: datetime | None = None) -> int:
                 Job.objects.overdue(now)
                 .order_by("deadline", "pk")
                 .select_related("gateway", "agent")
-                .select_for_update(of=("self",))[:CHECK_BATCH]
+                .select_for_update(of=("self",), no_key=True)[:CHECK_BATCH]
             )
             for job in jobs:
                 change = Change()
@@ -211,7 +211,10 @@ def sync_gateway_jobs(
         gateway = Gateway.objects.filter(pk=gateway_id).first()
         if gateway is None:
             return []
-        known = {j.external_id: j for j in Job.objects.of_gateway(gateway_id).select_for_update()}
+        known = {
+            j.external_id: j
+            for j in Job.objects.of_gateway(gateway_id).select_for_update(no_key=True)
+        }
         agents = _agents(gateway_id)
         seen: list[Job] = []
         for item in listed:
@@ -301,7 +304,7 @@ def gateway_cron_event(gateway_id: int, event: frames.CronEvent) -> Job | None:
             j.external_id: j
             for j in Job.objects.of_gateway(gateway_id)
             .filter(external_id=external)
-            .select_for_update()
+            .select_for_update(no_key=True)
         }
         if event.action == "removed":
             job = known.get(external)
@@ -375,7 +378,7 @@ def _lock(job_id: int) -> Job:
         return (
             Job.objects.listed()
             .select_related("gateway", "agent")
-            .select_for_update(of=("self",))
+            .select_for_update(of=("self",), no_key=True)
             .get(pk=job_id)
         )
     except Job.DoesNotExist:
@@ -534,7 +537,11 @@ def checkin(
     if token is None:
         raise NotFound("No check has that id.")
     with transaction.atomic():
-        job = Job.objects.filter(token=token, source=Job.Source.DIRECT).select_for_update().first()
+        job = (
+            Job.objects.filter(token=token, source=Job.Source.DIRECT)
+            .select_for_update(no_key=True)
+            .first()
+        )
         if job is None:
             raise NotFound("No check has that id.")
         open_run = (

@@ -293,7 +293,7 @@ def delete_gateway(actor: Actor, gateway_id: int) -> None:
 
 def _lock(gateway_id: int) -> Gateway:
     try:
-        return Gateway.objects.select_for_update().get(pk=gateway_id)
+        return Gateway.objects.select_for_update(no_key=True).get(pk=gateway_id)
     except Gateway.DoesNotExist:
         raise NotFound("That gateway does not exist (any more).") from None
 
@@ -321,7 +321,7 @@ def record_state(
     now = timezone.now()
     with transaction.atomic():
         try:
-            gateway = Gateway.objects.select_for_update().get(pk=gateway_id)
+            gateway = Gateway.objects.select_for_update(no_key=True).get(pk=gateway_id)
         except Gateway.DoesNotExist:
             return None
         if not gateway.enabled and state != State.DISABLED:
@@ -360,7 +360,7 @@ def record_hello(gateway_id: int, hello: Hello) -> Gateway | None:
     """Connected: what hello-ok said (version, scopes, missing features, a new device token)."""
     with transaction.atomic():
         try:
-            gateway = Gateway.objects.select_for_update().get(pk=gateway_id)
+            gateway = Gateway.objects.select_for_update(no_key=True).get(pk=gateway_id)
         except Gateway.DoesNotExist:
             return None
         gateway.server_version = hello.version[:64]
@@ -380,7 +380,7 @@ def record_health(gateway_id: int, summary: frames.GatewayHealth) -> None:
     """Fresh health figures (merged into what is known: a `health` event lacks `status`'s)."""
     with transaction.atomic():
         try:
-            gateway = Gateway.objects.select_for_update().get(pk=gateway_id)
+            gateway = Gateway.objects.select_for_update(no_key=True).get(pk=gateway_id)
         except Gateway.DoesNotExist:
             return
         merged = {**gateway.health, **summary.known()}
@@ -399,7 +399,7 @@ def record_skipped(gateway_id: int, counts: dict[str, dict[str, int]]) -> None:
     page shows (bounded: the most frequent reasons of each kind)."""
     now = timezone.now().isoformat()
     with transaction.atomic():
-        gateway = Gateway.objects.select_for_update().filter(pk=gateway_id).first()
+        gateway = Gateway.objects.select_for_update(no_key=True).filter(pk=gateway_id).first()
         if gateway is None:
             return
         shown = dict(gateway.skipped or {})
@@ -431,7 +431,7 @@ def device_identity() -> Identity:
         return Identity.from_private(row.private_key)
     identity = Identity.generate()
     with transaction.atomic():
-        row = DeviceIdentity.objects.select_for_update().order_by("pk").first()
+        row = DeviceIdentity.objects.select_for_update(no_key=True).order_by("pk").first()
         if row is not None and row.private_key:
             return Identity.from_private(row.private_key)
         if row is not None:

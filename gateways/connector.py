@@ -239,6 +239,10 @@ class Link:
         """Re-sync, then read frames and run inbox commands until the connection dies."""
         self.connected_mono = time.monotonic()
         reader = asyncio.ensure_future(self.connection.run())
+        # Commands run side by side, each answered when its own answer comes: one slow request
+        # (an agent.wait, a long history) must not hold up a chat.send or a dispatch behind it.
+        # Each is sent in the order it came (a task runs up to its send before the next starts).
+        commands: set[asyncio.Task[None]] = set()
         try:
             await self.sync()
             while True:
@@ -248,8 +252,13 @@ class Link:
                     command.cancel()
                     reader.result()  # raises Dead
                     return
-                await self.run_command(command.result())
+                running = asyncio.ensure_future(self.run_command(command.result()))
+                commands.add(running)
+                running.add_done_callback(commands.discard)
+                await asyncio.sleep(0)  # let it send before the next command is taken
         finally:
+            for running in list(commands):
+                running.cancel()
             reader.cancel()
             if self.backfill is not None:
                 self.backfill.cancel()
@@ -264,6 +273,11 @@ class Link:
             return  # its caller gave up: never send a message late
         try:
             result = await self.connection.request(command["method"], command.get("params"))
+        except asyncio.CancelledError:
+            # The connection ended under it: its caller hears so now, not at its timeout.
+            if reply is not None and not reply.done():
+                reply.set_exception(protocol.Dead("the connection ended before the answer"))
+            raise
         except Exception as failure:
             if reply is not None and not reply.done():
                 reply.set_exception(failure)

@@ -39,7 +39,7 @@ def one_time_password() -> str:
 
 
 def _person(user_id: int) -> Any:
-    found = get_user_model().objects.select_for_update().filter(pk=user_id).first()
+    found = get_user_model().objects.select_for_update(no_key=True).filter(pk=user_id).first()
     if found is None:
         raise NotFound("That person does not exist (any more).")
     return found

@@ -150,7 +150,15 @@ elif _layer_url.startswith(("redis://", "rediss://", "unix://")):
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [_layer_url], "capacity": 1000},
+            "CONFIG": {
+                # A read waits longer than channels-redis's blocking pop (5 s): redis-py 8's own
+                # default of 5 s failed receives on a loaded machine ("Timeout reading from"),
+                # and with them the gateways' command loop.
+                "hosts": [
+                    {"address": _layer_url, "socket_timeout": 30, "socket_connect_timeout": 5}
+                ],
+                "capacity": 1000,
+            },
         }
     }
 else:

@@ -82,7 +82,7 @@ def issue(
 def revoke(actor: audit.Actor, token_id: int, *, owner: Any | None = None) -> ApiToken:
     """Revoke a token (its owner's, when `owner` is given: people revoke only their own)."""
     with transaction.atomic():
-        rows = ApiToken.objects.select_for_update().filter(pk=token_id)
+        rows = ApiToken.objects.select_for_update(no_key=True).filter(pk=token_id)
         if owner is not None:
             rows = rows.filter(user=owner)
         token = rows.first()

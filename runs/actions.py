@@ -142,6 +142,39 @@ def _dispatch(actor: Actor, order: Dispatch, instructions: str, key: str) -> tup
     return run, True
 
 
+def retry(actor: Actor, run_id: int, idempotency_key: str = "") -> tuple[Run, bool]:
+    """A new attempt of the task whose latest run `run_id` failed, timed out, was aborted or
+    lost: dispatched again with that attempt's instructions and landing column, to the agent
+    the task is assigned to now; the earlier attempts stay in its history."""
+    run = Run.objects.filter(pk=run_id).first()
+    if run is None:
+        raise NotFound("That run does not exist.")
+    if run.state == Run.State.SUCCEEDED:
+        raise Invalid({"run": ["That attempt succeeded: dispatch the task again instead."]})
+    if run.state not in Run.ENDED:
+        raise RunActive(
+            f"Attempt {run.attempt} is still {run.get_state_display().lower()}: abort it first.",
+            run=events.run_data(run),
+        )
+    key = (idempotency_key or "").strip()
+    if key and actor.user_id is not None:
+        earlier = Run.objects.filter(requested_by_id=actor.user_id, idempotency_key=key).first()
+        if earlier is not None and earlier.task_id == run.task_id:
+            return earlier, False  # the same retry, asked again
+    latest = Run.objects.filter(task_id=run.task_id).aggregate(n=Max("attempt"))["n"]
+    if latest != run.attempt:
+        raise Conflict(f"Attempt {run.attempt} is not the latest: retry attempt {latest}.")
+    return dispatch(
+        actor,
+        Dispatch(
+            task_id=run.task_id,
+            instructions=run.instructions,
+            land_in=run.land_in,
+            idempotency_key=idempotency_key,
+        ),
+    )
+
+
 def _tasks_text(ids: list[int]) -> str:
     return ", ".join(f"#{n}" for n in sorted(ids))
 
@@ -171,7 +204,7 @@ def blockers_moved(actor: Actor, task: Task, old_status: str) -> None:
 
 
 def _lock_run(run_id: int) -> Run:
-    run = Run.objects.select_for_update(of=("self",)).filter(pk=run_id).first()
+    run = Run.objects.select_for_update(of=("self",), no_key=True).filter(pk=run_id).first()
     if run is None:
         raise NotFound("That run does not exist.")
     return run
@@ -582,7 +615,7 @@ def take_gateway_runs(limit: int = 20) -> list[GatewaySend]:
                 agent__source=Agent.Source.GATEWAY, agent__gateway__state=Gateway.State.CONNECTED
             )
             .select_related("agent")
-            .select_for_update(of=("self",))[:limit]
+            .select_for_update(of=("self",), no_key=True)[:limit]
         )
         if not queued:
             return []
@@ -705,7 +738,7 @@ def gateway_run_ended(
             # (a gateway that restarted mid-run resumes it under a new one).
             ours |= Q(session_key=session_key[:300])
         run = (
-            Run.objects.select_for_update(of=("self",))
+            Run.objects.select_for_update(of=("self",), no_key=True)
             .filter(ours, agent__gateway_id=gateway_id)
             .first()
         )
@@ -815,7 +848,7 @@ def gateway_progress(gateway_id: int, session_key: str, text: str) -> bool:
     shown = " ".join(text.split())[-500:]
     with transaction.atomic():
         run = (
-            Run.objects.select_for_update(of=("self",))
+            Run.objects.select_for_update(of=("self",), no_key=True)
             .filter(
                 session_key=session_key[:300],
                 agent__gateway_id=gateway_id,

@@ -112,6 +112,24 @@ def abort(request: HttpRequest, run_id: int) -> dict[str, Any]:
     return {"run": events.run_data(aborted)}
 
 
+@router.post(
+    "/runs/{id:run_id}/retry",
+    auth=PersonTokenAuth(least="operator"),
+    response={200: RunAnswer, 202: RunAnswer, codes_4xx: ApiError},
+    summary="A new attempt of a run that failed, timed out, was aborted or lost (202 with the "
+    "queued run; 409 while it is active or when it is not the task's latest attempt; with an "
+    "Idempotency-Key header a retry answers 200 with the same run)",
+)
+def retry(request: HttpRequest, run_id: int) -> Status[dict[str, Any]]:
+    user = request.auth  # type: ignore[attr-defined]
+    run = access.check_operate_run(user, run_id)
+    access.check_dispatch(user, run.task_id)
+    again, created = actions.retry(
+        Actor.user(user), run_id, idempotency_key=request.headers.get("Idempotency-Key", "")
+    )
+    return Status(202 if created else 200, {"run": events.run_data(again)})
+
+
 def _agent(request: HttpRequest) -> int:
     key: KeyInfo = request.auth  # type: ignore[attr-defined]
     assert key.agent_id is not None

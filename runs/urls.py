@@ -8,5 +8,7 @@ app_name = "runs"
 
 urlpatterns = [
     path("tasks/<id:pk>/dispatch/", views.dispatch, name="dispatch"),
+    path("runs/<id:pk>/", views.detail, name="detail"),
     path("runs/<id:pk>/abort/", views.abort, name="abort"),
+    path("runs/<id:pk>/retry/", views.retry, name="retry"),
 ]

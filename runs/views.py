@@ -8,13 +8,13 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from missioncontrol.audit import Actor
-from missioncontrol.errors import ActionError, Forbidden
+from missioncontrol.errors import ActionError, Forbidden, NotFound
 from missioncontrol.roles import role_required
 from runs import access, actions, events
 from runs.models import Run
@@ -99,9 +99,50 @@ def abort(request: HttpRequest, pk: int) -> HttpResponse:
     except Forbidden as refused:
         raise PermissionDenied(refused.detail) from None
     except ActionError as refused:
-        for message in refused.messages:
-            messages.error(request, message)
-        return redirect("tasks:list")
+        return _refused(request, refused)
     if getattr(request, "htmx", False):
         return HttpResponse(status=204)
     return redirect(reverse("tasks:detail", args=[run.task_id]) + "#runs")
+
+
+def _refused(request: HttpRequest, refused: ActionError) -> HttpResponse:
+    """An action the page asked with htmx says why in plain text (the page's toast shows it);
+    a plain form post says it as a message on the board."""
+    if getattr(request, "htmx", False):
+        return HttpResponse(
+            " ".join(refused.messages), status=refused.status, content_type="text/plain"
+        )
+    for message in refused.messages:
+        messages.error(request, message)
+    return redirect("tasks:list")
+
+
+@require_POST
+@role_required("operator")
+def retry(request: HttpRequest, pk: int) -> HttpResponse:
+    """A new attempt of a failed, timed-out, aborted or lost run (its instructions, its column)."""
+    try:
+        run = access.check_operate_run(request.user, pk)
+        access.check_dispatch(request.user, run.task_id)
+        # Keyed by the attempt: a double click (or two tabs) retries it once.
+        again, _created = actions.retry(Actor.user(request.user), pk, idempotency_key=f"retry:{pk}")
+    except Forbidden as refused:
+        raise PermissionDenied(refused.detail) from None
+    except ActionError as refused:
+        return _refused(request, refused)
+    if getattr(request, "htmx", False):
+        return HttpResponse(status=204)
+    messages.success(request, f"Retried with {again.agent_name}: attempt {again.attempt}.")
+    return redirect(reverse("tasks:detail", args=[again.task_id]) + "#runs")
+
+
+@require_safe
+@role_required("viewer")
+def detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """One attempt in full, loaded when its entry is opened on the task page: the brief the
+    agent was given, its timeline, the final reply, the error, usage and where it ran."""
+    try:
+        run = access.visible_run(request.user, pk)
+    except NotFound:
+        raise Http404("That run does not exist.") from None
+    return render(request, "runs/_run_detail.html", {"run": run})

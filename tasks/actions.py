@@ -265,7 +265,7 @@ def _lock(task_id: int) -> Task:
     # holds the database's single write lock.
     try:
         return (
-            Task.objects.select_for_update(of=("self",))
+            Task.objects.select_for_update(of=("self",), no_key=True)
             .select_related("assignee_user", "assignee_agent")
             .get(pk=task_id)
         )
@@ -281,7 +281,7 @@ def _lock_for_move(task_id: int) -> Task:
         Task,
         f"FROM {TASKS} t LEFT JOIN {user_table} u ON u.id = t.assignee_user_id "
         f"LEFT JOIN {Agent._meta.db_table} a ON a.id = t.assignee_agent_id WHERE t.id = %s"
-        + (" FOR UPDATE OF t" if connection.features.has_select_for_update_of else ""),
+        + (" FOR NO KEY UPDATE OF t" if connection.features.has_select_for_update_of else ""),
         [task_id],
         extra=[f"COALESCE(a.name, u.{get_user_model().USERNAME_FIELD}, '')"],
     )

@@ -51,7 +51,7 @@ def save_endpoint(actor: Actor, endpoint: Endpoint) -> Endpoint:
     with transaction.atomic():
         before = None
         if endpoint.pk:
-            old = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+            old = Endpoint.objects.select_for_update(no_key=True).get(pk=endpoint.pk)
             before = endpoint_data(old)
             if endpoint.enabled and not old.enabled:
                 endpoint.consecutive_failures = 0
@@ -93,7 +93,7 @@ def secret_viewed(actor: Actor, endpoint: Endpoint) -> None:
 def rotate_secret(actor: Actor, endpoint_id: int) -> Endpoint:
     """A new signing secret; the old one signs too (a second signature) for ROTATION_GRACE."""
     with transaction.atomic():
-        endpoint = Endpoint.objects.select_for_update().get(pk=endpoint_id)
+        endpoint = Endpoint.objects.select_for_update(no_key=True).get(pk=endpoint_id)
         endpoint.previous_secret = endpoint.secret
         endpoint.previous_until = timezone.now() + ROTATION_GRACE
         endpoint.secret = new_secret()
@@ -249,7 +249,10 @@ def record_attempts(results: list[tuple[int, Outcome]]) -> dict[int, Delivery]:
     with transaction.atomic():
         ids = sorted({delivery_id for delivery_id, _outcome in results})
         deliveries = {
-            d.pk: d for d in Delivery.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+            d.pk: d
+            for d in Delivery.objects.select_for_update(no_key=True)
+            .filter(pk__in=ids)
+            .order_by("pk")
         }
         attempts: list[Attempt] = []
         health: dict[int, list[Outcome]] = {}
@@ -307,7 +310,7 @@ def _next_state(delivery: Delivery, outcome: Outcome) -> None:
 
 def _health(endpoint_id: int, outcomes: list[Outcome]) -> None:
     """An endpoint's health after these outcomes (in order), and the auto-disable rule."""
-    endpoint = Endpoint.objects.select_for_update().filter(pk=endpoint_id).first()
+    endpoint = Endpoint.objects.select_for_update(no_key=True).filter(pk=endpoint_id).first()
     if endpoint is None:
         return
     for outcome in outcomes:

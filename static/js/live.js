@@ -76,6 +76,18 @@ function activate(el) {
   if (window.htmx && el) window.htmx.process(el);
 }
 
+// A <details> the reader opened inside a replaced element stays open: with what it loaded
+// while the element's state (its class) is unchanged, loaded afresh (its toggle) when it moved.
+function keepOpen(existing, el) {
+  const same = existing.className.replace(" live-new", "") === el.className.replace(" live-new", "");
+  for (const was of existing.querySelectorAll("details[open][id]")) {
+    const now = el.querySelector(`#${CSS.escape(was.id)}`);
+    if (!now) continue;
+    if (same) now.replaceWith(was);
+    else now.open = true;
+  }
+}
+
 // --- DOM ops -------------------------------------------------------------------------------
 const OPS = {
   upsert(op) {
@@ -108,6 +120,7 @@ const OPS = {
     if (el !== existing) {
       el.classList.add("live-new");
       activate(el);
+      if (existing) keepOpen(existing, el);
       if (hadFocus) el.focus();
     }
   },

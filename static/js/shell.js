@@ -110,3 +110,19 @@ document.addEventListener("click", async (e) => {
     button.textContent = "Press Ctrl+C";
   }
 });
+
+// A refused htmx action (abort, retry: hx-swap="none") says why, in the page's toast: the
+// server answers such requests with the reason as plain text (4xx; HTML answers are swapped).
+let toastTimer = null;
+document.body.addEventListener("htmx:afterRequest", (e) => {
+  const toast = document.getElementById("toast");
+  const xhr = e.detail.xhr;
+  if (!toast || !xhr || xhr.status < 400) return;
+  const plain = (xhr.getResponseHeader("Content-Type") || "").startsWith("text/plain");
+  if (!plain && xhr.status < 500 && xhr.status !== 0) return;
+  toast.textContent = (plain && xhr.responseText.trim().slice(0, 300)) || "That did not work: try again.";
+  toast.dataset.kind = "error";
+  toast.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => (toast.hidden = true), 6000);
+});

@@ -183,3 +183,56 @@ async def test_the_supervisor_follows_gateways_added_disabled_and_changed(fake):
             await other.stop()
     finally:
         await supervisor.stop()
+
+
+async def test_a_slow_command_does_not_hold_up_the_ones_after_it(running):
+    """Commands to one gateway run side by side: a chat.send (or a dispatch) behind an
+    agent.wait that takes seconds is answered at once, not when the wait ends."""
+    from gateways import commands
+
+    slow_fake = await FakeGateway(
+        methods={"agent.wait": {"status": "ok"}}, delays={"agent.wait": 4}
+    ).start()
+    try:
+        gateway = await db(make_gateway)(url=slow_fake.url, token=TOKEN)
+        await until(lambda: state(gateway.pk) == "connected")
+        waiting = asyncio.ensure_future(
+            commands.acall(gateway.pk, "agent.wait", {"runId": "run-1", "timeoutMs": 4000})
+        )
+        await until(lambda: any(m == "agent.wait" for m, _p in slow_fake.requests))
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        health = await commands.acall(gateway.pk, "health", timeout=10)
+        assert health["ok"] is True
+        assert loop.time() - asked < 2, "the quick command waited for the slow one"
+        assert not waiting.done()
+        assert (await waiting) == {"status": "ok"}
+    finally:
+        await slow_fake.stop()
+
+
+async def test_a_command_in_flight_when_the_connection_drops_is_answered_at_once(running):
+    """The connection ends while a command waits for its answer: its caller hears that the
+    gateway did not answer then, not at the end of its own timeout."""
+    from gateways import commands
+
+    slow_fake = await FakeGateway(
+        methods={"agent.wait": {"status": "ok"}}, delays={"agent.wait": 30}
+    ).start()
+    try:
+        gateway = await db(make_gateway)(url=slow_fake.url, token=TOKEN)
+        await until(lambda: state(gateway.pk) == "connected")
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        waiting = asyncio.ensure_future(
+            commands.acall(
+                gateway.pk, "agent.wait", {"runId": "run-1", "timeoutMs": 30000}, timeout=40
+            )
+        )
+        await until(lambda: any(m == "agent.wait" for m, _p in slow_fake.requests))
+        await slow_fake.drop_all()
+        with pytest.raises(commands.Unavailable, match="did not answer"):
+            await waiting
+        assert loop.time() - asked < 10
+    finally:
+        await slow_fake.stop()

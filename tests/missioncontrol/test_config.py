@@ -78,7 +78,10 @@ def test_defaults(settings):
 def test_redis_url_selects_channels_redis(tmp_path):
     code = (
         "import django, os; from django.conf import settings; django.setup(); "
-        "print(settings.CHANNEL_LAYERS['default']['BACKEND'])"
+        "print(settings.CHANNEL_LAYERS['default']['BACKEND']); "
+        "from channels.layers import get_channel_layer; layer = get_channel_layer(); "
+        "pool = layer.create_pool(0); "
+        "print(pool.connection_kwargs['socket_timeout'] > layer.brpop_timeout)"
     )
     env = {
         **os.environ,
@@ -89,7 +92,11 @@ def test_redis_url_selects_channels_redis(tmp_path):
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )
-    assert out.stdout.strip() == "channels_redis.core.RedisChannelLayer"
+    backend, waits_longer = out.stdout.split()
+    assert backend == "channels_redis.core.RedisChannelLayer"
+    # A read outlasts the layer's blocking pop (redis-py 8 defaults both to 5 s: a loaded
+    # machine's receive then failed with "Timeout reading from").
+    assert waits_longer == "True"
 
 
 @pytest.mark.parametrize(

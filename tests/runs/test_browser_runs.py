@@ -9,6 +9,8 @@ import httpx
 import pytest
 
 from agents.models import Agent, AgentKey
+from missioncontrol.audit import Actor
+from runs import actions
 from runs.models import Run
 from tasks.models import Task
 from tests.agents.conftest import issue
@@ -49,8 +51,15 @@ def test_dispatch_from_the_page_and_watch_the_run_on_the_board(browser_factory, 
     board.wait_for_function(
         f"() => document.querySelector('#run-progress-{task.pk}')?.textContent === 'Editing cli.py'"
     )
-    # The task page, still open, follows too.
+    # The task page, still open, follows too; an attempt opened there stays open while the
+    # agent's words stream in, and shows the brief it was given.
     page.wait_for_selector(f"#run-{run.pk}.is-running")
+    page.click(f"#run-more-{run.pk} summary")
+    page.wait_for_selector(f"#run-more-{run.pk} .run-prompt >> text=Keep the old name as an alias.")
+    said = agent_api.post(f"/api/v1/runs/{run.pk}/progress", json={"text": "Running the tests"})
+    assert said.status_code == 200
+    page.wait_for_selector(f"#run-{run.pk} .run-now >> text=Running the tests")
+    assert page.is_visible(f"#run-more-{run.pk} .run-prompt")
     finished = agent_api.post(
         f"/api/v1/runs/{run.pk}/finish",
         json={"outcome": "succeeded", "reply": "Renamed; alias kept."},
@@ -60,6 +69,8 @@ def test_dispatch_from_the_page_and_watch_the_run_on_the_board(browser_factory, 
     assert board.query_selector(f"{card} .run-chip") is None
     page.wait_for_selector(f"#comments-{task.pk} >> text=Renamed; alias kept.")
     page.wait_for_selector(f"#run-{run.pk}.is-succeeded")
+    # Still open, loaded again now that it ended: the reply is there.
+    page.wait_for_selector(f"#run-more-{run.pk}[open] .run-reply >> text=Renamed; alias kept.")
     assert Task.objects.get(pk=task.pk).status == "review"
     assert session.csp_violations() == []
 
@@ -88,4 +99,20 @@ def test_the_d_key_and_the_card_menu_dispatch_from_the_board(browser_factory, li
     page.click(f"#task-{nobody.pk} [data-action=move-menu]")
     assert page.is_disabled("#move-menu [data-action=dispatch]")
     assert Run.objects.filter(task__in=[keyed, menued]).count() == 2
+    # Aborted, then retried from its page: attempt 2 comes in on top, live; only the newest
+    # attempt offers Retry; a retry of a superseded attempt says why not in the toast.
+    first = Run.objects.get(task=keyed)
+    actions.abort(Actor.system("test"), first.pk)
+    page.goto(f"/tasks/{keyed.pk}/")
+    page.click(f"#run-{first.pk} .run-retry button")
+    page.wait_for_selector(f"#runs-{keyed.pk} > .run-entry.is-queued:first-child")
+    second = Run.objects.get(task=keyed, attempt=2)
+    assert page.is_hidden(f"#run-{first.pk} .run-retry")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click(f"#run-{second.pk} .run-actions button >> text=Abort")
+    page.wait_for_selector(f"#run-{second.pk}.is-aborted .run-retry button")
+    page.evaluate(f"document.querySelector('#run-{first.pk} .run-retry').style.display = 'flex'")
+    Run.objects.filter(pk=second.pk).update(idempotency_key="")
+    page.click(f"#run-{first.pk} .run-retry button")
+    page.wait_for_selector("#toast:not([hidden]) >> text=not the latest")
     assert session.csp_violations() == []

@@ -27,6 +27,7 @@ from runs.models import Run
 from tasks.models import Comment, Task
 from tests.agents.conftest import issue
 from tests.billing import factories as billing_factories
+from tests.missioncontrol.factories import UserFactory
 from tests.tasks.factories import make_task
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -625,3 +626,83 @@ async def test_an_operators_token_changes_a_task_all_or_nothing(
     assert r.json()["detail"] == {"title": ["An agent's key may change only status and blocked."]}
     r = await call(api, ada_key, "PATCH", path, {"status": "in_progress"})
     assert r.status_code == 200
+
+
+async def test_retry_makes_a_new_attempt_with_the_same_instructions_once(
+    api, bob_operator, ada, ada_key, task
+):
+    """Retry (API, operator's token): a failed attempt is dispatched again as attempt 2 with
+    its instructions and column; a retry of the same request (Idempotency-Key) is the same run;
+    an active or superseded attempt, or one that succeeded, is refused with the reason."""
+    token = await sync_to_async(token_for)(bob_operator)
+    first = (
+        await call(
+            api,
+            token,
+            "POST",
+            f"/api/v1/tasks/{task.pk}/runs",
+            {"instructions": "Only the API part.", "land_in": "done"},
+        )
+    ).json()["run"]
+    r = await call(api, token, "POST", f"/api/v1/runs/{first['id']}/retry")
+    assert r.status_code == 409, r.text
+    assert r.json()["error"] == "run_active"
+    await call(api, ada_key, "POST", f"/api/v1/runs/{first['id']}/claim")
+    await call(
+        api,
+        ada_key,
+        "POST",
+        f"/api/v1/runs/{first['id']}/finish",
+        {"outcome": "failed", "error": "Tests did not pass."},
+    )
+    assert (await Task.objects.aget(pk=task.pk)).blocked
+    r = await call(
+        api, token, "POST", f"/api/v1/runs/{first['id']}/retry", **{"Idempotency-Key": "r-1"}
+    )
+    assert r.status_code == 202, r.text
+    second = r.json()["run"]
+    assert (second["attempt"], second["state"], second["land_in"]) == (2, "queued", "done")
+    again = await Run.objects.aget(pk=second["id"])
+    assert again.instructions == "Only the API part."
+    assert not (await Task.objects.aget(pk=task.pk)).blocked
+    same = await call(
+        api, token, "POST", f"/api/v1/runs/{first['id']}/retry", **{"Idempotency-Key": "r-1"}
+    )
+    assert (same.status_code, same.json()["run"]["id"]) == (200, second["id"])
+    assert await Run.objects.filter(task=task).acount() == 2
+    # Attempt 1 is not the latest any more.
+    await call(api, token, "POST", f"/api/v1/runs/{second['id']}/abort")
+    r = await call(api, token, "POST", f"/api/v1/runs/{first['id']}/retry")
+    assert r.status_code == 409
+    assert "not the latest" in r.json()["detail"]
+    # A viewer's token may not retry.
+    vic = await sync_to_async(UserFactory.create)(username="vic", role="viewer")
+    viewer_token = await sync_to_async(token_for)(vic)
+    r = await call(api, viewer_token, "POST", f"/api/v1/runs/{second['id']}/retry")
+    assert r.status_code == 403
+
+
+def test_the_task_page_retries_the_latest_failed_attempt(operator, viewer, ada, task):
+    run, _ = actions.dispatch(
+        Actor.system("test"), actions.Dispatch(task.pk, instructions="Be brief.")
+    )
+    actions.claim(ada.pk, run.pk)
+    actions.finish(ada.pk, run.pk, "failed", error="No network.")
+    page = operator.get(f"/tasks/{task.pk}/").content.decode()
+    assert f'hx-post="/runs/{run.pk}/retry/"' in page
+    assert viewer.post(f"/runs/{run.pk}/retry/", HTTP_HX_REQUEST="true").status_code == 403
+    r = operator.post(f"/runs/{run.pk}/retry/", HTTP_HX_REQUEST="true")
+    assert r.status_code == 204
+    # A double click: the same attempt, not a third.
+    assert operator.post(f"/runs/{run.pk}/retry/", HTTP_HX_REQUEST="true").status_code == 204
+    assert list(Run.objects.order_by("attempt").values_list("attempt", "state")) == [
+        (1, "failed"),
+        (2, "queued"),
+    ]
+    assert Run.objects.get(attempt=2).instructions == "Be brief."
+    # While attempt 2 is going, a retry says why not, in words the page's toast shows.
+    Run.objects.filter(attempt=2).update(idempotency_key="")
+    r = operator.post(f"/runs/{run.pk}/retry/", HTTP_HX_REQUEST="true")
+    assert r.status_code == 409
+    assert r["Content-Type"].startswith("text/plain")
+    assert "not the latest" in r.content.decode()
