@@ -31,7 +31,7 @@ def check_dispatch(user: Any, task_id: int) -> None:
 
 
 def visible_run(user: Any, run_id: int) -> Run:
-    run = Run.objects.select_related("agent").filter(pk=run_id).first()
+    run = Run.objects.select_related("agent", "task").filter(pk=run_id).first()
     gateway_id = run.agent.gateway_id if run is not None and run.agent is not None else None
     if run is None or not access.can_view(user, gateway_id):
         raise NotFound("That run does not exist.")

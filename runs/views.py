@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from missioncontrol.audit import Actor
 from missioncontrol.errors import ActionError, Forbidden, NotFound
+from missioncontrol.http import MCRequest
 from missioncontrol.roles import role_required
 from runs import access, actions, events
 from runs.models import Run
@@ -138,11 +139,13 @@ def retry(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_safe
 @role_required("viewer")
-def detail(request: HttpRequest, pk: int) -> HttpResponse:
-    """One attempt in full, loaded when its entry is opened on the task page: the brief the
-    agent was given, its timeline, the final reply, the error, usage and where it ran."""
+def detail(request: MCRequest, pk: int) -> HttpResponse:
+    """One attempt in full: the brief the agent was given, its timeline, the final reply, the
+    error, usage and where it ran. Loaded into its entry when opened on the task page (htmx);
+    a page of its own when visited (a link from a notification or an audit row)."""
     try:
         run = access.visible_run(request.user, pk)
     except NotFound:
         raise Http404("That run does not exist.") from None
-    return render(request, "runs/_run_detail.html", {"run": run})
+    template = "runs/_run_detail.html" if request.htmx else "runs/detail.html"
+    return render(request, template, {"run": run})

@@ -4,9 +4,12 @@ transcript, live, with no reload."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from agents.models import Agent, AgentSession
+from billing.models import UsageRecord
 from gateways.models import Gateway
 from tests.conftest import BrowserSession
 from tests.gateways.factories import make_gateway
@@ -39,19 +42,23 @@ def test_an_operator_messages_an_agent_and_the_reply_streams_in(
     page = browser.page
     page.goto(f"/agents/{agent.name}/")
     assert page.inner_text(".gw-badge").strip() == "alpha"
-    page.fill("textarea[name=message]", "Say hello")
+    # The shared gateway's main session may hold earlier tests' lines: this test's own words.
+    said = f"Say hello, browser {uuid.uuid4().hex[:8]}"
+    calls_before = UsageRecord.objects.filter(agent=agent, session="agent:main:main").count()
+    page.fill("textarea[name=message]", said)
     page.click("form[action$='/message/'] button[type=submit]")
     page.wait_for_url("**/sessions/*/")
     page.wait_for_selector("#live-status[data-state=live]")
     session = AgentSession.objects.get(gateway=gateway, key="agent:main:main")
     transcript = f"#transcript-{session.pk}"
-    page.wait_for_selector(f"{transcript} .line-user:has-text('Say hello')", timeout=15000)
+    page.wait_for_selector(f"{transcript} .line-user:has-text('{said}')", timeout=15000)
     page.wait_for_selector(
         f"{transcript} .line-assistant:not(.streaming):has-text('Hello from the fake model.')",
         timeout=20000,
     )
     # The one user line, once (the page's history and the live event are the same message).
-    assert page.locator(f"{transcript} .line-user").count() == 1, page.inner_html(transcript)
+    mine = page.locator(f"{transcript} .line-user", has_text=said)
+    assert mine.count() == 1, page.inner_html(transcript)
     assert page.locator(f"{transcript} .streaming").count() == 0
     # The session's tokens and cost reach its header live too.
     page.wait_for_function(
@@ -64,7 +71,7 @@ def test_an_operator_messages_an_agent_and_the_reply_streams_in(
         f"""() => {{
             const facts = document.querySelector('#session-facts-{session.pk}');
             const calls = [...facts.querySelectorAll('dt')].find((dt) => dt.textContent === 'Model calls');
-            return calls && calls.nextElementSibling.textContent.trim() !== '0';
+            return calls && Number(calls.nextElementSibling.textContent.replace(/,/g, '')) > {calls_before};
         }}""",
         timeout=15000,
     )

@@ -23,6 +23,7 @@ from crons import actions as cron_actions
 from crons.models import Job
 from gateways import frames
 from missioncontrol.audit import Actor
+from runs import actions as run_actions
 from tests.agents.conftest import issue
 from tests.gateways.factories import make_gateway
 from tests.gateways.test_sessions import session_row
@@ -71,7 +72,8 @@ def one_of_everything(settings) -> dict[str, str]:
     agent = Agent.objects.create(name="ada", framework="claude-code")
     issue(AgentKey.Kind.AGENT, agent)
     webhook_actions.save_endpoint(ADMIN, Endpoint(url="http://127.0.0.1:9/h", event_types=["*"]))
-    task = make_task("Sweep the pages")
+    task = make_task("Sweep the pages", assignee=f"agent:{agent.pk}")
+    run, _ = run_actions.dispatch(ADMIN, run_actions.Dispatch(task_id=task.pk))
     budget = billing_actions.save_budget(ADMIN, Budget(name="All", amount_usd=Decimal("10")))
     check = cron_actions.create_check(ADMIN, {"name": "nightly", "kind": "every", "every_s": 3600})
     cron_actions.checkin(Job.objects.get(pk=check.pk).token, "fail", "exit 3")
@@ -79,6 +81,7 @@ def one_of_everything(settings) -> dict[str, str]:
     assert delivery is not None
     return {
         "tasks/<id:pk>": str(task.pk),
+        "runs/<id:pk>": str(run.pk),
         "sessions/<id:pk>": str(session.pk),
         "gateways/<id:pk>": str(gateway.pk),
         "costs/budgets/<id:pk>": str(budget.pk),

@@ -706,3 +706,24 @@ def test_the_task_page_retries_the_latest_failed_attempt(operator, viewer, ada, 
     assert r.status_code == 409
     assert r["Content-Type"].startswith("text/plain")
     assert "not the latest" in r.content.decode()
+
+
+def test_a_run_has_a_page_of_its_own_and_a_fragment_for_its_entry(operator, viewer, ada, task):
+    run, _ = actions.dispatch(
+        Actor.system("test"), actions.Dispatch(task.pk, instructions="Mind the <b>tags</b>.")
+    )
+    actions.claim(ada.pk, run.pk)
+    actions.finish(ada.pk, run.pk, "succeeded", reply="Done: **three** files.")
+    # Opened in its entry on the task page: the fragment alone.
+    part = viewer.get(f"/runs/{run.pk}/", HTTP_HX_REQUEST="true").content.decode()
+    assert "<html" not in part
+    assert "<strong>three</strong>" in part
+    assert "Mind the &lt;b&gt;tags&lt;/b&gt;." in part
+    # Visited (a link from elsewhere): a page, with the way back to its task.
+    page = viewer.get(f"/runs/{run.pk}/").content.decode()
+    assert "<html" in page
+    assert f'href="/tasks/{task.pk}/#runs"' in page
+    assert "Attempt 1" in page
+    assert "Succeeded" in page
+    assert "<strong>three</strong>" in page
+    assert viewer.get("/runs/999999/").status_code == 404
