@@ -16,7 +16,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
-from agents.models import Agent, AgentKey
+from agents.models import Agent
 from billing.models import UsageRecord
 from missioncontrol import tokens
 from missioncontrol.audit import Actor
@@ -25,7 +25,6 @@ from missioncontrol.models import AuditEvent, LiveEvent
 from runs import actions
 from runs.models import Run
 from tasks.models import Comment, Task
-from tests.agents.conftest import issue
 from tests.billing import factories as billing_factories
 from tests.missioncontrol.factories import UserFactory
 from tests.tasks.factories import make_task
@@ -37,16 +36,6 @@ ADMIN = Actor.system("test")
 
 def token_for(user: Any) -> str:
     return tokens.issue(ADMIN, user)[1]
-
-
-@pytest.fixture
-def ada(transactional_db) -> Agent:
-    return Agent.objects.create(name="ada", framework="codex", heartbeat_interval_s=30)
-
-
-@pytest.fixture
-def ada_key(ada) -> str:
-    return issue(AgentKey.Kind.AGENT, ada)[1]
 
 
 @pytest.fixture
