@@ -9,8 +9,11 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 
+from tests import flush
 from tests.live import PASSWORD, ServerProcess
 from tests.missioncontrol.factories import UserFactory
+
+flush.install()
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
