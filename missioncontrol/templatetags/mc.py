@@ -254,11 +254,27 @@ _ALLOWED_TAGS = {
 }
 
 
+# Rendered markdown is a function of its text alone: the same description or reply is shown
+# on every visit of its page (a task page with a long reply spent a quarter of its time here).
+MARKDOWN_CACHED_CHARS = 20_000
+
+
 @register.filter(is_safe=True)
 def markdown(text: str) -> str:
     """Markdown rendered and then sanitised (no raw HTML, no scripts, safe links only)."""
-    html = _markdown().render(text or "")
-    return mark_safe(  # noqa: S308 - nh3 has sanitised it
+    text = text or ""
+    html = _clean_markdown(text) if len(text) <= MARKDOWN_CACHED_CHARS else _render(text)
+    return mark_safe(html)  # noqa: S308 - nh3 has sanitised it
+
+
+@functools.lru_cache(maxsize=256)
+def _clean_markdown(text: str) -> str:
+    return _render(text)
+
+
+def _render(text: str) -> str:
+    html = _markdown().render(text)
+    return str(
         nh3.clean(
             html,
             tags=_ALLOWED_TAGS,
