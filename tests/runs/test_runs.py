@@ -714,5 +714,6 @@ def test_a_run_has_a_page_of_its_own_and_a_fragment_for_its_entry(operator, view
     assert f'href="/tasks/{task.pk}/#runs"' in page
     assert "Attempt 1" in page
     assert "Succeeded" in page
+    assert "Open the task" in page  # it has ended: nothing to follow live
     assert "<strong>three</strong>" in page
     assert viewer.get("/runs/999999/").status_code == 404
