@@ -134,6 +134,13 @@ def main() -> int:
     )
     results.append(
         run(
+            "task page: 50 attempts, 10,000 run events",
+            "task_page.py",
+            *(["--attempts", "10", "--progress", "20", "--requests", "10"] if args.quick else []),
+        )
+    )
+    results.append(
+        run(
             "fan-out to 50/200/500 WebSockets",
             "fanout.py",
             *(["--clients", "50", "200"] if args.quick else []),
