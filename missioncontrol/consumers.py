@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -17,6 +18,8 @@ from django.http.request import split_domain_port, validate_host
 from missioncontrol import live, subscriptions
 from missioncontrol.http import parse_int
 from missioncontrol.roles import role_of
+
+logger = logging.getLogger(__name__)
 
 
 def parse_live_query(query: str) -> tuple[list[str], int | None]:
@@ -134,7 +137,16 @@ class LiveConsumer(AsyncWebsocketConsumer):
         with contextlib.suppress(asyncio.CancelledError):
             while True:
                 await asyncio.sleep(subscriptions.ACCESS_CHECK_S)
-                if not await self.still_allowed(self.sub):
+                try:
+                    allowed = await self.still_allowed(self.sub)
+                except Exception:
+                    # The right could not be read (the database away, a lock timeout): never
+                    # left open on rights nobody checked. 1011, not 4403: the page reconnects
+                    # and is asked again at the handshake.
+                    logger.exception("live socket: the access re-check failed; closing it")
+                    await self.close(code=1011)
+                    return
+                if not allowed:
                     await self.close(code=4403)
                     return
 

@@ -167,6 +167,24 @@ def viewer_user(transactional_db):
 
 
 class TestLiveConsumer:
+    async def test_a_recheck_that_cannot_read_the_right_closes_the_socket(
+        self, viewer_user, monkeypatch
+    ):
+        """The re-check failing (the database away) once left the socket open for good on the
+        rights of its handshake: the check's task died and nothing checked again."""
+        from django.db import OperationalError
+
+        def unreadable(session_key, user_id):
+            raise OperationalError("the database is away")
+
+        monkeypatch.setattr(subscriptions, "ACCESS_CHECK_S", 0.05)
+        communicator, connected, _ = await connect(viewer_user)
+        assert connected
+        await receive_all(communicator)
+        monkeypatch.setattr(subscriptions, "session_access", unreadable)
+        closed = await communicator.receive_output(timeout=3)
+        assert closed == {"type": "websocket.close", "code": 1011}
+
     async def test_anonymous_is_refused(self, transactional_db):
         communicator = WebsocketCommunicator(
             application,
@@ -537,6 +555,8 @@ def test_an_open_websocket_ends_with_the_right_that_opened_it(live, how):
             except websockets.ConnectionClosed as closed:
                 code = closed.rcvd.code if closed.rcvd else None
                 return code, time.monotonic() - started
+            except TimeoutError:
+                pytest.fail(f"still open 10 s after the revoke; the server said:\n{live.output()}")
 
     code, took = asyncio.run(watch())
     assert code == 4403
