@@ -79,6 +79,7 @@ def change_statuses(changes: list[tuple[Agent, str, str]], actor: Actor) -> None
         ]
     )
     counts = status_counts()
+    facts = events.row_facts([agent for agent, _, _ in changes])
     for agent, old, reason in changes:
         by = actor if actor.type != "agent" else Actor.agent(agent.name)
         audit.record(
@@ -94,7 +95,7 @@ def change_statuses(changes: list[tuple[Agent, str, str]], actor: Actor) -> None
         changed: events.AgentStatusChanged = {
             "type": "agent.status_changed",
             "actor": by.as_dict(),
-            "agent": events.agent_data(agent),
+            "agent": events.agent_data(agent, facts[agent.pk]),
             "before": old,
             "after": agent.status,
             "reason": reason,

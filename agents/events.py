@@ -6,6 +6,7 @@ Domain data only (ids, fields, before/after, actor); the Agents pages' presenter
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Literal, TypedDict
 
@@ -31,6 +32,36 @@ class AgentData(TypedDict):
     gateway: GatewayBadge | None
     external_id: str
     url: str
+    # What other apps say of it on its row (the task's title, 24 h cost, a budget's pause): in
+    # the event, so a replay renders what the live push did.
+    facts: RowFacts
+
+
+class RowFacts(TypedDict, total=False):
+    """What other apps add to an agent's row; agents' core knows neither tasks nor billing, so
+    each registers a source of its facts (register_row_facts)."""
+
+    task_title: str  # the title of the task it works on (tasks)
+    cost_24h: str  # its cost over the last 24 hours, USD (billing; absent: no usage)
+    paused: str  # why a spent budget pauses it (billing; absent: not paused)
+
+
+RowFactsSource = Callable[[list[Agent]], dict[int, RowFacts]]
+_row_facts: list[RowFactsSource] = []
+
+
+def register_row_facts(source: RowFactsSource) -> None:
+    """`source(agents)` answers {agent id: facts} for a list of agents (a query or so for all)."""
+    _row_facts.append(source)
+
+
+def row_facts(agents: list[Agent]) -> dict[int, RowFacts]:
+    merged: dict[int, RowFacts] = {agent.pk: {} for agent in agents}
+    if agents:
+        for source in _row_facts:
+            for pk, facts in source(agents).items():
+                merged[pk].update(facts)
+    return merged
 
 
 class GatewayBadge(TypedDict):
@@ -73,7 +104,8 @@ class AgentSeen(TypedDict):
     agents: list[dict[str, int | str]]
 
 
-def agent_data(agent: Agent) -> AgentData:
+def agent_data(agent: Agent, facts: RowFacts | None = None) -> AgentData:
+    """`facts`: the agent's from row_facts, when the caller read them for many at once."""
     return {
         "id": agent.pk,
         "name": agent.name,
@@ -95,6 +127,7 @@ def agent_data(agent: Agent) -> AgentData:
         else None,
         "external_id": agent.external_id,
         "url": f"/agents/{agent.name}/",
+        "facts": row_facts([agent])[agent.pk] if facts is None else facts,
     }
 
 

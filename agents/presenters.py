@@ -5,20 +5,16 @@ After commit, once per event, from the event's data alone (a replay renders the 
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.template.loader import render_to_string
-from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from agents import events, rows
 from agents.models import Agent, AgentSession
-from billing import budgets, reports
 from gateways.models import Gateway
 from missioncontrol import live
-from tasks.models import Task
 
 
 def row_agent(data: events.AgentData) -> Agent:
@@ -40,20 +36,7 @@ def row_agent(data: events.AgentData) -> Agent:
     if badge:
         # Unsaved, from the event: the row shows the badge with no query.
         agent.gateway = Gateway(pk=badge["id"], name=badge["name"], colour=badge["colour"])
-    # The row names the task the agent works on: the one lookup this presenter makes (an edge
-    # may read any app; agents' core does not know tasks).
-    agent.current_task = (  # type: ignore[attr-defined]
-        Task.objects.filter(pk=agent.current_task_id).only("pk", "title").first()
-        if agent.current_task_id
-        else None
-    )
-    # And its last 24 hours' cost (a window without a time zone: every viewer reads the same).
-    now = timezone.now()
-    agent.cost_24h = reports.cost_by_agent([agent.pk], now - timedelta(hours=24), now).get(  # type: ignore[attr-defined]
-        agent.pk
-    )
-    # And whether a budget pauses it (cached rules: no query while no budget enforces).
-    agent.paused = budgets.pause_of(agent.pk)  # type: ignore[attr-defined]
+    rows.with_facts(agent, data["facts"])
     return agent
 
 

@@ -15,6 +15,7 @@ here alike, so they never differ.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.template.loader import render_to_string
@@ -24,13 +25,28 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator
 
-from agents.models import AgentSession
+from agents.events import RowFacts
+from agents.models import Agent, AgentSession
 from missioncontrol.fragments import FragmentCache, mark
 from missioncontrol.templatetags.mc import ago, num
 
 _rows = FragmentCache("session row cache", 5000)
 _heads = FragmentCache("session head cache", 2000)
 VALUES = ("pk", "href", "title", "long_title", "key", "preview", "tokens", "cost", "ago", "at")
+
+
+def with_facts(agent: Agent, facts: RowFacts) -> Agent:
+    """The agent as its row on the Agents page shows it: with what other apps say of it (the
+    task it works on, its 24 h cost, a budget's pause). The page and the live push alike."""
+    title = facts.get("task_title")
+    agent.current_task = (  # type: ignore[attr-defined]
+        {"pk": agent.current_task_id, "title": title} if title is not None else None
+    )
+    cost = facts.get("cost_24h")
+    agent.cost_24h = Decimal(cost) if cost is not None else None  # type: ignore[attr-defined]
+    reason = facts.get("paused")
+    agent.paused = {"reason": reason} if reason is not None else None  # type: ignore[attr-defined]
+    return agent
 
 
 def _truncated(text: str, length: int) -> str:

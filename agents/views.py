@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from agents import actions, rows
+from agents import actions, events, rows
 from agents import sessions as agent_sessions
 from agents.forms import KeyForm
 from agents.models import Agent, AgentKey, AgentQuerySet, AgentSession, AgentSessionQuerySet
@@ -77,21 +76,12 @@ def agent_list(request: HttpRequest) -> HttpResponse:
     frameworks = sorted(
         set(Agent.objects.exclude(framework="").values_list("framework", flat=True))
     )
-    current = {
-        t.pk: t
-        for t in Task.objects.filter(
-            pk__in=[a for a in qs.values_list("current_task_id", flat=True) if a]
-        )
-    }
     agents = list(qs[:1000])
-    now = timezone.now()
-    costs = reports.cost_by_agent([a.pk for a in agents], now - timedelta(hours=24), now)
+    facts = events.row_facts(agents)
     pauses = budgets.paused({a.pk for a in agents}, {a.pk: a.gateway_id for a in agents})
     paused_by: dict[int, dict[str, Any]] = {}  # budget → its pause and the agents it holds
     for agent in agents:
-        agent.current_task = current.get(agent.current_task_id or 0)  # type: ignore[attr-defined]
-        agent.cost_24h = costs.get(agent.pk)  # type: ignore[attr-defined]
-        agent.paused = pauses.get(agent.pk)  # type: ignore[attr-defined]
+        rows.with_facts(agent, facts[agent.pk])
         if (pause := pauses.get(agent.pk)) is not None:
             held = paused_by.setdefault(pause.budget_id, {"pause": pause, "agents": []})
             held["agents"].append(agent)

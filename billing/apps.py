@@ -31,6 +31,10 @@ class BillingConfig(AppConfig):
         # Changed prices and budgets apply in this process at once (others within their TTL).
         prices._overrides.forget_on_change(PriceOverride)
         budgets._rules.forget_on_change(Budget)
+        from agents import events as agent_events
+        from billing import facts
         from billing import overview as overview_part
+
+        agent_events.register_row_facts(facts.agent_row_facts)
 
         overview_part.register()

@@ -340,8 +340,7 @@ def _row_params(row: LiveEvent, created: Any, *, with_seq: bool) -> tuple[Any, .
 _PAYLOAD = LiveEvent._meta.get_field("payload")
 
 
-# Test capture (capture_broadcasts), fan-out tasks kept alive, and per-thread pending batch.
-_sent: list[LayerMessage] | None = None
+# Fan-out tasks kept alive, and per-thread pending batch.
 _pending: set[asyncio.Task[None]] = set()
 _outbox = threading.local()
 
@@ -432,8 +431,6 @@ def _caller_loop_stopped() -> bool:
 
 
 def _fan_out(messages: list[LayerMessage]) -> None:
-    if _sent is not None:
-        _sent.extend(messages)
     layer = get_channel_layer()
     if layer is None or not messages:
         return
@@ -471,16 +468,3 @@ def _reset() -> None:
 
 
 state.register("live hubs and texts", _reset)
-
-
-class capture_broadcasts:
-    """Test helper: collect every message fanned out inside the `with` block."""
-
-    def __enter__(self) -> list[LayerMessage]:
-        global _sent
-        _sent = []
-        return _sent
-
-    def __exit__(self, *exc: object) -> None:
-        global _sent
-        _sent = None

@@ -25,6 +25,10 @@ class TasksConfig(AppConfig):
 
         nav.register(nav.NavItem("Board", "tasks:board", order=10, prefix="/board/"))
         nav.register(nav.NavItem("Tasks", "tasks:list", order=11, prefix="/tasks/"))
+        from agents import events as agent_events
+        from tasks import facts
         from tasks import overview as overview_part
+
+        agent_events.register_row_facts(facts.agent_row_facts)
 
         overview_part.register()

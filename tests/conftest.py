@@ -126,15 +126,23 @@ def outsider(oscar_outsider: Any) -> Client:
 
 
 @pytest.fixture
-def broadcasts(transactional_db: None) -> Iterator[list[Any]]:
+def broadcasts(transactional_db: None, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Every live message fanned out during the test (payloads to assert on).
 
-    Real commits (transactional_db): fan-out happens on commit, as in production.
+    Real commits (transactional_db): fan-out happens on commit, as in production; the
+    messages are recorded on their way to the channel layer, and still sent.
     """
-    from missioncontrol.live import capture_broadcasts
+    from missioncontrol import live
 
-    with capture_broadcasts() as sent:
-        yield sent
+    sent: list[Any] = []
+    fan_out = live._fan_out
+
+    def recording(messages: list[Any]) -> None:
+        sent.extend(messages)
+        fan_out(messages)
+
+    monkeypatch.setattr(live, "_fan_out", recording)
+    return sent
 
 
 # --- Real servers and a real browser ---------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 import time_machine
@@ -133,3 +134,36 @@ def test_heartbeat_times_are_stored_as_the_orm_stores_them():
     assert (
         not Agent.objects.stale(timezone.now() + timedelta(seconds=30)).filter(pk=agent.pk).exists()
     )
+
+
+def test_a_status_change_carries_its_rows_facts_and_a_replay_renders_the_same_row(
+    django_assert_num_queries, viewer
+) -> None:
+    """#26 §5: the row a status change pushes names the task the agent works on, its 24 h cost
+    and a budget's pause. The presenter once read them when it rendered (a query each, and a
+    replay of an old event showed today's figures); now the event carries them."""
+    from agents import events, presenters
+    from tasks.models import Task
+    from tests.billing import factories as billing
+
+    task = Task.objects.create(title="Write the parser")
+    ada = Agent.objects.create(name="ada", current_task_id=task.pk)
+    billing.spend(ada.pk)  # $0.0075
+    beat(ada)
+    data = events.agent_data(Agent.objects.get(pk=ada.pk))
+    assert data["facts"]["task_title"] == "Write the parser"
+    assert Decimal(data["facts"]["cost_24h"]) == Decimal("0.0075")
+    assert "paused" not in data["facts"]
+    fleet: events.FleetData = {"next_agent_id": None, "status_counts": {}}
+    with django_assert_num_queries(0):
+        pushed = presenters.row_ops(data, fleet)[0]["html"]
+    assert "Write the parser" in pushed
+    assert "$0.0075" in pushed
+    # The page's row and the pushed row are one rendering.
+    page = viewer.get("/agents/").content.decode()
+    row = page[page.index(f'<tr id="agent-{ada.pk}"') :]
+    assert row[: row.index("</tr>") + 5].strip() == pushed.strip()
+    # Later the task is renamed and more is spent: the old event still renders as it was.
+    Task.objects.filter(pk=task.pk).update(title="Something else")
+    billing.spend(ada.pk)
+    assert presenters.row_ops(data, fleet)[0]["html"] == pushed
