@@ -794,16 +794,33 @@ class GatewayCheck:
     started_ms: float = 0.0  # when it started (ms since the epoch): later replies are its
 
 
-def gateway_runs_to_check(older_than_s: float) -> list[GatewayCheck]:
-    """Running runs of connected gateways' agents started more than `older_than_s` ago."""
+def gateway_connections() -> dict[int, datetime | None]:
+    """The connected gateways, each with when it connected (a new time: it connected again)."""
+    from gateways.models import Gateway
+
+    return dict(
+        Gateway.objects.filter(state=Gateway.State.CONNECTED).values_list("pk", "connected_at")
+    )
+
+
+def gateway_runs_to_check(
+    older_than_s: float, gateway_ids: set[int] | None = None
+) -> list[GatewayCheck]:
+    """Running runs of connected gateways' agents started more than `older_than_s` ago (of
+    these gateways only, if given)."""
     from gateways.models import Gateway
 
     since = timezone.now() - timedelta(seconds=older_than_s)
-    rows = Run.objects.filter(
+    runs = Run.objects.filter(
         state=Run.State.RUNNING,
         started_at__lt=since,
         agent__gateway__state=Gateway.State.CONNECTED,
-    ).values_list("pk", "agent__gateway_id", "external_run_id", "session_key", "started_at")
+    )
+    if gateway_ids is not None:
+        runs = runs.filter(agent__gateway_id__in=gateway_ids)
+    rows = runs.values_list(
+        "pk", "agent__gateway_id", "external_run_id", "session_key", "started_at"
+    )
     return [
         GatewayCheck(pk, gid, ext, key, started.timestamp() * 1000 if started else 0.0)
         for pk, gid, ext, key, started in rows

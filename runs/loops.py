@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
+from datetime import datetime
+from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -21,6 +24,8 @@ db = database_sync_to_async
 
 SEND_POLL_S = 0.2
 RENEW_EVERY_S = 30.0
+# How often the sender looks for gateways that connected again (a query of connected gateways).
+RECONNECT_LOOK_S = 2.0
 # A gateway not reachable now: its runs wait (queued again) this long before the next try.
 UNSENT_BACKOFF_S = 2.0
 
@@ -160,20 +165,34 @@ async def adopt(check: actions.GatewayCheck) -> None:
 
 async def gateway_sender_loop() -> None:
     sending: set[asyncio.Task[None]] = set()
-    renewed = 0.0
+
+    def start(work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        sending.add(task)
+        task.add_done_callback(sending.discard)
+
+    renewed = looked = 0.0
+    connections: dict[int, datetime | None] = {}
     await db(actions.requeue_unsent)()
     while True:
         for order in await db(actions.take_gateway_runs)():
-            task = asyncio.ensure_future(send(order))
-            sending.add(task)
-            task.add_done_callback(sending.discard)
-        if time.monotonic() - renewed >= RENEW_EVERY_S:
-            renewed = time.monotonic()
+            start(send(order))
+        now = time.monotonic()
+        if now - looked >= RECONNECT_LOOK_S:
+            # A gateway (re)connected since the last look (either side restarted, the link
+            # dropped): its runs' ends may have come while no one listened; ask at once.
+            looked = now
+            current = await db(actions.gateway_connections)()
+            fresh = {pk for pk, at in current.items() if connections.get(pk) != at}
+            connections = current
+            if fresh:
+                for check in await db(actions.gateway_runs_to_check)(0, fresh):
+                    start(adopt(check))
+        if now - renewed >= RENEW_EVERY_S:
+            renewed = now
             await db(actions.renew_gateway_leases)()
             for check in await db(actions.gateway_runs_to_check)(CHECK_AFTER_S):
-                task = asyncio.ensure_future(adopt(check))
-                sending.add(task)
-                task.add_done_callback(sending.discard)
+                start(adopt(check))
         await asyncio.sleep(SEND_POLL_S)
 
 
