@@ -175,6 +175,21 @@ def _scale_out_profile() -> bool:
     return connection.vendor == "postgresql" and backend.startswith("channels_redis")
 
 
+def once(profile: str, why: str) -> pytest.MarkDecorator:
+    """A test whose subject does not depend on the database or the channel layer (layout,
+    markup, parsing, a gateway's protocol, a browser's transport) runs in one profile only when
+    `./mc test` runs both (MC_TEST_ONCE_IN_ONE=1); every test runs when one profile runs alone.
+    `profile` ("sqlite" or "postgres") is chosen to balance the two profiles' time: they run at
+    once on the machine's two cores, and the suite takes as long as the longer one."""
+    from django.db import connection
+
+    vendor = {"sqlite": "sqlite", "postgres": "postgresql"}[profile]
+    split = os.environ.get("MC_TEST_ONCE_IN_ONE") == "1"
+    return pytest.mark.skipif(
+        split and connection.vendor != vendor, reason=f"{why}: once, in the {profile} profile"
+    )
+
+
 # Tests of several processes sharing PostgreSQL and Redis (skipped on the SQLite run).
 SCALE_OUT_ONLY = pytest.mark.skipif(
     not _scale_out_profile(), reason="the scale-out profile (PostgreSQL + Redis) only"

@@ -7,6 +7,7 @@ import pytest
 
 from agents.models import Agent, AgentKey
 from tests.agents.conftest import issue
+from tests.live import once
 from tests.missioncontrol.factories import UserFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -55,6 +56,7 @@ def test_agent_status_changes_appear_live(browser, live):
     assert browser.csp_violations() == []
 
 
+@once("sqlite", "fragment ids in markup")
 def test_an_agents_own_page_keeps_its_head_through_live_changes(browser, live):
     """The page's head (name, status) follows a status change and stays (it shared the list
     row's id once: the row's live upsert removed it until a reload)."""
@@ -81,6 +83,7 @@ def test_an_agents_own_page_keeps_its_head_through_live_changes(browser, live):
     assert browser.csp_violations() == []
 
 
+@once("sqlite", "markup only")
 def test_api_docs_render_without_csp_violations(browser):
     UserFactory.create(username="dev", role="viewer")
     browser.login("dev")
@@ -91,6 +94,7 @@ def test_api_docs_render_without_csp_violations(browser):
     assert browser.csp_violations() == []
 
 
+@once("sqlite", "the browser's clipboard")
 def test_a_new_keys_copy_button_copies_it(browser, live):
     UserFactory.create(username="root", role="admin")
     Agent.objects.create(name="ada", framework="codex")

@@ -10,6 +10,7 @@ import pytest
 
 from agents.models import Agent, AgentKey
 from tests.agents.conftest import issue
+from tests.live import once
 from tests.missioncontrol.factories import UserFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -36,6 +37,7 @@ def spend_gpt4o(url: str, agent: str, key: str, usage_id: str) -> None:
     assert r.status_code == 200, r.text
 
 
+@once("sqlite", "the cost page's updates")
 def test_a_heartbeat_with_usage_moves_the_cost_page_live(browser, live):
     UserFactory.create(username="watcher", role="viewer")
     agent = Agent.objects.create(name="spender", framework="claude-code")
@@ -150,6 +152,7 @@ def test_a_heartbeat_with_usage_on_a_task_moves_its_card_live(browser, live):
     assert browser.csp_violations() == []
 
 
+@once("sqlite", "a form's fields")
 def test_forms_show_only_the_fields_the_choice_needs(browser, live):
     """(#31.16) A budget's gateway/agent/model field shows only for that scope; a key's agent
     only for an agent key, its registrations only for an enrollment key; a check's cron
@@ -186,6 +189,7 @@ def test_forms_show_only_the_fields_the_choice_needs(browser, live):
     assert abs((box["y"] + box["height"] / 2) - (words["y"] + words["height"] / 2)) < 12
 
 
+@once("sqlite", "the top bar's markup")
 def test_the_spend_chip_follows_usage_live_on_any_page(browser, live):
     """(#31.9) The shell's "spent today" chip moves when usage arrives, on the board too — its
     own small fetch on the event, not a page reload."""

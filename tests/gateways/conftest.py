@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import concurrent.futures
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -23,8 +22,9 @@ def fake_model() -> Iterator[FakeModel]:
 def real_gateways(
     tmp_path_factory: pytest.TempPathFactory, fake_model: FakeModel
 ) -> Iterator[dict[str, RealGateway]]:
-    """Two real gateways for the session, started side by side (≈20 s, ≈1 GB each). Alpha
-    runs its agent on the fake model and trusts 127.0.0.1 as a proxy (connections through
+    """Two real gateways for the session, each started when a test first needs it (≈20 s of
+    CPU and ≈1 GB each; a profile whose tests need only one starts only one). Alpha runs its
+    agent on the fake model and trusts 127.0.0.1 as a proxy (connections through
     ForwardingProxy count as remote); beta is provider-less."""
     root: Path = tmp_path_factory.mktemp("openclaw")
     gateways = {
@@ -37,29 +37,28 @@ def real_gateways(
         "beta": RealGateway(root / "beta", "beta-token-0123456789"),
     }
     try:
-        for gateway in gateways.values():
-            gateway.start()
-        with concurrent.futures.ThreadPoolExecutor() as pool:
-            list(pool.map(lambda g: g.wait_ready(), gateways.values()))
         yield gateways
     finally:
         for gateway in gateways.values():
             gateway.stop()
 
 
+def _running(gateway: RealGateway) -> RealGateway:
+    """Started (the first use, or again after a test killed it) and ready."""
+    if gateway.proc is None or gateway.proc.poll() is not None:
+        gateway.start()
+    gateway.wait_ready()
+    return gateway
+
+
 @pytest.fixture
 def alpha(real_gateways: dict[str, RealGateway]) -> RealGateway:
-    real_gateways["alpha"].wait_ready()
-    return real_gateways["alpha"]
+    return _running(real_gateways["alpha"])
 
 
 @pytest.fixture
 def beta(real_gateways: dict[str, RealGateway]) -> RealGateway:
-    gateway = real_gateways["beta"]
-    if gateway.proc is None or gateway.proc.poll() is not None:
-        gateway.start()  # a test killed it
-    gateway.wait_ready()
-    return gateway
+    return _running(real_gateways["beta"])
 
 
 @pytest.fixture

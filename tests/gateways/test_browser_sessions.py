@@ -14,10 +14,14 @@ from gateways.models import Gateway
 from tests.conftest import BrowserSession
 from tests.gateways.factories import make_gateway
 from tests.gateways.waiting import wait_for
-from tests.live import ServerProcess
+from tests.live import ServerProcess, once
 from tests.missioncontrol.factories import UserFactory
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+pytestmark = [
+    once("sqlite", "the session page with the real gateway"),
+    pytest.mark.slow,
+    pytest.mark.browser,
+]
 
 
 @pytest.fixture

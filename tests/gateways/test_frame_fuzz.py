@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
-from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
@@ -28,6 +27,7 @@ from gateways.models import Gateway
 from tests.gateways.factories import make_gateway
 from tests.gateways.fake import TOKEN, FakeGateway
 from tests.gateways.waiting import until
+from tests.live import once
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -235,9 +235,7 @@ async def test_hostile_values_in_every_frame_field_keep_the_connection_and_every
         await fake.stop()
 
 
-@pytest.mark.skipif(
-    connection.vendor != "sqlite", reason="the connector's reading only: the SQLite profile"
-)
+@once("sqlite", "the connector's reading only")
 @pytest.mark.parametrize("value", CORPUS, ids=repr)
 async def test_a_hostile_envelope_keeps_the_connection(value, running):
     """Every response's list (and health, status) replaced by one hostile value: the sync goes

@@ -19,6 +19,7 @@ from missioncontrol.supervisor import RowHandle
 from tests.gateways.factories import make_gateway
 from tests.gateways.real import ForwardingProxy
 from tests.gateways.waiting import until as _until
+from tests.live import once
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -48,6 +49,7 @@ async def connectors() -> AsyncIterator[Callable[[Gateway], None]]:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+@once("sqlite", "the gateway protocol")
 async def test_two_gateways_at_once_each_row_attributed(alpha, beta, connectors):
     a = await db(make_gateway)(name="alpha", url=alpha.url, token=alpha.token, colour="teal")
     b = await db(make_gateway)(name="beta", url=beta.url, token=beta.token, colour="pink")
@@ -82,6 +84,7 @@ async def test_two_gateways_at_once_each_row_attributed(alpha, beta, connectors)
     assert str(alpha.dir) not in str([x.metadata for x in agents])
 
 
+@once("sqlite", "the gateway protocol")
 async def test_a_wrong_token_is_auth_failed_with_the_remedy(beta, connectors):
     gateway = await db(make_gateway)(name="beta", url=beta.url, token="not-the-token")
     connectors(gateway)
@@ -90,6 +93,7 @@ async def test_a_wrong_token_is_auth_failed_with_the_remedy(beta, connectors):
     assert "update it here" in failed.remedy
 
 
+@once("sqlite", "the gateway protocol")
 async def test_remote_pairing_shows_the_request_then_approval_connects(alpha, connectors):
     proxy = await ForwardingProxy(alpha.port).start()
     try:
@@ -108,6 +112,7 @@ async def test_remote_pairing_shows_the_request_then_approval_connects(alpha, co
         await proxy.stop()
 
 
+@once("sqlite", "the connection's states")
 async def test_kill_9_is_unreachable_within_5_s_and_return_resyncs_within_10_s(beta, connectors):
     gateway = await db(make_gateway)(name="beta", url=beta.url, token=beta.token)
     connectors(gateway)
@@ -235,6 +240,7 @@ async def test_usage_is_recorded_once_and_equals_the_gateways_totals_across_a_ki
     assert await reconciled() == (count, inputs, outputs)
 
 
+@once("sqlite", "the gateway protocol")
 async def test_cron_jobs_run_now_from_the_page_show_running_then_ok_and_a_failure_fails(
     beta, running
 ):
@@ -372,6 +378,7 @@ async def test_a_cron_runs_model_usage_is_billed_exactly_once(alpha, running):
             await commands.acall(gateway.pk, "cron.remove", {"id": job_id})
 
 
+@once("sqlite", "the gateway protocol")
 async def test_every_command_the_pages_send_is_taken_by_the_real_gateway(beta, running):
     """Each command a page sends — a message to an agent and to a session, abort, reset, a
     cron job's run, disable and enable — once against the real gateway: none is refused (a
@@ -487,6 +494,7 @@ def real_params_schemas() -> dict[str, Any]:
         return dict(json.loads((Path(scratch) / "openclaw_params.json").read_text()))
 
 
+@once("sqlite", "the gateway protocol")
 async def test_a_session_deleted_on_the_gateway_goes_from_the_lists_at_once(
     alpha, connectors, fake_model
 ):

@@ -11,7 +11,6 @@ import re
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from agents import actions as agent_actions
@@ -27,6 +26,7 @@ from runs import actions as run_actions
 from tests.agents.conftest import issue
 from tests.gateways.factories import make_gateway
 from tests.gateways.test_sessions import session_row
+from tests.live import once
 from tests.missioncontrol.factories import UserFactory
 from tests.missioncontrol.test_permission_matrix import ROUTES
 from tests.tasks.factories import make_task
@@ -38,7 +38,7 @@ pytestmark = [
     pytest.mark.browser,
     # What a page's markup does under the CSP does not depend on the database, and every page's
     # queries run on PostgreSQL in its own tests: on one profile only (15 s of the CI budget).
-    pytest.mark.skipif(connection.vendor != "sqlite", reason="markup only: the SQLite profile"),
+    once("sqlite", "markup only"),
 ]
 ADMIN = Actor.system("tests")
 # The classes whose GET is a page a person reads.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import LIVE_SERVER_ENV, BrowserSession
-from tests.live import ServerProcess, free_port
+from tests.live import ServerProcess, free_port, once
 from tests.missioncontrol.factories import UserFactory
 from tests.tasks.factories import make_task
 
@@ -61,6 +61,7 @@ def test_hidden_tab_pauses_then_catches_up_exactly_in_order(browser):
     assert browser.csp_violations() == []
 
 
+@once("sqlite", "the page's reload")
 def test_too_much_missed_reloads_the_panels_in_place(browser, settings):
     page = open_board(browser, "ivo")
     page.evaluate(HIDE)
@@ -104,6 +105,7 @@ def test_server_restart_shows_reconnecting_then_catches_up(
         server.stop()
 
 
+@once("sqlite", "the browser's transport")
 def test_falls_back_to_sse_when_websockets_are_blocked(browser):
     UserFactory.create(username="sam", role="viewer")
     # A browser (or proxy) without WebSocket: the page must still be live over SSE.
@@ -125,6 +127,7 @@ def test_falls_back_to_sse_when_websockets_are_blocked(browser):
     assert browser.csp_violations() == []
 
 
+@once("sqlite", "the browser's transport")
 def test_upgrades_that_never_arrive_fall_back_once_remembered_and_named(
     chromium, test_db_path, static_built, transactional_db
 ):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from agents.models import Agent
 from billing.models import UsageRecord
 from gateways import frames
 from tasks.models import Task
+from tests.live import once
 from tests.missioncontrol.factories import UserFactory
 
 pytestmark = [
@@ -17,7 +17,7 @@ pytestmark = [
     pytest.mark.browser,
     # Layout at 390 px, shortcuts and rendered markdown do not depend on the database; every
     # page's queries run on PostgreSQL in its own tests: one profile only (~20 s of CI time).
-    pytest.mark.skipif(connection.vendor != "sqlite", reason="layout only: the SQLite profile"),
+    once("sqlite", "layout only"),
 ]
 
 

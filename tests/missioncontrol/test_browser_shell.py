@@ -6,9 +6,14 @@ import re
 
 import pytest
 
+from tests.live import once
 from tests.missioncontrol.factories import UserFactory
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+pytestmark = [
+    once("sqlite", "the shell's markup and sign-in"),
+    pytest.mark.slow,
+    pytest.mark.browser,
+]
 
 
 def test_sign_in_see_the_shell_switch_theme_and_sign_out(browser):

@@ -16,12 +16,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.http import QueryDict
 from django.test import Client
 
 from missioncontrol.models import AuditEvent
 from tests.gateways.factories import make_gateway
+from tests.live import once
 from tests.missioncontrol.test_permission_matrix import CLASSES, ROUTES
 from tests.tasks.factories import make_task
 
@@ -29,7 +29,7 @@ pytestmark = [
     pytest.mark.django_db,
     # What is under test is parsing, before any query; values are bounded before they reach a
     # database (parse_int, parse_day), so one profile walks it (suite time: ~30 s a walk).
-    pytest.mark.skipif(connection.vendor != "sqlite", reason="parsing only: the SQLite profile"),
+    once("postgres", "parsing"),
 ]
 
 ZONES = ("UTC", "Etc/GMT-14", "Etc/GMT+12")

@@ -15,19 +15,19 @@ from html.parser import HTMLParser
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
 from agents.models import Agent
 from tests.gateways.factories import make_gateway
+from tests.live import once
 from tests.missioncontrol.test_hostile_params import ZONES, _path, _routes, recording
 from tests.missioncontrol.test_permission_matrix import ROUTES
 from tests.tasks.factories import make_task
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(connection.vendor != "sqlite", reason="parsing only: the SQLite profile"),
+    once("postgres", "parsing"),
 ]
 
 # Not dates: posted once (UTC). Dates: posted in every zone (a browser's zone reads a local

@@ -34,13 +34,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from django.db import connection
 
 from agents.models import Agent, AgentKey
 from missioncontrol.models import AuditEvent, DeploymentFinding
 from tests.agents.conftest import issue
 from tests.conftest import CHROMIUM_ARGS, CSP_RECORDER, LIVE_SERVER_ENV
-from tests.live import PASSWORD, ROOT, ServerProcess, free_port
+from tests.live import PASSWORD, ROOT, ServerProcess, free_port, once
 from tests.missioncontrol.factories import UserFactory
 from tests.tasks.factories import make_task
 
@@ -49,7 +48,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.browser,
     # What the proxy and the browser see does not depend on the database: once, on SQLite.
-    pytest.mark.skipif(connection.vendor != "sqlite", reason="proxies: the SQLite profile"),
+    once("sqlite", "what the proxy and the browser see"),
     pytest.mark.skipif(
         not (shutil.which("nginx") and shutil.which("caddy")),
         reason="needs nginx and caddy (./mc test installs them: apt-get install nginx-light caddy)",

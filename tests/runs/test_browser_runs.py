@@ -14,6 +14,7 @@ from runs import actions
 from runs.models import Run
 from tasks.models import Task
 from tests.agents.conftest import issue
+from tests.live import once
 from tests.missioncontrol.factories import UserFactory
 from tests.tasks.factories import make_task
 
@@ -75,6 +76,7 @@ def test_dispatch_from_the_page_and_watch_the_run_on_the_board(browser_factory, 
     assert session.csp_violations() == []
 
 
+@once("sqlite", "keyboard and menu handling")
 def test_the_d_key_and_the_card_menu_dispatch_from_the_board(browser_factory, live):
     UserFactory.create(username="olga", role="operator")
     agent = Agent.objects.create(name="claude-2")

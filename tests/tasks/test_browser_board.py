@@ -6,6 +6,7 @@ import pytest
 from django.db.models import F
 
 from tasks.models import Task
+from tests.live import once
 from tests.missioncontrol.factories import UserFactory
 from tests.tasks.factories import make_task
 
@@ -48,6 +49,7 @@ def test_drag_a_card_from_todo_to_in_progress_and_it_stays(ops):
     assert ops.csp_violations() == []
 
 
+@once("sqlite", "keyboard handling")
 def test_keyboard_move_and_reorder(ops):
     a, b = make_task("Alpha"), make_task("Beta")
     page = ops.page
@@ -103,6 +105,7 @@ def test_a_second_browser_sees_moves_and_new_tasks_live(ops, browser_factory):
     assert ops.csp_violations() == []
 
 
+@once("sqlite", "the page's rollback")
 def test_refused_move_rolls_back_with_a_message(ops):
     task = make_task("Contested")
     page = ops.page
@@ -121,6 +124,7 @@ def test_refused_move_rolls_back_with_a_message(ops):
     assert Task.objects.get(pk=task.pk).status == "review"
 
 
+@once("sqlite", "markup only")
 def test_viewer_sees_no_controls(browser):
     UserFactory.create(username="vic", role="viewer")
     task = make_task("Look only")
@@ -138,6 +142,7 @@ def test_viewer_sees_no_controls(browser):
     assert browser.csp_violations() == []
 
 
+@once("sqlite", "a form's errors")
 def test_new_task_form_shows_errors(ops):
     page = ops.page
     page.goto("/board/")
@@ -149,6 +154,7 @@ def test_new_task_form_shows_errors(ops):
     assert Task.objects.count() == 0
 
 
+@once("sqlite", "the page's forms")
 def test_edit_inline_comment_and_block_on_the_detail_page(ops):
     task = make_task("Old title")
     page = ops.page

@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from missioncontrol.audit import Actor
+from tests.live import once
 from tests.missioncontrol.factories import UserFactory
 from tests.tasks.factories import make_task
 from webhooks import actions
@@ -15,6 +16,7 @@ from webhooks.models import Delivery, Endpoint
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
+@once("sqlite", "markup only")
 def test_an_admin_reads_an_attempts_response_and_the_secret(browser, live):
     UserFactory.create(username="root", role="admin")
     hook = actions.save_endpoint(
@@ -57,6 +59,7 @@ def test_an_admin_reads_an_attempts_response_and_the_secret(browser, live):
     assert browser.csp_violations() == []
 
 
+@once("sqlite", "the page's updates")
 def test_an_endpoint_disabled_for_failing_shows_live_to_an_admin(
     chromium, transactional_db, test_db_path
 ):
