@@ -168,13 +168,15 @@ NO_CREDENTIAL = (
 def build() -> NinjaAPI:
     from agents import api as agents_api
     from agents import openapi
+    from runs import openapi as runs_openapi
 
     class API(NinjaAPI):
         def get_root_path(self, path_params: dict[str, Any]) -> str:
             return ROOT  # without ninja's root page (agents/api_urls.py)
 
         def get_openapi_schema(self, **kwargs: Any) -> Any:
-            return openapi.add_lean_paths(super().get_openapi_schema(**kwargs))
+            schema = openapi.add_lean_paths(super().get_openapi_schema(**kwargs))
+            return runs_openapi.add_paths(schema)
 
     api = API(
         title="Mission Control API",

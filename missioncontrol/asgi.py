@@ -19,6 +19,7 @@ from missioncontrol.consumers import LiveConsumer, SameOriginOnly  # noqa: E402
 from missioncontrol.fastpath import Check, FastPathRouter, Route  # noqa: E402
 from missioncontrol.guard import HTTPGuard  # noqa: E402
 from missioncontrol.proxy import TrustedProxyMiddleware  # noqa: E402
+from runs import fastpath as dispatching  # noqa: E402
 from tasks import fastpath as board  # noqa: E402
 
 # The fast path (missioncontrol/fastpath: its admission rule). Every route here has a
@@ -54,6 +55,21 @@ FAST_ROUTES = [
             Check.VALIDATION,
         ),
         bench="bench/board.py",
+    ),
+    Route(
+        "POST",
+        dispatching.PATTERN,
+        dispatching.dispatch,
+        checks=(
+            Check.HOST,
+            Check.BODY_LIMIT,
+            Check.PERSON_TOKEN,
+            Check.VALIDATION,
+            Check.RATE_LIMIT,
+            Check.OPERATOR,
+            Check.GATEWAY_GRANT,
+        ),
+        bench="bench/runs.py",
     ),
 ]
 

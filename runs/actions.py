@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -25,7 +26,15 @@ from billing import budgets
 from billing.models import UsageRecord
 from missioncontrol import audit, live
 from missioncontrol.audit import Actor
-from missioncontrol.errors import Conflict, Forbidden, Invalid, NotFound, RunActive, RunEnded
+from missioncontrol.errors import (
+    ActionError,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    RunActive,
+    RunEnded,
+)
 from runs import events
 from runs.models import Run
 from tasks import actions as tasks
@@ -92,6 +101,23 @@ def dispatch(actor: Actor, order: Dispatch) -> tuple[Run, bool]:
     except IntegrityError:
         # Two requests with one key for two tasks at once: the other one won.
         raise Conflict("That Idempotency-Key was used for another run.") from None
+
+
+def dispatch_many(
+    orders: list[tuple[Callable[[], Actor], Dispatch]],
+) -> list[tuple[Run, bool] | ActionError]:
+    """Many dispatches in one transaction (the fast route's group commit: one commit for all),
+    each answered as `dispatch` answers it. An order's `admit` names who asks (the token, role
+    and grants, read here in the same transaction) or refuses; a refused order — by its admit
+    or by the dispatch — leaves nothing (the dispatch's own savepoint) and the others stand."""
+    results: list[tuple[Run, bool] | ActionError] = []
+    with transaction.atomic():
+        for admit, order in orders:
+            try:
+                results.append(dispatch(admit(), order))
+            except ActionError as refused:
+                results.append(refused)
+    return results
 
 
 def _dispatch(actor: Actor, order: Dispatch, instructions: str, key: str) -> tuple[Run, bool]:

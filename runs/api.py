@@ -1,7 +1,7 @@
 """The runs' API routes, on the one API stack (missioncontrol/api.py).
 
-People's tokens (operators): dispatch a task (`POST /tasks/{id}/runs`, 202; an
-`Idempotency-Key` header makes a retry return the same run), read a run, abort it.
+People's tokens (operators): read a run, abort it, retry it. Dispatching a task
+(`POST /tasks/{id}/runs`) is a fast route: runs/fastpath.py, documented in runs/openapi.py.
 Agents' keys: claim a run offered in their heartbeat's answer, report progress, finish it.
 """
 
@@ -35,13 +35,6 @@ class AgentRunAnswer(Schema):
     run: AgentRunData
 
 
-class DispatchIn(Schema):
-    instructions: Text(actions.MAX_INSTRUCTIONS) = ""  # type: ignore[valid-type]
-    land_in: Literal["review", "done"] = Field(
-        "review", description="Where the task goes when the run succeeds."
-    )
-
-
 class ProgressIn(Schema):
     text: Text(2000) = Field(description="What the agent is doing now (the first 500 shown).")  # type: ignore[valid-type]
 
@@ -56,31 +49,6 @@ class FinishIn(Schema):
 
 def _agent_run(run: Run) -> dict[str, Any]:
     return {**events.run_data(run), "prompt": run.prompt}
-
-
-@router.post(
-    "/tasks/{id:task_id}/runs",
-    auth=PersonTokenAuth(least="operator"),
-    response={200: RunAnswer, 202: RunAnswer, codes_4xx: ApiError},
-    summary="Dispatch a task to the agent it is assigned to (202 with the queued run; with an "
-    "Idempotency-Key header a retry answers 200 with the same run)",
-)
-def dispatch(
-    request: HttpRequest, task_id: int, body: DispatchIn | None = None
-) -> Status[dict[str, Any]]:
-    user = request.auth  # type: ignore[attr-defined]
-    body = body or DispatchIn(land_in="review")
-    access.check_dispatch(user, task_id)
-    run, created = actions.dispatch(
-        Actor.user(user),
-        actions.Dispatch(
-            task_id=task_id,
-            instructions=body.instructions,
-            land_in=body.land_in,
-            idempotency_key=request.headers.get("Idempotency-Key", ""),
-        ),
-    )
-    return Status(202 if created else 200, {"run": events.run_data(run)})
 
 
 @router.get(

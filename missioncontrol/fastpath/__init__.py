@@ -40,6 +40,8 @@ class Check(enum.Enum):
     CSRF = "CSRF token and Origin (403)"
     SESSION = "session sign-in (redirect to sign in)"
     OPERATOR = "operator role (403)"
+    PERSON_TOKEN = "a person's API token (401; an agent's key or a session too)"
+    GATEWAY_GRANT = "the person's grant on the agent's gateway (403)"
     AGENT_KEY = "an agent's own key (401; an enrollment key 403)"
     OWN_AGENT = "the key's own agent only (403)"
     RATE_LIMIT = "per-key rate limit (429 with Retry-After)"

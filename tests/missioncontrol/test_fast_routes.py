@@ -16,10 +16,14 @@ from django.conf import settings
 from django.test import Client
 
 from agents.models import Agent, AgentKey
-from missioncontrol import ratelimit
+from gateways.actions import set_grant
+from missioncontrol import ratelimit, tokens
 from missioncontrol.asgi import FAST_ROUTES, application
+from missioncontrol.audit import Actor
 from missioncontrol.fastpath import Check, Route
 from tests.agents.conftest import issue
+from tests.gateways.factories import make_gateway
+from tests.missioncontrol.factories import UserFactory
 from tests.tasks.factories import make_task
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,15 +33,24 @@ CSRF = "a" * 32
 
 
 class Caller:
-    """The route's rightful caller (an agent's key, or an operator's browser session), its path,
-    a valid body, and ways to spoil one part of the request."""
+    """The route's rightful caller (an agent's key, an operator's browser session, or an
+    operator's API token), its path, a valid body, and ways to spoil one part of the request."""
 
     def __init__(self, route: Route, fixtures: dict[str, Any]) -> None:
         self.route = route
-        self.browser = "tasks" in route.pattern
-        if self.browser:
+        self.person = "runs" in route.pattern
+        self.browser = "move" in route.pattern
+        self.body: dict[str, Any]
+        self.headers: dict[str, str]
+        self.cookies: dict[str, str]
+        if self.person:
+            self.path = f"/api/v1/tasks/{fixtures['assigned'].pk}/runs"
+            self.body = {"instructions": "Probe it"}
+            self.headers = {"Authorization": f"Bearer {fixtures['operator_token']}"}
+            self.cookies = {}
+        elif self.browser:
             self.path = f"/tasks/{fixtures['task'].pk}/move/"
-            self.body: dict[str, Any] = {"status": "review"}
+            self.body = {"status": "review"}
             self.headers = {"X-CSRFToken": CSRF}
             self.cookies = {"csrftoken": CSRF, "sessionid": fixtures["operator_session"]}
         else:
@@ -99,8 +112,32 @@ async def probe_session(c: Caller, f: dict[str, Any]) -> None:
 
 
 async def probe_operator(c: Caller, f: dict[str, Any]) -> None:
-    r = await c.send(cookies={"csrftoken": CSRF, "sessionid": f["viewer_session"]})
+    if c.person:
+        r = await c.send(headers={"Authorization": f"Bearer {f['viewer_token']}"})
+    else:
+        r = await c.send(cookies={"csrftoken": CSRF, "sessionid": f["viewer_session"]})
     assert r.status_code == 403, r.text
+
+
+async def probe_person_token(c: Caller, f: dict[str, Any]) -> None:
+    for refused in ("", "Bearer mct_000000000000_" + "x" * 43, f"Bearer {f['agent_key']}"):
+        r = await c.send(headers={"Authorization": refused})
+        assert r.status_code == 401, r.text
+        assert r.json()["error"] == "unauthenticated"
+        assert r.headers["www-authenticate"] == "Bearer"
+    # A browser's session is no credential here.
+    r = await c.send(
+        headers={"Authorization": "", "X-CSRFToken": CSRF},
+        cookies={"csrftoken": CSRF, "sessionid": f["operator_session"]},
+    )
+    assert r.status_code == 401, r.text
+
+
+async def probe_gateway_grant(c: Caller, f: dict[str, Any]) -> None:
+    # An operator granted one gateway only may not dispatch to a direct agent.
+    r = await c.send(headers={"Authorization": f"Bearer {f['granted_token']}"})
+    assert r.status_code == 403, r.text
+    assert r.json()["error"] == "forbidden"
 
 
 async def probe_agent_key(c: Caller, f: dict[str, Any]) -> None:
@@ -124,17 +161,30 @@ async def probe_rate_limit(c: Caller, f: dict[str, Any]) -> None:
     import asyncio
 
     ratelimit.reset()
-    answers = await asyncio.gather(*(c.send(raw=b"{not json") for _ in range(120)))
+    if c.person:
+        # A token's requests are counted once it is read (a task that does not exist: 404).
+        answers = await asyncio.gather(
+            *(c.send(path="/api/v1/tasks/999999/runs") for _ in range(120))
+        )
+        answered = {404, 429}
+    else:
+        answers = await asyncio.gather(*(c.send(raw=b"{not json") for _ in range(120)))
+        answered = {400, 429}
     refused = [r for r in answers if r.status_code == 429]
     assert refused, sorted({r.status_code for r in answers})
-    assert {r.status_code for r in answers} <= {400, 429}
+    assert {r.status_code for r in answers} <= answered
     assert all(int(r.headers["retry-after"]) >= 1 for r in refused)
     assert refused[0].json()["error"] == "rate_limited"
     ratelimit.reset()
 
 
 async def probe_validation(c: Caller, f: dict[str, Any]) -> None:
-    bad = {"status": "limbo"} if c.browser or "heartbeat" in c.path else {"records": "no"}
+    if c.person:
+        bad: dict[str, Any] = {"land_in": "limbo", "instructions": 7}
+    elif c.browser or "heartbeat" in c.path:
+        bad = {"status": "limbo"}
+    else:
+        bad = {"records": "no"}
     r = await c.send(body=bad)
     assert r.status_code == 400, r.text
     answer = r.json()
@@ -149,6 +199,8 @@ PROBES: dict[Check, Callable[[Caller, dict[str, Any]], Awaitable[None]]] = {
     Check.CSRF: probe_csrf,
     Check.SESSION: probe_session,
     Check.OPERATOR: probe_operator,
+    Check.PERSON_TOKEN: probe_person_token,
+    Check.GATEWAY_GRANT: probe_gateway_grant,
     Check.AGENT_KEY: probe_agent_key,
     Check.OWN_AGENT: probe_own_agent,
     Check.RATE_LIMIT: probe_rate_limit,
@@ -171,8 +223,14 @@ def fixtures(bob_operator: Any, alice_viewer: Any) -> dict[str, Any]:
         return client.cookies["sessionid"].value
 
     agent = Agent.objects.create(name="probe-agent")
+    granted = UserFactory.create(username="gina", role="operator")
+    set_grant(Actor.system("test"), make_gateway(name="elsewhere"), granted, "operate")
     return {
         "task": make_task("Probe"),
+        "assigned": make_task("Probe a run", assignee=f"agent:{agent.pk}"),
+        "operator_token": tokens.issue(Actor.system("test"), bob_operator)[1],
+        "viewer_token": tokens.issue(Actor.system("test"), alice_viewer)[1],
+        "granted_token": tokens.issue(Actor.system("test"), granted)[1],
         "operator_session": session(bob_operator),
         "viewer_session": session(alice_viewer),
         "agent_key": issue(AgentKey.Kind.AGENT, agent)[1],
@@ -185,7 +243,7 @@ async def test_every_check_a_route_names_refuses_what_it_should(route, fixtures)
     caller = Caller(route, fixtures)
     # The rightful request passes every check (so each probe's refusal is its check's).
     ok = await caller.send()
-    assert ok.status_code == 200, ok.text
+    assert ok.status_code == (202 if caller.person else 200), ok.text
     for check in route.checks:
         await PROBES[check](caller, fixtures)
     await sync_to_async(ratelimit.reset)()

@@ -235,7 +235,6 @@ ROUTES: dict[str, str] = {
     "api/v1/tasks/<id:task_id>/claim": "agent-api-post",
     "api/v1/tasks/<id:task_id>/comments": "agent-api-post-body",
     "api/v1/events": "stream:agent",
-    "api/v1/tasks/<id:task_id>/runs": "person-api-post",
     "api/v1/runs/<id:run_id>": "run-api",
     "api/v1/runs/<id:run_id>/abort": "person-api-post",
     "api/v1/runs/<id:run_id>/retry": "person-api-post",
@@ -261,6 +260,10 @@ ASGI_ROUTES: dict[str, tuple[str, str] | str] = {
     ),
     "POST ^/api/v1/usage/?$": ("/api/v1/usage", "fast-agent"),
     "POST ^/tasks/(?P<pk>[0-9]{1,18})/move/$": ("/tasks/999999/move/", "board-move"),
+    "POST ^/api/v1/tasks/(?P<pk>[0-9]{1,18})/runs/?$": (
+        "/api/v1/tasks/999999/runs",
+        "person-api-post",
+    ),
     "ws/live/": "tests/missioncontrol/test_live.py (origin, session, role)",
 }
 
