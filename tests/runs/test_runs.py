@@ -717,3 +717,42 @@ def test_a_run_has_a_page_of_its_own_and_a_fragment_for_its_entry(operator, view
     assert "Open the task" in page  # it has ended: nothing to follow live
     assert "<strong>three</strong>" in page
     assert viewer.get("/runs/999999/").status_code == 404
+
+
+def test_dispatches_committed_together_each_stand_or_fall_alone(ada, bob_operator) -> None:
+    """The fast route's batch (runs.actions.dispatch_many): one transaction, and each order
+    answered as a lone dispatch would be — a refused one (by who asks, or by the dispatch)
+    leaves nothing and the others stand; the same Idempotency-Key twice in one batch is one run."""
+    from missioncontrol.errors import ActionError, Forbidden, Invalid
+
+    first = make_task("First", assignee=f"agent:{ada.pk}")
+    unassigned = make_task("Nobody's")
+    keyed = make_task("Keyed", assignee=f"agent:{ada.pk}")
+    forbidden_task = make_task("Not yours", assignee=f"agent:{ada.pk}")
+    bob = Actor.user(bob_operator)
+
+    def refuse() -> Actor:
+        raise Forbidden("No grant on that gateway.")
+
+    results = actions.dispatch_many(
+        [
+            (lambda: bob, actions.Dispatch(first.pk)),
+            (lambda: bob, actions.Dispatch(unassigned.pk)),
+            (refuse, actions.Dispatch(forbidden_task.pk)),
+            (lambda: bob, actions.Dispatch(first.pk)),  # already has a run: this batch's
+            (lambda: bob, actions.Dispatch(keyed.pk, idempotency_key="k-1")),
+            (lambda: bob, actions.Dispatch(keyed.pk, idempotency_key="k-1")),
+        ]
+    )
+    ran, nobody, refused, again, keyed_run, keyed_again = results
+    assert isinstance(ran, tuple) and ran[1] is True
+    assert isinstance(nobody, Invalid)
+    assert isinstance(refused, Forbidden)
+    assert isinstance(again, RunActive)
+    assert isinstance(keyed_run, tuple) and isinstance(keyed_again, tuple)
+    assert (keyed_again[0].pk, keyed_again[1]) == (keyed_run[0].pk, False)
+    assert not any(isinstance(r, ActionError) for r in (ran, keyed_run))
+    assert sorted(Run.objects.values_list("task_id", flat=True)) == sorted([first.pk, keyed.pk])
+    assert AuditEvent.objects.filter(verb="task.dispatched").count() == 2
+    assert not Task.objects.get(pk=unassigned.pk).run_state
+    assert not Task.objects.get(pk=forbidden_task.pk).run_state
