@@ -745,11 +745,13 @@ def test_dispatches_committed_together_each_stand_or_fall_alone(ada, bob_operato
         ]
     )
     ran, nobody, refused, again, keyed_run, keyed_again = results
-    assert isinstance(ran, tuple) and ran[1] is True
+    assert isinstance(ran, tuple)
+    assert ran[1] is True
     assert isinstance(nobody, Invalid)
     assert isinstance(refused, Forbidden)
     assert isinstance(again, RunActive)
-    assert isinstance(keyed_run, tuple) and isinstance(keyed_again, tuple)
+    assert isinstance(keyed_run, tuple)
+    assert isinstance(keyed_again, tuple)
     assert (keyed_again[0].pk, keyed_again[1]) == (keyed_run[0].pk, False)
     assert not any(isinstance(r, ActionError) for r in (ran, keyed_run))
     assert sorted(Run.objects.values_list("task_id", flat=True)) == sorted([first.pk, keyed.pk])
