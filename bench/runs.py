@@ -5,6 +5,7 @@ server's CPU per dispatch; every answer must be a 202 with a queued run, and the
 hold exactly one run per dispatch.
 
 Usage: python bench/runs.py [--tasks 3000] [--agents 20] [--clients 8] [--seconds 10]
+       [--rate 100]  (open loop: 100 offered a second, whatever the answers)
 """
 
 from __future__ import annotations
@@ -47,6 +48,32 @@ async def client(url: str, token: str, ids: list[int], until: float, out: list[f
     return done
 
 
+async def paced(url: str, token: str, ids: list[int], rate: float, seconds: float) -> tuple:
+    """Open loop: a dispatch every 1/rate s whatever the answers (the target's form: `rate`
+    dispatches a second offered, each one's latency measured), on a pool of connections."""
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30, limits=limits
+    ) as http:
+
+        async def one(task_id: int) -> None:
+            started = time.perf_counter()
+            r = await http.post(f"/api/v1/tasks/{task_id}/runs", json={})
+            latencies.append((time.perf_counter() - started) * 1000)
+            assert r.status_code == 202, (r.status_code, r.text)
+
+        started = time.perf_counter()
+        pending = []
+        for n, task_id in enumerate(ids[: int(rate * seconds)]):
+            delay = started + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            pending.append(asyncio.ensure_future(one(task_id)))
+        await asyncio.gather(*pending)
+    return len(latencies), time.perf_counter() - started, latencies
+
+
 async def drive(url: str, token: str, ids: list[int], clients: int, seconds: float) -> tuple:
     latencies: list[float] = []
     shares = [ids[n::clients] for n in range(clients)]
@@ -63,6 +90,9 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=20)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument(
+        "--rate", type=float, default=0, help="offer this many a second (open loop) instead"
+    )
     args = parser.parse_args()
     data = Path(tempfile.mkdtemp(prefix="mc-bench-runs-"))
     prepare(data)
@@ -73,16 +103,22 @@ def main() -> None:
     server = Server(data, 3291, env={"MC_BENCH_NO_RATE_LIMIT": "1"})
     try:
         cpu = server.cpu_s()
-        done, elapsed, latencies = asyncio.run(
-            drive(server.url, token, ids, args.clients, args.seconds)
-        )
+        if args.rate:
+            done, elapsed, latencies = asyncio.run(
+                paced(server.url, token, ids, args.rate, args.seconds)
+            )
+        else:
+            done, elapsed, latencies = asyncio.run(
+                drive(server.url, token, ids, args.clients, args.seconds)
+            )
         cpu = server.cpu_s() - cpu
     finally:
         server.stop()
     runs = query(data, "SELECT COUNT(*), COUNT(DISTINCT task_id) FROM runs_run")[0]
     assert runs == (done, done), f"{done} dispatches, runs in the database: {runs}"
     print(
-        f"dispatches: {done / elapsed:.0f}/s accepted with {args.clients} clients "
+        f"dispatches: {done / elapsed:.0f}/s accepted "
+        f"{f'offered at {args.rate:.0f}/s' if args.rate else f'with {args.clients} clients'} "
         f"({done} in {elapsed:.1f} s, {len(ids)} tasks, {args.agents} agents); "
         f"{summary(latencies)}; server CPU {cpu / max(done, 1) * 1000:.2f} ms a dispatch; "
         f"one run per dispatch in the database"

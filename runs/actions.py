@@ -75,11 +75,30 @@ def brief(task: Task, instructions: str) -> str:
     return "\n\n".join(parts)
 
 
+# Told after each commit that changed a run (a run queued, one ended and freed a slot, one's
+# blockers done): the gateway sender (runs/loops.py) sends at once instead of at its next poll.
+_listeners: list[Callable[[], None]] = []
+
+
+def on_runs_changed(listener: Callable[[], None]) -> Callable[[], None]:
+    """Call `listener` (from any thread; keep it quick) after every commit that changed a run;
+    returns what stops it."""
+    _listeners.append(listener)
+    return lambda: _listeners.remove(listener)
+
+
+def _runs_changed() -> None:
+    for listener in list(_listeners):
+        listener()
+
+
 def _publish(event_type: events.RunEventType, actor: Actor, run: Run, task: Task) -> None:
     live.publish(
         "board",
         events.changed(event_type, actor, run, task_events.task_data(task), tasks.board_data(task)),
     )
+    if _listeners and event_type != "run.progress":
+        transaction.on_commit(_runs_changed)
 
 
 def dispatch(actor: Actor, order: Dispatch) -> tuple[Run, bool]:

@@ -5,9 +5,10 @@ connector that holds the connection: gateways/commands.py), each once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
@@ -171,10 +172,29 @@ async def gateway_sender_loop() -> None:
         sending.add(task)
         task.add_done_callback(sending.discard)
 
+    # Woken by a commit that changed a run in this process (a dispatch: sent within
+    # milliseconds, not at the next poll); runs changed by other processes wait for the poll.
+    loop, changed = asyncio.get_running_loop(), asyncio.Event()
+
+    def wake() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(changed.set)
+
+    stop_listening = actions.on_runs_changed(wake)
+    try:
+        await _send_loop(start, changed)
+    finally:
+        stop_listening()
+
+
+async def _send_loop(
+    start: Callable[[Coroutine[Any, Any, None]], None], changed: asyncio.Event
+) -> None:
     renewed = looked = 0.0
     connections: dict[int, datetime | None] = {}
     await db(actions.requeue_unsent)()
     while True:
+        changed.clear()  # a change from here on wakes the next pass
         for order in await db(actions.take_gateway_runs)():
             start(send(order))
         now = time.monotonic()
@@ -193,7 +213,8 @@ async def gateway_sender_loop() -> None:
             await db(actions.renew_gateway_leases)()
             for check in await db(actions.gateway_runs_to_check)(CHECK_AFTER_S):
                 start(adopt(check))
-        await asyncio.sleep(SEND_POLL_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), SEND_POLL_S)
 
 
 def register() -> None:

@@ -144,3 +144,25 @@ async def test_a_gateway_runs_streamed_words_show_as_its_progress(fake, running)
     )
     assert shown.run_state == "running"
     assert (await Run.objects.aget(pk=run.pk)).progress == "Reading the incident log"
+
+
+async def test_the_sender_sends_a_dispatch_at_once_not_at_its_next_poll(fake, running, monkeypatch):
+    """A dispatch's commit wakes the sender loop of its process (the poll is the fallback for
+    runs other processes change): with the poll set to a minute, the gateway gets the `agent`
+    request long before it (here in milliseconds; the bound is for a loaded machine)."""
+    import asyncio
+
+    monkeypatch.setattr(loops, "SEND_POLL_S", 60.0)
+    gateway = await db(make_gateway)(url=fake.url, token=TOKEN)
+    agent = await until(lambda: Agent.objects.filter(gateway=gateway, external_id="main").first())
+    await until(lambda: Gateway.objects.get(pk=gateway.pk).state == "connected")
+    task = await db(make_task)("Answer fast", assignee=f"agent:{agent.pk}")
+    sender = asyncio.ensure_future(loops.gateway_sender_loop())
+    try:
+        await asyncio.sleep(0.5)  # its first pass done: now it waits (a minute, unless woken)
+        await db(actions.dispatch)(Actor.system("test"), actions.Dispatch(task.pk))
+        await until(lambda: any(m == "agent" for m, _p in fake.requests), timeout=15)
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+    assert actions._listeners == []  # the loop stopped listening when it ended
