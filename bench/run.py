@@ -134,6 +134,22 @@ def main() -> int:
     )
     results.append(
         run(
+            "dispatch: 100/s offered (open loop)",
+            "runs.py",
+            "--rate",
+            "100",
+            *(["--tasks", "300", "--seconds", "2"] if args.quick else []),
+        )
+    )
+    results.append(
+        run(
+            "dispatch → the gateway's agent request, 10 synthetic gateways",
+            "dispatch_gateway.py",
+            *(["--gateways", "2", "--rate", "10", "--seconds", "2"] if args.quick else []),
+        )
+    )
+    results.append(
+        run(
             "task page: 50 attempts, 10,000 run events",
             "task_page.py",
             *(["--attempts", "10", "--progress", "20", "--requests", "10"] if args.quick else []),
