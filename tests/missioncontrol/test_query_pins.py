@@ -80,8 +80,10 @@ def grow_webhooks(start: int, n: int) -> None:
 
 
 def grow_agents(start: int, n: int) -> None:
+    # Each at work on a task: its row names it (one query for every row's task title).
     for i in range(start, start + n):
-        Agent.objects.create(name=f"agent-{i}", framework="claude-code")
+        task = make_task(f"Work {i}")
+        Agent.objects.create(name=f"agent-{i}", framework="claude-code", current_task_id=task.pk)
 
 
 def grow_tasks(start: int, n: int) -> None:
