@@ -78,6 +78,56 @@ class ApiBodyLimitMiddleware:
         return None
 
 
+class StorableInputMiddleware:
+    """Every query parameter and form field, names and values, is text every database stores
+    (no NUL, no lone surrogate), or the request is refused (400: JSON under /api/, the page
+    elsewhere, naming the field). Views read parameters as filters and keys; on PostgreSQL a
+    NUL in any of them was a 500 (DataError), on every list page and several posts — one check
+    here, instead of one in every view. Forms' own fields refuse NUL too (Django's validator).
+    """
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from agents.validation import text_problem
+
+        sources = [request.GET]
+        if request.method == "POST" and request.content_type in (
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ):
+            # The body read first and kept: a view may still read it raw (a multipart form
+            # parsed from the stream could not be read again).
+            request.body  # noqa: B018
+            sources.append(request.POST)
+        for params in sources:
+            for name, values in params.lists():
+                for text in (name, *values):
+                    problem = text_problem(text)
+                    if problem:
+                        return _refuse_input(request, _printable(name), problem)
+        return self.get_response(request)
+
+
+def _printable(name: str) -> str:
+    """A field's name as it can be shown (NUL and surrogates escaped)."""
+    return name.encode("unicode_escape").decode("ascii")[:60]
+
+
+def _refuse_input(request: HttpRequest, name: str, problem: str) -> HttpResponse:
+    from django.shortcuts import render
+
+    from missioncontrol.errors import json_error
+
+    if request.path.startswith("/api/"):
+        return json_error(400, {name: [problem]})
+    return render(request, "errors/400.html", {"problem": f"“{name}”: {problem}"}, status=400)
+
+
 class PageHeadersMiddleware:
     """HTML pages: `Vary: HX-Request` (pages that answer htmx with a partial say so, so no cache
     hands one to the other). Every answer to a signed-in user or to a request with a key

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.conf import settings
 
+from agents.validation import text_problem
 from missioncontrol import tokens
 from missioncontrol.audit import Actor
 from missioncontrol.errors import ActionError, Invalid, Unauthenticated, Unavailable
@@ -56,6 +57,8 @@ def parse(body: bytes, task_id: int, idempotency_key: str) -> actions.Dispatch:
     problems: dict[str, list[str]] = {}
     if not isinstance(instructions, str):
         problems["instructions"] = ["Input should be a valid string"]
+    elif problem := text_problem(instructions):
+        problems["instructions"] = [problem]
     if land_in not in Run.LandIn.values:
         problems["land_in"] = ["Input should be 'review' or 'done'"]
     if problems:

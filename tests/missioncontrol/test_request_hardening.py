@@ -153,3 +153,65 @@ def test_the_data_dir_and_database_are_owner_only(tmp_path, made_before):
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     for name in ("mission-control.sqlite3", "secret_key"):
         assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
+
+
+@pytest.mark.django_db
+class TestUnstorableInput:
+    """A NUL (or a lone surrogate) in any query parameter or form field is refused with a 400
+    naming the field, before a view reads it: on PostgreSQL, where text cannot hold NUL, the
+    hostile walks found it a 500 on every list page, the audit and cost exports and two posts."""
+
+    def test_a_page_says_which_parameter(self, viewer):
+        r = viewer.get("/board/", {"q": "fix\x00it"})
+        assert r.status_code == 400
+        page = r.content.decode()
+        assert "“q”: NUL characters are not allowed." in page
+        assert viewer.get("/tasks/", {"label\x00": "x"}).status_code == 400
+
+    def test_a_form_post_is_refused_and_nothing_is_stored(self, operator):
+        from missioncontrol.models import AuditEvent
+
+        before = AuditEvent.objects.count()
+        r = operator.post("/overview/acknowledge/", {"key": "task:1\x00"})
+        assert r.status_code == 400
+        assert "“key”" in r.content.decode()
+        assert AuditEvent.objects.count() == before
+
+    def test_the_api_answers_in_its_shape(self, bob_operator):
+        from missioncontrol import tokens
+        from missioncontrol.audit import Actor
+
+        token = tokens.issue(Actor.system("test"), bob_operator)[1]
+        r = Client().get("/api/v1/tasks", {"agent": "\x00"}, HTTP_AUTHORIZATION=f"Bearer {token}")
+        assert r.status_code == 400
+        assert r.json() == {
+            "error": "validation_error",
+            "detail": {"agent": ["NUL characters are not allowed."]},
+        }
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_dispatch_instructions_with_a_nul_are_refused_by_field(bob_operator):
+    import httpx
+
+    from agents.models import Agent
+    from missioncontrol import tokens
+    from missioncontrol.audit import Actor
+    from runs.models import Run
+
+    def setup() -> tuple[str, int]:
+        agent = Agent.objects.create(name="nul-agent")
+        task = make_task("Nul", assignee=f"agent:{agent.pk}")
+        return tokens.issue(Actor.system("test"), bob_operator)[1], task.pk
+
+    token, task_id = await sync_to_async(setup)()
+    transport = httpx.ASGITransport(app=application)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+        r = await http.post(
+            f"/api/v1/tasks/{task_id}/runs",
+            json={"instructions": "a\x00b"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert r.status_code == 400, r.text
+    assert r.json()["detail"] == {"instructions": ["NUL characters are not allowed."]}
+    assert await Run.objects.acount() == 0

@@ -169,6 +169,11 @@ def test_an_agent_alternating_between_processes(cluster, transactional_db):
 
 
 def test_a_revoked_key_is_refused_by_both_within_2_s(cluster, transactional_db):
+    """Each process reads changed keys again at its first request CHANGE_CHECK_S (2 s) after its
+    last look: that request, on either process, is refused. (Asserted by what the requests get,
+    not by a stopwatch: under load the requests themselves take time, not the check.)"""
+    from agents.keys import CHANGE_CHECK_S
+
     agent = Agent.objects.create(name="ada")
     key, raw = issue(AgentKey.Kind.AGENT, agent)
     headers = {"Authorization": f"Bearer {raw}"}
@@ -177,17 +182,10 @@ def test_a_revoked_key_is_refused_by_both_within_2_s(cluster, transactional_db):
         r = httpx.post(f"{url}/api/v1/agents/ada/heartbeat", json={}, headers=headers)
         assert r.status_code == 200
     agent_actions.revoke_key(Actor.system("tests"), key.pk)
-    revoked = time.monotonic()
-    refused: dict[str, float] = {}
-    while len(refused) < 2 and time.monotonic() - revoked < 5:
-        for url in urls:
-            if url not in refused:
-                r = httpx.post(f"{url}/api/v1/agents/ada/heartbeat", json={}, headers=headers)
-                if r.status_code == 401:
-                    refused[url] = time.monotonic() - revoked
-        time.sleep(0.05)
-    assert set(refused) == set(urls)
-    assert max(refused.values()) <= 2.2
+    time.sleep(CHANGE_CHECK_S + 0.1)
+    for url in urls:
+        r = httpx.post(f"{url}/api/v1/agents/ada/heartbeat", json={}, headers=headers)
+        assert r.status_code == 401, (url, r.status_code, r.text)
 
 
 def test_rate_limits_are_shared_by_every_process(cluster, transactional_db):
