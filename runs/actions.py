@@ -75,30 +75,11 @@ def brief(task: Task, instructions: str) -> str:
     return "\n\n".join(parts)
 
 
-# Told after each commit that changed a run (a run queued, one ended and freed a slot, one's
-# blockers done): the gateway sender (runs/loops.py) sends at once instead of at its next poll.
-_listeners: list[Callable[[], None]] = []
-
-
-def on_runs_changed(listener: Callable[[], None]) -> Callable[[], None]:
-    """Call `listener` (from any thread; keep it quick) after every commit that changed a run;
-    returns what stops it."""
-    _listeners.append(listener)
-    return lambda: _listeners.remove(listener)
-
-
-def _runs_changed() -> None:
-    for listener in list(_listeners):
-        listener()
-
-
 def _publish(event_type: events.RunEventType, actor: Actor, run: Run, task: Task) -> None:
     live.publish(
         "board",
         events.changed(event_type, actor, run, task_events.task_data(task), tasks.board_data(task)),
     )
-    if _listeners and event_type != "run.progress":
-        transaction.on_commit(_runs_changed)
 
 
 def dispatch(actor: Actor, order: Dispatch) -> tuple[Run, bool]:
@@ -308,18 +289,62 @@ def claim(agent_id: int, run_id: int) -> Run:
 
 
 _progress_sent: dict[int, float] = {}
+_progress_held: set[int] = set()  # runs whose latest words were held back (too soon)
 _progress_lock = threading.Lock()
+_held_listeners: list[Callable[[], None]] = []
 
 
 def _progress_due(run_id: int) -> bool:
+    """Whether a run's progress may go out now (≤ 4 a second); if not, it is held and goes out
+    when due (flush_progress: the last words must land, not wait for the run's next change).
+    A process where no progress loop runs to flush (a scale-out web process: `serve
+    --no-workers`) holds nothing back: its reports go out as they come (the API's per-key rate
+    limit bounds them)."""
     now = time.monotonic()
     with _progress_lock:
-        if now - _progress_sent.get(run_id, 0.0) < PROGRESS_EVERY_S:
-            return False
-        _progress_sent[run_id] = now
-        if len(_progress_sent) > 10_000:
-            _progress_sent.clear()
-        return True
+        if _held_listeners and now - _progress_sent.get(run_id, 0.0) < PROGRESS_EVERY_S:
+            first = not _progress_held
+            _progress_held.add(run_id)
+        else:
+            _progress_sent[run_id] = now
+            _progress_held.discard(run_id)
+            if len(_progress_sent) > 10_000:
+                _progress_sent.clear()
+            return True
+    if first:
+        transaction.on_commit(_progress_was_held)
+    return False
+
+
+def on_progress_held(listener: Callable[[], None]) -> Callable[[], None]:
+    """Call `listener` (any thread; quick) after a commit that held progress back; returns
+    what stops it. The runs' progress loop listens and flushes after PROGRESS_EVERY_S."""
+    _held_listeners.append(listener)
+    return lambda: _held_listeners.remove(listener)
+
+
+def _progress_was_held() -> None:
+    for listener in list(_held_listeners):
+        listener()
+
+
+def flush_progress() -> int:
+    """Publish the held-back progress of runs still running (their latest words, as stored),
+    each when due; returns how many went out (the rest stay held)."""
+    with _progress_lock:
+        held = set(_progress_held)
+        _progress_held.clear()
+    sent = 0
+    for run_id in sorted(held):
+        with transaction.atomic():
+            run = Run.objects.filter(pk=run_id, state=Run.State.RUNNING).first()
+            if run is None or not _progress_due(run_id):
+                continue
+            task = Task.objects.for_cards().get(pk=run.task_id)
+            actor = _gateway_actor(run) if run.external_run_id else Actor.agent(run.agent_name)
+            _publish("run.progress", actor, run, task)
+            sent += 1
+    return sent
 
 
 def report_progress(agent_id: int, run_id: int, text: str) -> Run:

@@ -17,13 +17,16 @@ from django.conf import settings
 
 from gateways import commands, frames
 from gateways.protocol import GatewayError
+from missioncontrol import subscriptions
 from missioncontrol.supervisor import register_loop
 from runs import access, actions
 
 logger = logging.getLogger(__name__)
 db = database_sync_to_async
 
-SEND_POLL_S = 0.2
+# What no run event announced (a gateway connected with runs queued for it) is looked for this
+# often; an idle server's polls were a third of its CPU at 0.2 s.
+SEND_POLL_S = 2.0
 RENEW_EVERY_S = 30.0
 # How often the sender looks for gateways that connected again (a query of connected gateways).
 RECONNECT_LOOK_S = 2.0
@@ -172,19 +175,33 @@ async def gateway_sender_loop() -> None:
         sending.add(task)
         task.add_done_callback(sending.discard)
 
-    # Woken by a commit that changed a run in this process (a dispatch: sent within
-    # milliseconds, not at the next poll); runs changed by other processes wait for the poll.
-    loop, changed = asyncio.get_running_loop(), asyncio.Event()
-
-    def wake() -> None:
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(changed.set)
-
-    stop_listening = actions.on_runs_changed(wake)
+    # Woken by run events, from this process's commits or another's (the channel layer carries
+    # both): a dispatch is sent within milliseconds; the poll only catches what no event said.
+    changed = asyncio.Event()
+    hub = await subscriptions.get_hub()
+    listener = RunChanges(changed)
+    hub.add(listener)
     try:
         await _send_loop(start, changed)
     finally:
-        stop_listening()
+        hub.remove(listener)
+
+
+class RunChanges:
+    """A listener of this process's live hub (missioncontrol/subscriptions.py): the board
+    topic's run events — a run queued, one ended and freed a slot, one's blockers done — wake
+    the sender. Progress reports do not (up to 4 a second a run)."""
+
+    def __init__(self, changed: asyncio.Event) -> None:
+        self.sub = subscriptions.Subscription(["board"], "admin", form="data")
+        self.changed = changed
+
+    async def deliver(self, message: Any) -> None:
+        data = message.get("data") or ""
+        start = data.find('"event":"') + len('"event":"')
+        kind = data[start : data.find('"', start)]
+        if kind == "task.dispatched" or (kind.startswith("run.") and kind != "run.progress"):
+            self.changed.set()
 
 
 async def _send_loop(
@@ -217,7 +234,28 @@ async def _send_loop(
             await asyncio.wait_for(changed.wait(), SEND_POLL_S)
 
 
+async def progress_flush_loop() -> None:
+    """Progress held back (≤ 4 a second a run) goes out once due: the agent's last words land
+    even when nothing follows them for a while."""
+    loop, held = asyncio.get_running_loop(), asyncio.Event()
+
+    def poke() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(held.set)
+
+    stop_listening = actions.on_progress_held(poke)
+    try:
+        while True:
+            await held.wait()
+            held.clear()
+            await asyncio.sleep(actions.PROGRESS_EVERY_S)
+            await db(actions.flush_progress)()
+    finally:
+        stop_listening()
+
+
 def register() -> None:
     register_loop("run-lease-sweep", lease_sweep_loop, restart="always")
+    register_loop("run-progress-flush", progress_flush_loop, restart="always")
     if settings.MC_GATEWAY_CONNECTORS:
         register_loop("run-gateway-sender", gateway_sender_loop, restart="always")

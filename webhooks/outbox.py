@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -91,8 +92,33 @@ def _load() -> list[tuple[int, tuple[str, ...]]]:
 # within a second.
 _endpoints = Reloaded("webhook endpoints", _load, ttl_s=1.0)
 
-# Set after a commit that queued deliveries: the dispatcher in this process looks at once.
-woken = threading.Event()
+
+class Wakeup:
+    """Set after a commit that queued deliveries (from any thread: commits run on database
+    threads); the dispatcher loop of this process listens and looks at once."""
+
+    def __init__(self) -> None:
+        self._flag = threading.Event()
+        self._listeners: list[Callable[[], None]] = []
+
+    def set(self) -> None:
+        self._flag.set()
+        for listener in list(self._listeners):
+            listener()
+
+    def clear(self) -> None:
+        self._flag.clear()
+
+    def is_set(self) -> bool:
+        return self._flag.is_set()
+
+    def listen(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """`listener()` on every set (quick, thread-safe); returns what stops it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+
+woken = Wakeup()
 
 
 def webhook_types(event: LiveEvent) -> list[str]:

@@ -147,9 +147,10 @@ async def test_a_gateway_runs_streamed_words_show_as_its_progress(fake, running)
 
 
 async def test_the_sender_sends_a_dispatch_at_once_not_at_its_next_poll(fake, running, monkeypatch):
-    """A dispatch's commit wakes the sender loop of its process (the poll is the fallback for
-    runs other processes change): with the poll set to a minute, the gateway gets the `agent`
-    request long before it (here in milliseconds; the bound is for a loaded machine)."""
+    """A dispatch's run event wakes the sender loop (this process's commit or another's: the
+    channel layer carries both; the poll only catches what no event said): with the poll set
+    to a minute, the gateway gets the `agent` request long before it (here in milliseconds;
+    the bound is for a loaded machine)."""
     import asyncio
 
     monkeypatch.setattr(loops, "SEND_POLL_S", 60.0)
@@ -165,4 +166,8 @@ async def test_the_sender_sends_a_dispatch_at_once_not_at_its_next_poll(fake, ru
     finally:
         sender.cancel()
         await asyncio.gather(sender, return_exceptions=True)
-    assert actions._listeners == []  # the loop stopped listening when it ended
+    from missioncontrol import subscriptions
+
+    hub = await subscriptions.get_hub()
+    # The loop stopped listening when it ended.
+    assert not any(isinstance(member, loops.RunChanges) for member in hub.listeners["board"])

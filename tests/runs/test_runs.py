@@ -758,3 +758,35 @@ def test_dispatches_committed_together_each_stand_or_fall_alone(ada, bob_operato
     assert AuditEvent.objects.filter(verb="task.dispatched").count() == 2
     assert not Task.objects.get(pk=unassigned.pk).run_state
     assert not Task.objects.get(pk=forbidden_task.pk).run_state
+
+
+def test_progress_held_back_goes_out_once_due(ada, task, broadcasts, monkeypatch) -> None:
+    """≤ 4 updates a second a run, and the last words always land: a report held back (too
+    soon after the last) goes out when due, with the latest text — it once waited for the
+    run's next change, and a quiet agent's card kept showing its older words."""
+    import time
+
+    held: list[int] = []
+    stop = actions.on_progress_held(lambda: held.append(1))  # as the progress loop listens
+    try:
+        run, _ = actions.dispatch(ADMIN, actions.Dispatch(task.pk))
+        actions.claim(ada.pk, run.pk)
+        actions.report_progress(ada.pk, run.pk, "Editing cli.py")
+        actions.report_progress(ada.pk, run.pk, "Running the tests")  # too soon: held
+
+        def said() -> list[str]:
+            return [
+                json.loads(m["data"])["data"]["run"]["progress"]
+                for m in broadcasts
+                if json.loads(m["data"])["event"] == "run.progress"
+            ]
+
+        assert said() == ["Editing cli.py"]
+        assert held == [1]  # the loop is told (after the commit)
+        assert actions.flush_progress() == 0  # not due yet: still held
+        time.sleep(actions.PROGRESS_EVERY_S)
+        assert actions.flush_progress() == 1
+        assert said() == ["Editing cli.py", "Running the tests"]
+        assert actions.flush_progress() == 0  # nothing held any more
+    finally:
+        stop()
