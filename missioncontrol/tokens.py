@@ -95,36 +95,49 @@ def revoke(actor: audit.Actor, token_id: int, *, owner: Any | None = None) -> Ap
     return token
 
 
-def authenticate(authorization: str | None, *, least: str = "viewer") -> Any:
+def authenticate(
+    authorization: str | None,
+    *,
+    least: str = "viewer",
+    known: dict[str, tuple[int, Any]] | None = None,
+) -> Any:
     """The person a request's token acts as, with at least the role `least`; raises
     Unauthenticated (no, unknown, revoked or expired token, or a deactivated person), Forbidden
-    (a role below `least`) or RateLimited."""
+    (a role below `least`) or RateLimited. `known`: tokens already read for earlier requests of
+    the same batch (the dispatch route's group commit), read again from there; every request
+    still counts against the token's rate limit."""
     from missioncontrol.roles import RANK
 
-    raw = bearer(authorization)
-    match = TOKEN_RE.match(raw)
-    if match is None:
-        raise Unauthenticated("Send a person's API token as 'Authorization: Bearer mct_…'.")
-    prefix, secret = match.groups()
-    token = ApiToken.objects.select_related("user").filter(prefix=prefix).first()
+    hit = known.get(authorization or "") if known is not None else None
     now = timezone.now()
-    if (
-        token is None
-        or not hmac.compare_digest(token.secret_hash, _hash(secret))
-        or token.revoked_at is not None
-        or (token.expires_at is not None and token.expires_at <= now)
-        or not token.user.is_active
-    ):
-        raise Unauthenticated("This API token is unknown, revoked or expired.")
-    wait = 0.0 if settings.MC_API_RATE_LIMIT_OFF else _bucket.take(token.pk)
+    if hit is None:
+        raw = bearer(authorization)
+        match = TOKEN_RE.match(raw)
+        if match is None:
+            raise Unauthenticated("Send a person's API token as 'Authorization: Bearer mct_…'.")
+        prefix, secret = match.groups()
+        token = ApiToken.objects.select_related("user").filter(prefix=prefix).first()
+        if (
+            token is None
+            or not hmac.compare_digest(token.secret_hash, _hash(secret))
+            or token.revoked_at is not None
+            or (token.expires_at is not None and token.expires_at <= now)
+            or not token.user.is_active
+        ):
+            raise Unauthenticated("This API token is unknown, revoked or expired.")
+        if token.last_used_at is None or now - token.last_used_at > USED_EVERY:
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        hit = (token.pk, token.user)
+        if known is not None:
+            known[authorization or ""] = hit
+    token_id, user = hit
+    wait = 0.0 if settings.MC_API_RATE_LIMIT_OFF else _bucket.take(token_id)
     if wait:
         raise RateLimited("Too many requests for this token.", retry_after=wait)
-    role = role_of(token.user)
+    role = role_of(user)
     if role is None or RANK[role] < RANK[least]:
         raise Forbidden(f"This needs the {least} role; the token's person has {role or 'none'}.")
-    if token.last_used_at is None or now - token.last_used_at > USED_EVERY:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return token.user
+    return user
 
 
 def expired(token: ApiToken, now: datetime | None = None) -> bool:

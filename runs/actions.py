@@ -132,8 +132,11 @@ def _dispatch(actor: Actor, order: Dispatch, instructions: str, key: str) -> tup
         raise NotFound("That task is archived.")
     if task.assignee_agent_id is None:
         raise Invalid({"assignee": ["Assign the task to an agent first."]})
-    active = Run.objects.filter(task=task).active().first()
-    if active is not None:
+    # The task's attempts, one query: is one still active, and the next attempt's number.
+    attempts = list(Run.objects.filter(task=task).values_list("pk", "state", "attempt"))
+    active_pk = next((pk for pk, state, _n in attempts if state in Run.ACTIVE), None)
+    if active_pk is not None:
+        active = Run.objects.get(pk=active_pk)
         raise RunActive(
             f"Task #{task.pk} already has a run {active.get_state_display().lower()} "
             f"(attempt {active.attempt}).",
@@ -141,7 +144,7 @@ def _dispatch(actor: Actor, order: Dispatch, instructions: str, key: str) -> tup
         )
     agent = Agent.objects.get(pk=task.assignee_agent_id)
     tasks.refuse_new_work(agent.pk, "Not dispatched")
-    attempt = (Run.objects.filter(task=task).aggregate(n=Max("attempt"))["n"] or 0) + 1
+    attempt = max((n for _pk, _state, n in attempts), default=0) + 1
     run = Run.objects.create(
         task=task,
         agent=agent,

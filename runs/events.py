@@ -73,12 +73,18 @@ def run_data(run: Run) -> RunData:
         "output_tokens": run.output_tokens,
         "cost_usd": f"{run.cost:.9f}",
         "url": f"/tasks/{run.task_id}/#run-{run.pk}",
-        "waiting_on": (
-            sorted(Task.objects.waiting_on(run.task_id).values_list("pk", flat=True))
-            if run.state == Run.State.QUEUED
-            else []
-        ),
+        "waiting_on": _waiting_on(run),
     }
+
+
+def _waiting_on(run: Run) -> list[int]:
+    """The open tasks a queued run waits for. Its task at hand (a dispatch has it) says when it
+    waits for none (Task.waiting_count): no query then."""
+    if run.state != Run.State.QUEUED:
+        return []
+    if Run.task.is_cached(run) and run.task.waiting_count == 0:
+        return []
+    return sorted(Task.objects.waiting_on(run.task_id).values_list("pk", flat=True))
 
 
 def changed(

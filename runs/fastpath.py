@@ -13,6 +13,7 @@ schema (runs/openapi.py). It is the only dispatch route of the API: there is no 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -66,21 +67,29 @@ def parse(body: bytes, task_id: int, idempotency_key: str) -> actions.Dispatch:
     return actions.Dispatch(task_id, instructions, land_in, idempotency_key)
 
 
-def _admit(authorization: str, task_id: int) -> Any:
+def _admitted(
+    authorization: str, task_id: int, known: dict[str, tuple[int, Any]]
+) -> Callable[[], Actor]:
     """Who asks, read on the writer's thread in the batch's transaction: the token's person
-    (an operator at least), allowed to operate the task's agent's gateway."""
+    (an operator at least), allowed to operate the task's agent's gateway. `known`: the
+    batch's tokens already read (one person's many dispatches read it once; each still counts
+    against its rate limit)."""
 
     def admit() -> Actor:
-        user = tokens.authenticate(authorization, least="operator")
+        user = tokens.authenticate(authorization, least="operator", known=known)
         access.check_dispatch(user, task_id)
         return Actor.user(user)
 
     return admit
 
 
-def _apply(orders: list[Any]) -> list[tuple[int, dict[str, Any]] | ActionError]:
+def _apply(
+    jobs: list[tuple[str, actions.Dispatch]],
+) -> list[tuple[int, dict[str, Any]] | ActionError]:
     """On the writer's thread: the batch, then each answer (the run as its events carry it:
     reading it may query, which the event loop's thread must not)."""
+    known: dict[str, tuple[int, Any]] = {}
+    orders = [(_admitted(auth, order.task_id, known), order) for auth, order in jobs]
     return [
         result
         if isinstance(result, ActionError)
@@ -112,9 +121,7 @@ async def dispatch(scope: Scope, receive: Receive, send: Send, match: Any) -> No
     except ActionError as refused:
         return await refuse(send, refused)
     try:
-        result = await fastwriter.writer("dispatches", _writer).submit(
-            (_admit(authorization, task_id), order)
-        )
+        result = await fastwriter.writer("dispatches", _writer).submit((authorization, order))
     except fastwriter.WriteFailed:
         return await refuse(send, Unavailable("The dispatch was not saved; try again."))
     if isinstance(result, ActionError):
