@@ -31,10 +31,9 @@ from missioncontrol.fastpath.http import (
     Receive,
     Scope,
     Send,
+    admitted_body,
     error,
     header,
-    host_allowed,
-    read_body,
     refuse,
     respond,
 )
@@ -53,18 +52,9 @@ NO_RUNS: dict[str, list[Any]] = {"runs": [], "stop": []}
 
 
 async def handle(scope: Scope, receive: Receive, send: Send, kind: str, name: str | None) -> None:
-    if not host_allowed(scope):
-        return await error(send, 400, "Unknown host.")
-    try:
-        body = await read_body(receive, scope, settings.MC_API_MAX_BODY)
-    except ConnectionResetError:
-        return None
+    body = await admitted_body(scope, receive, send, settings.MC_API_MAX_BODY)
     if body is None:
-        return await error(
-            send,
-            413,
-            f"Bodies are limited to {settings.MC_API_MAX_BODY} bytes.",
-        )
+        return None
     try:
         key = await keys.aauthenticate(header(scope, b"authorization"), header(scope, b"x-api-key"))
         if kind == "heartbeat" and key.agent_name != name:

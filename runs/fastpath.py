@@ -27,10 +27,8 @@ from missioncontrol.fastpath.http import (
     Receive,
     Scope,
     Send,
-    error,
+    admitted_body,
     header,
-    host_allowed,
-    read_body,
     refuse,
     respond,
 )
@@ -103,14 +101,9 @@ def _writer() -> fastwriter.BatchWriter:
 
 
 async def dispatch(scope: Scope, receive: Receive, send: Send, match: Any) -> None:
-    if not host_allowed(scope):
-        return await error(send, 400, "Unknown host.")
-    try:
-        body = await read_body(receive, scope, settings.MC_API_MAX_BODY)
-    except ConnectionResetError:
-        return None
+    body = await admitted_body(scope, receive, send, settings.MC_API_MAX_BODY)
     if body is None:
-        return await error(send, 413, "The request is too large.")
+        return None
     authorization = header(scope, b"authorization") or ""
     if not tokens.is_token(tokens.bearer(authorization)):
         # No credential, or an agent's key: dispatching is a person's (an operator's).

@@ -23,9 +23,8 @@ from missioncontrol.fastpath.http import (
     Receive,
     Scope,
     Send,
+    admitted_body,
     error,
-    host_allowed,
-    read_body,
     refuse,
     respond,
 )
@@ -60,14 +59,9 @@ def _writer() -> fastwriter.BatchWriter:
 
 
 async def move(scope: Scope, receive: Receive, send: Send, match: Any) -> None:
-    if not host_allowed(scope):
-        return await error(send, 400, "Unknown host.")
-    try:
-        body = await read_body(receive, scope, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
-    except ConnectionResetError:
-        return None
+    body = await admitted_body(scope, receive, send, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
     if body is None:
-        return await error(send, 413, "The request is too large.")
+        return None
     request = browser.django_request(scope, body)
     # In Django's order: the CSRF check (middleware), then sign-in (redirect), then the role.
     refused = browser.csrf_failure(request)
