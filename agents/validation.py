@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.models import Agent
+from missioncontrol.http import text_problem
 
 Errors = dict[str, list[str]]
 HEARTBEAT_STATUSES = (Agent.Status.IDLE, Agent.Status.BUSY, Agent.Status.ERROR)
@@ -23,17 +24,6 @@ def whole(value: Any, high: int = MAX_BIGINT) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not -high - 1 <= value <= high:
         return None
     return value
-
-
-def text_problem(value: str) -> str | None:
-    """Why a string cannot be stored as text on every database we run on, or None."""
-    if "\x00" in value:
-        return "NUL characters are not allowed."
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "The text is not valid Unicode (a lone surrogate)."
-    return None
 
 
 def json_problem(value: Any, depth: int = 0) -> str | None:

@@ -69,3 +69,14 @@ def safe_next(request: HttpRequest, fallback: str) -> str:
     ):
         return candidate
     return fallback
+
+
+def text_problem(value: str) -> str | None:
+    """Why a string cannot be stored as text on every database we run on, or None."""
+    if "\x00" in value:
+        return "NUL characters are not allowed."
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "The text is not valid Unicode (a lone surrogate)."
+    return None

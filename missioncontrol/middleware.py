@@ -93,7 +93,7 @@ class StorableInputMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        from agents.validation import text_problem
+        from missioncontrol.http import text_problem
 
         sources = [request.GET]
         if request.method == "POST" and request.content_type in (

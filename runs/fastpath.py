@@ -18,7 +18,6 @@ from typing import Any
 
 from django.conf import settings
 
-from agents.validation import text_problem
 from missioncontrol import tokens
 from missioncontrol.audit import Actor
 from missioncontrol.errors import ActionError, Invalid, Unauthenticated, Unavailable
@@ -32,6 +31,7 @@ from missioncontrol.fastpath.http import (
     refuse,
     respond,
 )
+from missioncontrol.http import text_problem
 from runs import access, actions, events
 from runs.models import Run
 
