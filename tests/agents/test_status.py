@@ -159,7 +159,8 @@ def test_a_status_change_carries_its_rows_facts_and_a_replay_renders_the_same_ro
         pushed = presenters.row_ops(data, fleet)[0]["html"]
     assert "Write the parser" in pushed
     assert "$0.0075" in pushed
-    # The page's row and the pushed row are one rendering.
+    # The page's row and the pushed row are one rendering, in any zone the viewer reads in.
+    viewer.cookies["mc_tz"] = "Etc/GMT+12"
     page = viewer.get("/agents/").content.decode()
     row = page[page.index(f'<tr id="agent-{ada.pk}"') :]
     assert row[: row.index("</tr>") + 5].strip() == pushed.strip()
