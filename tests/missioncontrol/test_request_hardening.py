@@ -166,6 +166,7 @@ class TestUnstorableInput:
         assert r.status_code == 400
         page = r.content.decode()
         assert "“q”: NUL characters are not allowed." in page
+        assert '<a href="/board/">Open this page without it</a>' in page
         assert viewer.get("/tasks/", {"label\x00": "x"}).status_code == 400
 
     def test_a_form_post_is_refused_and_nothing_is_stored(self, operator):
