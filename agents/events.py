@@ -44,6 +44,8 @@ class RowFacts(TypedDict, total=False):
     task_title: str  # the title of the task it works on (tasks)
     cost_24h: str  # its cost over the last 24 hours, USD (billing; absent: no usage)
     paused: str  # why a spent budget pauses it (billing; absent: not paused)
+    run_task_id: int  # the task of a run it is running (runs; absent: none)
+    run_task_title: str
 
 
 RowFactsSource = Callable[[list[Agent]], dict[int, RowFacts]]

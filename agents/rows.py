@@ -39,9 +39,14 @@ def with_facts(agent: Agent, facts: RowFacts) -> Agent:
     """The agent as its row on the Agents page shows it: with what other apps say of it (the
     task it works on, its 24 h cost, a budget's pause). The page and the live push alike."""
     title = facts.get("task_title")
-    agent.current_task = (  # type: ignore[attr-defined]
-        {"pk": agent.current_task_id, "title": title} if title is not None else None
-    )
+    if title is not None:
+        working_on: dict[str, Any] | None = {"pk": agent.current_task_id, "title": title}
+    elif "run_task_id" in facts and agent.current_task_id is None:
+        # What a run it is running works on, when its own reports name no task.
+        working_on = {"pk": facts["run_task_id"], "title": facts.get("run_task_title", "")}
+    else:
+        working_on = None
+    agent.current_task = working_on  # type: ignore[attr-defined]
     cost = facts.get("cost_24h")
     agent.cost_24h = Decimal(cost) if cost is not None else None  # type: ignore[attr-defined]
     reason = facts.get("paused")

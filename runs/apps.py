@@ -25,6 +25,10 @@ class RunsConfig(AppConfig):
 
         register_column_hook("auto-dispatch", actions.auto_dispatch)
         register_column_hook("waiting runs", actions.blockers_moved)
+        from agents import events as agent_events
+        from runs import facts
         from runs import overview as overview_part
+
+        agent_events.register_row_facts(facts.agent_row_facts)
 
         overview_part.register()

@@ -16,9 +16,9 @@ from tests.tasks.factories import make_task
 pytestmark = pytest.mark.django_db
 
 # session, user, role, live seq, gateway grants, the gateway switch (the choice once a session,
-# the choices), counts, frameworks, agents, their current tasks' titles, their last 24 hours'
-# costs.
-LIST_QUERIES = 11
+# the choices), counts, frameworks, agents, their current tasks' titles, the runs of those
+# with none, their last 24 hours' costs.
+LIST_QUERIES = 12
 
 
 class TestAgentsPage:

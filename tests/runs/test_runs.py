@@ -790,3 +790,26 @@ def test_progress_held_back_goes_out_once_due(ada, task, broadcasts, monkeypatch
         assert actions.flush_progress() == 0  # nothing held any more
     finally:
         stop()
+
+
+def test_the_agents_page_says_what_a_running_run_works_on(ada, task, viewer) -> None:
+    """An agent whose own reports name no task, running a claimed run: its row's "Working on"
+    names the run's task (it said "—"), and the row a live change pushes says the same."""
+    from agents import events, presenters
+
+    run, _ = actions.dispatch(ADMIN, actions.Dispatch(task.pk))
+    actions.claim(ada.pk, run.pk)
+    assert Agent.objects.get(pk=ada.pk).current_task_id is None
+    page = viewer.get("/agents/").content.decode()
+    row = page[page.index(f'<tr id="agent-{ada.pk}"') :]
+    row = row[: row.index("</tr>")]
+    assert f'href="/tasks/{task.pk}/">#{task.pk} Write the changelog</a>' in row
+    pushed = presenters.row_ops(
+        events.agent_data(Agent.objects.get(pk=ada.pk)),
+        {"next_agent_id": None, "status_counts": {}},
+    )[0]["html"]
+    assert f"#{task.pk} Write the changelog" in pushed
+    actions.finish(ada.pk, run.pk, "succeeded", reply="Done.")
+    page = viewer.get("/agents/").content.decode()
+    row = page[page.index(f'<tr id="agent-{ada.pk}"') :]
+    assert "Write the changelog" not in row[: row.index("</tr>")]
