@@ -157,6 +157,13 @@ def main() -> int:
     )
     results.append(
         run(
+            "pipelines: a 50-step run's page, a step's end → the next, the scheduler's tick",
+            "pipelines.py",
+            *(["--scheduled", "100", "--requests", "10", "--ticks", "20"] if args.quick else []),
+        )
+    )
+    results.append(
+        run(
             "fan-out to 50/200/500 WebSockets",
             "fanout.py",
             *(["--clients", "50", "200"] if args.quick else []),

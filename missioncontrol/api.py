@@ -216,12 +216,14 @@ def build() -> NinjaAPI:
     def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
         return json_error(404, f"No API endpoint at {request.path}.")
 
+    from pipelines import api as pipelines_api
     from runs import api as runs_api
     from tasks import api as tasks_api
 
     api.add_router("/", agents_api.router)
     api.add_router("/", tasks_api.router)
     api.add_router("/", runs_api.router)
+    api.add_router("/", pipelines_api.router)
     return api
 
 

@@ -81,6 +81,13 @@ class RunActive(Conflict):
     code = "run_active"
 
 
+class RunInProgress(Conflict):
+    """A pipeline whose overlap policy is skip has a run going (409): `run` in the body is its
+    id."""
+
+    code = "run_in_progress"
+
+
 class RunEnded(Conflict):
     """The run has ended (aborted by an operator, lost, finished): `run` says how (409)."""
 

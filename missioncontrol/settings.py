@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "webhooks",
     "crons",
     "runs",
+    "pipelines",
 ]
 
 MIDDLEWARE = [

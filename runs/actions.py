@@ -435,6 +435,16 @@ def finish(agent_id: int, run_id: int, outcome: Outcome, reply: str = "", error:
         )
 
 
+# What a higher app does when a run ends (pipelines advance their step), in the same
+# transaction, after the run and its task have changed: `hook(actor, run)`.
+EndHook = Callable[[Actor, Run], None]
+_end_hooks: dict[str, EndHook] = {}
+
+
+def register_end_hook(name: str, hook: EndHook) -> None:
+    _end_hooks[name] = hook
+
+
 def _end(
     actor: Actor,
     run: Run,
@@ -491,6 +501,8 @@ def _end(
     _publish(verb, actor, run, task)
     with _progress_lock:
         _progress_sent.pop(run.pk, None)
+    for hook in _end_hooks.values():
+        hook(actor, run)
     return run
 
 
@@ -509,6 +521,16 @@ def abort(actor: Actor, run_id: int) -> Run:
             error_kind="aborted",
             blocked_reason=f"Run {run.attempt} aborted by {actor.label}.",
         )
+
+
+def time_out(actor: Actor, run_id: int, reason: str) -> Run | None:
+    """A run that went past the time its dispatcher gave it (a pipeline step's `timeout_s`):
+    timed out now, the task blocked with `reason`. None when it had ended already."""
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        if run.state in Run.ENDED:
+            return None
+        return _end(actor, run, Run.State.TIMED_OUT, error=reason[:1000], error_kind="timeout")
 
 
 def sweep_leases(now: datetime | None = None) -> int:

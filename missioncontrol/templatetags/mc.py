@@ -105,6 +105,12 @@ VERBS = {
     "run.succeeded": "finished run",
     "run.failed": "ended run (failed)",
     "run.released": "gave back run",
+    "pipeline.run_started": "started a run of pipeline",
+    "pipeline.run_finished": "ended a run of pipeline",
+    "pipeline.run_cancelled": "cancelled a run of pipeline",
+    "pipeline.run_rerun": "ran again from a step a run of pipeline",
+    "approval.requested": "asked for an approval in pipeline",
+    "approval.resolved": "answered an approval in pipeline",
 }
 
 

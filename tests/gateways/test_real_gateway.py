@@ -711,3 +711,84 @@ def json_text(request: Any) -> str:
     import json
 
     return json.dumps(request)
+
+
+async def test_a_pipeline_runs_a_gateway_agent_then_a_cli_agent_then_a_gate_by_itself(
+    alpha, running, api, carol_admin
+):
+    """#28 against the real gateway and the fake model: a pipeline's first step goes to the
+    gateway's agent (the sender loop), its reply flows into two parallel steps — a CLI agent
+    working over the agent API, and the gateway's agent again — and the gate after them is
+    approved; nothing is advanced by hand."""
+    import json
+
+    from agents.models import AgentKey
+    from missioncontrol.audit import Actor
+    from pipelines import actions as pipelines
+    from pipelines import approvals
+    from pipelines.models import Approval, PipelineRun, StepRun
+    from runs import loops as run_loops
+    from tests.agents.conftest import issue
+
+    gateway = await db(make_gateway)(name="alpha", url=alpha.url, token=alpha.token)
+    await until(lambda: row(gateway.pk).state == "connected")
+    agent = await until(lambda: Agent.objects.filter(gateway=gateway, external_id="main").first())
+    cli = await Agent.objects.acreate(name="cli-ada")
+    key = (await db(issue)(AgentKey.Kind.AGENT, cli))[1]
+    text = f"""
+name: Greet
+steps:
+  - id: hello
+    agent: {agent.name}
+    brief: Say hello to the team.
+  - id: relay
+    agent: cli-ada
+    needs: [hello]
+    brief: "Relay this: {{{{ steps.hello.output }}}}"
+  - id: again
+    agent: {agent.name}
+    needs: [hello]
+    brief: Say goodbye.
+  - id: ok
+    needs: [relay, again]
+    approval: {{by: admin}}
+"""
+    version = await db(pipelines.save)(Actor.system("test"), text)
+    sender = asyncio.ensure_future(run_loops.gateway_sender_loop())
+    try:
+        run, _ = await db(pipelines.start)(
+            Actor.system("test"), pipelines.Start(version.pipeline_id)
+        )
+
+        def states() -> dict[str, str]:
+            return {s.step_id: s.state for s in StepRun.objects.filter(run=run)}
+
+        await until(lambda: states()["hello"] == "succeeded" or None, timeout=60)
+        hello = await StepRun.objects.aget(run=run, step_id="hello")
+        assert hello.output
+        # The CLI agent, over the agent API: its heartbeat's answer offers the relay step.
+        async with api(key) as client:
+            answer = await client.post("/api/v1/agents/cli-ada/heartbeat", json={"status": "idle"})
+            [offered] = answer.json()["work"]["runs"]
+            assert f"Relay this: {hello.output}" in offered["prompt"]
+            claimed = await client.post(f"/api/v1/runs/{offered['id']}/claim")
+            assert claimed.status_code == 200, claimed.text
+            finished = await client.post(
+                f"/api/v1/runs/{offered['id']}/finish",
+                content=json.dumps({"outcome": "succeeded", "reply": "Relayed."}),
+                headers={"Content-Type": "application/json"},
+            )
+            assert finished.status_code == 200, finished.text
+        await until(lambda: states()["ok"] == "awaiting_approval" or None, timeout=60)
+        assert await db(states)() == {
+            "hello": "succeeded",
+            "relay": "succeeded",
+            "again": "succeeded",
+            "ok": "awaiting_approval",
+        }
+        approval = await Approval.objects.aget()
+        await db(approvals.answer)(Actor.user(carol_admin), carol_admin, approval.pk, "approved")
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+    assert (await PipelineRun.objects.aget(pk=run.pk)).state == "succeeded"

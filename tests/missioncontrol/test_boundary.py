@@ -11,7 +11,17 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = ("missioncontrol", "tasks", "agents", "gateways", "billing", "webhooks", "crons", "runs")
+APPS = (
+    "missioncontrol",
+    "tasks",
+    "agents",
+    "gateways",
+    "billing",
+    "webhooks",
+    "crons",
+    "runs",
+    "pipelines",
+)
 EDGES = (
     "views.py",
     "api.py",
@@ -112,6 +122,7 @@ LAYERS = {
     "crons": 3,
     "billing": 4,
     "runs": 5,
+    "pipelines": 6,
 }
 EDGE_MODULES = {
     "views", "api", "api_urls", "api_auth", "ingest", "stream", "consumers", "fastpath",

@@ -97,6 +97,10 @@ CLASSES: dict[str, dict[str, dict[str, str]]] = {
     # A person's token only (operators: tests/runs walks the roles): a session is no
     # credential and an agent's key may not (dispatch, abort).
     "person-api-post": _table(ALL_405, NO_KEY),
+    # A person's token only, GET (and, on a collection, POST to create: admins, walked by
+    # tests/pipelines/test_api.py): a session and an agent's key are no credential.
+    "person-api": _table(NO_KEY, NO_KEY),
+    "person-api-get": _table(NO_KEY, ALL_405),
     # A run: a person's token, or an agent's key for its own (a made-up id: its 404).
     "run-api": _table(_api("404"), ALL_405),
     # Who the credential acts as: any key or token.
@@ -177,6 +181,20 @@ ROUTES: dict[str, str] = {
     "runs/<id:pk>/": "viewer-page",
     "runs/<id:pk>/abort/": "operator-post",
     "runs/<id:pk>/retry/": "operator-post",
+    "pipelines/": "viewer-page",
+    "pipelines/new/": "admin-form",
+    "pipelines/approvals/": "viewer-page",
+    # Anyone with a role may post an answer; who may answer each approval (a role or named
+    # people) is checked on it (tests/pipelines/test_engine.py).
+    "pipelines/approvals/<id:pk>/answer/": "viewer-post",
+    "pipelines/runs/<id:pk>/": "viewer-page",
+    "pipelines/runs/<id:pk>/cancel/": "operator-post",
+    "pipelines/runs/<id:pk>/rerun/": "operator-post",
+    "pipelines/<id:pk>/": "viewer-page",
+    "pipelines/<id:pk>/edit/": "admin-form",
+    "pipelines/<id:pk>/export/": "viewer-page",
+    "pipelines/<id:pk>/start/": "operator-post",
+    "pipelines/<id:pk>/archive/": "admin-post",
     "agents/": "viewer-page",
     "agents/<name:name>/": "viewer-page",
     "agents/<name:name>/message/": "gateway-operate-post",
@@ -242,6 +260,12 @@ ROUTES: dict[str, str] = {
     "api/v1/runs/<id:run_id>/release": "agent-api-post",
     "api/v1/runs/<id:run_id>/progress": "agent-api-post-body",
     "api/v1/runs/<id:run_id>/finish": "agent-api-post-body",
+    "api/v1/pipelines": "person-api",
+    "api/v1/pipelines/<id:pipeline_id>": "person-api-get",
+    "api/v1/pipelines/<id:pipeline_id>/runs": "person-api-post",
+    "api/v1/pipeline-runs/<id:run_id>": "person-api-get",
+    "api/v1/pipeline-runs/<id:run_id>/cancel": "person-api-post",
+    "api/v1/approvals/<id:approval_id>": "person-api-post",
     "api/v1/schema/": "api-docs",
     "api/v1/docs/": "api-docs",
     "favicon.ico": "public-get",

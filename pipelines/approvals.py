@@ -1,0 +1,231 @@
+"""Approval gates: a step that must be approved before it runs (or a gate with no agent) asks
+the people its definition names; the first answer wins. Approved: the step runs (a gate
+succeeds). Rejected: the step fails, and the run follows its `if` rules. Changes requested: the
+steps the gate waits for are handed back to their agents with the comment, and the gate asks
+again when they are done. Unanswered past its timeout: its `on_timeout` outcome."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Literal, TypedDict
+
+from django.db import transaction
+from django.utils import timezone
+
+from missioncontrol import audit, live
+from missioncontrol.audit import Actor, ActorData
+from missioncontrol.errors import Conflict, Forbidden, Invalid, NotFound
+from missioncontrol.roles import has_role
+from pipelines import actions as engine
+from pipelines import definition as defs
+from pipelines import events
+from pipelines.models import Approval, PipelineRun, StepRun
+from runs import actions as runs
+
+ApprovalEventType = Literal["approval.requested", "approval.resolved"]
+Answer = Literal["approved", "rejected", "changes_requested"]
+MAX_COMMENT = 5000
+
+
+class ApprovalData(TypedDict):
+    id: int
+    run_id: int
+    pipeline: str
+    run_number: int
+    step: str
+    who: str  # who may answer, in words
+    instructions: str
+    requested_at: str
+    deadline_at: str | None
+    on_timeout: str
+    outcome: str
+    answered_by: str
+    comment: str
+    answered_at: str | None
+    url: str
+
+
+class ApprovalEvent(TypedDict):
+    """An approval was asked for, or answered (by a person, or by its timeout)."""
+
+    type: ApprovalEventType
+    actor: ActorData
+    approval: ApprovalData
+
+
+def who_text(approval: Approval) -> str:
+    if approval.by_users:
+        return ", ".join(approval.by_users)
+    return "admins" if approval.by_role == "admin" else "operators"
+
+
+def approval_data(approval: Approval, run: PipelineRun) -> ApprovalData:
+    return {
+        "id": approval.pk,
+        "run_id": run.pk,
+        "pipeline": run.pipeline.name,
+        "run_number": run.number,
+        "step": approval.step.step_id,
+        "who": who_text(approval),
+        "instructions": approval.instructions,
+        "requested_at": approval.requested_at.isoformat(),
+        "deadline_at": approval.deadline_at.isoformat() if approval.deadline_at else None,
+        "on_timeout": approval.on_timeout,
+        "outcome": approval.outcome,
+        "answered_by": approval.answered_label,
+        "comment": approval.comment,
+        "answered_at": approval.answered_at.isoformat() if approval.answered_at else None,
+        "url": f"/pipelines/runs/{run.pk}/#step-{run.pk}-{approval.step.step_id}",
+    }
+
+
+def _publish(
+    event_type: ApprovalEventType, actor: Actor, approval: Approval, run: PipelineRun
+) -> None:
+    live.publish(
+        events.TOPIC,
+        {"type": event_type, "actor": actor.as_dict(), "approval": approval_data(approval, run)},
+    )
+
+
+def ask(
+    actor: Actor, run: PipelineRun, steps: list[StepRun], step: StepRun, spec: defs.StepSpec
+) -> Approval:
+    """The step waits for an answer (in the advancing transaction)."""
+    assert spec.approval is not None
+    gate = spec.approval
+    now = timezone.now()
+    step.state = StepRun.State.AWAITING_APPROVAL
+    step.started_at = step.started_at or now
+    step.save(update_fields=["state", "started_at"])
+    approval = Approval.objects.create(
+        step=step,
+        by_role=gate.by_role,
+        by_users=list(gate.by_users),
+        instructions=gate.instructions,
+        deadline_at=now + timedelta(seconds=gate.timeout_s) if gate.timeout_s else None,
+        on_timeout=gate.on_timeout,
+    )
+    audit.record(
+        actor,
+        "approval.requested",
+        run.pipeline,
+        after={"run": run.number, "step": step.step_id, "who": who_text(approval)},
+    )
+    _publish("approval.requested", actor, approval, run)
+    engine.publish_run("pipeline.run_changed", actor, run, steps, step)
+    return approval
+
+
+def may_answer(user: Any, approval: Approval) -> bool:
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    if approval.by_users:
+        return bool(user.get_username() in approval.by_users and has_role(user, "viewer"))
+    return has_role(user, "admin" if approval.by_role == "admin" else "operator")
+
+
+def answer(
+    actor: Actor, user: Any, approval_id: int, outcome: Answer, comment: str = ""
+) -> Approval:
+    """Answer a pending approval (`user` None: the system, on its timeout). Refused: someone
+    answered first (Conflict naming their answer), the person may not answer, a request for
+    changes without a comment."""
+    comment = (comment or "").strip()
+    if outcome not in ("approved", "rejected", "changes_requested"):
+        raise Invalid({"outcome": ["Approve, reject or request changes."]})
+    if len(comment) > MAX_COMMENT:
+        raise Invalid({"comment": [f"Keep the comment under {MAX_COMMENT:,} characters."]})
+    if outcome == "changes_requested" and not comment:
+        raise Invalid({"comment": ["Say what should change."]})
+    if "\x00" in comment:
+        raise Invalid({"comment": ["The comment contains a NUL character."]})
+    found = Approval.objects.filter(pk=approval_id).values_list("step__run_id", flat=True).first()
+    if found is None:
+        raise NotFound("That approval does not exist.")
+    with transaction.atomic():
+        run = engine.lock_run(found)
+        approval = Approval.objects.select_for_update().select_related("step").get(pk=approval_id)
+        if not approval.pending:
+            raise Conflict(
+                f"{approval.answered_label or 'Someone'} answered first: "
+                f"{approval.get_outcome_display().lower()}.",
+                approval=approval_data(approval, run),
+            )
+        if user is not None and not may_answer(user, approval):
+            raise Forbidden(f"Only {who_text(approval)} may answer this approval.")
+        approval.outcome = outcome
+        approval.answered_by_id = actor.user_id
+        approval.answered_label = actor.label[:150]
+        approval.comment = comment
+        approval.answered_at = timezone.now()
+        approval.save()
+        audit.record(
+            actor,
+            "approval.resolved",
+            run.pipeline,
+            after={"run": run.number, "step": approval.step.step_id, "outcome": outcome}
+            | ({"comment": comment[:200]} if comment else {}),
+        )
+        _publish("approval.resolved", actor, approval, run)
+        steps = engine.steps_of(run)
+        step = next(s for s in steps if s.pk == approval.step_id)
+        if run.state != PipelineRun.State.RUNNING or step.state != StepRun.State.AWAITING_APPROVAL:
+            return approval
+        definition = run.version.definition
+        if outcome == "approved":
+            step.state, step.approved = StepRun.State.WAITING, True
+            step.save(update_fields=["state", "approved"])
+        elif outcome == "rejected":
+            said = f": {comment}" if comment else "."
+            engine.end_step(
+                actor,
+                run,
+                steps,
+                step,
+                StepRun.State.FAILED,
+                error=f"Rejected by {actor.label}{said}",
+            )
+        else:
+            # Back to the agents of the steps it waits for, with the comment as instructions.
+            step.state = StepRun.State.WAITING
+            step.save(update_fields=["state"])
+            for need in steps:
+                if need.step_id not in definition.step(step.step_id).needs or need.task_id is None:
+                    continue
+                spec = definition.step(need.step_id)
+                need.state, need.ended_at, need.output, need.error = (
+                    StepRun.State.RUNNING,
+                    None,
+                    "",
+                    "",
+                )
+                need.attempts, need.deadline_at = 1, engine.deadline(spec)
+                need.save()
+                runs.dispatch(
+                    actor,
+                    runs.Dispatch(task_id=need.task_id, instructions=comment, land_in=spec.lands),
+                )
+                engine.publish_run("pipeline.step_started", actor, run, steps, need)
+        engine.publish_run("pipeline.run_changed", actor, run, steps, step)
+        engine.advance(actor, run, steps)
+    return approval
+
+
+def time_out(now: datetime | None = None) -> int:
+    """Pending approvals past their deadline get their `on_timeout` outcome."""
+    now = now or timezone.now()
+    due = list(
+        Approval.objects.pending()
+        .filter(deadline_at__lte=now)
+        .values_list("pk", "on_timeout")[:100]
+    )
+    for approval_id, on_timeout in due:
+        outcome: Answer = "approved" if on_timeout == "approve" else "rejected"
+        try:
+            answer(
+                Actor.system("approval timeout"), None, approval_id, outcome, "No answer in time."
+            )
+        except Conflict:
+            continue  # answered meanwhile
+    return len(due)
