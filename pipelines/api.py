@@ -5,17 +5,19 @@ update definitions with the export's JSON shape (docs/pipelines.md)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from django.http import HttpRequest
 from ninja import Router, Schema, Status
 from ninja.responses import codes_4xx
+from ninja.security import HttpBearer
 from pydantic import ConfigDict, Field
 
 from missioncontrol.api import ApiError, PersonTokenAuth, Text
 from missioncontrol.audit import Actor
-from missioncontrol.errors import NotFound
-from pipelines import access, actions, approvals, events
+from missioncontrol.errors import Forbidden, NotFound
+from pipelines import access, actions, approvals, events, triggers
 from pipelines.models import Approval, Pipeline, PipelineRun
 
 router = Router(tags=["pipelines"])
@@ -143,22 +145,42 @@ def update_pipeline(request: HttpRequest, pipeline_id: int, body: DefinitionIn) 
     return _pipeline_out(_save(request, body, pipeline_id))
 
 
+@dataclass(frozen=True)
+class TriggerToken:
+    pipeline_id: int
+
+
+class TriggerTokenAuth(HttpBearer):
+    """A pipeline's own trigger token (`mcp_<id>_…`): it starts that pipeline, nothing else."""
+
+    def authenticate(self, request: HttpRequest, token: str) -> TriggerToken | None:
+        pipeline_id = triggers.token_pipeline(token)
+        return TriggerToken(pipeline_id) if pipeline_id is not None else None
+
+
 @router.post(
     "/pipelines/{id:pipeline_id}/runs",
-    auth=PersonTokenAuth(least="operator"),
+    auth=[PersonTokenAuth(least="operator"), TriggerTokenAuth()],
     response={200: RunOut, 202: RunOut, codes_4xx: ApiError},
-    summary="Start a run with inputs (202; with an Idempotency-Key header, the same key again "
+    summary="Start a run with inputs, with an operator's token or the pipeline's trigger token "
+    "(202; with an Idempotency-Key header, the same key again "
     "answers 200 with the run the first request made; 409 run_in_progress when its overlap "
     "policy is skip and a run is going)",
 )
 def start_run(request: HttpRequest, pipeline_id: int, body: RunIn) -> Status[dict[str, Any]]:
-    user = request.auth  # type: ignore[attr-defined]
+    who = request.auth  # type: ignore[attr-defined]
     pipeline = Pipeline.objects.filter(pk=pipeline_id).first()
     if pipeline is None:
         raise NotFound("That pipeline does not exist.")
-    access.check_start(user, pipeline.current.definition)
+    if isinstance(who, TriggerToken):
+        if who.pipeline_id != pipeline_id:
+            raise Forbidden("This trigger token starts another pipeline.")
+        actor = Actor.system(f"trigger token ({pipeline.name})")
+    else:
+        access.check_start(who, pipeline.current.definition)
+        actor = Actor.user(who)
     run, created = actions.start(
-        Actor.user(user),
+        actor,
         actions.Start(
             pipeline_id=pipeline_id,
             inputs=body.inputs,

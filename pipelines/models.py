@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from missioncontrol.secretbox import SealedField
 from pipelines.definition import Definition, stored
 from tasks.models import Task
 
@@ -27,6 +28,12 @@ class Pipeline(models.Model):
     archived_at = models.DateTimeField(null=True, blank=True)
     # The schedule's next slot (None: no schedule); a slot fires once (PipelineRun.slot).
     next_slot_at = models.DateTimeField(null=True, blank=True)
+    # Triggers from other systems (pipelines/triggers.py): a token that may start this pipeline
+    # only (its SHA-256 kept; `mcp_<id>_…`) and the inbound webhook's signing secret (sealed).
+    trigger_token_hash = models.CharField(max_length=64, blank=True)
+    trigger_token_hint = models.CharField(max_length=16, blank=True)  # its last characters
+    webhook_secret = SealedField(blank=True, default="")
+    triggers_set_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]

@@ -5,6 +5,7 @@ a run's page (its steps as a graph, live), and the Approvals inbox."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -12,17 +13,18 @@ from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from missioncontrol.audit import Actor
 from missioncontrol.context_processors import live_seq_for
-from missioncontrol.errors import ActionError, Forbidden, NotFound
+from missioncontrol.errors import ActionError, Forbidden, NotFound, error_response, json_error
 from missioncontrol.roles import role_required
-from pipelines import access, actions, approvals, events
+from pipelines import access, actions, approvals, events, triggers
 from pipelines import definition as defs
 from pipelines.models import Approval, Pipeline, PipelineRun
 from pipelines.templatetags.pipelines import columns
@@ -49,6 +51,15 @@ steps:
     needs: [fix]
     approval: {by: operator, instructions: Read the fix on its task, then approve.}
 """
+
+
+def pipeline_steps(task: Any) -> list[Any]:
+    """The pipeline steps a task is (for its page: the run it belongs to)."""
+    from pipelines.models import StepRun
+
+    return list(
+        StepRun.objects.filter(task_id=task.pk).select_related("run__pipeline").order_by("-id")[:3]
+    )
 
 
 def _pipeline(pk: int) -> Pipeline:
@@ -108,6 +119,12 @@ def pipeline_list(request: HttpRequest) -> HttpResponse:
 @require_safe
 @role_required("viewer")
 def detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return _detail(request, pk)
+
+
+def _detail(
+    request: HttpRequest, pk: int, new_triggers: triggers.Triggers | None = None
+) -> HttpResponse:
     live_seq_for(request)
     pipeline = _pipeline(pk)
     version = pipeline.current
@@ -128,6 +145,9 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
             "stats": actions.stats([pipeline.pk], timezone.now() - timedelta(days=30)).get(
                 pipeline.pk
             ),
+            "new_triggers": new_triggers,
+            "start_url": request.build_absolute_uri(f"/api/v1/pipelines/{pipeline.pk}/runs"),
+            "webhook_url": request.build_absolute_uri(f"/api/v1/pipelines/{pipeline.pk}/webhook"),
         },
     )
 
@@ -405,3 +425,261 @@ def answer(request: HttpRequest, pk: int) -> HttpResponse:
         return HttpResponse(status=204)
     messages.success(request, f"{approval.get_outcome_display()}: {approval.step.step_id}.")
     return redirect(back)
+
+
+@csrf_exempt
+def webhook(request: HttpRequest, pk: int) -> HttpResponse:
+    """POST /api/v1/pipelines/<id>/webhook: a delivery signed per the Standard Webhooks spec
+    with the pipeline's secret starts a run (202); no session, no token: the signature is the
+    credential (pipelines/triggers.py)."""
+    if request.method != "POST":
+        refused = json_error(405, "Send webhooks with POST.")
+        refused["Allow"] = "POST"
+        return refused
+    length = request.META.get("CONTENT_LENGTH") or ""
+    if length.isdigit() and int(length) > triggers.MAX_BODY:
+        return json_error(413, f"Keep the body under {triggers.MAX_BODY:,} bytes.")
+    try:
+        run, _created = triggers.start_by_webhook(pk, request.body, dict(request.headers))
+    except ActionError as refused:
+        return error_response(refused)
+    return JsonResponse(
+        {
+            "run": {
+                "id": run.pk,
+                "number": run.number,
+                "state": run.state,
+                "url": f"/pipelines/runs/{run.pk}/",
+            }
+        },
+        status=202,
+    )
+
+
+@require_POST
+@role_required("admin")
+def rotate_triggers(request: HttpRequest, pk: int) -> HttpResponse:
+    """New trigger token and webhook secret, shown once on the page that answers."""
+    try:
+        made = triggers.rotate(Actor.user(request.user), pk)
+    except NotFound:
+        raise Http404("That pipeline does not exist.") from None
+    # Shown on this answer only (never kept in a session or a page that can be fetched again).
+    return _detail(request, pk, made)
+
+
+# --- The form editor ----------------------------------------------------------------------------
+
+_STEP_KEYS = {
+    "if": "condition",
+    "approval.by": "approval_by",
+    "approval.instructions": "approval_instructions",
+    "approval.timeout_s": "approval_timeout_s",
+    "approval.on_timeout": "on_timeout",
+}
+
+
+def _rows(post: Any, kind: str, form_class: type[forms.Form]) -> list[dict[str, Any]]:
+    """The rows the form posted (by their prefixes s0, s1, … / i0, i1, …), as raw values."""
+    count = min(
+        int(post.get(f"{kind}_count") or 0)
+        if str(post.get(f"{kind}_count") or "0").isdigit()
+        else 0,
+        200,
+    )
+    rows = []
+    for n in range(count):
+        row: dict[str, Any] = {}
+        for name, field in form_class.base_fields.items():
+            key = f"{kind}{n}-{name}"
+            if isinstance(field, forms.BooleanField):
+                row[name] = post.get(key) in ("on", "true", "1")
+            else:
+                row[name] = post.get(key, "")
+        rows.append(row)
+    return rows
+
+
+def _moved(rows: list[dict[str, Any]], action: str, kind: str, blank: dict[str, Any]) -> bool:
+    """Apply an add / remove / up / down button of `kind`; whether one was pressed."""
+    verb, _, where = action.partition(":")
+    if verb == f"add_{kind}":
+        rows.append(dict(blank))
+        return True
+    if not where.isdigit() or int(where) >= len(rows):
+        return verb.endswith(f"_{kind}")
+    n = int(where)
+    if verb == f"remove_{kind}":
+        rows.pop(n)
+    elif verb == f"up_{kind}" and n > 0:
+        rows[n - 1], rows[n] = rows[n], rows[n - 1]
+    elif verb == f"down_{kind}" and n < len(rows) - 1:
+        rows[n + 1], rows[n] = rows[n], rows[n + 1]
+    else:
+        return verb.endswith(f"_{kind}")
+    return True
+
+
+@require_http_methods(["GET", "POST"])
+@role_required("admin")
+def form_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    """The definition as a form: fields, inputs and steps (add, remove, move), saved as a new
+    version through the same checks as the text."""
+    from agents.models import Agent
+    from pipelines import forms as pforms
+
+    pipeline = _pipeline(pk) if pk is not None else None
+    agents = list(Agent.objects.order_by("name").values_list("name", flat=True))
+    problems: list[str] = []
+    if request.method == "POST":
+        head = pforms.PipelineForm(request.POST)
+        steps = _rows(request.POST, "s", pforms.StepForm)
+        inputs = _rows(request.POST, "i", pforms.InputForm)
+        action = request.POST.get("action", "save")
+        if _moved(steps, action, "s", pforms.NEW_STEP) or _moved(
+            inputs, action, "i", pforms.NEW_INPUT
+        ):
+            head = pforms.PipelineForm(initial=request.POST.dict())
+            return _render_form(request, pipeline, head, steps, inputs, agents)
+        step_forms = [
+            pforms.StepForm(
+                {f"s{n}-{k}": v for k, v in row.items() if v not in (False, None)},
+                prefix=f"s{n}",
+                agents=agents,
+            )
+            for n, row in enumerate(steps)
+        ]
+        input_forms = [
+            pforms.InputForm(
+                {f"i{n}-{k}": v for k, v in row.items() if v not in (False, None)}, prefix=f"i{n}"
+            )
+            for n, row in enumerate(inputs)
+        ]
+        valid = (
+            head.is_valid()
+            & all(f.is_valid() for f in step_forms)
+            & all(f.is_valid() for f in input_forms)
+        )
+        if valid:
+            data: dict[str, Any] = {
+                "name": head.cleaned_data["name"],
+                "description": head.cleaned_data["description"],
+                "overlap": head.cleaned_data["overlap"],
+                "inputs": [pforms.input_data(f.cleaned_data) for f in input_forms],
+                "steps": [pforms.step_data(f.cleaned_data) for f in step_forms],
+            }
+            if head.cleaned_data["cron"].strip():
+                data["schedule"] = {
+                    "cron": head.cleaned_data["cron"],
+                    "timezone": head.cleaned_data["timezone"] or "UTC",
+                }
+            try:
+                definition = actions.check_data(data)
+                version = actions.save(
+                    Actor.user(request.user), actions.definition_text(definition), pk
+                )
+            except ActionError as refused:
+                problems = _place(refused, head, step_forms, input_forms)
+            else:
+                messages.success(
+                    request, f"Saved “{version.pipeline.name}”, version {version.number}."
+                )
+                return redirect("pipelines:detail", version.pipeline_id)
+        return _render_forms(request, pipeline, head, step_forms, input_forms, problems)
+    if pipeline is not None:
+        definition = pipeline.current.definition
+        head = pforms.PipelineForm(
+            initial={
+                "name": definition.name,
+                "description": definition.description,
+                "overlap": definition.overlap,
+                "cron": definition.schedule.cron if definition.schedule else "",
+                "timezone": definition.schedule.timezone if definition.schedule else "UTC",
+            }
+        )
+        steps = [pforms.initial_step(s) for s in definition.steps]
+        inputs = [pforms.initial_input(i) for i in definition.inputs]
+    else:
+        head = pforms.PipelineForm(initial={"overlap": "skip", "timezone": "UTC"})
+        steps = [{**pforms.NEW_STEP, "id": "first", "agent": agents[0] if agents else ""}]
+        inputs = []
+    return _render_form(request, pipeline, head, steps, inputs, agents)
+
+
+def _place(
+    refused: ActionError,
+    head: forms.Form,
+    steps: Sequence[forms.Form],
+    inputs: Sequence[forms.Form],
+) -> list[str]:
+    """Each problem the parser named (`steps[1].agent`) on its field; the rest for the page."""
+    import re
+
+    rest: list[str] = []
+    for where, messages_ in refused.message_dict.items():
+        match = re.match(r"^(steps|inputs)\[(\d+)\](?:\.(.+))?$", where)
+        for message in messages_:
+            if match:
+                rows = steps if match.group(1) == "steps" else inputs
+                n, field = int(match.group(2)), match.group(3) or ""
+                field = _STEP_KEYS.get(field, field) if match.group(1) == "steps" else field
+                if (
+                    field == "agent"
+                    and n < len(rows)
+                    and rows[n].cleaned_data.get("kind") == "pool"
+                ):
+                    field = "pool"
+                if n < len(rows) and field in rows[n].fields:
+                    rows[n].add_error(field, message)
+                elif n < len(rows):
+                    rows[n].add_error(None, message)
+                else:
+                    rest.append(message)
+            elif where in ("name", "description", "overlap"):
+                head.add_error(where, message)
+            elif where.startswith("schedule"):
+                head.add_error("cron", message)
+            else:
+                rest.append(message)
+    return rest
+
+
+def _render_form(
+    request: HttpRequest,
+    pipeline: Pipeline | None,
+    head: forms.Form,
+    steps: list[dict[str, Any]],
+    inputs: list[dict[str, Any]],
+    agents: list[str],
+) -> HttpResponse:
+    from pipelines import forms as pforms
+
+    step_forms = [
+        pforms.StepForm(prefix=f"s{n}", initial=row, agents=agents) for n, row in enumerate(steps)
+    ]
+    input_forms = [pforms.InputForm(prefix=f"i{n}", initial=row) for n, row in enumerate(inputs)]
+    return _render_forms(request, pipeline, head, step_forms, input_forms, [])
+
+
+def _render_forms(
+    request: HttpRequest,
+    pipeline: Pipeline | None,
+    head: forms.Form,
+    step_forms: list[Any],
+    input_forms: list[Any],
+    problems: list[str],
+) -> HttpResponse:
+    return render(
+        request,
+        "pipelines/form.html",
+        {
+            "pipeline": pipeline,
+            "head": head,
+            "step_forms": step_forms,
+            "input_forms": input_forms,
+            "problems": problems,
+        },
+        status=400
+        if problems or any(f.errors for f in [head, *step_forms, *input_forms] if f.is_bound)
+        else 200,
+    )

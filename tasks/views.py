@@ -17,6 +17,7 @@ from missioncontrol.errors import ActionError, Conflict, Invalid, json_error
 from missioncontrol.http import MCRequest, parse_int, safe_next
 from missioncontrol.models import AuditEvent
 from missioncontrol.roles import has_role, role_required
+from pipelines.views import pipeline_steps
 from runs.views import run_context
 from tasks import actions, fastpath
 from tasks.cards import render_card
@@ -182,6 +183,7 @@ def _detail_context(
         "blockers": list(task.blocked_by.order_by("pk").only("pk", "title", "status")),
         "blocking": list(task.blocks.order_by("pk").only("pk", "title", "status")),
         **run_context(request, task),
+        "pipeline_steps": pipeline_steps(task),
     }
 
 

@@ -240,3 +240,15 @@ def test_every_save_is_a_new_version_and_a_run_keeps_its_own(agents):
     run.refresh_from_db()
     assert run.version.number == 1
     assert run.version.definition.step("flaky").retries == 1
+
+
+def test_overlap_queue_starts_the_next_run_when_the_one_before_it_ends(agents):
+    pipeline_id = save("name: Q\noverlap: queue\nsteps:\n  - id: a\n    agent: ann\n")
+    first, _ = actions.start(ADMIN, actions.Start(pipeline_id))
+    second, _ = actions.start(ADMIN, actions.Start(pipeline_id))
+    assert state(second) == ("queued", {"a": "waiting"})
+    work(steps(first)["a"])
+    assert state(first)[0] == "succeeded"
+    assert state(second) == ("running", {"a": "running"})
+    work(steps(second)["a"])
+    assert state(second)[0] == "succeeded"

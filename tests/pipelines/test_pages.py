@@ -75,6 +75,9 @@ def test_edit_start_answer_through_the_pages(ann, admin, operator, viewer):
     runs.claim(ann.pk, agent_run.pk)
     runs.finish(ann.pk, agent_run.pk, "succeeded", reply="Notes written")
     approval = Approval.objects.get()
+    task_page = viewer.get(f"/tasks/{agent_run.task_id}/").content.decode()
+    assert "Step <strong>draft</strong> of" in task_page
+    assert f'href="/pipelines/runs/{run.pk}/#step-{run.pk}-draft"' in task_page
     assert "Notes #1 · ok" in attention(operator)
     page = viewer.get(f"/pipelines/runs/{run.pk}/").content.decode()
     assert "Notes written" in page
