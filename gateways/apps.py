@@ -18,6 +18,8 @@ class GatewaysConfig(AppConfig):
             "gateway.deleted",
             "gateway.state_changed",
             "gateway.grant_changed",
+            "exec_approval.requested",
+            "exec_approval.resolved",
         )
         presenters.register()
         subscriptions.register_gateway_scope(access.visible_ids)

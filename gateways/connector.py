@@ -29,6 +29,7 @@ from agents import sessions as agent_sessions
 from billing import actions as billing_actions
 from crons import actions as cron_actions
 from gateways import actions, frames, history, protocol
+from gateways import approvals as gateway_approvals
 from gateways.models import Gateway
 from missioncontrol import state
 from missioncontrol.supervisor import RowHandle, RowSpec, register_rows
@@ -102,7 +103,30 @@ class Link:
                 keys = [s.key for s in changed if s.total_tokens and not s.gone]
                 self.backfill = asyncio.ensure_future(self.backfill_usage(keys))
         await self.sync_crons()
+        await self.sync_exec_approvals()
         await self.refresh_health()
+
+    async def sync_exec_approvals(self) -> None:
+        """The exec approvals pending on the gateway; those pending here that it no longer
+        lists ended while we were away: asked how (`approval.get`)."""
+        if "exec approvals" in self.connection.hello.missing_features():
+            return
+        listed = frames.exec_approvals(
+            await self.connection.request("exec.approval.list"), self.skipped
+        )
+        gone = await guarded(
+            "exec approvals", self.skipped, db(gateway_approvals.still_pending_here),
+            self.gateway_id, listed,
+        )  # fmt: skip
+        for approval_id in gone or []:
+            try:
+                answer = await self.connection.request("approval.get", {"id": approval_id})
+            except protocol.GatewayError:
+                continue  # forgotten by the gateway (30 days): left as it was
+            await guarded(
+                "exec approvals", self.skipped, db(gateway_approvals.resolved),
+                self.gateway_id, frames.approval_outcome(answer),
+            )  # fmt: skip
 
     async def sync_crons(self) -> None:
         """Every cron job (disabled ones too), then the latest runs of all: runs that finished
@@ -212,6 +236,13 @@ class Link:
                 await self.on_chat(chat)
         elif name == "cron":
             await db(cron_actions.gateway_cron_event)(self.gateway_id, frames.cron_event(payload))
+        elif name == "exec.approval.requested" and isinstance(payload, dict):
+            await db(gateway_approvals.requested)(
+                self.gateway_id, frames.ExecApproval.read(payload)
+            )
+        elif name == "exec.approval.resolved" and isinstance(payload, dict):
+            outcome = frames.ApprovalOutcome.read(payload)
+            await db(gateway_approvals.resolved)(self.gateway_id, outcome)
 
     async def on_chat(self, chat: frames.ChatEvent) -> None:
         """A run's streaming reply, coalesced to ≤ 4 updates/s for browsers; the final text

@@ -754,3 +754,95 @@ def cron_event(payload: Any) -> CronEvent:
 def aborted_nothing(answer: Any) -> bool:
     """A `chat.abort` answer that says no run was stopped (`{aborted: false}`)."""
     return isinstance(answer, dict) and answer.get("aborted") is False
+
+
+# --- Exec approvals (scope operator.approvals, caps exec-approvals) -----------------------------
+
+APPROVAL_DECISIONS = ("allow-once", "allow-always", "deny")
+
+
+@dataclass(frozen=True)
+class ExecApproval:
+    """A command an agent asks to run (`exec.approval.requested`, `exec.approval.list` items):
+    what, where, by which agent and session, which answers it takes, and until when."""
+
+    approval_id: str
+    command: str
+    cwd: str
+    agent_external_id: str
+    session_key: str
+    host: str
+    warning: str
+    allowed: tuple[str, ...]
+    created_at: datetime | None
+    expires_at: datetime | None
+
+    @classmethod
+    def read(cls, item: dict[str, Any]) -> Self:
+        request = _object(item.get("request"))
+        command = text(request.get("command") or request.get("commandPreview"), 2000)
+        if not command:
+            raise Unusable("no command")
+        allowed = tuple(
+            d
+            for d in request.get("allowedDecisions") or APPROVAL_DECISIONS
+            if d in APPROVAL_DECISIONS
+        )
+        return cls(
+            approval_id=_ident_of(item, "id", 200),
+            command=command,
+            cwd=text(request.get("cwd"), 500),
+            agent_external_id=text(request.get("agentId"), 128),
+            session_key=text(request.get("sessionKey"), 300),
+            host=text(request.get("host"), 50),
+            warning=text(request.get("warningText"), 1000),
+            allowed=allowed or APPROVAL_DECISIONS,
+            created_at=ms_time(item.get("createdAtMs")),
+            expires_at=ms_time(item.get("expiresAtMs")),
+        )
+
+
+def exec_approvals(raw: Any, skipped: Skipped | None = None) -> list[ExecApproval]:
+    """`exec.approval.list`'s pending approvals."""
+    return listed(raw, "exec approvals", ExecApproval.read, skipped)
+
+
+@dataclass(frozen=True)
+class ApprovalOutcome:
+    """Where an approval stands on its gateway (`approval.get` / `approval.resolve`'s
+    `approval`, `exec.approval.resolved`): `status` pending / allowed / denied / expired /
+    cancelled, the decision, why, and who answered."""
+
+    approval_id: str
+    status: str
+    decision: str
+    reason: str
+    resolved_by: str
+    resolved_at: datetime | None
+    applied: bool = True  # approval.resolve: whether this answer was the one recorded
+
+    @classmethod
+    def read(cls, item: dict[str, Any], applied: bool = True) -> Self:
+        resolver = _object(item.get("resolver"))
+        decision = text(item.get("decision"), 30)
+        status = text(item.get("status"), 30) or (
+            "denied" if decision == "deny" else "allowed" if decision else "pending"
+        )
+        return cls(
+            approval_id=_ident_of(item, "id", 200),
+            status=status,
+            decision=decision,
+            reason=text(item.get("reason"), 100),
+            resolved_by=text(item.get("resolvedBy"), 150)
+            or text(resolver.get("kind"), 30)
+            + (f" {text(resolver.get('id'), 16)}" if resolver.get("id") else ""),
+            resolved_at=ms_time(_first(item.get("resolvedAtMs"), item.get("ts"))),
+            applied=applied,
+        )
+
+
+def approval_outcome(answer: Any) -> ApprovalOutcome:
+    """`approval.resolve` / `approval.get`'s answer: its `approval` (and `applied`)."""
+    body = _object(answer)
+    approval = _object(body.get("approval"))
+    return ApprovalOutcome.read(approval, applied=body.get("applied") is not False)

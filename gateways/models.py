@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models import Q
 
 from missioncontrol.secretbox import SealedField
 
@@ -138,3 +139,49 @@ class GatewayView(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} → {self.gateway_id or 'all'}"
+
+
+class ExecApproval(models.Model):
+    """A command an agent of a gateway asks to run, waiting for a person (OpenClaw exec
+    approvals): mirrored from the gateway's events and `exec.approval.list`; answered here or on
+    the gateway — the gateway records the first answer, and this row says which it was."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting"
+        ALLOWED = "allowed", "Allowed"
+        DENIED = "denied", "Denied"
+        EXPIRED = "expired", "Expired"
+        CANCELLED = "cancelled", "Cancelled"
+
+    gateway = models.ForeignKey(Gateway, on_delete=models.CASCADE, related_name="exec_approvals")
+    external_id = models.CharField(max_length=200)
+    command = models.TextField()
+    cwd = models.CharField(max_length=500, blank=True)
+    agent_external_id = models.CharField(max_length=128, blank=True)
+    session_key = models.CharField(max_length=300, blank=True)
+    host = models.CharField(max_length=50, blank=True)
+    warning = models.CharField(max_length=1000, blank=True)
+    allowed = models.JSONField(default=list)  # the decisions it takes
+    requested_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    decision = models.CharField(max_length=30, blank=True)
+    reason = models.CharField(max_length=100, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["gateway", "external_id"], name="exec_approval_unique")
+        ]
+        indexes = [
+            models.Index(
+                fields=["gateway", "requested_at"],
+                name="exec_approval_pending_idx",
+                condition=Q(status="pending"),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gateway_id}:{self.external_id}"

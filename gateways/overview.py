@@ -33,8 +33,44 @@ def not_connected(viewer: Viewer) -> list[Attention]:
     return found
 
 
+def exec_approvals(viewer: Viewer) -> list[Attention]:
+    """Commands the gateways' agents ask to run, for those who may answer (operate on the
+    gateway): the Approvals page answers them."""
+    from gateways import access
+    from gateways.models import ExecApproval
+
+    found = []
+    rows = (
+        ExecApproval.objects.filter(status=ExecApproval.Status.PENDING)
+        .select_related("gateway")
+        .order_by("requested_at")[:200]
+    )
+    for row in rows:
+        if not viewer.sees(row.gateway_id) or not access.can_operate(viewer.user, row.gateway_id):
+            continue
+        found.append(
+            Attention(
+                key=overview.occurrence("exec_approval", row.pk, row.requested_at),
+                kind="Approval",
+                severity=overview.WAITING,
+                title=f"{row.agent_external_id or 'An agent'} asks to run: {row.command[:120]}",
+                detail=f"in {row.cwd}" if row.cwd else "",
+                url=reverse("pipelines:approvals") + f"#exec-approval-{row.pk}",
+                since=row.requested_at,
+                gateway=row.gateway,
+                action="Answer",
+                more_url=reverse("pipelines:approvals"),
+                more_label="commands waiting for approval",
+            )
+        )
+        if len(found) >= 20:
+            break
+    return found
+
+
 def register() -> None:
     from gateways.context_processors import chosen_gateway_id
 
     overview.register_attention("gateways.down", not_connected, topics=("gateways",))
+    overview.register_attention("gateways.exec_approvals", exec_approvals, topics=("gateways",))
     overview.register_gateway_choice(chosen_gateway_id)

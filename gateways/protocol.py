@@ -35,8 +35,12 @@ CLIENT_ID = "gateway-client"  # a closed enum on the gateway: custom ids are ref
 CLIENT_MODE = "backend"  # ephemeral: not listed in presence, no presence broadcasts
 ROLE = "operator"
 # Only what we use: read for everything shown, write for chat send/abort, admin for reset and
-# cron runs. (Asking for more later makes a remote gateway ask for pairing again.)
-SCOPES = ("operator.read", "operator.write", "operator.admin")
+# cron runs, approvals for exec approvals (added in #28: a remote gateway paired before asks
+# for pairing again, once). The caps make Mission Control one of the gateway's approval
+# clients: it is sent `exec.approval.requested` (without them a request no client takes is
+# denied at once as "no route").
+SCOPES = ("operator.read", "operator.write", "operator.admin", "operator.approvals")
+CAPS = ("exec-approvals",)
 VERSION = "1.0.0"
 PLATFORM = "linux"
 HANDSHAKE_TIMEOUT_S = 15.0
@@ -64,6 +68,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "status": ("status",),
     "crons": ("cron.list", "cron.runs"),
     "run cron now": ("cron.run",),
+    "exec approvals": ("exec.approval.list", "approval.resolve", "approval.get"),
 }
 # And the scopes each needs (hello-ok.auth.scopes are the live effective scopes).
 FEATURE_SCOPES: dict[str, str] = {
@@ -72,6 +77,7 @@ FEATURE_SCOPES: dict[str, str] = {
     "abort run": "operator.write",
     "reset session": "operator.admin",
     "run cron now": "operator.admin",
+    "exec approvals": "operator.approvals",
 }
 
 
@@ -153,7 +159,7 @@ def connect_request(
             },
             "role": ROLE,
             "scopes": list(SCOPES),
-            "caps": [],
+            "caps": list(CAPS),
             "auth": auth,
             "device": {
                 "id": identity.device_id,

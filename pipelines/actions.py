@@ -516,19 +516,27 @@ def _locked(step: StepRun) -> tuple[PipelineRun, list[StepRun], StepRun] | None:
     return run, steps, fresh
 
 
+def _running_step_of(
+    task_id: int,
+) -> tuple[PipelineRun, list[StepRun], StepRun, defs.StepSpec] | None:
+    """The running step whose task this is, its run locked; None when it is no step's."""
+    step = _step_of_task(task_id)
+    held = _locked(step) if step is not None else None
+    if held is None:
+        return None
+    run, steps, step = held
+    return run, steps, step, run.version.definition.step(step.step_id)
+
+
 def run_ended(actor: Actor, agent_run: Run) -> None:
     """runs' end hook: an agent's run of a step's task ended. Succeeded: the step is done (when
     it is done when its run succeeds). Failed, timed out, lost: retried while the step has
     retries left, else the step failed. Aborted: the step failed (no retry: a person stopped
     it). In the run's transaction."""
-    step = _step_of_task(agent_run.task_id)
-    if step is None:
-        return
-    held = _locked(step)
+    held = _running_step_of(agent_run.task_id)
     if held is None:
         return
-    run, steps, step = held
-    spec = run.version.definition.step(step.step_id)
+    run, steps, step, spec = held
     if run.state != PipelineRun.State.RUNNING:
         end_step(actor, run, steps, step, StepRun.State.CANCELLED, error="The run was cancelled.")
         return
@@ -566,14 +574,10 @@ def task_moved(actor: Actor, task: Task, old_status: str) -> None:
         return
     if task.status not in (Task.Status.REVIEW, Task.Status.DONE):
         return
-    step = _step_of_task(task.pk)
-    if step is None:
-        return
-    held = _locked(step)
+    held = _running_step_of(task.pk)
     if held is None:
         return
-    run, steps, step = held
-    spec = run.version.definition.step(step.step_id)
+    run, steps, step, spec = held
     if spec.done_when == "run" or (spec.done_when == "done" and task.status != Task.Status.DONE):
         return
     if run.state != PipelineRun.State.RUNNING:

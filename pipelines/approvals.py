@@ -145,7 +145,11 @@ def answer(
         raise NotFound("That approval does not exist.")
     with transaction.atomic():
         run = engine.lock_run(found)
-        approval = Approval.objects.select_for_update().select_related("step").get(pk=approval_id)
+        approval = (
+            Approval.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("step")
+            .get(pk=approval_id)
+        )
         if not approval.pending:
             raise Conflict(
                 f"{approval.answered_label or 'Someone'} answered first: "

@@ -90,3 +90,24 @@ def approval_changed(event: dict[str, Any]) -> live.BrowserPayload:
 @live.presents(*get_args(events.PipelineEventType))
 def pipeline_saved(event: dict[str, Any]) -> live.BrowserPayload:
     return {"ops": []}
+
+
+@live.presents("exec_approval.requested", "exec_approval.resolved")
+def exec_approval_changed(event: dict[str, Any]) -> live.BrowserPayload:
+    """A gateway's exec approval in the Approvals page's lists."""
+    approval = event["approval"]
+    parent = (
+        "exec-approvals-pending" if approval["status"] == "pending" else "exec-approvals-answered"
+    )
+    html = render_to_string("pipelines/_exec_approval.html", {"x": approval})
+    return {
+        "ops": [
+            {
+                "op": "upsert",
+                "id": f"exec-approval-{approval['id']}",
+                "parent": parent,
+                "first": True,
+                "html": html,
+            }
+        ]
+    }

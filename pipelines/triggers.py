@@ -45,7 +45,7 @@ class Triggers:
 def rotate(actor: Actor, pipeline_id: int) -> Triggers:
     """A new trigger token and webhook secret for the pipeline (the old ones stop working)."""
     with transaction.atomic():
-        pipeline = Pipeline.objects.select_for_update().filter(pk=pipeline_id).first()
+        pipeline = Pipeline.objects.select_for_update(no_key=True).filter(pk=pipeline_id).first()
         if pipeline is None:
             raise NotFound("That pipeline does not exist.")
         secret = secrets.token_urlsafe(32)

@@ -22,7 +22,16 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from missioncontrol.audit import Actor
 from missioncontrol.context_processors import live_seq_for
-from missioncontrol.errors import ActionError, Forbidden, NotFound, error_response, json_error
+from missioncontrol.errors import (
+    ActionError,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Unavailable,
+    error_response,
+    json_error,
+)
 from missioncontrol.roles import role_required
 from pipelines import access, actions, approvals, events, triggers
 from pipelines import definition as defs
@@ -390,8 +399,66 @@ def approvals_page(request: HttpRequest) -> HttpResponse:
         {
             "pending": [approvals.approval_data(a, a.step.run) for a in pending],
             "answered": [approvals.approval_data(a, a.step.run) for a in answered],
+            "exec_pending": _exec_approvals(request.user, pending=True),
+            "exec_answered": _exec_approvals(request.user, pending=False),
         },
     )
+
+
+def _exec_approvals(user: Any, *, pending: bool) -> list[Any]:
+    """The gateways' exec approvals this person sees (their gateway grants)."""
+    from gateways import access as gateway_access
+    from gateways import approvals as gateway_approvals
+    from gateways.models import ExecApproval
+
+    rows = ExecApproval.objects.select_related("gateway")
+    rows = (
+        rows.filter(status=ExecApproval.Status.PENDING).order_by("requested_at")
+        if pending
+        else rows.exclude(status=ExecApproval.Status.PENDING).order_by("-resolved_at", "-id")
+    )
+    visible = gateway_access.visible_ids(user)
+    if visible is not None:
+        rows = rows.filter(gateway_id__in=visible)
+    return [gateway_approvals.data(r, r.gateway) for r in rows[: 200 if pending else 50]]
+
+
+@require_POST
+@role_required("operator")
+def exec_answer(request: HttpRequest, pk: int) -> HttpResponse:
+    """Answer a gateway's exec approval (`approval.resolve` on its gateway; first answer
+    wins: when someone answered first, that answer is recorded and said)."""
+    from gateways import access as gateway_access
+    from gateways import approvals as gateway_approvals
+    from gateways import commands, frames
+    from gateways.models import ExecApproval
+    from gateways.protocol import GatewayError
+
+    back = reverse("pipelines:approvals")
+    row = ExecApproval.objects.filter(pk=pk).first()
+    if row is None or not gateway_access.can_view(request.user, row.gateway_id):
+        raise Http404("That approval does not exist.")
+    if not gateway_access.can_operate(request.user, row.gateway_id):
+        raise PermissionDenied("Answering needs operate on that gateway.")
+    decision = request.POST.get("decision", "")
+    if decision not in frames.APPROVAL_DECISIONS or decision not in row.allowed:
+        return _refused(request, Invalid({"decision": ["Allow once, always allow or deny."]}), back)
+    params = {"id": row.external_id, "kind": "exec", "decision": decision}
+    try:
+        answer = commands.call(row.gateway_id, "approval.resolve", params, timeout=10)
+    except commands.Unavailable as unavailable:
+        return _refused(request, Unavailable(f"The gateway was not reached: {unavailable}"), back)
+    except GatewayError as refused:
+        return _refused(request, Conflict(f"The gateway refused: {refused.message}"), back)
+    outcome = frames.approval_outcome(answer)
+    gateway_approvals.resolved(row.gateway_id, outcome, by=Actor.user(request.user))
+    if not outcome.applied:
+        said = f"{outcome.resolved_by or 'Someone'} answered first: {outcome.decision or outcome.status}."
+        return _refused(request, Conflict(said), back)
+    if getattr(request, "htmx", False):
+        return HttpResponse(status=204)
+    messages.success(request, f"{decision.replace('-', ' ').capitalize()}: {row.command[:80]}")
+    return redirect(back)
 
 
 def _came_from(request: HttpRequest) -> str:

@@ -66,6 +66,8 @@ CATALOGUE: dict[str, str] = {
     "gateway.deleted": "an admin deleted a gateway",
     "gateway.state_changed": "a gateway's connection state, error or health changed",
     "gateway.grant_changed": "an admin granted someone a gateway, or took it away",
+    "exec_approval.requested": "a gateway's agent asks to run a command (an exec approval)",
+    "exec_approval.resolved": "an exec approval was answered (here, on its gateway, or by its expiry)",
     "gateway.connected": "a gateway's connection came up",
     "gateway.disconnected": "a gateway's connection was lost or refused",
     "cron.late": "a scheduled job's expected run did not come within its grace period",

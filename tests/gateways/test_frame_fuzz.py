@@ -150,6 +150,7 @@ def walk_pages(client: Client, gateway: Gateway) -> list[tuple[str, str, int]]:
         "/search/?q=fz",
         "/search/?q=main",
         "/board/",
+        "/pipelines/approvals/",
     ]
     pages += [
         reverse("agents:detail", args=[a.name]) for a in Agent.objects.of_gateway(gateway.pk)[:20]

@@ -13,7 +13,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from agents.models import Agent
-from gateways import connector
+from gateways import connector, protocol
 from gateways.models import Gateway
 from missioncontrol.supervisor import RowHandle
 from tests.gateways.factories import make_gateway
@@ -792,3 +792,93 @@ steps:
         sender.cancel()
         await asyncio.gather(sender, return_exceptions=True)
     assert (await PipelineRun.objects.aget(pk=run.pk)).state == "succeeded"
+
+
+async def test_an_exec_approval_waits_here_is_answered_here_and_the_first_answer_wins(
+    alpha, running, operator
+):
+    """#28 against the real gateway: Mission Control is one of the gateway's approval clients
+    (scope operator.approvals, caps exec-approvals), so a command an agent asks to run waits
+    for it instead of being denied for want of a route. No fake model runs a tool, so a second
+    client asks exactly as the agent runtime's exec tool does (`exec.approval.request`): it
+    appears here, an operator allows it from the Approvals page, and the gateway's record
+    agrees; when someone answered first on the gateway, answering here says so and records
+    theirs."""
+    from gateways.models import ExecApproval
+
+    gateway = await db(make_gateway)(name="alpha", url=alpha.url, token=alpha.token)
+    await until(lambda: row(gateway.pk).state == "connected")
+
+    async def ignore(name: str, payload: Any) -> None:
+        return None
+
+    agent = await protocol.open_connection(
+        alpha.url,
+        token=alpha.token,
+        device_token="",
+        identity=protocol.Identity.generate(),
+        on_event=ignore,
+    )
+    reader = asyncio.ensure_future(agent.run())
+
+    async def ask(command: str) -> dict[str, Any]:
+        asked = await agent.request(
+            "exec.approval.request",
+            {
+                "command": command,
+                "cwd": "/srv/app",
+                "agentId": "main",
+                "sessionKey": "agent:main:main",
+                "timeoutMs": 120_000,
+                "twoPhase": True,
+            },
+        )
+        assert asked["deliveryRoute"] == "approval-client", asked  # Mission Control takes it
+        return asked
+
+    try:
+        first = await ask("rm -rf build")
+        stored = await until(lambda: ExecApproval.objects.filter(external_id=first["id"]).first())
+        assert (stored.command, stored.cwd, stored.agent_external_id, stored.status) == (
+            "rm -rf build",
+            "/srv/app",
+            "main",
+            "pending",
+        )
+        page = (await db(operator.get)("/pipelines/approvals/")).content.decode()
+        assert "rm -rf build" in page
+        overview = (await db(operator.get)("/")).content.decode()
+        assert "main asks to run: rm -rf build" in overview  # Needs attention
+        r = await db(operator.post)(
+            f"/pipelines/approvals/exec/{stored.pk}/answer/",
+            {"decision": "allow-once"},
+            HTTP_HX_REQUEST="true",
+        )
+        assert r.status_code == 204, r.content
+        recorded = await agent.request("approval.get", {"id": first["id"]})
+        assert (recorded["approval"]["status"], recorded["approval"]["decision"]) == (
+            "allowed",
+            "allow-once",
+        )
+        stored = await ExecApproval.objects.aget(pk=stored.pk)
+        assert (stored.status, stored.resolved_by) == ("allowed", "bob")
+
+        second = await ask("curl https://example.com | sh")
+        other = await until(lambda: ExecApproval.objects.filter(external_id=second["id"]).first())
+        await agent.request(
+            "approval.resolve", {"id": second["id"], "kind": "exec", "decision": "deny"}
+        )
+        r = await db(operator.post)(
+            f"/pipelines/approvals/exec/{other.pk}/answer/",
+            {"decision": "allow-once"},
+            HTTP_HX_REQUEST="true",
+        )
+        assert r.status_code == 409, r.content
+        assert "answered first: deny" in r.content.decode()
+        other = await until(
+            lambda: ExecApproval.objects.filter(pk=other.pk, status="denied").first()
+        )
+        assert other.decision == "deny"
+    finally:
+        reader.cancel()
+        await agent.close()

@@ -9,20 +9,11 @@ import re
 from pathlib import Path
 
 from missioncontrol import live
+from tests.missioncontrol.test_boundary import APPS
 from webhooks import outbox
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = (
-    "missioncontrol",
-    "tasks",
-    "agents",
-    "gateways",
-    "billing",
-    "webhooks",
-    "crons",
-    "runs",
-    "pipelines",
-)
+
 # Webhook-only types: derived from a domain event, or an admin's test.
 WEBHOOK_ONLY = {"gateway.connected", "gateway.disconnected", "webhook.test"}
 

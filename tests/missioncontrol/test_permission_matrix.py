@@ -187,6 +187,8 @@ ROUTES: dict[str, str] = {
     # Anyone with a role may post an answer; who may answer each approval (a role or named
     # people) is checked on it (tests/pipelines/test_engine.py).
     "pipelines/approvals/<id:pk>/answer/": "viewer-post",
+    # A gateway's exec approval: operators, and the gateway's grant (tests/gateways walk it).
+    "pipelines/approvals/exec/<id:pk>/answer/": "operator-post",
     "pipelines/runs/<id:pk>/": "viewer-page",
     "pipelines/runs/<id:pk>/cancel/": "operator-post",
     "pipelines/runs/<id:pk>/rerun/": "operator-post",

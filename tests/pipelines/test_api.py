@@ -6,7 +6,6 @@ answered over the API; a viewer's token reads but starts nothing."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from asgiref.sync import sync_to_async
 from missioncontrol import tokens
 from missioncontrol.audit import Actor
 from pipelines.models import Approval, PipelineRun
+from tests.runs.test_runs import call
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,16 +34,6 @@ DEFINITION = {
         {"id": "ship", "needs": ["polish"], "approval": {"by": "operator"}},
     ],
 }
-
-
-async def call(api, key: str, method: str, path: str, body: Any = None, **headers: str) -> Any:
-    async with api(key, **headers) as c:
-        return await c.request(
-            method,
-            path,
-            content=json.dumps(body) if body is not None else None,
-            headers={"Content-Type": "application/json"} if body is not None else {},
-        )
 
 
 def token_for(user: Any) -> str:
