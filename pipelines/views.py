@@ -32,6 +32,7 @@ from missioncontrol.errors import (
     error_response,
     json_error,
 )
+from missioncontrol.http import parse_int
 from missioncontrol.roles import role_required
 from pipelines import access, actions, approvals, events, triggers
 from pipelines import definition as defs
@@ -113,13 +114,32 @@ def pipeline_list(request: HttpRequest) -> HttpResponse:
         p.last_run = last.get(p.last_run_id)  # type: ignore[attr-defined]
     recent = PipelineRun.objects.select_related("pipeline", "version").order_by(
         "-created_at", "-id"
-    )[:RUNS_SHOWN]
+    )
+    chosen = {
+        "state": request.GET.get("state", "")
+        if request.GET.get("state") in PipelineRun.State.values
+        else "",
+        "trigger": request.GET.get("trigger", "")
+        if request.GET.get("trigger") in PipelineRun.Trigger.values
+        else "",
+        "pipeline": parse_int(request.GET.get("pipeline"), low=1),
+    }
+    if chosen["state"]:
+        recent = recent.filter(state=chosen["state"])
+    if chosen["trigger"]:
+        recent = recent.filter(trigger=chosen["trigger"])
+    if chosen["pipeline"] is not None:
+        recent = recent.filter(pipeline_id=chosen["pipeline"])
     return render(
         request,
         "pipelines/list.html",
         {
             "pipelines": pipelines,
-            "recent": [events.run_data(r) for r in recent],
+            "recent": [events.run_data(r) for r in recent[:RUNS_SHOWN]],
+            "chosen": chosen,
+            "filtered": any(v not in ("", None) for v in chosen.values()),
+            "states": PipelineRun.State.choices,
+            "trigger_choices": PipelineRun.Trigger.choices,
             "pending": Approval.objects.pending().count(),
         },
     )

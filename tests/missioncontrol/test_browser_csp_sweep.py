@@ -22,6 +22,7 @@ from crons import actions as cron_actions
 from crons.models import Job
 from gateways import frames
 from missioncontrol.audit import Actor
+from pipelines import actions as pipeline_actions
 from runs import actions as run_actions
 from tests.agents.conftest import issue
 from tests.gateways.factories import make_gateway
@@ -58,6 +59,7 @@ NOT_HTML = {
     "healthz",
     "favicon.ico",
     "account/two-factor/qr.svg",  # an image of the set-up page (tests/missioncontrol/test_two_factor.py)
+    "pipelines/<id:pk>/export/",  # a file to download (tests/pipelines/test_pages.py)
 }
 
 
@@ -79,7 +81,16 @@ def one_of_everything(settings) -> dict[str, str]:
     cron_actions.checkin(Job.objects.get(pk=check.pk).token, "fail", "exit 3")
     delivery = Delivery.objects.first()
     assert delivery is not None
+    pipeline = pipeline_actions.save(
+        ADMIN,
+        "name: Sweep\ninputs:\n  - {name: what, type: text, default: pages}\nsteps:\n"
+        "  - id: first\n    agent: ada\n  - id: gate\n    approval: true\n",
+    ).pipeline_id
+    pipeline_run, _ = pipeline_actions.start(ADMIN, pipeline_actions.Start(pipeline))
     return {
+        # First: the pipelines' run pages are `pipelines/runs/<id>`, not a run's `runs/<id>`.
+        "pipelines/runs/<id:pk>": str(pipeline_run.pk),
+        "pipelines/<id:pk>": str(pipeline),
         "tasks/<id:pk>": str(task.pk),
         "runs/<id:pk>": str(run.pk),
         "sessions/<id:pk>": str(session.pk),

@@ -107,3 +107,28 @@ def test_a_required_input_left_empty_is_a_form_error_and_starts_nothing(ann, adm
     r = operator.post(f"/pipelines/{pipeline.pk}/start/", {"version": ""}, follow=True)
     assert "version: This field is required." in r.content.decode()
     assert PipelineRun.objects.count() == 0
+
+
+def test_the_runs_list_filters_by_pipeline_state_and_trigger(ann, admin, viewer):
+    from missioncontrol.audit import Actor
+    from pipelines import actions
+
+    first = actions.save(Actor.system("t"), TEXT).pipeline_id
+    other = actions.save(Actor.system("t"), TEXT.replace("name: Notes", "name: Other")).pipeline_id
+    actions.start(Actor.system("t"), actions.Start(first, {"version": "1"}))
+    run, _ = actions.start(Actor.system("t"), actions.Start(other, {"version": "2"}, trigger="api"))
+    actions.cancel(Actor.system("t"), run.pk)
+
+    def rows(query: str) -> str:
+        page = viewer.get(f"/pipelines/?{query}").content.decode()
+        return page[page.index('id="pipeline-runs-all"') :]
+
+    assert "Notes #1" in rows("")
+    assert "Other #1" in rows("")
+    assert "Notes #1" in rows(f"pipeline={first}")
+    assert "Other #1" not in rows(f"pipeline={first}")
+    assert "Other #1" in rows("state=cancelled")
+    assert "Notes #1" not in rows("state=cancelled")
+    assert "Other #1" in rows("trigger=api")
+    assert "Notes #1" not in rows("trigger=api")
+    assert viewer.get("/pipelines/?state=nonsense&pipeline=x").status_code == 200
