@@ -290,6 +290,15 @@ def lock_run(run_id: int) -> PipelineRun:
     return run
 
 
+def lock_tasks_of(run_id: int) -> None:
+    """The run's steps' tasks, locked before the run itself (the one lock order: agent runs,
+    tasks, then the pipeline run) by what may dispatch them again."""
+    for task_id in sorted(
+        StepRun.objects.filter(run_id=run_id, task__isnull=False).values_list("task_id", flat=True)
+    ):
+        tasks.lock_task(task_id)
+
+
 def steps_of(run: PipelineRun) -> list[StepRun]:
     return list(StepRun.objects.filter(run=run).order_by("position"))
 
@@ -666,6 +675,7 @@ def rerun_from(actor: Actor, run_id: int, step_id: str) -> PipelineRun:
     """Run a failed (or cancelled) run again from `step_id`: that step and every step after it
     that did not succeed start over; the steps that succeeded keep their outputs."""
     with transaction.atomic():
+        lock_tasks_of(run_id)
         run = lock_run(run_id)
         if run.state not in (PipelineRun.State.FAILED, PipelineRun.State.CANCELLED):
             raise Conflict("Only a failed or cancelled run can be run again from a step.")

@@ -144,6 +144,8 @@ def answer(
     if found is None:
         raise NotFound("That approval does not exist.")
     with transaction.atomic():
+        if outcome == "changes_requested":
+            engine.lock_tasks_of(found)  # handed back to their agents: the lock order
         run = engine.lock_run(found)
         approval = (
             Approval.objects.select_for_update(no_key=True, of=("self",))

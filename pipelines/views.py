@@ -568,12 +568,7 @@ _STEP_KEYS = {
 
 def _rows(post: Any, kind: str, form_class: type[forms.Form]) -> list[dict[str, Any]]:
     """The rows the form posted (by their prefixes s0, s1, … / i0, i1, …), as raw values."""
-    count = min(
-        int(post.get(f"{kind}_count") or 0)
-        if str(post.get(f"{kind}_count") or "0").isdigit()
-        else 0,
-        200,
-    )
+    count = parse_int(post.get(f"{kind}_count"), high=200) or 0
     rows = []
     for n in range(count):
         row: dict[str, Any] = {}

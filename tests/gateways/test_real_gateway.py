@@ -713,6 +713,7 @@ def json_text(request: Any) -> str:
     return json.dumps(request)
 
 
+@once("sqlite", "the gateway's side of a pipeline (the engine runs on both: tests/pipelines)")
 async def test_a_pipeline_runs_a_gateway_agent_then_a_cli_agent_then_a_gate_by_itself(
     alpha, running, api, carol_admin
 ):
@@ -794,6 +795,11 @@ steps:
     assert (await PipelineRun.objects.aget(pk=run.pk)).state == "succeeded"
 
 
+@once(
+    "sqlite",
+    "the gateway protocol of exec approvals (a page's command through Redis to the process "
+    "holding the gateway: tests/gateways/test_scale_out_gateways.py)",
+)
 async def test_an_exec_approval_waits_here_is_answered_here_and_the_first_answer_wins(
     alpha, running, operator
 ):

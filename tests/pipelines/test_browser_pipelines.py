@@ -13,6 +13,7 @@ from missioncontrol.audit import Actor
 from pipelines import actions
 from pipelines.models import PipelineRun
 from tests.agents.conftest import issue
+from tests.live import once
 from tests.missioncontrol.factories import UserFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -34,6 +35,7 @@ steps:
 """
 
 
+@once("sqlite", "the run page in the browser (the engine runs on both: tests/pipelines)")
 def test_a_run_page_advances_live_and_its_gate_is_approved_there(browser_factory, live):
     UserFactory.create(username="olga", role="operator")
     agent = Agent.objects.create(name="codex-1", framework="codex")
