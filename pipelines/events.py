@@ -9,6 +9,7 @@ from typing import Literal, TypedDict
 
 from missioncontrol.audit import Actor, ActorData
 from pipelines.models import Pipeline, PipelineRun, StepRun
+from tasks.models import Task
 
 TOPIC = "pipelines"
 
@@ -34,6 +35,7 @@ class StepData(TypedDict):
     agent: str  # the named agent, or who the pool's step went to
     pool: str
     task_id: int | None
+    run_state: str  # its task's latest run: queued / sending / running / … ("" before one)
     attempts: int
     output: str  # the first PREVIEW characters
     error: str
@@ -93,7 +95,9 @@ def _iso(value: object) -> str | None:
     return value.isoformat() if value is not None else None  # type: ignore[attr-defined]
 
 
-def step_data(step: StepRun, run: PipelineRun) -> StepData:
+def step_data(
+    step: StepRun, run: PipelineRun, run_states: dict[int, str] | None = None
+) -> StepData:
     spec = run.version.definition.step(step.step_id)
     return {
         "id": step.step_id,
@@ -105,6 +109,7 @@ def step_data(step: StepRun, run: PipelineRun) -> StepData:
         "agent": step.agent_name or spec.agent,
         "pool": spec.pool,
         "task_id": step.task_id,
+        "run_state": (run_states or {}).get(step.task_id or 0, ""),
         "attempts": step.attempts,
         "output": step.output[:PREVIEW],
         "error": step.error,
@@ -116,7 +121,14 @@ def step_data(step: StepRun, run: PipelineRun) -> StepData:
 
 def run_data(run: PipelineRun, steps: list[StepRun] | None = None) -> RunData:
     steps = steps if steps is not None else list(run.steps.order_by("position"))
-    shown = [step_data(s, run) for s in steps]
+    # What each step's task's run is doing now (one query, fresh at each event).
+    task_ids = [s.task_id for s in steps if s.task_id is not None]
+    run_states = (
+        dict(Task.objects.filter(pk__in=task_ids).values_list("pk", "run_state"))
+        if task_ids
+        else {}
+    )
+    shown = [step_data(s, run, run_states) for s in steps]
     return {
         "id": run.pk,
         "pipeline_id": run.pipeline_id,

@@ -12,6 +12,17 @@ from missioncontrol import live
 from runs import events
 from tasks.presenters import card_ops
 
+RUN_STATE_TEXT = {
+    "queued": "waiting for {agent} to take it",
+    "sending": "being sent to {agent}'s gateway",
+    "running": "{agent} is working on it",
+}
+
+
+def run_state_text(state: str, agent: str) -> str:
+    """What a pipeline step's run is doing, in words (the step's node on its run page)."""
+    return RUN_STATE_TEXT.get(state, "").format(agent=agent or "its agent")
+
 
 def run_html(run: events.RunData) -> str:
     return render_to_string("runs/_run.html", {"run": run})
@@ -32,4 +43,12 @@ def run_changed(event: dict[str, Any]) -> live.BrowserPayload:
     if event["type"] == "run.progress":
         ops.append({"op": "text", "id": f"run-progress-{run['task_id']}", "text": run["progress"]})
         return {"ops": ops}
+    # A pipeline step's node says what its run is doing (absent elsewhere: a no-op).
+    ops.append(
+        {
+            "op": "text",
+            "id": f"step-run-{run['task_id']}",
+            "text": run_state_text(run["state"], run["agent"]),
+        }
+    )
     return {"ops": ops + card_ops(event["task"], event["board"])}

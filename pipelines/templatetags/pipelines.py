@@ -80,3 +80,10 @@ def nanos_money(value: Any) -> str:
         return money(Decimal(int(value)).scaleb(-9))
     except (TypeError, ValueError):
         return ""
+
+
+@register.filter
+def run_state_text(state: str, agent: str) -> str:
+    from runs.presenters import run_state_text as text
+
+    return text(state or "", agent)

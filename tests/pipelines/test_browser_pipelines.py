@@ -56,10 +56,12 @@ def test_a_run_page_advances_live_and_its_gate_is_approved_there(browser_factory
 
     agent_api = httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {key}"})
 
-    def work(reply: str) -> str:
+    def work(reply: str, watch: str = "") -> str:
         offered = agent_api.post("/api/v1/agents/codex-1/heartbeat", json={"status": "idle"})
         [run_offered] = offered.json()["work"]["runs"]
         assert agent_api.post(f"/api/v1/runs/{run_offered['id']}/claim").status_code == 200
+        if watch:  # the step's node follows its run: the agent took it
+            page.wait_for_selector(f"{watch} .pstep-run >> text=codex-1 is working on it")
         done = agent_api.post(
             f"/api/v1/runs/{run_offered['id']}/finish",
             json={"outcome": "succeeded", "reply": reply},
@@ -67,7 +69,8 @@ def test_a_run_page_advances_live_and_its_gate_is_approved_there(browser_factory
         assert done.status_code == 200, done.text
         return str(run_offered["prompt"])
 
-    assert "Research tides" in work("The moon pulls the sea.")
+    page.wait_for_selector(f"{step}first .pstep-run >> text=waiting for codex-1 to take it")
+    assert "Research tides" in work("The moon pulls the sea.", watch=f"{step}first")
     page.wait_for_selector(f"{step}first.is-succeeded >> text=The moon pulls the sea.")
     page.wait_for_selector(f"{step}second.is-running")
     assert "Write up: The moon pulls the sea." in work("Tides, explained.")
