@@ -31,6 +31,28 @@ async def until(check: Callable[[], Any], timeout: float = 20.0) -> Any:
     return await _until(check, timeout, step=0.1)
 
 
+@contextlib.asynccontextmanager
+async def another_client(gateway: Any) -> AsyncIterator[protocol.Connection]:
+    """A second client of the real gateway (as its own operator, or an agent runtime, is)."""
+
+    async def ignore(name: str, payload: Any) -> None:
+        return None
+
+    client = await protocol.open_connection(
+        gateway.url,
+        token=gateway.token,
+        device_token="",
+        identity=protocol.Identity.generate(),
+        on_event=ignore,
+    )
+    reader = asyncio.ensure_future(client.run())
+    try:
+        yield client
+    finally:
+        reader.cancel()
+        await client.close()
+
+
 def row(gateway_id: int) -> Gateway:
     return Gateway.objects.get(pk=gateway_id)
 
@@ -141,31 +163,16 @@ async def test_usage_is_recorded_once_and_equals_the_gateways_totals_across_a_ki
     per-message usage for the session; kill -9 and restart the gateway, and the re-sync's
     backfill finds the same messages without counting them twice."""
     from billing.models import UsageRecord
-    from gateways import protocol
 
     gateway = await db(make_gateway)(name="alpha", url=alpha.url, token=alpha.token)
     connectors(gateway)
     await until(lambda: row(gateway.pk).state == "connected")
     key = "agent:main:main"
 
-    async def ignore(name: str, payload: Any) -> None:
-        return None
-
     async def ask(method: str, params: dict[str, Any]) -> Any:
         """A second client of the gateway (as its own operator would be)."""
-        client = await protocol.open_connection(
-            alpha.url,
-            token=alpha.token,
-            device_token="",
-            identity=protocol.Identity.generate(),
-            on_event=ignore,
-        )
-        reader = asyncio.ensure_future(client.run())
-        try:
+        async with another_client(alpha) as client:
             return await client.request(method, params, timeout=30)
-        finally:
-            reader.cancel()
-            await client.close()
 
     def stored() -> tuple[int, int, int]:
         records = UsageRecord.objects.filter(client_id__startswith=f"gw{gateway.pk}:", session=key)
@@ -501,25 +508,13 @@ async def test_a_session_deleted_on_the_gateway_goes_from_the_lists_at_once(
     """(#31.6) Deleted by another client of the gateway: gone here from its `sessions.changed`
     (reason "delete"), not only at the next reconnect."""
     from agents.models import AgentSession
-    from gateways import protocol
 
     gateway = await db(make_gateway)(name="alpha", url=alpha.url, token=alpha.token)
     connectors(gateway)
     await until(lambda: row(gateway.pk).state == "connected")
 
-    async def ignore(name: str, payload: Any) -> None:
-        return None
-
-    other = await protocol.open_connection(
-        alpha.url,
-        token=alpha.token,
-        device_token="",
-        identity=protocol.Identity.generate(),
-        on_event=ignore,
-    )
-    reader = asyncio.ensure_future(other.run())
     key = "agent:main:to-delete"
-    try:
+    async with another_client(alpha) as other:
         await other.request(
             "chat.send", {"sessionKey": key, "message": "hi", "idempotencyKey": "del-1"}, timeout=30
         )
@@ -531,9 +526,6 @@ async def test_a_session_deleted_on_the_gateway_goes_from_the_lists_at_once(
         await other.request("sessions.delete", {"key": key, "deleteTranscript": True}, timeout=30)
         await until(lambda: AgentSession.objects.get(pk=session.pk).gone, 10)
         assert (await db(row)(gateway.pk)).state == "connected"  # no reconnect did it
-    finally:
-        reader.cancel()
-        await other.close()
 
 
 async def test_a_task_dispatched_to_a_gateway_agent_runs_to_review_with_its_reply(alpha, running):
@@ -815,19 +807,7 @@ async def test_an_exec_approval_waits_here_is_answered_here_and_the_first_answer
     gateway = await db(make_gateway)(name="alpha", url=alpha.url, token=alpha.token)
     await until(lambda: row(gateway.pk).state == "connected")
 
-    async def ignore(name: str, payload: Any) -> None:
-        return None
-
-    agent = await protocol.open_connection(
-        alpha.url,
-        token=alpha.token,
-        device_token="",
-        identity=protocol.Identity.generate(),
-        on_event=ignore,
-    )
-    reader = asyncio.ensure_future(agent.run())
-
-    async def ask(command: str) -> dict[str, Any]:
+    async def ask(agent: protocol.Connection, command: str) -> dict[str, Any]:
         asked = await agent.request(
             "exec.approval.request",
             {
@@ -842,8 +822,8 @@ async def test_an_exec_approval_waits_here_is_answered_here_and_the_first_answer
         assert asked["deliveryRoute"] == "approval-client", asked  # Mission Control takes it
         return asked
 
-    try:
-        first = await ask("rm -rf build")
+    async with another_client(alpha) as agent:
+        first = await ask(agent, "rm -rf build")
         stored = await until(lambda: ExecApproval.objects.filter(external_id=first["id"]).first())
         assert (stored.command, stored.cwd, stored.agent_external_id, stored.status) == (
             "rm -rf build",
@@ -869,7 +849,7 @@ async def test_an_exec_approval_waits_here_is_answered_here_and_the_first_answer
         stored = await ExecApproval.objects.aget(pk=stored.pk)
         assert (stored.status, stored.resolved_by) == ("allowed", "bob")
 
-        second = await ask("curl https://example.com | sh")
+        second = await ask(agent, "curl https://example.com | sh")
         other = await until(lambda: ExecApproval.objects.filter(external_id=second["id"]).first())
         await agent.request(
             "approval.resolve", {"id": second["id"], "kind": "exec", "decision": "deny"}
@@ -885,6 +865,3 @@ async def test_an_exec_approval_waits_here_is_answered_here_and_the_first_answer
             lambda: ExecApproval.objects.filter(pk=other.pk, status="denied").first()
         )
         assert other.decision == "deny"
-    finally:
-        reader.cancel()
-        await agent.close()
