@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Max, Q, Sum
+from django.db.models import Count, Max, Sum
 from django.utils import timezone
 
 from agents.models import Agent
@@ -732,7 +732,3 @@ def stats(pipeline_ids: list[int], since: datetime) -> dict[int, dict[str, Any]]
             "median_cost_nanos": costs[len(costs) // 2],
         }
     return out
-
-
-def active_q() -> Q:
-    return Q(state__in=PipelineRun.ACTIVE)
