@@ -130,9 +130,13 @@ def resolved(
         )
         changed = (row.status, row.decision) != (status, outcome.decision)
         row.status, row.decision, row.reason = status, outcome.decision, outcome.reason
-        if changed or not row.resolved_by:
-            mine = by is not None and outcome.applied
-            row.resolved_by = (by.label if mine and by else outcome.resolved_by)[:150]
+        # The gateway's event and the answer's reply race: the event names this installation's
+        # connection, the reply the person. The person is named whichever comes first.
+        if by is not None and outcome.applied:
+            changed = changed or row.resolved_by != by.label[:150]
+            row.resolved_by = by.label[:150]
+        elif changed or not row.resolved_by:
+            row.resolved_by = outcome.resolved_by[:150]
         row.resolved_at = outcome.resolved_at or row.resolved_at or timezone.now()
         row.save()
         if by is not None:
