@@ -15,6 +15,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from agents import ingest  # noqa: E402
+from mcpserver.endpoint import WithMcp  # noqa: E402
 from missioncontrol.consumers import LiveConsumer, SameOriginOnly  # noqa: E402
 from missioncontrol.fastpath import Check, FastPathRouter, Route  # noqa: E402
 from missioncontrol.guard import HTTPGuard  # noqa: E402
@@ -82,7 +83,8 @@ application = TrustedProxyMiddleware(
         {
             # The fast routes are answered before Django's middleware; the rest is Django. The
             # guard turns anything either raises into a whole answer (missioncontrol/guard.py).
-            "http": HTTPGuard(FastPathRouter(django_application, FAST_ROUTES)),
+            # `/mcp/` is the MCP server's (mcpserver/endpoint.py: its own checks, then the SDK).
+            "http": HTTPGuard(WithMcp(FastPathRouter(django_application, FAST_ROUTES))),
             # Origin must be this site's own (scheme, host and port): no other page, not even
             # one on another port of this host, can open a socket with our cookie.
             "websocket": SameOriginOnly(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),

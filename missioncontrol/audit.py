@@ -96,21 +96,27 @@ def record(
     object_id: str = "",
     object_repr: str = "",
     gateway_id: int | None = None,
+    feed: bool = True,
 ) -> AuditEvent:
     """Write one audit row; call inside the action's transaction. `gateway_id`: the change
-    concerns that gateway's data (its feed entry reaches only those who may see the gateway)."""
+    concerns that gateway's data (its feed entry reaches only those who may see the gateway).
+    `feed=False`: kept in the audit log only, not shown in the activity feed (a read: who
+    looked at what, e.g. an MCP client's read tools)."""
     entry = Entry(actor, verb, obj, before, after, object_type, object_id, object_repr)
-    return record_many([entry], gateway_id=gateway_id)[0]
+    return record_many([entry], gateway_id=gateway_id, feed=feed)[0]
 
 
-def record_many(entries: list[Entry], *, gateway_id: int | None = None) -> list[AuditEvent]:
+def record_many(
+    entries: list[Entry], *, gateway_id: int | None = None, feed: bool = True
+) -> list[AuditEvent]:
     """Write audit rows in one statement (inside the action's transaction) and show them all in
-    the activity feed with one live event."""
+    the activity feed with one live event (unless `feed` is False)."""
     events = [entry.build() for entry in entries]
     for event in events:
         event.gateway_id = gateway_id
     _insert(events)
-    _publish_activity(events, gateway_id)
+    if feed:
+        _publish_activity(events, gateway_id)
     return events
 
 

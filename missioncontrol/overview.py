@@ -11,11 +11,15 @@ topics the parts name publishes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from missioncontrol.roles import Role
+from django.db.models import Q
+from django.utils import timezone
+
+from missioncontrol import models
+from missioncontrol.roles import RANK, Role
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,52 @@ def viewer_for(request: Any) -> Viewer:
     assert role is not None
     chosen = _chooser[0](request) if _chooser else None
     return Viewer(request.user, role, subscriptions.gateway_scope(request.user), chosen)
+
+
+# At most this many items of one kind, then one line for the rest of that kind.
+PER_KIND = 3
+
+
+def attention(viewer: Viewer) -> list[Attention]:
+    """Every provider's items this user may see, minus what they acknowledged, most urgent
+    (then newest) first: a task blocked a minute ago must not hide behind older ones."""
+    now = timezone.now()
+    hidden = set(
+        models.Acknowledgement.objects.filter(user=viewer.user)
+        .filter(Q(until__isnull=True) | Q(until__gt=now))
+        .values_list("key", flat=True)
+    )
+    items: list[Attention] = []
+    for _name, provider, min_role in providers():
+        if RANK[viewer.role] >= RANK[min_role]:
+            items += [item for item in provider(viewer) if item.key not in hidden]
+    items.sort(key=lambda i: (i.severity, -(i.since or now).timestamp()))
+    # A few of each kind, then one line for the rest of that kind: forty blocked tasks must not
+    # push the one gateway that is down out of sight.
+    shown: list[Attention] = []
+    per_kind: dict[str, list[Attention]] = {}
+    for item in items:
+        per_kind.setdefault(item.kind, []).append(item)
+    for item in items:
+        same = per_kind[item.kind]
+        index = same.index(item)
+        if index < PER_KIND or len(same) == PER_KIND + 1 or not item.more_url:
+            shown.append(item)
+        elif index == PER_KIND:
+            rest = len(same) - PER_KIND
+            shown.append(
+                replace(
+                    item,
+                    key=f"group:{item.kind}",
+                    title=f"and {rest} more {item.more_label}",
+                    detail="",
+                    url=item.more_url,
+                    gateway=None,
+                    action="See all",
+                    grouped=rest,
+                )
+            )
+    return shown
 
 
 def providers() -> list[tuple[str, Provider, Role]]:

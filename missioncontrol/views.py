@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -43,7 +42,7 @@ from missioncontrol.consumers import parse_live_query
 from missioncontrol.context_processors import live_seq_for
 from missioncontrol.errors import json_error
 from missioncontrol.http import parse_int, safe_next
-from missioncontrol.models import Acknowledgement, AuditEvent, DeploymentFinding
+from missioncontrol.models import AuditEvent, DeploymentFinding
 from missioncontrol.ratelimit import TokenBucket
 from missioncontrol.roles import RANK, role_of, role_required
 
@@ -65,50 +64,7 @@ ACTIVITY_KINDS = {
     "budget": ("Budgets", "budget."),
     "signed": ("Sign-ins", "signed_"),
 }
-PER_KIND = 3
 SNOOZES = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "24h": timedelta(hours=24)}
-
-
-def _attention(viewer: overview.Viewer) -> list[overview.Attention]:
-    """Every provider's items this user may see, minus what they acknowledged, most urgent
-    (then newest) first: a task blocked a minute ago must not hide behind older ones."""
-    now = timezone.now()
-    hidden = set(
-        Acknowledgement.objects.filter(user=viewer.user)
-        .filter(Q(until__isnull=True) | Q(until__gt=now))
-        .values_list("key", flat=True)
-    )
-    items: list[overview.Attention] = []
-    for _name, provider, min_role in overview.providers():
-        if RANK[viewer.role] >= RANK[min_role]:
-            items += [item for item in provider(viewer) if item.key not in hidden]
-    items.sort(key=lambda i: (i.severity, -(i.since or now).timestamp()))
-    # A few of each kind, then one line for the rest of that kind: forty blocked tasks must not
-    # push the one gateway that is down out of sight.
-    shown: list[overview.Attention] = []
-    per_kind: dict[str, list[overview.Attention]] = {}
-    for item in items:
-        per_kind.setdefault(item.kind, []).append(item)
-    for item in items:
-        same = per_kind[item.kind]
-        index = same.index(item)
-        if index < PER_KIND or len(same) == PER_KIND + 1 or not item.more_url:
-            shown.append(item)
-        elif index == PER_KIND:
-            rest = len(same) - PER_KIND
-            shown.append(
-                replace(
-                    item,
-                    key=f"group:{item.kind}",
-                    title=f"and {rest} more {item.more_label}",
-                    detail="",
-                    url=item.more_url,
-                    gateway=None,
-                    action="See all",
-                    grouped=rest,
-                )
-            )
-    return shown
 
 
 @require_safe
@@ -117,7 +73,7 @@ def home(request: HttpRequest) -> HttpResponse:
     """The overview: what needs the operator now, then the fleet at a glance."""
     live_seq_for(request)
     viewer = overview.viewer_for(request)
-    items = _attention(viewer)
+    items = overview.attention(viewer)
     total = sum(item.grouped or 1 for item in items)
     panels = [
         render_to_string(panel.template, panel.context(viewer), request=request)

@@ -291,6 +291,50 @@ def claim(agent_id: int, run_id: int) -> Run:
     return run
 
 
+def take(agent_id: int, task_id: int) -> Run:
+    """An agent takes a task to work on it now (the MCP server's claim): an unassigned task
+    becomes its own, and the run offered to it for the task is claimed — or, when the task has
+    no active run, one is started for it (queued and claimed in one transaction). Taking a task
+    it already runs returns that run (a retried call). Refused (409): the task is someone
+    else's, its active run is another agent's, the agent runs its limit or is paused, or the
+    task waits for others."""
+    with transaction.atomic():
+        active = Run.objects.filter(task_id=task_id, state__in=Run.ACTIVE).first()
+        if active is not None:
+            if active.agent_id != agent_id:
+                raise Conflict(
+                    f"Task #{task_id} is being worked on by {active.agent_name} "
+                    f"(attempt {active.attempt}, {active.get_state_display().lower()})."
+                )
+            # Run before task, as claim() locks them.
+            return claim(agent_id, active.pk)
+        agent = Agent.objects.get(pk=agent_id)
+        actor = Actor.agent(agent.name)
+        tasks.claim_task(actor, task_id, agent_id=agent_id)
+        run, _created = dispatch(actor, Dispatch(task_id))
+        return claim(agent_id, run.pk)
+
+
+def current(agent_id: int, task_id: int | None = None) -> Run:
+    """The run an agent is working on now (the one it holds, or the one on `task_id`)."""
+    runs = Run.objects.of_agent(agent_id).filter(state=Run.State.RUNNING).order_by("started_at")
+    if task_id is not None:
+        runs = runs.filter(task_id=task_id)
+    held = list(runs[:20])
+    if not held:
+        on = f" on task #{task_id}" if task_id is not None else ""
+        raise Conflict(f"You have no run going{on}: claim a task first.")
+    if len(held) > 1:
+        raise Invalid(
+            {
+                "task_id": [
+                    f"You run several tasks ({_tasks_text([r.task_id for r in held])}): name one."
+                ]
+            }
+        )
+    return held[0]
+
+
 _progress_sent: dict[int, float] = {}
 _progress_held: set[int] = set()  # runs whose latest words were held back (too soon)
 _progress_lock = threading.Lock()

@@ -21,6 +21,7 @@ APPS = (
     "crons",
     "runs",
     "pipelines",
+    "mcpserver",
 )
 EDGES = (
     "views.py",
@@ -31,6 +32,9 @@ EDGES = (
     "fastpath.py",
     "connector.py",
     "admin.py",
+    "tools.py",
+    "endpoint.py",
+    "server.py",
 )
 
 
@@ -123,6 +127,7 @@ LAYERS = {
     "billing": 4,
     "runs": 5,
     "pipelines": 6,
+    "mcpserver": 7,
 }
 EDGE_MODULES = {
     "views", "api", "api_urls", "api_auth", "ingest", "stream", "consumers", "fastpath",

@@ -1,0 +1,171 @@
+"""The MCP server itself: the official SDK's `MCPServer` with Mission Control's tools.
+
+- Each principal lists and calls only its tools (`tools.ACCESS`): an agent's key, the agents'
+  tools; a person's token, the operators' tools their role allows (a viewer's: read-only ones).
+  Calling another's tool is a tool error (forbidden), like any refusal.
+- Every refusal is a tool error (`isError`), never a transport failure: its text and its
+  structured content are the API's `{"error": code, "detail": ...}` — an action's refusal with
+  its code, bad arguments as `validation_error` naming each field, anything unexpected logged
+  and answered `server_error` without its details.
+- Every call is audited: who, which tool, its target (a task, a run …) and whether it was
+  refused — in the audit log; the activity feed shows only the changes the actions record.
+- Synchronous tools run through `database_sync_to_async` (a thread of the request's own, its
+  connection closed after), as Django runs a view.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from channels.db import database_sync_to_async
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import ValidationError
+
+from mcpserver import tools
+from mcpserver.principal import Principal, current
+from missioncontrol import audit
+from missioncontrol.errors import CODES, ActionError, Forbidden, Invalid, error_body
+
+logger = logging.getLogger("mcpserver")
+
+INSTRUCTIONS = """Mission Control runs a fleet of AI agents: a task board (inbox, backlog, todo,
+in_progress, review, done), runs of tasks by agents, pipelines and approvals, costs.
+Agents: call whoami, then my_tasks; claim_task to start one (you hold its run), report_progress
+as you work (it shows live and keeps your lease), finish_run with your reply when done.
+People: needs_attention answers "what needs me now?"; fleet_status, running_now and spend
+describe the fleet."""
+
+# Arguments named in the audit row as the call's target, in this order.
+TARGETS = ("task_id", "approval_id", "pipeline", "agent")
+
+
+def error_result(refused: ActionError) -> CallToolResult:
+    body = refused.body()
+    return CallToolResult(
+        content=[TextContent(type="text", text=json.dumps(body, default=str))],
+        structured_content=body,
+        is_error=True,
+    )
+
+
+def _failed() -> CallToolResult:
+    body = error_body(CODES[500], "The server failed on this call; it was logged.")
+    return CallToolResult(
+        content=[TextContent(type="text", text=json.dumps(body))],
+        structured_content=body,
+        is_error=True,
+    )
+
+
+def _field_errors(failed: ValidationError) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for item in failed.errors():
+        where = ".".join(str(p) for p in item.get("loc", ()) if p != "arguments") or "arguments"
+        found.setdefault(where, []).append(
+            str(item.get("msg", "Invalid.")).removeprefix("Value error, ")
+        )
+    return found
+
+
+def _target(arguments: dict[str, Any]) -> str:
+    for name in TARGETS:
+        value = arguments.get(name)
+        if value not in (None, ""):
+            return f"{name.removesuffix('_id')} {value}"[:200]
+    return ""
+
+
+def _audit(who: Principal, name: str, arguments: dict[str, Any], refused: str) -> None:
+    after: dict[str, Any] = {"tool": name}
+    if refused:
+        after["refused"] = refused
+    audit.record(
+        who.actor,
+        "mcp.tool_called",
+        object_type="mcp.tool",
+        object_id=name,
+        object_repr=_target(arguments) or name,
+        after=after,
+        feed=False,
+    )
+
+
+def _in_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A synchronous tool as the SDK's async callable (same signature, for its schema)."""
+
+    @functools.wraps(fn)
+    async def call(**kwargs: Any) -> Any:
+        return await database_sync_to_async(fn)(**kwargs)
+
+    return call
+
+
+class Server(MCPServer):
+    """MCPServer with each principal's tools, refusals in the API's shape, and an audit row."""
+
+    async def list_tools(self) -> list[Any]:
+        who = current()
+        return [t for t in await super().list_tools() if who.may(tools.ACCESS[t.name])]
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> Any:
+        who = current()
+        access = tools.ACCESS.get(name)
+        result: Any
+        if access is None:
+            result = error_result(Invalid({"name": [f"There is no tool called {name!r}."]}))
+        elif not who.may(access):
+            needs = "an agent's key" if access == "agent" else f"a person's token ({access} role)"
+            result = error_result(Forbidden(f"{name} needs {needs}."))
+        else:
+            try:
+                result = await super().call_tool(name, arguments, context)
+            except ToolError as failed:
+                cause = failed.__cause__
+                if isinstance(cause, ActionError):
+                    result = error_result(cause)
+                elif isinstance(cause, ValidationError):
+                    result = error_result(Invalid(_field_errors(cause)))
+                else:
+                    logger.error("mcp: tool %s failed", name, exc_info=cause or failed)
+                    result = _failed()
+        refused = ""
+        if getattr(result, "is_error", False):
+            refused = str((result.structured_content or {}).get("error", "error"))
+        await database_sync_to_async(_audit)(who, name, arguments or {}, refused)
+        return result
+
+
+def build() -> Server:
+    server = Server(
+        name="mission-control",
+        title="Mission Control",
+        instructions=INSTRUCTIONS,
+        version="1",
+        log_level="WARNING",
+    )
+    for tool in tools.TOOLS:
+        name = tool.__name__
+        read_only = name in tools.READ_ONLY
+        server.add_tool(
+            tool if inspect.iscoroutinefunction(tool) else _in_thread(tool),
+            name=name,
+            title=name.replace("_", " ").capitalize(),
+            description=inspect.getdoc(tool),
+            annotations=ToolAnnotations(
+                read_only_hint=read_only,
+                destructive_hint=False,
+                idempotent_hint=read_only,
+                open_world_hint=False,
+            ),
+            structured_output=True,
+        )
+    return server
