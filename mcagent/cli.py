@@ -5,6 +5,7 @@
     mc-agent heartbeat [--name NAME] [--status idle|busy|error] [--message TEXT]
     mc-agent report [--name NAME] --model M --input N --output N [--cache-read N] [--cache-write N] [--id ID]
     mc-agent claude-hook [--name NAME]        (reads Claude Code's hook JSON on stdin)
+    mc-agent mcp [--name NAME]                (Mission Control's MCP server, over stdio)
 
 `work` makes COMMAND a worker: it waits for runs dispatched to the agent (from a task's page or
 the API), claims one, runs COMMAND with the run's brief in place of `{prompt}` (or on its stdin
@@ -17,6 +18,10 @@ the reply. An operator's abort stops the command; Ctrl-C gives the run back (que
 While a spent budget pauses the agent, `run` starts nothing and exits with code 75
 (EX_TEMPFAIL: try again later), printing the budget and why; a run already going is not
 stopped. `heartbeat` prints `"paused": true` and the reason.
+
+`mcp` is for MCP clients that only launch commands: it speaks MCP on stdin/stdout and forwards
+each message to Mission Control's MCP endpoint (MC_URL/mcp/, Streamable HTTP) with the agent's key
+(its key file, else MC_API_KEY) or a person's API token (MC_API_KEY=mct_…: the operators' tools).
 
 Configuration: MC_URL (e.g. http://127.0.0.1:3200) and MC_API_KEY (the agent's key, or an
 enrollment key: the first run registers the agent and keeps its own key in
@@ -618,6 +623,168 @@ def cmd_claude_hook(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- mcp: stdio <-> Mission Control's MCP endpoint ------------------------------------------------
+
+MCP_TIMEOUT_S = 600  # a tool may wait (an approval's answer): the request stays open that long
+# The current revision's per-request envelope names its version here; its HTTP transport wants
+# it, the method and the tool's (or resource's) name mirrored in headers.
+VERSION_META = "io.modelcontextprotocol/protocolVersion"
+NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+
+
+def _header_value(value: str) -> str:
+    """As the MCP spec encodes a header value: verbatim when plain ASCII, else base64-wrapped."""
+    import base64
+    import re
+
+    plain = re.fullmatch(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?", value)
+    if plain and not value.startswith("=?base64?"):
+        return value
+    return f"=?base64?{base64.b64encode(value.encode()).decode()}?="
+
+
+class McpBridge:
+    """Each JSON-RPC message read from stdin is POSTed to the endpoint (in a thread of its own:
+    one slow tool does not hold up the others); what comes back — a JSON answer, or the events
+    of an SSE answer — is written to stdout, one message per line. A refusal of the HTTP request
+    itself (no key, rate limit, server down) becomes the JSON-RPC error of that request."""
+
+    def __init__(self, url: str, credential: str) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise SystemExit(f"mc-agent: MC_URL must start with http:// or https://, not {url!r}")
+        self.endpoint = url.rstrip("/") + "/mcp/"
+        self.credential = credential
+        self.version = ""  # negotiated by `initialize`
+        self.session = ""
+        self.out = threading.Lock()
+
+    def write(self, message: Any) -> None:
+        line = json.dumps(message, separators=(",", ":"))
+        with self.out:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    def headers(self, message: Any) -> dict[str, str]:
+        headers = {
+            "Authorization": f"Bearer {self.credential}",
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+            "User-Agent": "mc-agent-mcp",
+        }
+        params = message.get("params") if isinstance(message, dict) else None
+        meta = params.get("_meta") if isinstance(params, dict) else None
+        version = meta.get(VERSION_META) if isinstance(meta, dict) else None
+        if isinstance(version, str):
+            headers["MCP-Protocol-Version"] = version
+            headers["Mcp-Method"] = str(message.get("method", ""))
+            name = params.get(NAMED.get(str(message.get("method")), ""))  # type: ignore[union-attr]
+            if isinstance(name, str):
+                headers["Mcp-Name"] = _header_value(name)
+        elif self.version and not (
+            isinstance(message, dict) and message.get("method") == "initialize"
+        ):
+            headers["MCP-Protocol-Version"] = self.version
+        if self.session:
+            headers["Mcp-Session-Id"] = self.session
+        return headers
+
+    def failed(self, message: Any, status: int, detail: str) -> None:
+        if isinstance(message, dict) and "id" in message and "method" in message:
+            code = -32001 if status in (401, 403) else -32603
+            self.write(
+                {"jsonrpc": "2.0", "id": message["id"], "error": {"code": code, "message": detail}}
+            )
+        else:
+            say(f"mcp: {detail}")
+
+    def forward(self, message: Any) -> None:
+        request = urllib.request.Request(  # noqa: S310 - http(s) only, checked in __init__
+            self.endpoint,
+            data=json.dumps(message).encode(),
+            method="POST",
+            headers=self.headers(message),
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=MCP_TIMEOUT_S) as response:  # noqa: S310
+                self.session = response.headers.get("Mcp-Session-Id") or self.session
+                kind = response.headers.get("Content-Type", "")
+                if kind.startswith("text/event-stream"):
+                    data: list[str] = []
+                    for raw in response:
+                        line = raw.decode().rstrip("\r\n")
+                        if line.startswith("data:"):
+                            data.append(line[5:].lstrip())
+                        elif not line and data:
+                            self.answer("\n".join(data))
+                            data = []
+                    if data:
+                        self.answer("\n".join(data))
+                else:
+                    body = response.read()
+                    if body.strip():
+                        self.answer(body.decode())
+        except urllib.error.HTTPError as error:
+            body = error.read()
+            try:
+                payload = json.loads(body or b"{}")
+            except ValueError:
+                payload = {}
+            if isinstance(payload, dict) and payload.get("jsonrpc"):
+                self.write(payload)  # the SDK's own JSON-RPC error
+                return
+            detail = payload.get("detail") if isinstance(payload, dict) else None
+            self.failed(message, error.code, f"HTTP {error.code}: {detail or error.reason}")
+        except (urllib.error.URLError, OSError) as error:
+            self.failed(
+                message, 503, f"Mission Control at {self.endpoint} was not reached: {error}"
+            )
+
+    def answer(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            say("mcp: the server sent something that is not JSON")
+            return
+        result = message.get("result") if isinstance(message, dict) else None
+        if isinstance(result, dict) and isinstance(result.get("protocolVersion"), str):
+            self.version = result["protocolVersion"]
+        self.write(message)
+
+    def serve(self) -> int:
+        workers: list[threading.Thread] = []
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            try:
+                message = json.loads(line)
+            except ValueError:
+                self.write(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": None,
+                        "error": {"code": -32700, "message": "Parse error"},
+                    }
+                )
+                continue
+            if isinstance(message, dict) and message.get("method") == "initialize":
+                self.forward(message)  # first, alone: what follows needs its version
+                continue
+            worker = threading.Thread(target=self.forward, args=(message,), daemon=True)
+            worker.start()
+            workers = [w for w in workers if w.is_alive()] + [worker]
+        for worker in workers:
+            worker.join(timeout=MCP_TIMEOUT_S)
+        return 0
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    url = os.environ.get("MC_URL", "http://127.0.0.1:3200")
+    raw = os.environ.get("MC_API_KEY", "")
+    # A person's token gives the operators' tools; otherwise the agent's own key.
+    credential = raw if raw.startswith("mct_") else connect(agent_name(args)).key
+    return McpBridge(url, credential).serve()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="mc-agent", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -657,6 +824,10 @@ def main(argv: list[str] | None = None) -> int:
         "claude-hook", help="for Claude Code's Stop/SubagentStop hooks (JSON on stdin)"
     )
     hook.add_argument("--name")
+    mcp = sub.add_parser(
+        "mcp", help="Mission Control's MCP server over stdio (for clients that launch commands)"
+    )
+    mcp.add_argument("--name")
     args = parser.parse_args(argv)
     handlers = {
         "run": cmd_run,
@@ -664,5 +835,6 @@ def main(argv: list[str] | None = None) -> int:
         "heartbeat": cmd_heartbeat,
         "report": cmd_report,
         "claude-hook": cmd_claude_hook,
+        "mcp": cmd_mcp,
     }
     return handlers[args.cmd](args)
