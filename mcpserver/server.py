@@ -24,7 +24,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import ValidationError
 
@@ -168,4 +168,32 @@ def build() -> Server:
             ),
             structured_output=True,
         )
+    server.resource(
+        "task://{task_id}",
+        name="task",
+        title="Task",
+        description="A task on the board with its description, thread and runs (markdown).",
+        mime_type="text/markdown",
+    )(_resource(tools.task_markdown))
     return server
+
+
+def _resource(fn: Callable[..., str]) -> Callable[..., Any]:
+    """A resource read: in a thread like a tool, audited, refusals as the SDK's resource errors
+    (the client gets an error naming why, never a failure)."""
+
+    def read(**kwargs: Any) -> str:
+        who = current()
+        try:
+            text = fn(**kwargs)
+        except ActionError as refused:
+            _audit(who, "resource:task", kwargs, refused.code)
+            raise ResourceError("; ".join(refused.messages)) from None
+        _audit(who, "resource:task", kwargs, "")
+        return text
+
+    @functools.wraps(fn)
+    async def call(**kwargs: Any) -> str:
+        return await database_sync_to_async(read)(**kwargs)
+
+    return call

@@ -850,6 +850,44 @@ def start_pipeline(
     }
 
 
+# --- Resources ---------------------------------------------------------------------------------
+
+
+def task_markdown(task_id: str) -> str:
+    """A task with its thread, as markdown for a client to attach to its context (`task://12`):
+    an agent's own tasks and unassigned ones; any task on the board for a person."""
+    me = current()
+    if not task_id.isdigit() or not 1 <= int(task_id) <= 2**62:
+        raise Invalid({"task_id": ["A task's number, e.g. task://12."]})
+    number = int(task_id)
+    task = _agents_task(me.agent_id, number) if me.kind == "agent" else _task(number)
+    full = task_full(task)
+    lines = [
+        f"# Task #{full['id']}: {full['title']}",
+        "",
+        f"- Column: {full['status']}; priority: {full['priority']}",
+        f"- Assignee: {full['assignee'] or 'nobody'}",
+    ]
+    if full["labels"]:
+        lines.append(f"- Labels: {', '.join(full['labels'])}")
+    if full["blocked"]:
+        lines.append(f"- Blocked: {full['blocked_reason'] or 'yes'}")
+    if full["waits_for"]:
+        waits = ", ".join(f"#{b['id']} {b['title']} ({b['status']})" for b in full["waits_for"])
+        lines.append(f"- Waits for: {waits}")
+    lines += ["", full["description"] or "(No description.)"]
+    if full["comments"]:
+        lines += ["", "## Comments"]
+        for c in full["comments"]:
+            lines += ["", f"**{c['author']}** ({c['created_at']}):", "", c["body"]]
+    if full["runs"]:
+        lines += ["", "## Runs"]
+        for r in full["runs"]:
+            said = r["error"] or r["reply"][:500] or r["progress"]
+            lines.append(f"- Attempt {r['attempt']} by {r['agent']}: {r['state']}. {said}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
 # Who sees which tool (an agent's key; a person's token of at least this role).
 ACCESS: dict[str, Access] = {
     "whoami": "agent",

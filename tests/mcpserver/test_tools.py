@@ -13,6 +13,7 @@ from missioncontrol import tokens
 from missioncontrol.audit import Actor
 from missioncontrol.models import AuditEvent
 from runs.models import Run
+from tasks import actions as tasks_actions
 from tasks.models import Comment, Task
 from tests.tasks.factories import make_task
 
@@ -110,3 +111,24 @@ async def test_the_current_protocol_revision_works_too(mcp_client, ada_key):
         assert "whoami" in names(await client.list_tools())
         me = await client.call_tool("whoami", {})
         assert me.structured_content["name"] == "ada"
+
+
+async def test_a_task_is_a_resource_with_its_thread(mcp_client, ada, ada_key, bob_operator):
+    mine = await sync_to_async(make_task)("Mine", assignee=f"agent:{ada.pk}")
+    theirs = await sync_to_async(make_task)("Theirs", assignee=f"user:{bob_operator.pk}")
+    await sync_to_async(tasks_actions.add_comment)(Actor.system("test"), mine.pk, "Use **v2**.")
+    async with mcp_client(ada_key) as client:
+        templates = await client.list_resource_templates()
+        assert [t.uri_template for t in templates.resource_templates] == ["task://{task_id}"]
+        read = await client.read_resource(f"task://{mine.pk}")
+        text = read.contents[0].text
+        assert text.startswith(f"# Task #{mine.pk}: Mine")
+        assert "Use **v2**." in text
+        with pytest.raises(Exception, match="you may read your own tasks"):
+            await client.read_resource(f"task://{theirs.pk}")
+        with pytest.raises(Exception, match="A task's number"):
+            await client.read_resource("task://twelve")
+    operator = await sync_to_async(token_for)(bob_operator)
+    async with mcp_client(operator) as client:
+        read = await client.read_resource(f"task://{theirs.pk}")
+        assert "# Task" in read.contents[0].text
