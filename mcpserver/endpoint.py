@@ -23,11 +23,10 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from asgiref.sync import ThreadSensitiveContext
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from agents import keys
+from mcpserver import threads
 from mcpserver.principal import Principal, bind, unbind
 from missioncontrol import tokens
 from missioncontrol.errors import ActionError, Forbidden, Unauthenticated
@@ -52,7 +51,7 @@ async def authenticate(scope: Scope) -> Principal:
     """Who sends this request (raises Unauthenticated, Forbidden or RateLimited)."""
     authorization = header(scope, b"authorization")
     if tokens.is_token(tokens.bearer(authorization)):
-        return await database_sync_to_async(_person)(authorization)
+        return await threads.run(_person, authorization)
     if not tokens.bearer(authorization) and not header(scope, b"x-api-key"):
         raise Unauthenticated(NO_CREDENTIAL)
     key = await keys.aauthenticate(authorization, header(scope, b"x-api-key"))
@@ -155,12 +154,8 @@ class Endpoint:
             return
         bound = bind(principal)
         try:
-            # The tools' database work runs in threads of this request's own (as Django runs a
-            # request's sync code), not on the process's shared one.
-            async with ThreadSensitiveContext():
-                app = await self._sdk_app()
-                path = PREFIX
-                await app({**scope, "path": path, "raw_path": path.encode()}, receive, send)
+            app = await self._sdk_app()
+            await app({**scope, "path": PREFIX, "raw_path": PREFIX.encode()}, receive, send)
         finally:
             unbind(bound)
 
