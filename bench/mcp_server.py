@@ -4,6 +4,8 @@
   task with its thread and runs) and a write tool (`comment`: a comment on its own task, audited
   and published live) in turn; latency of each call, seen by the client over loopback (the
   client's own CPU shares the two cores with the server), and the server's CPU per call.
+  Back to back (each session's next call the moment the last answers: the server saturated),
+  with plain JSON-RPC POSTs and with the SDK's client; then paced (a call every 100 ms each).
 - 100 sessions opened at once (initialise, list tools, one call each) and held open: the
   server's memory before and after.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import tempfile
 import time
 from contextlib import AsyncExitStack
@@ -65,7 +68,7 @@ async def worker(url: str, key: str, task_id: int, calls: int, reads: list, writ
 
 
 async def raw_worker(
-    url: str, key: str, task_id: int, calls: int, reads: list, writes: list
+    url: str, key: str, task_id: int, calls: int, reads: list, writes: list, every: float = 0
 ) -> None:
     """The same calls as plain JSON-RPC POSTs (what a session's requests are on the wire, the
     server being stateless): the load generator's own CPU out of the way of the server's."""
@@ -77,6 +80,8 @@ async def raw_worker(
         "MCP-Protocol-Version": "2025-11-25",
     }
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
+        if every:
+            await asyncio.sleep(random.uniform(0, every))
         for n in range(calls):
             for name, arguments, into in (
                 ("get_task", {"task_id": task_id}, reads),
@@ -90,17 +95,22 @@ async def raw_worker(
                 }
                 t = time.perf_counter()
                 r = await http.post("/mcp/", json=body)
-                into.append((time.perf_counter() - t) * 1000)
+                took = time.perf_counter() - t
+                into.append(took * 1000)
                 assert r.status_code == 200 and not r.json()["result"].get("isError"), r.text
+                if every:  # Poisson arrivals: sessions not in step with each other
+                    await asyncio.sleep(max(0.0, random.expovariate(1 / every) - took))
 
 
 async def concurrent(
-    url: str, keys: list[tuple[str, int]], calls: int, raw: bool = False
+    url: str, keys: list[tuple[str, int]], calls: int, raw: bool = False, every: float = 0
 ) -> tuple[list, list]:
     reads: list[float] = []
     writes: list[float] = []
-    work = raw_worker if raw else worker
-    await asyncio.gather(*(work(url, k, t, calls, reads, writes) for k, t in keys))
+    if raw:
+        await asyncio.gather(*(raw_worker(url, k, t, calls, reads, writes, every) for k, t in keys))
+    else:
+        await asyncio.gather(*(worker(url, k, t, calls, reads, writes) for k, t in keys))
     return reads, writes
 
 
@@ -143,6 +153,15 @@ def main() -> None:
                 f"p99 {pct(writes, 99):.1f} ms; {calls:,} calls in {wall:.1f} s "
                 f"({calls / wall:.0f}/s), server CPU {cpu_ms:.1f} ms a call"
             )
+        # Paced: each session calls every 100 ms on average, at random (Poisson) moments (an
+        # agent's own pace is seconds a call: a model answers between its calls).
+        reads, writes = asyncio.run(concurrent(server.url, keys, args.calls // 4, True, 0.1))
+        print(
+            f"paced (each of 8 sessions a call every 100 ms on average, {8 / 0.1:.0f} calls/s): "
+            f"read p50 "
+            f"{pct(reads, 50):.1f} ms, p99 {pct(reads, 99):.1f} ms; write p50 "
+            f"{pct(writes, 50):.1f} ms, p99 {pct(writes, 99):.1f} ms"
+        )
         before = server.rss_mb()
         after = asyncio.run(held(server.url, keys, args.sessions, server))
         print(

@@ -164,6 +164,13 @@ def main() -> int:
     )
     results.append(
         run(
+            "MCP server: tool calls at 8 sessions (back to back, paced), 100 sessions held",
+            "mcp_server.py",
+            *(["--calls", "40", "--sessions", "20"] if args.quick else []),
+        )
+    )
+    results.append(
+        run(
             "fan-out to 50/200/500 WebSockets",
             "fanout.py",
             *(["--clients", "50", "200"] if args.quick else []),

@@ -147,28 +147,39 @@ def task_brief(task: Task) -> TaskBrief:
 
 
 def task_full(task: Task) -> TaskFull:
+    """A task with its thread (the last 100 comments, oldest first), its attempts and what it
+    waits for (rows read as values: this is the read tools' hot path)."""
     comments = [
-        CommentItem(
-            author=c.author_label,
-            by_agent=c.by_agent,
-            body=c.body,
-            created_at=c.created_at.isoformat(),
-        )
-        for c in task.comments.order_by("-created_at", "-id")[:100]
+        CommentItem(author=author, by_agent=agent is not None, body=body, created_at=at.isoformat())
+        for author, agent, body, at in task.comments.order_by("-created_at", "-id").values_list(
+            "author_label", "author_agent_id", "body", "created_at"
+        )[:100]
     ][::-1]
-    attempts: list[Attempt] = [
-        {
-            "id": r.pk,
-            "attempt": r.attempt,
-            "agent": r.agent_name,
-            "state": r.state,
-            "progress": r.progress,
-            "error": r.error,
-            "reply": r.reply[:4000],
-            "started_at": r.started_at.isoformat() if r.started_at else None,
-            "ended_at": r.ended_at.isoformat() if r.ended_at else None,
-        }
-        for r in task.runs.order_by("-attempt")[:20]
+    attempts = [
+        Attempt(
+            id=pk,
+            attempt=attempt,
+            agent=agent,
+            state=state,
+            progress=progress,
+            error=error,
+            reply=reply[:4000],
+            started_at=started.isoformat() if started else None,
+            ended_at=ended.isoformat() if ended else None,
+        )
+        for pk, attempt, agent, state, progress, error, reply, started, ended in task.runs.order_by(
+            "-attempt"
+        ).values_list(
+            "pk",
+            "attempt",
+            "agent_name",
+            "state",
+            "progress",
+            "error",
+            "reply",
+            "started_at",
+            "ended_at",
+        )[:20]
     ]
     return {
         "id": task.pk,
@@ -181,8 +192,10 @@ def task_full(task: Task) -> TaskFull:
         "blocked": task.blocked,
         "blocked_reason": task.blocked_reason,
         "waits_for": [
-            {"id": b.pk, "title": b.title, "status": b.status}
-            for b in task.blocked_by.order_by("pk")[:50]
+            Blocker(id=pk, title=title, status=status)
+            for pk, title, status in task.blocked_by.order_by("pk").values_list(
+                "pk", "title", "status"
+            )[:50]
         ],
         "comments": comments,
         "runs": attempts,
