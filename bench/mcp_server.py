@@ -97,7 +97,8 @@ async def raw_worker(
                 r = await http.post("/mcp/", json=body)
                 took = time.perf_counter() - t
                 into.append(took * 1000)
-                assert r.status_code == 200 and not r.json()["result"].get("isError"), r.text
+                assert r.status_code == 200, r.text
+                assert not r.json()["result"].get("isError"), r.text
                 if every:  # Poisson arrivals: sessions not in step with each other
                     await asyncio.sleep(max(0.0, random.expovariate(1 / every) - took))
 
