@@ -10,6 +10,7 @@ database connection closed after (server.py wraps them); `ACCESS` says who sees 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
@@ -444,6 +445,92 @@ async def report_usage(
     }
 
 
+class AskAnswer(TypedDict):
+    approval_id: int
+    outcome: Literal["pending", "approved", "rejected", "expired"]
+    comment: str
+    answered_by: str
+    deadline_at: str
+
+
+WaitS = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=240,
+        description="How long to wait here for the answer (seconds); still pending then: "
+        "call check_approval.",
+    ),
+]
+
+
+def _ask_state(agent_id: int, ask_id: int) -> AskAnswer:
+    from pipelines.models import AgentAsk
+
+    ask = AgentAsk.objects.filter(pk=ask_id, agent_id=agent_id).first()
+    if ask is None:
+        raise NotFound("No question of yours has that id.")
+    return {
+        "approval_id": ask.pk,
+        "outcome": ask.outcome,  # type: ignore[typeddict-item]
+        "comment": ask.comment,
+        "answered_by": ask.answered_label,
+        "deadline_at": ask.deadline_at.isoformat(),
+    }
+
+
+async def _wait_for(agent_id: int, ask_id: int, wait_s: int) -> AskAnswer:
+    from mcpserver import threads
+
+    loop = asyncio.get_running_loop()
+    until = loop.time() + wait_s
+    while True:
+        state = await threads.run(_ask_state, agent_id, ask_id)
+        if state["outcome"] != "pending" or loop.time() >= until:
+            return state
+        await asyncio.sleep(min(POLL_S, max(0.0, until - loop.time())))
+
+
+POLL_S = 1.0
+
+
+async def request_approval(
+    question: Annotated[
+        str, Field(min_length=1, max_length=500, description="What you want to do, as a yes/no.")
+    ],
+    details: Annotated[
+        str, Field(max_length=20000, description="Why, and what it changes (markdown).")
+    ] = "",
+    task_id: RunTask = None,
+    timeout_s: Annotated[
+        int,
+        Field(ge=10, le=86400, description="How long a person has to answer before it expires."),
+    ] = 900,
+    wait_s: WaitS = 120,
+) -> AskAnswer:
+    """Ask a person before you do something risky or irreversible (deleting data, deploying,
+    spending), and wait for the answer: it appears on the operators' Approvals page and Overview.
+    Returns the outcome — approved, rejected (with the person's comment: read it) or expired — or
+    pending when it is not answered within wait_s: then call check_approval with its id. Only
+    approved means go ahead."""
+    from mcpserver import threads
+    from pipelines import approvals
+
+    me = current()
+    ask = await threads.run(approvals.ask_agent, me.agent_id, question, details, task_id, timeout_s)
+    return await _wait_for(me.agent_id, ask.pk, wait_s)
+
+
+async def check_approval(
+    approval_id: Annotated[int, Field(ge=1, le=2**62, description="From request_approval.")],
+    wait_s: WaitS = 60,
+) -> AskAnswer:
+    """Where a question you asked with request_approval stands, waiting up to wait_s for the
+    answer: pending, approved, rejected (read the comment) or expired."""
+    me = current()
+    return await _wait_for(me.agent_id, approval_id, wait_s)
+
+
 # --- Operators' tools (people's API tokens) ------------------------------------------------------
 
 
@@ -748,7 +835,7 @@ def dispatch_task(
 
 class ApprovalItem(TypedDict):
     id: int
-    kind: Literal["pipeline", "exec"]
+    kind: Literal["agent", "pipeline", "exec"]
     title: str
     detail: str
     requested_at: str
@@ -761,15 +848,27 @@ class ApprovalsAnswer(TypedDict):
 
 
 def pending_approvals() -> ApprovalsAnswer:
-    """What waits for a person's yes or no: pipeline approval gates (id for answer_approval) and the
-    commands gateways' agents ask to run (exec approvals: answered on the Approvals page), oldest
-    first, within your gateway grants."""
+    """What waits for a person's yes or no, oldest first, within your gateway grants: agents'
+    questions (kind agent) and pipeline approval gates (kind pipeline) — answer either with
+    answer_approval, its id and kind — and the commands gateways' agents ask to run (kind exec:
+    answered on the Approvals page)."""
     from pipelines import approvals as gates
     from pipelines.models import Approval
-    from pipelines.views import _exec_approvals
+    from pipelines.views import _exec_approvals, agent_asks
 
     me = current()
-    found: list[ApprovalItem] = []
+    found: list[ApprovalItem] = [
+        {
+            "id": ask["id"],
+            "kind": "agent",
+            "title": f"{ask['agent']} asks: {ask['question']}",
+            "detail": ask["details"][:2000],
+            "requested_at": ask["requested_at"],
+            "gateway": None,
+            "url": ask["url"],
+        }
+        for ask in agent_asks(me.user, pending=True)[:100]
+    ]
     for approval in (
         Approval.objects.pending()
         .select_related("step__run__pipeline")
@@ -811,14 +910,24 @@ class AnsweredApproval(TypedDict):
 def answer_approval(
     approval_id: Annotated[int, Field(ge=1, le=2**62, description="From pending_approvals.")],
     outcome: Literal["approved", "rejected", "changes_requested"],
-    comment: Annotated[str, Field(max_length=5000, description="Why; shown on the run.")] = "",
+    comment: Annotated[str, Field(max_length=5000, description="Why; shown with it.")] = "",
+    kind: Annotated[
+        Literal["pipeline", "agent"], Field(description="As pending_approvals lists it.")
+    ] = "pipeline",
 ) -> AnsweredApproval:
-    """Answer a pipeline's approval gate (the people it names, or its role): approved (the step
-    runs), rejected (the step fails) or changes_requested (the steps before it are handed back with
-    your comment). The first answer wins; a later one is refused."""
+    """Answer what waits for a yes or no. A pipeline's approval gate (the people it names, or its
+    role): approved (the step runs), rejected (the step fails) or changes_requested (the steps
+    before it are handed back with your comment). An agent's question (operators who may act on
+    its gateway): approved or rejected, the comment read by the agent. The first answer wins; a
+    later one is refused."""
     from pipelines import approvals as gates
 
     me = current()
+    if kind == "agent":
+        if outcome == "changes_requested":
+            raise Invalid({"outcome": ["An agent's question is approved or rejected."]})
+        ask = gates.answer_agent(me.actor, me.user, approval_id, outcome, comment)
+        return {"id": ask.pk, "outcome": ask.outcome, "answered_by": ask.answered_label}
     approval = gates.answer(me.actor, me.user, approval_id, outcome, comment)
     return {
         "id": approval.pk,
@@ -912,6 +1021,8 @@ ACCESS: dict[str, Access] = {
     "report_progress": "agent",
     "finish_run": "agent",
     "report_usage": "agent",
+    "request_approval": "agent",
+    "check_approval": "agent",
     "needs_attention": "viewer",
     "fleet_status": "viewer",
     "running_now": "viewer",
@@ -926,6 +1037,7 @@ ACCESS: dict[str, Access] = {
 }
 READ_ONLY = {
     "whoami",
+    "check_approval",
     "my_tasks",
     "get_task",
     "needs_attention",
@@ -946,6 +1058,8 @@ TOOLS: list[Callable[..., Any]] = [
     report_progress,
     finish_run,
     report_usage,
+    request_approval,
+    check_approval,
     needs_attention,
     fleet_status,
     running_now,

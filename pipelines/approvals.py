@@ -12,6 +12,7 @@ from typing import Any, Literal, TypedDict
 from django.db import transaction
 from django.utils import timezone
 
+from agents.models import Agent
 from missioncontrol import audit, live
 from missioncontrol.audit import Actor, ActorData
 from missioncontrol.errors import Conflict, Forbidden, Invalid, NotFound
@@ -19,8 +20,9 @@ from missioncontrol.roles import has_role
 from pipelines import actions as engine
 from pipelines import definition as defs
 from pipelines import events
-from pipelines.models import Approval, PipelineRun, StepRun
+from pipelines.models import AgentAsk, Approval, PipelineRun, StepRun
 from runs import actions as runs
+from tasks.models import Task
 
 ApprovalEventType = Literal["approval.requested", "approval.resolved"]
 Answer = Literal["approved", "rejected", "changes_requested"]
@@ -231,6 +233,189 @@ def time_out(now: datetime | None = None) -> int:
         try:
             answer(
                 Actor.system("approval timeout"), None, approval_id, outcome, "No answer in time."
+            )
+        except Conflict:
+            continue  # answered meanwhile
+    return len(due)
+
+
+# --- An agent asks (MCP's request_approval) ------------------------------------------------------
+
+AgentAskEventType = Literal["agent_ask.requested", "agent_ask.resolved"]
+AgentAnswer = Literal["approved", "rejected", "expired"]  # expired: by its deadline only
+MAX_QUESTION, MAX_DETAILS = 500, 20000
+ASK_TIMEOUT_S = (10, 86400)  # the shortest and longest deadline an agent may set
+
+
+class AgentAskData(TypedDict):
+    id: int
+    agent: str
+    gateway_id: int | None
+    task_id: int | None
+    task_title: str
+    question: str
+    details: str
+    requested_at: str
+    deadline_at: str
+    outcome: str
+    answered_by: str
+    comment: str
+    answered_at: str | None
+    url: str
+
+
+class AgentAskEvent(TypedDict):
+    """An agent asked a person before going on, or the question was answered (or expired)."""
+
+    type: AgentAskEventType
+    actor: ActorData
+    ask: AgentAskData
+
+
+def agent_ask_data(ask: AgentAsk, gateway_id: int | None = None) -> AgentAskData:
+    return {
+        "id": ask.pk,
+        "agent": ask.agent_name,
+        "gateway_id": gateway_id,
+        "task_id": ask.task_id,
+        "task_title": ask.task.title if ask.task_id and ask.task else "",
+        "question": ask.question,
+        "details": ask.details,
+        "requested_at": ask.requested_at.isoformat(),
+        "deadline_at": ask.deadline_at.isoformat(),
+        "outcome": ask.outcome,
+        "answered_by": ask.answered_label,
+        "comment": ask.comment,
+        "answered_at": ask.answered_at.isoformat() if ask.answered_at else None,
+        "url": f"/pipelines/approvals/#agent-ask-{ask.pk}",
+    }
+
+
+def _publish_ask(event_type: AgentAskEventType, actor: Actor, ask: AgentAsk) -> None:
+    gateway_id = Agent.objects.filter(pk=ask.agent_id).values_list("gateway_id", flat=True).first()
+    event: AgentAskEvent = {
+        "type": event_type,
+        "actor": actor.as_dict(),
+        "ask": agent_ask_data(ask, gateway_id),
+    }
+    live.publish(events.TOPIC, event, gateway_id=gateway_id)
+
+
+def ask_agent(
+    agent_id: int,
+    question: str,
+    details: str = "",
+    task_id: int | None = None,
+    timeout_s: int = 900,
+) -> AgentAsk:
+    """An agent's question for a person, waiting until `timeout_s` for an answer. `task_id`:
+    one of its own tasks, which the question is about (shown with it)."""
+    question, details = " ".join((question or "").split()), (details or "").strip()
+    problems: dict[str, list[str]] = {}
+    if not question:
+        problems["question"] = ["Ask something."]
+    elif len(question) > MAX_QUESTION:
+        problems["question"] = [f"Keep the question under {MAX_QUESTION} characters."]
+    if len(details) > MAX_DETAILS:
+        problems["details"] = [f"Keep the details under {MAX_DETAILS:,} characters."]
+    if not ASK_TIMEOUT_S[0] <= timeout_s <= ASK_TIMEOUT_S[1]:
+        problems["timeout_s"] = [f"Between {ASK_TIMEOUT_S[0]} and {ASK_TIMEOUT_S[1]} seconds."]
+    if "\x00" in question + details:
+        problems["question"] = ["The text contains a NUL character."]
+    if problems:
+        raise Invalid(problems)
+    with transaction.atomic():
+        agent = Agent.objects.get(pk=agent_id)
+        if task_id is not None:
+            task = Task.objects.on_board().filter(pk=task_id).first()
+            if task is None:
+                raise NotFound(f"Task #{task_id} does not exist (any more).")
+            if task.assignee_agent_id != agent_id:
+                raise Forbidden(f"Task #{task_id} is not yours: ask about your own tasks.")
+        ask = AgentAsk.objects.create(
+            agent=agent,
+            agent_name=agent.name,
+            task_id=task_id,
+            question=question,
+            details=details,
+            deadline_at=timezone.now() + timedelta(seconds=timeout_s),
+        )
+        actor = Actor.agent(agent.name)
+        audit.record(actor, "agent_ask.requested", ask, after={"question": question[:200]})
+        _publish_ask("agent_ask.requested", actor, ask)
+    return ask
+
+
+def may_answer_ask(user: Any, ask: AgentAsk) -> bool:
+    from gateways import access
+
+    gateway_id = Agent.objects.filter(pk=ask.agent_id).values_list("gateway_id", flat=True).first()
+    return (
+        getattr(user, "is_authenticated", False)
+        and user.is_active
+        and has_role(user, "operator")
+        and access.can_operate(user, gateway_id)
+    )
+
+
+def answer_agent(
+    actor: Actor, user: Any, ask_id: int, outcome: AgentAnswer, comment: str = ""
+) -> AgentAsk:
+    """Answer an agent's question (`user` None: the system, on its deadline: expired). Refused:
+    someone answered first (Conflict naming their answer), the person may not act on the
+    agent's gateway."""
+    comment = (comment or "").strip()
+    if outcome not in ("approved", "rejected") and not (user is None and outcome == "expired"):
+        raise Invalid({"outcome": ["Approve or reject."]})
+    if len(comment) > MAX_COMMENT:
+        raise Invalid({"comment": [f"Keep the comment under {MAX_COMMENT:,} characters."]})
+    if "\x00" in comment:
+        raise Invalid({"comment": ["The comment contains a NUL character."]})
+    with transaction.atomic():
+        ask = (
+            AgentAsk.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("task")
+            .filter(pk=ask_id)
+            .first()
+        )
+        if ask is None:
+            raise NotFound("That question does not exist.")
+        if user is not None and not may_answer_ask(user, ask):
+            raise Forbidden("Answering needs the operator role and operate on the agent's gateway.")
+        if not ask.pending:
+            raise Conflict(
+                f"{ask.answered_label or 'Someone'} answered first: "
+                f"{ask.get_outcome_display().lower()}.",
+                ask=agent_ask_data(ask),
+            )
+        ask.outcome = outcome
+        ask.answered_by_id = actor.user_id
+        ask.answered_label = actor.label[:150]
+        ask.comment = comment
+        ask.answered_at = timezone.now()
+        ask.save()
+        audit.record(
+            actor,
+            "agent_ask.resolved",
+            ask,
+            after={"outcome": outcome} | ({"comment": comment[:200]} if comment else {}),
+        )
+        _publish_ask("agent_ask.resolved", actor, ask)
+    return ask
+
+
+def expire_agent_asks(now: datetime | None = None) -> int:
+    """Questions past their deadline, unanswered: expired (the waiting agent is told)."""
+    now = now or timezone.now()
+    due = list(
+        AgentAsk.objects.filter(outcome=AgentAsk.Outcome.PENDING, deadline_at__lte=now).values_list(
+            "pk", flat=True
+        )[:100]
+    )
+    for ask_id in due:
+        try:
+            answer_agent(
+                Actor.system("question timeout"), None, ask_id, "expired", "No answer in time."
             )
         except Conflict:
             continue  # answered meanwhile

@@ -29,6 +29,7 @@ class PipelinesConfig(AppConfig):
             *get_args(events.RunEventType),
             *get_args(events.PipelineEventType),
             *get_args(approvals.ApprovalEventType),
+            *get_args(approvals.AgentAskEventType),
         )
         roles.register_app(
             "pipelines", {"pipeline": ("add", "change"), "pipelinerun": ("add", "change")}

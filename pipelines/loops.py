@@ -22,6 +22,7 @@ TICK_S = 1.0
 def tick() -> None:
     actions.time_out_steps()
     approvals.time_out()
+    approvals.expire_agent_asks()
     schedule.fire_due()
 
 

@@ -278,3 +278,47 @@ class Approval(models.Model):
     @property
     def pending(self) -> bool:
         return self.outcome == self.Outcome.PENDING
+
+
+class AgentAsk(models.Model):
+    """An agent asks a person before it goes on (over MCP: `request_approval`): a question, an
+    answer — approved or rejected, with a comment — from an operator who may act on the agent's
+    gateway. The first answer wins; unanswered by its deadline, it expires (the agent is told)."""
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", "Waiting"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        EXPIRED = "expired", "Expired"
+
+    agent = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="asks")
+    agent_name = models.CharField(max_length=64)
+    task = models.ForeignKey(
+        Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    question = models.CharField(max_length=500)
+    details = models.TextField(blank=True)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    deadline_at = models.DateTimeField()
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.PENDING)
+    answered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    answered_label = models.CharField(max_length=150, blank=True)
+    comment = models.TextField(blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["deadline_at"], name="agent_ask_pending_idx", condition=Q(outcome="pending")
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent_name} asks: {self.question[:80]}"
+
+    @property
+    def pending(self) -> bool:
+        return self.outcome == self.Outcome.PENDING

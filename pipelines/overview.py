@@ -8,7 +8,7 @@ from django.urls import reverse
 from missioncontrol import overview
 from missioncontrol.overview import Attention, Viewer
 from pipelines import approvals
-from pipelines.models import Approval, Pipeline
+from pipelines.models import AgentAsk, Approval, Pipeline
 
 SHOWN = 20
 
@@ -48,6 +48,43 @@ def waiting_approvals(viewer: Viewer) -> list[Attention]:
     return found
 
 
+def agent_asks(viewer: Viewer) -> list[Attention]:
+    """Agents waiting for an answer, for the operators who may give it (the agent's gateway)."""
+    from gateways import access
+
+    rows = (
+        AgentAsk.objects.filter(outcome=AgentAsk.Outcome.PENDING)
+        .filter(access.narrowing(viewer.user, "agent__gateway"))
+        .select_related("agent__gateway")
+        .order_by("requested_at", "pk")[:SHOWN]
+    )
+    found = []
+    for ask in rows:
+        gateway = ask.agent.gateway
+        if not viewer.sees(gateway.pk if gateway else None):
+            continue
+        if not approvals.may_answer_ask(viewer.user, ask):
+            continue
+        found.append(
+            Attention(
+                key=overview.occurrence("agent_ask", ask.pk, ask.requested_at),
+                kind="Question",
+                severity=overview.WAITING,
+                title=f"{ask.agent_name} asks: {ask.question[:120]}",
+                detail=f"About task #{ask.task_id}."
+                if ask.task_id
+                else "It waits for your answer.",
+                url=reverse("pipelines:approvals") + f"#agent-ask-{ask.pk}",
+                since=ask.requested_at,
+                gateway=gateway,
+                action="Answer",
+                more_url=reverse("pipelines:approvals"),
+                more_label="questions",
+            )
+        )
+    return found
+
+
 def find_pipelines(viewer: Viewer, text: str) -> list[overview.Found]:
     rows = Pipeline.objects.filter(archived_at=None, name__icontains=text.strip())
     return [
@@ -58,4 +95,7 @@ def find_pipelines(viewer: Viewer, text: str) -> list[overview.Found]:
 
 def register() -> None:
     overview.register_attention("pipelines.approvals", waiting_approvals, topics=("pipelines",))
+    overview.register_attention(
+        "pipelines.agent_asks", agent_asks, topics=("pipelines",), min_role="operator"
+    )
     overview.register_search("pipelines", find_pipelines)

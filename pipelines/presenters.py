@@ -92,6 +92,25 @@ def pipeline_saved(event: dict[str, Any]) -> live.BrowserPayload:
     return {"ops": []}
 
 
+@live.presents(*get_args(approvals.AgentAskEventType))
+def agent_ask_changed(event: dict[str, Any]) -> live.BrowserPayload:
+    """An agent's question in the Approvals page's lists."""
+    ask: approvals.AgentAskData = event["ask"]
+    parent = "agent-asks-pending" if ask["outcome"] == "pending" else "agent-asks-answered"
+    html = render_to_string("pipelines/_agent_ask.html", {"q": ask})
+    return {
+        "ops": [
+            {
+                "op": "upsert",
+                "id": f"agent-ask-{ask['id']}",
+                "parent": parent,
+                "first": True,
+                "html": html,
+            }
+        ]
+    }
+
+
 @live.presents("exec_approval.requested", "exec_approval.resolved")
 def exec_approval_changed(event: dict[str, Any]) -> live.BrowserPayload:
     """A gateway's exec approval in the Approvals page's lists."""

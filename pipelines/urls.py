@@ -13,6 +13,7 @@ urlpatterns = [
     path("pipelines/approvals/", views.approvals_page, name="approvals"),
     path("pipelines/approvals/<id:pk>/answer/", views.answer, name="answer"),
     path("pipelines/approvals/exec/<id:pk>/answer/", views.exec_answer, name="exec-answer"),
+    path("pipelines/approvals/agent/<id:pk>/answer/", views.ask_answer, name="ask-answer"),
     path("pipelines/runs/<id:pk>/", views.run_page, name="run"),
     path("pipelines/runs/<id:pk>/cancel/", views.cancel, name="cancel"),
     path("pipelines/runs/<id:pk>/rerun/", views.rerun, name="rerun"),

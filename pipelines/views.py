@@ -421,8 +421,54 @@ def approvals_page(request: HttpRequest) -> HttpResponse:
             "answered": [approvals.approval_data(a, a.step.run) for a in answered],
             "exec_pending": _exec_approvals(request.user, pending=True),
             "exec_answered": _exec_approvals(request.user, pending=False),
+            "asks_pending": agent_asks(request.user, pending=True),
+            "asks_answered": agent_asks(request.user, pending=False),
         },
     )
+
+
+def agent_asks(user: Any, *, pending: bool) -> list[approvals.AgentAskData]:
+    """The agents' questions this person sees (their gateway grants)."""
+    from gateways import access as gateway_access
+    from pipelines.models import AgentAsk
+
+    rows = AgentAsk.objects.select_related("task", "agent").filter(
+        gateway_access.narrowing(user, "agent__gateway")
+    )
+    rows = (
+        rows.filter(outcome=AgentAsk.Outcome.PENDING).order_by("requested_at")
+        if pending
+        else rows.exclude(outcome=AgentAsk.Outcome.PENDING).order_by("-answered_at", "-id")
+    )
+    return [approvals.agent_ask_data(a, a.agent.gateway_id) for a in rows[: 200 if pending else 50]]
+
+
+@require_POST
+@role_required("operator")
+def ask_answer(request: HttpRequest, pk: int) -> HttpResponse:
+    """Answer an agent's question (approved or rejected, with a comment it reads)."""
+    back = reverse("pipelines:approvals")
+    outcome = request.POST.get("outcome", "")
+    if outcome not in ("approved", "rejected"):
+        return _refused(request, Invalid({"outcome": ["Approve or reject."]}), back)
+    try:
+        approvals.answer_agent(
+            Actor.user(request.user),
+            request.user,
+            pk,
+            outcome,  # type: ignore[arg-type]
+            request.POST.get("comment", ""),
+        )
+    except Forbidden as refused:
+        raise PermissionDenied(refused.detail) from None
+    except NotFound as missing:
+        raise Http404(missing.detail) from None
+    except ActionError as refused:
+        return _refused(request, refused, back)
+    if getattr(request, "htmx", False):
+        return HttpResponse(status=204)
+    messages.success(request, f"{outcome.capitalize()}.")
+    return redirect(back)
 
 
 def _exec_approvals(user: Any, *, pending: bool) -> list[Any]:

@@ -56,6 +56,8 @@ CATALOGUE: dict[str, str] = {
     "pipeline.run_changed": "a pipeline run changed otherwise (a retry, an approval asked, run again)",
     "approval.requested": "a pipeline step waits for a person's approval",
     "approval.resolved": "an approval was answered (by a person or its timeout)",
+    "agent_ask.requested": "an agent asks a person before it goes on (over MCP)",
+    "agent_ask.resolved": "an agent's question was answered (approved, rejected) or expired",
     "agent.registered": "an agent registered itself",
     "agent.created": "someone created an agent",
     "agent.status_changed": "an agent's status changed",

@@ -132,3 +132,57 @@ async def test_a_task_is_a_resource_with_its_thread(mcp_client, ada, ada_key, bo
     async with mcp_client(operator) as client:
         read = await client.read_resource(f"task://{theirs.pk}")
         assert "# Task" in read.contents[0].text
+
+
+async def test_an_agent_asks_and_waits_while_an_operator_answers(
+    mcp_client, ada, ada_key, bob_operator, monkeypatch
+):
+    import asyncio
+
+    from mcpserver import tools
+
+    monkeypatch.setattr(tools, "POLL_S", 0.1)
+    operator = await sync_to_async(token_for)(bob_operator)
+    async with mcp_client(ada_key) as agent, mcp_client(operator) as person:
+
+        async def answer_when_asked() -> Any:
+            while True:
+                listed = await person.call_tool("pending_approvals", {})
+                asks = [a for a in listed.structured_content["approvals"] if a["kind"] == "agent"]
+                if asks:
+                    return await person.call_tool(
+                        "answer_approval",
+                        {
+                            "approval_id": asks[0]["id"],
+                            "kind": "agent",
+                            "outcome": "rejected",
+                            "comment": "Not on a Friday.",
+                        },
+                    )
+                await asyncio.sleep(0.05)
+
+        asked, answered = await asyncio.gather(
+            agent.call_tool(
+                "request_approval", {"question": "May I deploy to prod?", "wait_s": 30}
+            ),
+            answer_when_asked(),
+        )
+        assert not answered.is_error, answered
+        assert (asked.structured_content["outcome"], asked.structured_content["comment"]) == (
+            "rejected",
+            "Not on a Friday.",
+        )
+        # Asked without waiting: pending, then check_approval finds the answer.
+        later = await agent.call_tool(
+            "request_approval", {"question": "And tomorrow?", "wait_s": 0}
+        )
+        assert later.structured_content["outcome"] == "pending"
+        ask_id = later.structured_content["approval_id"]
+        await person.call_tool(
+            "answer_approval", {"approval_id": ask_id, "kind": "agent", "outcome": "approved"}
+        )
+        checked = await agent.call_tool("check_approval", {"approval_id": ask_id, "wait_s": 0})
+        assert (
+            checked.structured_content["outcome"],
+            checked.structured_content["answered_by"],
+        ) == ("approved", "bob")

@@ -87,6 +87,12 @@ def one_of_everything(settings) -> dict[str, str]:
         "  - id: first\n    agent: ada\n  - id: gate\n    approval: true\n",
     ).pipeline_id
     pipeline_run, _ = pipeline_actions.start(ADMIN, pipeline_actions.Start(pipeline))
+    # An agent's question, pending, and one answered: both on the Approvals page.
+    from pipelines import approvals
+
+    approvals.ask_agent(agent.pk, "May I sweep?", "Every **page**.", task.pk)
+    answered = approvals.ask_agent(agent.pk, "And the admin?")
+    approvals.answer_agent(ADMIN, None, answered.pk, "rejected", "No.")
     return {
         # First: the pipelines' run pages are `pipelines/runs/<id>`, not a run's `runs/<id>`.
         "pipelines/runs/<id:pk>": str(pipeline_run.pk),

@@ -189,6 +189,8 @@ ROUTES: dict[str, str] = {
     "pipelines/approvals/<id:pk>/answer/": "viewer-post",
     # A gateway's exec approval: operators, and the gateway's grant (tests/gateways walk it).
     "pipelines/approvals/exec/<id:pk>/answer/": "operator-post",
+    # An agent's question: operators, and the agent's gateway's grant (tests/pipelines).
+    "pipelines/approvals/agent/<id:pk>/answer/": "operator-post",
     "pipelines/runs/<id:pk>/": "viewer-page",
     "pipelines/runs/<id:pk>/cancel/": "operator-post",
     "pipelines/runs/<id:pk>/rerun/": "operator-post",
