@@ -317,7 +317,7 @@ class AgentAsk(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.agent_name} asks: {self.question[:80]}"
+        return f"“{self.question[:120]}”"
 
     @property
     def pending(self) -> bool:

@@ -111,6 +111,9 @@ VERBS = {
     "pipeline.run_rerun": "ran again from a step a run of pipeline",
     "approval.requested": "asked for an approval in pipeline",
     "approval.resolved": "answered an approval in pipeline",
+    "agent_ask.requested": "asked",
+    "agent_ask.resolved": "answered",
+    "mcp.tool_called": "called the MCP tool",
 }
 
 
