@@ -127,21 +127,37 @@ def may_answer(user: Any, approval: Approval) -> bool:
     return has_role(user, "admin" if approval.by_role == "admin" else "operator")
 
 
+def _comment(comment: str) -> str:
+    """An answer's comment, checked (both kinds of approval)."""
+    comment = (comment or "").strip()
+    if len(comment) > MAX_COMMENT:
+        raise Invalid({"comment": [f"Keep the comment under {MAX_COMMENT:,} characters."]})
+    if "\x00" in comment:
+        raise Invalid({"comment": ["The comment contains a NUL character."]})
+    return comment
+
+
+def _record_answer(row: Approval | AgentAsk, actor: Actor, outcome: str, comment: str) -> None:
+    """Who answered what, when, on a pending approval or question (locked by the caller)."""
+    row.outcome = outcome
+    row.answered_by_id = actor.user_id
+    row.answered_label = actor.label[:150]
+    row.comment = comment
+    row.answered_at = timezone.now()
+    row.save()
+
+
 def answer(
     actor: Actor, user: Any, approval_id: int, outcome: Answer, comment: str = ""
 ) -> Approval:
     """Answer a pending approval (`user` None: the system, on its timeout). Refused: someone
     answered first (Conflict naming their answer), the person may not answer, a request for
     changes without a comment."""
-    comment = (comment or "").strip()
     if outcome not in ("approved", "rejected", "changes_requested"):
         raise Invalid({"outcome": ["Approve, reject or request changes."]})
-    if len(comment) > MAX_COMMENT:
-        raise Invalid({"comment": [f"Keep the comment under {MAX_COMMENT:,} characters."]})
+    comment = _comment(comment)
     if outcome == "changes_requested" and not comment:
         raise Invalid({"comment": ["Say what should change."]})
-    if "\x00" in comment:
-        raise Invalid({"comment": ["The comment contains a NUL character."]})
     found = Approval.objects.filter(pk=approval_id).values_list("step__run_id", flat=True).first()
     if found is None:
         raise NotFound("That approval does not exist.")
@@ -162,12 +178,7 @@ def answer(
             )
         if user is not None and not may_answer(user, approval):
             raise Forbidden(f"Only {who_text(approval)} may answer this approval.")
-        approval.outcome = outcome
-        approval.answered_by_id = actor.user_id
-        approval.answered_label = actor.label[:150]
-        approval.comment = comment
-        approval.answered_at = timezone.now()
-        approval.save()
+        _record_answer(approval, actor, outcome, comment)
         audit.record(
             actor,
             "approval.resolved",
@@ -364,13 +375,9 @@ def answer_agent(
     """Answer an agent's question (`user` None: the system, on its deadline: expired). Refused:
     someone answered first (Conflict naming their answer), the person may not act on the
     agent's gateway."""
-    comment = (comment or "").strip()
     if outcome not in ("approved", "rejected") and not (user is None and outcome == "expired"):
         raise Invalid({"outcome": ["Approve or reject."]})
-    if len(comment) > MAX_COMMENT:
-        raise Invalid({"comment": [f"Keep the comment under {MAX_COMMENT:,} characters."]})
-    if "\x00" in comment:
-        raise Invalid({"comment": ["The comment contains a NUL character."]})
+    comment = _comment(comment)
     with transaction.atomic():
         ask = (
             AgentAsk.objects.select_for_update(no_key=True, of=("self",))
@@ -388,12 +395,7 @@ def answer_agent(
                 f"{ask.get_outcome_display().lower()}.",
                 ask=agent_ask_data(ask),
             )
-        ask.outcome = outcome
-        ask.answered_by_id = actor.user_id
-        ask.answered_label = actor.label[:150]
-        ask.comment = comment
-        ask.answered_at = timezone.now()
-        ask.save()
+        _record_answer(ask, actor, outcome, comment)
         audit.record(
             actor,
             "agent_ask.resolved",

@@ -5,7 +5,7 @@ a run's page (its steps as a graph, live), and the Approvals inbox."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -447,11 +447,12 @@ def agent_asks(user: Any, *, pending: bool) -> list[approvals.AgentAskData]:
 @role_required("operator")
 def ask_answer(request: HttpRequest, pk: int) -> HttpResponse:
     """Answer an agent's question (approved or rejected, with a comment it reads)."""
-    back = reverse("pipelines:approvals")
     outcome = request.POST.get("outcome", "")
     if outcome not in ("approved", "rejected"):
-        return _refused(request, Invalid({"outcome": ["Approve or reject."]}), back)
-    try:
+        refused = Invalid({"outcome": ["Approve or reject."]})
+        return _refused(request, refused, reverse("pipelines:approvals"))
+
+    def give() -> str:
         approvals.answer_agent(
             Actor.user(request.user),
             request.user,
@@ -459,6 +460,16 @@ def ask_answer(request: HttpRequest, pk: int) -> HttpResponse:
             outcome,  # type: ignore[arg-type]
             request.POST.get("comment", ""),
         )
+        return f"{outcome.capitalize()}."
+
+    return _answered(request, reverse("pipelines:approvals"), give)
+
+
+def _answered(request: HttpRequest, back: str, give: Callable[[], str]) -> HttpResponse:
+    """An answer given from a page (`give` answers and says what was done): 204 to htmx, else
+    the message and back; refusals as the page shows them (403 and 404 as such)."""
+    try:
+        said = give()
     except Forbidden as refused:
         raise PermissionDenied(refused.detail) from None
     except NotFound as missing:
@@ -467,7 +478,7 @@ def ask_answer(request: HttpRequest, pk: int) -> HttpResponse:
         return _refused(request, refused, back)
     if getattr(request, "htmx", False):
         return HttpResponse(status=204)
-    messages.success(request, f"{outcome.capitalize()}.")
+    messages.success(request, said)
     return redirect(back)
 
 
@@ -541,8 +552,8 @@ def _came_from(request: HttpRequest) -> str:
 @role_required("viewer")
 def answer(request: HttpRequest, pk: int) -> HttpResponse:
     outcome = request.POST.get("outcome", "")
-    back = _came_from(request) or reverse("pipelines:approvals")
-    try:
+
+    def give() -> str:
         approval = approvals.answer(
             Actor.user(request.user),
             request.user,
@@ -550,14 +561,9 @@ def answer(request: HttpRequest, pk: int) -> HttpResponse:
             outcome,  # type: ignore[arg-type]
             request.POST.get("comment", ""),
         )
-    except Forbidden as refused:
-        raise PermissionDenied(refused.detail) from None
-    except ActionError as refused:
-        return _refused(request, refused, back)
-    if getattr(request, "htmx", False):
-        return HttpResponse(status=204)
-    messages.success(request, f"{approval.get_outcome_display()}: {approval.step.step_id}.")
-    return redirect(back)
+        return f"{approval.get_outcome_display()}: {approval.step.step_id}."
+
+    return _answered(request, _came_from(request) or reverse("pipelines:approvals"), give)
 
 
 @csrf_exempt
