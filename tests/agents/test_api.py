@@ -173,7 +173,9 @@ class TestHeartbeat:
             # The same key's budget covers every agent-key route, not only the fast ones.
             tasks = await c.get("/api/v1/tasks")
             events = await c.get("/api/v1/events")
+            mcp = await c.post("/mcp/", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
         assert codes[:3] == [200, 200, 200]
+        assert (mcp.status_code, mcp.json()["error"]) == (429, "rate_limited")
         assert last.status_code == 429
         assert int(last.headers["Retry-After"]) >= 1
         assert (tasks.status_code, tasks.json()["error"]) == (429, "rate_limited")

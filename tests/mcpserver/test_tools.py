@@ -186,3 +186,12 @@ async def test_an_agent_asks_and_waits_while_an_operator_answers(
             checked.structured_content["outcome"],
             checked.structured_content["answered_by"],
         ) == ("approved", "bob")
+
+
+async def test_the_door_refuses_a_foreign_host_and_a_foreign_origin(api, ada_key):
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    async with api(ada_key, Host="evil.example") as c:
+        assert (await c.post("/mcp/", json=body)).status_code == 400
+    async with api(ada_key, Origin="https://evil.example") as c:
+        r = await c.post("/mcp/", json=body)
+    assert (r.status_code, r.json()["error"]) == (403, "forbidden")
