@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import json
@@ -22,6 +23,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from django.utils import timezone
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
@@ -112,6 +114,51 @@ async def _audit(who: Principal, name: str, arguments: dict[str, Any], refused: 
         logger.error("mcp: the audit row of %s by %s was not written", name, who.label)
 
 
+# What an agent's successful call says of it, as a heartbeat would: (status, its task, words).
+def _beat_of(name: str, arguments: dict[str, Any], result: Any) -> tuple[str | None, Any, Any]:
+    run = (getattr(result, "structured_content", None) or {}).get("run") or {}
+    if name == "claim_task":
+        return "busy", run.get("task_id"), None
+    if name == "report_progress":
+        return "busy", run.get("task_id"), str(arguments.get("text", ""))[:500]
+    if name == "finish_run":
+        return "idle", None, None
+    return None, None, None
+
+
+_beats: set[asyncio.Task[Any]] = set()
+
+
+def _heartbeat(who: Principal, name: str, arguments: dict[str, Any], result: Any) -> None:
+    """An agent's call over MCP is a heartbeat (an MCP client sends no other): it is seen, its
+    runs' leases are renewed, and claiming, reporting and finishing set it busy or idle with its
+    task and words, as on the Agents page. Sent through the heartbeats' own group-commit writer,
+    not waited for (the call's answer does not depend on it)."""
+    from agents import ingest
+
+    if who.key is None or who.key.agent_id is None:
+        return
+    status, task_id, message = (
+        _beat_of(name, arguments, result) if not result.is_error else (None, None, None)
+    )
+    cleaned: dict[str, Any] = {
+        "status": status,
+        "task_id": task_id,
+        "message": message,
+        "usage": [],
+    }
+    job = ingest.Job(kind="heartbeat", key=who.key, cleaned=cleaned, received_at=timezone.now())
+    sent = asyncio.ensure_future(fastwriter.writer("ingest", ingest.IngestWriter).submit(job))
+    _beats.add(sent)
+    sent.add_done_callback(_beat_sent)
+
+
+def _beat_sent(sent: asyncio.Task[Any]) -> None:
+    _beats.discard(sent)
+    if not sent.cancelled() and sent.exception() is not None:
+        logger.warning("mcp: an agent's heartbeat was not stored: %r", sent.exception())
+
+
 def _in_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
     """A synchronous tool as the SDK's async callable (same signature, for its schema)."""
 
@@ -156,6 +203,8 @@ class Server(MCPServer):
         if getattr(result, "is_error", False):
             refused = str((result.structured_content or {}).get("error", "error"))
         await _audit(who, name, arguments or {}, refused)
+        if who.kind == "agent":
+            _heartbeat(who, name, arguments or {}, result)
         return result
 
 

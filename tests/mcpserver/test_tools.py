@@ -24,6 +24,21 @@ def token_for(user: Any) -> str:
     return tokens.issue(Actor.system("test"), user)[1]
 
 
+async def until_agent(agent_id: int, state: tuple[Any, ...], within: float = 5.0) -> None:
+    import asyncio
+
+    from agents.models import Agent
+
+    seen: tuple[Any, ...] = ()
+    for _ in range(int(within / 0.05)):
+        agent = await Agent.objects.aget(pk=agent_id)
+        seen = (agent.status, agent.current_task_id, agent.last_message)
+        if seen == state:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the agent is {seen}, not {state}")
+
+
 def names(listed: Any) -> set[str]:
     return {t.name for t in listed.tools}
 
@@ -47,10 +62,13 @@ async def test_an_agent_lists_claims_reports_and_finishes_a_task(mcp_client, ada
         assert "Write the changelog" in claimed.structured_content["prompt"]
         progress = await client.call_tool("report_progress", {"text": "Reading the commits"})
         assert not progress.is_error, progress
+        # An agent's calls are its heartbeats: busy on the task, saying what it does.
+        await until_agent(ada.pk, ("busy", task.pk, "Reading the commits"))
         done = await client.call_tool(
             "finish_run", {"outcome": "succeeded", "reply": "Done: 12 entries."}
         )
         assert done.structured_content["run"]["state"] == "succeeded"
+        await until_agent(ada.pk, ("idle", task.pk, "Reading the commits"))
     task = await Task.objects.aget(pk=task.pk)
     assert (task.status, task.assignee_agent_id) == ("review", ada.pk)
     assert await Comment.objects.filter(task=task, body="Done: 12 entries.").aexists()
