@@ -96,8 +96,14 @@ def _iso(value: object) -> str | None:
 
 
 def step_data(
-    step: StepRun, run: PipelineRun, run_states: dict[int, str] | None = None
+    step: StepRun,
+    run: PipelineRun,
+    run_states: dict[int, str] | None = None,
+    task_costs: dict[int, int] | None = None,
 ) -> StepData:
+    """A step as its run's page shows it. Its cost: what its task's runs cost when it ended;
+    while it runs, what the work on its task has cost so far (`task_costs`, the task's own
+    running total, which the board's cost events keep live)."""
     spec = run.version.definition.step(step.step_id)
     return {
         "id": step.step_id,
@@ -115,20 +121,28 @@ def step_data(
         "error": step.error,
         "started_at": _iso(step.started_at),
         "ended_at": _iso(step.ended_at),
-        "cost_usd": f"{step.cost:.9f}",
+        "cost_usd": f"{_cost_nanos(step, task_costs) / 1e9:.9f}",
     }
+
+
+def _cost_nanos(step: StepRun, task_costs: dict[int, int] | None) -> int:
+    if step.ended_at is None and step.task_id is not None and task_costs:
+        return task_costs.get(step.task_id, 0)
+    return step.cost_nanos
 
 
 def run_data(run: PipelineRun, steps: list[StepRun] | None = None) -> RunData:
     steps = steps if steps is not None else list(run.steps.order_by("position"))
     # What each step's task's run is doing now (one query, fresh at each event).
     task_ids = [s.task_id for s in steps if s.task_id is not None]
-    run_states = (
-        dict(Task.objects.filter(pk__in=task_ids).values_list("pk", "run_state"))
+    rows = (
+        Task.objects.filter(pk__in=task_ids).values_list("pk", "run_state", "cost_nanos")
         if task_ids
-        else {}
+        else []
     )
-    shown = [step_data(s, run, run_states) for s in steps]
+    run_states = {pk: state for pk, state, _cost in rows}
+    task_costs = {pk: cost for pk, _state, cost in rows}
+    shown = [step_data(s, run, run_states, task_costs) for s in steps]
     return {
         "id": run.pk,
         "pipeline_id": run.pipeline_id,
@@ -143,7 +157,7 @@ def run_data(run: PipelineRun, steps: list[StepRun] | None = None) -> RunData:
         "started_at": _iso(run.started_at),
         "ended_at": _iso(run.ended_at),
         "error": run.error,
-        "cost_usd": f"{sum(s.cost_nanos for s in steps) / 1e9:.9f}",
+        "cost_usd": f"{sum(_cost_nanos(s, task_costs) for s in steps) / 1e9:.9f}",
         "url": f"/pipelines/runs/{run.pk}/",
         "change": run.change,
         "steps": shown,

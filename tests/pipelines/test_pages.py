@@ -132,3 +132,32 @@ def test_the_runs_list_filters_by_pipeline_state_and_trigger(ann, admin, viewer)
     assert "Other #1" in rows("trigger=api")
     assert "Notes #1" not in rows("trigger=api")
     assert viewer.get("/pipelines/?state=nonsense&pipeline=x").status_code == 200
+
+
+def test_a_running_steps_cost_so_far_is_its_tasks_and_follows_it_live(ann, admin, viewer):
+    """#28: a step shows what its work has cost while it runs (its task's running total, which
+    billing's cost events keep live on the page), and what its runs cost once it ended."""
+    from missioncontrol.audit import Actor
+    from pipelines import actions
+    from pipelines import events as pipeline_events
+    from tasks import actions as tasks_actions
+    from tasks.presenters import task_cost_changed
+
+    admin.post("/pipelines/new/", {"text": TEXT})
+    pipeline = Pipeline.objects.get()
+    run, _ = actions.start(
+        Actor.system("test"), actions.Start(pipeline.pk, inputs={"version": "1.4"})
+    )
+    step = run.steps.get(step_id="draft")
+    assert step.task_id is not None
+    tasks_actions.set_costs({step.task_id: 123_400_000})  # $0.1234 so far
+    page = viewer.get(f"/pipelines/runs/{run.pk}/").content.decode()
+    assert f'<span id="cost-task-{step.task_id}"' in page
+    assert "$0.123</span> so far" in page
+    data = pipeline_events.run_data(run)
+    assert data["cost_usd"] == "0.123400000"
+    # The board's cost event updates that very element.
+    pushed = task_cost_changed(
+        {"type": "task.cost_changed", "tasks": [{"id": step.task_id, "cost_usd": "0.5"}]}
+    )
+    assert {"op": "text", "id": f"cost-task-{step.task_id}", "text": "$0.500"} in pushed["ops"]
