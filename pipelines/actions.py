@@ -631,15 +631,34 @@ def time_out_steps(now: datetime | None = None) -> int:
 # --- Operators' actions -------------------------------------------------------------------------
 
 
+class _StepsMoved(Exception):
+    """A step started between reading the running steps and locking the run (cancel retries)."""
+
+
+def _running_tasks(run_id: int) -> set[int]:
+    return set(
+        StepRun.objects.filter(run_id=run_id, state=StepRun.State.RUNNING)
+        .exclude(task__isnull=True)
+        .values_list("task_id", flat=True)
+    )
+
+
 def cancel(actor: Actor, run_id: int) -> tuple[PipelineRun, list[Run]]:
     """Stop a run: its running steps' agent runs aborted, the steps not started skipped. The
-    aborted agent runs (to stop on their gateways after commit)."""
+    aborted agent runs (to stop on their gateways after commit). A step that starts while the
+    cancel waits for its locks (its agent finished the step before: the next one began) makes
+    it start over with that step's run locked too: none is left running."""
+    for _attempt in range(5):
+        try:
+            return _cancel(actor, run_id)
+        except _StepsMoved:
+            continue
+    raise Conflict("The run kept moving on while it was being cancelled: try again.")
+
+
+def _cancel(actor: Actor, run_id: int) -> tuple[PipelineRun, list[Run]]:
     with transaction.atomic():
-        task_ids = list(
-            StepRun.objects.filter(run_id=run_id, state=StepRun.State.RUNNING)
-            .exclude(task__isnull=True)
-            .values_list("task_id", flat=True)
-        )
+        task_ids = _running_tasks(run_id)
         # One lock order: agent runs, tasks, then the pipeline run.
         active = list(
             Run.objects.select_for_update(of=("self",), no_key=True)
@@ -649,6 +668,8 @@ def cancel(actor: Actor, run_id: int) -> tuple[PipelineRun, list[Run]]:
         for task_id in sorted(task_ids):
             tasks.lock_task(task_id)
         run = lock_run(run_id)
+        if not _running_tasks(run_id) <= task_ids:
+            raise _StepsMoved  # rolls this attempt back; the locks are taken again in order
         if run.state not in PipelineRun.ACTIVE:
             raise Conflict(f"This run has ended: {run.get_state_display().lower()}.")
         run.state, run.ended_at = PipelineRun.State.CANCELLED, timezone.now()

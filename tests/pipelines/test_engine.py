@@ -174,6 +174,59 @@ def test_cancel_aborts_running_steps_and_skips_the_rest(agents, bob_operator):
         actions.cancel(Actor.user(bob_operator), run.pk)
 
 
+@pytest.mark.parametrize("repeat", range(3))
+def test_cancel_and_a_steps_end_at_once_leave_one_consistent_outcome(agents, bob_operator, repeat):
+    """The agent finishes the step's run while an operator cancels the pipeline run, at the same
+    moment: whichever commits first, the other is refused cleanly or sees its result — never a
+    deadlock, never a step started after the cancel, never an active run left behind. (On
+    PostgreSQL the two really run at once: both take the run's and the task's row locks in one
+    order.)"""
+    import threading
+
+    from django.db import close_old_connections
+
+    run, _ = actions.start(ADMIN, actions.Start(save(RETRY)))
+    flaky = steps(run)["flaky"]
+    agent_run = Run.objects.get(task=flaky.task, state=Run.State.QUEUED)
+    agent_id = agent_run.agent_id
+    assert agent_id is not None
+    runs.claim(agent_id, agent_run.pk)
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, object] = {}
+
+    def finish() -> None:
+        barrier.wait()
+        try:
+            outcomes["finish"] = runs.finish(agent_id, agent_run.pk, "succeeded", "ok").state
+        except Exception as refused:
+            outcomes["finish"] = refused
+        finally:
+            close_old_connections()
+
+    def cancel() -> None:
+        barrier.wait()
+        try:
+            outcomes["cancel"] = actions.cancel(Actor.user(bob_operator), run.pk)[0].state
+        except Exception as refused:
+            outcomes["cancel"] = refused
+        finally:
+            close_old_connections()
+
+    threads = [threading.Thread(target=finish), threading.Thread(target=cancel)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert outcomes["cancel"] == "cancelled", outcomes
+    # The finish either won (succeeded) or found the run aborted by the cancel (run_ended).
+    finished = outcomes["finish"]
+    assert finished == "succeeded" or type(finished).__name__ == "RunEnded", outcomes
+    final, by_step = state(run)
+    assert final == "cancelled"
+    assert by_step["after"] in ("skipped", "cancelled"), by_step
+    assert not Run.objects.filter(state__in=Run.ACTIVE).exists()
+
+
 def test_the_idempotency_key_makes_one_run_and_skip_refuses_an_overlap(agents):
     pipeline_id = save(RETRY)
     first, created = actions.start(ADMIN, actions.Start(pipeline_id, idempotency_key="k1"))
