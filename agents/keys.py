@@ -16,11 +16,13 @@ import secrets
 import string
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from agents.models import AgentKey
@@ -198,6 +200,17 @@ def authenticate(
     return key
 
 
+def _closing[T](fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` on one of the event loop's executor threads (a cache miss: rare), its
+    database connection closed after: nothing manages connections on those threads, and one
+    left open there outlives its use (and the test database, which PostgreSQL will not drop
+    while a connection to it is open)."""
+    try:
+        return fn(*args)
+    finally:
+        connection.close()
+
+
 async def aauthenticate(
     authorization: str | None, x_api_key: str | None, *, enrollment_ok: bool = False
 ) -> KeyInfo:
@@ -207,10 +220,10 @@ async def aauthenticate(
     if claim_check():
         # Keys changed anywhere (admin, shell, another process) are forgotten first; one
         # request in CHANGE_CHECK_S does it (and waits for it), the others go on.
-        await loop.run_in_executor(None, refresh_changed)
+        await loop.run_in_executor(None, _closing, refresh_changed)
     hit, info = cached(prefix)
     if not hit:
-        info = await loop.run_in_executor(None, _load, prefix)
+        info = await loop.run_in_executor(None, _closing, _load, prefix)
         remember(prefix, info)
     key = _admit(check(info, secret), enrollment_ok)
     wait = await arate_limited(key.id)

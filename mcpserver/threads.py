@@ -17,7 +17,6 @@ import contextlib
 import contextvars
 import functools
 import threading
-import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -28,18 +27,22 @@ from missioncontrol import live, state
 
 SIZE = 4
 
-_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ThreadPoolExecutor] = (
-    weakref.WeakKeyDictionary()
-)
+# Held strongly (a weak key would drop a closed loop's pool without closing its connections):
+# the pools of loops that closed are ended when the next pool is made, and all on a reset.
+_pools: dict[asyncio.AbstractEventLoop, ThreadPoolExecutor] = {}
 _lock = threading.Lock()
 
 
 def _pool(loop: asyncio.AbstractEventLoop) -> ThreadPoolExecutor:
     with _lock:
         pool = _pools.get(loop)
-        if pool is None:
-            pool = _pools[loop] = ThreadPoolExecutor(SIZE, thread_name_prefix="mc-mcp")
-        return pool
+        if pool is not None:
+            return pool
+        ended = [_pools.pop(old) for old in list(_pools) if old.is_closed()]
+        pool = _pools[loop] = ThreadPoolExecutor(SIZE, thread_name_prefix="mc-mcp")
+    for old_pool in ended:
+        _end(old_pool)
+    return pool
 
 
 def _prepared[T](loop: asyncio.AbstractEventLoop, fn: Callable[[], T]) -> T:
@@ -70,10 +73,14 @@ def _close_all() -> None:
         pools = list(_pools.values())
         _pools.clear()
     for pool in pools:
-        barrier = threading.Barrier(SIZE)
-        for _ in range(SIZE):
-            pool.submit(_close_one, barrier)
-        pool.shutdown(wait=True)
+        _end(pool)
+
+
+def _end(pool: ThreadPoolExecutor) -> None:
+    barrier = threading.Barrier(SIZE)
+    for _ in range(SIZE):
+        pool.submit(_close_one, barrier)
+    pool.shutdown(wait=True)
 
 
 def _close_one(barrier: threading.Barrier) -> None:

@@ -39,6 +39,17 @@ def fresh_process_state() -> Iterator[None]:
     # database (a late idle chore deadlocked a PostgreSQL flush once, and left stray rows).
     writer.stop_all()
     state.reset_all()
+    _close_the_shared_sync_threads_connection()
+
+
+def _close_the_shared_sync_threads_connection() -> None:
+    """asgiref's one thread for `sync_to_async` (thread-sensitive) code outside a request keeps
+    the database connection a test's `sync_to_async(...)` call opened: closed here, so none is
+    left open when the test database is dropped (PostgreSQL refuses to drop one in use)."""
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
 
 
 @pytest.fixture
