@@ -20,6 +20,7 @@ import functools
 import inspect
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +32,7 @@ from pydantic import ValidationError
 
 from mcpserver import threads, tools
 from mcpserver.principal import Principal, current
-from missioncontrol import audit
+from missioncontrol import audit, state
 from missioncontrol.errors import CODES, ActionError, Forbidden, Invalid, error_body
 from missioncontrol.fastpath import writer as fastwriter
 
@@ -127,6 +128,9 @@ def _beat_of(name: str, arguments: dict[str, Any], result: Any) -> tuple[str | N
 
 
 _beats: set[asyncio.Task[Any]] = set()
+# A call that changes nothing of the agent's state is a heartbeat at most this often per agent.
+BEAT_EVERY_S = 5.0
+_last_beat: dict[int, float] = {}
 
 
 def _heartbeat(who: Principal, name: str, arguments: dict[str, Any], result: Any) -> None:
@@ -141,6 +145,12 @@ def _heartbeat(who: Principal, name: str, arguments: dict[str, Any], result: Any
     status, task_id, message = (
         _beat_of(name, arguments, result) if not result.is_error else (None, None, None)
     )
+    now = time.monotonic()
+    if status is None and now - _last_beat.get(who.key.agent_id, -BEAT_EVERY_S) < BEAT_EVERY_S:
+        return  # seen a moment ago: a plain call says nothing new
+    _last_beat[who.key.agent_id] = now
+    if len(_last_beat) > 10_000:
+        _last_beat.clear()
     cleaned: dict[str, Any] = {
         "status": status,
         "task_id": task_id,
@@ -206,6 +216,9 @@ class Server(MCPServer):
         if who.kind == "agent":
             _heartbeat(who, name, arguments or {}, result)
         return result
+
+
+state.register("mcp heartbeats", _last_beat.clear)
 
 
 def build() -> Server:
