@@ -16,7 +16,8 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypedDict
 
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from pydantic import Field
 
@@ -205,7 +206,10 @@ def task_full(task: Task) -> TaskFull:
 
 
 def _board() -> Any:
-    return Task.objects.on_board().select_related("assignee_agent", "assignee_user")
+    """Tasks on the board with their assignee's name joined in (`assignee_name`: what
+    `assignee_display` shows), not the assignee's whole row: the read tools' hot path."""
+    name = Coalesce(F("assignee_agent__name"), F("assignee_user__username"), Value(""))
+    return Task.objects.on_board().annotate(assignee_name=name)
 
 
 def _task(task_id: int) -> Task:
