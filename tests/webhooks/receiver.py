@@ -20,6 +20,7 @@ class Received:
     body: bytes
     verified: Any  # the parsed body when a signature verified, else None
     error: str = ""
+    complete: bool = True  # False: the body ended before its content-length (a sender killed)
 
 
 @dataclass
@@ -43,7 +44,8 @@ class Receiver:
                 return None
 
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                declared = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(declared)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 verified, error = None, ""
                 for secret in receiver.secrets:
@@ -52,7 +54,9 @@ class Receiver:
                         break
                     except WebhookVerificationError as failed:
                         error = str(failed)
-                receiver.got.append(Received(headers, body, verified, "" if verified else error))
+                received = Received(headers, body, verified, "" if verified else error)
+                received.complete = len(body) == declared
+                receiver.got.append(received)
                 if receiver.delay_s:
                     time.sleep(receiver.delay_s)
                 status = receiver.answers.pop(0) if receiver.answers else 200

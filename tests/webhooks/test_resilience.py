@@ -63,6 +63,9 @@ def test_kill_9_with_deliveries_pending_then_restart_delivers_them_all(
         server.stop()
     ids = {r.headers["webhook-id"] for r in receiver.got}
     assert ids == {f"msg_{pk}" for pk in Delivery.objects.values_list("pk", flat=True)}
-    assert all(r.verified for r in receiver.got)
-    titles = {r.verified["data"]["task"]["title"] for r in receiver.got}
+    # A request the kill cut off mid-body is no delivery (its signature cannot verify); the
+    # delivery is sent again whole after the restart. Every whole one verifies.
+    whole = [r for r in receiver.got if r.complete]
+    assert all(r.verified for r in whole), [(r.error, len(r.body)) for r in whole if not r.verified]
+    titles = {r.verified["data"]["task"]["title"] for r in whole}
     assert titles == {f"Owed {i}" for i in range(40)}
