@@ -550,19 +550,57 @@ def sweep_statuses(now: datetime | None = None) -> int:
     return len(changes)
 
 
-def set_run_settings(actor: Actor, agent_id: int, *, max_runs: int, auto_dispatch: bool) -> Agent:
-    """How many runs the agent takes at once (1–20) and whether its tasks entering To do are
-    dispatched to it by themselves (runs/)."""
+LABEL_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
+
+
+def parse_labels(text: str) -> list[str]:
+    """Labels as an operator types them (commas or spaces between), lower-cased, each once."""
+    found: list[str] = []
+    for raw in re.split(r"[,\s]+", text or ""):
+        label = raw.strip().lower()
+        if not label:
+            continue
+        if not LABEL_RE.match(label):
+            raise Invalid(
+                {
+                    "labels": [
+                        f"“{raw[:40]}”: letters, digits, . _ - (up to 40), starting with one of the first two."
+                    ]
+                }
+            )
+        if label not in found:
+            found.append(label)
+    if len(found) > 20:
+        raise Invalid({"labels": ["At most 20 labels."]})
+    return found
+
+
+def set_run_settings(
+    actor: Actor,
+    agent_id: int,
+    *,
+    max_runs: int,
+    auto_dispatch: bool,
+    labels: list[str] | None = None,
+) -> Agent:
+    """How many runs the agent takes at once (1–20), whether its tasks entering To do are
+    dispatched to it by themselves (runs/), and the labels pipelines' pools pick it by (None:
+    unchanged; parse_labels checks them)."""
     if not 1 <= max_runs <= 20:
         raise Invalid({"max_runs": ["Between 1 and 20."]})
     with transaction.atomic():
         agent = Agent.objects.select_for_update(no_key=True).get(pk=agent_id)
-        before = {"max_runs": agent.max_runs, "auto_dispatch": agent.auto_dispatch}
-        after = {"max_runs": max_runs, "auto_dispatch": auto_dispatch}
+        labels = agent.labels if labels is None else parse_labels(" ".join(labels))
+        before = {
+            "max_runs": agent.max_runs,
+            "auto_dispatch": agent.auto_dispatch,
+            "labels": agent.labels,
+        }
+        after = {"max_runs": max_runs, "auto_dispatch": auto_dispatch, "labels": labels}
         if before == after:
             return agent
-        agent.max_runs, agent.auto_dispatch = max_runs, auto_dispatch
-        agent.save(update_fields=["max_runs", "auto_dispatch"])
+        agent.max_runs, agent.auto_dispatch, agent.labels = max_runs, auto_dispatch, labels
+        agent.save(update_fields=["max_runs", "auto_dispatch", "labels"])
         audit.record(
             actor,
             "agent.run_settings_changed",

@@ -125,6 +125,9 @@ class Agent(models.Model):
     current_task_id = models.BigIntegerField(null=True, blank=True)
     # At most this many runs at once (runs/); further dispatches wait their turn.
     max_runs = models.PositiveSmallIntegerField(default=1)
+    # Labels an operator gives it (pipelines' pools pick among the agents carrying a label),
+    # beside the capabilities the agent reports itself.
+    labels = models.JSONField(default=list, blank=True)
     # A task of its that enters To do is dispatched to it by itself (runs/).
     auto_dispatch = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)

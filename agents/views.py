@@ -25,6 +25,7 @@ from gateways.models import Gateway
 from gateways.protocol import GatewayError
 from missioncontrol.audit import Actor
 from missioncontrol.context_processors import live_seq_for
+from missioncontrol.errors import Invalid
 from missioncontrol.http import parse_int, safe_next
 from missioncontrol.roles import role_required
 from tasks.models import Task
@@ -402,13 +403,19 @@ def agent_runs(request: HttpRequest, name: str) -> HttpResponse:
     if max_runs is None:
         messages.error(request, "Runs at once: a whole number from 1 to 20.")
     else:
-        actions.set_run_settings(
-            Actor.user(request.user),
-            agent.pk,
-            max_runs=max_runs,
-            auto_dispatch=request.POST.get("auto_dispatch") == "1",
-        )
-        messages.success(request, "Saved.")
+        try:
+            actions.set_run_settings(
+                Actor.user(request.user),
+                agent.pk,
+                max_runs=max_runs,
+                auto_dispatch=request.POST.get("auto_dispatch") == "1",
+                labels=actions.parse_labels(request.POST.get("labels", "")),
+            )
+        except Invalid as refused:
+            for message in refused.messages:
+                messages.error(request, message)
+        else:
+            messages.success(request, "Saved.")
     return redirect(reverse("agents:detail", args=[agent.name]) + "#agent-runs")
 
 

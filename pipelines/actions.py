@@ -364,7 +364,8 @@ def _ask_approval(
 
 def _pick_agent(spec: defs.StepSpec) -> Agent:
     """The step's agent: the named one, or the least busy agent carrying the pool's label (its
-    role or one of its capabilities): idle ones first, then busy ones, then the rest."""
+    role, one of its capabilities, or a label an operator gave it): idle ones first, then busy
+    ones, then the rest."""
     if spec.agent:
         agent = Agent.objects.filter(name=spec.agent).first()
         if agent is None:
@@ -374,7 +375,8 @@ def _pick_agent(spec: defs.StepSpec) -> Agent:
     pool = [
         a
         for a in Agent.objects.all()
-        if a.role.lower() == label or label in {str(c).lower() for c in (a.capabilities or [])}
+        if a.role.lower() == label
+        or label in {str(c).lower() for c in [*(a.capabilities or []), *(a.labels or [])]}
     ]
     if not pool:
         raise Invalid({"pool": [f"No agent carries the label “{spec.pool}”."]})

@@ -813,3 +813,33 @@ def test_the_agents_page_says_what_a_running_run_works_on(ada, task, viewer) -> 
     page = viewer.get("/agents/").content.decode()
     row = page[page.index(f'<tr id="agent-{ada.pk}"') :]
     assert "Write the changelog" not in row[: row.index("</tr>")]
+
+
+def test_an_operator_labels_an_agent_and_a_pipeline_pool_picks_it(operator, viewer, ada):
+    """#28's pools: a step's `pool` picks among the agents carrying its label — a label an
+    operator gives the agent on its page, beside the capabilities it reports itself."""
+    from pipelines import actions as pipelines
+
+    r = operator.post(
+        f"/agents/{ada.name}/runs/", {"max_runs": "1", "labels": "Reviewer, docs  docs"}
+    )
+    assert r.status_code == 302
+    ada.refresh_from_db()
+    assert ada.labels == ["reviewer", "docs"]
+    changed = AuditEvent.objects.filter(verb="agent.run_settings_changed").latest("pk")
+    assert changed.changes["after"]["labels"] == ["reviewer", "docs"]
+    page = operator.get(f"/agents/{ada.name}/").content.decode()
+    assert 'value="reviewer, docs"' in page
+    refused = operator.post(
+        f"/agents/{ada.name}/runs/", {"max_runs": "1", "labels": "ok, <b>"}, follow=True
+    )
+    assert "letters, digits" in refused.content.decode()
+    ada.refresh_from_db()
+    assert ada.labels == ["reviewer", "docs"]  # nothing of a refused form is kept
+    assert viewer.post(f"/agents/{ada.name}/runs/", {"max_runs": "1"}).status_code == 403
+    version = pipelines.save(ADMIN, "name: Review\nsteps:\n  - id: look\n    pool: reviewer\n")
+    run, _ = pipelines.start(ADMIN, pipelines.Start(version.pipeline_id))
+    step = run.steps.get()
+    assert step.agent_name == "ada"
+    assert step.task_id is not None
+    assert Run.objects.get(task_id=step.task_id).agent_id == ada.pk
