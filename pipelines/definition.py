@@ -70,6 +70,9 @@ class InputSpec:
     default: str | float | bool | None = None
     choices: tuple[str, ...] = ()
     description: str = ""
+    webhook: str = (
+        ""  # where a webhook delivery's JSON holds it: a dotted path ("pull_request.number")
+    )
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,8 @@ def _input_data(spec: InputSpec) -> dict[str, Any]:
         data["choices"] = list(spec.choices)
     if spec.description:
         data["description"] = spec.description
+    if spec.webhook:
+        data["webhook"] = spec.webhook
     return data
 
 
@@ -422,6 +427,7 @@ def stored(data: dict[str, Any]) -> Definition:
                 default=i.get("default"),
                 choices=tuple(i.get("choices", ())),
                 description=i.get("description", ""),
+                webhook=i.get("webhook", ""),
             )
             for i in data.get("inputs", ())
         ),
@@ -476,7 +482,9 @@ def _inputs(check: _Checker, raw: Any) -> list[InputSpec]:
         spec = check.mapping(item, path, "An input")
         if spec is None:
             continue
-        check.unknown(spec, path, {"name", "type", "required", "default", "choices", "description"})
+        check.unknown(
+            spec, path, {"name", "type", "required", "default", "choices", "description", "webhook"}
+        )
         name = check.text(spec, "name", path, limit=40)
         if not NAME_RE.match(name):
             check.problem(
@@ -522,9 +530,27 @@ def _inputs(check: _Checker, raw: Any) -> list[InputSpec]:
                 default=default,
                 choices=choices,
                 description=check.text(spec, "description", path, limit=500),
+                webhook=_webhook_path(check, spec, path),
             )
         )
     return out
+
+
+WEBHOOK_PATH_RE = re.compile(r"^[^.\s]{1,100}(\.[^.\s]{1,100}){0,19}$")
+
+
+def _webhook_path(check: _Checker, spec: dict[str, Any], path: tuple[Any, ...]) -> str:
+    """An input's `webhook`: where a delivery's JSON holds its value, as a dotted path of keys
+    (a number indexes a list): `pull_request.head.ref`, `commits.0.id`."""
+    text = check.text(spec, "webhook", path, limit=300).strip()
+    if text and not WEBHOOK_PATH_RE.match(text):
+        check.problem(
+            (*path, "webhook"),
+            "A dotted path into the delivery's JSON, e.g. “repository.full_name” (keys without "
+            "spaces; a number indexes a list).",
+        )
+        return ""
+    return text
 
 
 def _schedule(check: _Checker, raw: Any) -> Schedule | None:

@@ -48,6 +48,11 @@ class InputForm(forms.Form):
         max_length=2000, required=False, help_text="For a choice: comma-separated"
     )
     description = forms.CharField(max_length=500, required=False)
+    webhook = forms.CharField(
+        max_length=300,
+        required=False,
+        help_text="Where a webhook's JSON holds it, e.g. pull_request.number",
+    )
 
 
 class StepForm(forms.Form):
@@ -140,6 +145,8 @@ def input_data(cleaned: dict[str, Any]) -> dict[str, Any]:
         item["default"] = default
     if cleaned.get("description"):
         item["description"] = cleaned["description"]
+    if cleaned.get("webhook"):
+        item["webhook"] = cleaned["webhook"].strip()
     return item
 
 
@@ -178,6 +185,7 @@ def initial_input(spec: defs.InputSpec) -> dict[str, Any]:
         "default": "" if default is None else str(default),
         "choices": ", ".join(spec.choices),
         "description": spec.description,
+        "webhook": spec.webhook,
     }
 
 

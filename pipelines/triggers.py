@@ -14,6 +14,7 @@ import hmac
 import json
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -24,6 +25,7 @@ from missioncontrol import audit
 from missioncontrol.audit import Actor
 from missioncontrol.errors import Conflict, Invalid, NotFound, Unauthenticated
 from pipelines import actions
+from pipelines import definition as defs
 from pipelines.models import Pipeline, PipelineRun
 
 TOKEN_RE = re.compile(r"^mcp_([0-9]{1,12})_([A-Za-z0-9_-]{43})$")
@@ -81,15 +83,42 @@ def token_pipeline(raw: str) -> int | None:
     return pipeline_id
 
 
-def webhook_inputs(payload: object, names: set[str]) -> dict[str, object]:
-    """The run's inputs from a webhook's JSON: its `inputs` object, or its keys that are
-    inputs' names (other keys are the sender's own and left out)."""
+_MISSING = object()
+
+
+def _at(payload: object, path: str) -> object:
+    """The value at a dotted path of a delivery's JSON (a number indexes a list), or _MISSING."""
+    here = payload
+    for key in path.split("."):
+        if isinstance(here, dict) and key in here:
+            here = here[key]
+        elif isinstance(here, list) and key.isdigit() and int(key) < len(here):
+            here = here[int(key)]
+        else:
+            return _MISSING
+    return here
+
+
+def webhook_inputs(payload: object, specs: Sequence[defs.InputSpec]) -> dict[str, object]:
+    """The run's inputs from a webhook's JSON: its `inputs` object; else, for each input, the
+    value at its `webhook` path (another service's own payload: `pull_request.head.ref`), or its
+    top-level key of the input's name (other keys are the sender's own and left out). A value
+    that is an object or a list is given as its JSON text; the inputs' types check the rest."""
     if not isinstance(payload, dict):
         raise Invalid({"body": ["Send a JSON object."]})
     given = payload.get("inputs")
     if isinstance(given, dict):
         return {str(k): v for k, v in given.items()}
-    return {k: v for k, v in payload.items() if k in names}
+    names = {spec.name for spec in specs}
+    found: dict[str, object] = {k: v for k, v in payload.items() if k in names}
+    for spec in specs:
+        if not spec.webhook:
+            continue
+        value = _at(payload, spec.webhook)
+        if value is _MISSING:
+            continue
+        found[spec.name] = json.dumps(value) if isinstance(value, dict | list) else value
+    return found
 
 
 def start_by_webhook(
@@ -119,12 +148,12 @@ def start_by_webhook(
         raise Conflict(
             f"Delivery {delivery} was received already: run #{earlier.number}.", run=earlier.pk
         )
-    names = {spec.name for spec in pipeline.current.definition.inputs}
+    specs = pipeline.current.definition.inputs
     return actions.start(
         Actor.system(f"webhook ({pipeline.name})"),
         actions.Start(
             pipeline_id=pipeline.pk,
-            inputs=webhook_inputs(payload, names),
+            inputs=webhook_inputs(payload, specs),
             trigger=PipelineRun.Trigger.WEBHOOK,
             idempotency_key=key,
         ),

@@ -131,3 +131,55 @@ def test_an_admin_makes_them_on_the_page_shown_once(made, admin, operator):
     assert "whsec_" not in again
     assert pipeline.trigger_token_hint in again
     assert operator.post(f"/pipelines/{pipeline_id}/triggers/").status_code == 403
+
+
+async def test_a_services_own_payload_fills_inputs_by_their_webhook_paths(api, made):
+    """#28's payload mapping: an input's `webhook` path reads another service's own JSON
+    (GitHub's pull request payload here); the delivery's `inputs` object still wins."""
+    pipeline_id, made_triggers = made
+    text = TEXT.replace(
+        "  - {name: branch, type: text, required: true}\n",
+        "  - {name: branch, type: text, required: true, webhook: pull_request.head.ref}\n"
+        "  - {name: number, type: number, webhook: number}\n"
+        "  - {name: first, type: text, webhook: commits.0.id}\n"
+        "  - {name: labels, type: text, webhook: pull_request.labels}\n",
+    )
+    await sync_to_async(actions.save)(ADMIN, text, pipeline_id)
+    path = f"/api/v1/pipelines/{pipeline_id}/webhook"
+    github = {
+        "action": "opened",
+        "number": 42,
+        "pull_request": {"head": {"ref": "fix/login"}, "labels": [{"name": "bug"}]},
+        "commits": [{"id": "abc123"}],
+    }
+    body, headers = signed(made_triggers.webhook_secret, github, "msg_gh_1")
+    r = await post(api, path, body, headers)
+    assert r.status_code == 202, r.text
+    run = await PipelineRun.objects.aget()
+    assert run.inputs == {
+        "branch": "fix/login",
+        "number": 42,
+        "first": "abc123",
+        "labels": '[{"name": "bug"}]',
+    }
+    # A path that finds nothing: the required input is missing, named; nothing starts.
+    body, headers = signed(made_triggers.webhook_secret, {"action": "closed"}, "msg_gh_2")
+    r = await post(api, path, body, headers)
+    assert r.status_code == 400, r.text
+    assert "branch" in r.text
+    assert await PipelineRun.objects.acount() == 1
+
+
+def test_a_webhook_path_is_checked_where_it_is_written() -> None:
+    from pipelines import definition as defs
+
+    bad = TEXT.replace(
+        "{name: branch, type: text, required: true}",
+        "{name: branch, type: text, required: true, webhook: 'pull request..ref'}",
+    )
+    with pytest.raises(defs.DefinitionError) as refused:
+        defs.parse(bad)
+    assert "dotted path" in str(refused.value)
+    good = defs.parse(TEXT.replace("required: true}", "required: true, webhook: a.b.0}"))
+    assert good.inputs[0].webhook == "a.b.0"
+    assert defs.stored(good.as_data()).inputs[0].webhook == "a.b.0"  # saved and read back
