@@ -28,6 +28,7 @@ from django.utils import timezone
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from mcp_types import Resource as MCPResource
 from pydantic import ValidationError
 
 from mcpserver import threads, tools
@@ -181,6 +182,20 @@ def _in_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 class Server(MCPServer):
     """MCPServer with each principal's tools, refusals in the API's shape, and an audit row."""
+
+    async def list_resources(self) -> list[Any]:
+        """Your open tasks, each `task://{id}` (the template reads any you may see)."""
+        rows = await threads.run(tools.task_resources)
+        return [
+            MCPResource(
+                uri=f"task://{pk}",
+                name=f"task-{pk}",
+                title=f"#{pk} {title}"[:200],
+                description=f"Task #{pk} ({status}), with its thread and runs.",
+                mime_type="text/markdown",
+            )
+            for pk, title, status in rows
+        ]
 
     async def list_tools(self) -> list[Any]:
         who = current()

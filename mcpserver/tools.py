@@ -1014,6 +1014,23 @@ def task_markdown(task_id: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def task_resources() -> list[tuple[int, str, str]]:
+    """The tasks a client lists as resources (to attach one to its context): an agent's own
+    open tasks; for a person, the open tasks assigned to them. (id, title, status), most urgent
+    first, at most 50."""
+    me = current()
+    mine = (
+        Q(assignee_agent_id=me.agent_id) if me.kind == "agent" else Q(assignee_user_id=me.user.pk)
+    )
+    rows = (
+        Task.objects.open()
+        .filter(mine)
+        .order_by("priority", "position", "pk")
+        .values_list("pk", "title", "status")[:50]
+    )
+    return list(rows)
+
+
 # Who sees which tool (an agent's key; a person's token of at least this role).
 ACCESS: dict[str, Access] = {
     "whoami": "agent",

@@ -138,6 +138,11 @@ async def test_a_task_is_a_resource_with_its_thread(mcp_client, ada, ada_key, bo
     async with mcp_client(ada_key) as client:
         templates = await client.list_resource_templates()
         assert [t.uri_template for t in templates.resource_templates] == ["task://{task_id}"]
+        # Its own open tasks are listed as resources, to attach one to the client's context.
+        listed = await client.list_resources()
+        assert [(r.uri, r.title) for r in listed.resources] == [
+            (f"task://{mine.pk}", f"#{mine.pk} Mine")
+        ]
         read = await client.read_resource(f"task://{mine.pk}")
         text = read.contents[0].text
         assert text.startswith(f"# Task #{mine.pk}: Mine")
@@ -150,6 +155,8 @@ async def test_a_task_is_a_resource_with_its_thread(mcp_client, ada, ada_key, bo
     async with mcp_client(operator) as client:
         read = await client.read_resource(f"task://{theirs.pk}")
         assert "# Task" in read.contents[0].text
+        listed = await client.list_resources()  # a person's: the tasks assigned to them
+        assert [r.uri for r in listed.resources] == [f"task://{theirs.pk}"]
 
 
 async def test_an_agent_asks_and_waits_while_an_operator_answers(
