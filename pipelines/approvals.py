@@ -358,9 +358,11 @@ def ask_agent(
 
 
 def may_answer_ask(user: Any, ask: AgentAsk) -> bool:
+    """An operator who may act on the agent's gateway (the ask's agent: no query when the
+    caller loaded it, as the overview's list does)."""
     from gateways import access
 
-    gateway_id = Agent.objects.filter(pk=ask.agent_id).values_list("gateway_id", flat=True).first()
+    gateway_id = ask.agent.gateway_id
     return (
         getattr(user, "is_authenticated", False)
         and user.is_active
