@@ -18,7 +18,6 @@ from missioncontrol.overview import Attention, Viewer
 from missioncontrol.templatetags.mc import ago
 from tasks.models import Task
 
-SHOWN = 20
 OPEN = [Task.Status.TODO, Task.Status.IN_PROGRESS, Task.Status.REVIEW]
 
 
@@ -50,9 +49,9 @@ def unhealthy(viewer: Viewer) -> list[Attention]:
             | Exists(has_work)
         )
         .select_related("gateway")
-        .order_by("-verdict_at", "pk")[:200]
+        .order_by("-verdict_at", "pk")[: viewer.scan]
     )
-    shown = [agent for agent in rows if viewer.sees(agent.gateway_id)][:SHOWN]
+    shown = [agent for agent in rows if viewer.sees(agent.gateway_id)][: viewer.limit]
     # Open tasks of the shown agents only (a count joined into the list above grouped every
     # candidate's tasks: 200 ms cold at 10,000 tasks).
     open_tasks = dict(
@@ -110,7 +109,7 @@ def failed_runs(viewer: Viewer) -> list[Attention]:
             last_run_status__in=["error", "aborted"], last_run_ended_at__gte=since
         )
         .select_related("gateway")
-        .order_by("last_run_ended_at", "pk")[:200]
+        .order_by("last_run_ended_at", "pk")[: viewer.scan]
     )
     found = []
     for session in rows:
@@ -132,7 +131,7 @@ def failed_runs(viewer: Viewer) -> list[Attention]:
                 more_label="failed runs",
             )
         )
-        if len(found) >= SHOWN:
+        if len(found) >= viewer.limit:
             break
     return found
 
@@ -220,8 +219,10 @@ def find_agents_and_sessions(viewer: Viewer, text: str) -> list[overview.Found]:
 
 def register() -> None:
     overview.register_search("agents", find_agents_and_sessions)
-    overview.register_attention("agents.unhealthy", unhealthy, topics=("fleet",))
-    overview.register_attention("agents.failed_runs", failed_runs, topics=("sessions",))
+    overview.register_attention("agents.unhealthy", unhealthy, topics=("fleet",), notify="agent")
+    overview.register_attention(
+        "agents.failed_runs", failed_runs, topics=("sessions",), notify="run"
+    )
     overview.register_panel(
         overview.Panel("running", 10, "agents/_overview_running.html", running_now),
         topics=("fleet", "sessions"),

@@ -29,7 +29,7 @@ def thresholds(viewer: Viewer) -> list[Attention]:
     for alert in (
         BudgetAlert.objects.visible_to(viewer.user)
         .standing()
-        .select_related("budget__gateway", "budget__agent")[:20]
+        .select_related("budget__gateway", "budget__agent__gateway")[: viewer.limit]
     ):
         budget = alert.budget
         if not viewer.sees(_chosen_key(budget)):
@@ -44,10 +44,13 @@ def thresholds(viewer: Viewer) -> list[Attention]:
                 + (" — its agents are paused" if alert.pauses_agents else ""),
                 url=reverse("billing:budgets"),
                 since=alert.created_at,
-                gateway=budget.gateway,
+                gateway=budget.gateway or (budget.agent.gateway if budget.agent else None),
                 action="Budgets",
                 more_url=reverse("billing:budgets"),
                 more_label="budget alerts",
+                # One over everything or a model sums every gateway's spend: not for people
+                # narrowed to some gateways (billing.models.budget_narrowing).
+                ungated=budget.scope == Budget.Scope.AGENT,
             )
         )
     return found
@@ -125,7 +128,7 @@ def spend(viewer: Viewer) -> dict[str, Any]:
 
 def register() -> None:
     overview.register_attention(
-        "billing.thresholds", thresholds, topics=("alerts",), min_role="operator"
+        "billing.thresholds", thresholds, topics=("alerts",), notify="budget", min_role="operator"
     )
     overview.register_panel(
         overview.Panel("spend", 30, "billing/_overview_spend.html", spend, min_role="operator"),

@@ -45,4 +45,6 @@ def find_jobs(viewer: Viewer, text: str) -> list[overview.Found]:
 
 def register() -> None:
     overview.register_search("crons", find_jobs)
-    overview.register_attention("crons.troubled", troubled, topics=("crons", "alerts"))
+    overview.register_attention(
+        "crons.troubled", troubled, topics=("crons", "alerts"), notify="cron"
+    )

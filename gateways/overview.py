@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from django.urls import reverse
 
 from gateways.models import Gateway
@@ -43,10 +45,12 @@ def exec_approvals(viewer: Viewer) -> list[Attention]:
     rows = (
         ExecApproval.objects.filter(status=ExecApproval.Status.PENDING)
         .select_related("gateway")
-        .order_by("requested_at")[:200]
+        .order_by("requested_at")[: viewer.scan]
     )
     for row in rows:
-        if not viewer.sees(row.gateway_id) or not access.can_operate(viewer.user, row.gateway_id):
+        if not viewer.sees(row.gateway_id):
+            continue
+        if not viewer.may(partial(access.can_operate, gateway_id=row.gateway_id)):
             continue
         found.append(
             Attention(
@@ -61,9 +65,11 @@ def exec_approvals(viewer: Viewer) -> list[Attention]:
                 action="Answer",
                 more_url=reverse("pipelines:approvals"),
                 more_label="commands waiting for approval",
+                role="operator",
+                operate=True,
             )
         )
-        if len(found) >= 20:
+        if len(found) >= viewer.limit:
             break
     return found
 
@@ -71,6 +77,10 @@ def exec_approvals(viewer: Viewer) -> list[Attention]:
 def register() -> None:
     from gateways.context_processors import chosen_gateway_id
 
-    overview.register_attention("gateways.down", not_connected, topics=("gateways",))
-    overview.register_attention("gateways.exec_approvals", exec_approvals, topics=("gateways",))
+    overview.register_attention(
+        "gateways.down", not_connected, topics=("gateways",), notify="gateway"
+    )
+    overview.register_attention(
+        "gateways.exec_approvals", exec_approvals, topics=("gateways",), notify="approval"
+    )
     overview.register_gateway_choice(chosen_gateway_id)

@@ -31,6 +31,22 @@ class Viewer:
     role: Role
     visible: frozenset[int] | None
     chosen: int | None
+    limit: int = 20  # items per provider (the page shows a few; notifications want them all)
+
+    @classmethod
+    def system(cls, limit: int = 1000) -> Viewer:
+        """Nobody in particular: every item of every gateway, whoever may answer it (the
+        notifications' evaluator; each item's audience fields say who may see it)."""
+        return cls(None, "admin", None, None, limit)
+
+    @property
+    def scan(self) -> int:
+        """Rows a provider reads to find `limit` items it shows."""
+        return max(200, self.limit)
+
+    def may(self, check: Callable[[Any], bool]) -> bool:
+        """`check(user)` for a person; True for the system viewer (it sees every item)."""
+        return self.user is None or check(self.user)
 
     def sees(self, gateway_id: int | None) -> bool:
         """Data of this gateway (None: not a gateway's) belongs on this user's overview."""
@@ -63,6 +79,14 @@ class Attention:
     more_url: str = ""
     more_label: str = ""
     grouped: int = 0  # for that line: how many items it stands for
+    # Who may see it, for a reader with no viewer (notifications judge each person from these):
+    # the least role; only these people (usernames; none: anyone with the role); acting on its
+    # gateway needed (an operate grant); seen by people narrowed to some gateways when it is no
+    # gateway's (a budget over everything is not).
+    role: Role = "viewer"
+    people: tuple[str, ...] = ()
+    operate: bool = False
+    ungated: bool = True
 
 
 def occurrence(trouble: str, pk: Any, since: datetime | None) -> str:
@@ -86,9 +110,25 @@ class Panel:
     min_role: Role = "viewer"
 
 
+# What a person can be notified of (the rules' kinds): each provider of attention items names
+# one. tests/notifications check every provider has one.
+NOTIFY_KINDS: dict[str, str] = {
+    "gateway": "A gateway is not connected",
+    "agent": "An agent is in error, or stale with work",
+    "run": "A run failed or was lost, or a task is blocked",
+    "budget": "A budget crossed a threshold",
+    "cron": "A scheduled job is late or failing",
+    "approval": "An approval or a question waits for me",
+    "webhook": "A webhook endpoint or notification channel is failing",
+    "pipeline": "A pipeline run failed",
+    "review": "A task waits for review",
+}
+
+
 @dataclass
 class _Registry:
     attention: dict[str, tuple[Provider, Role]] = field(default_factory=dict)
+    notify: dict[str, str] = field(default_factory=dict)  # provider → NOTIFY_KINDS key
     panels: dict[str, Panel] = field(default_factory=dict)
     topics: dict[str, None] = field(default_factory=dict)
 
@@ -97,10 +137,19 @@ _registry = _Registry()
 
 
 def register_attention(
-    name: str, provider: Provider, *, topics: tuple[str, ...], min_role: Role = "viewer"
+    name: str,
+    provider: Provider,
+    *,
+    topics: tuple[str, ...],
+    notify: str,
+    min_role: Role = "viewer",
 ) -> None:
-    """`provider(viewer)` lists its items; the page refreshes when one of `topics` publishes."""
+    """`provider(viewer)` lists its items; the page refreshes when one of `topics` publishes;
+    `notify` is the kind of notification they are (NOTIFY_KINDS)."""
+    if notify not in NOTIFY_KINDS:
+        raise ValueError(f"{name}: notify={notify!r} is not one of {sorted(NOTIFY_KINDS)}")
     _registry.attention[name] = (provider, min_role)
+    _registry.notify[name] = notify
     _registry.topics.update(dict.fromkeys(topics))
 
 
@@ -195,6 +244,38 @@ def attention(viewer: Viewer) -> list[Attention]:
                 )
             )
     return shown
+
+
+@dataclass(frozen=True)
+class Standing:
+    """An item as the notifications see it: with its notification kind and its provider's
+    least role folded into its own."""
+
+    item: Attention
+    notify: str
+    source: str  # the provider's name
+
+
+def standing(limit: int = 1000) -> tuple[list[Standing], frozenset[str]]:
+    """Every item of every provider, for nobody in particular (no acknowledgement hides one,
+    no grouping: `limit` per provider); and the providers that failed (logged: their items are
+    unknown this time, not gone)."""
+    import logging
+
+    viewer = Viewer.system(limit)
+    found = []
+    failed = set()
+    for name, provider, min_role in providers():
+        try:
+            items = provider(viewer)
+        except Exception:
+            logging.getLogger(__name__).exception("overview: %s failed", name)
+            failed.add(name)
+            continue
+        for item in items:
+            role = item.role if RANK[item.role] >= RANK[min_role] else min_role
+            found.append(Standing(replace(item, role=role), _registry.notify[name], name))
+    return found, frozenset(failed)
 
 
 def providers() -> list[tuple[str, Provider, Role]]:

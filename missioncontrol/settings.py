@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "crons",
     "runs",
     "pipelines",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -331,6 +332,33 @@ MC_WEBHOOK_DISPATCHER = env_bool("MC_WEBHOOK_DISPATCHER", True)
 # How long a claimed delivery stays with its dispatcher: if that process dies mid-send, another
 # (or the restarted one) sends it once this has passed. Longer than one attempt (≤ 10 s).
 MC_WEBHOOK_CLAIM_S = env_int("MC_WEBHOOK_CLAIM_S", 30, low=1, high=3600)
+# Notifications: this process's supervisor watches Needs attention and sends the messages
+# (off: another process does); the address people reach this installation at (the links in
+# messages); e-mail through an SMTP URL (smtp://user:password@host:587, smtp+ssl://…:465;
+# the password may be percent-encoded), sent from MC_EMAIL_FROM.
+MC_NOTIFICATIONS = env_bool("MC_NOTIFICATIONS", True)
+MC_PUBLIC_URL = env_str("MC_PUBLIC_URL", f"http://localhost:{MC_PORT}")
+MC_EMAIL_URL = env_str("MC_EMAIL_URL", "")
+# Django 6.1's mailers (no EMAIL_* settings: deprecated); unset, sending fails with the remedy.
+MAILERS: dict[str, Any] = {"default": {"BACKEND": "missioncontrol.mail.NotConfigured"}}
+if MC_EMAIL_URL:
+    try:
+        _mail = environ.Env.email_url_config(MC_EMAIL_URL)
+    except Exception as exc:
+        raise ImproperlyConfigured(f"MC_EMAIL_URL is not an e-mail URL: {exc}") from None
+    MAILERS["default"] = {
+        "BACKEND": _mail.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend"),
+        "OPTIONS": {
+            "host": _mail.get("EMAIL_HOST", "localhost"),
+            "port": _mail.get("EMAIL_PORT") or 25,
+            "username": _mail.get("EMAIL_HOST_USER", ""),
+            "password": _mail.get("EMAIL_HOST_PASSWORD", ""),
+            "use_tls": bool(_mail.get("EMAIL_USE_TLS")),
+            "use_ssl": bool(_mail.get("EMAIL_USE_SSL")),
+            "timeout": 10,
+        },
+    }
+DEFAULT_FROM_EMAIL = env_str("MC_EMAIL_FROM", "Mission Control <mission-control@localhost>")
 # Cron monitoring: how often the supervisor looks for late jobs, and how long run history stays.
 MC_CRON_CHECK_S = env_int("MC_CRON_CHECK_S", 10, low=1, high=3600)
 MC_CRON_RUN_RETENTION_DAYS = env_int("MC_CRON_RUN_RETENTION_DAYS", 90, low=1, high=3650)

@@ -103,6 +103,7 @@ urlpatterns = [
     path("", include("crons.urls")),
     path("", include("runs.urls")),
     path("", include("pipelines.urls")),
+    path("", include("notifications.urls")),
     LazyURLconf("api/v1/", "agents.api_urls", namespace="api"),
     path("favicon.ico", views.favicon),
     # Last: anything else under /api/ is a JSON 404 (API clients parse the body).

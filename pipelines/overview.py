@@ -1,16 +1,23 @@
-"""The pipelines' part of the overview (an edge): approvals waiting for the viewer as "Needs
-attention" items, and pipelines in the command palette."""
+"""The pipelines' part of the overview (an edge): approvals and agents' questions waiting for
+the viewer, and failed pipeline runs, as "Needs attention" items; pipelines in the command
+palette."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from functools import partial
+
+from django.db.models import Exists, OuterRef
 from django.urls import reverse
+from django.utils import timezone
 
 from missioncontrol import overview
 from missioncontrol.overview import Attention, Viewer
 from pipelines import approvals
-from pipelines.models import AgentAsk, Approval, Pipeline
+from pipelines.models import AgentAsk, Approval, Pipeline, PipelineRun
 
-SHOWN = 20
+# A failed pipeline run stays on the overview this long (or until acknowledged, or run again).
+FAILED_WITHIN = timedelta(hours=24)
 
 
 def waiting_approvals(viewer: Viewer) -> list[Attention]:
@@ -22,10 +29,10 @@ def waiting_approvals(viewer: Viewer) -> list[Attention]:
     rows = (
         Approval.objects.pending()
         .select_related("step__run__pipeline")
-        .order_by("requested_at", "pk")[:200]
+        .order_by("requested_at", "pk")[: viewer.scan]
     )
     for approval in rows:
-        if not approvals.may_answer(viewer.user, approval):
+        if not viewer.may(partial(approvals.may_answer, approval=approval)):
             continue
         run = approval.step.run
         found.append(
@@ -41,9 +48,15 @@ def waiting_approvals(viewer: Viewer) -> list[Attention]:
                 action="Review",
                 more_url=reverse("pipelines:approvals"),
                 more_label="approvals",
+                role="viewer"
+                if approval.by_users
+                else "admin"
+                if approval.by_role == "admin"
+                else "operator",
+                people=tuple(approval.by_users or ()),
             )
         )
-        if len(found) >= SHOWN:
+        if len(found) >= viewer.limit:
             break
     return found
 
@@ -56,14 +69,14 @@ def agent_asks(viewer: Viewer) -> list[Attention]:
         AgentAsk.objects.filter(outcome=AgentAsk.Outcome.PENDING)
         .filter(access.narrowing(viewer.user, "agent__gateway"))
         .select_related("agent__gateway")
-        .order_by("requested_at", "pk")[:SHOWN]
+        .order_by("requested_at", "pk")[: viewer.limit]
     )
     found = []
     for ask in rows:
         gateway = ask.agent.gateway
         if not viewer.sees(gateway.pk if gateway else None):
             continue
-        if not approvals.may_answer_ask(viewer.user, ask):
+        if not viewer.may(partial(approvals.may_answer_ask, ask=ask)):
             continue
         found.append(
             Attention(
@@ -80,9 +93,45 @@ def agent_asks(viewer: Viewer) -> list[Attention]:
                 action="Answer",
                 more_url=reverse("pipelines:approvals"),
                 more_label="questions",
+                role="operator",
+                operate=True,
             )
         )
     return found
+
+
+def failed_runs(viewer: Viewer) -> list[Attention]:
+    """Pipeline runs that failed in the last day, unless a later run of the same pipeline
+    succeeded (runs are no gateway's: shown when the switch shows all)."""
+    if not viewer.sees(None):
+        return []
+    since = timezone.now() - FAILED_WITHIN
+    later = PipelineRun.objects.filter(
+        pipeline=OuterRef("pipeline"),
+        state=PipelineRun.State.SUCCEEDED,
+        created_at__gt=OuterRef("created_at"),
+    )
+    rows = (
+        PipelineRun.objects.filter(state=PipelineRun.State.FAILED, ended_at__gte=since)
+        .exclude(Exists(later))
+        .select_related("pipeline")
+        .order_by("-ended_at", "-pk")[: viewer.limit]
+    )
+    return [
+        Attention(
+            key=overview.occurrence("pipeline.failed", run.pk, run.ended_at),
+            kind="Pipeline failed",
+            severity=overview.DEGRADED,
+            title=f"{run.pipeline.name} #{run.number} failed",
+            detail=run.error,
+            url=reverse("pipelines:run", args=[run.pk]),
+            since=run.ended_at,
+            action="Open run",
+            more_url=reverse("pipelines:list"),
+            more_label="failed pipeline runs",
+        )
+        for run in rows
+    ]
 
 
 def find_pipelines(viewer: Viewer, text: str) -> list[overview.Found]:
@@ -94,8 +143,17 @@ def find_pipelines(viewer: Viewer, text: str) -> list[overview.Found]:
 
 
 def register() -> None:
-    overview.register_attention("pipelines.approvals", waiting_approvals, topics=("pipelines",))
     overview.register_attention(
-        "pipelines.agent_asks", agent_asks, topics=("pipelines",), min_role="operator"
+        "pipelines.approvals", waiting_approvals, topics=("pipelines",), notify="approval"
+    )
+    overview.register_attention(
+        "pipelines.agent_asks",
+        agent_asks,
+        topics=("pipelines",),
+        notify="approval",
+        min_role="operator",
+    )
+    overview.register_attention(
+        "pipelines.failed", failed_runs, topics=("pipelines",), notify="pipeline"
     )
     overview.register_search("pipelines", find_pipelines)

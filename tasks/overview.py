@@ -17,8 +17,6 @@ from missioncontrol.overview import Attention, Viewer
 from tasks.actions import column_counts
 from tasks.models import Task
 
-SHOWN = 20
-
 
 def _gateway(task: Task) -> Any:
     agent = task.assignee_agent
@@ -26,13 +24,13 @@ def _gateway(task: Task) -> Any:
 
 
 def _attention(viewer: Viewer, rows: Any, item: Any) -> list[Attention]:
-    """`item(task, gateway)` for each task the viewer sees, up to SHOWN."""
+    """`item(task, gateway)` for each task the viewer sees, up to the viewer's limit."""
     found = []
-    for task in rows.select_related("assignee_agent__gateway")[:200]:
+    for task in rows.select_related("assignee_agent__gateway")[: viewer.scan]:
         gateway = _gateway(task)
         if viewer.sees(gateway.pk if gateway else None):
             found.append(item(task, gateway))
-            if len(found) >= SHOWN:
+            if len(found) >= viewer.limit:
                 break
     return found
 
@@ -119,8 +117,8 @@ def find_tasks(viewer: Viewer, text: str) -> list[overview.Found]:
 
 def register() -> None:
     overview.register_search("tasks", find_tasks)
-    overview.register_attention("tasks.blocked", blocked, topics=("board",))
-    overview.register_attention("tasks.review", in_review, topics=("board",))
+    overview.register_attention("tasks.blocked", blocked, topics=("board",), notify="run")
+    overview.register_attention("tasks.review", in_review, topics=("board",), notify="review")
     overview.register_panel(
         overview.Panel("board", 40, "tasks/_overview_board.html", board_summary),
         topics=("board",),

@@ -16,6 +16,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Live servers share the test database with the tests' own dispatchers: one that sends webhooks
 # would take their deliveries. A test that wants a server to send sets MC_WEBHOOK_DISPATCHER=1.
 MC_WEBHOOK_DISPATCHER = os.environ.get("MC_WEBHOOK_DISPATCHER", "") == "1"
+# Likewise the notifications' evaluator and sender (MC_NOTIFICATIONS=1 for a server that sends).
+MC_NOTIFICATIONS = os.environ.get("MC_NOTIFICATIONS", "") == "1"
 
 
 class UncompressedStaticStorage(ManifestStaticFilesStorage):

@@ -8,10 +8,10 @@ import random
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from missioncontrol import audit, live
@@ -188,19 +188,30 @@ def cancel(actor: Actor, deliveries: list[int]) -> int:
 
 def claim_due(limit: int, per_endpoint: int, busy: set[int]) -> list[Delivery]:
     """Up to `limit` due deliveries (at most `per_endpoint` of each endpoint, none of the `busy`
-    ones), claimed for MC_WEBHOOK_CLAIM_S: a conditional UPDATE, so two dispatchers never take the same one
-    (on PostgreSQL the second waits for the first's row lock, then sees the claim)."""
+    ones), claimed for MC_WEBHOOK_CLAIM_S."""
+    claimed = claim_rows(Delivery, "endpoint_id", limit, per_endpoint, busy)
+    return list(Delivery.objects.filter(pk__in=claimed).select_related("endpoint").order_by("pk"))
+
+
+def claim_rows(
+    model: type[models.Model], target: str, limit: int, per_target: int, busy: set[int]
+) -> list[int]:
+    """The ids of up to `limit` due rows of an outbox table (`status`, `next_attempt_at`,
+    `claimed_until`; at most `per_target` of each `target` column's value, none of the `busy`
+    ones), claimed for MC_WEBHOOK_CLAIM_S: a conditional UPDATE, so two dispatchers never take
+    the same one (on PostgreSQL the second waits for the first's row lock, then sees the
+    claim). Webhook deliveries and notification messages share it."""
     now = timezone.now()
-    table = Delivery._meta.db_table
+    table = model._meta.db_table
     at = connection.ops.adapt_datetimefield_value(now)
-    skip = f"AND endpoint_id NOT IN ({', '.join(['%s'] * len(busy))})" if busy else ""
+    skip = f"AND {target} NOT IN ({', '.join(['%s'] * len(busy))})" if busy else ""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY endpoint_id "  # noqa: S608 - placeholders only
+            f"SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY {target} "  # noqa: S608 - placeholders only
             f"ORDER BY next_attempt_at, id) AS n FROM {table} WHERE status IN ('pending', "
             "'retrying') AND next_attempt_at <= %s AND (claimed_until IS NULL OR "
             f"claimed_until < %s) {skip}) q WHERE n <= %s ORDER BY id LIMIT %s",
-            [at, at, *sorted(busy), per_endpoint, limit],
+            [at, at, *sorted(busy), per_target, limit],
         )
         ids = [row[0] for row in cursor.fetchall()]
         if not ids:
@@ -213,8 +224,7 @@ def claim_due(limit: int, per_endpoint: int, busy: set[int]) -> list[Delivery]:
             "claimed_until < %s) RETURNING id",
             [until, *ids, at],
         )
-        claimed = [row[0] for row in cursor.fetchall()]
-    return list(Delivery.objects.filter(pk__in=claimed).select_related("endpoint").order_by("pk"))
+        return [row[0] for row in cursor.fetchall()]
 
 
 @dataclass
@@ -228,10 +238,11 @@ class Outcome:
     headers: dict[str, str] | None = None
     body: str = ""
     error: str = ""
+    sent: bool = False  # handed over by something that is not HTTP (an SMTP server took it)
 
     @property
     def ok(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
+        return self.sent or (self.status_code is not None and 200 <= self.status_code < 300)
 
 
 def record_attempt(delivery_id: int, outcome: Outcome) -> Delivery | None:
@@ -271,7 +282,7 @@ def record_attempts(results: list[tuple[int, Outcome]]) -> dict[int, Delivery]:
                     error=outcome.error[:500],
                 )
             )
-            _next_state(delivery, outcome)
+            next_state(delivery, outcome, SCHEDULE)
             if delivery.event_type != outbox.TEST:
                 health.setdefault(delivery.endpoint_id, []).append(outcome)
         Attempt.objects.bulk_create(attempts)
@@ -289,23 +300,75 @@ def record_attempts(results: list[tuple[int, Outcome]]) -> dict[int, Delivery]:
     return deliveries
 
 
-def _next_state(delivery: Delivery, outcome: Outcome) -> None:
-    delivery.attempts += 1
-    delivery.claimed_until = None
-    if delivery.status == Delivery.Status.CANCELLED:
+class Retried(Protocol):
+    """An outbox row (a delivery, a notification message)."""
+
+    status: str
+    attempts: int
+    claimed_until: datetime | None
+    next_attempt_at: datetime | None
+    finished_at: datetime | None
+
+
+def next_state(row: Retried, outcome: Outcome, schedule: tuple[int, ...]) -> None:
+    """An outbox row after an attempt: delivered, retrying (after the schedule's next wait,
+    ±10 %), or failed when the schedule has run out; a cancelled one stays cancelled."""
+    row.attempts += 1
+    row.claimed_until = None
+    if row.status == Delivery.Status.CANCELLED:
         return  # cancelled while on its way: the attempt is kept, nothing more is sent
     if outcome.ok:
-        delivery.status = Delivery.Status.DELIVERED
-        delivery.next_attempt_at = None
-        delivery.finished_at = outcome.at
-    elif delivery.attempts > len(SCHEDULE):
-        delivery.status = Delivery.Status.FAILED
-        delivery.next_attempt_at = None
-        delivery.finished_at = outcome.at
+        row.status = Delivery.Status.DELIVERED
+        row.next_attempt_at = None
+        row.finished_at = outcome.at
+    elif row.attempts > len(schedule):
+        row.status = Delivery.Status.FAILED
+        row.next_attempt_at = None
+        row.finished_at = outcome.at
     else:
-        wait = SCHEDULE[delivery.attempts - 1] * random.uniform(0.9, 1.1)
-        delivery.status = Delivery.Status.RETRYING
-        delivery.next_attempt_at = outcome.at + timedelta(seconds=wait)
+        wait = schedule[row.attempts - 1] * random.uniform(0.9, 1.1)
+        row.status = Delivery.Status.RETRYING
+        row.next_attempt_at = outcome.at + timedelta(seconds=wait)
+
+
+class Healthy(Protocol):
+    """A target that is disabled when it keeps failing (an endpoint, a channel)."""
+
+    enabled: bool
+    consecutive_failures: int
+    failing_since: datetime | None
+    last_success_at: datetime | None
+
+
+def health(target: Healthy, outcomes: list[Outcome]) -> str:
+    """A target's health after these outcomes (in order); the reason to disable it now, when it
+    has kept failing (DISABLE_AFTER_FAILURES in a row, or for DISABLE_AFTER), else ""."""
+    for outcome in outcomes:
+        if outcome.ok:
+            target.consecutive_failures = 0
+            target.failing_since = None
+            target.last_success_at = outcome.at
+        else:
+            target.consecutive_failures += 1
+            target.failing_since = target.failing_since or outcome.at
+    last = outcomes[-1]
+    long_failing = (
+        target.failing_since is not None and last.at - target.failing_since >= DISABLE_AFTER
+    )
+    if not (
+        target.enabled
+        and not last.ok
+        and (target.consecutive_failures >= DISABLE_AFTER_FAILURES or long_failing)
+    ):
+        return ""
+    from missioncontrol.templatetags.mc import duration_text
+
+    span = duration_text(last.at - (target.failing_since or last.at))
+    error = (last.error or f"HTTP {last.status_code}").rstrip(".")
+    return (
+        f"Disabled automatically after {target.consecutive_failures} failed attempts in a "
+        f"row over {span}; the last: {error}."
+    )[:300]
 
 
 def _health(endpoint_id: int, outcomes: list[Outcome]) -> None:
@@ -313,32 +376,9 @@ def _health(endpoint_id: int, outcomes: list[Outcome]) -> None:
     endpoint = Endpoint.objects.select_for_update(no_key=True).filter(pk=endpoint_id).first()
     if endpoint is None:
         return
-    for outcome in outcomes:
-        if outcome.ok:
-            endpoint.consecutive_failures = 0
-            endpoint.failing_since = None
-            endpoint.last_success_at = outcome.at
-        else:
-            endpoint.consecutive_failures += 1
-            endpoint.failing_since = endpoint.failing_since or outcome.at
+    reason = health(endpoint, outcomes)
     fields = ["consecutive_failures", "failing_since", "last_success_at"]
-    last = outcomes[-1]
-    long_failing = (
-        endpoint.failing_since is not None and last.at - endpoint.failing_since >= DISABLE_AFTER
-    )
-    if (
-        endpoint.enabled
-        and not last.ok
-        and (endpoint.consecutive_failures >= DISABLE_AFTER_FAILURES or long_failing)
-    ):
-        from missioncontrol.templatetags.mc import duration_text
-
-        span = duration_text(last.at - (endpoint.failing_since or last.at))
-        error = (last.error or f"HTTP {last.status_code}").rstrip(".")
-        reason = (
-            f"Disabled automatically after {endpoint.consecutive_failures} failed attempts in a "
-            f"row over {span}; the last: {error}."
-        )[:300]
+    if reason:
         endpoint.enabled = False
         endpoint.disabled_reason = reason
         fields += ["enabled", "disabled_reason"]

@@ -19,7 +19,7 @@ import logging
 import time
 from collections import defaultdict
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -66,8 +66,11 @@ def signed_headers(
     }
 
 
-async def attempt(client: httpx.AsyncClient, delivery: Delivery) -> actions.Outcome:
-    """One POST of the delivery; its outcome, never an exception."""
+async def post(
+    client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], what: str
+) -> actions.Outcome:
+    """One POST through the SSRF guard (the name resolved once, the request pinned to that
+    address); its outcome, never an exception. `what` names it in the log."""
     import httpx
 
     now = timezone.now()
@@ -76,13 +79,15 @@ async def attempt(client: httpx.AsyncClient, delivery: Delivery) -> actions.Outc
     def took() -> int:
         return int((time.monotonic() - started) * 1000)
 
-    body = json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False)
     try:
-        target, host_header, server_name = await pinned(delivery.endpoint.url)
-        headers = {**signed_headers(delivery, delivery.endpoint, body, now), "host": host_header}
+        target, host_header, server_name = await pinned(url)
         extensions = {"sni_hostname": server_name} if target.startswith("https:") else {}
         async with client.stream(
-            "POST", target, content=body.encode(), headers=headers, extensions=extensions
+            "POST",
+            target,
+            content=body,
+            headers={**headers, "host": host_header},
+            extensions=extensions,
         ) as response:
             kept = bytearray()
             async for chunk in response.aiter_bytes():
@@ -107,21 +112,77 @@ async def attempt(client: httpx.AsyncClient, delivery: Delivery) -> actions.Outc
             at=now, duration_ms=took(), error=f"{type(failed).__name__}: {failed}"[:500]
         )
     except Exception as failed:  # whatever else: an attempt that failed, never a lost slot
-        logger.exception("webhooks: delivery %s failed unexpectedly", delivery.pk)
+        logger.exception("%s failed unexpectedly", what)
         return actions.Outcome(
             at=now, duration_ms=took(), error=f"{type(failed).__name__}: {failed}"[:500]
         )
 
 
-class Dispatcher:
-    """Claims and sends, within the concurrency bounds; one per process that runs the loops."""
+async def attempt(client: httpx.AsyncClient, delivery: Delivery) -> actions.Outcome:
+    """One signed POST of the delivery; its outcome, never an exception."""
+    body = json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False)
+    headers = signed_headers(delivery, delivery.endpoint, body, timezone.now())
+    return await post(
+        client, delivery.endpoint.url, body.encode(), headers, f"webhooks: delivery {delivery.pk}"
+    )
 
-    def __init__(self) -> None:
+
+class Queue[Row](Protocol):
+    """What a Dispatcher sends: rows claimed from an outbox table, each bound for a target (an
+    endpoint, a channel) that gets at most PER_ENDPOINT at once. The sync methods run on a
+    database thread."""
+
+    name: str
+
+    def claim(self, room: int, per_target: int, busy: set[int]) -> list[Row]: ...
+
+    def target(self, row: Row) -> int: ...
+
+    def key(self, row: Row) -> int: ...
+
+    async def send(self, client: httpx.AsyncClient, row: Row) -> actions.Outcome: ...
+
+    def record(self, results: list[tuple[int, actions.Outcome]]) -> object: ...
+
+    def prune(self) -> object: ...
+
+
+class Webhooks:
+    """The webhook deliveries as a Dispatcher's queue."""
+
+    name = "webhooks"
+
+    def claim(self, room: int, per_target: int, busy: set[int]) -> list[Delivery]:
+        return actions.claim_due(room, per_target, busy)
+
+    def target(self, row: Delivery) -> int:
+        return row.endpoint_id
+
+    def key(self, row: Delivery) -> int:
+        return row.pk
+
+    async def send(self, client: httpx.AsyncClient, row: Delivery) -> actions.Outcome:
+        return await attempt(client, row)
+
+    def record(self, results: list[tuple[int, actions.Outcome]]) -> object:
+        return actions.record_attempts(results)
+
+    def prune(self) -> object:
+        keep = timedelta(days=settings.MC_WEBHOOK_RETENTION_DAYS)
+        return actions.prune(timezone.now() - keep)
+
+
+class Dispatcher[Row]:
+    """Claims and sends a queue's rows, within the concurrency bounds; one per queue and
+    process that runs the loops (the webhook deliveries; the notifications' messages)."""
+
+    def __init__(self, queue: Queue[Row] | None = None) -> None:
+        self.queue: Queue[Row] = queue if queue is not None else Webhooks()  # type: ignore[assignment]
         self.inflight: dict[int, int] = defaultdict(int)
         self.tasks: set[asyncio.Task[None]] = set()
         # Outcomes waiting to be written: one transaction for all that finished meanwhile
         # (one per attempt cost more than the requests to a fast receiver).
-        self.finished: list[tuple[Delivery, actions.Outcome]] = []
+        self.finished: list[tuple[Row, actions.Outcome]] = []
         self.writer: asyncio.Future[None] | None = None
         self.wake = asyncio.Event()  # slots freed in this loop: claim again at once
         self._client: httpx.AsyncClient | None = None
@@ -150,17 +211,17 @@ class Dispatcher:
         if room <= 0:
             return 0
         busy = {e for e, n in self.inflight.items() if n >= PER_ENDPOINT}
-        claimed = await db(actions.claim_due)(room, PER_ENDPOINT, busy)
-        for delivery in claimed:
-            self.inflight[delivery.endpoint_id] += 1
-            task = asyncio.ensure_future(self._send(delivery))
+        claimed = await db(self.queue.claim)(room, PER_ENDPOINT, busy)
+        for row in claimed:
+            self.inflight[self.queue.target(row)] += 1
+            task = asyncio.ensure_future(self._send(row))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
         return len(claimed)
 
-    async def _send(self, delivery: Delivery) -> None:
-        outcome = await attempt(self.client, delivery)
-        self.finished.append((delivery, outcome))
+    async def _send(self, row: Row) -> None:
+        outcome = await self.queue.send(self.client, row)
+        self.finished.append((row, outcome))
         if self.writer is None or self.writer.done():
             self.writer = asyncio.ensure_future(self._write())
         await asyncio.shield(self.writer)
@@ -171,14 +232,17 @@ class Dispatcher:
         while self.finished:
             batch, self.finished = self.finished, []
             try:
-                await db(actions.record_attempts)([(d.pk, o) for d, o in batch])
+                await db(self.queue.record)([(self.queue.key(r), o) for r, o in batch])
             except Exception:
                 # Not recorded: their claims lapse and they are sent again (at least once).
-                logger.exception("webhooks: %d attempts could not be recorded", len(batch))
-            for delivery, _outcome in batch:
-                self.inflight[delivery.endpoint_id] -= 1
-                if self.inflight[delivery.endpoint_id] <= 0:
-                    del self.inflight[delivery.endpoint_id]
+                logger.exception(
+                    "%s: %d attempts could not be recorded", self.queue.name, len(batch)
+                )
+            for row, _outcome in batch:
+                target = self.queue.target(row)
+                self.inflight[target] -= 1
+                if self.inflight[target] <= 0:
+                    del self.inflight[target]
             self.wake.set()  # room for more
 
     async def drain(self) -> None:
@@ -193,7 +257,12 @@ class Dispatcher:
 
 
 async def dispatcher_loop() -> None:
-    dispatcher = Dispatcher()
+    await run(Dispatcher(Webhooks()), outbox.woken)
+
+
+async def run[Row](dispatcher: Dispatcher[Row], woken: outbox.Wakeup) -> None:
+    """A dispatcher's loop: claim and send whenever this process queued work (`woken`), slots
+    free up, or every IDLE_POLL_S; prune its history every PRUNE_EVERY_S."""
     pruned = 0.0
     loop = asyncio.get_running_loop()
 
@@ -201,26 +270,25 @@ async def dispatcher_loop() -> None:
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(dispatcher.wake.set)
 
-    stop_listening = outbox.woken.listen(poke)
+    stop_listening = woken.listen(poke)
     try:
         while True:
             # Both cleared before the claim, never after it: a slot freed (or work queued)
             # while the claim runs must wake the wait below, not be wiped out by it (that race
             # cost a whole poll, ~0.5 s, now and then: the tail of bench/webhooks.py).
-            outbox.woken.clear()
+            woken.clear()
             dispatcher.wake.clear()
             started = await dispatcher.run_once()
             if time.monotonic() - pruned > PRUNE_EVERY_S:
                 pruned = time.monotonic()
-                keep = timedelta(days=settings.MC_WEBHOOK_RETENTION_DAYS)
-                await db(actions.prune)(timezone.now() - keep)
+                await db(dispatcher.queue.prune)()
             if started:
                 continue
             # Nothing to start: wait for freed slots, a commit of this process that queued work
             # (its wakeup pokes this loop from the database thread), or the poll (other
             # processes' commits, retries coming due). It once looked every 20 ms instead: a
             # share of an idle server's CPU.
-            if outbox.woken.is_set():
+            if woken.is_set():
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(dispatcher.wake.wait(), IDLE_POLL_S)

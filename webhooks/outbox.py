@@ -89,6 +89,9 @@ CATALOGUE: dict[str, str] = {
     "webhook.endpoint_deleted": "an admin deleted an endpoint",
     "webhook.endpoint_disabled": "an endpoint kept failing and was disabled",
     "webhook.test": "a test an admin sent (to one endpoint)",
+    "notification.channel_saved": "a notification channel was added or changed",
+    "notification.channel_deleted": "a notification channel was deleted",
+    "notification.channel_disabled": "a notification channel kept failing and was disabled",
 }
 TEST = "webhook.test"
 

@@ -40,4 +40,6 @@ def failing(viewer: Viewer) -> list[Attention]:
 
 
 def register() -> None:
-    overview.register_attention("webhooks.failing", failing, topics=("alerts",), min_role="admin")
+    overview.register_attention(
+        "webhooks.failing", failing, topics=("alerts",), notify="webhook", min_role="admin"
+    )

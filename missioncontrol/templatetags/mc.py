@@ -100,6 +100,12 @@ def millis(value: Any) -> str:
 
 VERBS = {
     "signed_in": "signed in",
+    "notification.channel_added": "added notification channel",
+    "notification.channel_changed": "changed notification channel",
+    "notification.channel_deleted": "deleted notification channel",
+    "notification.channel_disabled": "disabled notification channel",
+    "notification.rule_saved": "saved the notification rule",
+    "notification.test_sent": "sent a test message to",
     "signed_out": "signed out",
     "agent.status_changed": "marked agent",
     "run.succeeded": "finished run",

@@ -22,6 +22,7 @@ APPS = (
     "runs",
     "pipelines",
     "mcpserver",
+    "notifications",
 )
 EDGES = (
     "views.py",
@@ -128,12 +129,14 @@ LAYERS = {
     "runs": 5,
     "pipelines": 6,
     "mcpserver": 7,
+    # Reads the overview (missioncontrol), grants (gateways), the webhooks' outbox machinery.
+    "notifications": 2,
 }
 EDGE_MODULES = {
     "views", "api", "api_urls", "api_auth", "ingest", "stream", "consumers", "fastpath",
     "connector", "commands", "history", "admin", "admin_site", "presenters", "overview",
     "context_processors", "asgi", "urls", "rows", "forms", "cards", "apps", "loops",
-    "audit_views", "fragments", "nav", "openapi", "checks", "setup",
+    "audit_views", "fragments", "nav", "openapi", "checks", "setup", "sender",
 }  # fmt: skip
 
 

@@ -49,7 +49,7 @@ def endpoint(url: str, types: list[str], **kwargs: Any) -> Endpoint:
 
 @pytest.fixture
 async def sender() -> AsyncIterator[dispatcher.Dispatcher]:
-    d = dispatcher.Dispatcher()
+    d: dispatcher.Dispatcher[Delivery] = dispatcher.Dispatcher()
     yield d
     await d.close()
 
