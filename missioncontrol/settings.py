@@ -334,8 +334,9 @@ MC_WEBHOOK_DISPATCHER = env_bool("MC_WEBHOOK_DISPATCHER", True)
 MC_WEBHOOK_CLAIM_S = env_int("MC_WEBHOOK_CLAIM_S", 30, low=1, high=3600)
 # Notifications: this process's supervisor watches Needs attention and sends the messages
 # (off: another process does); the address people reach this installation at (the links in
-# messages); e-mail through an SMTP URL (smtp://user:password@host:587, smtp+ssl://…:465;
-# the password may be percent-encoded), sent from MC_EMAIL_FROM.
+# messages); e-mail through an SMTP URL (smtp+tls://user:password@host:587 for STARTTLS,
+# smtp+ssl://…:465 for TLS, smtp://host:25 plain; the password may be percent-encoded), sent
+# from MC_EMAIL_FROM.
 MC_NOTIFICATIONS = env_bool("MC_NOTIFICATIONS", True)
 MC_PUBLIC_URL = env_str("MC_PUBLIC_URL", f"http://localhost:{MC_PORT}")
 MC_EMAIL_URL = env_str("MC_EMAIL_URL", "")

@@ -22,6 +22,16 @@ class NotificationsConfig(AppConfig):
                 menu=True,
             )
         )
+        nav.register(
+            nav.NavItem(
+                "Your notifications",
+                "notifications:mine",
+                role="viewer",
+                order=92,
+                prefix="/account/notifications/",
+                menu=True,
+            )
+        )
         live.register_events(
             "alerts",
             "notification.channel_saved",

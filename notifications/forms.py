@@ -49,6 +49,7 @@ class ChannelForm(forms.Form):
             self.fields["target"].help_text = f"Stored: {editing.hint}. Leave empty to keep it."
         else:
             self.fields["target"].required = True
+            del self.fields["enabled"]  # a new channel is on
         self.fields["target"].widget.attrs["autocomplete"] = "off"
 
     def clean(self) -> dict[str, Any]:
@@ -84,7 +85,7 @@ class ChannelForm(forms.Form):
             kind=self.editing.kind if self.editing else data["kind"],
             name=data["name"].strip(),
             target=data["target"],
-            enabled=bool(data.get("enabled")),
+            enabled=bool(data.get("enabled", True)),
         )
 
 

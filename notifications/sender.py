@@ -39,7 +39,7 @@ def send_email(message: Message) -> Outcome:
         text,
         settings.DEFAULT_FROM_EMAIL,
         to,
-        headers={"Auto-Submitted": "auto-generated", "X-Mission-Control": f"msg_{message.pk}"},
+        headers={"Auto-Submitted": "auto-generated", "X-Mission-Control-Message": f"msg_{message.pk}"},
     )
     mail.attach_alternative(html, "text/html")
 
@@ -74,7 +74,11 @@ class Messages:
         if channel.kind == Channel.Kind.EMAIL:
             return await asyncio.to_thread(send_email, row)
         body, headers = formats.http(channel.kind, row.body)
-        headers = {**headers, "user-agent": USER_AGENT}
+        headers = {
+            **headers,
+            "user-agent": USER_AGENT,
+            "x-mission-control-message": f"msg_{row.pk}",
+        }
         return await dispatcher.post(
             client, channel.target, body, headers, f"notifications: message {row.pk}"
         )
