@@ -16,6 +16,7 @@ from missioncontrol import (  # noqa: F401 - converters: <id:…>
     two_factor,
     views,
 )
+from notifications import views as notification_views
 
 
 class LazyURLconf(URLResolver):
@@ -106,6 +107,7 @@ urlpatterns = [
     path("", include("notifications.urls")),
     LazyURLconf("api/v1/", "agents.api_urls", namespace="api"),
     path("favicon.ico", views.favicon),
+    path("sw.js", notification_views.service_worker, name="service-worker"),
     # Last: anything else under /api/ is a JSON 404 (API clients parse the body).
     re_path(r"^api/(?P<rest>.*)$", views.api_not_found),
 ]

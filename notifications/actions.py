@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import zoneinfo
 from collections import defaultdict
 from dataclasses import dataclass
@@ -37,7 +38,11 @@ from webhooks.outbox import Wakeup
 # After the n-th failed attempt the next waits SCHEDULE[n - 1] s (±10 %); then it has failed:
 # six attempts over about an hour and a half (a message hours late is worth little).
 SCHEDULE = (5, 30, 120, 600, 1800, 3600)
-ITEMS_PER_MESSAGE = 50  # listed in one message; the rest are counted ("and 12 more")
+ITEMS_PER_MESSAGE = 50
+GONE = (
+    404,
+    410,
+)  # a push service's answer for a subscription that no longer exists  # listed in one message; the rest are counted ("and 12 more")
 woken = Wakeup()  # set after a commit that queued messages: the sender looks at once
 
 
@@ -339,6 +344,12 @@ def hint(kind: str, target: str) -> str:
         local, _, domain = first.partition("@")
         shown = f"{local[:1]}…@{domain}" if domain else "…"
         return shown + (f" and {len(addresses) - 1} more" if len(addresses) > 1 else "")
+    if kind == Channel.Kind.WEBPUSH:
+        try:
+            endpoint = json.loads(target).get("endpoint", "")
+        except (ValueError, AttributeError):
+            endpoint = ""
+        return f"push via {urlsplit(endpoint).hostname or 'a push service'}"
     parts = urlsplit(target)
     return f"{parts.scheme}://{parts.hostname}/…" if parts.hostname else "…"
 
@@ -402,6 +413,34 @@ def save_channel(
             },
             min_role="admin",
         )
+    return channel
+
+
+def save_push_channel(
+    actor: Actor, owner_id: int, name: str, subscription: dict[str, object]
+) -> Channel:
+    """A browser's push subscription (checked by notifications.push.subscription) as a channel
+    of its person's: the same endpoint again (the browser re-subscribed) replaces its keys."""
+    target = json.dumps(subscription, separators=(",", ":"))
+    endpoint = str(subscription["endpoint"])
+    with transaction.atomic():
+        for channel in Channel.objects.select_for_update(no_key=True).filter(
+            owner_id=owner_id, kind=Channel.Kind.WEBPUSH
+        ):
+            if json.loads(channel.target or "{}").get("endpoint") == endpoint:
+                return save_channel(
+                    actor,
+                    ChannelInput(kind=channel.kind, name=name, target=target),
+                    owner_id=owner_id,
+                    channel_id=channel.pk,
+                )
+        channel = save_channel(
+            actor,
+            ChannelInput(kind=Channel.Kind.WEBPUSH, name=name, target=target),
+            owner_id=owner_id,
+        )
+        if not Rule.objects.filter(user_id=owner_id).exists():
+            save_rule(actor, default_rule("UTC"), user_id=owner_id)
     return channel
 
 
@@ -594,9 +633,24 @@ def record_attempts(results: list[tuple[int, Outcome]]) -> dict[int, Message]:
             .order_by("pk")
         }
         health: dict[int, list[Outcome]] = {}
+        pushed = set(
+            Channel.objects.filter(
+                pk__in={m.channel_id for m in messages.values()}, kind=Channel.Kind.WEBPUSH
+            ).values_list("pk", flat=True)
+        )
+        gone: dict[int, Outcome] = {}
         for message_id, outcome in results:
             message = messages.get(message_id)
             if message is None:
+                continue
+            if message.channel_id in pushed and outcome.status_code in GONE:
+                # The browser unsubscribed (or was reset): no retry will reach it.
+                gone[message.channel_id] = outcome
+                message.status = Message.Status.FAILED
+                message.attempts += 1
+                message.claimed_until = message.next_attempt_at = None
+                message.finished_at = outcome.at
+                message.last_error = _error(outcome)
                 continue
             outbox_actions.next_state(message, outcome, SCHEDULE)
             message.last_error = "" if outcome.ok else _error(outcome)
@@ -608,6 +662,12 @@ def record_attempts(results: list[tuple[int, Outcome]]) -> dict[int, Message]:
         )
         for channel_id in sorted(health):
             _health(channel_id, health[channel_id])
+        for channel_id in sorted(gone):
+            _disable(
+                Channel.objects.select_for_update(no_key=True).get(pk=channel_id),
+                f"The browser's push subscription ended (HTTP {gone[channel_id].status_code}): "
+                "turn browser notifications on again in that browser.",
+            )
     return messages
 
 
@@ -625,28 +685,33 @@ def _health(channel_id: int, outcomes: list[Outcome]) -> None:
     last = outcomes[-1]
     channel.last_error = "" if last.ok else _error(last)
     fields = ["consecutive_failures", "failing_since", "last_success_at", "last_error"]
-    if reason:
-        channel.enabled = False
-        channel.disabled_reason = reason
-        fields += ["enabled", "disabled_reason"]
-        channel.save(update_fields=fields)
-        audit.record(
-            Actor.system("notifications"),
-            "notification.channel_disabled",
-            channel,
-            after={"reason": reason},
-        )
-        live.publish(
-            "alerts",
-            {
-                "type": "notification.channel_disabled",
-                "channel": {"id": channel.pk, **channel_data(channel)},
-                "reason": reason,
-            },
-            min_role="admin",
-        )
-        return
     channel.save(update_fields=fields)
+    if reason:
+        _disable(channel, reason)
+
+
+def _disable(channel: Channel, reason: str) -> None:
+    """A channel off, with the reason: audited and announced (locked by the caller)."""
+    if not channel.enabled:
+        return
+    channel.enabled = False
+    channel.disabled_reason = reason
+    channel.save(update_fields=["enabled", "disabled_reason"])
+    audit.record(
+        Actor.system("notifications"),
+        "notification.channel_disabled",
+        channel,
+        after={"reason": reason},
+    )
+    live.publish(
+        "alerts",
+        {
+            "type": "notification.channel_disabled",
+            "channel": {"id": channel.pk, **channel_data(channel)},
+            "reason": reason,
+        },
+        min_role="admin",
+    )
 
 
 def prune(older_than: datetime) -> int:

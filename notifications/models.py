@@ -15,7 +15,7 @@ from missioncontrol.secretbox import SealedField
 class Channel(models.Model):
     """Where messages go. A team channel (no owner) is set by admins and has its own rule; a
     person's channel (an owner) follows that person's rule. The target (a chat service's
-    incoming-webhook URL, e-mail addresses) is sealed at rest
+    incoming-webhook URL, e-mail addresses, a browser's push subscription) is sealed at rest
     and never shown again in full."""
 
     class Kind(models.TextChoices):
@@ -24,6 +24,7 @@ class Channel(models.Model):
         DISCORD = "discord", "Discord"
         TEAMS = "teams", "Microsoft Teams"
         NTFY = "ntfy", "ntfy"
+        WEBPUSH = "webpush", "Browser push"
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
     name = models.CharField(max_length=100)
@@ -211,3 +212,15 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.title} → {self.channel_id} ({self.status})"
+
+
+class PushKey(models.Model):
+    """The installation's VAPID key pair (Web Push): made on first use, the private half sealed
+    at rest like gateway tokens; browsers subscribe with the public half."""
+
+    private_pem = SealedField()
+    public_key = models.CharField(max_length=100)  # base64url, uncompressed P-256 point
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"VAPID key {self.public_key[:12]}…"

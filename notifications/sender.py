@@ -11,11 +11,12 @@ import smtplib
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
 from missioncontrol.supervisor import register_loop
-from notifications import actions, formats
+from notifications import actions, formats, push
 from notifications.models import Channel, Message
 from webhooks import dispatcher
 from webhooks.actions import Outcome
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     import httpx
 
 logger = logging.getLogger(__name__)
+db = database_sync_to_async
 USER_AGENT = "MissionControl-Notifications/1"
 
 
@@ -39,7 +41,10 @@ def send_email(message: Message) -> Outcome:
         text,
         settings.DEFAULT_FROM_EMAIL,
         to,
-        headers={"Auto-Submitted": "auto-generated", "X-Mission-Control-Message": f"msg_{message.pk}"},
+        headers={
+            "Auto-Submitted": "auto-generated",
+            "X-Mission-Control-Message": f"msg_{message.pk}",
+        },
     )
     mail.attach_alternative(html, "text/html")
 
@@ -73,6 +78,24 @@ class Messages:
         channel = row.channel
         if channel.kind == Channel.Kind.EMAIL:
             return await asyncio.to_thread(send_email, row)
+        if channel.kind == Channel.Kind.WEBPUSH:
+            try:
+                url, encrypted, push_headers = await db(push.request)(channel.target, row.body)
+            except Exception as failed:  # a stored subscription that no longer encrypts
+                logger.exception("notifications: message %s not encrypted", row.pk)
+                return Outcome(
+                    at=timezone.now(),
+                    duration_ms=0,
+                    error=f"{type(failed).__name__}: {failed}"[:500],
+                )
+            push_headers = {
+                **push_headers,
+                "user-agent": USER_AGENT,
+                "x-mission-control-message": f"msg_{row.pk}",
+            }
+            return await dispatcher.post(
+                client, url, encrypted, push_headers, f"notifications: message {row.pk}"
+            )
         body, headers = formats.http(channel.kind, row.body)
         headers = {
             **headers,

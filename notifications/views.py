@@ -3,24 +3,28 @@ its rule, health and message history) and each person's own (their e-mail and ru
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from gateways import access
 from gateways.models import Gateway
 from missioncontrol.audit import Actor
+from missioncontrol.errors import json_error
 from missioncontrol.overview import NOTIFY_KINDS
 from missioncontrol.roles import role_required
-from notifications import actions
+from notifications import actions, push
 from notifications.forms import ChannelForm, RuleForm
 from notifications.models import Channel, Message
 
 HISTORY = 30
-PERSONAL_KINDS = (Channel.Kind.EMAIL, Channel.Kind.NTFY)
+PERSONAL_KINDS = (Channel.Kind.EMAIL, Channel.Kind.NTFY)  # browser push: its own button
+SERVICE_WORKER = Path(__file__).resolve().parent.parent / "static" / "js" / "sw.js"
 
 
 def _gateways(user: Any) -> list[Gateway]:
@@ -193,6 +197,7 @@ def mine(request: HttpRequest) -> HttpResponse:
                 :HISTORY
             ],
             "email_ready": bool(_email_ready()),
+            "push_key": push.keys().public_key,
         },
         status=422 if (form.errors or rule_form.errors) else 200,
     )
@@ -233,3 +238,32 @@ def mine_delete(request: HttpRequest, pk: int) -> HttpResponse:
     actions.delete_channel(Actor.user(request.user), pk, owner_id=request.user.pk)
     messages.success(request, "Channel deleted.")
     return redirect("notifications:mine")
+
+
+@require_POST
+@role_required("viewer")
+def mine_push(request: HttpRequest) -> HttpResponse:
+    """This browser's push subscription (JSON, from static/js/push.js): a channel of the
+    person's, replacing one with the same endpoint."""
+    try:
+        data = json.loads(request.body or b"{}")
+        subscription = push.subscription(
+            data.get("subscription") if isinstance(data, dict) else None
+        )
+    except (ValueError, push.BadSubscription) as bad:
+        detail = str(bad) if isinstance(bad, push.BadSubscription) else "The body is not JSON."
+        return json_error(400, detail)
+    name = str(data.get("name") or "This browser").strip()[:100] or "This browser"
+    channel = actions.save_push_channel(
+        Actor.user(request.user), int(request.user.pk or 0), name, subscription
+    )
+    return JsonResponse({"channel": channel.pk, "name": channel.name}, status=201)
+
+
+@require_safe
+def service_worker(request: HttpRequest) -> HttpResponse:
+    """The service worker that shows pushed notifications, served from the root so its scope
+    is the whole site (a file under /static/ could only control /static/)."""
+    response = HttpResponse(SERVICE_WORKER.read_bytes(), content_type="text/javascript")
+    response["Cache-Control"] = "no-cache"
+    return response

@@ -53,7 +53,7 @@ class Inbox:
     def __init__(self) -> None:
         self.mails: list[tuple[str, list[str], bytes]] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.mails.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
         return "250 Message accepted for delivery"
 
@@ -106,12 +106,15 @@ async def test_slack_gets_blocks_with_a_link_back(allow_private, receiver, messe
     assert got.headers["content-type"] == "application/json"
     assert body["text"] == "Gateway: prod is connecting"
     types = [block["type"] for block in body["blocks"]]
-    assert types[0] == "header" and types[-1] == "actions" and "section" in types
+    assert types[0] == "header"
+    assert types[-1] == "actions"
+    assert "section" in types
     section = next(b for b in body["blocks"] if b["type"] == "section")
     assert section["text"]["type"] == "mrkdwn"
     assert "/gateways/" in section["text"]["text"]
     button = body["blocks"][-1]["elements"][0]
-    assert button["type"] == "button" and button["url"].startswith("http://localhost:")
+    assert button["type"] == "button"
+    assert button["url"].startswith("http://localhost:")
     message = await db(Message.objects.get)()
     assert message.status == Message.Status.DELIVERED
 
@@ -129,7 +132,8 @@ async def test_discord_gets_embeds_and_pings_nobody(allow_private, receiver, mes
     embed = body["embeds"][0]
     assert embed["title"].startswith("Agent error: worker-")
     assert embed["description"] == "crashed"
-    assert embed["url"].startswith("http://localhost:") and "/agents/" in embed["url"]
+    assert embed["url"].startswith("http://localhost:")
+    assert "/agents/" in embed["url"]
     assert isinstance(embed["color"], int)
 
 
@@ -142,7 +146,8 @@ async def test_teams_gets_an_adaptive_card(allow_private, receiver, messenger):
     (attachment,) = body["attachments"]
     assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
     card = attachment["content"]
-    assert card["type"] == "AdaptiveCard" and card["version"] == "1.4"
+    assert card["type"] == "AdaptiveCard"
+    assert card["version"] == "1.4"
     assert card["body"][0]["text"] == "Gateway: prod is connecting"
     assert card["actions"][0]["type"] == "Action.OpenUrl"
     assert "/gateways/" in card["actions"][0]["url"]
@@ -172,7 +177,8 @@ async def test_ntfy_gets_text_and_headers_even_for_words_outside_ascii(
     assert got.headers["tags"] == "rotating_light"
     assert "/gateways/" in got.headers["click"]
     text = got.body.decode()
-    assert "Zürich – prod is connecting" in text and "Open gateway: http://localhost:" in text
+    assert "Zürich – prod is connecting" in text
+    assert "Open gateway: http://localhost:" in text
 
 
 @asynchronous
@@ -187,8 +193,10 @@ async def test_email_reaches_a_real_smtp_server_with_text_html_and_the_link(smtp
     assert mail["auto-submitted"] == "auto-generated"
     text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     html = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
-    assert "prod is connecting" in text and "Open gateway: http://localhost:" in text
-    assert '<a href="http://localhost:' in html and "Open gateway</a>" in html
+    assert "prod is connecting" in text
+    assert "Open gateway: http://localhost:" in text
+    assert '<a href="http://localhost:' in html
+    assert "Open gateway</a>" in html
     assert (await db(Message.objects.get)()).status == Message.Status.DELIVERED
 
 
@@ -203,7 +211,8 @@ async def test_a_failing_channel_is_retried_shown_and_then_disabled(
     assert message.status == Message.Status.RETRYING
     assert message.last_error.startswith("HTTP 500")
     channel = await db(Channel.objects.get)(pk=channel.pk)
-    assert channel.consecutive_failures == 1 and channel.last_error.startswith("HTTP 500")
+    assert channel.consecutive_failures == 1
+    assert channel.last_error.startswith("HTTP 500")
 
     # It keeps failing: disabled, audited, and shown (its error) on the overview.
     def fail_many() -> Channel:

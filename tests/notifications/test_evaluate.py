@@ -60,7 +60,8 @@ def test_a_gateway_going_down_is_told_once_and_its_recovery_once() -> None:
         assert line["action"] == "Open gateway"
         assert sent[0].channel_id == channel.pk
         # Nothing changed: nothing more, however often it looks.
-        assert step() == [] and step() == []
+        assert step() == []
+        assert step() == []
         clock.shift(timedelta(minutes=11))
         connect(gateway)
         sent = step()
@@ -167,7 +168,7 @@ def test_a_daily_digest_comes_at_nine_in_the_rules_time_zone() -> None:
 
 
 def test_people_are_told_only_what_their_role_and_gateways_let_them_see() -> None:
-    prod, staging = down("prod"), down("staging")
+    prod, _staging = down("prod"), down("staging")
     narrowed: Any = UserFactory(username="nora", role="operator")
     gateway_actions.set_grant(ADMIN, prod, narrowed, "view")
     everyone: Any = UserFactory(username="eve", role="viewer")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -34,7 +34,7 @@ def receiver() -> Iterator[Receiver]:
     r.stop()
 
 
-def wait_for(check, seconds: float) -> bool:  # type: ignore[no-untyped-def]
+def wait_for(check: Callable[[], object], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if check():
@@ -74,7 +74,8 @@ def test_messages_owed_across_a_kill_9_are_each_sent_once(test_db_path, static_b
     down("prod")
     failing_agents(3)
     owed = step()
-    assert len(owed) == 2 and receiver.got == []
+    assert len(owed) == 2
+    assert receiver.got == []
     server = ServerProcess(test_db_path, extra_env=ENV).start()
     try:
         assert wait_for(

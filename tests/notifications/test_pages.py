@@ -31,13 +31,15 @@ def test_an_admin_adds_a_team_channel_and_its_secret_url_is_not_shown_again(
     channel = Channel.objects.get()
     assert response.status_code == 302
     assert response["Location"] == f"/settings/notifications/{channel.pk}/"
-    assert channel.target == HOOK and channel.owner is None
+    assert channel.target == HOOK
+    assert channel.owner is None
     assert Rule.objects.get(channel=channel).kinds  # a rule of its own, with the defaults
     page = admin.get(f"/settings/notifications/{channel.pk}/").content.decode()
     assert "very-secret-token" not in page
     assert "http://127.0.0.1/…" in page
     listing = admin.get("/settings/notifications/").content.decode()
-    assert "Ops room" in listing and "very-secret-token" not in listing
+    assert "Ops room" in listing
+    assert "very-secret-token" not in listing
     assert AuditEvent.objects.filter(verb="notification.channel_added").exists()
     assert "very-secret-token" not in str(
         AuditEvent.objects.get(verb="notification.channel_added").changes
@@ -53,7 +55,8 @@ def test_an_internal_or_malformed_target_is_a_form_error(admin: Client) -> None:
     bad = admin.post(
         "/settings/notifications/", {"kind": "teams", "name": "x", "target": "ftp://x"}
     )
-    assert bad.status_code == 422 and "Only http:// and https://" in bad.content.decode()
+    assert bad.status_code == 422
+    assert "Only http:// and https://" in bad.content.decode()
     assert not Channel.objects.exists()
 
 
@@ -62,12 +65,14 @@ def test_email_needs_an_smtp_server_and_real_addresses(admin: Client, settings: 
     missing = admin.post(
         "/settings/notifications/", {"kind": "email", "name": "Ops", "target": "ops@example.com"}
     )
-    assert missing.status_code == 422 and "MC_EMAIL_URL" in missing.content.decode()
+    assert missing.status_code == 422
+    assert "MC_EMAIL_URL" in missing.content.decode()
     settings.MC_EMAIL_URL = "smtp://127.0.0.1:2525"
     wrong = admin.post(
         "/settings/notifications/", {"kind": "email", "name": "Ops", "target": "ops@, x"}
     )
-    assert wrong.status_code == 422 and "is not an e-mail address" in wrong.content.decode()
+    assert wrong.status_code == 422
+    assert "is not an e-mail address" in wrong.content.decode()
     good = admin.post(
         "/settings/notifications/",
         {"kind": "email", "name": "Ops", "target": " ops@example.com ,oncall@example.com"},
@@ -95,7 +100,8 @@ def test_a_team_channels_rule_is_saved_and_checked(admin: Client, allow_private:
     assert "Give both ends of the quiet hours" in half.content.decode()
     assert admin.post(url, {**rule, "quiet_end": "07:00"}).status_code == 302
     saved = Rule.objects.get(channel=channel)
-    assert saved.kinds == ["gateway", "budget"] and saved.max_severity == 1
+    assert saved.kinds == ["gateway", "budget"]
+    assert saved.max_severity == 1
     assert f"{saved.quiet_start:%H:%M}-{saved.quiet_end:%H:%M}" == "22:00-07:00"
     assert not saved.resolved  # unticked
     unknown = admin.post(url, {**rule, "quiet_end": "07:00", "time_zone": "Mars/Olympus"})
@@ -108,7 +114,8 @@ def test_send_test_queues_one_message_for_that_channel(admin: Client, allow_priv
     response = admin.post(f"/settings/notifications/{channel.pk}/test/")
     assert response.status_code == 302
     message = Message.objects.get()
-    assert message.channel == channel and message.body["kind"] == "test"
+    assert message.channel == channel
+    assert message.body["kind"] == "test"
     assert "test message" in admin.get(f"/settings/notifications/{channel.pk}/").content.decode()
 
 
@@ -157,7 +164,8 @@ def test_people_cannot_reach_each_others_channels(
 def test_add_channel_from_the_command_line(allow_private: None) -> None:
     call_command("add_channel", "discord", HOOK, "--name", "Alerts", "--kinds", "gateway,cron")
     channel = Channel.objects.get()
-    assert channel.name == "Alerts" and channel.kind == "discord"
+    assert channel.name == "Alerts"
+    assert channel.kind == "discord"
     assert Rule.objects.get(channel=channel).kinds == ["gateway", "cron"]
     call_command("add_channel", "ntfy", HOOK)
     everything = Rule.objects.get(channel__kind="ntfy")

@@ -42,7 +42,9 @@ class Command(BaseCommand):
         name = opts["name"] or f"{Channel.Kind(opts['kind']).label} (team)"
         form = ChannelForm({"kind": opts["kind"], "name": name, "target": opts["url"]})
         if not form.is_valid():
-            problems = [f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()]
+            problems = [
+                f"{field}: {' '.join(map(str, errors))}" for field, errors in form.errors.items()
+            ]
             raise CommandError("; ".join(problems))
         actor = Actor.system("manage.py add_channel")
         try:
