@@ -7,11 +7,13 @@ Profiles: SQLite (the default: the database lives in the data dir) or PostgreSQL
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -189,3 +191,47 @@ def pct(values: list[float], p: float) -> float:
 
 def summary(values: list[float]) -> str:
     return f"p50 {pct(values, 50):.1f} ms, p99 {pct(values, 99):.1f} ms, mean {statistics.fmean(values):.1f} ms (n={len(values)})"
+
+
+class Receiver:
+    """A minimal HTTP/1.1 server on its own loop: answers 200 (or never, when dead) and notes
+    when each request arrived."""
+
+    def __init__(self, dead: bool = False) -> None:
+        self.dead = dead
+        self.arrivals: list[float] = []
+        self.bodies: list[bytes] = []
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        ready = threading.Event()
+        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
+        ready.wait()
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        ready.set()
+        self.loop.run_forever()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                body = await reader.readexactly(length)
+                if self.dead:
+                    await asyncio.sleep(3600)
+                self.arrivals.append(time.time())
+                self.bodies.append(body)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"

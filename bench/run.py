@@ -171,6 +171,13 @@ def main() -> int:
     )
     results.append(
         run(
+            "notifications: a transition → its message (p99), 10,000 people's rules for one item",
+            "notifications.py",
+            *(["--transitions", "8", "--people", "2000"] if args.quick else []),
+        )
+    )
+    results.append(
+        run(
             "fan-out to 50/200/500 WebSockets",
             "fanout.py",
             *(["--clients", "50", "200"] if args.quick else []),

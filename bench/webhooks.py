@@ -12,14 +12,12 @@ Usage: python bench/webhooks.py [--deliveries 3000]
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from common import ROOT, Server, manage, pct, prepare
+from common import ROOT, Receiver, Server, manage, pct, prepare
 
 sys.path.insert(0, str(ROOT))
 
@@ -39,48 +37,6 @@ for start in range(0, {n}, 100):
             task_actions.create_task(actor, title=f"bench {{i}}")
 print("QUEUED")
 """
-
-
-class Receiver:
-    """A minimal HTTP/1.1 server on its own loop: answers 200 (or never, when dead) and notes
-    when each request arrived."""
-
-    def __init__(self, dead: bool = False) -> None:
-        self.dead = dead
-        self.arrivals: list[float] = []
-        self.loop = asyncio.new_event_loop()
-        self.port = 0
-        ready = threading.Event()
-        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
-        ready.wait()
-
-    def _run(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-        server = self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
-        self.port = server.sockets[0].getsockname()[1]
-        ready.set()
-        self.loop.run_forever()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                await reader.readexactly(length)
-                if self.dead:
-                    await asyncio.sleep(3600)
-                self.arrivals.append(time.time())
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
 
 
 def run(n: int, with_dead: bool, port: int) -> tuple[float, list[float]]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
+from missioncontrol.cached import Reloaded
 from missioncontrol.overview import CRITICAL
 from missioncontrol.roles import RANK, Role, prime_roles, role_of
 from notifications.models import Channel, Rule
@@ -45,6 +46,12 @@ class Seen:
 
 
 def recipients() -> list[Recipient]:
+    """load_recipients(), kept per process (forgotten on any change of a rule or channel here;
+    a role or grant change reaches the evaluator within RECIPIENTS_TTL_S)."""
+    return _recipients.get()
+
+
+def load_recipients() -> list[Recipient]:
     """Every rule with somewhere to send: a person's (active, with a role, with an enabled
     channel of their own) and each enabled team channel's. Five queries, whatever the count."""
     from django.contrib.auth import get_user_model
@@ -90,6 +97,12 @@ def recipients() -> list[Recipient]:
             )
         )
     return found
+
+
+RECIPIENTS_TTL_S = 5.0
+_recipients = Reloaded("notification recipients", load_recipients, ttl_s=RECIPIENTS_TTL_S)
+_recipients.forget_on_change(Rule)
+_recipients.forget_on_change(Channel)
 
 
 def may_see(recipient: Recipient, item: Seen) -> bool:

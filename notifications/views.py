@@ -53,7 +53,7 @@ def _failed(form: Any, error: actions.Invalid) -> None:
 @require_http_methods(["GET", "POST"])
 @role_required("admin")
 def team(request: HttpRequest) -> HttpResponse:
-    form = ChannelForm(request.POST or None)
+    form = ChannelForm(request.POST or None, initial={"kind": "slack"})
     if request.method == "POST" and form.is_valid():
         try:
             channel = actions.save_channel(Actor.user(request.user), form.to_input())

@@ -93,7 +93,26 @@ def one_of_everything(settings) -> dict[str, str]:
     approvals.ask_agent(agent.pk, "May I sweep?", "Every **page**.", task.pk)
     answered = approvals.ask_agent(agent.pk, "And the admin?")
     approvals.answer_agent(ADMIN, None, answered.pk, "rejected", "No.")
+    # A team channel that is failing, with a message in its history; root's own ntfy channel.
+    from notifications import actions as notify_actions
+    from notifications.models import Channel
+
+    channel = notify_actions.save_channel(
+        ADMIN,
+        notify_actions.ChannelInput(kind="slack", name="Ops room", target="http://127.0.0.1:9/h"),
+    )
+    notify_actions.send_test(ADMIN, channel.pk)
+    Channel.objects.filter(pk=channel.pk).update(
+        consecutive_failures=2, last_error="HTTP 500: down"
+    )
+    root = UserFactory._meta.model.objects.get(username="root")
+    notify_actions.save_channel(
+        ADMIN,
+        notify_actions.ChannelInput(kind="ntfy", name="My phone", target="http://127.0.0.1:9/t"),
+        owner_id=root.pk,
+    )
     return {
+        "settings/notifications/<id:pk>": str(channel.pk),
         # First: the pipelines' run pages are `pipelines/runs/<id>`, not a run's `runs/<id>`.
         "pipelines/runs/<id:pk>": str(pipeline_run.pk),
         "pipelines/<id:pk>": str(pipeline),

@@ -161,6 +161,7 @@ ROUTES: dict[str, str] = {
     "account/tokens/<id:pk>/revoke/": "viewer-post",
     "account/notifications/": "viewer-form",
     "account/notifications/<id:pk>/test/": "viewer-post",
+    "account/notifications/push/": "viewer-post",
     "account/notifications/<id:pk>/toggle/": "viewer-post",
     "account/notifications/<id:pk>/delete/": "viewer-post",
     "settings/notifications/": "admin-form",
@@ -286,6 +287,7 @@ ROUTES: dict[str, str] = {
     "api/v1/schema/": "api-docs",
     "api/v1/docs/": "api-docs",
     "favicon.ico": "public-get",
+    "sw.js": "public-get",
     "^api/(?P<rest>.*)$": "api-404",
 }
 # Every Django admin route: one class (the admin site guards them all).

@@ -78,7 +78,7 @@ def test_chromium_shows_a_failed_run_pushed_to_it(browser_factory, live, push_se
         page.wait_for_timeout(50)
     (registration,) = [r for r in registrations if r["scopeURL"] == live.url + "/"][:1]
 
-    fail_a_run(person)
+    task = fail_a_run(person)
     assert len(step()) == 1
     send_everything()
     (got,) = push_service.got
@@ -104,7 +104,7 @@ def test_chromium_shows_a_failed_run_pushed_to_it(browser_factory, live, push_se
         page.wait_for_timeout(50)
     assert shown, "no notification was shown"
     (note,) = shown
-    assert note["title"] == "Blocked: #1 Write the changelog"
+    assert note["title"] == f"Blocked: #{task} Write the changelog"
     assert "The repository is read-only." in note["body"]
-    assert note["url"].endswith("/tasks/1/")
+    assert note["url"].endswith(f"/tasks/{task}/")
     assert session.csp_violations() == []

@@ -57,7 +57,7 @@ async def send_all(d: dispatcher.Dispatcher[Message]) -> None:
         await d.drain()
 
 
-def fail_a_run(person: Any) -> None:
+def fail_a_run(person: Any) -> int:
     """A CLI agent's run that fails: its task is blocked with the agent's words."""
     ada = Agent.objects.create(
         name="ada", framework="claude-code", status=Agent.Status.IDLE, last_seen_at=timezone.now()
@@ -66,6 +66,7 @@ def fail_a_run(person: Any) -> None:
     run, _ = runs.dispatch(Actor.user(person), runs.Dispatch(task.pk))
     runs.claim(ada.pk, run.pk)
     runs.finish(ada.pk, run.pk, "failed", error="The repository is read-only.")
+    return task.pk
 
 
 def subscribe(person: Any, browser: Browser) -> Channel:
@@ -83,7 +84,7 @@ async def test_a_failed_run_is_pushed_encrypted_for_the_browser_and_signed(
     person = await db(UserFactory.create)(username="pia", role="operator")
     browser = Browser(push_service.url)
     await db(subscribe)(person, browser)
-    await db(fail_a_run)(person)
+    task = await db(fail_a_run)(person)
     (message,) = await db(step)()
     await send_all(messenger)
     (got,) = push_service.got
@@ -91,9 +92,9 @@ async def test_a_failed_run_is_pushed_encrypted_for_the_browser_and_signed(
     assert int(got.headers["ttl"]) == push.TTL_S
     assert b"read-only" not in got.body  # encrypted: only the browser reads it
     shown = browser.decrypt(got.body)
-    assert shown["title"] == "Blocked: #1 Write the changelog"
-    assert "Run 1 failed: The repository is read-only." in shown["body"]
-    assert shown["url"].endswith("/tasks/1/")
+    assert shown["title"] == f"Blocked: #{task} Write the changelog"
+    assert "failed: The repository is read-only." in shown["body"]
+    assert shown["url"].endswith(f"/tasks/{task}/")
     key = await db(push.keys)()
     claims = vapid_claims(got.headers["authorization"], key.public_key)
     assert claims["aud"] == push_service.url.rsplit("/", 1)[0]
