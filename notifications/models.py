@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Q
 
 from missioncontrol.secretbox import SealedField
+from webhooks.models import Outboxed
 
 
 class Channel(models.Model):
@@ -173,29 +174,13 @@ class Told(models.Model):
         return f"rule {self.rule_id} told {self.subject} {self.state}"
 
 
-class Message(models.Model):
-    """One message to one channel: sent until the channel takes it, or the retry schedule runs
-    out, as webhook deliveries are (the same dispatcher sends both)."""
-
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        DELIVERED = "delivered", "Sent"
-        RETRYING = "retrying", "Retrying"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
-
-    OPEN = (Status.PENDING, Status.RETRYING)
+class Message(Outboxed):
+    """One message to one channel, sent as webhook deliveries are (the same dispatcher)."""
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="messages")
     # {"kind": "notice" | "digest" | "test", "title", "items": [{…, "transition"}], …}
     body = models.JSONField()
     title = models.CharField(max_length=300)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    claimed_until = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField()
-    finished_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
 
     class Meta:

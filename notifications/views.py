@@ -4,6 +4,7 @@ its rule, health and message history) and each person's own (their e-mail and ru
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,19 @@ def _failed(form: Any, error: actions.Invalid) -> None:
     for field, problems in error.errors.items():
         for problem in problems:
             form.add_error(field if field in form.fields else None, problem)
+
+
+def _saved(request: HttpRequest, form: Any, save: Callable[[], object], said: str) -> bool:
+    """`save()` for a valid form: True when it saved (said so), else its refusal on the form."""
+    if not form.is_valid():
+        return False
+    try:
+        save()
+    except actions.Invalid as invalid:
+        _failed(form, invalid)
+        return False
+    messages.success(request, said)
+    return True
 
 
 # --- Team channels (admins) ---------------------------------------------------------------------
@@ -96,22 +110,20 @@ def channel_detail(request: HttpRequest, pk: int) -> HttpResponse:
     form = ChannelForm(request.POST if posted == "channel" else None, editing=channel)
     rule_form = RuleForm(request.POST if posted == "rule" else None, rule=rule, gateways=gateways)
     actor = Actor.user(request.user)
-    if posted == "channel" and form.is_valid():
-        try:
-            actions.save_channel(actor, form.to_input(), channel_id=channel.pk)
-        except actions.Invalid as invalid:
-            _failed(form, invalid)
-        else:
-            messages.success(request, "Channel saved.")
-            return redirect("notifications:channel", channel.pk)
-    if posted == "rule" and rule_form.is_valid():
-        try:
-            actions.save_rule(actor, rule_form.to_input(), channel_id=channel.pk)
-        except actions.Invalid as invalid:
-            _failed(rule_form, invalid)
-        else:
-            messages.success(request, "What this channel is told was saved.")
-            return redirect("notifications:channel", channel.pk)
+    if posted == "channel" and _saved(
+        request,
+        form,
+        lambda: actions.save_channel(actor, form.to_input(), channel_id=channel.pk),
+        "Channel saved.",
+    ):
+        return redirect("notifications:channel", channel.pk)
+    if posted == "rule" and _saved(
+        request,
+        rule_form,
+        lambda: actions.save_rule(actor, rule_form.to_input(), channel_id=channel.pk),
+        "What this channel is told was saved.",
+    ):
+        return redirect("notifications:channel", channel.pk)
     return render(
         request,
         "notifications/channel.html",
@@ -166,24 +178,21 @@ def mine(request: HttpRequest) -> HttpResponse:
     )
     rule_form = RuleForm(request.POST if posted == "rule" else None, rule=rule, gateways=gateways)
     actor = Actor.user(user)
-    if posted == "channel" and form.is_valid():
-        try:
-            actions.save_channel(actor, form.to_input(), owner_id=user.pk)
-        except actions.Invalid as invalid:
-            _failed(form, invalid)
-        else:
-            if not rule.pk:
-                actions.save_rule(actor, actions.default_rule(rule.time_zone), user_id=user.pk)
-            messages.success(request, "Channel added. Send it a test.")
-            return redirect("notifications:mine")
-    if posted == "rule" and rule_form.is_valid():
-        try:
-            actions.save_rule(actor, rule_form.to_input(), user_id=user.pk)
-        except actions.Invalid as invalid:
-            _failed(rule_form, invalid)
-        else:
-            messages.success(request, "Your notification settings were saved.")
-            return redirect("notifications:mine")
+
+    def add_channel() -> None:
+        actions.save_channel(actor, form.to_input(), owner_id=user.pk)
+        if not rule.pk:
+            actions.save_rule(actor, actions.default_rule(rule.time_zone), user_id=user.pk)
+
+    if posted == "channel" and _saved(request, form, add_channel, "Channel added. Send it a test."):
+        return redirect("notifications:mine")
+    if posted == "rule" and _saved(
+        request,
+        rule_form,
+        lambda: actions.save_rule(actor, rule_form.to_input(), user_id=user.pk),
+        "Your notification settings were saved.",
+    ):
+        return redirect("notifications:mine")
     channels = list(Channel.objects.filter(owner_id=user.pk))
     return render(
         request,

@@ -39,10 +39,10 @@ class DeliveryQuerySet(models.QuerySet["Delivery"]):
         return self.filter(status__in=Delivery.OPEN)
 
 
-class Delivery(models.Model):
-    """One event for one endpoint: sent until a 2xx answer (delivered), or the retry schedule
-    runs out (failed), or an admin cancels it. Its webhook id (`msg_<pk>`) is the same on every
-    attempt, so a receiver can drop a repeat."""
+class Outboxed(models.Model):
+    """A row of an outbox the dispatcher sends (webhooks.dispatcher): a webhook delivery, a
+    notification message. Sent until its target takes it (delivered), or the retry schedule runs
+    out (failed), or someone cancels it."""
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -53,11 +53,6 @@ class Delivery(models.Model):
 
     OPEN = (Status.PENDING, Status.RETRYING)
 
-    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="deliveries")
-    event_seq = models.BigIntegerField(null=True, blank=True)  # the LiveEvent; None: a test event
-    event_type = models.CharField(max_length=64)
-    # The body as sent: {"type", "timestamp", "data"} (the domain event's data).
-    payload = models.JSONField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -65,6 +60,20 @@ class Delivery(models.Model):
     claimed_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class Delivery(Outboxed):
+    """One event for one endpoint. Its webhook id (`msg_<pk>`) is the same on every attempt, so
+    a receiver can drop a repeat."""
+
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="deliveries")
+    event_seq = models.BigIntegerField(null=True, blank=True)  # the LiveEvent; None: a test event
+    event_type = models.CharField(max_length=64)
+    # The body as sent: {"type", "timestamp", "data"} (the domain event's data).
+    payload = models.JSONField()
 
     objects = DeliveryQuerySet.as_manager()
 

@@ -10,7 +10,7 @@ import email
 import email.policy
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from email.header import decode_header, make_header
 from typing import Any
@@ -23,30 +23,17 @@ from django.utils import timezone
 
 from missioncontrol import overview
 from missioncontrol.models import AuditEvent
-from notifications import actions, sender
+from notifications import actions
 from notifications.models import Channel, Message
+from tests.notifications.conftest import send_all
 from tests.notifications.helpers import ADMIN, down, failing_agents, step, team_channel
-from tests.webhooks.receiver import Receiver
 from webhooks import actions as outbox_actions
-from webhooks import dispatcher
 
 db = database_sync_to_async
 
 
 def asynchronous(test: Any) -> Any:
     return pytest.mark.asyncio(pytest.mark.django_db(transaction=True)(test))
-
-
-@pytest.fixture
-def allow_private(settings: Any) -> None:
-    settings.MC_WEBHOOK_ALLOW_PRIVATE = True  # the receivers are on loopback
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 class Inbox:
@@ -76,18 +63,6 @@ def smtp(settings: Any) -> Iterator[Inbox]:
     settings.DEFAULT_FROM_EMAIL = "Mission Control <mc@example.com>"
     yield inbox
     controller.stop()
-
-
-@pytest.fixture
-async def messenger() -> AsyncIterator[dispatcher.Dispatcher[Message]]:
-    d: dispatcher.Dispatcher[Message] = dispatcher.Dispatcher(sender.Messages())
-    yield d
-    await d.close()
-
-
-async def send_all(d: dispatcher.Dispatcher[Message]) -> None:
-    while await d.run_once() or d.tasks:
-        await d.drain()
 
 
 async def one_gateway_down(kind: str, url: str) -> Channel:

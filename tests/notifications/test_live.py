@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -15,7 +15,6 @@ from notifications.models import Message
 from tests.conftest import LIVE_SERVER_ENV
 from tests.live import ServerProcess
 from tests.notifications.helpers import down, failing_agents, step, team_channel
-from tests.webhooks.receiver import Receiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -25,13 +24,6 @@ ENV = {
     "MC_WEBHOOK_ALLOW_PRIVATE": "1",
     "MC_WEBHOOK_CLAIM_S": "3",
 }
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 def wait_for(check: Callable[[], object], seconds: float) -> bool:

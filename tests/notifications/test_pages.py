@@ -17,11 +17,6 @@ pytestmark = pytest.mark.django_db
 HOOK = "http://127.0.0.1:9/services/T000/B000/very-secret-token"
 
 
-@pytest.fixture
-def allow_private(settings: Any) -> None:
-    settings.MC_WEBHOOK_ALLOW_PRIVATE = True
-
-
 def test_an_admin_adds_a_team_channel_and_its_secret_url_is_not_shown_again(
     admin: Client, allow_private: None
 ) -> None:

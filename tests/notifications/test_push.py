@@ -7,7 +7,7 @@ refused with a clear error."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,14 +17,14 @@ from django.utils import timezone
 
 from agents.models import Agent
 from missioncontrol.audit import Actor
-from notifications import actions, push, sender
+from notifications import actions, push
 from notifications.models import Channel, Message, PushKey
 from runs import actions as runs
+from tests.notifications.conftest import send_all
 from tests.notifications.helpers import step
 from tests.notifications.pushing import Browser, vapid_claims
 from tests.tasks.factories import make_task
 from tests.webhooks.receiver import Receiver
-from webhooks import dispatcher
 
 db = database_sync_to_async
 
@@ -34,27 +34,10 @@ def asynchronous(test: Any) -> Any:
 
 
 @pytest.fixture
-def allow_private(settings: Any) -> None:
-    settings.MC_WEBHOOK_ALLOW_PRIVATE = True  # the push service is on loopback
-
-
-@pytest.fixture
 def push_service() -> Iterator[Receiver]:
     r = Receiver(answers=[]).start()
     yield r
     r.stop()
-
-
-@pytest.fixture
-async def messenger() -> AsyncIterator[dispatcher.Dispatcher[Message]]:
-    d: dispatcher.Dispatcher[Message] = dispatcher.Dispatcher(sender.Messages())
-    yield d
-    await d.close()
-
-
-async def send_all(d: dispatcher.Dispatcher[Message]) -> None:
-    while await d.run_once() or d.tasks:
-        await d.drain()
 
 
 def fail_a_run(person: Any) -> int:
