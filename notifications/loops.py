@@ -23,6 +23,22 @@ db = database_sync_to_async
 POLL_S = 1.0  # other processes' events, and transitions coming due
 EVALUATE_EVERY_S = 30.0  # a full look even when nothing announced a change
 SETTLE_S = 0.2  # after a change, let the rest of its burst land (fifty agents: one message)
+MIN_GAP_S = 1.0  # a fleet that never stops changing costs at most one look a second
+# Events that never raise or clear an item (heartbeats, streamed text, progress, spend ticks,
+# comments, the activity feed's copies): on a busy fleet they come many times a second.
+CHATTY = frozenset(
+    {
+        "agent.seen",
+        "session.message",
+        "run.progress",
+        "task.cost_changed",
+        "task.commented",
+        "task.reordered",
+        "usage.recorded",
+        "audit.recorded",
+        "webhook.deliveries_changed",
+    }
+)
 
 changed = Wakeup()  # set after a commit of this process that published on a watched topic
 
@@ -31,7 +47,7 @@ def sink(events: list[Any]) -> None:
     """The live log's sink: a commit that touches what the overview shows wakes the
     evaluator (registered by the app when this process evaluates)."""
     watched = set(overview.topics())
-    if any(event.topic in watched for event in events):
+    if any(event.topic in watched and event.type not in CHATTY for event in events):
         transaction.on_commit(changed.set)
 
 
@@ -44,6 +60,7 @@ def watched_since(seq: int) -> int | None:
     """The newest event after `seq` on a watched topic (another process's change), or None."""
     row = (
         LiveEvent.objects.filter(seq__gt=seq, topic__in=overview.topics())
+        .exclude(type__in=CHATTY)
         .order_by("-seq")
         .values_list("seq", flat=True)
         .first()
@@ -77,7 +94,7 @@ async def evaluator_loop() -> None:
             if newer is not None:
                 seq = newer
             if local or newer is not None or time.monotonic() - looked >= EVALUATE_EVERY_S:
-                await asyncio.sleep(SETTLE_S)
+                await asyncio.sleep(max(SETTLE_S, looked + MIN_GAP_S - time.monotonic()))
                 changed.clear()
                 seq = max(seq, await db(newest_seq)())
                 looked = time.monotonic()

@@ -263,3 +263,30 @@ def test_nothing_is_owed_to_a_rule_with_nowhere_to_send() -> None:
     down("prod")
     assert step() == []
     assert not Pending.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_heartbeats_and_streamed_text_do_not_wake_the_evaluator() -> None:
+    from django.db import transaction
+
+    from missioncontrol import live
+    from notifications import loops
+
+    def published(topic: str, event_type: str) -> bool:
+        loops.changed.clear()
+        with transaction.atomic():
+            rows = live.publish_many(topic, [{"type": event_type}])
+            loops.sink(rows)
+        return loops.changed.is_set()
+
+    assert not published("fleet", "agent.seen")
+    assert not published("sessions", "session.message")
+    assert not published("board", "run.progress")
+    assert published("fleet", "agent.status_changed")
+    assert published("gateways", "gateway.state_changed")
+    last = loops.newest_seq()
+    live_rows = []
+    with transaction.atomic():
+        live_rows = live.publish_many("fleet", [{"type": "agent.seen"}])
+    assert live_rows
+    assert loops.watched_since(last) is None  # another process's heartbeat: nothing to look at
