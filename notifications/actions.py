@@ -129,8 +129,13 @@ def _owe(raised: list[Item], resolved: list[Item], now: datetime) -> int:
     """A Pending row for each transition × rule that wants it (resolved ones only for rules
     that asked for them)."""
     owed = []
-    for recipient in rules.recipients():
+    known = rules.recipients()
+    # Kept per process for a few seconds: a rule another process deleted meanwhile is skipped.
+    alive = set(Rule.objects.filter(pk__in=[r.rule.pk for r in known]).values_list("pk", flat=True))
+    for recipient in known:
         rule = recipient.rule
+        if rule.pk not in alive:
+            continue
         for transition, items in ((Pending.RAISED, raised), (Pending.RESOLVED, resolved)):
             if transition == Pending.RESOLVED and not rule.resolved:
                 continue
@@ -170,6 +175,12 @@ def flush(now: datetime | None = None) -> list[Message]:
         for pending in due:
             by_rule[pending.rule_id].append(pending)
         recipients = {r.rule.pk: r for r in rules.recipients()}
+        # Channels another process deleted or turned off since the recipients were loaded.
+        open_channels = set(
+            Channel.objects.filter(
+                pk__in={c for r in recipients.values() for c in r.channels}, enabled=True
+            ).values_list("pk", flat=True)
+        )
         done: list[int] = []
         for rule_id, pendings in by_rule.items():
             recipient = recipients.get(rule_id)
@@ -177,6 +188,7 @@ def flush(now: datetime | None = None) -> list[Message]:
                 done += [p.pk for p in pendings]
                 continue
             sent, handled = _compose(recipient, pendings, now)
+            sent = [m for m in sent if m.channel_id in open_channels]
             done += handled
             messages += sent
         Pending.objects.filter(pk__in=done).delete()

@@ -290,3 +290,18 @@ def test_heartbeats_and_streamed_text_do_not_wake_the_evaluator() -> None:
         live_rows = live.publish_many("fleet", [{"type": "agent.seen"}])
     assert live_rows
     assert loops.watched_since(last) is None  # another process's heartbeat: nothing to look at
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rule_deleted_by_another_process_meanwhile_is_skipped_not_an_error() -> None:
+    from django.db import connection
+
+    from notifications import rules
+
+    channel = team_channel()
+    assert rules.recipients()  # kept by this process for a few seconds
+    with connection.cursor() as cursor:  # another process: no signal reaches this one's cache
+        cursor.execute("DELETE FROM notifications_rule WHERE channel_id = %s", [channel.pk])
+    down("prod")
+    assert step() == []
+    assert not Pending.objects.exists()
