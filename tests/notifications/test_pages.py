@@ -203,3 +203,12 @@ def test_the_readmes_email_urls_configure_the_mailer(
     assert (options["use_tls"], options["use_ssl"], options["port"]) == (tls, ssl, port)
     if "p%40ss" in url:
         assert options["password"] == "p@ss"
+
+
+def test_the_user_menu_leads_to_both_pages(admin: Client, viewer: Client) -> None:
+    admin_page = admin.get("/").content.decode()
+    assert 'href="/settings/notifications/"' in admin_page
+    assert 'href="/account/notifications/"' in admin_page
+    viewer_page = viewer.get("/").content.decode()
+    assert 'href="/account/notifications/"' in viewer_page
+    assert 'href="/settings/notifications/"' not in viewer_page
