@@ -115,6 +115,8 @@ class Messages:
 
 
 async def sender_loop() -> None:
+    # The VAPID key pair exists from the first start (browsers subscribe with its public half).
+    await db(push.keys)()
     await dispatcher.run(dispatcher.Dispatcher(Messages()), actions.woken)
 
 

@@ -79,3 +79,14 @@ def test_messages_owed_across_a_kill_9_are_each_sent_once(test_db_path, static_b
     ids = [r.headers["x-mission-control-message"] for r in receiver.got]
     assert sorted(ids) == sorted(f"msg_{m.pk}" for m in owed)
     assert Message.objects.count() == 2
+
+
+def test_the_vapid_key_pair_is_made_at_first_start(test_db_path, static_built):
+    from notifications.models import PushKey
+
+    assert not PushKey.objects.exists()
+    server = ServerProcess(test_db_path, extra_env=ENV).start()
+    try:
+        assert wait_for(PushKey.objects.exists, 10), server.output()
+    finally:
+        server.stop()
