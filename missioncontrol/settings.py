@@ -312,6 +312,9 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "missioncontrol.storage.StaticStorage"},
 }
+# Only the hashed copies are kept (every page names its files through {% static %}): half the
+# files to compress on a first start, half the disk.
+WHITENOISE_KEEP_ONLY_HASHED_FILES = True
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("MC_TIME_ZONE", "UTC")

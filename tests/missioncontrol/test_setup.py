@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.request
 from pathlib import Path
 
@@ -34,14 +35,27 @@ def test_a_fresh_data_dir_is_set_up_by_serve_and_a_restart_does_nothing_again(tm
         "MC_ADMIN_PASSWORD": "",
         "DATABASE_URL": "",
         "CHANNEL_LAYER_URL": "",
+        # As shipped: the compressed static files storage (the tests' own skips compressing).
+        "DJANGO_SETTINGS_MODULE": "missioncontrol.settings",
+        "MC_GATEWAY_CONNECTORS": "0",
     }
     first = ServerProcess(None, extra_env=env, setup=True).start(timeout=90)
     try:
         # Pages work at once: the manifest was collected before the server listened.
         with urllib.request.urlopen(f"{first.url}/login/", timeout=5) as r:
             assert r.status == 200
+            page = r.read().decode()
         with urllib.request.urlopen(f"{first.url}/favicon.ico", timeout=5) as r:
             assert r.status == 200
+        # Served by WhiteNoise, which indexed the files once they were all there: the page's
+        # stylesheet compressed with Brotli; only the hashed copies are kept.
+        css = re.search(r'href="(/static/css/app\.[0-9a-f]+\.css)"', page)
+        assert css is not None
+        asked = urllib.request.Request(first.url + css.group(1), headers={"Accept-Encoding": "br"})
+        with urllib.request.urlopen(asked, timeout=5) as r:
+            assert r.status == 200
+            assert r.headers["Content-Encoding"] == "br"
+        assert not (tmp_path / "static" / "css" / "app.css").exists()
     finally:
         first.stop()
     out = first.output()

@@ -101,6 +101,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not options["skip_setup"]:
             # In this process, with fast no-op paths: a restart costs no extra Django start-up.
+            # Before the application is loaded: WhiteNoise indexes the static files then.
             setup.run(lambda line: self.stdout.write(line))
         # daphne.server installs the asyncio reactor on import; it must come before any
         # other import of twisted.internet.reactor (the daphne app already imported it).
