@@ -119,10 +119,14 @@ def board_column(request: HttpRequest, status: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @role_required("operator")
 def task_new(request: MCRequest) -> HttpResponse:
+    # Built once: the form checks the assignee against it, and the blank form the board gets
+    # back after a create shows it again (#32: it was built twice per create).
+    choices = assignee_choices(request.user)
     form = TaskForm(
         request.POST or None,
         initial={"status": request.GET.get("status", Task.Status.INBOX)},
         user=request.user,
+        assignees=choices,
     )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -135,7 +139,7 @@ def task_new(request: MCRequest) -> HttpResponse:
                 response = render(
                     request,
                     "tasks/board.html#new_task_form",
-                    {"form": TaskForm(user=request.user), "created": task},
+                    {"form": TaskForm(user=request.user, assignees=choices), "created": task},
                 )
                 response["HX-Trigger"] = "mc:task-created"
                 return response
