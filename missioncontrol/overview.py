@@ -256,16 +256,22 @@ class Standing:
     source: str  # the provider's name
 
 
-def standing(limit: int = 1000) -> tuple[list[Standing], frozenset[str]]:
-    """Every item of every provider, for nobody in particular (no acknowledgement hides one,
-    no grouping: `limit` per provider); and the providers that failed (logged: their items are
-    unknown this time, not gone)."""
+def standing(
+    limit: int = 1000, kinds: frozenset[str] | None = None
+) -> tuple[list[Standing], frozenset[str]]:
+    """Every item of every provider (of these notification `kinds`; None: all), for nobody in
+    particular (no acknowledgement hides one, no grouping: `limit` per provider); and the
+    providers not read — they failed (logged), or nobody wants their kind: their items are
+    unknown this time, not gone."""
     import logging
 
     viewer = Viewer.system(limit)
     found = []
     failed = set()
     for name, provider, min_role in providers():
+        if kinds is not None and _registry.notify[name] not in kinds:
+            failed.add(name)
+            continue
         try:
             items = provider(viewer)
         except Exception:

@@ -16,7 +16,7 @@ from django.db import transaction
 from missioncontrol import overview
 from missioncontrol.models import LiveEvent
 from missioncontrol.supervisor import register_loop
-from notifications import actions
+from notifications import actions, rules
 from webhooks.outbox import Wakeup
 
 db = database_sync_to_async
@@ -68,9 +68,13 @@ def watched_since(seq: int) -> int | None:
     return int(row) if row is not None else None
 
 
-def evaluate_now() -> actions.Evaluated:
-    """One look at Needs attention as a whole, its transitions recorded."""
-    standing, failed = overview.standing()
+def evaluate_now() -> actions.Evaluated | None:
+    """One look at Needs attention — at the kinds some rule wants (none: no look at all, the
+    way most installations start) — its transitions recorded."""
+    wanted = rules.wanted_kinds()
+    if not wanted:
+        return None
+    standing, failed = overview.standing(kinds=wanted)
     return actions.evaluate(standing, failed)
 
 

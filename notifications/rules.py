@@ -99,6 +99,17 @@ def load_recipients() -> list[Recipient]:
     return found
 
 
+def wanted_kinds() -> frozenset[str]:
+    """The notification kinds some rule with somewhere to send wants (a rule naming none wants
+    them all)."""
+    from missioncontrol.overview import NOTIFY_KINDS
+
+    found: set[str] = set()
+    for recipient in recipients():
+        found.update(recipient.rule.kinds or NOTIFY_KINDS)
+    return frozenset(found)
+
+
 RECIPIENTS_TTL_S = 5.0
 _recipients = Reloaded("notification recipients", load_recipients, ttl_s=RECIPIENTS_TTL_S)
 _recipients.forget_on_change(Rule)

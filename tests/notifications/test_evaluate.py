@@ -305,3 +305,23 @@ def test_a_rule_deleted_by_another_process_meanwhile_is_skipped_not_an_error() -
     down("prod")
     assert step() == []
     assert not Pending.objects.exists()
+
+
+def test_nobody_to_tell_means_no_look_and_unwanted_kinds_are_not_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from notifications import loops
+
+    down("prod")
+    assert loops.evaluate_now() is None  # no channel anywhere: Needs attention is not read
+    assert not Item.objects.exists()
+    called: list[str] = []
+
+    def review(viewer: overview.Viewer) -> list[overview.Attention]:
+        called.append("review")
+        return []
+
+    monkeypatch.setitem(overview._registry.attention, "tasks.review", (review, "viewer"))
+    team_channel(kinds=["gateway"])
+    assert titles(step()) == ["Gateway: prod is connecting"]
+    assert called == []  # nobody wants tasks in review: that provider is not asked
