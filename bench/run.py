@@ -171,6 +171,13 @@ def main() -> int:
     )
     results.append(
         run(
+            "task create: the board's form and the task API, 8 clients, 10k open / 50k done",
+            "task_create.py",
+            *(["--open", "1000", "--done", "1000", "--seconds", "3"] if args.quick else []),
+        )
+    )
+    results.append(
+        run(
             "notifications: a transition → its message (p99), 10,000 people's rules for one item",
             "notifications.py",
             *(["--transitions", "8", "--people", "2000"] if args.quick else []),
