@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import httpx
-from common import ADMIN, Server, login, manage, prepare, query, summary
+from common import ADMIN, Server, exchange, login, manage, prepare, query, summary
 
 
 def board_server_time(client: httpx.Client, n: int = 40) -> list[float]:
@@ -115,16 +115,7 @@ async def moves_per_second(
                 f"Content-Length: {len(body)}\r\n\r\n"
             ).encode() + body
             t = time.perf_counter()
-            writer.write(request)
-            status_line = await reader.readline()
-            length = 0
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await reader.readexactly(length)
+            status_line, _body = await exchange(reader, writer, request)
             latencies.append((time.perf_counter() - t) * 1000)
             if b" 200 " in status_line:
                 done += 1

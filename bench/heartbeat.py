@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import PROFILE, PY, Server, manage, pct, prepare, query, start_workers
+from common import PROFILE, PY, Server, exchange, manage, pct, prepare, query, start_workers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,16 +103,7 @@ async def client(
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
         t = time.perf_counter()
-        writer.write(request)
-        status_line = await reader.readline()
-        length = 0
-        while True:
-            line = await reader.readline()
-            if line in (b"\r\n", b""):
-                break
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        payload = await reader.readexactly(length)
+        status_line, payload = await exchange(reader, writer, request)
         lat.append((time.perf_counter() - t) * 1000)
         if b" 200 " not in status_line:
             errors.append(1)

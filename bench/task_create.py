@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-from common import ADMIN, Server, login, manage, prepare, query, summary
+from common import ADMIN, Server, exchange, login, manage, prepare, query, summary
 
 
 async def creates_per_second(
@@ -43,16 +43,7 @@ async def creates_per_second(
                 f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
             ).encode() + body
             t = time.perf_counter()
-            writer.write(request)
-            status_line = await reader.readline()
-            length = 0
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await reader.readexactly(length)
+            status_line, _body = await exchange(reader, writer, request)
             latencies.append((time.perf_counter() - t) * 1000)
             if status_line.split()[1] in (b"200", b"201"):
                 done += 1
