@@ -212,3 +212,25 @@ def test_the_user_menu_leads_to_both_pages(admin: Client, viewer: Client) -> Non
     viewer_page = viewer.get("/").content.decode()
     assert 'href="/account/notifications/"' in viewer_page
     assert 'href="/settings/notifications/"' not in viewer_page
+
+
+def test_a_channels_target_is_sealed_at_rest(admin: Client, allow_private: None) -> None:
+    from django.db import connection
+
+    admin.post("/settings/notifications/", {"kind": "slack", "name": "Ops", "target": HOOK})
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT target FROM notifications_channel")
+        stored = cursor.fetchone()[0]
+    assert "very-secret-token" not in stored
+    assert Channel.objects.get().target == HOOK
+
+
+def test_links_in_messages_use_the_public_url(settings: Any, allow_private: None) -> None:
+    from tests.notifications.helpers import down, step, team_channel
+
+    settings.MC_PUBLIC_URL = "https://mc.example.com/"
+    team_channel()
+    gateway = down("prod")
+    (message,) = step()
+    assert message.body["items"][0]["url"] == f"https://mc.example.com/gateways/{gateway.pk}/"
+    assert message.body["url"] == "https://mc.example.com/"
