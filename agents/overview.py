@@ -48,10 +48,11 @@ def unhealthy(viewer: Viewer) -> list[Attention]:
             | Q(current_task_id__isnull=False)
             | Exists(has_work)
         )
+        .filter(viewer.gateway_q("gateway"))
         .select_related("gateway")
-        .order_by("-verdict_at", "pk")[: viewer.scan]
+        .order_by("-verdict_at", "pk")[: viewer.limit]
     )
-    shown = [agent for agent in rows if viewer.sees(agent.gateway_id)][: viewer.limit]
+    shown = [agent for agent in rows if viewer.sees(agent.gateway_id)]
     # Open tasks of the shown agents only (a count joined into the list above grouped every
     # candidate's tasks: 200 ms cold at 10,000 tasks).
     open_tasks = dict(

@@ -56,6 +56,21 @@ class Viewer:
             return False
         return self.chosen is None or self.chosen == gateway_id
 
+    def gateway_q(self, path: str) -> Q:
+        """sees() as a filter on rows reaching their gateway through `path` (a ForeignKey path:
+        "gateway", "assignee_agent__gateway"; none there: no gateway's), so a provider reads only
+        the rows it shows, not a scan to pick them from."""
+        nowhere = Q(**{f"{path}__isnull": True})
+        if self.chosen == 0:
+            return nowhere
+        if self.chosen is not None:
+            if self.visible is not None and self.chosen not in self.visible:
+                return Q(pk__in=[])
+            return Q(**{f"{path}_id": self.chosen})
+        if self.visible is None:
+            return Q()
+        return nowhere | Q(**{f"{path}_id__in": sorted(self.visible)})
+
     def gateway_filter(self) -> tuple[frozenset[int] | None, int | None]:
         return self.visible, self.chosen
 

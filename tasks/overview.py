@@ -26,7 +26,8 @@ def _gateway(task: Task) -> Any:
 def _attention(viewer: Viewer, rows: Any, item: Any) -> list[Attention]:
     """`item(task, gateway)` for each task the viewer sees, up to the viewer's limit."""
     found = []
-    for task in rows.select_related("assignee_agent__gateway")[: viewer.scan]:
+    rows = rows.filter(viewer.gateway_q("assignee_agent__gateway"))
+    for task in rows.select_related("assignee_agent__gateway")[: viewer.limit]:
         gateway = _gateway(task)
         if viewer.sees(gateway.pk if gateway else None):
             found.append(item(task, gateway))
