@@ -386,3 +386,42 @@ class TestActivity:
         assert "A task of nobody" not in narrowed
         page = operator.get("/").content.decode()
         assert 'id="activity-panel" data-live-topic="activity" data-live-refetch="activity"' in page
+
+
+@pytest.mark.django_db
+def test_the_gateway_filter_in_sql_agrees_with_sees() -> None:
+    """Providers read only the rows they show through Viewer.gateway_q; it must pick exactly
+    the rows Viewer.sees would keep, for every kind of viewer."""
+    from agents.models import Agent
+    from missioncontrol.overview import Viewer
+    from tasks.models import Task
+    from tests.gateways.factories import make_gateway
+    from tests.tasks.factories import make_task
+
+    one, two = make_gateway(name="one"), make_gateway(name="two")
+    agents = [
+        Agent.objects.create(name="a1", gateway=one),
+        Agent.objects.create(name="a2", gateway=two),
+        Agent.objects.create(name="direct"),
+    ]
+    for agent in agents:
+        make_task(f"for {agent.name}", assignee=f"agent:{agent.pk}")
+    make_task("nobody's")
+    viewers = [
+        Viewer(None, "admin", None, None),
+        Viewer(None, "operator", frozenset({one.pk}), None),
+        Viewer(None, "operator", None, two.pk),
+        Viewer(None, "operator", None, 0),
+        Viewer(None, "operator", frozenset({one.pk}), two.pk),
+        Viewer(None, "operator", frozenset(), None),
+    ]
+    for viewer in viewers:
+        by_sql = set(Task.objects.filter(viewer.gateway_q("assignee_agent__gateway")))
+        by_python = {
+            t
+            for t in Task.objects.select_related("assignee_agent")
+            if viewer.sees(t.assignee_agent.gateway_id if t.assignee_agent else None)
+        }
+        assert by_sql == by_python, viewer
+        agents_sql = set(Agent.objects.filter(viewer.gateway_q("gateway")))
+        assert agents_sql == {a for a in Agent.objects.all() if viewer.sees(a.gateway_id)}
