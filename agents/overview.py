@@ -65,6 +65,7 @@ def unhealthy(viewer: Viewer) -> list[Attention]:
         .values_list("assignee_agent_id", "n")
     )
     found = []
+    listed = reverse("agents:list")
     for agent in shown:
         tasks = open_tasks.get(agent.pk, 0)
         # An error stands (the same occurrence, whatever the sweep did since) until a
@@ -91,7 +92,7 @@ def unhealthy(viewer: Viewer) -> list[Attention]:
                 since=since,
                 gateway=agent.gateway,
                 action="Open agent",
-                more_url=reverse("agents:list") + f"?status={agent.status}",
+                more_url=listed + f"?status={agent.status}",
                 more_label=f"{agent.status} agents",
             )
         )
@@ -137,6 +138,9 @@ def failed_runs(viewer: Viewer) -> list[Attention]:
     return found
 
 
+RUNNING_SHOWN = 12
+
+
 def running_now(viewer: Viewer) -> dict[str, Any]:
     since = AgentStatusChange.objects.filter(agent=OuterRef("pk"), new=Agent.Status.BUSY).order_by(
         "-id"
@@ -144,11 +148,12 @@ def running_now(viewer: Viewer) -> dict[str, Any]:
     busy = [
         a
         for a in Agent.objects.filter(status=Agent.Status.BUSY)
+        .filter(viewer.gateway_q("gateway"))
         .annotate(busy_since=Subquery(since.values("created_at")[:1]))
         .select_related("gateway")
-        .order_by("-last_seen_at", "pk")[:100]
+        .order_by("-last_seen_at", "pk")[:RUNNING_SHOWN]
         if viewer.sees(a.gateway_id)
-    ][:12]
+    ]
     # Each busy agent's spend today (one query on the rollups).
     now = timezone.now()
     tz = timezone.get_current_timezone()
@@ -167,10 +172,11 @@ def running_now(viewer: Viewer) -> dict[str, Any]:
     runs = [
         s
         for s in AgentSession.objects.running()
+        .filter(viewer.gateway_q("gateway"))
         .select_related("gateway", "agent")
-        .order_by("-last_activity_at", "-id")[:100]
+        .order_by("-last_activity_at", "-id")[:RUNNING_SHOWN]
         if viewer.sees(s.gateway_id)
-    ][:12]
+    ]
     return {"busy": busy, "runs": runs}
 
 

@@ -37,6 +37,8 @@ def _attention(viewer: Viewer, rows: Any, item: Any) -> list[Attention]:
 
 
 def blocked(viewer: Viewer) -> list[Attention]:
+    more = reverse("tasks:board") + "?blocked=1"
+
     def item(task: Task, gateway: Any) -> Attention:
         since = task.blocked_at or task.updated_at
         return Attention(
@@ -49,7 +51,7 @@ def blocked(viewer: Viewer) -> list[Attention]:
             since=since,
             gateway=gateway,
             action="Open task",
-            more_url=reverse("tasks:board") + "?blocked=1",
+            more_url=more,
             more_label="blocked tasks",
         )
 
@@ -62,6 +64,8 @@ def blocked(viewer: Viewer) -> list[Attention]:
 
 
 def in_review(viewer: Viewer) -> list[Attention]:
+    more = reverse("tasks:list") + "?status=review"
+
     def item(task: Task, gateway: Any) -> Attention:
         return Attention(
             key=f"task.review:{task.pk}:{task.version}",
@@ -73,7 +77,7 @@ def in_review(viewer: Viewer) -> list[Attention]:
             since=task.updated_at,
             gateway=gateway,
             action="Review",
-            more_url=reverse("tasks:list") + "?status=review",
+            more_url=more,
             more_label="tasks in review",
         )
 
