@@ -61,6 +61,27 @@ def subject_of(source: str, key: str) -> str:
     return f"{source}:{parts[1] if len(parts) > 1 else key}"
 
 
+def _announce(messages: list[Message]) -> None:
+    """Messages queued or attempted: the history pages follow (ids and states only — no title,
+    no channel's target: every signed-in page on the topic may receive it)."""
+    if messages:
+        live.publish(
+            "alerts",
+            {
+                "type": "notification.messages_changed",
+                "messages": [
+                    {
+                        "id": m.pk,
+                        "channel_id": m.channel_id,
+                        "status": m.status,
+                        "attempts": m.attempts,
+                    }
+                    for m in messages
+                ],
+            },
+        )
+
+
 # --- Evaluating: transitions and what each rule is owed ----------------------------------------
 
 
@@ -194,6 +215,7 @@ def flush(now: datetime | None = None) -> list[Message]:
         Pending.objects.filter(pk__in=done).delete()
         Message.objects.bulk_create(messages)
         if messages:
+            _announce(messages)
             transaction.on_commit(woken.set)
     return messages
 
@@ -619,6 +641,7 @@ def send_test(actor: Actor, channel_id: int, *, owner_id: int | None = None) -> 
             created_at=now,
         )
         audit.record(actor, "notification.test_sent", channel)
+        _announce([message])
         transaction.on_commit(woken.set)
     return message
 
@@ -672,6 +695,7 @@ def record_attempts(results: list[tuple[int, Outcome]]) -> dict[int, Message]:
             list(messages.values()),
             ["attempts", "claimed_until", "status", "next_attempt_at", "finished_at", "last_error"],
         )
+        _announce([messages[k] for k in sorted(messages)])
         for channel_id in sorted(health):
             _health(channel_id, health[channel_id])
         for channel_id in sorted(gone):

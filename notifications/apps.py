@@ -37,6 +37,7 @@ class NotificationsConfig(AppConfig):
             "notification.channel_saved",
             "notification.channel_deleted",
             "notification.channel_disabled",
+            "notification.messages_changed",
         )
         if settings.MC_NOTIFICATIONS:
             from notifications import loops, sender

@@ -37,6 +37,7 @@ CHATTY = frozenset(
         "usage.recorded",
         "audit.recorded",
         "webhook.deliveries_changed",
+        "notification.messages_changed",
     }
 )
 

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from gateways import access
 from gateways.models import Gateway
 from missioncontrol.audit import Actor
+from missioncontrol.context_processors import live_seq_for
 from missioncontrol.errors import json_error
 from missioncontrol.overview import NOTIFY_KINDS
 from missioncontrol.roles import role_required
@@ -67,6 +68,7 @@ def _saved(request: HttpRequest, form: Any, save: Callable[[], object], said: st
 @require_http_methods(["GET", "POST"])
 @role_required("admin")
 def team(request: HttpRequest) -> HttpResponse:
+    live_seq_for(request)
     form = ChannelForm(request.POST or None, initial={"kind": "slack"})
     if request.method == "POST" and form.is_valid():
         try:
@@ -103,6 +105,7 @@ def _email_ready() -> str:
 @require_http_methods(["GET", "POST"])
 @role_required("admin")
 def channel_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    live_seq_for(request)
     channel = get_object_or_404(Channel, pk=pk, owner__isnull=True)
     rule = actions.rule_for(channel=channel)
     gateways = list(Gateway.objects.order_by("name"))
@@ -163,6 +166,7 @@ def channel_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @role_required("viewer")
 def mine(request: HttpRequest) -> HttpResponse:
+    live_seq_for(request)
     user = request.user
     rule = actions.rule_for(user_id=user.pk)
     if not rule.pk:

@@ -27,6 +27,7 @@ NOT_SENT = {
     "audit.recorded": "the activity feed's copy of other events",
     "webhook.deliveries_changed": "deliveries themselves (one would feed itself)",
     "run.progress": "a run's live progress, coalesced for browsers",
+    "notification.messages_changed": "notification messages themselves (their history pages)",
 }
 CATALOGUE: dict[str, str] = {
     "task.created": "a task was created",

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from missioncontrol.audit import Actor
 from notifications import sender
 from tests.missioncontrol.factories import UserFactory
 from tests.notifications.helpers import step
@@ -108,3 +109,44 @@ def test_chromium_shows_a_failed_run_pushed_to_it(browser_factory, live, push_se
     assert "The repository is read-only." in note["body"]
     assert note["url"].endswith(f"/tasks/{task}/")
     assert session.csp_violations() == []
+
+
+def test_a_persons_message_history_follows_the_sender_live(
+    chromium, transactional_db, test_db_path, static_built
+):
+    """Send test queues a message; the page then shows it go from Pending to Sent as the
+    server's sender works (the receiver answers after 3 s), without a reload."""
+    from notifications import actions
+    from notifications.models import Message
+    from tests.conftest import LIVE_SERVER_ENV, BrowserSession
+    from tests.live import ServerProcess
+
+    slow = Receiver(answers=[200] * 5, delay_s=3.0).start()
+    person = UserFactory.create(username="tess", role="viewer")
+    actions.save_channel(
+        Actor.system("tests"),
+        actions.ChannelInput(kind="ntfy", name="Phone", target=slow.url),
+        owner_id=person.pk,
+    )
+    env = {**LIVE_SERVER_ENV, "MC_NOTIFICATIONS": "1", "MC_WEBHOOK_ALLOW_PRIVATE": "1"}
+    server = ServerProcess(test_db_path, extra_env=env).start()
+    session = BrowserSession(chromium, server.url)
+    try:
+        session.login("tess")
+        page = session.page
+        page.goto("/account/notifications/")
+        page.click("text=Send test")
+        page.wait_for_url("**/account/notifications/")
+        page.wait_for_selector("#live-status[data-state=live]")
+        message = Message.objects.get()
+        row = f"#message-{message.pk}"
+        assert "Pending" in (page.text_content(row) or "")
+        page.evaluate("window.__notReloaded = true")
+        page.wait_for_selector(f"{row} .delivery-delivered", timeout=15_000)
+        assert len(slow.got) == 1
+        assert page.evaluate("window.__notReloaded") is True  # reloaded in place, not the page
+        assert session.csp_violations() == []
+    finally:
+        session.close()
+        server.stop()
+        slow.stop()
