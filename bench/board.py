@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import httpx
-from common import ADMIN, Server, exchange, login, manage, prepare, query, summary
+from common import ADMIN, Server, closed_loop, login, manage, prepare, query, summary
 
 
 def board_server_time(client: httpx.Client, n: int = 40) -> list[float]:
@@ -96,35 +96,21 @@ async def moves_per_second(
     """Closed-loop clients on keep-alive connections, raw HTTP/1.1 so the client's own CPU
     (httpx costs ~1 ms a request) does not eat into the two cores the server runs on."""
     statuses = ["inbox", "backlog", "todo", "in_progress", "review"]
-    done = errors = 0
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
     cookie = f"sessionid={cookies['sessionid']}; csrftoken={cookies['csrftoken']}"
+    rngs = [random.Random(k) for k in range(concurrency)]
 
-    async def worker(k: int) -> None:
-        nonlocal done, errors
-        rng = random.Random(k)
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        while time.perf_counter() < deadline:
-            body = f"status={rng.choice(statuses)}".encode()
-            request = (
-                f"POST /tasks/{rng.choice(task_ids)}/move/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                f"Cookie: {cookie}\r\nX-CSRFToken: {cookies['csrftoken']}\r\n"
-                f"Origin: http://127.0.0.1:{port}\r\n"
-                "Content-Type: application/x-www-form-urlencoded\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n"
-            ).encode() + body
-            t = time.perf_counter()
-            status_line, _body = await exchange(reader, writer, request)
-            latencies.append((time.perf_counter() - t) * 1000)
-            if b" 200 " in status_line:
-                done += 1
-            else:
-                errors += 1
-        writer.close()
+    def request_of(k: int, n: int) -> bytes:
+        rng = rngs[k]
+        body = f"status={rng.choice(statuses)}".encode()
+        return (
+            f"POST /tasks/{rng.choice(task_ids)}/move/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Cookie: {cookie}\r\nX-CSRFToken: {cookies['csrftoken']}\r\n"
+            f"Origin: http://127.0.0.1:{port}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
 
-    await asyncio.gather(*(worker(k) for k in range(concurrency)))
-    return done, errors, latencies
+    return await closed_loop(port, request_of, seconds, concurrency)
 
 
 def main() -> None:

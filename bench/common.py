@@ -252,3 +252,32 @@ async def exchange(
         if line.lower().startswith(b"content-length:"):
             length = int(line.split(b":")[1])
     return status_line, await reader.readexactly(length)
+
+
+async def closed_loop(
+    port: int, request_of: Any, seconds: float, concurrency: int
+) -> tuple[int, int, list[float]]:
+    """`concurrency` clients, each on its own keep-alive connection, sending `request_of(k, n)`
+    (client k's n-th request, raw bytes) the moment the previous one is answered, for `seconds`:
+    (answered 2xx, other answers, latencies in ms)."""
+    done = errors = 0
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def client(k: int) -> None:
+        nonlocal done, errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        n = 0
+        while time.perf_counter() < deadline:
+            n += 1
+            t = time.perf_counter()
+            status_line, _body = await exchange(reader, writer, request_of(k, n))
+            latencies.append((time.perf_counter() - t) * 1000)
+            if status_line.split()[1].startswith(b"2"):
+                done += 1
+            else:
+                errors += 1
+        writer.close()
+
+    await asyncio.gather(*(client(k) for k in range(concurrency)))
+    return done, errors, latencies

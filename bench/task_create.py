@@ -12,47 +12,30 @@ import argparse
 import asyncio
 import json
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
-from common import ADMIN, Server, exchange, login, manage, prepare, query, summary
+from common import ADMIN, Server, closed_loop, login, manage, prepare, query, summary
 
 
 async def creates_per_second(
     port: int,
     headers: str,
-    body_of,
+    body_of: Callable[[int, int], tuple[str, str, bytes]],
     seconds: float,
-    concurrency: int = 8,  # type: ignore[no-untyped-def]
+    concurrency: int = 8,
 ) -> tuple[int, int, list[float]]:
-    """Closed-loop clients on keep-alive connections, raw HTTP/1.1 (as bench/board.py's moves)."""
-    done = errors = 0
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
+    """8 closed-loop clients POSTing `body_of(k, n)` (path, content type, body)."""
 
-    async def worker(k: int) -> None:
-        nonlocal done, errors
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        n = 0
-        while time.perf_counter() < deadline:
-            n += 1
-            path, content_type, body = body_of(k, n)
-            request = (
-                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}"
-                f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
-            ).encode() + body
-            t = time.perf_counter()
-            status_line, _body = await exchange(reader, writer, request)
-            latencies.append((time.perf_counter() - t) * 1000)
-            if status_line.split()[1] in (b"200", b"201"):
-                done += 1
-            else:
-                errors += 1
-        writer.close()
+    def request_of(k: int, n: int) -> bytes:
+        path, content_type, body = body_of(k, n)
+        return (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
 
-    await asyncio.gather(*(worker(k) for k in range(concurrency)))
-    return done, errors, latencies
+    return await closed_loop(port, request_of, seconds, concurrency)
 
 
 def main() -> None:
